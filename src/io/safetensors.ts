@@ -1,0 +1,214 @@
+// safetensors: an 8-byte little-endian header length, a JSON header, then the tensors' bytes.
+// Validation follows the format's reference implementation: a bounded header, offsets that tile the
+// data region exactly (contiguous, in order, inside the file), and byte counts that equal shape × dtype size.
+import { promises as fsp } from "node:fs";
+import { CheckpointFormatError } from "../errors.js";
+import { DTYPE_BYTES, LOADABLE_DTYPES, type StorageDtype, decode, isStorageDtype } from "../tensor/dtypes.js";
+
+/** The reference implementation's limit on the JSON header. */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface TensorInfo {
+  dtype: StorageDtype;
+  shape: number[];
+  /** Byte range inside the data region (after the header). */
+  begin: number;
+  end: number;
+}
+
+export interface TensorData {
+  dtype: StorageDtype;
+  shape: number[];
+  /** float32 for float dtypes, int32 for integer ones. */
+  data: Float32Array | Int32Array;
+}
+
+/** Parses and validates a header; `fileSize` is the whole file's size. */
+export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+  } catch {
+    throw new CheckpointFormatError("header is not valid UTF-8", file);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new CheckpointFormatError(`header is not valid JSON (${(err as Error).message})`, file);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new CheckpointFormatError("header is not a JSON object", file);
+  const dataSize = fileSize - 8 - headerBytes.byteLength;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(raw as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== "string")) {
+        throw new CheckpointFormatError("__metadata__ must map strings to strings", file);
+      }
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    tensors.set(name, parseEntry(name, entry, file));
+  }
+  // The data region must be tiled exactly: sorted by offset, each tensor starts where the previous ended.
+  const sorted = [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
+  let cursor = 0;
+  for (const [name, info] of sorted) {
+    if (info.begin !== cursor) {
+      throw new CheckpointFormatError(
+        info.begin < cursor ? `data_offsets [${info.begin}, ${info.end}] overlap the previous tensor (which ends at ${cursor})` : `data_offsets start at ${info.begin}, leaving a gap after byte ${cursor}`,
+        file,
+        name,
+      );
+    }
+    cursor = info.end;
+  }
+  if (cursor !== dataSize) {
+    throw new CheckpointFormatError(
+      cursor > dataSize ? `tensor data ends at byte ${cursor} but the file holds only ${dataSize} data bytes (truncated?)` : `file has ${dataSize - cursor} trailing bytes after the last tensor`,
+      file,
+    );
+  }
+  return { tensors, metadata };
+}
+
+function parseEntry(name: string, entry: unknown, file: string): TensorInfo {
+  const fail = (msg: string) => new CheckpointFormatError(msg, file, name);
+  if (typeof entry !== "object" || entry === null) throw fail("entry is not an object");
+  const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
+  if (typeof dtype !== "string" || !isStorageDtype(dtype)) throw fail(`unknown dtype ${JSON.stringify(dtype)}`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+    throw fail(`data_offsets ${JSON.stringify(offsets)} must be two non-negative integers`);
+  }
+  const [begin, end] = offsets as number[];
+  if (end < begin) throw fail(`data_offsets [${begin}, ${end}] are reversed`);
+  const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+  const expected = numel * DTYPE_BYTES[dtype];
+  if (end - begin !== expected) throw fail(`holds ${end - begin} bytes but shape [${shape}] of ${dtype} needs ${expected}`);
+  return { dtype, shape: shape as number[], begin, end };
+}
+
+/** An open safetensors file: the header is parsed and validated up front; tensors are read one at a time. */
+export class SafetensorsFile {
+  private constructor(
+    readonly path: string,
+    private readonly handle: fsp.FileHandle,
+    private readonly dataStart: number,
+    readonly tensors: Map<string, TensorInfo>,
+    readonly metadata: Record<string, string>,
+  ) {}
+
+  static async open(path: string): Promise<SafetensorsFile> {
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(path, "r");
+    } catch (err) {
+      throw new CheckpointFormatError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, path);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size < 8) throw new CheckpointFormatError(`file is ${size} bytes, too short for the 8-byte header length`, path);
+      const lenBuf = Buffer.alloc(8);
+      await readExactly(handle, lenBuf, 0, path);
+      const headerLen = lenBuf.readBigUInt64LE(0);
+      if (headerLen > BigInt(MAX_HEADER_BYTES)) throw new CheckpointFormatError(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`, path);
+      if (headerLen > BigInt(size - 8)) throw new CheckpointFormatError(`header length ${headerLen} runs past the end of the ${size}-byte file`, path);
+      const header = Buffer.alloc(Number(headerLen));
+      await readExactly(handle, header, 8, path);
+      const { tensors, metadata } = parseHeader(header, size, path);
+      return new SafetensorsFile(path, handle, 8 + Number(headerLen), tensors, metadata);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  keys(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  info(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (!info) throw new CheckpointFormatError("no such tensor", this.path, name);
+    return info;
+  }
+
+  /** The raw little-endian bytes of one tensor. */
+  async readBytes(name: string): Promise<Uint8Array> {
+    const info = this.info(name);
+    const buf = Buffer.allocUnsafe(info.end - info.begin);
+    await readExactly(this.handle, buf, this.dataStart + info.begin, this.path, name);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** One tensor decoded to float32 / int32. */
+  async read(name: string): Promise<TensorData> {
+    const info = this.info(name);
+    if (!LOADABLE_DTYPES.has(info.dtype)) throw new CheckpointFormatError(`dtype ${info.dtype} cannot be loaded (supported: ${[...LOADABLE_DTYPES].join(", ")})`, this.path, name);
+    const bytes = await this.readBytes(name);
+    try {
+      return { dtype: info.dtype, shape: info.shape, data: decode(bytes, info.dtype) };
+    } catch (err) {
+      throw new CheckpointFormatError((err as Error).message, this.path, name);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+async function readExactly(handle: fsp.FileHandle, buf: Buffer, position: number, file: string, tensor?: string): Promise<void> {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const { bytesRead } = await handle.read(buf, done, buf.byteLength - done, position + done);
+    if (bytesRead === 0) throw new CheckpointFormatError(`unexpected end of file at byte ${position + done}`, file, tensor);
+    done += bytesRead;
+  }
+}
+
+export interface TensorToWrite {
+  name: string;
+  dtype: StorageDtype;
+  shape: readonly number[];
+  /** Encoded little-endian bytes, produced only when the writer reaches this tensor. */
+  bytes: () => Uint8Array;
+}
+
+/** Builds a safetensors header for tensors in the given order; the data region follows it. */
+export function buildHeader(tensors: { name: string; dtype: StorageDtype; shape: readonly number[] }[], metadata?: Record<string, string>): Buffer {
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let json = Buffer.from(JSON.stringify(header), "utf8");
+  // Pad with spaces to a multiple of 8, as the reference writer does, so the data region is aligned.
+  const pad = (8 - (json.byteLength % 8)) % 8;
+  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.byteLength));
+  return Buffer.concat([len, json]);
+}
+
+/** Writes a safetensors file at `path`, streaming one tensor's bytes at a time. (Not atomic: see io/atomic.ts.) */
+export async function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
+  const handle = await fsp.open(path, "w");
+  try {
+    await handle.write(buildHeader(tensors, metadata));
+    for (const t of tensors) {
+      const bytes = t.bytes();
+      const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+      if (bytes.byteLength !== expected) throw new CheckpointFormatError(`writer got ${bytes.byteLength} bytes, expected ${expected}`, path, t.name);
+      await handle.write(bytes);
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

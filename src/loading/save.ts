@@ -1,0 +1,102 @@
+import { promises as fsp } from "node:fs";
+import path from "node:path";
+import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readJsonFile } from "../io/checkpoint.js";
+import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
+import { removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
+import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
+import type { PreTrainedModel, SaveOptions } from "../models/pretrained.js";
+import { FusekitError } from "../errors.js";
+
+const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
+
+/** "5GB", "500MB", "10KB" or a byte count → bytes (decimal units, as transformers). */
+export function parseSize(size: number | string): number {
+  if (typeof size === "number") return size;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KIB|MIB|GIB)?\s*$/i.exec(size);
+  if (!m) throw new FusekitError(`cannot parse size "${size}" (use a byte count or e.g. "500MB", "2GB")`);
+  const unit = (m[2] ?? "B").toUpperCase();
+  const mult: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30 };
+  return Math.floor(Number(m[1]) * mult[unit]);
+}
+
+/** The tensors a model saves: its parameters in checkpoint layout, sorted by key, each in its stored dtype. */
+export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype): TensorToWrite[] {
+  return model
+    .namedParameters()
+    .map(([name, p]) => {
+      const dt = dtype ?? p.storedDtype;
+      return { name, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Splits tensors into shards of at most `max` bytes (a tensor larger than `max` gets a shard of its own). */
+export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite[][] {
+  const shards: TensorToWrite[][] = [];
+  let current: TensorToWrite[] = [];
+  let size = 0;
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (current.length && size + n > max) {
+      shards.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(t);
+    size += n;
+  }
+  if (current.length || !shards.length) shards.push(current);
+  return shards;
+}
+
+/**
+ * Writes config.json + safetensors (sharded with an index above `maxShardSize`). Every file is written
+ * under a temporary name and renamed into place only when all are complete, config.json last, so an
+ * interrupted save leaves the previous checkpoint as it was.
+ */
+export async function savePretrained(model: PreTrainedModel, dir: string, options: SaveOptions = {}): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true });
+  await removeStaleTemporaries(dir);
+  const tensors = stateEntries(model, options.dtype);
+  const shards = planShards(tensors, parseSize(options.maxShardSize ?? "5GB"));
+  const names = shards.length === 1 ? [WEIGHTS_NAME] : shards.map((_, i) => `model-${pad(i + 1)}-of-${pad(shards.length)}.safetensors`);
+  const metadata = { format: "pt" };
+
+  const files: { path: string; write: (tmp: string) => Promise<void> }[] = shards.map((shard, i) => ({
+    path: path.join(dir, names[i]),
+    write: (tmp) => writeSafetensors(tmp, shard, metadata),
+  }));
+  if (shards.length > 1) {
+    const weightMap: Record<string, string> = {};
+    shards.forEach((shard, i) => shard.forEach((t) => (weightMap[t.name] = names[i])));
+    const totalSize = tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype], 0);
+    const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
+    files.push({ path: path.join(dir, WEIGHTS_INDEX_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(index, null, 2) + "\n") });
+  }
+  const config = model.config.toDict();
+  const dtypes = new Set(tensors.map((t) => t.dtype));
+  if (dtypes.size === 1) config.torch_dtype = TORCH_DTYPE[[...dtypes][0]] ?? config.torch_dtype;
+  files.push({ path: path.join(dir, CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n") });
+
+  const stale = await previousWeightFiles(dir);
+  await writeFilesAtomically(files);
+  // Weight files of the previous save that the new one does not use.
+  const written = new Set([...names, WEIGHTS_INDEX_NAME].filter((n) => n !== WEIGHTS_INDEX_NAME || shards.length > 1));
+  await Promise.all([...stale].filter((n) => !written.has(n)).map((n) => fsp.rm(path.join(dir, n), { force: true })));
+}
+
+const pad = (n: number) => String(n).padStart(5, "0");
+
+async function previousWeightFiles(dir: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  const names = await fsp.readdir(dir);
+  if (names.includes(WEIGHTS_NAME)) out.add(WEIGHTS_NAME);
+  if (names.includes(WEIGHTS_INDEX_NAME)) {
+    out.add(WEIGHTS_INDEX_NAME);
+    const index = (await readJsonFile(path.join(dir, WEIGHTS_INDEX_NAME)).catch(() => undefined)) as { weight_map?: Record<string, unknown> } | undefined;
+    for (const shard of Object.values(index?.weight_map ?? {})) {
+      if (typeof shard === "string" && names.includes(shard) && !shard.includes("/")) out.add(shard);
+    }
+  }
+  return out;
+}

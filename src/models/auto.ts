@@ -1,0 +1,25 @@
+import "./qwen3/index.js";
+import { buildModel, fromPretrained, type FromPretrainedOptions } from "../loading/load.js";
+import { familyFor } from "./registry.js";
+import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
+import { ConfigError } from "../errors.js";
+
+/** Builds the right causal-LM class for a checkpoint directory or config, like transformers' Auto class. */
+export class AutoModelForCausalLM {
+  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
+    return fromPretrained(dir, options);
+  }
+
+  /** A randomly initialised model (seeded: the same seed gives the same weights on every backend). */
+  static fromConfig(config: ModelConfig | Record<string, unknown>, { seed = 0 } = {}): PreTrainedModel {
+    const parsed = typeof (config as ModelConfig).toDict === "function" ? (config as ModelConfig) : configFromDict(config as Record<string, unknown>);
+    const model = buildModel(parsed);
+    model.initializeWeights(seed);
+    return model.eval();
+  }
+}
+
+function configFromDict(raw: Record<string, unknown>): ModelConfig {
+  if (typeof raw !== "object" || raw === null) throw new ConfigError("fromConfig needs a config object");
+  return familyFor(raw, "config").configFromDict(raw, "config");
+}

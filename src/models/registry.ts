@@ -1,0 +1,40 @@
+import { UnknownModelTypeError, ConfigError } from "../errors.js";
+import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
+
+export interface ModelFamily {
+  modelType: string;
+  /** Parses a config.json dictionary (throws ConfigError on bad fields). */
+  configFromDict(raw: Record<string, unknown>, where: string): ModelConfig;
+  /** Architecture name (config.architectures[0]) → class. */
+  architectures: Record<string, new (config: never) => PreTrainedModel>;
+  /** The class for causal LM when config.architectures names none of ours. */
+  causalLM: new (config: never) => PreTrainedModel;
+}
+
+const families = new Map<string, ModelFamily>();
+
+export function registerModelFamily(family: ModelFamily): void {
+  families.set(family.modelType, family);
+}
+
+export function registeredModelTypes(): string[] {
+  return [...families.keys()];
+}
+
+/** Finds the family for a config.json dictionary by `model_type`. */
+export function familyFor(raw: Record<string, unknown>, where: string): ModelFamily {
+  const modelType = raw.model_type;
+  if (typeof modelType !== "string") throw new ConfigError(`${where}: required field "model_type" is missing or not a string`);
+  const family = families.get(modelType);
+  if (!family) throw new UnknownModelTypeError(`${where}: model_type "${modelType}" is not supported (supported: ${registeredModelTypes().join(", ")})`);
+  return family;
+}
+
+/** The class to build for a config: its first listed architecture if we have it, else the family's causal LM. */
+export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new (config: never) => PreTrainedModel {
+  for (const arch of config.architectures ?? []) {
+    const cls = family.architectures[arch];
+    if (cls) return cls;
+  }
+  return family.causalLM;
+}

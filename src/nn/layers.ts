@@ -1,0 +1,73 @@
+import { tf } from "../tensor/tf.js";
+import { Module } from "./module.js";
+import { Parameter } from "./parameter.js";
+
+/** Applies `fn` to `x` flattened to 2-D `[rows, lastDim]` and restores the leading dims (wasm's fast matmul is 2-D only). */
+export function as2d(x: tf.Tensor, fn: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tensor {
+  const lead = x.shape.slice(0, -1);
+  const y = fn(x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, x.shape[x.rank - 1]]));
+  return x.rank === 2 ? y : tf.reshape(y, [...lead, y.shape[y.rank - 1]]);
+}
+
+/** y = x W^T + b, with W stored HF-style as `[out, in]` in checkpoints and `[in, out]` in memory. */
+export class Linear extends Module<[tf.Tensor], tf.Tensor> {
+  weight: Parameter;
+  bias?: Parameter;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, { bias = false, std = 0.02 } = {}) {
+    super();
+    this.weight = new Parameter([outFeatures, inFeatures], { kind: "normal", std }, "transpose");
+    if (bias) this.bias = new Parameter([outFeatures], { kind: "zeros" });
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return as2d(x, (x2d) => {
+      const y = tf.matMul(x2d, this.weight.tensor as tf.Tensor2D);
+      return this.bias ? tf.add(y, this.bias.tensor) : y;
+    });
+  }
+}
+
+/**
+ * Token embedding. The table is kept transposed (`[dim, vocab]`, checkpoint `[vocab, dim]`) so that a
+ * tied lm_head can share it as a Linear weight in the fast `[in, out]` layout; a lookup gathers columns.
+ */
+export class Embedding extends Module<[tf.Tensor], tf.Tensor> {
+  weight: Parameter;
+
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, { std = 0.02 } = {}) {
+    super();
+    this.weight = new Parameter([numEmbeddings, embeddingDim], { kind: "normal", std }, "transpose");
+  }
+
+  forward(ids: tf.Tensor): tf.Tensor {
+    const cols = tf.gather(this.weight.tensor, tf.reshape(ids, [-1]), 1);
+    return tf.reshape(tf.transpose(cols), [...ids.shape, this.embeddingDim]);
+  }
+}
+
+/** Root-mean-square norm in float32: w · x / sqrt(mean(x²) + eps), exactly as transformers' Qwen3RMSNorm. */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor {
+  const variance = tf.mean(tf.square(x), -1, true);
+  return tf.mul(weight, tf.mul(x, tf.rsqrt(tf.add(variance, eps))));
+}
+
+export class RMSNorm extends Module<[tf.Tensor], tf.Tensor> {
+  weight: Parameter;
+
+  constructor(readonly hiddenSize: number, readonly eps = 1e-6) {
+    super();
+    this.weight = new Parameter([hiddenSize], { kind: "ones" });
+  }
+
+  forward(hiddenStates: tf.Tensor): tf.Tensor {
+    return rmsNorm(hiddenStates, this.weight.tensor, this.eps);
+  }
+}
+
+/** SiLU (swish): x · sigmoid(x). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+export const ACT2FN: Record<string, (x: tf.Tensor) => tf.Tensor> = { silu, swish: silu };

@@ -1,0 +1,23 @@
+import type { Module } from "../nn/module.js";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type ModuleClass<M extends Module = Module> = abstract new (...args: any[]) => M;
+
+/** Maps a class to the one that should be built in its place (the patch mapping installs this). */
+export type ClassResolver = (cls: ModuleClass) => ModuleClass;
+
+let resolver: ClassResolver = (cls) => cls;
+
+export function setClassResolver(r: ClassResolver): void {
+  resolver = r;
+}
+
+/**
+ * Builds a module through the active patch mapping: model code calls `construct(Qwen3MLP, config)`
+ * rather than `new Qwen3MLP(config)`, so a patch reaches every place a class is built, at any depth.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function construct<C extends new (...args: any[]) => Module>(cls: C, ...args: ConstructorParameters<C>): InstanceType<C> {
+  const Cls = resolver(cls) as unknown as C;
+  return new Cls(...args) as InstanceType<C>;
+}

@@ -1,0 +1,22 @@
+import { defineConfig } from "vitest/config";
+import { fileURLToPath } from "node:url";
+
+const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // `import … from "fusekit"` (and its recipe subpaths) resolve to the sources, so tests need no build.
+    alias: [
+      { find: /^fusekit$/, replacement: root("./src/index.ts") },
+      { find: /^fusekit\/(patches|conversions)\/(.*)$/, replacement: root("./$1/$2.ts") },
+    ],
+  },
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    pool: "forks",
+    fileParallelism: true,
+    maxWorkers: 2,
+  },
+});
