@@ -1,0 +1,41 @@
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { AutoModelForCausalLM, Qwen3Config, tf, type PreTrainedModel } from "fusekit";
+
+/** A small untied Qwen3 config (GQA 4 heads / 2 kv heads) for fast tests. */
+export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
+  return new Qwen3Config({
+    vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, head_dim: 8, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false, ...over,
+  });
+}
+
+export function tmpDir(tag = "fusekit-test-"): string {
+  return mkdtempSync(path.join(os.tmpdir(), tag));
+}
+
+/** Saves a seeded small model to a temp dir and returns the dir. */
+export async function savedSmallModel(over: Partial<Qwen3Config> = {}, { seed = 1, dtype = "F32" as const } = {}): Promise<string> {
+  const model = AutoModelForCausalLM.fromConfig(smallConfig(over), { seed });
+  const dir = tmpDir();
+  await model.savePretrained(dir, { dtype });
+  model.dispose();
+  return dir;
+}
+
+/** logits of `model` for ids as nested arrays [batch][seq][vocab]; disposes the tensor. */
+export function logitsOf(model: PreTrainedModel, ids: number[][], attentionMask?: number[][]): number[][][] {
+  const { logits } = model.forward({ inputIds: ids, attentionMask });
+  const out = logits.arraySync() as number[][][];
+  logits.dispose();
+  return out;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export { tf };
