@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-type Mat = Float64Array; // row-major
+type Mat = Float64Array<ArrayBufferLike>; // row-major
 
 interface RefConfig {
   hidden_size: number;
@@ -84,7 +84,7 @@ export function referenceLogits(dir: string, ids: number[]): Float64Array[] {
   const H = cfg.hidden_size, I = cfg.intermediate_size, nh = cfg.num_attention_heads, nkv = cfg.num_key_value_heads, d = cfg.head_dim;
   const S = ids.length, eps = cfg.rms_norm_eps;
   const emb = get("model.embed_tokens.weight");
-  let h = new Float64Array(S * H);
+  let h: Mat = new Float64Array(S * H);
   ids.forEach((id, t) => h.set(emb.subarray(id * H, (id + 1) * H), t * H));
 
   // RoPE tables: inv_freq = 1 / theta^(2i/d); emb = cat(freqs, freqs)

@@ -1,0 +1,54 @@
+// Timing helpers shared by `fusekit compare` and `npm run bench`: medians of repeated runs, with min–max.
+import { tf } from "../tensor/tf.js";
+import type { PreTrainedModel } from "../models/pretrained.js";
+
+import type { Range as Stat } from "./types.js";
+export type { Stat };
+
+export function stat(xs: number[]): Stat {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, min: s[0], max: s[s.length - 1] };
+}
+
+/** Deterministic token ids for a prompt of length n (inside the vocab, away from special tokens). */
+export function promptIds(n: number, vocab: number): number[] {
+  return Array.from({ length: n }, (_, i) => (i * 7919 + 13) % Math.min(vocab, 150000));
+}
+
+/** Milliseconds of one prefill forward over `ids` (logits of the last position only, read back). */
+export function prefillMs(model: PreTrainedModel, ids: number[]): number {
+  const t0 = performance.now();
+  const { logits } = model.forward({ inputIds: [ids], logitsToKeep: 1 });
+  logits.dataSync();
+  const ms = performance.now() - t0;
+  logits.dispose();
+  return ms;
+}
+
+/** Prefill throughput: tokens/s of one forward over `n` tokens. */
+export function prefillTokensPerSecond(model: PreTrainedModel, n: number): number {
+  return (n / prefillMs(model, promptIds(n, (model.config as unknown as { vocab_size: number }).vocab_size))) * 1000;
+}
+
+/** Decode throughput: greedy tokens/s over `steps` cached steps after an 8-token prompt. */
+export function decodeTokensPerSecond(model: PreTrainedModel, steps: number): number {
+  const vocab = (model.config as unknown as { vocab_size: number }).vocab_size;
+  const first = model.forward({ inputIds: [promptIds(8, vocab)], useCache: true, logitsToKeep: 1 });
+  const cache = first.pastKeyValues!;
+  let next = tf.tidy(() => tf.argMax(first.logits, -1).dataSync()[0]);
+  first.logits.dispose();
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    const { logits } = model.forward({ inputIds: [[next]], pastKeyValues: cache, logitsToKeep: 1 });
+    next = tf.tidy(() => tf.argMax(logits, -1).dataSync()[0]);
+    logits.dispose();
+  }
+  const ms = performance.now() - t0;
+  cache.dispose();
+  return (steps / ms) * 1000;
+}
+
+export function repeat(n: number, fn: () => number): Stat {
+  return stat(Array.from({ length: n }, fn));
+}

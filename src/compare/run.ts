@@ -1,0 +1,234 @@
+// Runs every approach on the same checkpoint and measures it against the original model.
+import { existsSync, readFileSync, mkdtempSync, promises as fsp } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { tf } from "../tensor/tf.js";
+import { getBackend } from "../tensor/backend.js";
+import { AutoModelForCausalLM } from "../models/auto.js";
+import { defaultModelDir } from "../models/presets.js";
+import type { PreTrainedModel } from "../models/pretrained.js";
+import { CheckpointReader } from "../io/checkpoint.js";
+import { generate } from "../generation/generate.js";
+import { AutoTokenizer } from "../tokenizer/index.js";
+import * as library from "../index.js";
+import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
+import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
+
+export interface CompareOptions {
+  /** Checkpoint directory (default: the embedded tiny model). */
+  modelDir?: string;
+  /** Prompt text, tokenized with the checkpoint's tokenizer… */
+  prompt?: string;
+  /** …or token ids directly (for checkpoints without a tokenizer). */
+  promptIds?: number[];
+  newTokens?: number;
+  repeats?: number;
+  approaches: Approach[];
+  /** Progress lines (default: silent). */
+  log?: (line: string) => void;
+}
+
+export const DEFAULT_PROMPT = "Fused kernels make small models fast because";
+
+/** The package root (holds package.json), for counting recipe lines. */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+/** Non-blank, non-comment lines of the given repo-relative source files. */
+export function countCodeLines(files: string[]): number {
+  const root = packageRoot();
+  let n = 0;
+  for (const f of files) {
+    const text = readFileSync(path.join(root, f), "utf8");
+    let inBlock = false;
+    for (const raw of text.split("\n")) {
+      const line = raw.trim();
+      if (inBlock) {
+        if (line.includes("*/")) inBlock = false;
+        continue;
+      }
+      if (line.startsWith("/*")) {
+        inBlock = !line.includes("*/");
+        continue;
+      }
+      if (line === "" || line.startsWith("//")) continue;
+      n++;
+    }
+  }
+  return n;
+}
+
+function logitsArray(model: PreTrainedModel, ids: number[]): Float32Array {
+  const { logits } = model.forward({ inputIds: [ids] });
+  const data = logits.dataSync() as Float32Array;
+  logits.dispose();
+  return data;
+}
+
+async function greedy(model: PreTrainedModel, ids: number[], n: number): Promise<number[]> {
+  const out = await generate(model, [ids], { maxNewTokens: n, doSample: false, eosTokenId: null });
+  return out.newTokens[0];
+}
+
+/** True when `dir` holds exactly the source checkpoint's tensors: same keys, dtypes, shapes and bytes. */
+export async function sameCheckpointTensors(sourceDir: string, dir: string): Promise<boolean> {
+  const [a, b] = [await CheckpointReader.open(sourceDir), await CheckpointReader.open(dir)];
+  try {
+    const keys = a.keys().sort();
+    if (keys.join("\n") !== b.keys().sort().join("\n")) return false;
+    for (const k of keys) {
+      const [ia, ib] = [a.infos.get(k)!, b.infos.get(k)!];
+      if (ia.dtype !== ib.dtype || ia.shape.join() !== ib.shape.join()) return false;
+      if (!Buffer.from(await a.readBytes(k)).equals(Buffer.from(await b.readBytes(k)))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+}
+
+const classSet = (m: PreTrainedModel) => new Set(m.namedModules().map(([, mod]) => mod.constructor));
+const stateKeys = (m: PreTrainedModel) => m.namedParameters().map(([k]) => k).join("\n");
+const libraryValues = new Set<unknown>(Object.values(library));
+
+function maxAbs(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export async function runComparison(options: CompareOptions): Promise<ComparisonResult> {
+  const dir = options.modelDir ?? (await defaultModelDir());
+  const log = options.log ?? (() => {});
+  const newTokens = options.newTokens ?? 16;
+  const repeats = options.repeats ?? 3;
+  const prompt = options.prompt ?? DEFAULT_PROMPT;
+  const ids = options.promptIds ?? (await AutoTokenizer.fromPretrained(dir)).encode(prompt);
+
+  log(`reference: plain load of ${dir}`);
+  const original = await AutoModelForCausalLM.fromPretrained(dir);
+  const refLogits = logitsArray(original, ids);
+  const refTokens = await greedy(original, ids, newTokens);
+  const refClasses = classSet(original);
+  const refKeys = stateKeys(original);
+  original.dispose();
+
+  const rows: ApproachResult[] = [];
+  for (const approach of options.approaches) {
+    log(`${approach.label}…`);
+    rows.push(await measureApproach(approach, { dir, ids, refLogits, refTokens, refClasses, refKeys, newTokens, repeats }));
+  }
+  return {
+    date: new Date().toISOString(),
+    model: dir,
+    backend: getBackend(),
+    prompt: options.promptIds ? `${ids.length} token ids` : prompt,
+    promptTokens: ids.length,
+    newTokens,
+    repeats,
+    rows,
+    pass: rows.every((r) => r.pass),
+  };
+}
+
+interface Reference {
+  dir: string;
+  ids: number[];
+  refLogits: Float32Array;
+  refTokens: number[];
+  refClasses: Set<unknown>;
+  refKeys: string;
+  newTokens: number;
+  repeats: number;
+}
+
+async function measureApproach(approach: Approach, ref: Reference): Promise<ApproachResult> {
+  const base = { id: approach.id, label: approach.label, tolerance: approach.tolerance };
+  const before = tf.memory();
+  let model: PreTrainedModel | undefined;
+  try {
+    const { model: m, steps } = await approach.setup(ref.dir);
+    model = m;
+    const after = tf.memory();
+    const maxAbsDiff = maxAbs(logitsArray(model, ref.ids), ref.refLogits);
+    const tokens = await greedy(model, ref.ids, ref.newTokens);
+    const tokensIdentical = tokens.filter((t, i) => t === ref.refTokens[i]).length;
+    prefillMs(model, ref.ids); // warm-up
+    const prefill = repeat(ref.repeats, () => prefillMs(model!, ref.ids));
+    const decode = repeat(ref.repeats, () => decodeTokensPerSecond(model!, ref.newTokens));
+
+    const saveDir = mkdtempSync(path.join(os.tmpdir(), "fusekit-compare-"));
+    let savesOriginalLayout = false;
+    try {
+      await model.savePretrained(saveDir);
+      savesOriginalLayout = await sameCheckpointTensors(ref.dir, saveDir);
+    } finally {
+      await fsp.rm(saveDir, { recursive: true, force: true });
+    }
+
+    const properties = await tryProperties(approach, model, ref);
+    const pass = maxAbsDiff <= approach.tolerance && tokensIdentical === ref.refTokens.length;
+    return {
+      ...base,
+      maxAbsDiff,
+      tokensIdentical,
+      tokensTotal: ref.refTokens.length,
+      prefillMs: prefill,
+      decodeTokensPerSecond: decode,
+      setupMs: steps,
+      parameterBytes: after.numBytes - before.numBytes,
+      liveTensors: after.numTensors - before.numTensors,
+      userCodeLines: countCodeLines(approach.recipeFiles) + approach.callSiteLines,
+      savesOriginalLayout,
+      pass,
+      verdict: pass
+        ? `pass (Δ ${maxAbsDiff === 0 ? "0" : maxAbsDiff.toExponential(1)} ≤ ${approach.tolerance.toExponential(0)})`
+        : `FAIL (Δ ${maxAbsDiff.toExponential(1)} vs ${approach.tolerance.toExponential(0)}, ${tokensIdentical}/${ref.refTokens.length} tokens)`,
+      properties,
+    };
+  } catch (err) {
+    const error = `${(err as Error).name}: ${(err as Error).message}`;
+    const nan = { median: NaN, min: NaN, max: NaN };
+    return {
+      ...base, maxAbsDiff: Infinity, tokensIdentical: 0, tokensTotal: ref.refTokens.length, prefillMs: nan, decodeTokensPerSecond: nan,
+      setupMs: {}, parameterBytes: 0, liveTensors: 0, userCodeLines: 0, savesOriginalLayout: false, pass: false, verdict: `FAIL (${error})`, error,
+      properties: { appliesToLoadedModel: false, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: false, stateDictLayoutUnchanged: false },
+    };
+  } finally {
+    model?.dispose();
+    approach.teardown?.();
+  }
+}
+
+/** Each property is observed on a model, not declared by the approach. */
+async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Reference): Promise<Properties> {
+  const userClasses = [...classSet(model)].filter((c) => !ref.refClasses.has(c) && !libraryValues.has(c));
+  const report = model.loadReport as { conversions?: unknown[] } | undefined;
+  const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
+
+  const plain = await AutoModelForCausalLM.fromPretrained(ref.dir);
+  let appliesToLoadedModel = false;
+  try {
+    appliesToLoadedModel = await approach.applyToLoaded(plain);
+  } finally {
+    plain.dispose();
+  }
+
+  let reversibleInPlace = false;
+  if (approach.reverse(model)) {
+    const back = [...classSet(model)].every((c) => ref.refClasses.has(c));
+    reversibleInPlace = back && stateKeys(model) === ref.refKeys && maxAbs(logitsArray(model, ref.ids), ref.refLogits) <= approach.tolerance;
+  }
+  return {
+    appliesToLoadedModel,
+    classesPerFusion: userClasses.length,
+    needsWeightConversion: (report?.conversions?.length ?? 0) > 0,
+    reversibleInPlace,
+    stateDictLayoutUnchanged,
+  };
+}

@@ -1,0 +1,68 @@
+import type { PreTrainedModel } from "../models/pretrained.js";
+
+export interface Range {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** One way of putting a fused kernel into the model, as the comparison runs it. */
+export interface Approach {
+  id: string;
+  label: string;
+  /** Max |Δ logits| allowed vs the original: 1e-6 where the op order is unchanged, 1e-5 for kernels. */
+  tolerance: number;
+  /** Recipe files (repo-relative) whose code the user writes for this approach; counted for "lines of user code". */
+  recipeFiles: string[];
+  /** Extra lines of user code at the call site (e.g. the fuseModules call), counted as written in the docs. */
+  callSiteLines: number;
+  /** Builds the model from a fresh load; reports the time of each setup step. */
+  setup(dir: string): Promise<{ model: PreTrainedModel; steps: Record<string, number> }>;
+  /** Applies the approach to an already-loaded plain model, if the approach can; returns whether anything changed. */
+  applyToLoaded(model: PreTrainedModel): Promise<boolean>;
+  /** Undoes the approach in place, if it can (false when there is no in-place way back). */
+  reverse(model: PreTrainedModel): boolean;
+  /** Frees whatever setup registered globally (patch mappings, kernels). */
+  teardown?(): void;
+}
+
+export interface ApproachResult {
+  id: string;
+  label: string;
+  tolerance: number;
+  maxAbsDiff: number;
+  tokensIdentical: number;
+  tokensTotal: number;
+  prefillMs: Range;
+  decodeTokensPerSecond: Range;
+  setupMs: Record<string, number>;
+  parameterBytes: number;
+  liveTensors: number;
+  userCodeLines: number;
+  savesOriginalLayout: boolean;
+  pass: boolean;
+  verdict: string;
+  error?: string;
+  properties: Properties;
+}
+
+/** Properties found by trying them on the model, not declared. */
+export interface Properties {
+  appliesToLoadedModel: boolean;
+  classesPerFusion: number;
+  needsWeightConversion: boolean;
+  reversibleInPlace: boolean;
+  stateDictLayoutUnchanged: boolean;
+}
+
+export interface ComparisonResult {
+  date: string;
+  model: string;
+  backend: string;
+  prompt: string;
+  promptTokens: number;
+  newTokens: number;
+  repeats: number;
+  rows: ApproachResult[];
+  pass: boolean;
+}
