@@ -135,10 +135,9 @@ export class FusedModule extends StandIn {
       const inputs = specs[i].inputs.map((name) => {
         if (i > 0 && reg.has(`out_${i - 1}_${name}`)) return reg.get(`out_${i - 1}_${name}`);
         if (reg.has(`in_${i}_${name}`)) return reg.get(`in_${i}_${name}`);
-        const looked = i > 0 ? `"out_${i - 1}_${name}" nor "in_${i}_${name}"` : `"in_${i}_${name}"`;
+        const missing = i > 0 ? `neither "out_${i - 1}_${name}" nor "in_${i}_${name}" is` : `"in_${i}_${name}" is not`;
         throw new FusionWiringError(
-          `fused chain at ${paths[0]}…: module ${i} (${paths[i]}, ${module.constructor.name}) needs "${name}", but neither ${looked} ` +
-            `is in the registry (registry: ${[...reg.keys()].join(", ") || "empty"}). Is module ${i} called by its parent before ` +
+          `fused chain at ${paths[0]}…: module ${i} (${paths[i]}, ${module.constructor.name}) needs "${name}", but ${missing} in the registry (registry: ${[...reg.keys()].join(", ") || "empty"}). Is module ${i} called by its parent before ` +
             `${paths[paths.length - 1]}, in chain order?`,
         );
       });
