@@ -8,7 +8,7 @@ import { tf } from "../tensor/tf.js";
 import { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { FusionWiringError } from "../errors.js";
-import { DROP, type ModuleSpec } from "./spec.js";
+import { DROP_OUTPUT, type ModuleSpec } from "./spec.js";
 
 /** One chain's wires: `in_{i}_{name}` (what module i was called with), `out_{i}_{name}` (what it returned). */
 export type FusionRegistry = Map<string, unknown>;
@@ -145,7 +145,7 @@ export class FusedModule extends StandIn {
       out = result;
       const names = specs[i].outputs;
       if (names.length === 1) {
-        if (names[0] !== DROP) reg.set(`out_${i}_${names[0]}`, result);
+        if (names[0] !== DROP_OUTPUT) reg.set(`out_${i}_${names[0]}`, result);
       } else if (names.length > 1) {
         if (!Array.isArray(result) || result.length < names.length) {
           throw new FusionWiringError(
@@ -153,7 +153,7 @@ export class FusedModule extends StandIn {
               `but its spec names ${names.length} outputs [${names.join(", ")}]`,
           );
         }
-        names.forEach((name, j) => name !== DROP && reg.set(`out_${i}_${name}`, result[j]));
+        names.forEach((name, j) => name !== DROP_OUTPUT && reg.set(`out_${i}_${name}`, result[j]));
       }
     });
     return out;

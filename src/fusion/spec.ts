@@ -2,7 +2,7 @@
 import { FusionSpecError } from "../errors.js";
 
 /** The name that drops an output instead of putting it on a wire. */
-export const DROP = "_";
+export const DROP_OUTPUT = "_";
 
 export interface ModuleSpecInit {
   /** Wire names for the forward's parameters, in order; optional trailing parameters may be left out. */
@@ -31,8 +31,8 @@ function checkNames(names: unknown, field: string, allowDrop: boolean): readonly
   }
   const seen = new Set<string>();
   for (const n of names as string[]) {
-    if (n === DROP && !allowDrop) throw new FusionSpecError(`ModuleSpec inputs cannot use "${DROP}" (it only drops outputs)`);
-    if (n !== DROP && seen.has(n)) throw new FusionSpecError(`ModuleSpec ${field} name "${n}" appears twice`);
+    if (n === DROP_OUTPUT && !allowDrop) throw new FusionSpecError(`ModuleSpec inputs cannot use "${DROP_OUTPUT}" (it only drops outputs)`);
+    if (n !== DROP_OUTPUT && seen.has(n)) throw new FusionSpecError(`ModuleSpec ${field} name "${n}" appears twice`);
     seen.add(n);
   }
   return Object.freeze([...(names as string[])]);
