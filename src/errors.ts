@@ -40,3 +40,18 @@ export class ModulePathError extends FusekitError {}
 
 /** A tensor argument has the wrong shape or dtype for the call it is passed to. */
 export class ShapeError extends FusekitError {}
+
+/** Base of the runtime-fusion errors (fuseModules / unfuseModules / FusedModule). */
+export class FusionError extends FusekitError {}
+
+/** A ModuleSpec is malformed, or specs do not fit the patterns / the forwards they describe. */
+export class FusionSpecError extends FusionError {}
+
+/** A fusion pattern matches nothing, matches ambiguously, or its matches do not share a parent. */
+export class FusionPatternError extends FusionError {}
+
+/** fuseModules was asked to fuse a module that is already part of a fused chain. */
+export class AlreadyFusedError extends FusionError {}
+
+/** While a fused chain runs, a module needs a wire (registry entry) nobody wrote, or returned fewer outputs than its spec names. */
+export class FusionWiringError extends FusionError {}

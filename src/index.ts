@@ -26,3 +26,5 @@ export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgr
 export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
+
+export * from "./fusion/index.js";
