@@ -216,15 +216,18 @@ export class Qwen3Model extends Module<[CausalLMInputs], BaseModelOutput> {
     const past = cache?.getSeqLength() ?? 0;
     const mask = readMask(inputs.attentionMask, b, past + s);
     const positionIds = inputs.positionIds ?? defaultPositions(mask, b, past, s);
-    const hidden = tf.tidy(() => {
-      let h = this.embed_tokens.call(ids);
-      const pos = this.rotaryEmb.forward(positionIds);
-      const additiveMask = buildCausalMask(mask, b, s, past);
-      for (const layer of this.layers) h = layer.call(h, pos, additiveMask, cache);
-      return this.norm.call(h);
-    });
-    if (ids !== inputs.inputIds) ids.dispose();
-    return { lastHiddenState: hidden, pastKeyValues: cache };
+    try {
+      const hidden = tf.tidy(() => {
+        let h = this.embed_tokens.call(ids);
+        const pos = this.rotaryEmb.forward(positionIds);
+        const additiveMask = buildCausalMask(mask, b, s, past);
+        for (const layer of this.layers) h = layer.call(h, pos, additiveMask, cache);
+        return this.norm.call(h);
+      });
+      return { lastHiddenState: hidden, pastKeyValues: cache };
+    } finally {
+      if (ids !== inputs.inputIds) ids.dispose();
+    }
   }
 }
 
