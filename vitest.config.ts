@@ -8,7 +8,7 @@ export default defineConfig({
     // `import … from "fusekit"` (and its recipe subpaths) resolve to the sources, so tests need no build.
     alias: [
       { find: /^fusekit$/, replacement: root("./src/index.ts") },
-      { find: /^fusekit\/(patches|conversions)\/(.*)$/, replacement: root("./$1/$2.ts") },
+      { find: /^fusekit\/(patches|conversions|fusions)\/(.*)$/, replacement: root("./$1/$2.ts") },
     ],
   },
   test: {
