@@ -1,6 +1,7 @@
 // Runtime fusion recipe: fuse each Qwen3 layer's post_attention_layernorm + mlp on an already-loaded model.
 // No new class and no weight conversion: the modules stay as loaded, only their wiring changes.
-import { ModuleSpec, fuseModules, unfuseModules, type Module } from "fusekit";
+// (Outside this repo, import from "fusekit".)
+import { ModuleSpec, fuseModules, unfuseModules, type Module } from "../src/index.js";
 
 export const NORM_MLP_PATTERNS = ["model.layers.*.post_attention_layernorm", "model.layers.*.mlp"];
 
