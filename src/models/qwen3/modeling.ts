@@ -3,7 +3,7 @@
 // grouped-query attention, SwiGLU MLP, optional tied embeddings.
 import { tf } from "../../tensor/tf.js";
 import { Module, ModuleList, expectShape } from "../../nn/module.js";
-import { Embedding, Linear, RMSNorm, silu } from "../../nn/layers.js";
+import { Embedding, Linear, RMSNorm, as2d, silu } from "../../nn/layers.js";
 import { construct } from "../../patching/construct.js";
 import { DynamicCache } from "../../generation/cache.js";
 import { ShapeError } from "../../errors.js";
@@ -33,10 +33,28 @@ export class Qwen3MLP extends Module<[tf.Tensor], tf.Tensor> {
   }
 }
 
-/** Rotates half the dims: (x1, x2) → (−x2, x1). */
+/**
+ * Rotates half the dims: (x1, x2) → (−x2, x1). Done as one 2-D matmul with a signed permutation matrix
+ * (exact: each output is one ±1 · x term plus zeros) instead of split + neg + concat, which on wasm costs
+ * three dispatches and two slow slice copies.
+ */
 export function rotateHalf(x: tf.Tensor): tf.Tensor {
-  const [x1, x2] = tf.split(x, 2, -1);
-  return tf.concat([tf.neg(x2), x1], -1);
+  const d = x.shape[x.rank - 1];
+  return as2d(x, (x2d) => tf.matMul(x2d, rotationMatrix(d)));
+}
+
+const rotationMatrices = new Map<string, tf.Tensor2D>();
+function rotationMatrix(d: number): tf.Tensor2D {
+  const key = `${tf.getBackend()}:${d}`;
+  let r = rotationMatrices.get(key);
+  if (!r || r.isDisposed) {
+    const m = new Float32Array(d * d); // out[j] = Σ_i x[i] · m[i, j]
+    for (let j = 0; j < d / 2; j++) m[(j + d / 2) * d + j] = -1; // out[j] = −x[j + d/2]
+    for (let j = d / 2; j < d; j++) m[(j - d / 2) * d + j] = 1; // out[j] = x[j − d/2]
+    r = tf.keep(tf.tensor2d(m, [d, d]));
+    rotationMatrices.set(key, r);
+  }
+  return r;
 }
 
 /** q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`. */
@@ -140,10 +158,33 @@ export function scaledDotProductAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.
   const kv = k.shape[1];
   const t = k.shape[2];
   const group = h / kv;
+  if (b * kv > 1 && group * s * t * d >= LOOP_THRESHOLD) return attentionPerGroup(q, k, v, scale, mask);
   let scores = tf.mul(tf.matMul(tf.reshape(q, [b, kv, group * s, d]), k, false, true), scale);
   if (mask) scores = tf.add(tf.reshape(scores, [b, kv, group, s, t]), tf.reshape(mask, [b, 1, 1, s, t]));
   const probs = tf.reshape(tf.softmax(scores, -1), [b, kv, group * s, t]);
   return tf.reshape(tf.matMul(probs, v), [b, h, s, d]);
+}
+
+// tfjs-wasm runs batched (3-D+) matmuls on a slow generic path, while 2-D untransposed ones go to XNNPACK
+// (~5× faster at prefill sizes), and its slices copy slowly (~0.3 GB/s). So large attentions run one 2-D
+// problem per (batch, kv head), slicing only the small q / k / v, never the big score matrix. Small ones
+// (decode steps) stay batched: one dispatch beats many.
+const LOOP_THRESHOLD = 1 << 18;
+
+function attentionPerGroup(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number, mask?: tf.Tensor): tf.Tensor4D {
+  const [b, h, s, d] = q.shape;
+  const [, kv, t] = k.shape;
+  const group = h / kv;
+  const qs = tf.split(tf.reshape(q, [b * kv * group * s, d]), b * kv, 0);
+  const kTs = tf.split(tf.reshape(tf.transpose(k, [0, 1, 3, 2]), [b * kv * d, t]), b * kv, 0);
+  const vs = tf.split(tf.reshape(v, [b * kv * t, d]), b * kv, 0);
+  const masks = mask ? tf.split(tf.reshape(mask, [b, s, t]), b, 0) : [];
+  const outs = qs.map((qi, i) => {
+    let scores = tf.mul(tf.matMul(qi, kTs[i]), scale);
+    if (mask) scores = tf.add(tf.reshape(scores, [group, s, t]), masks[Math.floor(i / kv)]);
+    return tf.matMul(tf.reshape(tf.softmax(scores, -1), [group * s, t]), vs[i]);
+  });
+  return tf.reshape(tf.concat(outs, 0), [b, h, s, d]);
 }
 
 export class Qwen3DecoderLayer extends Module<[tf.Tensor, PositionEmbeddings, tf.Tensor?, DynamicCache?], tf.Tensor> {
