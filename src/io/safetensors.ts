@@ -48,7 +48,9 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
       metadata = entry as Record<string, string>;
       continue;
     }
-    tensors.set(name, parseEntry(name, entry, file));
+    const info = parseEntry(name, entry, file);
+    if (info.end > dataSize) throw new CheckpointFormatError(`data_offsets [${info.begin}, ${info.end}] run past the end of the data region (${dataSize} bytes)`, file, name);
+    tensors.set(name, info);
   }
   // The data region must be tiled exactly: sorted by offset, each tensor starts where the previous ended.
   const sorted = [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
