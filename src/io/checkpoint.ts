@@ -4,30 +4,50 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { CheckpointFormatError, ConfigError } from "../errors.js";
 import { SafetensorsFile, type TensorData, type TensorInfo } from "./safetensors.js";
+import { parseJsonStrict, preview } from "./json.js";
+import { pendingSave, resolveCheckpointFile, type SaveJournal } from "./atomic.js";
 
 export const CONFIG_NAME = "config.json";
 export const WEIGHTS_NAME = "model.safetensors";
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
 
+/** Largest JSON file (config.json, shard index) read into memory; real ones are a few hundred KB. */
+export const MAX_JSON_FILE_BYTES = 100_000_000;
+
+/**
+ * Reads a JSON file strictly: a regular file of bounded size, valid UTF-8, no key repeated in an object
+ * (JSON.parse would silently keep the last), nesting no deeper than the reference implementation allows.
+ */
 export async function readJsonFile(file: string, errorClass: typeof ConfigError | typeof CheckpointFormatError = ConfigError): Promise<unknown> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await fsp.readFile(file, "utf8");
+    const stat = await fsp.stat(file);
+    // Checked before reading: a FIFO would block readFile forever, /dev/zero would never end.
+    if (!stat.isFile()) throw new errorClass(`${file}: not a regular file`);
+    if (stat.size > MAX_JSON_FILE_BYTES) throw new errorClass(`${file}: ${stat.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for JSON files`);
+    bytes = await fsp.readFile(file);
   } catch (err) {
+    if (err instanceof errorClass) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     throw new errorClass(code === "ENOENT" ? `${file}: file not found` : `${file}: cannot read (${code ?? (err as Error).message})`);
   }
+  let text: string;
   try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new errorClass(`${file}: not valid JSON (${(err as Error).message})`);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new errorClass(`${file}: not valid UTF-8`);
   }
+  const parsed = parseJsonStrict(text);
+  if (!parsed.ok) throw new errorClass(`${file}: ${parsed.problem}`);
+  return parsed.value;
 }
 
 export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
   const stat = await fsp.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) throw new ConfigError(`${dir}: not a checkpoint directory (it does not exist or is not a folder)`);
-  const raw = await readJsonFile(path.join(dir, CONFIG_NAME));
+  // A save interrupted after its commit point may still have the new config.json under its staged name.
+  const file = await resolveCheckpointFile(dir, CONFIG_NAME, await pendingSave(dir));
+  const raw = await readJsonFile(file ?? path.join(dir, CONFIG_NAME));
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(`${path.join(dir, CONFIG_NAME)}: expected a JSON object`);
   return raw as Record<string, unknown>;
 }
@@ -47,25 +67,28 @@ export class CheckpointReader {
   }
 
   static async open(dir: string): Promise<CheckpointReader> {
+    // Names resolve through a pending save journal, so a save killed mid-commit reads as the new checkpoint.
+    const journal = await pendingSave(dir);
+    const where = (name: string) => resolveCheckpointFile(dir, name, journal);
     const indexPath = path.join(dir, WEIGHTS_INDEX_NAME);
-    const single = path.join(dir, WEIGHTS_NAME);
-    const hasIndex = await exists(indexPath);
-    if (!hasIndex) {
-      if (!(await exists(single))) throw new CheckpointFormatError(`no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME} in the directory`, dir);
+    const indexFile = await existing(await where(WEIGHTS_INDEX_NAME));
+    if (!indexFile) {
+      const single = await existing(await where(WEIGHTS_NAME));
+      if (!single) throw new CheckpointFormatError(`no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME} in the directory`, dir);
       const file = await SafetensorsFile.open(single);
       const weightMap = new Map(file.keys().map((k) => [k, WEIGHTS_NAME]));
       return new CheckpointReader(dir, weightMap, new Map(file.tensors), new Map([[WEIGHTS_NAME, file]]));
     }
-    const index = await readJsonFile(indexPath, CheckpointFormatError);
+    const index = await readJsonFile(indexFile, CheckpointFormatError);
     const map = (index as { weight_map?: unknown })?.weight_map;
     if (typeof map !== "object" || map === null || Array.isArray(map)) throw new CheckpointFormatError(`"weight_map" must be an object of tensor name → shard file`, indexPath);
     const weightMap = new Map<string, string>();
     for (const [name, shard] of Object.entries(map)) {
-      if (typeof shard !== "string") throw new CheckpointFormatError(`shard for "${name}" must be a file name, got ${JSON.stringify(shard)}`, indexPath);
+      if (typeof shard !== "string") throw new CheckpointFormatError(`shard for "${name}" must be a file name, got ${preview(shard)}`, indexPath);
       const resolved = path.resolve(dir, shard);
       const rel = path.relative(path.resolve(dir), resolved);
-      if (path.isAbsolute(shard) || rel.startsWith("..") || rel === "" || path.isAbsolute(rel)) {
-        throw new CheckpointFormatError(`shard path "${shard}" for "${name}" escapes the checkpoint directory`, indexPath);
+      if (shard.includes("\0") || path.isAbsolute(shard) || rel === ".." || rel.startsWith(`..${path.sep}`) || rel === "" || path.isAbsolute(rel)) {
+        throw new CheckpointFormatError(`shard path ${preview(shard)} for "${name}" escapes the checkpoint directory`, indexPath);
       }
       weightMap.set(name, shard);
     }
@@ -74,8 +97,8 @@ export class CheckpointReader {
     const infos = new Map<string, TensorInfo>();
     try {
       for (const shard of new Set(weightMap.values())) {
-        const shardPath = path.join(dir, shard);
-        if (!(await exists(shardPath))) throw new CheckpointFormatError(`shard "${shard}" listed in the index is missing`, indexPath);
+        const shardPath = await existing(await shardFile(dir, shard, journal));
+        if (!shardPath) throw new CheckpointFormatError(`shard "${shard}" listed in the index is missing`, indexPath);
         files.set(shard, await SafetensorsFile.open(shardPath));
       }
       for (const [name, shard] of weightMap) {
@@ -120,6 +143,12 @@ export class CheckpointReader {
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  return fsp.stat(p).then(() => true, () => false);
+/** `p` if something exists there. */
+async function existing(p: string | undefined): Promise<string | undefined> {
+  return p && (await fsp.stat(p).then(() => p, () => undefined));
+}
+
+/** A shard's path; shards in subfolders are not renamed by saves, so only bare names go through the journal. */
+function shardFile(dir: string, shard: string, journal: SaveJournal | undefined): Promise<string | undefined> {
+  return /[/\\]/.test(shard) ? Promise.resolve(path.join(dir, shard)) : resolveCheckpointFile(dir, shard, journal);
 }

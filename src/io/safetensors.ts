@@ -1,8 +1,9 @@
 // safetensors: an 8-byte little-endian header length, a JSON header, then the tensors' bytes.
 // Validation follows the format's reference implementation: a bounded header, offsets that tile the
 // data region exactly (contiguous, in order, inside the file), and byte counts that equal shape × dtype size.
-import { promises as fsp } from "node:fs";
+import { constants as fsc, promises as fsp } from "node:fs";
 import { CheckpointFormatError } from "../errors.js";
+import { parseJsonStrict, preview } from "./json.js";
 import { DTYPE_BYTES, LOADABLE_DTYPES, type StorageDtype, decode, isStorageDtype } from "../tensor/dtypes.js";
 
 /** The reference implementation's limit on the JSON header. */
@@ -31,12 +32,10 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   } catch {
     throw new CheckpointFormatError("header is not valid UTF-8", file);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new CheckpointFormatError(`header is not valid JSON (${(err as Error).message})`, file);
-  }
+  // Strict: a repeated tensor name would otherwise silently resolve to its last entry.
+  const parsed = parseJsonStrict(text);
+  if (!parsed.ok) throw new CheckpointFormatError(`header is ${parsed.problem.startsWith("not") ? "" : "invalid: "}${parsed.problem}`, file);
+  const raw = parsed.value;
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new CheckpointFormatError("header is not a JSON object", file);
   const dataSize = fileSize - 8 - headerBytes.byteLength;
   const tensors = new Map<string, TensorInfo>();
@@ -49,7 +48,9 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
       metadata = entry as Record<string, string>;
       continue;
     }
-    tensors.set(name, parseEntry(name, entry, file));
+    const info = parseEntry(name, entry, file);
+    if (info.end > dataSize) throw new CheckpointFormatError(`data_offsets [${info.begin}, ${info.end}] run past the end of the data region (${dataSize} bytes)`, file, name);
+    tensors.set(name, info);
   }
   // The data region must be tiled exactly: sorted by offset, each tensor starts where the previous ended.
   const sorted = [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
@@ -77,10 +78,10 @@ function parseEntry(name: string, entry: unknown, file: string): TensorInfo {
   const fail = (msg: string) => new CheckpointFormatError(msg, file, name);
   if (typeof entry !== "object" || entry === null) throw fail("entry is not an object");
   const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-  if (typeof dtype !== "string" || !isStorageDtype(dtype)) throw fail(`unknown dtype ${JSON.stringify(dtype)}`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+  if (typeof dtype !== "string" || !isStorageDtype(dtype)) throw fail(`unknown dtype ${preview(dtype)}`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`shape ${preview(shape)} is not a list of non-negative integers`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    throw fail(`data_offsets ${JSON.stringify(offsets)} must be two non-negative integers`);
+    throw fail(`data_offsets ${preview(offsets)} must be two non-negative integers`);
   }
   const [begin, end] = offsets as number[];
   if (end < begin) throw fail(`data_offsets [${begin}, ${end}] are reversed`);
@@ -103,12 +104,15 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     let handle: fsp.FileHandle;
     try {
-      handle = await fsp.open(path, "r");
+      // O_NONBLOCK: opening a FIFO planted under a weight file's name must not block forever.
+      handle = await fsp.open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
     } catch (err) {
       throw new CheckpointFormatError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, path);
     }
     try {
-      const { size } = await handle.stat();
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw new CheckpointFormatError("not a regular file", path);
+      const { size } = stat;
       if (size < 8) throw new CheckpointFormatError(`file is ${size} bytes, too short for the 8-byte header length`, path);
       const lenBuf = Buffer.alloc(8);
       await readExactly(handle, lenBuf, 0, path);
@@ -163,7 +167,12 @@ export class SafetensorsFile {
 async function readExactly(handle: fsp.FileHandle, buf: Buffer, position: number, file: string, tensor?: string): Promise<void> {
   let done = 0;
   while (done < buf.byteLength) {
-    const { bytesRead } = await handle.read(buf, done, buf.byteLength - done, position + done);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(buf, done, buf.byteLength - done, position + done));
+    } catch (err) {
+      throw new CheckpointFormatError(`read failed at byte ${position + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, tensor);
+    }
     if (bytesRead === 0) throw new CheckpointFormatError(`unexpected end of file at byte ${position + done}`, file, tensor);
     done += bytesRead;
   }

@@ -6,7 +6,7 @@ import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
-import { StateDictError } from "../errors.js";
+import { ConfigError, StateDictError } from "../errors.js";
 
 export interface LoadProgress {
   bytesDone: number;
@@ -38,10 +38,17 @@ export function buildModel(config: ModelConfig, raw: Record<string, unknown> = c
 
 /** config.json → class → construct → load weights → model with `loadReport`, in eval mode. */
 export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
-  const model = await buildFromConfigDir(dir);
-  let reader: CheckpointReader | undefined;
+  const raw = await readConfigJson(dir);
+  const where = path.join(dir, CONFIG_NAME);
+  const family = familyFor(raw, where);
+  const config = family.configFromDict(raw, where);
+  // Headers first: config.json's sizes are checked against them before anything is built.
+  const reader = await CheckpointReader.open(dir);
+  let model: PreTrainedModel | undefined;
   try {
-    reader = await CheckpointReader.open(dir);
+    checkSizesAgainstCheckpoint(raw, reader, where, undefined);
+    model = buildModel(config, raw, where);
+    checkSizesAgainstCheckpoint(raw, reader, where, model);
     const report = await loadWeights(model, reader, options);
     if (options.strict && (report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length)) {
       throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}`);
@@ -49,11 +56,35 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     model.loadReport = report;
     return model.eval();
   } catch (err) {
-    model.dispose();
+    model?.dispose();
     throw err;
   } finally {
-    await reader?.close();
+    await reader.close();
   }
+}
+
+/**
+ * A hostile config.json must not make the loader allocate what the checkpoint cannot justify (a vocab_size
+ * of 1e308, 2^31 layers). Before building: every size-like field is at most the checkpoint's element count
+ * and the layer count at most its tensor count. After building (parameters are still unallocated): the
+ * model's float32 bytes are at most 4× the checkpoint's data bytes (BF16 → float32 doubles them; the rest
+ * leaves room for parameters a partial checkpoint does not provide) plus 64 MiB.
+ */
+function checkSizesAgainstCheckpoint(raw: Record<string, unknown>, reader: CheckpointReader, where: string, model: PreTrainedModel | undefined): void {
+  let elements = 0;
+  for (const info of reader.infos.values()) elements += info.shape.reduce((a, b) => a * b, 1);
+  if (!model) {
+    for (const [k, v] of Object.entries(raw)) {
+      if (typeof v !== "number" || !(/_size$|_dim$|^num_/.test(k))) continue;
+      const limit = k === "num_hidden_layers" ? reader.keys().length : elements;
+      if (v > limit) throw new ConfigError(`${where}: "${k}" is ${v}, more than the checkpoint's ${k === "num_hidden_layers" ? "tensor" : "element"} count (${limit}) can justify`);
+    }
+    return;
+  }
+  let declared = 0;
+  for (const [, p] of model.namedParameters()) declared += p.numel * 4;
+  const limit = 4 * reader.totalBytes + 64 * 2 ** 20;
+  if (declared > limit) throw new ConfigError(`${where}: the model it declares needs ${declared} bytes of weights, more than its ${reader.totalBytes}-byte checkpoint can justify`);
 }
 
 /** Every path under which a parameter is reachable (tied parameters have several). */

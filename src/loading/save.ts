@@ -2,7 +2,7 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readJsonFile } from "../io/checkpoint.js";
 import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
-import { removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
+import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { PreTrainedModel, SaveOptions } from "../models/pretrained.js";
 import { FusekitError } from "../errors.js";
@@ -56,6 +56,8 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
  */
 export async function savePretrained(model: PreTrainedModel, dir: string, options: SaveOptions = {}): Promise<void> {
   await fsp.mkdir(dir, { recursive: true });
+  // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
+  await completePendingSave(dir);
   await removeStaleTemporaries(dir);
   const tensors = stateEntries(model, options.dtype);
   const shards = planShards(tensors, parseSize(options.maxShardSize ?? "5GB"));
@@ -78,11 +80,10 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
   if (dtypes.size === 1) config.torch_dtype = TORCH_DTYPE[[...dtypes][0]] ?? config.torch_dtype;
   files.push({ path: path.join(dir, CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n") });
 
+  // Weight files of the previous save that the new one does not overwrite are deleted after the commit, in
+  // the same journal: a new single file must not be shadowed by an old index (or the reverse).
   const stale = await previousWeightFiles(dir);
-  await writeFilesAtomically(files);
-  // Weight files of the previous save that the new one does not use.
-  const written = new Set([...names, WEIGHTS_INDEX_NAME].filter((n) => n !== WEIGHTS_INDEX_NAME || shards.length > 1));
-  await Promise.all([...stale].filter((n) => !written.has(n)).map((n) => fsp.rm(path.join(dir, n), { force: true })));
+  await writeFilesAtomically(files, { remove: [...stale] });
 }
 
 const pad = (n: number) => String(n).padStart(5, "0");

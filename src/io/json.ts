@@ -1,0 +1,79 @@
+// Strict JSON for checkpoint metadata (safetensors headers, shard indexes, config.json).
+// JSON.parse silently keeps the last of two equal keys and accepts any nesting depth; a hostile file can use
+// the first to make two readers see different tensors and the second to overflow recursive code later
+// (JSON.stringify of a 10^5-deep value throws RangeError). No maintained npm package reports duplicate keys
+// without pulling in a whole parser, so this hand-written scan does, after JSON.parse has validated the text.
+
+/** The reference implementation (serde_json) refuses deeper nesting than this. */
+export const MAX_JSON_DEPTH = 128;
+
+export type StrictJsonResult = { ok: true; value: unknown } | { ok: false; problem: string };
+
+/** Parses `text`; reports invalid JSON, nesting deeper than MAX_JSON_DEPTH, or a key repeated in one object. */
+export function parseJsonStrict(text: string): StrictJsonResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, problem: `not valid JSON (${(err as Error).message})` };
+  }
+  const problem = scanStructure(text);
+  return problem ? { ok: false, problem } : { ok: true, value };
+}
+
+interface Frame {
+  keys?: Set<string>; // present for objects
+  path: string;
+  expectKey: boolean;
+}
+
+/** Walks already-valid JSON text once, iteratively (no recursion, so depth cannot overflow the stack). */
+function scanStructure(text: string): string | undefined {
+  const stack: Frame[] = [];
+  let lastKey = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) break;
+      }
+      const top = stack[stack.length - 1];
+      if (top?.keys && top.expectKey) {
+        const raw = text.slice(start, i + 1);
+        const key = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (top.keys.has(key)) return `duplicate key ${preview(key)}${top.path ? ` in ${top.path}` : ""}`;
+        top.keys.add(key);
+        top.expectKey = false;
+        lastKey = key;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (stack.length >= MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`;
+      const parent = stack[stack.length - 1];
+      const path = parent ? (parent.keys ? `${parent.path}${parent.path ? "." : ""}${preview(lastKey)}` : `${parent.path}[]`) : "";
+      stack.push({ keys: c === 0x7b ? new Set() : undefined, path, expectKey: c === 0x7b });
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+    } else if (c === 0x2c /* , */) {
+      const top = stack[stack.length - 1];
+      if (top?.keys) top.expectKey = true;
+    }
+  }
+  return undefined;
+}
+
+/** A value for an error message: JSON, cut to `max` characters, never throwing (even on deep nesting). */
+export function preview(value: unknown, max = 120): string {
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = Array.isArray(value) ? "[…]" : typeof value === "object" ? "{…}" : String(value);
+  }
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
