@@ -13,7 +13,7 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 120_000,
+    testTimeout: 600_000,
     hookTimeout: 300_000,
     pool: "forks",
     fileParallelism: true,
