@@ -40,3 +40,18 @@ export class ModulePathError extends FusekitError {}
 
 /** A tensor argument has the wrong shape or dtype for the call it is passed to. */
 export class ShapeError extends FusekitError {}
+
+/** A patch mapping call is wrong: a key registered twice without `overwrite`, an unknown key, a bad regex key. */
+export class PatchMappingError extends FusekitError {}
+
+/**
+ * A patch mapping value is not a Module subclass. transformers raises TypeError here; fusekit errors all
+ * extend FusekitError, so this is a PatchMappingError subclass whose name says it is the type check.
+ */
+export class PatchTypeError extends PatchMappingError {}
+
+/** A conversion rule or operation is malformed (bad regex, too many capture groups, bad counts), or registered twice. */
+export class ConversionRuleError extends FusekitError {}
+
+/** Converting checkpoint tensors failed: shapes that do not fit an operation, an incomplete group, a target collision. */
+export class ConversionError extends FusekitError {}

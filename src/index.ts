@@ -26,3 +26,9 @@ export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgr
 export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
+
+export { registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, resolvePatchedClass, type PatchMapping } from "./patching/registry.js";
+export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
+export { ConversionOperation, Concatenate, Chunk, Transpose, MergeModulelist, SplitModulelist, type HostTensor, type Slot } from "./conversion/ops.js";
+export { registerCheckpointConversionMapping, getCheckpointConversionMapping, clearCheckpointConversionMapping } from "./conversion/registry.js";
+export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";
