@@ -7,9 +7,10 @@
 import { ConversionOperation } from "./ops.js";
 import { ConversionRuleError } from "../errors.js";
 
-function list(p: string | string[], what: string): string[] {
+/** Source patterns must be non-empty; a target may be "" (e.g. to strip a prefix). */
+function list(p: string | string[], what: string, allowEmpty = false): string[] {
   const out = Array.isArray(p) ? p : [p];
-  if (!out.length || out.some((s) => typeof s !== "string" || s === "")) {
+  if (!out.length || out.some((s) => typeof s !== "string" || (s === "" && !allowEmpty))) {
     throw new ConversionRuleError(`${what} must be a non-empty string or a non-empty list of them, got ${JSON.stringify(p)}`);
   }
   return out;
@@ -54,7 +55,7 @@ export class WeightRenaming {
 
   constructor({ sourcePatterns, targetPatterns }: PatternOptions) {
     this.sourcePatterns = list(sourcePatterns, "WeightRenaming: sourcePatterns");
-    this.targetPatterns = list(targetPatterns, "WeightRenaming: targetPatterns");
+    this.targetPatterns = list(targetPatterns, "WeightRenaming: targetPatterns", true);
     const name = this.toString();
     if (this.targetPatterns.length !== 1 && this.targetPatterns.length !== this.sourcePatterns.length) {
       throw new ConversionRuleError(`${name}: needs one target pattern or one per source pattern (${this.sourcePatterns.length}), got ${this.targetPatterns.length}`);
@@ -91,7 +92,7 @@ export class WeightConverter {
 
   constructor({ sourcePatterns, targetPatterns, operations }: PatternOptions & { operations: ConversionOperation[] }) {
     this.sourcePatterns = list(sourcePatterns, "WeightConverter: sourcePatterns");
-    this.targetPatterns = list(targetPatterns, "WeightConverter: targetPatterns");
+    this.targetPatterns = list(targetPatterns, "WeightConverter: targetPatterns", true);
     const name = `WeightConverter(${this.sourcePatterns.join(", ")} → ${this.targetPatterns.join(", ")})`;
     if (this.sourcePatterns.length > 1 && this.targetPatterns.length > 1) {
       throw new ConversionRuleError(`${name}: many-to-many is not supported; use one source or one target pattern`);
