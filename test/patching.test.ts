@@ -112,6 +112,23 @@ describe("patches apply at construction", () => {
     expect([...build().model.layers].map((l) => l.mlp.constructor)).toEqual([Qwen3MLP, Qwen3MLP]);
   });
 
+  it("a replacement may wrap the class it replaces: construct() inside it builds the original", () => {
+    class WrappedMLP extends Module<[tf.Tensor], tf.Tensor> {
+      inner: Qwen3MLP;
+      constructor(c: Qwen3Config) {
+        super();
+        this.inner = construct(Qwen3MLP, c);
+      }
+      forward(x: tf.Tensor): tf.Tensor {
+        return this.inner.call(x);
+      }
+    }
+    registerPatchMapping({ Qwen3MLP: WrappedMLP as never });
+    const mlps = [...build().model.layers].map((l) => l.mlp as unknown as WrappedMLP);
+    expect(mlps.map((m) => [m.constructor, m.inner.constructor])).toEqual([[WrappedMLP, Qwen3MLP], [WrappedMLP, Qwen3MLP]]);
+    expect(construct(Qwen3MLP, config)).toBeInstanceOf(WrappedMLP); // the guard is gone afterwards
+  });
+
   it("an exact key wins over a regex registered before it", () => {
     registerPatchMapping({ "Qwen3RMS.*": NormA, Qwen3RMSNorm: NormB });
     expect(build().model.norm.constructor).toBe(NormB);

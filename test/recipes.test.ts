@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, CheckpointReader, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
+  AutoModelForCausalLM, CheckpointReader, Qwen3Config, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
   clearPatchMapping, defaultModelDir, getKernelLayerName, setBackend, tf, unregisterPatchMapping, type PreTrainedModel,
 } from "fusekit";
 import { FusedNormMLP, FusedQwen3DecoderLayer, qwen3NormMLPPatches, registerQwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
@@ -187,6 +187,35 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
       reloaded.dispose();
     } finally {
       model.dispose();
+    }
+  });
+
+  it("fused qkv with attention biases: \\1 carries weight/bias into separate groups, unequal GQA chunks round-trip", async () => {
+    const config = new Qwen3Config({ vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 8, attention_bias: true });
+    const src = path.join(tmp, `bias-${backend}`);
+    const original = AutoModelForCausalLM.fromConfig(config, { seed: 3 });
+    const biases = original.namedParameters().filter(([name]) => name.endsWith("_proj.bias"));
+    expect(biases).toHaveLength(2 * 4); // q, k, v, o per layer
+    for (const [name, p] of biases) p.setStateData(Float32Array.from({ length: p.numel }, (_, i) => Math.sin(i + name.length) * 0.5)); // non-zero
+    await original.savePretrained(src);
+    const ids = [[5, 9, 2, 40, 7]];
+    const want = original.forward({ inputIds: ids }).logits;
+    const model = await AutoModelForCausalLM.fromPretrained(src, { patches: qwen3GateUpQKVPatches, conversions: qwen3GateUpQKVConversions });
+    try {
+      expect(model.loadReport!.convertedKeys.map((c) => c.targets[0]).filter((t) => t.includes("qkv"))).toEqual([
+        "model.layers.0.self_attn.qkv_proj.bias", "model.layers.0.self_attn.qkv_proj.weight", "model.layers.1.self_attn.qkv_proj.bias", "model.layers.1.self_attn.qkv_proj.weight",
+      ]);
+      expect([model.loadReport!.missingKeys, model.loadReport!.unexpectedKeys]).toEqual([[], []]);
+      const got = model.forward({ inputIds: ids }).logits;
+      const delta = maxAbsDiff(got.dataSync() as Float32Array, want.dataSync() as Float32Array);
+      expect(delta).toBeLessThanOrEqual(1e-5);
+      tf.dispose([got, want]);
+      const out = path.join(tmp, `bias-saved-${backend}`);
+      await model.savePretrained(out);
+      await expectSameTensors(src, out);
+    } finally {
+      model.dispose();
+      original.dispose();
     }
   });
 });
