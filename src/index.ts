@@ -27,7 +27,7 @@ export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
 
-export { registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, resolvePatchedClass, type PatchMapping } from "./patching/registry.js";
+export { registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, withoutPatches, resolvePatchedClass, type PatchMapping } from "./patching/registry.js";
 export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
 export { ConversionOperation, Concatenate, Chunk, Transpose, MergeModulelist, SplitModulelist, type HostTensor, type Slot } from "./conversion/ops.js";
 export { registerCheckpointConversionMapping, getCheckpointConversionMapping, clearCheckpointConversionMapping } from "./conversion/registry.js";

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import {
   AutoModelForCausalLM, Linear, Module, PatchMappingError, PatchTypeError, Qwen3Attention, Qwen3Config, Qwen3DecoderLayer, Qwen3ForCausalLM,
-  Qwen3MLP, Qwen3RMSNorm, clearPatchMapping, construct, getPatchMapping, registerPatchMapping, setBackend, tf, unregisterPatchMapping, withPatches,
+  Qwen3MLP, Qwen3RMSNorm, clearPatchMapping, construct, getPatchMapping, registerPatchMapping, setBackend, tf, unregisterPatchMapping, withPatches, withoutPatches,
 } from "fusekit";
 
 const config = new Qwen3Config({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8 });
@@ -163,6 +163,16 @@ describe("scoped patches", () => {
       expect(build().model.norm).toBeInstanceOf(NormA);
     });
     expect(build().model.layers.at(0).mlp).toBeInstanceOf(MLPA);
+  });
+
+  it("withoutPatches hides registered and enclosing scoped patches", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    withPatches({ Qwen3RMSNorm: NormA }, () => {
+      const m = withoutPatches(() => build());
+      expect([m.model.layers.at(0).mlp.constructor, m.model.norm.constructor]).toEqual([Qwen3MLP, Qwen3RMSNorm]);
+      const inner = withoutPatches(() => withPatches({ Qwen3RMSNorm: NormB }, () => build()));
+      expect([inner.model.layers.at(0).mlp.constructor, inner.model.norm.constructor]).toEqual([Qwen3MLP, NormB]);
+    });
   });
 
   it("withPatches validates its mapping", () => {

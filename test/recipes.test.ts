@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, CheckpointReader, Qwen3Config, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
+  AutoModelForCausalLM, CheckpointReader, Qwen3Config, withPatches, registerCheckpointConversionMapping, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
   clearPatchMapping, defaultModelDir, getKernelLayerName, setBackend, tf, unregisterPatchMapping, type PreTrainedModel,
 } from "fusekit";
 import { FusedNormMLP, FusedQwen3DecoderLayer, qwen3NormMLPPatches, registerQwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
@@ -217,6 +217,43 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
       model.dispose();
       original.dispose();
     }
+  });
+
+  it("a patched model that was never loaded (fromConfig) also saves the original layout, and reloads to the same logits", async () => {
+    const config = new Qwen3Config({ vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 });
+    registerQwen3NormMLPConversions();
+    const patched = withPatches(qwen3NormMLPPatches, () => AutoModelForCausalLM.fromConfig(config, { seed: 5 }));
+    // Non-trivial norm weights, so a lost or misplaced norm would change the logits.
+    for (const l of layers(patched)) (l.mlp as FusedNormMLP).norm_weight.setStateData(Float32Array.from({ length: 32 }, (_, i) => 1 + Math.sin(i + l.layerIdx)));
+    const out = path.join(tmp, `from-config-${backend}`);
+    await patched.savePretrained(out);
+    const r = await CheckpointReader.open(out);
+    expect(r.keys()).toContain("model.layers.1.post_attention_layernorm.weight");
+    expect(r.keys().some((k) => k.includes("norm_weight"))).toBe(false);
+    await r.close();
+    clearCheckpointConversionMapping();
+    const plainLoad = await AutoModelForCausalLM.fromPretrained(out);
+    expect([plainLoad.loadReport!.missingKeys, plainLoad.loadReport!.unexpectedKeys]).toEqual([[], []]);
+    const ids = [[3, 1, 4, 1, 5]];
+    const [a, b] = [patched, plainLoad].map((m) => m.forward({ inputIds: ids }).logits);
+    expect(maxAbsDiff(a.dataSync() as Float32Array, b.dataSync() as Float32Array)).toBeLessThanOrEqual(1e-6);
+    tf.dispose([a, b]);
+    patched.dispose();
+    plainLoad.dispose();
+
+    // The same for converters: gate_up / qkv are chunked back with the plain model's (GQA) sizes.
+    registerCheckpointConversionMapping("qwen3", qwen3GateUpQKVConversions);
+    const fused = withPatches(qwen3GateUpQKVPatches, () => AutoModelForCausalLM.fromConfig(config, { seed: 6 }));
+    const out2 = path.join(tmp, `from-config-fused-${backend}`);
+    await fused.savePretrained(out2);
+    clearCheckpointConversionMapping();
+    const plain2 = await AutoModelForCausalLM.fromPretrained(out2);
+    expect([plain2.loadReport!.missingKeys, plain2.loadReport!.unexpectedKeys, plain2.loadReport!.mismatchedKeys]).toEqual([[], [], []]);
+    const [c, d] = [fused, plain2].map((m) => m.forward({ inputIds: ids }).logits);
+    expect(maxAbsDiff(c.dataSync() as Float32Array, d.dataSync() as Float32Array)).toBeLessThanOrEqual(1e-5);
+    tf.dispose([c, d]);
+    fused.dispose();
+    plain2.dispose();
   });
 });
 

@@ -138,3 +138,24 @@ export function revertGroup(group: ConversionRecord["groups"][number], targets: 
   });
   return out;
 }
+
+/**
+ * A record for a model that was never loaded (e.g. built with fromConfig under patches): the rules are
+ * planned over the plain model's keys and shapes — the layout a checkpoint of it has. Each group's ops
+ * run once on zero-filled tensors of the right shapes to get their concrete reverses.
+ */
+export function synthesizeRecord(plain: { key: string; shape: number[] }[], rules: ConversionRule[], dtypeOf: (runtimeKey: string) => StorageDtype): ConversionRecord {
+  const shapes = new Map(plain.map((p) => [p.key, p.shape]));
+  const plan = planConversions(plain.map((p) => p.key), rules);
+  if (plan.errors.length) throw new ConversionError(`cannot save in the original format: ${plan.errors[0].message}`);
+  const record: ConversionRecord = { rules: [...rules], renamed: new Map(), groups: [] };
+  for (const d of plan.direct) if (d.rules.length) record.renamed.set(d.target, d.source);
+  for (const g of plan.groups) {
+    const dtype = dtypeOf(g.targets[0]);
+    const sources = g.sources.map((keys) => keys.map((key) => ({ key, shape: shapes.get(key)!, dtype })));
+    const inputs = sources.map((l) => l.map((s) => ({ data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)), shape: s.shape, dtype })));
+    const { reverse } = convertGroup(g, inputs.map((l) => (l.length === 1 ? l[0] : l)));
+    record.groups.push({ rule: g.rule, targets: g.targets, reverse, sources });
+  }
+  return record;
+}

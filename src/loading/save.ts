@@ -6,7 +6,12 @@ import { removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { PreTrainedModel, SaveOptions } from "../models/pretrained.js";
 import { ConversionError, FusekitError } from "../errors.js";
-import { revertGroup } from "../conversion/apply.js";
+import { revertGroup, synthesizeRecord, type ConversionRecord } from "../conversion/apply.js";
+import { conversionRulesFor } from "../conversion/registry.js";
+import { withoutPatches } from "../patching/registry.js";
+import { buildModel } from "./load.js";
+import { causalLMClassFor, familyFor } from "../models/registry.js";
+import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
@@ -27,8 +32,8 @@ export function parseSize(size: number | string): number {
  * keys get their checkpoint names back and each converted group is reverted when the writer reaches it.
  */
 export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { saveOriginalFormat = true } = {}): TensorToWrite[] {
-  const record = saveOriginalFormat ? model.checkpointConversion : undefined;
   const params = model.namedParameters();
+  const record = saveOriginalFormat ? (model.checkpointConversion ?? unloadedRecord(model, params)) : undefined;
   const grouped = new Set(record?.groups.flatMap((g) => g.targets));
   const out: TensorToWrite[] = params
     .filter(([name]) => !grouped.has(name))
@@ -61,6 +66,22 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
     });
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * For a model that was not loaded through conversions: if rules are registered for it and its keys
+ * differ from the plain (unpatched) model's, plan the rules over the plain model's keys.
+ */
+function unloadedRecord(model: PreTrainedModel, params: [string, Parameter][]): ConversionRecord | undefined {
+  const plainClass = causalLMClassFor(familyFor(model.config.toDict(), "config"), model.config);
+  const rules = conversionRulesFor([model.constructor.name, plainClass.name], model.config.model_type);
+  if (!rules.length) return undefined;
+  // Parameters allocate nothing until loaded or initialised, so the plain twin is only a key/shape list.
+  const plain = withoutPatches(() => buildModel(model.config)).namedParameters();
+  const keys = new Set(params.map(([k]) => k));
+  if (plain.length === keys.size && plain.every(([k]) => keys.has(k))) return undefined;
+  const byName = new Map(params);
+  return synthesizeRecord(plain.map(([key, p]) => ({ key, shape: [...p.stateShape] })), rules, (k) => byName.get(k)?.storedDtype ?? "F32");
 }
 
 /** Splits tensors into shards of at most `max` bytes (a tensor larger than `max` gets a shard of its own). */

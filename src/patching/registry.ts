@@ -23,7 +23,8 @@ interface Entry {
 type Layer = Map<string, Entry>;
 
 const globalLayer: Layer = new Map();
-const scopes = new AsyncLocalStorage<Layer[]>();
+/** The active scopes, innermost first; `isolated` hides the global mapping (and every outer scope). */
+const scopes = new AsyncLocalStorage<{ layers: Layer[]; isolated: boolean }>();
 
 function isModuleSubclass(v: unknown): v is ModuleClass {
   return typeof v === "function" && v.prototype instanceof Module;
@@ -95,7 +96,13 @@ export function clearPatchMapping(): void {
  */
 export function withPatches<T>(mapping: PatchMapping, fn: () => T): T {
   const layer = compile(mapping, "withPatches");
-  return scopes.run([layer, ...(scopes.getStore() ?? [])], fn);
+  const outer = scopes.getStore();
+  return scopes.run({ layers: [layer, ...(outer?.layers ?? [])], isolated: outer?.isolated ?? false }, fn);
+}
+
+/** Runs `fn` with no patches at all (neither registered nor scoped): models built inside are plain. */
+export function withoutPatches<T>(fn: () => T): T {
+  return scopes.run({ layers: [], isolated: true }, fn);
 }
 
 function lookup(layer: Layer, name: string): ModuleClass | undefined {
@@ -107,7 +114,8 @@ function lookup(layer: Layer, name: string): ModuleClass | undefined {
 
 /** The class to build for `cls` under the active scopes and the global mapping. */
 export function resolvePatchedClass(cls: ModuleClass): ModuleClass {
-  for (const layer of [...(scopes.getStore() ?? []), globalLayer]) {
+  const store = scopes.getStore();
+  for (const layer of store?.isolated ? store.layers : [...(store?.layers ?? []), globalLayer]) {
     const hit = lookup(layer, cls.name);
     if (hit) return hit;
   }
