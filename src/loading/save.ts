@@ -65,7 +65,10 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
       out.push({ name: s.key, dtype: dt, shape: s.shape, bytes: () => encode(revert(i).data, dt) });
     });
   }
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const dup = out.find((t, i) => i > 0 && out[i - 1].name === t.name);
+  if (dup) throw new ConversionError(`cannot save in the original format: two tensors would be written as "${dup.name}" (check the conversion rules)`);
+  return out;
 }
 
 /**
