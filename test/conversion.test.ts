@@ -254,6 +254,19 @@ describe("load and save through conversions", () => {
     model.dispose();
   });
 
+  it("saving refuses to write two tensors under one name", async () => {
+    const model = (await AutoModelForCausalLM.fromPretrained(dir, { conversions: TOY_RULES })) as Toy;
+    model.checkpointConversion!.renamed.set("a", "ab"); // as if a module added after the load claimed the name of a converted source
+    await expect(model.savePretrained(path.join(dir, "dup"))).rejects.toThrow(
+      new ConversionError('cannot save in the original format: two tensors would be written as "ab" (check the conversion rules)'),
+    );
+    await model.savePretrained(path.join(dir, "runtime"), { saveOriginalFormat: false });
+    const r = await CheckpointReader.open(path.join(dir, "runtime"));
+    expect(r.keys().sort()).toEqual(["a", "b", "c", "experts", "t"]);
+    await r.close();
+    model.dispose();
+  });
+
   it("a class-name entry wins over the model_type entry, the patched class name first", async () => {
     registerCheckpointConversionMapping("toy", [new WeightRenaming({ sourcePatterns: "^old\\.", targetPatterns: "" })]);
     let m = await AutoModelForCausalLM.fromPretrained(dir);
