@@ -256,7 +256,7 @@ describe("load and save through conversions", () => {
 
   it("saving refuses to write two tensors under one name", async () => {
     const model = (await AutoModelForCausalLM.fromPretrained(dir, { conversions: TOY_RULES })) as Toy;
-    model.checkpointConversion!.renamed.set("a", "ab"); // as if a module added after the load claimed the name of a converted source
+    model.checkpointConversion!.renamed.set("c", "ab"); // as if a module added after the load claimed the name of a converted source
     await expect(model.savePretrained(path.join(dir, "dup"))).rejects.toThrow(
       new ConversionError('cannot save in the original format: two tensors would be written as "ab" (check the conversion rules)'),
     );
