@@ -55,3 +55,18 @@ export class AlreadyFusedError extends FusionError {}
 
 /** While a fused chain runs, a module needs a wire (registry entry) nobody wrote, or returned fewer outputs than its spec names. */
 export class FusionWiringError extends FusionError {}
+
+/** A patch mapping call is wrong: a key registered twice without `overwrite`, an unknown key, a bad regex key. */
+export class PatchMappingError extends FusekitError {}
+
+/**
+ * A patch mapping value is not a Module subclass. transformers raises TypeError here; fusekit errors all
+ * extend FusekitError, so this is a PatchMappingError subclass whose name says it is the type check.
+ */
+export class PatchTypeError extends PatchMappingError {}
+
+/** A conversion rule or operation is malformed (bad regex, too many capture groups, bad counts), or registered twice. */
+export class ConversionRuleError extends FusekitError {}
+
+/** Converting checkpoint tensors failed: shapes that do not fit an operation, an incomplete group, a target collision. */
+export class ConversionError extends FusekitError {}

@@ -28,3 +28,9 @@ export { savePretrained, parseSize } from "./loading/save.js";
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
 
 export * from "./fusion/index.js";
+
+export { registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, withoutPatches, resolvePatchedClass, type PatchMapping } from "./patching/registry.js";
+export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
+export { ConversionOperation, Concatenate, Chunk, Transpose, MergeModulelist, SplitModulelist, type HostTensor, type Slot } from "./conversion/ops.js";
+export { registerCheckpointConversionMapping, getCheckpointConversionMapping, clearCheckpointConversionMapping } from "./conversion/registry.js";
+export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";

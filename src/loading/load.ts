@@ -6,7 +6,13 @@ import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
-import { ConfigError, StateDictError } from "../errors.js";
+import { ConfigError, ConversionError, StateDictError } from "../errors.js";
+import { withPatches, type PatchMapping } from "../patching/registry.js";
+import type { ConversionRule } from "../conversion/rules.js";
+import { checkRules, conversionRulesFor } from "../conversion/registry.js";
+import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
+import type { HostTensor } from "../conversion/ops.js";
+import { PreTrainedModel as PreTrainedModelClass } from "../models/pretrained.js";
 
 export interface LoadProgress {
   bytesDone: number;
@@ -21,6 +27,13 @@ export interface FromPretrainedOptions {
   seed?: number;
   /** Called after each tensor is loaded. */
   onProgress?: (progress: LoadProgress) => void;
+  /** Patches applied only while this model is constructed, on top of the registered ones; other loads never see them. */
+  patches?: PatchMapping;
+  /**
+   * Conversion rules for this load, instead of the registered ones (`[]` = none). Default: the rules
+   * registered for the model's class name, else for its model_type.
+   */
+  conversions?: ConversionRule[];
 }
 
 /** Reads config.json and builds the (patched) model class it names, with no weights allocated yet. */
@@ -36,8 +49,16 @@ export function buildModel(config: ModelConfig, raw: Record<string, unknown> = c
   return construct(Cls as new (c: ModelConfig) => PreTrainedModel, config);
 }
 
-/** config.json → class → construct → load weights → model with `loadReport`, in eval mode. */
+/**
+ * config.json → class → construct (under `options.patches`) → load weights through the conversion
+ * rules → model with `loadReport`, in eval mode.
+ */
 export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
+  if (options.patches) {
+    const { patches, ...rest } = options;
+    return withPatches(patches, () => fromPretrained(dir, rest));
+  }
+  if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
   const family = familyFor(raw, where);
@@ -49,9 +70,13 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     checkSizesAgainstCheckpoint(raw, reader, where, undefined);
     model = buildModel(config, raw, where);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
-    const report = await loadWeights(model, reader, options);
-    if (options.strict && (report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length)) {
-      throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}`);
+    const unpatched = causalLMClassFor(family, config).name;
+    const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    const report = await loadWeights(model, reader, { ...options, conversions });
+    const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
+    if (options.strict && bad) {
+      const errors = report.conversionErrors.map((e) => e.message).join("; ");
+      throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
     }
     model.loadReport = report;
     return model.eval();
@@ -100,32 +125,82 @@ export function parameterAliases(model: Module): Map<string, Parameter> {
   return out;
 }
 
-/** Loads every checkpoint tensor into the parameter of the same key, one tensor in memory at a time. */
+/**
+ * Loads every checkpoint tensor into the parameter of its runtime key — the same key, or the one
+ * `options.conversions` moves it to — one tensor (or one conversion group) in memory at a time.
+ * On a PreTrainedModel the conversions done are recorded in `checkpointConversion` for saving.
+ */
 export async function loadWeights(model: Module, reader: CheckpointReader, options: FromPretrainedOptions = {}): Promise<LoadReport> {
+  const rules = options.conversions ?? [];
+  const plan = planConversions(reader.keys(), rules);
   const params = new Map(model.namedParameters());
   const aliases = parameterAliases(model);
-  const report: LoadReport = { missingKeys: [], unexpectedKeys: [], mismatchedKeys: [] };
+  const report: LoadReport = {
+    missingKeys: [],
+    unexpectedKeys: [],
+    mismatchedKeys: [],
+    conversionErrors: plan.errors,
+    unmatchedRules: plan.unmatchedRules,
+    convertedKeys: [],
+  };
+  const record: ConversionRecord = { rules: [...rules], renamed: new Map(), groups: [] };
   const loaded = new Set<Parameter>();
   const bytesTotal = reader.totalBytes;
   let bytesDone = 0;
-  for (const key of reader.keys()) {
-    const info = reader.infos.get(key)!;
-    const p = params.get(key) ?? aliases.get(key);
-    if (!p) {
-      report.unexpectedKeys.push(key);
-    } else if (loaded.has(p)) {
-      // A tied alias (e.g. lm_head.weight saved next to embed_tokens.weight): the first copy wins.
-    } else if (p.stateShape.length !== info.shape.length || p.stateShape.some((d, i) => d !== info.shape[i])) {
-      report.mismatchedKeys.push({ key, expected: [...p.stateShape], got: info.shape });
-    } else {
-      const t = await reader.read(key);
+  const progress = (key: string) => {
+    bytesDone += reader.infos.get(key)!.end - reader.infos.get(key)!.begin;
+    options.onProgress?.({ bytesDone, bytesTotal, key });
+  };
+  /** The parameter to fill for `target`, or undefined (reported) if there is none or it does not fit. */
+  const slotFor = (target: string, shape: number[]): Parameter | undefined => {
+    const p = params.get(target) ?? aliases.get(target);
+    if (!p) report.unexpectedKeys.push(target);
+    else if (loaded.has(p)) return undefined; // a tied alias (e.g. lm_head.weight next to embed_tokens.weight): the first copy wins
+    else if (p.stateShape.length !== shape.length || p.stateShape.some((d, i) => d !== shape[i])) {
+      report.mismatchedKeys.push({ key: target, expected: [...p.stateShape], got: shape });
+    } else return p;
+    return undefined;
+  };
+
+  for (const { source, target, rules: by } of plan.direct) {
+    const p = slotFor(target, reader.infos.get(source)!.shape);
+    if (p) {
+      const t = await reader.read(source);
       p.setStateData(t.data, t.dtype);
       loaded.add(p);
     }
-    bytesDone += info.end - info.begin;
-    options.onProgress?.({ bytesDone, bytesTotal, key });
+    if (by.length) {
+      record.renamed.set(target, source);
+      report.convertedKeys.push({ rule: by.join(" then "), sources: [source], targets: [target] });
+    }
+    progress(source);
   }
+
+  for (const group of plan.groups) {
+    try {
+      const inputs: HostTensor[][] = [];
+      for (const keys of group.sources) inputs.push(await Promise.all(keys.map((k) => reader.read(k))));
+      const { outputs, reverse } = convertGroup(group, inputs.map((l) => (l.length === 1 ? l[0] : l)));
+      outputs.forEach((t, i) => {
+        const p = slotFor(group.targets[i], t.shape);
+        if (p) {
+          p.setStateData(t.data, t.dtype);
+          loaded.add(p);
+        }
+      });
+      const sources = inputs.map((l, i) => l.map((t, j) => ({ key: group.sources[i][j], shape: t.shape, dtype: t.dtype })));
+      record.groups.push({ rule: group.rule, targets: group.targets, reverse, sources });
+      report.convertedKeys.push({ rule: group.rule.toString(), sources: group.sources.flat(), targets: group.targets });
+    } catch (err) {
+      if (!(err instanceof ConversionError)) throw err;
+      report.conversionErrors.push({ rule: group.rule.toString(), keys: group.sources.flat(), message: err.message });
+    }
+    for (const k of group.sources.flat()) progress(k);
+  }
+  for (const e of plan.errors) for (const k of e.keys) progress(k);
+
   for (const [key, p] of params) if (!loaded.has(p)) report.missingKeys.push(key);
   model.initializeWeights(options.seed ?? 0, { onlyMissing: true });
+  if (rules.length && model instanceof PreTrainedModelClass) model.checkpointConversion = record;
   return report;
 }

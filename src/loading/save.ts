@@ -5,7 +5,14 @@ import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { PreTrainedModel, SaveOptions } from "../models/pretrained.js";
-import { FusekitError } from "../errors.js";
+import { ConversionError, FusekitError } from "../errors.js";
+import { revertGroup, synthesizeRecord, type ConversionRecord } from "../conversion/apply.js";
+import { conversionRulesFor } from "../conversion/registry.js";
+import { withoutPatches } from "../patching/registry.js";
+import { buildModel } from "./load.js";
+import { causalLMClassFor, familyFor } from "../models/registry.js";
+import type { Parameter } from "../nn/parameter.js";
+import type { HostTensor } from "../conversion/ops.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 
@@ -19,15 +26,65 @@ export function parseSize(size: number | string): number {
   return Math.floor(Number(m[1]) * mult[unit]);
 }
 
-/** The tensors a model saves: its parameters in checkpoint layout, sorted by key, each in its stored dtype. */
-export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype): TensorToWrite[] {
-  return model
-    .namedParameters()
+/**
+ * The tensors a model saves, sorted by key, each in its stored dtype (or `dtype`). With
+ * `saveOriginalFormat` (the default) the conversions the model was loaded with are undone: renamed
+ * keys get their checkpoint names back and each converted group is reverted when the writer reaches it.
+ */
+export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { saveOriginalFormat = true } = {}): TensorToWrite[] {
+  const params = model.namedParameters();
+  const record = saveOriginalFormat ? (model.checkpointConversion ?? unloadedRecord(model, params)) : undefined;
+  const grouped = new Set(record?.groups.flatMap((g) => g.targets));
+  const out: TensorToWrite[] = params
+    .filter(([name]) => !grouped.has(name))
     .map(([name, p]) => {
       const dt = dtype ?? p.storedDtype;
-      return { name, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) };
-    })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      return { name: record?.renamed.get(name) ?? name, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) };
+    });
+  const byName = new Map(params);
+  for (const group of record?.groups ?? []) {
+    // Revert once, hand out one source per call, drop the result when the last one is taken.
+    let cache: HostTensor[] | undefined;
+    let taken = 0;
+    const sources = group.sources.flat();
+    const revert = (i: number): HostTensor => {
+      cache ??= revertGroup(
+        group,
+        group.targets.map((t) => {
+          const p = byName.get(t);
+          if (!p) throw new ConversionError(`cannot save in the original format: "${t}" (made by ${group.rule}) is no longer a parameter of ${model.constructor.name}`);
+          return { data: p.stateData(), shape: [...p.stateShape], dtype: p.storedDtype };
+        }),
+      );
+      const t = cache[i];
+      if (++taken === sources.length) (cache = undefined), (taken = 0);
+      return t;
+    };
+    sources.forEach((s, i) => {
+      const dt = dtype ?? s.dtype;
+      out.push({ name: s.key, dtype: dt, shape: s.shape, bytes: () => encode(revert(i).data, dt) });
+    });
+  }
+  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const dup = out.find((t, i) => i > 0 && out[i - 1].name === t.name);
+  if (dup) throw new ConversionError(`cannot save in the original format: two tensors would be written as "${dup.name}" (check the conversion rules)`);
+  return out;
+}
+
+/**
+ * For a model that was not loaded through conversions: if rules are registered for it and its keys
+ * differ from the plain (unpatched) model's, plan the rules over the plain model's keys.
+ */
+function unloadedRecord(model: PreTrainedModel, params: [string, Parameter][]): ConversionRecord | undefined {
+  const plainClass = causalLMClassFor(familyFor(model.config.toDict(), "config"), model.config);
+  const rules = conversionRulesFor([model.constructor.name, plainClass.name], model.config.model_type);
+  if (!rules.length) return undefined;
+  // Parameters allocate nothing until loaded or initialised, so the plain twin is only a key/shape list.
+  const plain = withoutPatches(() => buildModel(model.config)).namedParameters();
+  const keys = new Set(params.map(([k]) => k));
+  if (plain.length === keys.size && plain.every(([k]) => keys.has(k))) return undefined;
+  const byName = new Map(params);
+  return synthesizeRecord(plain.map(([key, p]) => ({ key, shape: [...p.stateShape] })), rules, (k) => byName.get(k)?.storedDtype ?? "F32");
 }
 
 /** Splits tensors into shards of at most `max` bytes (a tensor larger than `max` gets a shard of its own). */
@@ -59,7 +116,7 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
   // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
   await completePendingSave(dir);
   await removeStaleTemporaries(dir);
-  const tensors = stateEntries(model, options.dtype);
+  const tensors = stateEntries(model, options.dtype, { saveOriginalFormat: options.saveOriginalFormat });
   const shards = planShards(tensors, parseSize(options.maxShardSize ?? "5GB"));
   const names = shards.length === 1 ? [WEIGHTS_NAME] : shards.map((_, i) => `model-${pad(i + 1)}-of-${pad(shards.length)}.safetensors`);
   const metadata = { format: "pt" };

@@ -1,5 +1,6 @@
 import { Module } from "../nn/module.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
+import type { ConversionRecord } from "../conversion/apply.js";
 
 /** What every model config offers the loader and saver. */
 export interface ModelConfig {
@@ -18,6 +19,12 @@ export interface LoadReport {
   unexpectedKeys: string[];
   /** Keys whose checkpoint shape differs from the parameter's (left initialised randomly). */
   mismatchedKeys: { key: string; expected: number[]; got: number[] }[];
+  /** Conversion groups that failed (their targets stay missing). */
+  conversionErrors: { rule: string; keys: string[]; message: string }[];
+  /** Conversion rules that matched no checkpoint key. */
+  unmatchedRules: string[];
+  /** Which rule moved which checkpoint keys to which runtime keys. */
+  convertedKeys: { rule: string; sources: string[]; targets: string[] }[];
 }
 
 export interface SaveOptions {
@@ -25,12 +32,16 @@ export interface SaveOptions {
   maxShardSize?: number | string;
   /** Store every tensor as this dtype instead of the dtype each was loaded as. */
   dtype?: StorageDtype;
+  /** Undo the conversions the model was loaded with, writing the checkpoint's original layout (default true). */
+  saveOriginalFormat?: boolean;
 }
 
 /** A model that can be loaded from and saved to a Hugging Face checkpoint directory. */
 export abstract class PreTrainedModel<Args extends unknown[] = any[], Out = any, C extends ModelConfig = ModelConfig> extends Module<Args, Out> {
   /** Set by fromPretrained. */
   loadReport?: LoadReport;
+  /** Set by fromPretrained when conversion rules applied: what to undo when saving in the original layout. */
+  checkpointConversion?: ConversionRecord;
 
   constructor(readonly config: C) {
     super();

@@ -12,12 +12,23 @@ export function setClassResolver(r: ClassResolver): void {
   resolver = r;
 }
 
+/** Classes whose replacement is being constructed right now (construction is synchronous). */
+const replacing = new Set<ModuleClass>();
+
 /**
  * Builds a module through the active patch mapping: model code calls `construct(Qwen3MLP, config)`
  * rather than `new Qwen3MLP(config)`, so a patch reaches every place a class is built, at any depth.
+ * Inside a replacement's constructor, `construct` of the class it replaces builds the original, so a
+ * replacement may wrap the class it stands for without recursing forever.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function construct<C extends new (...args: any[]) => Module>(cls: C, ...args: ConstructorParameters<C>): InstanceType<C> {
-  const Cls = resolver(cls) as unknown as C;
-  return new Cls(...args) as InstanceType<C>;
+  const Cls = replacing.has(cls) ? cls : (resolver(cls) as unknown as C);
+  if (Cls === cls) return new cls(...args) as InstanceType<C>;
+  replacing.add(cls);
+  try {
+    return new Cls(...args) as InstanceType<C>;
+  } finally {
+    replacing.delete(cls);
+  }
 }

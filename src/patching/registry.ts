@@ -1,0 +1,125 @@
+// The patch mapping: classes swapped at construction time (transformers' monkey_patching.py, scoped).
+//
+// Keys are class names. A key that equals the built class's name is an exact match and wins; otherwise
+// every key is tried as a regex that must match the WHOLE class name ("Qwen3.*MLP" matches "Qwen3MLP",
+// not "MyQwen3MLPx"), in registration order — transformers' fullmatch semantics. A plain name used as a
+// regex matches only itself, so exact names and regexes need no separate syntax.
+//
+// Scopes (`withPatches`, `fromPretrained(dir, { patches })`) live in an AsyncLocalStorage: they are
+// undone when their function returns or throws, and concurrent async calls each see only their own.
+// A scope is searched before the scopes around it and before the global mapping.
+import { AsyncLocalStorage } from "node:async_hooks";
+import { Module } from "../nn/module.js";
+import { setClassResolver, type ModuleClass } from "./construct.js";
+import { PatchMappingError, PatchTypeError } from "../errors.js";
+
+/** Class name (or full-match regex over class names) → the class to build in its place. */
+export type PatchMapping = Record<string, ModuleClass>;
+
+interface Entry {
+  cls: ModuleClass;
+  regex: RegExp;
+}
+type Layer = Map<string, Entry>;
+
+const globalLayer: Layer = new Map();
+/** The active scopes, innermost first; `isolated` hides the global mapping (and every outer scope). */
+const scopes = new AsyncLocalStorage<{ layers: Layer[]; isolated: boolean }>();
+
+function isModuleSubclass(v: unknown): v is ModuleClass {
+  return typeof v === "function" && v.prototype instanceof Module;
+}
+
+/** Validates a whole mapping before anything changes, so a bad entry leaves the registry as it was. */
+function compile(mapping: PatchMapping, where: string): Layer {
+  if (typeof mapping !== "object" || mapping === null || Array.isArray(mapping)) {
+    throw new PatchMappingError(`${where}: expected an object of class name → Module subclass, got ${describeValue(mapping)}`);
+  }
+  const layer: Layer = new Map();
+  for (const [key, cls] of Object.entries(mapping)) {
+    if (!isModuleSubclass(cls)) {
+      throw new PatchTypeError(`${where}: the replacement for "${key}" must be a Module subclass (TypeError), got ${describeValue(cls)}`);
+    }
+    let regex: RegExp;
+    try {
+      regex = new RegExp(`^(?:${key})$`);
+    } catch (err) {
+      throw new PatchMappingError(`${where}: key "${key}" is neither a class name nor a valid regex (${(err as Error).message})`);
+    }
+    layer.set(key, { cls, regex });
+  }
+  return layer;
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === "function") return `function ${v.name || "(anonymous)"} (not a Module subclass)`;
+  if (v === null) return "null";
+  if (typeof v === "object") return `an object (${v.constructor?.name ?? "Object"})`;
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Adds entries to the global mapping. A key already present needs `overwrite: true`. */
+export function registerPatchMapping(mapping: PatchMapping, { overwrite = false } = {}): void {
+  const layer = compile(mapping, "registerPatchMapping");
+  if (!overwrite) {
+    const taken = [...layer.keys()].filter((k) => globalLayer.has(k));
+    if (taken.length) {
+      throw new PatchMappingError(`registerPatchMapping: ${taken.map((k) => `"${k}"`).join(", ")} already patched (by ${taken.map((k) => globalLayer.get(k)!.cls.name).join(", ")}); pass { overwrite: true } to replace`);
+    }
+  }
+  for (const [k, e] of layer) globalLayer.set(k, e);
+}
+
+/** Removes keys from the global mapping; an unknown key is an error (and nothing is removed). */
+export function unregisterPatchMapping(keys: string | string[]): void {
+  const list = Array.isArray(keys) ? keys : [keys];
+  const unknown = list.filter((k) => !globalLayer.has(k));
+  if (unknown.length) {
+    throw new PatchMappingError(`unregisterPatchMapping: ${unknown.map((k) => `"${k}"`).join(", ")} not registered (registered: ${[...globalLayer.keys()].join(", ") || "none"})`);
+  }
+  for (const k of list) globalLayer.delete(k);
+}
+
+/** A copy of the global mapping (changing it changes nothing). */
+export function getPatchMapping(): PatchMapping {
+  return Object.fromEntries([...globalLayer].map(([k, e]) => [k, e.cls]));
+}
+
+export function clearPatchMapping(): void {
+  globalLayer.clear();
+}
+
+/**
+ * Runs `fn` with `mapping` applied on top of the global mapping (and of any enclosing scope). The
+ * mapping is gone when `fn` returns, throws, or — for an async `fn` — settles; other concurrent calls
+ * never see it.
+ */
+export function withPatches<T>(mapping: PatchMapping, fn: () => T): T {
+  const layer = compile(mapping, "withPatches");
+  const outer = scopes.getStore();
+  return scopes.run({ layers: [layer, ...(outer?.layers ?? [])], isolated: outer?.isolated ?? false }, fn);
+}
+
+/** Runs `fn` with no patches at all (neither registered nor scoped): models built inside are plain. */
+export function withoutPatches<T>(fn: () => T): T {
+  return scopes.run({ layers: [], isolated: true }, fn);
+}
+
+function lookup(layer: Layer, name: string): ModuleClass | undefined {
+  const exact = layer.get(name);
+  if (exact) return exact.cls;
+  for (const e of layer.values()) if (e.regex.test(name)) return e.cls;
+  return undefined;
+}
+
+/** The class to build for `cls` under the active scopes and the global mapping. */
+export function resolvePatchedClass(cls: ModuleClass): ModuleClass {
+  const store = scopes.getStore();
+  for (const layer of store?.isolated ? store.layers : [...(store?.layers ?? []), globalLayer]) {
+    const hit = lookup(layer, cls.name);
+    if (hit) return hit;
+  }
+  return cls;
+}
+
+setClassResolver(resolvePatchedClass);

@@ -1,0 +1,229 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import {
+  AutoModelForCausalLM, Linear, Module, PatchMappingError, PatchTypeError, Qwen3Attention, Qwen3Config, Qwen3DecoderLayer, Qwen3ForCausalLM,
+  Qwen3MLP, Qwen3RMSNorm, clearPatchMapping, construct, getPatchMapping, registerPatchMapping, setBackend, tf, unregisterPatchMapping, withPatches, withoutPatches,
+} from "fusekit";
+
+const config = new Qwen3Config({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8 });
+const build = () => AutoModelForCausalLM.fromConfig(config, { seed: 1 }) as Qwen3ForCausalLM;
+
+class MLPA extends Qwen3MLP {}
+class MLPB extends Qwen3MLP {}
+class NormA extends Qwen3RMSNorm {}
+class NormB extends Qwen3RMSNorm {}
+class NotAModule {}
+
+/** Class name of every module in the model, by path. */
+const classes = (m: Module) => new Map(m.namedModules().map(([p, mod]) => [p, mod.constructor]));
+
+beforeAll(() => setBackend("cpu"));
+afterEach(() => clearPatchMapping());
+
+describe("patch mapping registry", () => {
+  it("registers, returns a copy, unregisters and clears", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    const copy = getPatchMapping();
+    expect(copy).toEqual({ Qwen3MLP: MLPA });
+    copy.Qwen3MLP = MLPB;
+    delete (copy as Record<string, unknown>).Qwen3MLP;
+    expect(getPatchMapping()).toEqual({ Qwen3MLP: MLPA });
+    registerPatchMapping({ Qwen3RMSNorm: NormA });
+    unregisterPatchMapping("Qwen3MLP");
+    expect(getPatchMapping()).toEqual({ Qwen3RMSNorm: NormA });
+    clearPatchMapping();
+    expect(getPatchMapping()).toEqual({});
+  });
+
+  it("a value that is not a Module subclass is a PatchTypeError naming the key, and nothing is registered", () => {
+    for (const bad of [NotAModule, 42, null, () => 0, Module.prototype]) {
+      const err = catchError(() => registerPatchMapping({ Qwen3RMSNorm: NormA, Qwen3MLP: bad as never }));
+      expect(err).toBeInstanceOf(PatchTypeError);
+      expect(err).toBeInstanceOf(PatchMappingError);
+      expect(err.message).toMatch(/^registerPatchMapping: the replacement for "Qwen3MLP" must be a Module subclass \(TypeError\), got /);
+    }
+    expect(catchError(() => registerPatchMapping({ Qwen3MLP: NotAModule as never })).message).toContain("got function NotAModule (not a Module subclass)");
+    expect(catchError(() => registerPatchMapping({ Qwen3MLP: 42 as never })).message).toContain("got number 42");
+    expect(getPatchMapping()).toEqual({});
+    expect(catchError(() => registerPatchMapping([] as never)).message).toBe("registerPatchMapping: expected an object of class name → Module subclass, got an object (Array)");
+  });
+
+  it("re-registering a key needs overwrite", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    const err = catchError(() => registerPatchMapping({ Qwen3MLP: MLPB }));
+    expect(err).toBeInstanceOf(PatchMappingError);
+    expect(err.message).toBe('registerPatchMapping: "Qwen3MLP" already patched (by MLPA); pass { overwrite: true } to replace');
+    expect(getPatchMapping().Qwen3MLP).toBe(MLPA);
+    registerPatchMapping({ Qwen3MLP: MLPB }, { overwrite: true });
+    expect(getPatchMapping().Qwen3MLP).toBe(MLPB);
+  });
+
+  it("unregistering an unknown key is an error and removes nothing", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    const err = catchError(() => unregisterPatchMapping(["Qwen3MLP", "Nope"]));
+    expect(err).toBeInstanceOf(PatchMappingError);
+    expect(err.message).toBe('unregisterPatchMapping: "Nope" not registered (registered: Qwen3MLP)');
+    expect(getPatchMapping()).toEqual({ Qwen3MLP: MLPA });
+  });
+
+  it("an invalid regex key is an error", () => {
+    const err = catchError(() => registerPatchMapping({ "Qwen3(MLP": MLPA }));
+    expect(err).toBeInstanceOf(PatchMappingError);
+    expect(err.message).toMatch(/^registerPatchMapping: key "Qwen3\(MLP" is neither a class name nor a valid regex \(/);
+  });
+});
+
+describe("patches apply at construction", () => {
+  it("a registered patch reaches every place the class is built, and the original classes are untouched", () => {
+    const forward = Qwen3MLP.prototype.forward;
+    const protoKeys = Object.getOwnPropertyNames(Qwen3MLP.prototype);
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    const model = build();
+    const plainBefore = new Qwen3MLP(config);
+    expect([...model.model.layers].map((l) => l.mlp.constructor)).toEqual([MLPA, MLPA]);
+    expect(plainBefore.constructor).toBe(Qwen3MLP); // `new` is not patched; only construct() is
+    expect(construct(Qwen3MLP, config)).toBeInstanceOf(MLPA);
+    expect(Qwen3MLP.prototype.forward).toBe(forward);
+    expect(Object.getOwnPropertyNames(Qwen3MLP.prototype)).toEqual(protoKeys);
+    model.dispose();
+  });
+
+  it("a regex key patches every class whose whole name matches, and nothing else", () => {
+    const plain = classes(build());
+    registerPatchMapping({ "Qwen3.*Norm": NormA });
+    const patched = classes(build());
+    let normCount = 0;
+    for (const [p, cls] of plain) {
+      if (cls === Qwen3RMSNorm) {
+        normCount++;
+        expect(patched.get(p), p).toBe(NormA);
+      } else {
+        expect(patched.get(p), p).toBe(cls);
+      }
+    }
+    // input/post-attention norms + q/k norms per layer, and the final norm
+    expect(normCount).toBe(2 * 4 + 1);
+  });
+
+  it("regex keys match the whole class name", () => {
+    registerPatchMapping({ MLP: MLPA, "Qwen3M": MLPB });
+    expect([...build().model.layers].map((l) => l.mlp.constructor)).toEqual([Qwen3MLP, Qwen3MLP]);
+  });
+
+  it("a replacement may wrap the class it replaces: construct() inside it builds the original", () => {
+    class WrappedMLP extends Module<[tf.Tensor], tf.Tensor> {
+      inner: Qwen3MLP;
+      constructor(c: Qwen3Config) {
+        super();
+        this.inner = construct(Qwen3MLP, c);
+      }
+      forward(x: tf.Tensor): tf.Tensor {
+        return this.inner.call(x);
+      }
+    }
+    registerPatchMapping({ Qwen3MLP: WrappedMLP as never });
+    const mlps = [...build().model.layers].map((l) => l.mlp as unknown as WrappedMLP);
+    expect(mlps.map((m) => [m.constructor, m.inner.constructor])).toEqual([[WrappedMLP, Qwen3MLP], [WrappedMLP, Qwen3MLP]]);
+    expect(construct(Qwen3MLP, config)).toBeInstanceOf(WrappedMLP); // the guard is gone afterwards
+  });
+
+  it("an exact key wins over a regex registered before it", () => {
+    registerPatchMapping({ "Qwen3RMS.*": NormA, Qwen3RMSNorm: NormB });
+    expect(build().model.norm.constructor).toBe(NormB);
+  });
+});
+
+describe("scoped patches", () => {
+  it("withPatches applies only inside, over the global mapping, and is restored after a throw", async () => {
+    registerPatchMapping({ Qwen3RMSNorm: NormA });
+    const inside = withPatches({ Qwen3MLP: MLPA }, () => build());
+    expect(inside.model.layers.at(0).mlp).toBeInstanceOf(MLPA);
+    expect(inside.model.norm).toBeInstanceOf(NormA);
+    expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
+
+    expect(() => withPatches({ Qwen3MLP: MLPA }, () => { throw new RangeError("boom"); })).toThrow("boom");
+    expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
+    await expect(withPatches({ Qwen3MLP: MLPA }, async () => { await new Promise((r) => setTimeout(r, 1)); throw new RangeError("late boom"); })).rejects.toThrow("late boom");
+    expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
+  });
+
+  it("a scope holds across awaits, inner scopes win over outer ones and over the global mapping", async () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    await withPatches({ Qwen3MLP: MLPB, Qwen3RMSNorm: NormA }, async () => {
+      await new Promise((r) => setTimeout(r, 1));
+      expect(build().model.layers.at(0).mlp).toBeInstanceOf(MLPB);
+      await withPatches({ Qwen3RMSNorm: NormB }, async () => {
+        await new Promise((r) => setTimeout(r, 1));
+        const m = build();
+        expect(m.model.norm).toBeInstanceOf(NormB);
+        expect(m.model.layers.at(0).mlp).toBeInstanceOf(MLPB);
+      });
+      expect(build().model.norm).toBeInstanceOf(NormA);
+    });
+    expect(build().model.layers.at(0).mlp).toBeInstanceOf(MLPA);
+  });
+
+  it("withoutPatches hides registered and enclosing scoped patches", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    withPatches({ Qwen3RMSNorm: NormA }, () => {
+      const m = withoutPatches(() => build());
+      expect([m.model.layers.at(0).mlp.constructor, m.model.norm.constructor]).toEqual([Qwen3MLP, Qwen3RMSNorm]);
+      const inner = withoutPatches(() => withPatches({ Qwen3RMSNorm: NormB }, () => build()));
+      expect([inner.model.layers.at(0).mlp.constructor, inner.model.norm.constructor]).toEqual([Qwen3MLP, NormB]);
+    });
+  });
+
+  it("withPatches validates its mapping", () => {
+    const err = catchError(() => withPatches({ Qwen3MLP: NotAModule as never }, () => 1));
+    expect(err).toBeInstanceOf(PatchTypeError);
+    expect(err.message).toMatch(/^withPatches: the replacement for "Qwen3MLP" must be a Module subclass/);
+  });
+
+  describe("fromPretrained({ patches })", () => {
+    let dir: string;
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), "fusekit-patching-"));
+      const m = build();
+      await m.savePretrained(dir);
+      m.dispose();
+    });
+    afterAll(() => rm(dir, { recursive: true, force: true }));
+
+    it("two concurrent loads with different scoped patches each get their own classes", async () => {
+      class AttnA extends Qwen3Attention {}
+      class LayerB extends Qwen3DecoderLayer {}
+      const [a, b, c] = await Promise.all([
+        AutoModelForCausalLM.fromPretrained(dir, { patches: { Qwen3MLP: MLPA, Qwen3Attention: AttnA } }),
+        AutoModelForCausalLM.fromPretrained(dir, { patches: { Qwen3MLP: MLPB, Qwen3DecoderLayer: LayerB } }),
+        AutoModelForCausalLM.fromPretrained(dir),
+      ]) as Qwen3ForCausalLM[];
+      for (const l of a.model.layers) expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([Qwen3DecoderLayer, MLPA, AttnA]);
+      for (const l of b.model.layers) expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([LayerB, MLPB, Qwen3Attention]);
+      for (const l of c.model.layers) expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([Qwen3DecoderLayer, Qwen3MLP, Qwen3Attention]);
+      // Same weights, same math: the subclasses change nothing but the class.
+      const out = [a, b, c].map((m) => m.forward({ inputIds: [[1, 2, 3]] }).logits);
+      expect(out[0].arraySync()).toEqual(out[2].arraySync());
+      expect(out[1].arraySync()).toEqual(out[2].arraySync());
+      tf.dispose(out);
+      [a, b, c].forEach((m) => m.dispose());
+      expect(getPatchMapping()).toEqual({});
+    });
+
+    it("a bad scoped mapping rejects the load with a PatchTypeError", async () => {
+      await expect(AutoModelForCausalLM.fromPretrained(dir, { patches: { Qwen3MLP: Linear as never, Qwen3RMSNorm: "x" as never } })).rejects.toThrow(
+        /withPatches: the replacement for "Qwen3RMSNorm" must be a Module subclass \(TypeError\), got string "x"/,
+      );
+    });
+  });
+});
+
+function catchError(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error("expected a throw");
+}
