@@ -40,3 +40,12 @@ export class ModulePathError extends FusekitError {}
 
 /** A tensor argument has the wrong shape or dtype for the call it is passed to. */
 export class ShapeError extends FusekitError {}
+
+/** tokenizer.json / tokenizer_config.json is missing, unreadable or not a tokenizer fusekit can build. */
+export class TokenizerError extends FusekitError {}
+
+/** The tokenizer has no chat template, or the template failed to render the given messages. */
+export class ChatTemplateError extends FusekitError {}
+
+/** Generation options are invalid (e.g. a non-positive temperature) or generation_config.json is malformed. */
+export class GenerationConfigError extends FusekitError {}

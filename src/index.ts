@@ -26,3 +26,5 @@ export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgr
 export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
+
+export { AutoTokenizer, PreTrainedTokenizer, TOKENIZER_NAME, TOKENIZER_CONFIG_NAME, type ChatMessage, type ChatTemplateOptions, type EncodeOptions, type DecodeOptions, type EncodedBatch } from "./tokenizer/tokenizer.js";
