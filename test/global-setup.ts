@@ -25,8 +25,13 @@ export default function setup(): void {
   const built = existsSync(entry) ? statSync(entry).mtimeMs : 0;
   const newest = Math.max(...SOURCES.map((d) => newestSourceMtime(path.join(root, d))), statSync(path.join(root, "tsconfig.json")).mtimeMs);
   if (built >= newest) return;
-  execFileSync(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(root, "tsconfig.build.json")], {
-    cwd: root,
-    stdio: "inherit",
-  });
+  try {
+    execFileSync(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(root, "tsconfig.build.json")], {
+      cwd: root,
+      stdio: "inherit",
+    });
+  } catch {
+    // tsc still emits on type errors; `npm run typecheck` is the gate for those, so the suite goes on.
+    console.warn("global-setup: tsc reported errors while building dist/ (see above); the CLI tests run on what it emitted");
+  }
 }
