@@ -8,6 +8,7 @@ import {
   GenerationConfigError,
   Qwen3Config,
   Rng,
+  ShapeError,
   TextStreamer,
   applyRepetitionPenalty,
   applyTemperature,
@@ -228,7 +229,7 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
   });
 });
 
-describe("generate: bad options are GenerationConfigErrors", () => {
+describe("generate: bad options are named errors", () => {
   let model: PreTrainedModel;
   beforeAll(async () => {
     await setBackend("cpu");
@@ -243,16 +244,20 @@ describe("generate: bad options are GenerationConfigErrors", () => {
     [{ maxNewTokens: -1 }, "maxNewTokens must be a non-negative integer, got -1"],
     [{ repetitionPenalty: 0 }, "repetitionPenalty must be > 0, got 0"],
     [{ stopStrings: ["x"] }, "stopStrings need a tokenizer (pass options.tokenizer)"],
-    [{ attentionMask: [[1, 1]] }, "attentionMask: expected shape [1, 3] like inputIds, got [1, 2]"],
-    [{ attentionMask: [[0, 0, 0]] }, "attentionMask: a row has no attended token"],
   ])("%o", async (opts, message) => {
     const err = await generate(model, [[1, 2, 3]], opts).catch((e) => e);
     expect(err).toBeInstanceOf(GenerationConfigError);
     expect(err.message).toBe(message);
   });
 
-  it("ragged inputIds", async () => {
-    await expect(generate(model, [[1, 2], [3]])).rejects.toThrow("inputIds: expected a non-empty rectangular [batch, seq] array or 2-D tensor");
+  it.each([
+    [[[1, 2, 3]], { attentionMask: [[1, 1]] }, "attentionMask: expected shape [1, 3] like inputIds, got [1, 2]"],
+    [[[1, 2, 3]], { attentionMask: [[0, 0, 0]] }, "attentionMask: a row has no attended token"],
+    [[[1, 2], [3]], {}, "inputIds: expected a non-empty rectangular [batch, seq] array or 2-D tensor"],
+  ])("bad shapes are ShapeErrors: %j %j", async (inputIds, opts, message) => {
+    const err = await generate(model, inputIds, opts).catch((e) => e);
+    expect(err).toBeInstanceOf(ShapeError);
+    expect(err.message).toBe(message);
   });
 });
 

@@ -8,7 +8,7 @@ import { DynamicCache } from "./cache.js";
 import { Rng, selectToken, type SamplingParams } from "./sampling.js";
 import type { CausalLMInputs, CausalLMOutput } from "../models/qwen3/modeling.js";
 import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
-import { GenerationConfigError } from "../errors.js";
+import { GenerationConfigError, ShapeError } from "../errors.js";
 
 export const GENERATION_CONFIG_NAME = "generation_config.json";
 
@@ -147,7 +147,7 @@ function resolve(model: CausalLM, o: GenerateOptions): Resolved {
 function readRows(x: number[][] | tf.Tensor, what: string): number[][] {
   const rows = Array.isArray(x) ? x : (x.arraySync() as number[][]);
   if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0]) || !rows[0].length || rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)) {
-    throw new GenerationConfigError(`${what}: expected a non-empty rectangular [batch, seq] array or 2-D tensor`);
+    throw new ShapeError(`${what}: expected a non-empty rectangular [batch, seq] array or 2-D tensor`);
   }
   return rows.map((r) => [...r]);
 }
@@ -188,9 +188,9 @@ async function* run(model: CausalLM, inputIds: number[][] | tf.Tensor, options: 
   const b = prompt.length;
   const promptMask = options.attentionMask === undefined ? undefined : readRows(options.attentionMask, "attentionMask");
   if (promptMask && (promptMask.length !== b || promptMask[0].length !== prompt[0].length)) {
-    throw new GenerationConfigError(`attentionMask: expected shape [${b}, ${prompt[0].length}] like inputIds, got [${promptMask.length}, ${promptMask[0].length}]`);
+    throw new ShapeError(`attentionMask: expected shape [${b}, ${prompt[0].length}] like inputIds, got [${promptMask.length}, ${promptMask[0].length}]`);
   }
-  if (promptMask?.some((r) => !r.includes(1))) throw new GenerationConfigError("attentionMask: a row has no attended token");
+  if (promptMask?.some((r) => !r.includes(1))) throw new ShapeError("attentionMask: a row has no attended token");
   st.prompt = prompt;
   st.generated = prompt.map(() => []);
   st.newTokens = prompt.map(() => []);
