@@ -13,6 +13,8 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // Builds dist/ when stale: the CLI tests spawn the built `fusekit` binary.
+    globalSetup: ["test/global-setup.ts"],
     testTimeout: 600_000,
     hookTimeout: 300_000,
     pool: "forks",

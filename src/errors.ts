@@ -70,3 +70,12 @@ export class ConversionRuleError extends FusekitError {}
 
 /** Converting checkpoint tensors failed: shapes that do not fit an operation, an incomplete group, a target collision. */
 export class ConversionError extends FusekitError {}
+
+/** tokenizer.json / tokenizer_config.json is missing, unreadable or not a tokenizer fusekit can build. */
+export class TokenizerError extends FusekitError {}
+
+/** The tokenizer has no chat template, or the template failed to render the given messages. */
+export class ChatTemplateError extends FusekitError {}
+
+/** Generation options are invalid (e.g. a non-positive temperature) or generation_config.json is malformed. */
+export class GenerationConfigError extends FusekitError {}

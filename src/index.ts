@@ -3,7 +3,7 @@ import "reflect-metadata";
 
 export * from "./errors.js";
 export { tf } from "./tensor/tf.js";
-export { setBackend, getBackend, tensorflowAvailable, BACKENDS, type BackendName } from "./tensor/backend.js";
+export { setBackend, ensureBackend, getBackend, tensorflowAvailable, BACKENDS, type BackendName } from "./tensor/backend.js";
 export * from "./tensor/dtypes.js";
 
 export { Module, ModuleList, type ForwardHook, type ForwardPreHook, type HookHandle, type LoadStateDictResult } from "./nn/module.js";
@@ -34,3 +34,8 @@ export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversi
 export { ConversionOperation, Concatenate, Chunk, Transpose, MergeModulelist, SplitModulelist, type HostTensor, type Slot } from "./conversion/ops.js";
 export { registerCheckpointConversionMapping, getCheckpointConversionMapping, clearCheckpointConversionMapping } from "./conversion/registry.js";
 export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";
+
+export { AutoTokenizer, PreTrainedTokenizer, TOKENIZER_NAME, TOKENIZER_CONFIG_NAME, type ChatMessage, type ChatTemplateOptions, type EncodeOptions, type DecodeOptions, type EncodedBatch } from "./tokenizer/tokenizer.js";
+export { generate, streamGenerate, loadGenerationConfig, GENERATION_CONFIG_NAME, type GenerateOptions, type GenerateOutput, type GenerationStep, type GenerationConfig, type FinishReason, type CausalLM } from "./generation/generate.js";
+export { selectToken, applyRepetitionPenalty, applyTemperature, topKFilter, topPFilter, softmax, argmax, sampleFrom, kthLargest, type SamplingParams } from "./generation/sampling.js";
+export { TextStreamer } from "./generation/streamer.js";

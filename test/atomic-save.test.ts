@@ -88,8 +88,7 @@ async function expectNoPartialFinalFiles(dir: string): Promise<void> {
 let work: string;
 beforeAll(async () => {
   await setBackend("cpu");
-  // The child runs the built library (it cannot use vitest's TypeScript transform).
-  execFileSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", path.join(root, "tsconfig.build.json")], { cwd: root, stdio: "inherit" });
+  // The child runs the built library (it cannot use vitest's TypeScript transform); test/global-setup.ts builds dist/.
   work = await fsp.mkdtemp(path.join(os.tmpdir(), "fusekit-atomic-"));
 });
 afterAll(async () => {

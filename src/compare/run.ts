@@ -10,7 +10,7 @@ import { defaultModelDir } from "../models/presets.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import { CheckpointReader } from "../io/checkpoint.js";
 import { generate } from "../generation/generate.js";
-import { AutoTokenizer } from "../tokenizer/index.js";
+import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import * as library from "../index.js";
 import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";

@@ -6,6 +6,7 @@ import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
+import { ensureBackend } from "../tensor/backend.js";
 import { ConfigError, ConversionError, StateDictError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
@@ -59,6 +60,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     return withPatches(patches, () => fromPretrained(dir, rest));
   }
   if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
+  await ensureBackend();
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
   const family = familyFor(raw, where);

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { Qwen3Config } from "./qwen3/config.js";
 import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError } from "../errors.js";
+import { ensureBackend } from "../tensor/backend.js";
 
 const QWEN3_COMMON = {
   vocab_size: 151936,
@@ -62,6 +63,7 @@ export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET }: Make
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
   const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  await ensureBackend();
   await fsp.mkdir(tmp, { recursive: true });
   try {
     const model = AutoModelForCausalLM.fromConfig(new Qwen3Config(spec.config), { seed });

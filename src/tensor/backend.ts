@@ -60,6 +60,12 @@ export async function setBackend(name?: string): Promise<BackendName> {
   return chosen;
 }
 
+/** Starts the default backend unless one is already running (tfjs's own lazy start cannot await wasm). */
+export async function ensureBackend(): Promise<string> {
+  if (!tf.engine().backendName) await setBackend();
+  return tf.engine().backendName;
+}
+
 /** The active backend's name. */
 export function getBackend(): string {
   return tf.getBackend();

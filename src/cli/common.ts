@@ -1,0 +1,78 @@
+// Pieces every `fusekit` command shares: option parsing, backend choice, loading a model with a
+// progress bar (TTY only), and printing errors as one line.
+import { InvalidArgumentError, Option, type Command } from "commander";
+import cliProgress from "cli-progress";
+import { setBackend, BACKENDS } from "../tensor/backend.js";
+import { defaultModelDir } from "../models/presets.js";
+import { AutoModelForCausalLM } from "../models/auto.js";
+import type { PreTrainedModel } from "../models/pretrained.js";
+import type { FromPretrainedOptions } from "../loading/load.js";
+
+/** Checkpoints at least this big get a progress bar while loading (on a TTY); $FUSEKIT_PROGRESS_MIN_BYTES overrides. */
+export const PROGRESS_MIN_BYTES = 64 * 1024 * 1024;
+
+function progressMinBytes(): number {
+  const env = Number(process.env.FUSEKIT_PROGRESS_MIN_BYTES);
+  return process.env.FUSEKIT_PROGRESS_MIN_BYTES && Number.isFinite(env) ? env : PROGRESS_MIN_BYTES;
+}
+
+export interface LoadModelOptions extends FromPretrainedOptions {
+  /** Where the progress bar goes (default stderr); it is drawn only if this stream is a TTY. */
+  progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+export function parseInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError("expected an integer.");
+  return n;
+}
+
+export function parseNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError("expected a number.");
+  return n;
+}
+
+/** Adds `--model DIR` and `--backend NAME`, shared by the commands that load a model. */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)")
+    .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]));
+}
+
+export async function resolveModelDir(model: string | undefined): Promise<string> {
+  return model ?? (await defaultModelDir());
+}
+
+export { setBackend };
+
+/** Loads a checkpoint; large ones show a progress bar on stderr when it is a terminal, nothing otherwise. */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<PreTrainedModel> {
+  const { progressStream = process.stderr, ...loadOptions } = options;
+  const tty = Boolean(progressStream.isTTY);
+  const minBytes = progressMinBytes();
+  let bar: cliProgress.SingleBar | undefined;
+  const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
+  try {
+    return await AutoModelForCausalLM.fromPretrained(dir, {
+      ...loadOptions,
+      onProgress: (p) => {
+        loadOptions.onProgress?.(p);
+        if (!tty || p.bytesTotal < minBytes) return;
+        if (!bar) {
+          bar = new cliProgress.SingleBar(
+            { format: "loading |{bar}| {percentage}% | {value}/{total} MiB", stream: progressStream, hideCursor: true, clearOnComplete: true },
+            cliProgress.Presets.shades_classic,
+          );
+          bar.start(mb(p.bytesTotal), 0);
+        }
+        bar.update(mb(p.bytesDone));
+      },
+    });
+  } finally {
+    bar?.stop();
+  }
+}
+
+/** `1234567` → `"1,234,567"`. */
+export const formatCount = (n: number) => n.toLocaleString("en-US");

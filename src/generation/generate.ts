@@ -1,0 +1,242 @@
+// Autoregressive generation for causal LMs: a prefill over the prompt, then one token per step through
+// the KV cache (logitsToKeep: 1, so only the last position reaches lm_head). Batches are left-padded;
+// the model derives positions from the attention mask. Token choice happens on the host (sampling.ts).
+import { promises as fsp } from "node:fs";
+import path from "node:path";
+import { tf } from "../tensor/tf.js";
+import { DynamicCache } from "./cache.js";
+import { Rng, selectToken, type SamplingParams } from "./sampling.js";
+import type { CausalLMInputs, CausalLMOutput } from "../models/qwen3/modeling.js";
+import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
+import { GenerationConfigError, ShapeError } from "../errors.js";
+
+export const GENERATION_CONFIG_NAME = "generation_config.json";
+
+/** generation_config.json, with transformers' field names (the fields fusekit honours). */
+export interface GenerationConfig {
+  max_new_tokens?: number;
+  do_sample?: boolean;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  eos_token_id?: number | number[] | null;
+  pad_token_id?: number | null;
+  bos_token_id?: number | null;
+  [other: string]: unknown;
+}
+
+/** Reads `<dir>/generation_config.json`; undefined when the file does not exist. */
+export async function loadGenerationConfig(dir: string): Promise<GenerationConfig | undefined> {
+  const file = path.join(dir, GENERATION_CONFIG_NAME);
+  let text: string;
+  try {
+    text = await fsp.readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new GenerationConfigError(`${file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new GenerationConfigError(`${file}: invalid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new GenerationConfigError(`${file}: expected a JSON object`);
+  return raw as GenerationConfig;
+}
+
+/** What generate needs from a model: a causal-LM forward and a config with the special token ids. */
+export interface CausalLM {
+  /** Read for eos_token_id / pad_token_id when neither the options nor the generation config give them. */
+  config: object;
+  call(inputs: CausalLMInputs): CausalLMOutput;
+}
+
+export interface GenerateOptions {
+  /** New tokens per row at most (default: generation config's max_new_tokens, else 20). */
+  maxNewTokens?: number;
+  /** Sample instead of greedy (default: generation config's do_sample, else false). */
+  doSample?: boolean;
+  /** Defaults follow transformers: temperature 1, top-k 50, top-p 1, repetition penalty 1. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  /** Seed of the sampling generator: the same seed gives the same tokens. Default: a random seed. */
+  seed?: number;
+  /** Stop a row when it emits one of these (default: generation config, else model config). `null`: never. */
+  eosTokenId?: number | number[] | null;
+  /** Fed to (and appended for) rows that have finished (default: config pad, else the first eos). */
+  padTokenId?: number;
+  /** Stop a row once its generated text contains one of these; needs `tokenizer`. */
+  stopStrings?: string[];
+  tokenizer?: PreTrainedTokenizer;
+  /** 1 = real token, 0 = left padding; `[batch, promptLen]`. Default: all ones. */
+  attentionMask?: number[][] | tf.Tensor;
+  /** Use the KV cache (default true). false recomputes the whole sequence every step (for checking). */
+  useCache?: boolean;
+  /** generation_config.json contents (see loadGenerationConfig), for the defaults above. */
+  generationConfig?: GenerationConfig;
+  /** Called after every step (the streaming callback). */
+  onStep?: (step: GenerationStep) => void;
+}
+
+export type FinishReason = "eos" | "stop" | "length";
+
+export interface GenerationStep {
+  /** 0 for the token produced by the prefill. */
+  step: number;
+  /** The token appended to each row this step (the pad token for rows that had already finished). */
+  tokens: number[];
+  /** Rows still generating before this step (their token is real). */
+  active: boolean[];
+  /** Rows done after this step, with why (undefined while still generating). */
+  finishReasons: (FinishReason | undefined)[];
+}
+
+export interface GenerateOutput {
+  /** Prompt (with its padding) + generated tokens, rows padded on the right to equal length, like transformers. */
+  sequences: number[][];
+  /** Each row's generated tokens, up to and including its eos / stop-string token. */
+  newTokens: number[][];
+  finishReasons: FinishReason[];
+}
+
+interface Resolved {
+  maxNewTokens: number;
+  sampling: SamplingParams;
+  eos: Set<number>;
+  pad: number;
+  stopStrings: string[];
+  tokenizer?: PreTrainedTokenizer;
+  useCache: boolean;
+  rng: Rng;
+}
+
+const ids = (v: number | number[] | null | undefined): number[] => (v == null ? [] : Array.isArray(v) ? v : [v]);
+
+function resolve(model: CausalLM, o: GenerateOptions): Resolved {
+  const g = o.generationConfig ?? {};
+  const cfg = model.config as { eos_token_id?: number | number[] | null; pad_token_id?: number | null };
+  const bad = (msg: string) => new GenerationConfigError(msg);
+  const maxNewTokens = o.maxNewTokens ?? g.max_new_tokens ?? 20;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw bad(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  const sampling: SamplingParams = {
+    doSample: o.doSample ?? g.do_sample ?? false,
+    temperature: o.temperature ?? g.temperature ?? 1,
+    topK: o.topK ?? g.top_k ?? 50,
+    topP: o.topP ?? g.top_p ?? 1,
+    repetitionPenalty: o.repetitionPenalty ?? g.repetition_penalty ?? 1,
+  };
+  if (sampling.doSample && !(sampling.temperature > 0)) {
+    throw bad(`temperature must be > 0 when sampling, got ${sampling.temperature} (use doSample: false for greedy)`);
+  }
+  if (!Number.isInteger(sampling.topK) || sampling.topK < 0) throw bad(`topK must be a non-negative integer, got ${sampling.topK}`);
+  if (!(sampling.topP > 0 && sampling.topP <= 1)) throw bad(`topP must be in (0, 1], got ${sampling.topP}`);
+  if (!(sampling.repetitionPenalty > 0)) throw bad(`repetitionPenalty must be > 0, got ${sampling.repetitionPenalty}`);
+  const eosList = o.eosTokenId !== undefined ? ids(o.eosTokenId) : g.eos_token_id !== undefined ? ids(g.eos_token_id) : ids(cfg.eos_token_id);
+  const pad = o.padTokenId ?? g.pad_token_id ?? cfg.pad_token_id ?? eosList[0] ?? 0;
+  const stopStrings = o.stopStrings ?? [];
+  if (stopStrings.length && !o.tokenizer) throw bad("stopStrings need a tokenizer (pass options.tokenizer)");
+  if (stopStrings.some((s) => typeof s !== "string" || s === "")) throw bad("stopStrings must be non-empty strings");
+  const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
+  return { maxNewTokens, sampling, eos: new Set(eosList), pad, stopStrings, tokenizer: o.tokenizer, useCache: o.useCache ?? true, rng: new Rng(seed) };
+}
+
+function readRows(x: number[][] | tf.Tensor, what: string): number[][] {
+  const rows = Array.isArray(x) ? x : (x.arraySync() as number[][]);
+  if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0]) || !rows[0].length || rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)) {
+    throw new ShapeError(`${what}: expected a non-empty rectangular [batch, seq] array or 2-D tensor`);
+  }
+  return rows.map((r) => [...r]);
+}
+
+/**
+ * Generates a continuation for each row of `inputIds` and returns it when every row has finished.
+ * Streaming: pass `onStep`, or iterate `streamGenerate` instead.
+ */
+export async function generate(model: CausalLM, inputIds: number[][] | tf.Tensor, options: GenerateOptions = {}): Promise<GenerateOutput> {
+  const state = new GenerationState();
+  for await (const step of run(model, inputIds, options, state)) options.onStep?.(step);
+  return state.output();
+}
+
+/** The same generation as an async iterator of steps; breaking out early frees everything too. */
+export async function* streamGenerate(model: CausalLM, inputIds: number[][] | tf.Tensor, options: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
+  yield* run(model, inputIds, options, new GenerationState());
+}
+
+class GenerationState {
+  prompt: number[][] = [];
+  generated: number[][] = [];
+  newTokens: number[][] = [];
+  reasons: (FinishReason | undefined)[] = [];
+
+  output(): GenerateOutput {
+    return {
+      sequences: this.prompt.map((p, r) => [...p, ...this.generated[r]]),
+      newTokens: this.newTokens,
+      finishReasons: this.reasons.map((r) => r ?? "length"),
+    };
+  }
+}
+
+async function* run(model: CausalLM, inputIds: number[][] | tf.Tensor, options: GenerateOptions, st: GenerationState): AsyncGenerator<GenerationStep> {
+  const o = resolve(model, options);
+  const prompt = readRows(inputIds, "inputIds");
+  const b = prompt.length;
+  const promptMask = options.attentionMask === undefined ? undefined : readRows(options.attentionMask, "attentionMask");
+  if (promptMask && (promptMask.length !== b || promptMask[0].length !== prompt[0].length)) {
+    throw new ShapeError(`attentionMask: expected shape [${b}, ${prompt[0].length}] like inputIds, got [${promptMask.length}, ${promptMask[0].length}]`);
+  }
+  if (promptMask?.some((r) => !r.includes(1))) throw new ShapeError("attentionMask: a row has no attended token");
+  st.prompt = prompt;
+  st.generated = prompt.map(() => []);
+  st.newTokens = prompt.map(() => []);
+  st.reasons = prompt.map(() => undefined);
+  // The mask only matters when there is padding; then it grows by one attended column per step.
+  const mask = promptMask?.some((r) => r.includes(0)) ? promptMask.map((r) => [...r]) : undefined;
+  // Tokens the repetition penalty looks at: each row's real (unpadded) tokens.
+  const history = prompt.map((r, i) => (mask ? r.filter((_, j) => mask[i][j]) : [...r]));
+
+  const cache = o.useCache ? new DynamicCache() : undefined;
+  try {
+    for (let step = 0; step < o.maxNewTokens && st.reasons.some((r) => r === undefined); step++) {
+      const feed = !cache || step === 0 ? prompt.map((p, r) => [...p, ...st.generated[r]]) : st.generated.map((g) => [g[g.length - 1]]);
+      const { logits } = model.call({ inputIds: feed, attentionMask: mask, pastKeyValues: cache, useCache: !!cache, logitsToKeep: 1 });
+      let data: Float32Array;
+      try {
+        data = (await logits.data()) as Float32Array;
+      } finally {
+        logits.dispose();
+      }
+      const vocab = data.length / b;
+      const active = st.reasons.map((r) => r === undefined);
+      const tokens = active.map((isActive, r) => {
+        if (!isActive) return o.pad;
+        const row = data.slice(r * vocab, (r + 1) * vocab);
+        return selectToken(row, history[r], o.sampling, o.rng);
+      });
+      for (let r = 0; r < b; r++) {
+        st.generated[r].push(tokens[r]);
+        if (!active[r]) continue;
+        st.newTokens[r].push(tokens[r]);
+        history[r].push(tokens[r]);
+        if (o.eos.has(tokens[r])) st.reasons[r] = "eos";
+        else if (o.stopStrings.length && hitsStopString(o.tokenizer!, st.newTokens[r], o.stopStrings)) st.reasons[r] = "stop";
+        else if (st.newTokens[r].length >= o.maxNewTokens) st.reasons[r] = "length";
+      }
+      mask?.forEach((row) => row.push(1));
+      yield { step, tokens, active, finishReasons: [...st.reasons] };
+    }
+  } finally {
+    cache?.dispose();
+  }
+}
+
+/** Whether the row's generated text contains a stop string (decoded whole: a token may complete a multi-byte character). */
+function hitsStopString(tokenizer: PreTrainedTokenizer, generated: number[], stops: string[]): boolean {
+  const text = tokenizer.decode(generated);
+  return stops.some((s) => text.includes(s));
+}
