@@ -8,6 +8,7 @@ import { tf } from "../tensor/tf.js";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerMakeTiny } from "./make-tiny.js";
+import { registerCompare } from "./compare.js";
 
 function version(): string {
   try {
@@ -29,8 +30,8 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerMakeTiny(program);
 
-  // ── Fusion / kernel commands: registered here by their areas, one file each ─────────────────────
-  //   registerCompare(program);   // src/cli/compare.ts  → `fusekit compare`
+  // ── Fusion / kernel commands ───────────────────────────────────────────────────────────────────
+  registerCompare(program);
   //   registerKernels(program);   // src/cli/kernels.ts  → `fusekit kernels …`
 
   return program;

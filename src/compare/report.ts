@@ -19,6 +19,7 @@ export function terminalReport(result: ComparisonResult): string {
   const props = new Table({ head: ["approach", "applies to a loaded model", "classes per fusion", "needs weight conversion", "reversible in place", "state-dict layout unchanged"] });
   for (const r of result.rows) {
     const p = r.properties;
+    if (!p) continue;
     props.push([r.label, yesNo(p.appliesToLoadedModel), p.classesPerFusion, yesNo(p.needsWeightConversion), yesNo(p.reversibleInPlace), yesNo(p.stateDictLayoutUnchanged)]);
   }
   return [
@@ -60,6 +61,7 @@ export function htmlReport(result: ComparisonResult): string {
     `<tr class="${r.pass ? "pass" : "fail"}"><td>${esc(r.label)}</td><td>${fmtDiff(r.maxAbsDiff)}</td><td>${r.tolerance.toExponential(0)}</td><td>${r.tokensIdentical}/${r.tokensTotal}</td><td>${fmtRange(r.prefillMs)}</td><td>${fmtRange(r.decodeTokensPerSecond)}</td><td>${esc(setupText(r.setupMs))}</td><td>${mb(r.parameterBytes)}</td><td>${r.liveTensors}</td><td>${r.userCodeLines}</td><td>${yesNo(r.savesOriginalLayout)}</td><td>${esc(r.verdict)}</td></tr>`;
   const prop = (r: ApproachResult) => {
     const p = r.properties;
+    if (!p) return "";
     return `<tr><td>${esc(r.label)}</td><td>${yesNo(p.appliesToLoadedModel)}</td><td>${p.classesPerFusion}</td><td>${yesNo(p.needsWeightConversion)}</td><td>${yesNo(p.reversibleInPlace)}</td><td>${yesNo(p.stateDictLayoutUnchanged)}</td></tr>`;
   };
   const ok = result.rows.filter((r) => !r.error);

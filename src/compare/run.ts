@@ -171,7 +171,7 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
       await fsp.rm(saveDir, { recursive: true, force: true });
     }
 
-    const properties = await tryProperties(approach, model, ref);
+    const properties = approach.id === "original" ? undefined : await tryProperties(approach, model, ref);
     const pass = maxAbsDiff <= approach.tolerance && tokensIdentical === ref.refTokens.length;
     return {
       ...base,
@@ -183,7 +183,7 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
       setupMs: steps,
       parameterBytes: after.numBytes - before.numBytes,
       liveTensors: after.numTensors - before.numTensors,
-      userCodeLines: countCodeLines(approach.recipeFiles) + approach.callSiteLines,
+      userCodeLines: countCodeLines(approach.recipeFiles),
       savesOriginalLayout,
       pass,
       verdict: pass
@@ -197,7 +197,6 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
     return {
       ...base, maxAbsDiff: Infinity, tokensIdentical: 0, tokensTotal: ref.refTokens.length, prefillMs: nan, decodeTokensPerSecond: nan,
       setupMs: {}, parameterBytes: 0, liveTensors: 0, userCodeLines: 0, savesOriginalLayout: false, pass: false, verdict: `FAIL (${error})`, error,
-      properties: { appliesToLoadedModel: false, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: false, stateDictLayoutUnchanged: false },
     };
   } finally {
     model?.dispose();
@@ -208,7 +207,6 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
 /** Each property is observed on a model, not declared by the approach. */
 async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Reference): Promise<Properties> {
   const userClasses = [...classSet(model)].filter((c) => !ref.refClasses.has(c) && !libraryValues.has(c));
-  const report = model.loadReport as { conversions?: unknown[] } | undefined;
   const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
 
   const plain = await AutoModelForCausalLM.fromPretrained(ref.dir);
@@ -227,7 +225,7 @@ async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Re
   return {
     appliesToLoadedModel,
     classesPerFusion: userClasses.length,
-    needsWeightConversion: (report?.conversions?.length ?? 0) > 0,
+    needsWeightConversion: (model.loadReport?.convertedKeys.length ?? 0) > 0,
     reversibleInPlace,
     stateDictLayoutUnchanged,
   };

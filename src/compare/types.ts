@@ -14,8 +14,6 @@ export interface Approach {
   tolerance: number;
   /** Recipe files (repo-relative) whose code the user writes for this approach; counted for "lines of user code". */
   recipeFiles: string[];
-  /** Extra lines of user code at the call site (e.g. the fuseModules call), counted as written in the docs. */
-  callSiteLines: number;
   /** Builds the model from a fresh load; reports the time of each setup step. */
   setup(dir: string): Promise<{ model: PreTrainedModel; steps: Record<string, number> }>;
   /** Applies the approach to an already-loaded plain model, if the approach can; returns whether anything changed. */
@@ -43,7 +41,8 @@ export interface ApproachResult {
   pass: boolean;
   verdict: string;
   error?: string;
-  properties: Properties;
+  /** Undefined for the original (nothing to apply). */
+  properties?: Properties;
 }
 
 /** Properties found by trying them on the model, not declared. */
