@@ -1,0 +1,92 @@
+// The comparison suite: every approach against the original, on the default model and on a random
+// untied F32 checkpoint, through `runComparison` — the same code `fusekit compare` runs.
+import { beforeAll, describe, expect, it } from "vitest";
+import { AutoModelForCausalLM, defaultModelDir, setBackend, tf } from "fusekit";
+import { runComparison } from "../src/compare/run.js";
+import { defaultApproaches, EXACT } from "../src/compare/approaches.js";
+import type { Approach, ComparisonResult } from "../src/compare/types.js";
+import { savedSmallModel } from "./helpers/models.js";
+
+function expectProperties(result: ComparisonResult) {
+  const row = (id: string) => result.rows.find((r) => r.id === id)!;
+  for (const r of result.rows) {
+    expect(r.error, r.label).toBeUndefined();
+    expect(r.maxAbsDiff, r.label).toBeLessThanOrEqual(r.tolerance);
+    expect(r.tokensIdentical, r.label).toBe(r.tokensTotal);
+    expect(r.savesOriginalLayout, r.label).toBe(true);
+    expect(r.pass, r.label).toBe(true);
+  }
+  for (const id of ["fused", "fused-unfused"]) {
+    expect(row(id).properties, id).toEqual({ appliesToLoadedModel: true, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: true, stateDictLayoutUnchanged: true });
+    expect(row(id).maxAbsDiff, id).toBe(0); // same op order: exactly equal
+  }
+  for (const id of ["patched", "gate-up-qkv"]) {
+    expect(row(id).properties, id).toEqual({ appliesToLoadedModel: false, classesPerFusion: 2, needsWeightConversion: true, reversibleInPlace: false, stateDictLayoutUnchanged: false });
+  }
+  expect(row("patched").maxAbsDiff).toBe(0);
+  expect(row("original").properties).toBeUndefined();
+  expect(result.pass).toBe(true);
+}
+
+describe.each(["wasm", "cpu"])("comparison on %s", (backend) => {
+  beforeAll(() => setBackend(backend));
+
+  it("every approach matches the original on a random untied F32 checkpoint, with KV-cache generation", async () => {
+    const dir = await savedSmallModel({ num_hidden_layers: 3 }, { seed: 11 });
+    const result = await runComparison({ modelDir: dir, promptIds: [5, 17, 3, 42, 8, 60], newTokens: 8, repeats: 1, approaches: defaultApproaches() });
+    expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
+    expectProperties(result);
+  });
+});
+
+describe("comparison on the default model (wasm)", () => {
+  beforeAll(() => setBackend("wasm"));
+
+  it("every approach matches the original, saves the original layout, and the properties are as observed", async () => {
+    const result = await runComparison({ modelDir: await defaultModelDir(), newTokens: 8, repeats: 1, approaches: defaultApproaches() });
+    expectProperties(result);
+    const lines = Object.fromEntries(result.rows.map((r) => [r.id, r.userCodeLines]));
+    expect(lines.original).toBe(0);
+    expect(lines.fused).toBeGreaterThan(0);
+    expect(lines.patched).toBeGreaterThan(lines.fused);
+  });
+
+  it("a broken approach fails its verdict and the whole comparison", async () => {
+    const base = defaultApproaches()[0];
+    const broken: Approach = {
+      ...base,
+      id: "broken",
+      label: "perturbed norm",
+      async setup(dir) {
+        const { model, steps } = await base.setup(dir);
+        const p = model.namedParameters().find(([k]) => k === "model.norm.weight")![1];
+        p.setStateData(Float32Array.from(p.stateData(), (v) => v * 1.001));
+        return { model, steps };
+      },
+    };
+    const dir = await savedSmallModel({}, { seed: 2 });
+    const result = await runComparison({ modelDir: dir, promptIds: [1, 2, 3], newTokens: 4, repeats: 1, approaches: [base, broken] });
+    const row = result.rows[1];
+    expect(row.pass).toBe(false);
+    expect(row.maxAbsDiff).toBeGreaterThan(EXACT);
+    expect(row.verdict).toMatch(/^FAIL \(Δ .* vs 1e-6/);
+    expect(result.pass).toBe(false);
+  });
+
+  it("an approach that throws becomes a failed row with the error, and nothing leaks", async () => {
+    const dir = await savedSmallModel({}, { seed: 2 });
+    const before = tf.memory().numTensors;
+    const throwing: Approach = {
+      ...defaultApproaches()[0],
+      id: "throws",
+      async setup(d) {
+        const model = await AutoModelForCausalLM.fromPretrained(d);
+        model.dispose();
+        throw new Error("recipe exploded");
+      },
+    };
+    const result = await runComparison({ modelDir: dir, promptIds: [1, 2], newTokens: 2, repeats: 1, approaches: [throwing] });
+    expect(result.rows[0]).toMatchObject({ pass: false, error: "Error: recipe exploded", verdict: "FAIL (Error: recipe exploded)" });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
