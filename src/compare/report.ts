@@ -35,7 +35,7 @@ const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&
 
 /** A horizontal bar chart with min–max whiskers, as an inline SVG string. */
 export function barChart(title: string, unit: string, bars: { label: string; value: Range }[]): string {
-  const rowH = 26, labelW = 260, plotW = 420, top = 30;
+  const rowH = 26, labelW = 320, plotW = 420, top = 30;
   const max = Math.max(1e-9, ...bars.map((b) => b.value.max));
   const x = (v: number) => labelW + (v / max) * plotW;
   const h = top + bars.length * rowH + 10;
