@@ -16,7 +16,7 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
   });
 
   it("loads the default checkpoint with a clean report", () => {
-    expect(model.loadReport).toEqual({ missingKeys: [], unexpectedKeys: [], mismatchedKeys: [] });
+    expect(model.loadReport).toEqual({ missingKeys: [], unexpectedKeys: [], mismatchedKeys: [], conversionErrors: [], unmatchedRules: [], convertedKeys: [] });
     expect(model.constructor.name).toBe("Qwen3ForCausalLM");
     // tied: the lm_head shares the embedding parameter, so the state dict has no lm_head.weight
     expect(model.namedParameters().map(([k]) => k)).not.toContain("lm_head.weight");
