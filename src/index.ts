@@ -26,3 +26,11 @@ export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgr
 export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
+export { Mode, checkMode, combineModes, modeName, MODE_FALLBACK_PRIORITY } from "./kernels/mode.js";
+export { registerKernelMapping, useKernelMapping, getKernelMapping, clearKernelMapping, type KernelMapping } from "./kernels/mapping.js";
+export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type LayerRepositoryProtocol, type TrustOptions } from "./kernels/repository.js";
+export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./kernels/kernelize.js";
+export { DEFAULT_KERNEL_MAPPING } from "./kernels/defaults.js";
+export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./kernels/hub.js";
+export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./kernels/types.js";
+export { SiluAndMul } from "./kernels/layers.js";
