@@ -1,8 +1,10 @@
 // Micro-bench of the bundled hub kernels: each kernel vs the composed ops it replaces, and decode tokens/s of
 // the tiny default model, original vs kernelized (bundled defaults). A script, not a test:
 //   npx tsc -p tsconfig.build.json && node dist/bench/kernels.js [--backend wasm|cpu] [--tokens 48]
+import os from "node:os";
 import {
   AutoModelForCausalLM,
+  Module,
   DEFAULT_KERNEL_MAPPING,
   DynamicCache,
   Mode,
@@ -81,10 +83,34 @@ async function micro(): Promise<void> {
   }
 }
 
+/** Stand-in for runtime fusion's FusedModule (src/fusion is another helper's): replays [norm, mlp], tagged per instance. */
+class FusedChain extends Module<[tf.Tensor], tf.Tensor> {
+  readonly kernelLayerName = "NormMLP";
+  constructor(readonly chain: readonly Module[]) {
+    super();
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return this.chain[1].call(this.chain[0].call(x));
+  }
+}
+class Identity extends Module<[tf.Tensor], tf.Tensor> {
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+}
+function fuseNormMLP(model: PreTrainedModel): void {
+  for (const layer of (model as any).model.layers) {
+    layer.mlp = new FusedChain([layer.post_attention_layernorm, layer.mlp]);
+    layer.post_attention_layernorm = new Identity();
+  }
+}
+
+const PROMPT = [151643, 9707, 11, 1246, 525, 498, 30, 13];
+
 /** Greedy decode of `n` tokens after an 8-token prompt; returns tokens/s of the decode steps. */
 function decode(model: PreTrainedModel, n: number): number {
   const cache = new DynamicCache();
-  const first = model.forward({ inputIds: [[151643, 9707, 11, 1246, 525, 498, 30, 13]], pastKeyValues: cache, logitsToKeep: 1 });
+  const first = model.forward({ inputIds: [PROMPT], pastKeyValues: cache, logitsToKeep: 1 });
   let next = tf.tidy(() => tf.argMax(tf.reshape(first.logits, [-1]))).dataSync()[0];
   first.logits.dispose();
   const t0 = performance.now();
@@ -98,23 +124,65 @@ function decode(model: PreTrainedModel, n: number): number {
   return n / secs;
 }
 
-async function main(): Promise<void> {
-  await setBackend(backend);
-  console.log(`backend ${backend}; node ${process.version}`);
-  await micro();
-  const model = await AutoModelForCausalLM.fromPretrained(await defaultModelDir());
-  decode(model, 8); // warm-up: XNNPACK operators, kernel setup
+/** Decoder stack only (embedding + layers + final norm, no lm_head): steps/s of one-token forwards with a cache. */
+function stack(model: PreTrainedModel, n: number): number {
+  const inner = (model as any).model as Module;
+  const cache = new DynamicCache();
+  inner.call({ inputIds: [PROMPT], pastKeyValues: cache }).lastHiddenState.dispose();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const { lastHiddenState } = inner.call({ inputIds: [[PROMPT[i % PROMPT.length]]], pastKeyValues: cache });
+    lastHiddenState.dataSync();
+    lastHiddenState.dispose();
+  }
+  const secs = (performance.now() - t0) / 1000;
+  cache.dispose();
+  return n / secs;
+}
+
+/** Kernels launched by one decode step. */
+async function kernelsPerStep(model: PreTrainedModel): Promise<number> {
+  const cache = new DynamicCache();
+  model.forward({ inputIds: [PROMPT], pastKeyValues: cache, logitsToKeep: 1 }).logits.dispose();
+  const info = await tf.profile(() => model.forward({ inputIds: [[PROMPT[0]]], pastKeyValues: cache, logitsToKeep: 1 }).logits);
+  cache.dispose();
+  return info.kernels.length;
+}
+
+const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+
+async function compare(label: string, model: PreTrainedModel, measure: (m: PreTrainedModel) => number): Promise<void> {
   const orig: number[] = [];
   const kern: number[] = [];
-  for (let r = 0; r < 3; r++) {
+  for (let r = 0; r < 5; r++) {
     unkernelize(model);
-    orig.push(decode(model, decodeTokens));
+    orig.push(measure(model));
     await applyKernelsAfterLoad(model, { useKernels: true });
-    kern.push(decode(model, decodeTokens));
+    kern.push(measure(model));
   }
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
-  console.log(`decode tiny default model (${decodeTokens} tokens × 3 rounds, median): original ${med(orig).toFixed(1)} tok/s, kernelized ${med(kern).toFixed(1)} tok/s, ${(med(kern) / med(orig)).toFixed(2)}×`);
-  model.dispose();
+  console.log(`${label.padEnd(58)} original ${med(orig).toFixed(1).padStart(7)}/s   kernelized ${med(kern).toFixed(1).padStart(7)}/s   ${(med(kern) / med(orig)).toFixed(2)}×`);
+}
+
+async function main(): Promise<void> {
+  await setBackend(backend);
+  console.log(`backend ${backend}; node ${process.version}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")} on ${os.cpus().length} cores`);
+  await micro();
+  const dir = await defaultModelDir();
+  for (const fused of [false, true]) {
+    const model = await AutoModelForCausalLM.fromPretrained(dir);
+    if (fused) fuseNormMLP(model);
+    const what = fused ? "fused [post_attention_layernorm, mlp] → RMSNorm + NormMLP kernels" : "plain model → RMSNorm kernels";
+    unkernelize(model);
+    decode(model, 4);
+    const opsBefore = await kernelsPerStep(model);
+    await applyKernelsAfterLoad(model, { useKernels: true });
+    decode(model, 4);
+    const opsAfter = await kernelsPerStep(model);
+    console.log(`\n${what}: ${opsBefore} → ${opsAfter} tfjs kernels per decode step`);
+    await compare(`  decode tokens/s (${decodeTokens} tokens, median of 5)`, model, (m) => decode(m, decodeTokens));
+    await compare(`  decoder stack only, no lm_head (steps/s)`, model, (m) => stack(m, decodeTokens));
+    model.dispose();
+  }
 }
 
 main().catch((err) => {

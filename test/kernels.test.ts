@@ -198,6 +198,29 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
     model.dispose();
   });
 
+  it("NormMLP kernel matches the composed ops for decode- and prefill-sized inputs (both silu paths), memory flat", async () => {
+    const fused = new FusedNormMLP(config);
+    fused.initializeWeights(13);
+    const w = tf.randomUniform([config.hidden_size], 0.5, 1.5, "float32", 14);
+    fused.norm_weight.setStateTensor(w);
+    w.dispose();
+    registerKernelMapping({ NormMLP: onBoth(repo("fusekit/norm-mlp", "NormMLP")) });
+    for (const shape of [[1, 1, 32], [2, 30, 32]]) {
+      // 2·30 rows × 48 = 2880 gate values: above the wasm build's JS-loop limit
+      const x = tf.randomNormal(shape, 0, 1, "float32", 17);
+      unkernelize(fused);
+      const expected = fused.call(x).dataSync() as Float32Array;
+      await kernelize(fused, { mode: Mode.INFERENCE });
+      const before = tf.memory().numTensors;
+      const y = fused.call(x);
+      expect(y.shape).toEqual(shape);
+      expect(maxDiff(y.dataSync() as Float32Array, expected)).toBeLessThan(1e-5);
+      y.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      x.dispose();
+    }
+  });
+
   it("SiluAndMul kernel matches the composed ops within 1e-5 on odd shapes", async () => {
     const m = new SiluAndMul();
     const x = tf.randomNormal([3, 5, 14], 0, 2, "float32", 11);

@@ -7,10 +7,16 @@ import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
 import { KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
 
+/** Up to this many gate elements, silu·mul runs as a JS loop on the heap; above, as backend kernels. */
+const JS_SILU_MAX = 2048;
+
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   const { tf } = env;
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
-    const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
+    const kernel = (name: string) => tf.getKernel(name, "wasm")!.kernelFunc;
+    const matMul = kernel("BatchMatMul");
+    const sigmoid = kernel("Sigmoid");
+    const multiply = kernel("Multiply");
     tf.registerKernel({
       kernelName: KERNEL_NAME,
       backendName: "wasm",
@@ -24,9 +30,20 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(normWeight), b.typedArrayFromHeap(normed), rows, h, (attrs as { eps: number }).eps);
         const g = mm(normed, gate);
         const u = mm(normed, up);
-        siluMulInPlace(b.typedArrayFromHeap(g), b.typedArrayFromHeap(u));
-        const y = mm(g, down);
-        for (const t of [normed, g, u]) b.disposeData(t.dataId);
+        let h2 = g;
+        const temps: TensorInfo[] = [normed, g, u];
+        if (g.shape[0] * g.shape[1] <= JS_SILU_MAX) {
+          siluMulInPlace(b.typedArrayFromHeap(g), b.typedArrayFromHeap(u)); // small (decode): a JS loop beats three calls
+        } else {
+          // large (prefill): the backend's vectorised sigmoid and multiply, still without engine dispatch
+          const call = (f: typeof sigmoid, inputs: Record<string, TensorInfo>) => f({ inputs, backend, attrs: {} }) as TensorInfo;
+          const s = call(sigmoid, { x: g });
+          const gs = call(multiply, { a: g, b: s });
+          h2 = call(multiply, { a: gs, b: u });
+          temps.push(s, gs, h2);
+        }
+        const y = mm(h2, down);
+        for (const t of temps) b.disposeData(t.dataId);
         return { dataId: y.dataId, shape: [...x.shape], dtype: "float32" };
       },
     });
