@@ -108,6 +108,17 @@ function fuseChains(model: PreTrainedModel): void {
   }
 }
 
+it("the embedded SIMD RMSNorm module is exactly rmsnorm.wat assembled by wabt", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const wabt = await (await import("wabt")).default();
+  const wat = await readFile(new URL("../kernels/fusekit/rmsnorm/rmsnorm.wat", import.meta.url), "utf8");
+  const mod = wabt.parseWat("rmsnorm.wat", wat);
+  mod.validate();
+  const { RMSNORM_WASM_BASE64 } = await import("../kernels/fusekit/rmsnorm/simd.js");
+  expect(Buffer.from(RMSNORM_WASM_BASE64, "base64").equals(Buffer.from(mod.toBinary({}).buffer))).toBe(true);
+  mod.destroy();
+});
+
 afterEach(() => {
   clearKernelMapping();
   delete process.env.FUSEKIT_DISABLE_KERNELS;
@@ -218,6 +229,27 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
       y.dispose();
       expect(tf.memory().numTensors).toBe(before);
       x.dispose();
+    }
+  });
+
+  it("RMSNorm kernel matches the composed ops on rows of every length (SIMD multiple-of-4 path and the JS path)", async () => {
+    registerKernelMapping({ RMSNorm: onBoth(repo("fusekit/rmsnorm", "RMSNorm")) });
+    if (backend === "wasm") {
+      const { simdAvailable } = await import("../kernels/fusekit/rmsnorm/wasm.js");
+      expect(simdAvailable(tf.backend())).toBe(true); // Node's wasm has SIMD: the [3,7,64] and [1,1,4] cases run it
+    }
+    for (const [shape, eps] of [[[3, 7, 64], 1e-6], [[2, 5, 6], 1e-5], [[1, 1, 4], 1e-6]] as const) {
+      const n = new Qwen3RMSNorm(shape[2], eps);
+      const w = tf.randomUniform([shape[2]], 0.5, 1.5, "float32", 4);
+      n.weight.setStateTensor(w);
+      const x = tf.randomNormal([...shape], 0, 3, "float32", 5);
+      const expected = n.call(x).dataSync() as Float32Array;
+      await kernelize(n, { mode: Mode.INFERENCE });
+      expect(activeKernel(n)).toBeDefined();
+      const y = n.call(x);
+      expect(maxDiff(y.dataSync() as Float32Array, expected)).toBeLessThan(1e-5);
+      tf.dispose([w, x, y]);
+      n.dispose();
     }
   });
 
