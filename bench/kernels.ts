@@ -2,12 +2,14 @@
 // the tiny default model, original vs kernelized (bundled defaults). A script, not a test:
 //   npx tsc -p tsconfig.build.json && node dist/bench/kernels.js [--backend wasm|cpu] [--tokens 48]
 import os from "node:os";
+import { pathToFileURL } from "node:url";
 import {
   AutoModelForCausalLM,
   Module,
   DEFAULT_KERNEL_MAPPING,
   DynamicCache,
   Mode,
+  Qwen3Config,
   Qwen3MLP,
   Qwen3RMSNorm,
   SiluAndMul,
@@ -21,14 +23,13 @@ import {
   useKernelMapping,
   type PreTrainedModel,
 } from "../src/index.js";
-import { Qwen3Config } from "../src/models/qwen3/config.js";
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
 };
-const backend = arg("backend", "wasm");
-const decodeTokens = Number(arg("tokens", "48"));
+let backend = "wasm";
+let decodeTokens = 48;
 
 /** Median µs per call over `rounds` rounds of `iters` calls (after a warm-up). */
 function timeIt(fn: () => tf.Tensor, iters = 300, rounds = 7): number {
@@ -163,7 +164,10 @@ async function compare(label: string, model: PreTrainedModel, measure: (m: PreTr
   console.log(`${label.padEnd(58)} original ${med(orig).toFixed(1).padStart(7)}/s   kernelized ${med(kern).toFixed(1).padStart(7)}/s   ${(med(kern) / med(orig)).toFixed(2)}×`);
 }
 
-async function main(): Promise<void> {
+/** Runs the whole kernels bench on one backend, printing a table to stdout. */
+export async function runKernelsBench(options: { backend?: string; tokens?: number } = {}): Promise<void> {
+  backend = options.backend ?? "wasm";
+  decodeTokens = options.tokens ?? 48;
   await setBackend(backend);
   console.log(`backend ${backend}; node ${process.version}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")} on ${os.cpus().length} cores`);
   await micro();
@@ -185,7 +189,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runKernelsBench({ backend: arg("backend", "wasm"), tokens: Number(arg("tokens", "48")) }).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
