@@ -363,7 +363,7 @@ describe("fusekit kernels (CLI)", () => {
     const out = path.join(tmp, "cli.lock");
     expect(await cli("kernels", "lock", "fusekit/rmsnorm", "--out", out)).toBe(`locked 1 kernel repository (6 files) in ${out}`);
     const lock = await readLockfile(out);
-    expect(lock.kernels.map((k) => [k.repoId, k.version, Object.keys(k.files)])).toEqual([["fusekit/rmsnorm", 1, ["cpu.ts", "kernel.ts", "manifest.json", "rmsnorm.wat", "simd.ts", "wasm.ts"]]]);
+    expect(lock.kernels.map((k) => [k.repoId, k.version, Object.keys(k.files)])).toEqual([["fusekit/rmsnorm", 1, ["cpu.ts", "kernel.ts", "manifest.json", "rmsnorm.wasm.ts", "rmsnorm.wat", "wasm.ts"]]]);
     const { createHash } = await import("node:crypto");
     const manifest = await fsp.readFile(path.join(process.cwd(), "kernels/fusekit/rmsnorm/manifest.json"));
     expect(lock.kernels[0].files["manifest.json"]).toBe(createHash("sha256").update(manifest).digest("hex"));

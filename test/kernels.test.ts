@@ -108,14 +108,15 @@ function fuseChains(model: PreTrainedModel): void {
   }
 }
 
-it("the embedded SIMD RMSNorm module is exactly rmsnorm.wat assembled by wabt", async () => {
+it.each(["rmsnorm/rmsnorm", "activation/silu", "norm-mlp/normmlp"])("the embedded SIMD module %s is exactly its .wat assembled by wabt", async (name) => {
   const { readFile } = await import("node:fs/promises");
   const wabt = await (await import("wabt")).default();
-  const wat = await readFile(new URL("../kernels/fusekit/rmsnorm/rmsnorm.wat", import.meta.url), "utf8");
-  const mod = wabt.parseWat("rmsnorm.wat", wat);
+  const wat = await readFile(new URL(`../kernels/fusekit/${name}.wat`, import.meta.url), "utf8");
+  const mod = wabt.parseWat(`${name}.wat`, wat);
   mod.validate();
-  const { RMSNORM_WASM_BASE64 } = await import("../kernels/fusekit/rmsnorm/simd.js");
-  expect(Buffer.from(RMSNORM_WASM_BASE64, "base64").equals(Buffer.from(mod.toBinary({}).buffer))).toBe(true);
+  const generated = await readFile(new URL(`../kernels/fusekit/${name}.wasm.ts`, import.meta.url), "utf8");
+  const WASM_BASE64 = /"([A-Za-z0-9+/=]+)"/.exec(generated)![1];
+  expect(Buffer.from(WASM_BASE64, "base64").equals(Buffer.from(mod.toBinary({}).buffer))).toBe(true);
   mod.destroy();
 });
 
@@ -209,26 +210,34 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
     model.dispose();
   });
 
-  it("NormMLP kernel matches the composed ops for decode- and prefill-sized inputs (both silu paths), memory flat", async () => {
-    const fused = new FusedNormMLP(config);
-    fused.initializeWeights(13);
-    const w = tf.randomUniform([config.hidden_size], 0.5, 1.5, "float32", 14);
-    fused.norm_weight.setStateTensor(w);
-    w.dispose();
+  it("NormMLP kernel matches the composed ops for decode- and prefill-sized inputs (SIMD and JS paths), memory flat", async () => {
     registerKernelMapping({ NormMLP: onBoth(repo("fusekit/norm-mlp", "NormMLP")) });
-    for (const shape of [[1, 1, 32], [2, 30, 32]]) {
-      // 2·30 rows × 48 = 2880 gate values: above the wasm build's JS-loop limit
-      const x = tf.randomNormal(shape, 0, 1, "float32", 17);
-      unkernelize(fused);
-      const expected = fused.call(x).dataSync() as Float32Array;
-      await kernelize(fused, { mode: Mode.INFERENCE });
-      const before = tf.memory().numTensors;
-      const y = fused.call(x);
-      expect(y.shape).toEqual(shape);
-      expect(maxDiff(y.dataSync() as Float32Array, expected)).toBeLessThan(1e-5);
-      y.dispose();
-      expect(tf.memory().numTensors).toBe(before);
-      x.dispose();
+    if (backend === "wasm") {
+      const { simdAvailable } = await import("../kernels/fusekit/norm-mlp/wasm.js");
+      expect(simdAvailable(tf.backend())).toBe(true);
+    }
+    // hidden 32 / intermediate 48 take the SIMD path on wasm; 30 / 46 (not multiples of 4) the JS loops
+    const odd = new Qwen3Config({ ...config.toDict(), hidden_size: 30, intermediate_size: 46 } as any);
+    for (const cfg of [config, odd]) {
+      const fused = new FusedNormMLP(cfg);
+      fused.initializeWeights(13);
+      const w = tf.randomUniform([cfg.hidden_size], 0.5, 1.5, "float32", 14);
+      fused.norm_weight.setStateTensor(w);
+      w.dispose();
+      for (const rows of [[1, 1], [2, 30]]) {
+        const x = tf.randomNormal([...rows, cfg.hidden_size], 0, 1, "float32", 17);
+        unkernelize(fused);
+        const expected = fused.call(x).dataSync() as Float32Array;
+        await kernelize(fused, { mode: Mode.INFERENCE });
+        const before = tf.memory().numTensors;
+        const y = fused.call(x);
+        expect(y.shape).toEqual(x.shape);
+        expect(maxDiff(y.dataSync() as Float32Array, expected)).toBeLessThan(1e-5);
+        y.dispose();
+        expect(tf.memory().numTensors).toBe(before);
+        x.dispose();
+      }
+      fused.dispose();
     }
   });
 
@@ -253,18 +262,22 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
     }
   });
 
-  it("SiluAndMul kernel matches the composed ops within 1e-5 on odd shapes", async () => {
-    const m = new SiluAndMul();
-    const x = tf.randomNormal([3, 5, 14], 0, 2, "float32", 11);
-    const expected = m.call(x).dataSync() as Float32Array;
+  it("SiluAndMul kernel matches the composed ops within 1e-5 (d = 8: SIMD on wasm; d = 7: JS), extremes included", async () => {
     registerKernelMapping({ SiluAndMul: onBoth(repo("fusekit/activation", "SiluAndMul")) });
-    // kernelize walks modules; a lone layer is its own root
-    await kernelize(m, { mode: Mode.INFERENCE });
-    expect(activeKernel(m)).toContain("SiluAndMul");
-    const y = m.call(x);
-    expect(y.shape).toEqual([3, 5, 7]);
-    expect(maxDiff(y.dataSync() as Float32Array, expected)).toBeLessThan(1e-5);
-    tf.dispose([x, y]);
+    for (const shape of [[3, 5, 16], [3, 5, 14]]) {
+      const m = new SiluAndMul();
+      // the first 4 gate values are extremes (exp clamps in the SIMD module)
+      const x = tf.tidy(() => tf.concat([tf.add(tf.fill([...shape.slice(0, -1), 4], 0), tf.tensor1d([-120, -30, 40, 95])), tf.randomNormal([...shape.slice(0, -1), shape[2] - 4], 0, 3, "float32", 11)], -1));
+      const expected = m.call(x).dataSync() as Float32Array;
+      // kernelize walks modules; a lone layer is its own root
+      await kernelize(m, { mode: Mode.INFERENCE });
+      expect(activeKernel(m)).toBe('SiluAndMul from repo "fusekit/activation"');
+      const y = m.call(x);
+      expect(y.shape).toEqual([...shape.slice(0, -1), shape[2] / 2]);
+      const got = y.dataSync() as Float32Array;
+      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - expected[i])).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(expected[i])));
+      tf.dispose([x, y]);
+    }
   });
 
   it("kernelize with another mode restores; FUSEKIT_DISABLE_KERNELS=1 turns every swap off", async () => {

@@ -5,7 +5,7 @@
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
 import { KERNEL_NAME, makeLayers, rmsNormRows } from "./kernel.js";
-import { RMSNORM_WASM_BASE64 } from "./simd.js";
+import { WASM_BASE64 } from "./rmsnorm.wasm.js";
 
 // Node's global WebAssembly, typed locally (this project compiles without the DOM lib).
 const WA = (globalThis as any).WebAssembly;
@@ -17,7 +17,7 @@ function simdFor(b: any): SimdRMSNorm | null {
   if (!simd.has(b)) {
     let fn: SimdRMSNorm | null = null;
     try {
-      const module = new WA.Module(Buffer.from(RMSNORM_WASM_BASE64, "base64"));
+      const module = new WA.Module(Buffer.from(WASM_BASE64, "base64"));
       fn = new WA.Instance(module, { env: { memory: b.wasm.asm.memory } }).exports.rmsnorm as SimdRMSNorm;
     } catch {
       fn = null; // no wasm SIMD here: the JS loop below serves
