@@ -79,3 +79,39 @@ export class ChatTemplateError extends FusekitError {}
 
 /** Generation options are invalid (e.g. a non-positive temperature) or generation_config.json is malformed. */
 export class GenerationConfigError extends FusekitError {}
+
+/** A kernel `Mode` combination is invalid (INFERENCE with TRAINING, FALLBACK with anything, or none) or unusable where passed. */
+export class KernelModeError extends FusekitError {}
+
+/** A kernel mapping is malformed: unknown backend, a value that is not a repository, or a bad mode key. */
+export class KernelMappingError extends FusekitError {}
+
+/** kernelize found no usable kernel for a layer and `useFallback` is false. */
+export class KernelNotFoundError extends FusekitError {}
+
+/** A kernel repository is missing, has a bad manifest, lacks the requested version / layer / build. */
+export class KernelRepositoryError extends FusekitError {}
+
+/** A hub kernel layer breaks the kernel-layer rules (own constructor, state, or a forward of another arity). */
+export class KernelValidationError extends FusekitError {
+  constructor(
+    message: string,
+    /** The kernel layer's name in its repository. */
+    readonly kernel: string,
+    /** The layer name of the module it was meant to replace. */
+    readonly layer: string,
+    /** The repository it came from. */
+    readonly repo: string,
+  ) {
+    super(`kernel layer "${kernel}" from ${repo} for layer "${layer}": ${message}`);
+  }
+}
+
+/** A locked kernel's files differ from the sha256 digests in its lockfile (or the lock does not cover the repo). */
+export class KernelIntegrityError extends FusekitError {}
+
+/** A kernel repository outside the bundled hub was asked for without a lock or `trustRemoteCode: true`. */
+export class UntrustedKernelError extends FusekitError {}
+
+/** A kernel repository contains a symlink that leads outside the repository. */
+export class KernelSymlinkError extends FusekitError {}

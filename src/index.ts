@@ -39,3 +39,12 @@ export { AutoTokenizer, PreTrainedTokenizer, TOKENIZER_NAME, TOKENIZER_CONFIG_NA
 export { generate, streamGenerate, loadGenerationConfig, GENERATION_CONFIG_NAME, type GenerateOptions, type GenerateOutput, type GenerationStep, type GenerationConfig, type FinishReason, type CausalLM } from "./generation/generate.js";
 export { selectToken, applyRepetitionPenalty, applyTemperature, topKFilter, topPFilter, softmax, argmax, sampleFrom, kthLargest, type SamplingParams } from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
+
+export { Mode, checkMode, combineModes, modeName, MODE_FALLBACK_PRIORITY } from "./kernels/mode.js";
+export { registerKernelMapping, useKernelMapping, getKernelMapping, clearKernelMapping, type KernelMapping } from "./kernels/mapping.js";
+export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type LayerRepositoryProtocol, type TrustOptions } from "./kernels/repository.js";
+export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./kernels/kernelize.js";
+export { DEFAULT_KERNEL_MAPPING } from "./kernels/defaults.js";
+export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./kernels/hub.js";
+export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./kernels/types.js";
+export { SiluAndMul } from "./kernels/layers.js";

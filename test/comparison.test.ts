@@ -16,11 +16,12 @@ function expectProperties(result: ComparisonResult) {
     expect(r.savesOriginalLayout, r.label).toBe(true);
     expect(r.pass, r.label).toBe(true);
   }
-  for (const id of ["fused", "fused-unfused"]) {
+  for (const id of ["fused", "fused-unfused", "fused-kernel"]) {
     expect(row(id).properties, id).toEqual({ appliesToLoadedModel: true, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: true, stateDictLayoutUnchanged: true });
-    expect(row(id).maxAbsDiff, id).toBe(0); // same op order: exactly equal
   }
-  for (const id of ["patched", "gate-up-qkv"]) {
+  for (const id of ["fused", "fused-unfused"]) expect(row(id).maxAbsDiff, id).toBe(0); // same op order: exactly equal
+  for (const id of ["fused-kernel", "patched-kernel", "gate-up-qkv-kernel"]) expect(row(id).tolerance, id).toBe(1e-5);
+  for (const id of ["patched", "patched-kernel", "gate-up-qkv", "gate-up-qkv-kernel"]) {
     expect(row(id).properties, id).toEqual({ appliesToLoadedModel: false, classesPerFusion: 2, needsWeightConversion: true, reversibleInPlace: false, stateDictLayoutUnchanged: false });
   }
   expect(row("patched").maxAbsDiff).toBe(0);

@@ -9,6 +9,7 @@ import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerMakeTiny } from "./make-tiny.js";
 import { registerCompare } from "./compare.js";
+import { registerKernelsCommand } from "./kernels.js";
 
 function version(): string {
   try {
@@ -32,7 +33,7 @@ export function buildProgram(): Command {
 
   // ── Fusion / kernel commands ───────────────────────────────────────────────────────────────────
   registerCompare(program);
-  //   registerKernels(program);   // src/cli/kernels.ts  → `fusekit kernels …`
+  registerKernelsCommand(program);
 
   return program;
 }

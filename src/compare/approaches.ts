@@ -11,6 +11,8 @@ import { qwen3NormMLPPatches } from "../../patches/qwen3-norm-mlp.js";
 import { qwen3NormMLPConversions } from "../../conversions/qwen3-norm-mlp.js";
 import { qwen3GateUpQKVPatches } from "../../patches/qwen3-gate-up-qkv.js";
 import { qwen3GateUpQKVConversions } from "../../conversions/qwen3-gate-up-qkv.js";
+import { kernelize, unkernelize } from "../kernels/kernelize.js";
+import { Mode } from "../kernels/mode.js";
 import type { Approach } from "./types.js";
 
 /** Exact-order paths must match the original to 1e-6; kernels (other op order) to 1e-5. */
@@ -42,41 +44,45 @@ export const original: Approach = {
   reverse: () => false,
 };
 
-/** Runtime fusion of post_attention_layernorm + mlp (optionally left fused, or fused then unfused). */
-function runtimeFusion(id: string, label: string, { unfuse = false } = {}): Approach {
+/** Runtime fusion of post_attention_layernorm + mlp: left fused, fused then unfused, or given the NormMLP kernel. */
+function runtimeFusion(id: string, label: string, { unfuse = false, kernel = false } = {}): Approach {
   return {
     id,
     label,
-    tolerance: EXACT,
+    tolerance: kernel ? KERNEL : EXACT,
     recipeFiles: NORM_MLP_FUSION,
     async setup(dir) {
       const steps: Record<string, number> = {};
       const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir));
-      await timed(steps, "fuse", () => fuseNormMLP(model));
+      await timed(steps, "fuse", () => fuseNormMLP(model, { kernel }));
       if (unfuse) await timed(steps, "unfuse", () => unfuseNormMLP(model));
+      if (kernel) await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
       return { model, steps };
     },
     async applyToLoaded(model) {
-      fuseNormMLP(model);
+      fuseNormMLP(model, { kernel });
+      if (kernel) await kernelize(model, { mode: Mode.INFERENCE });
       return getFusedChains(model).length > 0;
     },
     reverse(model) {
+      unkernelize(model);
       if (getFusedChains(model).length) unfuseNormMLP(model);
       return true;
     },
   };
 }
 
-/** Patch mapping + checkpoint conversion, both scoped to the load. */
-function patchMapping(id: string, label: string, patches: PatchMapping, conversions: ConversionRule[], recipeFiles: string[]): Approach {
+/** Patch mapping + checkpoint conversion, both scoped to the load; optionally kernelized after. */
+function patchMapping(id: string, label: string, patches: PatchMapping, conversions: ConversionRule[], recipeFiles: string[], { kernel = false } = {}): Approach {
   return {
     id,
     label,
-    tolerance: EXACT,
+    tolerance: kernel ? KERNEL : EXACT,
     recipeFiles,
     async setup(dir) {
       const steps: Record<string, number> = {};
       const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { patches, conversions }));
+      if (kernel) await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
       return { model, steps };
     },
     // Patches act when classes are constructed: inside the scope, does the loaded model change?
@@ -95,7 +101,11 @@ export function defaultApproaches(): Approach[] {
     original,
     runtimeFusion("fused", "runtime fusion (norm+mlp)"),
     runtimeFusion("fused-unfused", "runtime fusion, then unfused", { unfuse: true }),
+    runtimeFusion("fused-kernel", "runtime fusion + NormMLP kernel", { kernel: true }),
     patchMapping("patched", "patch mapping + conversion (NormMLP)", qwen3NormMLPPatches, qwen3NormMLPConversions, NORM_MLP_PATCH),
+    patchMapping("patched-kernel", "patch mapping + kernelize (NormMLP)", qwen3NormMLPPatches, qwen3NormMLPConversions, NORM_MLP_PATCH, { kernel: true }),
     patchMapping("gate-up-qkv", "patch mapping + converter (gate_up, qkv)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH),
+    // no fused gate_up/qkv kernel exists; kernelize gives this model the RMSNorm kernels
+    patchMapping("gate-up-qkv-kernel", "gate_up/qkv + kernelize (RMSNorm)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH, { kernel: true }),
   ];
 }

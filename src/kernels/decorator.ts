@@ -19,10 +19,16 @@ export function useKernelForwardFromHub(layerName: string) {
 }
 
 /**
- * The layer name a class (or an instance's class) was tagged with. Only the class's own tag counts: a
- * subclass that changes forward must not silently inherit a kernel written for its parent.
+ * The layer name a class (or an instance) was tagged with. An instance's own `kernelLayerName` string
+ * property wins (runtime-fusion FusedModules carry one); otherwise only the class's own tag counts: a
+ * subclass that changes forward must not silently inherit a kernel written for its parent. The class of
+ * an instance is read from its prototype, not `.constructor`, so a proxy that delegates attribute
+ * access to another module does not borrow that module's tag.
  */
 export function getKernelLayerName(target: object | (abstract new (...args: never[]) => unknown)): string | undefined {
-  const cls = typeof target === "function" ? target : target.constructor;
-  return Reflect.getOwnMetadata(LAYER_NAME, cls) as string | undefined;
+  if (typeof target === "function") return Reflect.getOwnMetadata(LAYER_NAME, target) as string | undefined;
+  const own = Object.getOwnPropertyDescriptor(target, "kernelLayerName");
+  if (own && typeof own.value === "string") return own.value;
+  const cls = Object.getPrototypeOf(target)?.constructor;
+  return typeof cls === "function" ? (Reflect.getOwnMetadata(LAYER_NAME, cls) as string | undefined) : undefined;
 }

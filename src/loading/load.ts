@@ -7,6 +7,7 @@ import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
 import { ensureBackend } from "../tensor/backend.js";
+import { applyKernelsAfterLoad, type KernelLoadOptions } from "../kernels/kernelize.js";
 import { ConfigError, ConversionError, StateDictError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
@@ -21,7 +22,7 @@ export interface LoadProgress {
   key: string;
 }
 
-export interface FromPretrainedOptions {
+export interface FromPretrainedOptions extends KernelLoadOptions {
   /** Throw a StateDictError if any key is missing, unexpected or mis-shaped (default false: report only). */
   strict?: boolean;
   /** Seed for initialising parameters the checkpoint does not provide. */
@@ -81,7 +82,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
       throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
     }
     model.loadReport = report;
-    return model.eval();
+    // awaited here so a kernel error still disposes the model below
+    return await applyKernelsAfterLoad(model.eval(), options);
   } catch (err) {
     model?.dispose();
     throw err;

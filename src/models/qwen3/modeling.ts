@@ -9,10 +9,12 @@ import { DynamicCache } from "../../generation/cache.js";
 import { ShapeError } from "../../errors.js";
 import { Qwen3Config } from "./config.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { useKernelForwardFromHub } from "../../kernels/decorator.js";
 
 /** cos / sin tables `[batch, seq, headDim]` for the positions of this forward. */
 export type PositionEmbeddings = [tf.Tensor3D, tf.Tensor3D];
 
+@useKernelForwardFromHub("RMSNorm")
 export class Qwen3RMSNorm extends RMSNorm {}
 
 export class Qwen3MLP extends Module<[tf.Tensor], tf.Tensor> {

@@ -1,0 +1,47 @@
+// cpu build: one kernel call for the whole block on the cpu backend's typed arrays; the matmuls are
+// row-times-matrix loops over the [in, out] weights (contiguous inner loop, float64 accumulation).
+import type { TensorInfo } from "@tensorflow/tfjs-core";
+import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import { KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
+
+/** out[rows, n] = a[rows, k] · w[k, n]. */
+function matMulRows(a: Float32Array, w: Float32Array, rows: number, k: number, n: number): Float32Array {
+  const out = new Float32Array(rows * n);
+  const acc = new Float64Array(n);
+  for (let r = 0; r < rows; r++) {
+    acc.fill(0);
+    for (let i = 0; i < k; i++) {
+      const av = a[r * k + i];
+      if (av === 0) continue;
+      const base = i * n;
+      for (let j = 0; j < n; j++) acc[j] += av * w[base + j];
+    }
+    out.set(acc, r * n);
+  }
+  return out;
+}
+
+export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
+  const { tf } = env;
+  if (!tf.getKernel(KERNEL_NAME, "cpu")) {
+    tf.registerKernel({
+      kernelName: KERNEL_NAME,
+      backendName: "cpu",
+      kernelFunc: ({ inputs, backend, attrs }) => {
+        const b = backend as any;
+        const { x, normWeight, gate, up, down } = inputs as Record<string, TensorInfo>;
+        const vals = (t: TensorInfo) => b.data.get(t.dataId).values as Float32Array;
+        const h = x.shape[x.shape.length - 1];
+        const inter = gate.shape[1];
+        const xs = vals(x);
+        const rows = xs.length / h;
+        const normed = new Float32Array(xs.length);
+        rmsNormRows(xs, vals(normWeight), normed, rows, h, (attrs as { eps: number }).eps);
+        const g = matMulRows(normed, vals(gate), rows, h, inter);
+        siluMulInPlace(g, matMulRows(normed, vals(up), rows, h, inter));
+        return b.makeTensorInfo([...x.shape], "float32", matMulRows(g, vals(down), rows, inter, h));
+      },
+    });
+  }
+  return makeLayers(env);
+}

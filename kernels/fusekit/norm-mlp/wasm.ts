@@ -1,0 +1,73 @@
+// wasm build: one kernel call for the whole block. The norm and silu·mul run in a small SIMD module
+// (normmlp.wat) that imports the backend's memory and works on the tensors in place (a JS loop over heap
+// views serves sizes that are not multiples of 4, or runtimes without wasm SIMD). The three matmuls call
+// the wasm backend's own BatchMatMul kernel function directly (XNNPACK, 2-D, untransposed, against the
+// persistent weight tensors), skipping the engine's per-op dispatch. Intermediates live only in the
+// backend and are freed before returning. Heap views are taken after the allocations they read, since
+// heap growth detaches older views.
+import type { TensorInfo } from "@tensorflow/tfjs-core";
+import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import { KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
+import { WASM_BASE64 } from "./normmlp.wasm.js";
+
+// Node's global WebAssembly, typed locally (this project compiles without the DOM lib).
+const WA = (globalThis as any).WebAssembly;
+interface Simd {
+  rmsnorm(x: number, w: number, out: number, rows: number, h: number, eps: number): void;
+  silu_mul(g: number, u: number, out: number, n: number): void;
+}
+
+/** One SIMD instance per backend (bound to its memory); null when wasm SIMD is unavailable. */
+const simd = new WeakMap<object, Simd | null>();
+function simdFor(b: any): Simd | null {
+  if (!simd.has(b)) {
+    let fns: Simd | null = null;
+    try {
+      const module = new WA.Module(Buffer.from(WASM_BASE64, "base64"));
+      fns = new WA.Instance(module, { env: { memory: b.wasm.asm.memory } }).exports as Simd;
+    } catch {
+      fns = null;
+    }
+    simd.set(b, fns);
+  }
+  return simd.get(b)!;
+}
+
+/** True when the SIMD module runs on this backend (tests use it to know which path they cover). */
+export function simdAvailable(backend: object): boolean {
+  return simdFor(backend) !== null;
+}
+
+export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
+  const { tf } = env;
+  if (!tf.getKernel(KERNEL_NAME, "wasm")) {
+    const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
+    tf.registerKernel({
+      kernelName: KERNEL_NAME,
+      backendName: "wasm",
+      kernelFunc: ({ inputs, backend, attrs }) => {
+        const b = backend as any;
+        const { x, normWeight, gate, up, down } = inputs as Record<string, TensorInfo>;
+        const eps = (attrs as { eps: number }).eps;
+        const h = x.shape[x.shape.length - 1];
+        const inter = gate.shape[1];
+        const rows = x.shape.reduce((a, d) => a * d, 1) / h;
+        const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset as number;
+        const mm = (a: TensorInfo, w: TensorInfo) => matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
+        const fns = simdFor(b);
+
+        const normed = b.makeOutput([rows, h], "float32");
+        if (fns && h % 4 === 0) fns.rmsnorm(at(x), at(normWeight), at(normed), rows, h, eps);
+        else rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(normWeight), b.typedArrayFromHeap(normed), rows, h, eps);
+        const g = mm(normed, gate);
+        const u = mm(normed, up);
+        if (fns && inter % 4 === 0) fns.silu_mul(at(g), at(u), at(g), rows * inter);
+        else siluMulInPlace(b.typedArrayFromHeap(g), b.typedArrayFromHeap(u));
+        const y = mm(g, down);
+        for (const t of [normed, g, u]) b.disposeData(t.dataId);
+        return { dataId: y.dataId, shape: [...x.shape], dtype: "float32" };
+      },
+    });
+  }
+  return makeLayers(env);
+}

@@ -1,0 +1,53 @@
+// `fusekit kernels list` and `fusekit kernels lock`: what the local kernel hub holds, and pinning it.
+import path from "node:path";
+import Table from "cli-table3";
+import type { Command } from "commander";
+import { LOCKFILE_NAME, bundledHubDir, discoverRepos, writeLockfile } from "../kernels/hub.js";
+import { KernelRepositoryError } from "../errors.js";
+
+export function registerKernelsCommand(program: Command): Command {
+  const kernels = program.command("kernels").description("the local kernel hub (bundled kernels/ plus $FUSEKIT_KERNELS_PATH)");
+
+  kernels
+    .command("list")
+    .description("list kernel repositories: id, version, layers, backends, location")
+    .option("--json", "print JSON instead of a table")
+    .action(async (opts: { json?: boolean }) => {
+      const repos = await discoverRepos();
+      const rows = repos.map((r) => ({
+        repoId: r.manifest.id,
+        version: r.manifest.version,
+        layers: r.manifest.layers,
+        backends: Object.keys(r.manifest.builds),
+        location: r.bundled ? "bundled" : r.dir,
+      }));
+      if (opts.json) {
+        console.log(JSON.stringify(rows, null, 2));
+        return;
+      }
+      const table = new Table({ head: ["repo", "version", "layers", "backends", "location"], style: { head: [], border: [] } });
+      for (const r of rows) table.push([r.repoId, String(r.version), r.layers.join(", "), r.backends.join(", "), r.location]);
+      console.log(table.toString());
+      console.log(`bundled hub: ${bundledHubDir()}`);
+    });
+
+  kernels
+    .command("lock")
+    .description(`write ${LOCKFILE_NAME}: version and sha256 of every file of each repository (default: all)`)
+    .argument("[repos...]", "repository ids to lock (org/name)")
+    .option("-o, --out <file>", "lockfile to write", LOCKFILE_NAME)
+    .action(async (ids: string[], opts: { out: string }) => {
+      const all = await discoverRepos();
+      const picked = ids.length ? all.filter((r) => ids.includes(r.manifest.id)) : all;
+      const unknown = ids.filter((id) => !all.some((r) => r.manifest.id === id));
+      if (unknown.length) {
+        throw new KernelRepositoryError(`kernels lock: not in the hub: ${unknown.join(", ")} (available: ${[...new Set(all.map((r) => r.manifest.id))].join(", ")})`);
+      }
+      const out = path.resolve(opts.out);
+      const lock = await writeLockfile(out, picked);
+      const files = lock.kernels.reduce((n, k) => n + Object.keys(k.files).length, 0);
+      console.log(`locked ${lock.kernels.length} kernel repositor${lock.kernels.length === 1 ? "y" : "ies"} (${files} files) in ${out}`);
+    });
+
+  return kernels;
+}
