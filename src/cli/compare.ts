@@ -10,7 +10,7 @@ export function registerCompare(program: Command): void {
   addModelOptions(
     program
       .command("compare")
-      .description("Compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size. Exits 1 if any approach breaks its tolerance."),
+      .description("compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size; exits 1 if any approach breaks its tolerance"),
   )
     .option("-p, --prompt <text>", "prompt to measure on", DEFAULT_PROMPT)
     .option("-n, --new-tokens <n>", "greedy tokens generated per approach", parseInteger, 16)
