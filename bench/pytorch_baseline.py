@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""PyTorch eager baseline for `npm run bench`: Qwen3 on CPU, the same checkpoint, the same prompts.
+
+Reads the safetensors file with numpy (no extra package), runs transformers' Qwen3 math in plain torch
+ops (float32, eager, 2 threads by default) and prints one JSON object:
+  {"torch": "...", "threads": 2, "prefill": {"64": [tok/s...], "512": [...]}, "decode": [tok/s...]}
+
+Needs python3 with torch and numpy (Debian: apt-get install python3-torch python3-numpy
+libopenblas0-pthread). Never needed by `npm test`.
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # nn.Linear's op, as transformers runs it
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        raw = data[b:end]
+        if e["dtype"] == "BF16":
+            arr = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+        elif e["dtype"] == "F16":
+            arr = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+        elif e["dtype"] == "F32":
+            arr = np.frombuffer(raw, dtype=np.float32)
+        else:
+            raise SystemExit(f"unsupported dtype {e['dtype']} for {name}")
+        out[name] = torch.from_numpy(arr.copy()).reshape(e["shape"])
+    return out
+
+
+def load(dir_):
+    cfg = json.load(open(os.path.join(dir_, "config.json")))
+    index = os.path.join(dir_, "model.safetensors.index.json")
+    if os.path.exists(index):
+        w = {}
+        for shard in sorted(set(json.load(open(index))["weight_map"].values())):
+            w.update(read_safetensors(os.path.join(dir_, shard)))
+    else:
+        w = read_safetensors(os.path.join(dir_, "model.safetensors"))
+    return cfg, w
+
+
+class Qwen3:
+    """transformers' modeling_qwen3.py in plain torch ops (eager attention)."""
+
+    def __init__(self, cfg, w):
+        self.c = cfg
+        self.w = w
+        self.d = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        self.nh, self.nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        self.eps = cfg["rms_norm_eps"]
+        self.inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, self.d, 2, dtype=torch.float32) / self.d))
+        self.lm_head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
+
+    def norm(self, x, weight):
+        var = x.pow(2).mean(-1, keepdim=True)
+        return weight * (x * torch.rsqrt(var + self.eps))
+
+    def repeat_kv(self, x):
+        # transformers' repeat_kv: expand + reshape
+        b, kv, t, d = x.shape
+        rep = self.nh // self.nkv
+        return x[:, :, None].expand(b, kv, rep, t, d).reshape(b, kv * rep, t, d)
+
+    @staticmethod
+    def rotate_half(x):
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((-x2, x1), dim=-1)
+
+    def forward(self, ids, cache, past):
+        w, d = self.w, self.d
+        b, s = ids.shape
+        h = w["model.embed_tokens.weight"][ids]
+        pos = torch.arange(past, past + s, dtype=torch.float32)
+        freqs = pos[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        mask = None
+        if s > 1:
+            mask = torch.full((s, past + s), float("-inf")).triu(past + 1)
+        for i in range(self.c["num_hidden_layers"]):
+            p = f"model.layers.{i}."
+            x = self.norm(h, w[p + "input_layernorm.weight"])
+            q = F.linear(x, w[p + "self_attn.q_proj.weight"]).view(b, s, self.nh, d)
+            k = F.linear(x, w[p + "self_attn.k_proj.weight"]).view(b, s, self.nkv, d)
+            v = F.linear(x, w[p + "self_attn.v_proj.weight"]).view(b, s, self.nkv, d).transpose(1, 2)
+            q = self.norm(q, w[p + "self_attn.q_norm.weight"]).transpose(1, 2)
+            k = self.norm(k, w[p + "self_attn.k_norm.weight"]).transpose(1, 2)
+            q = q * cos + self.rotate_half(q) * sin
+            k = k * cos + self.rotate_half(k) * sin
+            if i in cache:
+                k = torch.cat((cache[i][0], k), dim=2)
+                v = torch.cat((cache[i][1], v), dim=2)
+            cache[i] = (k, v)
+            k, v = self.repeat_kv(k), self.repeat_kv(v)
+            att = (q @ k.transpose(2, 3)) / math.sqrt(d)
+            if mask is not None:
+                att = att + mask
+            o = (att.softmax(-1) @ v).transpose(1, 2).reshape(b, s, self.nh * d)
+            h = h + F.linear(o, w[p + "self_attn.o_proj.weight"])
+            x = self.norm(h, w[p + "post_attention_layernorm.weight"])
+            g = F.silu(F.linear(x, w[p + "mlp.gate_proj.weight"])) * F.linear(x, w[p + "mlp.up_proj.weight"])
+            h = h + F.linear(g, w[p + "mlp.down_proj.weight"])
+        h = self.norm(h[:, -1:], w["model.norm.weight"])  # logits of the last position only
+        return F.linear(h, self.lm_head)
+
+
+def prompt_ids(n, vocab):
+    # the same prompt as bench/run.ts's promptIds
+    return [(i * 7919 + 13) % min(vocab, 150000) for i in range(n)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--prefill", default="64,512")
+    ap.add_argument("--decode-steps", type=int, default=128)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg, w = load(a.dir)
+    m = Qwen3(cfg, w)
+    vocab = cfg["vocab_size"]
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "prefill": {}, "decode": []}
+    with torch.inference_mode():
+        m.forward(torch.tensor([prompt_ids(8, vocab)]), {}, 0)  # warm-up
+        for n in [int(x) for x in a.prefill.split(",")]:
+            ids = torch.tensor([prompt_ids(n, vocab)])
+            runs = []
+            for _ in range(a.repeats):
+                t = time.perf_counter()
+                m.forward(ids, {}, 0)
+                runs.append(n / (time.perf_counter() - t))
+            out["prefill"][str(n)] = runs
+        for _ in range(a.repeats):
+            cache = {}
+            logits = m.forward(torch.tensor([prompt_ids(8, vocab)]), cache, 0)
+            nxt = int(logits[0, -1].argmax())
+            t = time.perf_counter()
+            for step in range(a.decode_steps):
+                logits = m.forward(torch.tensor([[nxt]]), cache, 8 + step)
+                nxt = int(logits[0, -1].argmax())
+            out["decode"].append(a.decode_steps / (time.perf_counter() - t))
+    json.dump(out, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
