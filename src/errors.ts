@@ -40,3 +40,12 @@ export class ModulePathError extends FusekitError {}
 
 /** A tensor argument has the wrong shape or dtype for the call it is passed to. */
 export class ShapeError extends FusekitError {}
+
+/**
+ * A parameter stored packed (e.g. as bf16 by `storeWeightsAs`) was used as a float32 compute tensor
+ * (`.tensor`), or was given values its packed storage cannot hold exactly.
+ */
+export class PackedParameterError extends FusekitError {}
+
+/** `storeWeightsAs` refused: a weight is not exactly representable in the requested storage (pass `lossy`). */
+export class WeightStorageError extends FusekitError {}
