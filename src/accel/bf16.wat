@@ -252,4 +252,18 @@
             (br $iL)))
         (local.set $o (i32.add (local.get $o) (i32.const 1)))
         (br $oL))))
+;; Sums bytes/64 blocks of 4 v128 as f32 lanes: a plain streaming read, to measure the heap's read bandwidth.
+  (func (export "readsum") (param $p i32) (param $blocks i32) (result f32)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $blocks)))
+        (local.set $a (f32x4.add (local.get $a) (v128.load (local.get $p))))
+        (local.set $b (f32x4.add (local.get $b) (v128.load offset=16 (local.get $p))))
+        (local.set $c (f32x4.add (local.get $c) (v128.load offset=32 (local.get $p))))
+        (local.set $d (f32x4.add (local.get $d) (v128.load offset=48 (local.get $p))))
+        (local.set $p (i32.add (local.get $p) (i32.const 64)))
+        (local.set $blocks (i32.sub (local.get $blocks) (i32.const 1)))
+        (br $l)))
+    (call $hsum (f32x4.add (f32x4.add (local.get $a) (local.get $b)) (f32x4.add (local.get $c) (local.get $d)))))
 )

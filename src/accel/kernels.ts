@@ -29,6 +29,7 @@ interface Bf16Exports {
   pack(src: number, dst: number, n: number, m: number, round: number): number;
   unpack(src: number, dst: number, count: number): void;
   unpackT(src: number, dst: number, n: number, o0: number, k: number): void;
+  readsum(p: number, blocks: number): number;
 }
 
 // The parts of tfjs-wasm's BackendWasm these kernels use (it is not exported with types).
@@ -212,4 +213,11 @@ for (const k of [...wasmKernels, ...cpuKernels]) {
 /** True when the bf16 kernels exist for the active backend. */
 export function bf16KernelsAvailable(backendName = tf.getBackend()): boolean {
   return tf.getKernel(BF16_MATMUL, backendName) !== undefined;
+}
+
+/** Sums a float32 wasm tensor with a plain SIMD streaming read (bench/accel.ts measures heap read bandwidth with it). */
+export function wasmReadSum(t: tf.Tensor): number {
+  const b = tf.backend() as unknown as WasmBackend;
+  if (tf.getBackend() !== "wasm" || t.dtype !== "float32" || t.size % 16) throw new Error("wasmReadSum needs a float32 wasm tensor of 16k elements");
+  return wasmExports(b).readsum(ptr(b, t), t.size / 16);
 }

@@ -7,14 +7,15 @@ export interface Bf16Options {
   /**
    * Up to this many rows, y = x·Wᵀ runs in the SIMD bf16 kernel (weights read once per 4 rows, never widened);
    * above it, on wasm, W is widened chunk by chunk into transient float32 [in, out] tensors for tfjs's
-   * XNNPACK matmul. Measured by bench/accel.ts.
+   * XNNPACK matmul. bench/accel.ts measured the kernel ~3× faster for a 64-token prefill of the 0.6B
+   * preset (XNNPACK re-packs every widened chunk), so by default it is used for every row count.
    */
   gemmMaxRows: number;
   /** Largest transient float32 weight chunk (elements) when widening for a many-row matmul. */
   chunkElements: number;
 }
 
-const options: Bf16Options = { gemmMaxRows: 16, chunkElements: 1 << 24 };
+const options: Bf16Options = { gemmMaxRows: Number.MAX_SAFE_INTEGER, chunkElements: 1 << 24 };
 
 /** Tunes the bf16 ops (returns the previous settings). */
 export function setBf16Options(next: Partial<Bf16Options>): Bf16Options {
