@@ -27,7 +27,7 @@ export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
 
-export { storeWeightsAs, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./accel/store.js";
+export { storeWeightsAs, packWeightsOnLoad, fromPretrainedAs, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./accel/store.js";
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./accel/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./accel/kernels.js";
 export { packBf16, unpackBf16 } from "./accel/bf16.js";

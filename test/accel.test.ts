@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, DynamicCache, Linear, PackedParameterError, Rng, WeightStorageError, bf16MatMul, defaultModelDir,
+  AutoModelForCausalLM, DynamicCache, fromPretrainedAs, Linear, PackedParameterError, Rng, WeightStorageError, bf16MatMul, defaultModelDir,
   packBf16, setBackend, setBf16Options, storeWeightsAs, tf, unpackBf16, type PreTrainedModel,
 } from "fusekit";
 import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
@@ -144,6 +144,20 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       const src = readFileSync(path.join(dir, "model.safetensors"));
       const got = readFileSync(path.join(out, "model.safetensors"));
       expect(got.equals(src)).toBe(true);
+    });
+
+    it("fromPretrainedAs(dir, \"bf16\") loads packed directly: same logits as converting after load, same bytes on save", async () => {
+      const direct = await fromPretrainedAs(dir, "bf16", { strict: true });
+      expect(direct.parameters().filter((p) => p.packed)).toHaveLength(1 + 4 * 7);
+      expect(direct.parameters().filter((p) => !p.packed).every((p) => p.stateShape.length === 1)).toBe(true); // only norms
+      const a = logitsOf(direct, [PROMPT])[0];
+      const b = logitsOf(bf16, [PROMPT])[0];
+      for (let t = 0; t < PROMPT.length; t++) expect(maxAbsDiff(a[t], b[t])).toBe(0);
+      const out = tmpDir("fusekit-accel-save-");
+      await direct.savePretrained(out);
+      expect(readFileSync(path.join(out, "model.safetensors")).equals(readFileSync(path.join(dir, "model.safetensors")))).toBe(true);
+      expect(direct.parameters().some((p) => p.packOnLoad)).toBe(false);
+      direct.dispose();
     });
 
     it("refuses .tensor on a packed parameter with a named error", () => {

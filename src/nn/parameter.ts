@@ -40,6 +40,8 @@ export class Parameter {
   private packedValue: tf.Tensor | undefined;
   /** The dtype the weights were stored as in the checkpoint they came from (saving writes this back). */
   storedDtype: StorageDtype = "F32";
+  /** Load BF16 checkpoint data straight into packed bf16 storage (set by `packWeightsOnLoad`). */
+  packOnLoad = false;
 
   constructor(
     /** Shape as stored in a checkpoint (HF layout). */
@@ -120,8 +122,8 @@ export class Parameter {
     if (data.length !== this.numel) {
       throw new ShapeError(`expected ${this.numel} values for shape [${this.stateShape}], got ${data.length}`);
     }
-    if (this.packedValue) {
-      // Stays packed: the checkpoint layout is the packed layout, so no transpose.
+    if (this.packedValue || (this.packOnLoad && storedDtype === "BF16" && this.packedShape)) {
+      // Stays (or becomes) packed: the checkpoint layout is the packed layout, so no transpose.
       const { packed, inexact } = packBf16(data instanceof Float32Array ? data : Float32Array.from(data));
       if (inexact) throw new PackedParameterError(`${inexact} of ${data.length} values for a bf16-packed parameter of shape [${this.stateShape}] are not exactly bf16`);
       this.setPacked(tf.tensor(packed, this.packedShape!, "int32"));
