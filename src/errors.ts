@@ -115,3 +115,12 @@ export class UntrustedKernelError extends FusekitError {}
 
 /** A kernel repository contains a symlink that leads outside the repository. */
 export class KernelSymlinkError extends FusekitError {}
+
+/**
+ * A parameter stored packed (e.g. as bf16 by `storeWeightsAs`) was used as a float32 compute tensor
+ * (`.tensor`), or was given values its packed storage cannot hold exactly.
+ */
+export class PackedParameterError extends FusekitError {}
+
+/** `storeWeightsAs` refused: a weight is not exactly representable in the requested storage (pass `lossy`). */
+export class WeightStorageError extends FusekitError {}

@@ -48,3 +48,8 @@ export { DEFAULT_KERNEL_MAPPING } from "./kernels/defaults.js";
 export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./kernels/hub.js";
 export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./kernels/types.js";
 export { SiluAndMul } from "./kernels/layers.js";
+
+export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./accel/store.js";
+export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./accel/ops.js";
+export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./accel/kernels.js";
+export { packBf16, unpackBf16 } from "./accel/bf16.js";

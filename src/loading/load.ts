@@ -8,7 +8,8 @@ import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
 import { ensureBackend } from "../tensor/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../kernels/kernelize.js";
-import { ConfigError, ConversionError, StateDictError } from "../errors.js";
+import { packWeightsOnLoad, type WeightStorage } from "../accel/store.js";
+import { ConfigError, ConversionError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
@@ -36,6 +37,11 @@ export interface FromPretrainedOptions extends KernelLoadOptions {
    * registered for the model's class name, else for its model_type.
    */
   conversions?: ConversionRule[];
+  /**
+   * "bf16" keeps BF16-stored Linear / Embedding weights packed as bf16 in the backend (half the memory and
+   * bandwidth of float32, exact; wasm and cpu), packed as they are read. Default "f32".
+   */
+  weightStorage?: WeightStorage;
 }
 
 /** Reads config.json and builds the (patched) model class it names, with no weights allocated yet. */
@@ -61,6 +67,9 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     return withPatches(patches, () => fromPretrained(dir, rest));
   }
   if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
+  if (options.weightStorage !== undefined && options.weightStorage !== "f32" && options.weightStorage !== "bf16") {
+    throw new WeightStorageError(`unknown weightStorage "${String(options.weightStorage)}" (use "bf16" or "f32")`);
+  }
   await ensureBackend();
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
@@ -73,9 +82,11 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     checkSizesAgainstCheckpoint(raw, reader, where, undefined);
     model = buildModel(config, raw, where);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
+    if (options.weightStorage === "bf16") packWeightsOnLoad(model);
     const unpatched = causalLMClassFor(family, config).name;
     const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
     const report = await loadWeights(model, reader, { ...options, conversions });
+    packWeightsOnLoad(model, false);
     const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
     if (options.strict && bad) {
       const errors = report.conversionErrors.map((e) => e.message).join("; ");

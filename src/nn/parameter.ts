@@ -1,7 +1,8 @@
 import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
-import { ShapeError } from "../errors.js";
+import { PackedParameterError, ShapeError } from "../errors.js";
+import { packBf16, unpackBf16 } from "../accel/bf16.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.
@@ -35,8 +36,12 @@ export function transpose2d<T extends Float32Array | Int32Array>(src: T, rows: n
 export class Parameter {
   /** The live tensor, in compute layout; kept out of every tf.tidy. */
   private value: tf.Tensor | undefined;
+  /** When set, the value lives only here: bf16 pairs in an int32 `[rows, cols/2]` tensor, checkpoint layout. */
+  private packedValue: tf.Tensor | undefined;
   /** The dtype the weights were stored as in the checkpoint they came from (saving writes this back). */
   storedDtype: StorageDtype = "F32";
+  /** Load BF16 checkpoint data straight into packed bf16 storage (set by `packWeightsOnLoad`). */
+  packOnLoad = false;
 
   constructor(
     /** Shape as stored in a checkpoint (HF layout). */
@@ -55,13 +60,57 @@ export class Parameter {
   }
 
   get isMaterialized(): boolean {
-    return this.value !== undefined;
+    return this.value !== undefined || this.packedValue !== undefined;
   }
 
-  /** The live compute tensor; initialises with `init` (seed 0) if nothing was loaded. */
+  /** The live compute tensor; initialises with `init` (seed 0) if nothing was loaded. Throws when packed. */
   get tensor(): tf.Tensor {
+    if (this.packedValue) {
+      throw new PackedParameterError(
+        `parameter of shape [${this.stateShape}] is stored packed as bf16 and has no float32 tensor; ` +
+          `read it with stateData()/stateTensor(), or convert back with storeWeightsAs(model, "f32")`,
+      );
+    }
     if (!this.value) this.initialize(new Rng(0));
     return this.value!;
+  }
+
+  /** True when the value is stored packed as bf16 (see `packedTensor`). */
+  get packed(): boolean {
+    return this.packedValue !== undefined;
+  }
+
+  /** The packed bf16 storage: int32 `[stateShape[0], stateShape[1] / 2]`, checkpoint layout (`[out, in]` for Linear). */
+  get packedTensor(): tf.Tensor {
+    if (!this.packedValue) throw new PackedParameterError(`parameter of shape [${this.stateShape}] is not packed`);
+    return this.packedValue;
+  }
+
+  /** The packed shape a 2-D float32 parameter would have; undefined when it cannot be packed (odd columns). */
+  get packedShape(): [number, number] | undefined {
+    const [rows, cols] = this.stateShape;
+    return this.stateShape.length === 2 && this.dtype === "float32" && cols % 2 === 0 ? [rows, cols / 2] : undefined;
+  }
+
+  /** Stores the value as packed bf16 `t` (ownership passes to the parameter); the float32 tensor is freed. */
+  setPacked(t: tf.Tensor): void {
+    const shape = this.packedShape;
+    if (!shape || t.dtype !== "int32" || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
+      throw new ShapeError(`packed value for shape [${this.stateShape}] must be int32 [${shape ?? "not packable"}], got ${t.dtype} [${t.shape}]`);
+    }
+    this.value?.dispose();
+    this.value = undefined;
+    if (this.packedValue && this.packedValue !== t) this.packedValue.dispose();
+    this.packedValue = tf.keep(t);
+  }
+
+  /** Replaces the packed storage by a float32 compute tensor holding the same (exact) values. */
+  unpack(): void {
+    if (!this.packedValue) return;
+    const data = this.stateData() as Float32Array;
+    this.packedValue.dispose();
+    this.packedValue = undefined;
+    this.setStateData(data);
   }
 
   get numel(): number {
@@ -73,6 +122,14 @@ export class Parameter {
     if (data.length !== this.numel) {
       throw new ShapeError(`expected ${this.numel} values for shape [${this.stateShape}], got ${data.length}`);
     }
+    if (this.packedValue || (this.packOnLoad && storedDtype === "BF16" && this.packedShape)) {
+      // Stays (or becomes) packed: the checkpoint layout is the packed layout, so no transpose.
+      const { packed, inexact } = packBf16(data instanceof Float32Array ? data : Float32Array.from(data));
+      if (inexact) throw new PackedParameterError(`${inexact} of ${data.length} values for a bf16-packed parameter of shape [${this.stateShape}] are not exactly bf16`);
+      this.setPacked(tf.tensor(packed, this.packedShape!, "int32"));
+      this.storedDtype = storedDtype;
+      return;
+    }
     const compute = this.layout === "transpose" ? transpose2d(data, this.stateShape[0], this.stateShape[1]) : data;
     this.replace(tf.tensor(compute, this.computeShape, this.dtype));
     this.storedDtype = storedDtype;
@@ -83,6 +140,7 @@ export class Parameter {
     if (t.shape.length !== this.stateShape.length || t.shape.some((d, i) => d !== this.stateShape[i])) {
       throw new ShapeError(`expected shape [${this.stateShape}], got [${t.shape}]`);
     }
+    if (this.packedValue) return this.setStateData(Float32Array.from(t.dataSync()), storedDtype);
     const next = tf.tidy(() => tf.cast(this.layout === "transpose" ? tf.transpose(t) : tf.clone(t), this.dtype));
     this.replace(tf.keep(next));
     this.storedDtype = storedDtype;
@@ -90,6 +148,7 @@ export class Parameter {
 
   /** The values in checkpoint layout, as a new typed array. */
   stateData(): Float32Array | Int32Array {
+    if (this.packedValue) return unpackBf16(this.packedValue.dataSync() as Int32Array);
     const v = this.tensor.dataSync() as Float32Array | Int32Array;
     return this.layout === "transpose" ? transpose2d(v, this.computeShape[0], this.computeShape[1]) : v.slice();
   }
@@ -100,6 +159,8 @@ export class Parameter {
   }
 
   initialize(rng: Rng): void {
+    this.packedValue?.dispose();
+    this.packedValue = undefined;
     this.replace(tf.tensor(initValues(this.init, this.numel, rng), this.computeShape, this.dtype));
     // layout "transpose" of random values is still random values of the same distribution; ones/zeros are symmetric.
   }
@@ -112,5 +173,7 @@ export class Parameter {
   dispose(): void {
     this.value?.dispose();
     this.value = undefined;
+    this.packedValue?.dispose();
+    this.packedValue = undefined;
   }
 }

@@ -1,0 +1,30 @@
+// BF16 packing on the host: two bf16 per int32 (element 2k in the low half, 2k+1 in the high half), which
+// is exactly the little-endian byte order of a BF16 safetensors tensor. A bf16 is the top half of an f32.
+
+/** Packs float32 values (row-major, even length) into bf16 pairs by truncation; returns how many lost bits. */
+export function packBf16(values: Float32Array): { packed: Int32Array; inexact: number } {
+  if (values.length % 2) throw new RangeError(`cannot pack an odd number of values (${values.length}) into bf16 pairs`);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const packed = new Int32Array(values.length / 2);
+  let inexact = 0;
+  for (let k = 0; k < packed.length; k++) {
+    const lo = bits[2 * k];
+    const hi = bits[2 * k + 1];
+    if (lo & 0xffff) inexact++;
+    if (hi & 0xffff) inexact++;
+    packed[k] = (lo >>> 16) | (hi & 0xffff0000);
+  }
+  return { packed, inexact };
+}
+
+/** Widens bf16 pairs back to float32 (exact). */
+export function unpackBf16(packed: Int32Array | Uint32Array): Float32Array {
+  const out = new Float32Array(packed.length * 2);
+  const bits = new Uint32Array(out.buffer);
+  for (let k = 0; k < packed.length; k++) {
+    const v = packed[k];
+    bits[2 * k] = v << 16;
+    bits[2 * k + 1] = v & 0xffff0000;
+  }
+  return out;
+}

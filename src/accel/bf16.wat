@@ -1,0 +1,269 @@
+;; BF16 weight kernels for fusekit, run in place on the tfjs-wasm heap (the memory is imported).
+;; Hand-written: no library ships bf16 matmul kernels for a foreign wasm heap.
+;; Assemble with `node src/accel/assemble.mjs` (wabt), which regenerates src/accel/bf16-wasm.ts.
+;;
+;; Layouts (all pointers are byte offsets into the heap):
+;;   w: bf16 [m, n] row-major (HF checkpoint layout [out, in]), as tfjs int32 [m, n/2] holding two bf16 each
+;;   x: f32 [rows, n]      y: f32 [rows, m]      y = x · wᵀ
+;; A bf16 is the top half of an f32, so widening is an interleave with zero halves (one shuffle per 4 values).
+(module
+  (import "env" "memory" (memory 1))
+
+  ;; dot(x[0:n], bf16 w[0:n]); n a multiple of 8
+  (func $dot1 (param $x i32) (param $w i32) (param $n i32) (result f32)
+    (local $k i32) (local $a v128) (local $wv v128)
+    (local.set $k (i32.shr_u (local.get $n) (i32.const 3)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $k)))
+        (local.set $wv (v128.load (local.get $w)))
+        (local.set $a (f32x4.add (local.get $a)
+          (f32x4.mul (v128.load (local.get $x))
+            (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv)))))
+        (local.set $a (f32x4.add (local.get $a)
+          (f32x4.mul (v128.load offset=16 (local.get $x))
+            (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (local.set $w (i32.add (local.get $w) (i32.const 16)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $l)))
+    (call $hsum (local.get $a)))
+
+  (func $hsum (param $a v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $a)) (f32x4.extract_lane 1 (local.get $a)))
+      (f32.add (f32x4.extract_lane 2 (local.get $a)) (f32x4.extract_lane 3 (local.get $a)))))
+
+  ;; one x row against 4 consecutive w rows → y[0..3] (the decode block: x is loaded once per 4 columns)
+  (func $b1x4 (param $x i32) (param $w i32) (param $y i32) (param $n i32)
+    (local $k i32) (local $s i32) (local $xl v128) (local $xh v128) (local $wv v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local.set $k (i32.shr_u (local.get $n) (i32.const 3)))
+    (local.set $s (i32.shl (local.get $n) (i32.const 1)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $k)))
+        (local.set $xl (v128.load (local.get $x)))
+        (local.set $xh (v128.load offset=16 (local.get $x)))
+        (local.set $wv (v128.load (local.get $w)))
+        (local.set $a0 (f32x4.add (f32x4.add (local.get $a0)
+          (f32x4.mul (local.get $xl) (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv))))
+          (f32x4.mul (local.get $xh) (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))))
+        (local.set $wv (v128.load (i32.add (local.get $w) (local.get $s))))
+        (local.set $a1 (f32x4.add (f32x4.add (local.get $a1)
+          (f32x4.mul (local.get $xl) (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv))))
+          (f32x4.mul (local.get $xh) (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))))
+        (local.set $wv (v128.load (i32.add (local.get $w) (i32.shl (local.get $s) (i32.const 1)))))
+        (local.set $a2 (f32x4.add (f32x4.add (local.get $a2)
+          (f32x4.mul (local.get $xl) (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv))))
+          (f32x4.mul (local.get $xh) (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))))
+        (local.set $wv (v128.load (i32.add (local.get $w) (i32.mul (local.get $s) (i32.const 3)))))
+        (local.set $a3 (f32x4.add (f32x4.add (local.get $a3)
+          (f32x4.mul (local.get $xl) (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv))))
+          (f32x4.mul (local.get $xh) (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (local.set $w (i32.add (local.get $w) (i32.const 16)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $l)))
+    (f32.store (local.get $y) (call $hsum (local.get $a0)))
+    (f32.store offset=4 (local.get $y) (call $hsum (local.get $a1)))
+    (f32.store offset=8 (local.get $y) (call $hsum (local.get $a2)))
+    (f32.store offset=12 (local.get $y) (call $hsum (local.get $a3))))
+
+  ;; 4 x rows (stride 4n bytes) against 2 w rows → y[r*m + c] (the prefill block: each w vector feeds 4 rows)
+  (func $b4x2 (param $x i32) (param $w i32) (param $y i32) (param $n i32) (param $m i32)
+    (local $k i32) (local $xs i32) (local $ys i32) (local $xl v128) (local $xh v128)
+    (local $l0 v128) (local $h0 v128) (local $l1 v128) (local $h1 v128) (local $wv v128)
+    (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128)
+    (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128)
+    (local.set $k (i32.shr_u (local.get $n) (i32.const 3)))
+    (local.set $xs (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $k)))
+        (local.set $wv (v128.load (local.get $w)))
+        (local.set $l0 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv)))
+        (local.set $h0 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))
+        (local.set $wv (v128.load (i32.add (local.get $w) (i32.shl (local.get $n) (i32.const 1)))))
+        (local.set $l1 (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) (local.get $wv)))
+        (local.set $h1 (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) (local.get $wv)))
+        ;; row 0
+        (local.set $xl (v128.load (local.get $x)))
+        (local.set $xh (v128.load offset=16 (local.get $x)))
+        (local.set $a00 (f32x4.add (f32x4.add (local.get $a00) (f32x4.mul (local.get $xl) (local.get $l0))) (f32x4.mul (local.get $xh) (local.get $h0))))
+        (local.set $a01 (f32x4.add (f32x4.add (local.get $a01) (f32x4.mul (local.get $xl) (local.get $l1))) (f32x4.mul (local.get $xh) (local.get $h1))))
+        ;; row 1
+        (local.set $xl (v128.load (i32.add (local.get $x) (local.get $xs))))
+        (local.set $xh (v128.load offset=16 (i32.add (local.get $x) (local.get $xs))))
+        (local.set $a10 (f32x4.add (f32x4.add (local.get $a10) (f32x4.mul (local.get $xl) (local.get $l0))) (f32x4.mul (local.get $xh) (local.get $h0))))
+        (local.set $a11 (f32x4.add (f32x4.add (local.get $a11) (f32x4.mul (local.get $xl) (local.get $l1))) (f32x4.mul (local.get $xh) (local.get $h1))))
+        ;; row 2
+        (local.set $xl (v128.load (i32.add (local.get $x) (i32.shl (local.get $xs) (i32.const 1)))))
+        (local.set $xh (v128.load offset=16 (i32.add (local.get $x) (i32.shl (local.get $xs) (i32.const 1)))))
+        (local.set $a20 (f32x4.add (f32x4.add (local.get $a20) (f32x4.mul (local.get $xl) (local.get $l0))) (f32x4.mul (local.get $xh) (local.get $h0))))
+        (local.set $a21 (f32x4.add (f32x4.add (local.get $a21) (f32x4.mul (local.get $xl) (local.get $l1))) (f32x4.mul (local.get $xh) (local.get $h1))))
+        ;; row 3
+        (local.set $xl (v128.load (i32.add (local.get $x) (i32.mul (local.get $xs) (i32.const 3)))))
+        (local.set $xh (v128.load offset=16 (i32.add (local.get $x) (i32.mul (local.get $xs) (i32.const 3)))))
+        (local.set $a30 (f32x4.add (f32x4.add (local.get $a30) (f32x4.mul (local.get $xl) (local.get $l0))) (f32x4.mul (local.get $xh) (local.get $h0))))
+        (local.set $a31 (f32x4.add (f32x4.add (local.get $a31) (f32x4.mul (local.get $xl) (local.get $l1))) (f32x4.mul (local.get $xh) (local.get $h1))))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (local.set $w (i32.add (local.get $w) (i32.const 16)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $l)))
+    (local.set $ys (i32.shl (local.get $m) (i32.const 2)))
+    (f32.store (local.get $y) (call $hsum (local.get $a00)))
+    (f32.store offset=4 (local.get $y) (call $hsum (local.get $a01)))
+    (local.set $y (i32.add (local.get $y) (local.get $ys)))
+    (f32.store (local.get $y) (call $hsum (local.get $a10)))
+    (f32.store offset=4 (local.get $y) (call $hsum (local.get $a11)))
+    (local.set $y (i32.add (local.get $y) (local.get $ys)))
+    (f32.store (local.get $y) (call $hsum (local.get $a20)))
+    (f32.store offset=4 (local.get $y) (call $hsum (local.get $a21)))
+    (local.set $y (i32.add (local.get $y) (local.get $ys)))
+    (f32.store (local.get $y) (call $hsum (local.get $a30)))
+    (f32.store offset=4 (local.get $y) (call $hsum (local.get $a31))))
+
+  ;; y[rows, m] = x[rows, n] · bf16 w[m, n]ᵀ; n must be a multiple of 8.
+  ;; Rows go in blocks of 4 (each weight row read once per block), the rest one at a time, 4 columns per step.
+  (func (export "gemm") (param $x i32) (param $w i32) (param $y i32) (param $rows i32) (param $n i32) (param $m i32)
+    (local $r i32) (local $o i32) (local $j i32) (local $xr i32) (local $yr i32)
+    (block $blocksDone
+      (loop $blocks
+        (br_if $blocksDone (i32.lt_u (i32.sub (local.get $rows) (local.get $r)) (i32.const 4)))
+        (local.set $xr (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $n)) (i32.const 2))))
+        (local.set $yr (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $m)) (i32.const 2))))
+        (local.set $o (i32.const 0))
+        (block $pairsDone
+          (loop $pairs
+            (br_if $pairsDone (i32.lt_u (i32.sub (local.get $m) (local.get $o)) (i32.const 2)))
+            (call $b4x2 (local.get $xr)
+              (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 1)))
+              (i32.add (local.get $yr) (i32.shl (local.get $o) (i32.const 2)))
+              (local.get $n) (local.get $m))
+            (local.set $o (i32.add (local.get $o) (i32.const 2)))
+            (br $pairs)))
+        (if (i32.lt_u (local.get $o) (local.get $m))
+          (then
+            (local.set $j (i32.const 0))
+            (loop $tail
+              (f32.store
+                (i32.add (local.get $yr) (i32.shl (i32.add (i32.mul (local.get $j) (local.get $m)) (local.get $o)) (i32.const 2)))
+                (call $dot1
+                  (i32.add (local.get $xr) (i32.shl (i32.mul (local.get $j) (local.get $n)) (i32.const 2)))
+                  (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 1)))
+                  (local.get $n)))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $tail (i32.lt_u (local.get $j) (i32.const 4))))))
+        (local.set $r (i32.add (local.get $r) (i32.const 4)))
+        (br $blocks)))
+    (block $rowsDone
+      (loop $rowsL
+        (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows)))
+        (local.set $xr (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $n)) (i32.const 2))))
+        (local.set $yr (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $m)) (i32.const 2))))
+        (local.set $o (i32.const 0))
+        (block $quadsDone
+          (loop $quads
+            (br_if $quadsDone (i32.lt_u (i32.sub (local.get $m) (local.get $o)) (i32.const 4)))
+            (call $b1x4 (local.get $xr)
+              (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 1)))
+              (i32.add (local.get $yr) (i32.shl (local.get $o) (i32.const 2)))
+              (local.get $n))
+            (local.set $o (i32.add (local.get $o) (i32.const 4)))
+            (br $quads)))
+        (block $singlesDone
+          (loop $singles
+            (br_if $singlesDone (i32.ge_u (local.get $o) (local.get $m)))
+            (f32.store (i32.add (local.get $yr) (i32.shl (local.get $o) (i32.const 2)))
+              (call $dot1 (local.get $xr)
+                (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 1)))
+                (local.get $n)))
+            (local.set $o (i32.add (local.get $o) (i32.const 1)))
+            (br $singles)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rowsL))))
+
+  ;; Packs f32 src [n, m] (the compute layout [in, out]) into bf16 dst [m, n] (checkpoint layout).
+  ;; round=0: truncate (exact for values that came from bf16); round=1: round to nearest even.
+  ;; Returns how many values were not exactly representable in bf16.
+  (func (export "pack") (param $src i32) (param $dst i32) (param $n i32) (param $m i32) (param $round i32) (result i32)
+    (local $o i32) (local $i i32) (local $p i32) (local $bits i32) (local $inexact i32) (local $stride i32)
+    (local.set $stride (i32.shl (local.get $m) (i32.const 2)))
+    (block $oDone
+      (loop $oL
+        (br_if $oDone (i32.ge_u (local.get $o) (local.get $m)))
+        (local.set $p (i32.add (local.get $src) (i32.shl (local.get $o) (i32.const 2))))
+        (local.set $i (i32.const 0))
+        (block $iDone
+          (loop $iL
+            (br_if $iDone (i32.ge_u (local.get $i) (local.get $n)))
+            (local.set $bits (i32.load (local.get $p)))
+            (if (i32.and (local.get $bits) (i32.const 0xffff))
+              (then
+                (local.set $inexact (i32.add (local.get $inexact) (i32.const 1)))
+                (if (local.get $round)
+                  (then
+                    (local.set $bits
+                      (if (result i32)
+                        (i32.and
+                          (i32.eq (i32.and (local.get $bits) (i32.const 0x7f800000)) (i32.const 0x7f800000))
+                          (i32.ne (i32.and (local.get $bits) (i32.const 0x7fffff)) (i32.const 0)))
+                        (then (i32.or (local.get $bits) (i32.const 0x400000)))  ;; NaN stays a (quiet) NaN
+                        (else (i32.add (local.get $bits)
+                          (i32.add (i32.const 0x7fff) (i32.and (i32.shr_u (local.get $bits) (i32.const 16)) (i32.const 1)))))))))))
+            (i32.store16 (local.get $dst) (i32.shr_u (local.get $bits) (i32.const 16)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 2)))
+            (local.set $p (i32.add (local.get $p) (local.get $stride)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $iL)))
+        (local.set $o (i32.add (local.get $o) (i32.const 1)))
+        (br $oL)))
+    (local.get $inexact))
+
+  ;; Widens count bf16 src → f32 dst (same order).
+  (func (export "unpack") (param $src i32) (param $dst i32) (param $count i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $count)))
+        (i32.store (local.get $dst) (i32.shl (i32.load16_u (local.get $src)) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 2)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (local.set $count (i32.sub (local.get $count) (i32.const 1)))
+        (br $l))))
+
+  ;; Widens and transposes bf16 src rows [o0, o0+k) of [m, n] into f32 dst [n, k] (a compute-layout weight chunk).
+  (func (export "unpackT") (param $src i32) (param $dst i32) (param $n i32) (param $o0 i32) (param $k i32)
+    (local $o i32) (local $i i32) (local $s i32) (local $d i32) (local $stride i32)
+    (local.set $stride (i32.shl (local.get $k) (i32.const 2)))
+    (local.set $s (i32.add (local.get $src) (i32.shl (i32.mul (local.get $o0) (local.get $n)) (i32.const 1))))
+    (block $oDone
+      (loop $oL
+        (br_if $oDone (i32.ge_u (local.get $o) (local.get $k)))
+        (local.set $d (i32.add (local.get $dst) (i32.shl (local.get $o) (i32.const 2))))
+        (local.set $i (i32.const 0))
+        (block $iDone
+          (loop $iL
+            (br_if $iDone (i32.ge_u (local.get $i) (local.get $n)))
+            (i32.store (local.get $d) (i32.shl (i32.load16_u (local.get $s)) (i32.const 16)))
+            (local.set $s (i32.add (local.get $s) (i32.const 2)))
+            (local.set $d (i32.add (local.get $d) (local.get $stride)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $iL)))
+        (local.set $o (i32.add (local.get $o) (i32.const 1)))
+        (br $oL))))
+;; Sums bytes/64 blocks of 4 v128 as f32 lanes: a plain streaming read, to measure the heap's read bandwidth.
+  (func (export "readsum") (param $p i32) (param $blocks i32) (result f32)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $blocks)))
+        (local.set $a (f32x4.add (local.get $a) (v128.load (local.get $p))))
+        (local.set $b (f32x4.add (local.get $b) (v128.load offset=16 (local.get $p))))
+        (local.set $c (f32x4.add (local.get $c) (v128.load offset=32 (local.get $p))))
+        (local.set $d (f32x4.add (local.get $d) (v128.load offset=48 (local.get $p))))
+        (local.set $p (i32.add (local.get $p) (i32.const 64)))
+        (local.set $blocks (i32.sub (local.get $blocks) (i32.const 1)))
+        (br $l)))
+    (call $hsum (f32x4.add (f32x4.add (local.get $a) (local.get $b)) (f32x4.add (local.get $c) (local.get $d)))))
+)

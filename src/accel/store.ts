@@ -1,0 +1,111 @@
+// Converts an already-loaded model's Linear / Embedding weights to packed BF16 storage, in place, and back.
+import { tf } from "../tensor/tf.js";
+import type { Module } from "../nn/module.js";
+import type { Parameter } from "../nn/parameter.js";
+import { Embedding, Linear } from "../nn/layers.js";
+import { PackedParameterError, WeightStorageError } from "../errors.js";
+import { BF16_PACK } from "./kernels.js";
+import { checkBf16Backend } from "./ops.js";
+
+export type WeightStorage = "bf16" | "f32";
+
+export interface StoreWeightsOptions {
+  /** Round weights that are not exactly bf16 (to nearest even) instead of refusing. Default false. */
+  lossy?: boolean;
+}
+
+export interface StoreWeightsReport {
+  /** Parameters now in the requested storage (first name of each; tied parameters once). */
+  converted: string[];
+  /** Parameters left as they were, with the reason. */
+  skipped: { name: string; reason: string }[];
+  /** Values rounded (lossy only). */
+  rounded: number;
+  /** Backend bytes of the converted parameters before and after. */
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+/** The weight Parameters of every Linear and Embedding, by first name (tied ones once). */
+function weightParameters(model: Module): [string, Parameter][] {
+  const names = new Map<Parameter, string>();
+  for (const [name, p] of model.namedParameters()) if (!names.has(p)) names.set(p, name);
+  const out = new Map<Parameter, string>();
+  for (const [, m] of model.namedModules()) {
+    if ((m instanceof Linear || m instanceof Embedding) && names.has(m.weight) && !out.has(m.weight)) out.set(m.weight, names.get(m.weight)!);
+  }
+  return [...out].map(([p, n]) => [n, p]);
+}
+
+/**
+ * Stores the Linear and Embedding (incl. a tied lm_head) weights of `model` as packed BF16 — half the
+ * memory of float32, read by SIMD kernels on wasm (plain JS on cpu) — or, with "f32", back as float32.
+ *
+ * Exact for weights that came from a BF16 checkpoint; any other stored dtype is refused with a
+ * WeightStorageError (nothing is converted) unless `lossy` rounds them. Saving afterwards writes the
+ * same bytes as the source checkpoint. `param.tensor` of a packed weight throws PackedParameterError.
+ */
+export function storeWeightsAs(model: Module, storage: WeightStorage, options: StoreWeightsOptions = {}): StoreWeightsReport {
+  if (storage !== "bf16" && storage !== "f32") throw new WeightStorageError(`unknown weight storage "${storage}" (use "bf16" or "f32")`);
+  const report: StoreWeightsReport = { converted: [], skipped: [], rounded: 0, bytesBefore: 0, bytesAfter: 0 };
+  const params = weightParameters(model);
+
+  if (storage === "f32") {
+    for (const [name, p] of params) {
+      if (!p.packed) continue;
+      report.bytesBefore += p.numel * 2;
+      p.unpack();
+      report.bytesAfter += p.numel * 4;
+      report.converted.push(name);
+    }
+    return report;
+  }
+
+  checkBf16Backend();
+  const todo: [string, Parameter][] = [];
+  const lossyNeeded: string[] = [];
+  for (const [name, p] of params) {
+    if (p.packed) report.skipped.push({ name, reason: "already bf16" });
+    else if (p.layout !== "transpose") report.skipped.push({ name, reason: `layout ${p.layout}` });
+    else if (!p.packedShape) report.skipped.push({ name, reason: `shape [${p.stateShape}] has an odd number of columns` });
+    else {
+      if (p.storedDtype !== "BF16") lossyNeeded.push(`${name} (${p.storedDtype})`);
+      todo.push([name, p]);
+    }
+  }
+  if (lossyNeeded.length && !options.lossy) {
+    throw new WeightStorageError(
+      `bf16 storage would round ${lossyNeeded.length} weight(s) not stored as BF16: ${lossyNeeded.slice(0, 5).join(", ")}` +
+        `${lossyNeeded.length > 5 ? ", …" : ""}; pass { lossy: true } to round them`,
+    );
+  }
+  for (const [name, p] of todo) {
+    const [packed, count] = tf.engine().runKernel(BF16_PACK, { w: p.tensor }, { round: options.lossy ? 1 : 0 }) as tf.Tensor[];
+    const inexact = count.dataSync()[0];
+    count.dispose();
+    if (inexact && !options.lossy) {
+      // Stored as BF16 but changed since (e.g. setStateTensor with other values): refuse this one.
+      packed.dispose();
+      throw new PackedParameterError(
+        `${name}: ${inexact} values are not exactly bf16 although stored as BF16; pass { lossy: true } to round them` +
+          (report.converted.length ? ` (${report.converted.length} earlier weights were converted exactly)` : ""),
+      );
+    }
+    report.rounded += inexact;
+    report.bytesBefore += p.numel * 4;
+    p.setPacked(packed);
+    report.bytesAfter += p.numel * 2;
+    report.converted.push(name);
+  }
+  return report;
+}
+
+/**
+ * Marks the Linear / Embedding weights of a not-yet-loaded model so that BF16 checkpoint tensors are loaded
+ * straight into packed bf16 storage (no float32 copy ever lives in the backend). Other dtypes load as float32.
+ */
+export function packWeightsOnLoad(model: Module, on = true): void {
+  if (on) checkBf16Backend();
+  for (const [, p] of weightParameters(model)) if (p.layout === "transpose") p.packOnLoad = on;
+}
+
