@@ -8,6 +8,7 @@ import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
 import { ensureBackend } from "../tensor/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../kernels/kernelize.js";
+import { getKernelMapping, useKernelMapping, type KernelMapping } from "../kernels/mapping.js";
 import { ConfigError, ConversionError, StateDictError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
@@ -75,6 +76,9 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     checkSizesAgainstCheckpoint(raw, reader, where, model);
     const unpatched = causalLMClassFor(family, config).name;
     const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
+    // sees one state of the registries even when another task registers or unregisters while it reads weights.
+    const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const report = await loadWeights(model, reader, { ...options, conversions });
     const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
     if (options.strict && bad) {
@@ -83,7 +87,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     }
     model.loadReport = report;
     // awaited here so a kernel error still disposes the model below
-    return await applyKernelsAfterLoad(model.eval(), options);
+    const loaded = model.eval();
+    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, options), { inherit: false }) : loaded);
   } catch (err) {
     model?.dispose();
     throw err;
