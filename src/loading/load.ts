@@ -39,10 +39,28 @@ export interface FromPretrainedOptions extends KernelLoadOptions {
   conversions?: ConversionRule[];
 }
 
+/**
+ * fusekit never runs code from a checkpoint directory: `auto_map` (transformers' pointer to modeling_*.py
+ * files shipped with the weights) and `trust_remote_code` are ignored, with a warning, and the built-in
+ * implementation of `model_type` is used. A warning, not an error: many ordinary checkpoints carry an
+ * auto_map although their model_type is a standard one.
+ */
+export function warnIgnoredRemoteCode(raw: Record<string, unknown>, where: string): void {
+  const fields = ["auto_map", "trust_remote_code"].filter((k) => raw[k] !== undefined && raw[k] !== false && raw[k] !== null);
+  if (!fields.length) return;
+  const target = raw.auto_map === undefined ? "" : ` (auto_map: ${JSON.stringify(raw.auto_map).slice(0, 200)})`;
+  process.emitWarning(
+    `${where}: ${fields.map((f) => `"${f}"`).join(" and ")} ignored${target}: fusekit never runs code from a checkpoint directory; ` +
+      `it builds its own implementation of model_type ${JSON.stringify(raw.model_type)}`,
+    { type: "FusekitRemoteCodeWarning", code: "FUSEKIT_REMOTE_CODE_IGNORED" },
+  );
+}
+
 /** Reads config.json and builds the (patched) model class it names, with no weights allocated yet. */
 export async function buildFromConfigDir(dir: string): Promise<PreTrainedModel> {
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
+  warnIgnoredRemoteCode(raw, where);
   const family = familyFor(raw, where);
   return buildModel(family.configFromDict(raw, where), raw, where);
 }
@@ -65,6 +83,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   await ensureBackend();
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
+  warnIgnoredRemoteCode(raw, where);
   const family = familyFor(raw, where);
   const config = family.configFromDict(raw, where);
   // Headers first: config.json's sizes are checked against them before anything is built.
