@@ -7,6 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { tf } from "../tensor/tf.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
+import { TMP_MARKER, tempPathFor, writeTextFile } from "../io/atomic.js";
 
 export const MANIFEST_NAME = "manifest.json";
 export const LOCKFILE_NAME = "kernels.lock";
@@ -201,8 +202,37 @@ export async function writeLockfile(file: string, repos?: HubRepo[]): Promise<Lo
   const list = repos ?? (await discoverRepos());
   const lock: Lockfile = { lockfileVersion: 1, kernels: [] };
   for (const r of list) lock.kernels.push({ repoId: r.manifest.id, version: r.manifest.version, files: await hashRepo(r.dir) });
-  await fsp.writeFile(file, JSON.stringify(lock, null, 2) + "\n");
+  await removeDeadTemporaries(file);
+  // Atomic: written and fsynced under a temporary name, then renamed over the old lock, so a kill midway
+  // leaves the previous kernels.lock whole (and a temporary the next lock run removes).
+  const tmp = tempPathFor(file);
+  try {
+    await writeTextFile(tmp, JSON.stringify(lock, null, 2) + "\n");
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
   return lock;
+}
+
+/** Removes temporaries of `file` left by killed lock writers (their pid, in the name, no longer runs). */
+async function removeDeadTemporaries(file: string): Promise<void> {
+  const prefix = `.${path.basename(file)}${TMP_MARKER}`;
+  const names = await fsp.readdir(path.dirname(file)).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith(prefix))) {
+    const pid = Number(name.slice(prefix.length).split("-")[0]);
+    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) await fsp.rm(path.join(path.dirname(file), name), { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+  }
 }
 
 /** The lock entry for a repository at a version (any version when omitted), or undefined. */

@@ -130,9 +130,13 @@ export async function kernelize<M extends Module>(model: M, options: KernelizeOp
       process.emitWarning(`${reason}; keeping the original forward`, { type: "FusekitKernelWarning", code: "FUSEKIT_KERNEL_FALLBACK" });
     }
   };
-  for (const [path, module] of tagged) {
+  // Every selection is made before the first await: a kernel mapping registered or restored by another
+  // task while repositories load must not give one model a mix of two mappings' kernels.
+  const selections = tagged.map(([path, module]) => {
     const layerName = getKernelLayerName(module)!;
-    const sel = selectRepository(layerName, backend, mode);
+    return { path, module, layerName, sel: selectRepository(layerName, backend, mode) };
+  });
+  for (const { path, module, layerName, sel } of selections) {
     if ("missing" in sel) {
       fallBack(layerName, path, sel.reason);
       plan.push([module, undefined]);

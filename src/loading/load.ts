@@ -9,6 +9,7 @@ import { construct } from "../patching/construct.js";
 import { ensureBackend } from "../tensor/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../kernels/kernelize.js";
 import { packWeightsOnLoad, type WeightStorage } from "../accel/store.js";
+import { getKernelMapping, useKernelMapping, type KernelMapping } from "../kernels/mapping.js";
 import { ConfigError, ConversionError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
@@ -44,10 +45,28 @@ export interface FromPretrainedOptions extends KernelLoadOptions {
   weightStorage?: WeightStorage;
 }
 
+/**
+ * fusekit never runs code from a checkpoint directory: `auto_map` (transformers' pointer to modeling_*.py
+ * files shipped with the weights) and `trust_remote_code` are ignored, with a warning, and the built-in
+ * implementation of `model_type` is used. A warning, not an error: many ordinary checkpoints carry an
+ * auto_map although their model_type is a standard one.
+ */
+export function warnIgnoredRemoteCode(raw: Record<string, unknown>, where: string): void {
+  const fields = ["auto_map", "trust_remote_code"].filter((k) => raw[k] !== undefined && raw[k] !== false && raw[k] !== null);
+  if (!fields.length) return;
+  const target = raw.auto_map === undefined ? "" : ` (auto_map: ${JSON.stringify(raw.auto_map).slice(0, 200)})`;
+  process.emitWarning(
+    `${where}: ${fields.map((f) => `"${f}"`).join(" and ")} ignored${target}: fusekit never runs code from a checkpoint directory; ` +
+      `it builds its own implementation of model_type ${JSON.stringify(raw.model_type)}`,
+    { type: "FusekitRemoteCodeWarning", code: "FUSEKIT_REMOTE_CODE_IGNORED" },
+  );
+}
+
 /** Reads config.json and builds the (patched) model class it names, with no weights allocated yet. */
 export async function buildFromConfigDir(dir: string): Promise<PreTrainedModel> {
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
+  warnIgnoredRemoteCode(raw, where);
   const family = familyFor(raw, where);
   return buildModel(family.configFromDict(raw, where), raw, where);
 }
@@ -73,6 +92,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   await ensureBackend();
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
+  warnIgnoredRemoteCode(raw, where);
   const family = familyFor(raw, where);
   const config = family.configFromDict(raw, where);
   // Headers first: config.json's sizes are checked against them before anything is built.
@@ -85,6 +105,9 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     if (options.weightStorage === "bf16") packWeightsOnLoad(model);
     const unpatched = causalLMClassFor(family, config).name;
     const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
+    // sees one state of the registries even when another task registers or unregisters while it reads weights.
+    const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const report = await loadWeights(model, reader, { ...options, conversions });
     packWeightsOnLoad(model, false);
     const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
@@ -94,7 +117,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     }
     model.loadReport = report;
     // awaited here so a kernel error still disposes the model below
-    return await applyKernelsAfterLoad(model.eval(), options);
+    const loaded = model.eval();
+    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, options), { inherit: false }) : loaded);
   } catch (err) {
     model?.dispose();
     throw err;

@@ -26,7 +26,11 @@ export function familyFor(raw: Record<string, unknown>, where: string): ModelFam
   const modelType = raw.model_type;
   if (typeof modelType !== "string") throw new ConfigError(`${where}: required field "model_type" is missing or not a string`);
   const family = families.get(modelType);
-  if (!family) throw new UnknownModelTypeError(`${where}: model_type "${modelType}" is not supported (supported: ${registeredModelTypes().join(", ")})`);
+  if (!family) {
+    // A checkpoint that needs its own modeling code: say plainly that it will not be run.
+    const remote = raw.auto_map !== undefined ? `; its "auto_map" points at custom modeling code, which fusekit never runs` : "";
+    throw new UnknownModelTypeError(`${where}: model_type "${modelType}" is not supported (supported: ${registeredModelTypes().join(", ")})${remote}`);
+  }
   return family;
 }
 
