@@ -4,7 +4,6 @@
 import "reflect-metadata";
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
-import { tf } from "../tensor/tf.js";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerMakeTiny } from "./make-tiny.js";
@@ -44,9 +43,6 @@ function reportError(err: unknown): void {
   process.stderr.write(`fusekit: ${e.name}: ${e.message.replace(/\s*\n\s*/g, " ")}\n`);
   if (process.env.FUSEKIT_DEBUG) process.stderr.write(`${e.stack}\n`);
 }
-
-// tfjs's console banners (e.g. "install tfjs-node") would land between the CLI's own output lines.
-tf.env().set("PROD", true);
 
 try {
   await buildProgram().parseAsync(process.argv);
