@@ -96,3 +96,83 @@ describe.each(["wasm", "cpu"] as const)("NormMLP kernel on bf16-packed weights (
     mlp.dispose();
   });
 });
+
+describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) => {
+  const cfg = new Qwen3Config({ vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 });
+  beforeAll(async () => {
+    await setBackend(backend);
+  });
+
+  it("cached decode equals the full forward at every position, across buffer growth, with tensors flat", () => {
+    const model = AutoModelForCausalLM.fromConfig(cfg, { seed: 11 });
+    const ids = [5, 9, 2, 33, 41, 7, 60, 12, 3, 18];
+    const rows = 2;
+    const batch = [ids, [...ids].reverse()];
+    const full = model.forward({ inputIds: batch });
+    const expected = full.logits.arraySync() as number[][][];
+    full.logits.dispose();
+    const cache = new DynamicCache({ maxLength: 2 }); // grows 2 → 4 → 8 → 16 while decoding
+    // a 3-token prefill (update path), then one token at a time (attend path)
+    const first = model.forward({ inputIds: batch.map((r) => r.slice(0, 3)), pastKeyValues: cache });
+    const got0 = first.logits.arraySync() as number[][][];
+    first.logits.dispose();
+    for (let r = 0; r < rows; r++) for (let t = 0; t < 3; t++) expect(maxDiff(Float32Array.from(got0[r][t]), Float32Array.from(expected[r][t]))).toBeLessThan(1e-5);
+    let tensors = -1;
+    for (let t = 3; t < ids.length; t++) {
+      const { logits } = model.forward({ inputIds: batch.map((r) => [r[t]]), pastKeyValues: cache });
+      const got = logits.arraySync() as number[][][];
+      logits.dispose();
+      for (let r = 0; r < rows; r++) expect(maxDiff(Float32Array.from(got[r][0]), Float32Array.from(expected[r][t]))).toBeLessThan(1e-5);
+      if (t >= 8) {
+        if (tensors < 0) tensors = tf.memory().numTensors; // capacity 16 reached at t = 8
+        expect(tf.memory().numTensors).toBe(tensors);
+      }
+    }
+    expect(cache.getSeqLength()).toBe(ids.length);
+    cache.dispose();
+    model.dispose();
+  });
+
+  it("update returns exactly the concatenation of everything appended", () => {
+    const cache = new DynamicCache({ maxLength: 3 });
+    const parts = [2, 1, 1, 4].map((s, i) => [tf.randomNormal([2, 3, s, 4], 0, 1, "float32", i), tf.randomNormal([2, 3, s, 4], 0, 1, "float32", 10 + i)]);
+    for (let i = 0; i < parts.length; i++) {
+      const [k, v] = cache.update(parts[i][0] as any, parts[i][1] as any, 0);
+      const ek = tf.concat(parts.slice(0, i + 1).map((p) => p[0]), 2);
+      const ev = tf.concat(parts.slice(0, i + 1).map((p) => p[1]), 2);
+      expect(k.shape).toEqual(ek.shape);
+      expect(maxDiff(k.dataSync() as Float32Array, ek.dataSync() as Float32Array)).toBe(0);
+      expect(maxDiff(v.dataSync() as Float32Array, ev.dataSync() as Float32Array)).toBe(0);
+      tf.dispose([k, v, ek, ev]);
+    }
+    expect(cache.getSeqLength()).toBe(8);
+    expect(() => cache.update(tf.zeros([1, 3, 1, 4]) as any, tf.zeros([1, 3, 1, 4]) as any, 0)).toThrow(/DynamicCache layer 0: cached \[2, 3, \*, 4\], got keys \[1,3,1,4\]/);
+    cache.dispose();
+    tf.dispose(parts.flat());
+  });
+
+  it("decode attention on the buffers matches softmax(q kᵀ · scale) v computed with tfjs ops", () => {
+    const [b, h, kv, d, T] = [2, 6, 3, 8, 13];
+    const cache = new DynamicCache();
+    const k = tf.randomNormal([b, kv, T, d], 0, 1, "float32", 1) as tf.Tensor4D;
+    const v = tf.randomNormal([b, kv, T, d], 0, 1, "float32", 2) as tf.Tensor4D;
+    const q = tf.randomNormal([b, h, 1, d], 0, 1, "float32", 3) as tf.Tensor4D;
+    tf.dispose(cache.update(tf.slice(k, [0, 0, 0, 0], [-1, -1, T - 1, -1]) as tf.Tensor4D, tf.slice(v, [0, 0, 0, 0], [-1, -1, T - 1, -1]) as tf.Tensor4D, 0));
+    const out = cache.attend(q, tf.slice(k, [0, 0, T - 1, 0], [-1, -1, 1, -1]) as tf.Tensor4D, tf.slice(v, [0, 0, T - 1, 0], [-1, -1, 1, -1]) as tf.Tensor4D, 0, 0.3)!;
+    expect(out.shape).toEqual([b, 1, h * d]);
+    // reference: repeat each KV head over its group of query heads (transformers' repeat_kv), plain ops
+    const rep = (x: tf.Tensor4D) => tf.reshape(tf.tile(tf.expandDims(x, 2), [1, 1, h / kv, 1, 1]), [b, h, T, d]);
+    const probs = tf.softmax(tf.mul(tf.matMul(q, rep(k), false, true), 0.3));
+    const ref = tf.reshape(tf.matMul(probs, rep(v)), [b, 1, h * d]);
+    const diff = maxDiff(out.dataSync() as Float32Array, ref.dataSync() as Float32Array);
+    expect(diff).toBeLessThan(1e-5);
+    cache.dispose();
+  });
+
+  it("the embedded attention SIMD module is exactly src/accel/attention.wat assembled by wabt", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { assemble, tsModule } = await import("../src/accel/assemble.mjs");
+    const fresh = await assemble(readFileSync(new URL("../src/accel/attention.wat", import.meta.url), "utf8"));
+    expect(readFileSync(new URL("../src/accel/attention-wasm.ts", import.meta.url), "utf8")).toBe(tsModule(fresh, "attention", "ATTENTION_WASM_BASE64"));
+  });
+});

@@ -143,6 +143,12 @@ export class Qwen3Attention extends Module<[tf.Tensor, PositionEmbeddings, tf.Te
     const [cos, sin] = positionEmbeddings;
     queries = applyRotaryPosEmb(queries, cos, sin);
     keys = applyRotaryPosEmb(keys, cos, sin);
+    if (pastKeyValues && !attentionMask && s === 1) {
+      // Decode step (perf): attention reads the cache's buffers in place and returns [b, 1, heads·d] for
+      // o_proj directly — no copy of the cached keys/values, no transposes (same math; see DynamicCache.attend).
+      const out = pastKeyValues.attend(queries as tf.Tensor4D, keys as tf.Tensor4D, values, this.layerIdx, this.scaling);
+      if (out) return this.o_proj.call(out);
+    }
     if (pastKeyValues) [keys, values] = pastKeyValues.update(keys as tf.Tensor4D, values, this.layerIdx);
 
     const out = scaledDotProductAttention(queries as tf.Tensor4D, keys as tf.Tensor4D, values, this.scaling, attentionMask);
