@@ -2,7 +2,7 @@
 // (f32 and bf16 weights) and the Qwen3-0.6B-shaped preset (bf16 weights), plus tfjs ops per decode step.
 // A script, not a test:
 //   npx tsc -p tsconfig.build.json && node dist/bench/perf.js [--backend wasm] [--runs 3] [--tokens 32]
-//        [--skip-tiny] [--skip-06b] [--configs original,fused-kernel,patched-kernel]
+//        [--skip-tiny] [--skip-06b] [--tiny-storage f32,bf16] [--configs original,fused-kernel,patched-kernel]
 import {
   AutoModelForCausalLM,
   DynamicCache,
@@ -32,6 +32,11 @@ type Model = PreTrainedModel<
 >;
 
 const now = () => performance.now();
+/** CPU seconds of this process: the machine is shared, so rates per CPU-second are reported next to wall-clock ones. */
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const argmax = (logits: tf.Tensor) => {
   const a = tf.tidy(() => tf.argMax(tf.reshape(logits, [-1])));
@@ -40,8 +45,8 @@ const argmax = (logits: tf.Tensor) => {
   return v;
 };
 
-/** Greedy run: prefill `prompt` tokens, then `steps` decode steps; returns [prefill tok/s, decode tok/s]. */
-function run(model: Model, prompt: number, steps: number): [number, number] {
+/** Greedy run: prefill `prompt` tokens, then `steps` decode steps; returns [prefill, decode, decode per CPU-s] tok/s. */
+function run(model: Model, prompt: number, steps: number): [number, number, number] {
   const ids = [Array.from({ length: prompt }, (_, i) => ((i * 7919) % 1000) + 10)];
   const cache = new DynamicCache();
   let t0 = now();
@@ -50,14 +55,31 @@ function run(model: Model, prompt: number, steps: number): [number, number] {
   out.logits.dispose();
   const prefill = prompt / ((now() - t0) / 1000);
   t0 = now();
+  const c0 = cpu();
   for (let s = 0; s < steps; s++) {
     out = model.call({ inputIds: [[next]], pastKeyValues: cache, useCache: true });
     next = argmax(out.logits);
     out.logits.dispose();
   }
   const decode = steps / ((now() - t0) / 1000);
+  const decodeCpu = steps / (cpu() - c0);
   cache.dispose();
-  return [prefill, decode];
+  return [prefill, decode, decodeCpu];
+}
+
+/** ms per decode step of the decoder stack alone (embedding, layers, final norm; no lm_head), after a 64-token prompt. */
+function layersMsPerStep(model: Model, steps: number): number {
+  const inner = (model as unknown as { model: { call(i: object): { lastHiddenState: tf.Tensor } } }).model;
+  const cache = new DynamicCache();
+  inner.call({ inputIds: [Array.from({ length: 64 }, (_, i) => i + 10)], pastKeyValues: cache, useCache: true }).lastHiddenState.dispose();
+  const c0 = cpu();
+  for (let s = 0; s < steps; s++) {
+    const h = inner.call({ inputIds: [[11 + s]], pastKeyValues: cache, useCache: true }).lastHiddenState;
+    h.dataSync();
+    h.dispose();
+  }
+  cache.dispose();
+  return ((cpu() - c0) * 1000) / steps;
 }
 
 /** tfjs kernels dispatched by one decode step at position 64. */
@@ -94,17 +116,20 @@ async function measure(label: string, dir: string, weightStorage: WeightStorage,
     run(model, 8, 4); // warm-up
     const pre: number[] = [];
     const dec: number[] = [];
+    const decCpu: number[] = [];
     const before = tf.memory().numTensors;
     for (let r = 0; r < RUNS; r++) {
-      const [p, d] = run(model, 64, tokens);
+      const [p, d, dc] = run(model, 64, tokens);
       pre.push(p);
       dec.push(d);
+      decCpu.push(dc);
     }
     const after = tf.memory().numTensors;
     const ops = await opsPerDecodeStep(model);
+    const layerMs = median(Array.from({ length: RUNS }, () => layersMsPerStep(model, tokens)));
     const fmt = (xs: number[]) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
     console.log(
-      `${label.padEnd(10)} ${config.padEnd(15)} prefill64 ${fmt(pre).padEnd(22)} tok/s  decode ${fmt(dec).padEnd(22)} tok/s  ops/step ${ops}  numTensors ${before}→${after}`,
+      `${label.padEnd(10)} ${config.padEnd(15)} prefill64 ${fmt(pre).padEnd(22)} tok/s  decode ${fmt(dec).padEnd(22)} tok/s  per CPU-s ${fmt(decCpu).padEnd(22)}  layers ${layerMs.toFixed(2)} CPU-ms/step  ops/step ${ops}  numTensors ${before}→${after}`,
     );
     model.dispose();
   }
@@ -114,7 +139,6 @@ await setBackend(opt("backend", "wasm") as "wasm" | "cpu");
 console.log(`backend ${tf.getBackend()}, ${RUNS} runs, decode ${TOKENS} tokens after a 64-token prompt; median (min–max)`);
 if (!flag("skip-tiny")) {
   const tiny = await defaultModelDir();
-  await measure("tiny f32", tiny, "f32", TOKENS * 4);
-  await measure("tiny bf16", tiny, "bf16", TOKENS * 4);
+  for (const storage of opt("tiny-storage", "f32,bf16").split(",")) await measure(`tiny ${storage}`, tiny, storage as WeightStorage, TOKENS * 4);
 }
 if (!flag("skip-06b")) await measure("0.6B bf16", await ensureModel("qwen3-0.6b"), "bf16", TOKENS);

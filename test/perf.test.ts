@@ -176,3 +176,24 @@ describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) 
     expect(readFileSync(new URL("../src/accel/attention-wasm.ts", import.meta.url), "utf8")).toBe(tsModule(fresh, "attention", "ATTENTION_WASM_BASE64"));
   });
 });
+
+describe("bf16 matvec on wasm (8 weight rows per pass)", () => {
+  beforeAll(async () => {
+    await setBackend("wasm");
+  });
+
+  it("gives bit for bit what the one-row dot product gives, for every row count remainder", async () => {
+    const { BF16_MATMUL } = await import("../src/accel/kernels.js");
+    const n = 48;
+    for (const m of [8, 13, 21, 4, 3]) {
+      const w = tf.randomUniform([m, n / 2], -2e9, 2e9, "int32", m); // random bf16 pairs (finite: bits below are masked)
+      const masked = tf.tidy(() => tf.bitwiseAnd(w, tf.fill([m, n / 2], 0x3fff3fff, "int32")));
+      const x = tf.randomNormal([1, n], 0, 1, "float32", 7);
+      const all = tf.engine().runKernel(BF16_MATMUL, { x, w: masked }) as tf.Tensor;
+      const each = tf.concat(Array.from({ length: m }, (_, o) => tf.engine().runKernel(BF16_MATMUL, { x, w: tf.slice(masked, [o, 0], [1, -1]) }) as tf.Tensor), 1);
+      expect(maxDiff(all.dataSync() as Float32Array, each.dataSync() as Float32Array)).toBe(0);
+      expect(Math.max(...(all.dataSync() as Float32Array).map(Math.abs))).toBeGreaterThan(0);
+      tf.dispose([w, masked, x, all, each]);
+    }
+  });
+});
