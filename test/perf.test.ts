@@ -197,3 +197,24 @@ describe("bf16 matvec on wasm (8 weight rows per pass)", () => {
     }
   });
 });
+
+describe.each(["wasm", "cpu"] as const)("rope kernel (%s)", (backend) => {
+  beforeAll(async () => {
+    await setBackend(backend);
+  });
+
+  it("is bit-identical to x·cos + rotate_half(x)·sin composed from tfjs ops", async () => {
+    const { applyRope } = await import("../src/accel/rope.js");
+    const { rotateHalf } = await import("fusekit");
+    for (const [b, h, s, d] of [[1, 16, 1, 128], [2, 3, 5, 8]]) {
+      const x = tf.randomNormal([b, h, s, d], 0, 3, "float32", 1);
+      const cos = tf.randomUniform([b, s, d], -1, 1, "float32", 2);
+      const sin = tf.randomUniform([b, s, d], -1, 1, "float32", 3);
+      const ref = tf.tidy(() => tf.add(tf.mul(x, tf.expandDims(cos, 1)), tf.mul(rotateHalf(x), tf.expandDims(sin, 1))));
+      const got = applyRope(x, cos, sin);
+      expect(got.shape).toEqual([b, h, s, d]);
+      expect(maxDiff(got.dataSync() as Float32Array, ref.dataSync() as Float32Array)).toBe(0);
+      tf.dispose([x, cos, sin, ref, got]);
+    }
+  });
+});
