@@ -1,8 +1,9 @@
 // cpu build: one kernel call for the whole block on the cpu backend's typed arrays; the matmuls are
-// row-times-matrix loops over the [in, out] weights (contiguous inner loop, float64 accumulation).
+// row-times-matrix loops over the [in, out] weights (contiguous inner loop, float64 accumulation). Packed
+// bf16 weights (int32 [out, in/2]) are multiplied by src/accel's cpu bf16 matmul kernel function.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
-import { KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
+import { BF16_MATMUL, KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
 
 /** out[rows, n] = a[rows, k] · w[k, n]. */
 function matMulRows(a: Float32Array, w: Float32Array, rows: number, k: number, n: number): Float32Array {
@@ -32,11 +33,28 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const { x, normWeight, gate, up, down } = inputs as Record<string, TensorInfo>;
         const vals = (t: TensorInfo) => b.data.get(t.dataId).values as Float32Array;
         const h = x.shape[x.shape.length - 1];
-        const inter = gate.shape[1];
+        const eps = (attrs as { eps: number }).eps;
         const xs = vals(x);
         const rows = xs.length / h;
         const normed = new Float32Array(xs.length);
-        rmsNormRows(xs, vals(normWeight), normed, rows, h, (attrs as { eps: number }).eps);
+        rmsNormRows(xs, vals(normWeight), normed, rows, h, eps);
+        if (gate.dtype === "int32") {
+          // packed bf16: the accel kernel multiplies; its outputs are freed here once read
+          const mm = tf.getKernel(BF16_MATMUL, "cpu")!.kernelFunc;
+          const run = (a: Float32Array, k: number, w: TensorInfo): Float32Array => {
+            const xi = b.makeTensorInfo([rows, k], "float32", a) as TensorInfo;
+            const y = mm({ inputs: { x: xi, w }, backend, attrs: {} }) as TensorInfo;
+            const out = vals(y);
+            b.disposeData(xi.dataId);
+            b.disposeData(y.dataId);
+            return out;
+          };
+          const inter = gate.shape[0];
+          const g = run(normed, h, gate);
+          siluMulInPlace(g, run(normed, h, up));
+          return b.makeTensorInfo([...x.shape], "float32", run(g, inter, down));
+        }
+        const inter = gate.shape[1];
         const g = matMulRows(normed, vals(gate), rows, h, inter);
         siluMulInPlace(g, matMulRows(normed, vals(up), rows, h, inter));
         return b.makeTensorInfo([...x.shape], "float32", matMulRows(g, vals(down), rows, inter, h));

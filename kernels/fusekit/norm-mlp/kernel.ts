@@ -22,21 +22,35 @@ export function siluMulInPlace(gate: Float32Array, up: Float32Array): void {
   }
 }
 
+/** A Parameter as the kernel sees it: float32 `[in, out]`, or packed bf16 `[out, in/2]` (int32) when `packed`. */
 export interface Weight {
   tensor: Tensor;
+  packed?: boolean;
+  packedTensor?: Tensor;
+}
+export interface LinearLike {
+  weight: Weight;
+  call(x: Tensor): Tensor;
 }
 export interface MLPLike {
-  gate_proj: { weight: Weight };
-  up_proj: { weight: Weight };
-  down_proj: { weight: Weight };
+  gate_proj: LinearLike;
+  up_proj: LinearLike;
+  down_proj: LinearLike;
 }
 /** FusedNormMLP (patch mapping) or a runtime FusedModule whose chain is [RMSNorm, MLP]. */
 export type NormMLPModule = MLPLike & { norm_weight?: Weight; eps?: number; chain?: readonly unknown[] };
+
+/** The bf16 matmul kernel of src/accel (registered for wasm and cpu when packed weights exist). */
+export const BF16_MATMUL = "FusekitBf16MatMul";
 
 export function makeLayers({ tf }: KernelEnv) {
   /**
    * Replaces forward(x) = mlp(rmsNorm(x)) of a bias-free SwiGLU MLP (Qwen3's). The norm weight and eps come
    * from `this.norm_weight` / `this.eps`, or from `this.chain[0]` for a runtime-fused [norm, mlp] chain.
+   * Float32 weights go in as `[in, out]` tensors; packed bf16 weights (weightStorage "bf16") as their packed
+   * `[out, in/2]` tensors, which the backend kernel multiplies with src/accel's bf16 matmul. Mixed storage,
+   * or packed weights whose input width the wasm bf16 matmul cannot take (not a multiple of 8), run the
+   * composed ops through the modules' own Linear forwards (the original computation).
    */
   class NormMLP {
     static hasBackward = false;
@@ -46,7 +60,20 @@ export function makeLayers({ tf }: KernelEnv) {
       const mlp = (chain ? chain[chain.length - 1] : this) as MLPLike;
       const normWeight = norm ? norm.weight.tensor : this.norm_weight!.tensor;
       const eps = norm ? norm.eps : this.eps!;
-      const inputs = { x, normWeight, gate: mlp.gate_proj.weight.tensor, up: mlp.up_proj.weight.tensor, down: mlp.down_proj.weight.tensor };
+      const linears = [mlp.gate_proj, mlp.up_proj, mlp.down_proj];
+      const packed = linears.filter((l) => l.weight.packed).length;
+      const h = x.shape[x.shape.length - 1];
+      const inter = mlp.down_proj.weight.packed ? 2 * mlp.down_proj.weight.packedTensor!.shape[1]! : mlp.down_proj.weight.tensor.shape[0];
+      const bf16Ok = packed === 3 && (tf.getBackend() !== "wasm" || (h % 8 === 0 && inter % 8 === 0)) && tf.getKernel(BF16_MATMUL, tf.getBackend()) !== undefined;
+      if (packed > 0 && !bf16Ok) {
+        return tf.tidy(() => {
+          const n = tf.mul(normWeight, tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))));
+          const g = mlp.gate_proj.call(n);
+          return mlp.down_proj.call(tf.mul(tf.mul(g, tf.sigmoid(g)), mlp.up_proj.call(n)));
+        });
+      }
+      const w = (l: LinearLike) => (packed ? l.weight.packedTensor! : l.weight.tensor);
+      const inputs = { x, normWeight, gate: w(mlp.gate_proj), up: w(mlp.up_proj), down: w(mlp.down_proj) };
       return tf.engine().runKernel(KERNEL_NAME, inputs, { eps }) as Tensor;
     }
   }

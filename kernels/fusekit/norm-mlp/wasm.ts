@@ -2,12 +2,13 @@
 // (normmlp.wat) that imports the backend's memory and works on the tensors in place (a JS loop over heap
 // views serves sizes that are not multiples of 4, or runtimes without wasm SIMD). The three matmuls call
 // the wasm backend's own BatchMatMul kernel function directly (XNNPACK, 2-D, untransposed, against the
-// persistent weight tensors), skipping the engine's per-op dispatch. Intermediates live only in the
+// persistent weight tensors), skipping the engine's per-op dispatch; packed bf16 weights (int32 [out, in/2])
+// go to src/accel's SIMD bf16 matmul kernel function instead, which reads them in place. Intermediates live only in the
 // backend and are freed before returning. Heap views are taken after the allocations they read, since
 // heap growth detaches older views.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
-import { KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
+import { BF16_MATMUL, KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
 import { WASM_BASE64 } from "./normmlp.wasm.js";
 
 // Node's global WebAssembly, typed locally (this project compiles without the DOM lib).
@@ -42,6 +43,8 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   const { tf } = env;
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
+    // looked up per call: src/accel registers it when the model code loads, possibly after this build
+    const bf16MatMul = () => tf.getKernel(BF16_MATMUL, "wasm")!.kernelFunc;
     tf.registerKernel({
       kernelName: KERNEL_NAME,
       backendName: "wasm",
@@ -50,10 +53,13 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const { x, normWeight, gate, up, down } = inputs as Record<string, TensorInfo>;
         const eps = (attrs as { eps: number }).eps;
         const h = x.shape[x.shape.length - 1];
-        const inter = gate.shape[1];
+        const packed = gate.dtype === "int32"; // bf16 [out, in/2] instead of float32 [in, out]
+        const inter = packed ? gate.shape[0] : gate.shape[1];
         const rows = x.shape.reduce((a, d) => a * d, 1) / h;
         const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset as number;
-        const mm = (a: TensorInfo, w: TensorInfo) => matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
+        const mm = packed
+          ? (a: TensorInfo, w: TensorInfo) => bf16MatMul()({ inputs: { x: a, w }, backend, attrs: {} }) as TensorInfo
+          : (a: TensorInfo, w: TensorInfo) => matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
         const fns = simdFor(b);
 
         const normed = b.makeOutput([rows, h], "float32");

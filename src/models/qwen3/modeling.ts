@@ -10,6 +10,7 @@ import { ShapeError } from "../../errors.js";
 import { Qwen3Config } from "./config.js";
 import { PreTrainedModel } from "../pretrained.js";
 import { useKernelForwardFromHub } from "../../kernels/decorator.js";
+import { applyRope, ropeKernelAvailable } from "../../accel/rope.js";
 
 /** cos / sin tables `[batch, seq, headDim]` for the positions of this forward. */
 export type PositionEmbeddings = [tf.Tensor3D, tf.Tensor3D];
@@ -61,6 +62,10 @@ function rotationMatrix(d: number): tf.Tensor2D {
 
 /** q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`. */
 export function applyRotaryPosEmb(x: tf.Tensor, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor {
+  // perf: on wasm / cpu one kernel does exactly these float32 ops (bit-identical) in one dispatch instead of ten
+  const [b, , seq, d] = x.shape;
+  const sameShape = (t: tf.Tensor) => t.rank === 3 && t.shape[0] === b && t.shape[1] === seq && t.shape[2] === d;
+  if (x.rank === 4 && x.dtype === "float32" && sameShape(cos) && sameShape(sin) && ropeKernelAvailable()) return applyRope(x, cos, sin);
   const c = tf.expandDims(cos, 1);
   const s = tf.expandDims(sin, 1);
   return tf.add(tf.mul(x, c), tf.mul(rotateHalf(x), s));
@@ -136,18 +141,30 @@ export class Qwen3Attention extends Module<[tf.Tensor, PositionEmbeddings, tf.Te
     const d = this.headDim;
     const [q, k, v] = this.project(hiddenStates);
     const heads = (t: tf.Tensor, n: number) => tf.reshape(t, [b, s, n, d]);
-    let queries = tf.transpose(this.q_norm.call(heads(q, this.numHeads)), [0, 2, 1, 3]);
-    let keys = tf.transpose(this.k_norm.call(heads(k, this.numKeyValueHeads)), [0, 2, 1, 3]);
-    let values = tf.transpose(heads(v, this.numKeyValueHeads), [0, 2, 1, 3]) as tf.Tensor4D;
+    let queries = headsFirst(this.q_norm.call(heads(q, this.numHeads)));
+    let keys = headsFirst(this.k_norm.call(heads(k, this.numKeyValueHeads)));
+    let values = headsFirst(heads(v, this.numKeyValueHeads)) as tf.Tensor4D;
 
     const [cos, sin] = positionEmbeddings;
     queries = applyRotaryPosEmb(queries, cos, sin);
     keys = applyRotaryPosEmb(keys, cos, sin);
+    if (pastKeyValues && !attentionMask && s === 1) {
+      // Decode step (perf): attention reads the cache's buffers in place and returns [b, 1, heads·d] for
+      // o_proj directly — no copy of the cached keys/values, no transposes (same math; see DynamicCache.attend).
+      const out = pastKeyValues.attend(queries as tf.Tensor4D, keys as tf.Tensor4D, values, this.layerIdx, this.scaling);
+      if (out) return this.o_proj.call(out);
+    }
     if (pastKeyValues) [keys, values] = pastKeyValues.update(keys as tf.Tensor4D, values, this.layerIdx);
 
     const out = scaledDotProductAttention(queries as tf.Tensor4D, keys as tf.Tensor4D, values, this.scaling, attentionMask);
     return this.o_proj.call(tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b, s, this.numHeads * d]));
   }
+}
+
+/** `[b, s, heads, d]` → `[b, heads, s, d]`. At s = 1 both have the same memory order: a reshape, not a copy (perf). */
+function headsFirst(t: tf.Tensor): tf.Tensor {
+  const [b, s, n, d] = t.shape;
+  return s === 1 ? tf.reshape(t, [b, n, s, d]) : tf.transpose(t, [0, 2, 1, 3]);
 }
 
 /**
