@@ -52,6 +52,12 @@ describe("comparison on the default model (wasm)", () => {
     expect(lines.patched).toBeGreaterThan(lines.fused);
   });
 
+  it("with packed bf16 weights every approach still matches the bf16 original", async () => {
+    const result = await runComparison({ modelDir: await defaultModelDir(), newTokens: 8, repeats: 1, approaches: defaultApproaches(), weightStorage: "bf16" });
+    expect(result.weightStorage).toBe("bf16");
+    expectProperties(result);
+  });
+
   it("a broken approach fails its verdict and the whole comparison", async () => {
     const base = defaultApproaches()[0];
     const broken: Approach = {

@@ -35,9 +35,9 @@ export const original: Approach = {
   label: "original",
   tolerance: EXACT,
   recipeFiles: [],
-  async setup(dir) {
+  async setup(dir, load) {
     const steps: Record<string, number> = {};
-    const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir));
+    const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, load));
     return { model, steps };
   },
   applyToLoaded: async () => false,
@@ -51,9 +51,9 @@ function runtimeFusion(id: string, label: string, { unfuse = false, kernel = fal
     label,
     tolerance: kernel ? KERNEL : EXACT,
     recipeFiles: NORM_MLP_FUSION,
-    async setup(dir) {
+    async setup(dir, load) {
       const steps: Record<string, number> = {};
-      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir));
+      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, load));
       await timed(steps, "fuse", () => fuseNormMLP(model, { kernel }));
       if (unfuse) await timed(steps, "unfuse", () => unfuseNormMLP(model));
       if (kernel) await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
@@ -79,9 +79,9 @@ function patchMapping(id: string, label: string, patches: PatchMapping, conversi
     label,
     tolerance: kernel ? KERNEL : EXACT,
     recipeFiles,
-    async setup(dir) {
+    async setup(dir, load) {
       const steps: Record<string, number> = {};
-      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { patches, conversions }));
+      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, patches, conversions }));
       if (kernel) await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
       return { model, steps };
     },

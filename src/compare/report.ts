@@ -23,7 +23,7 @@ export function terminalReport(result: ComparisonResult): string {
     props.push([r.label, yesNo(p.appliesToLoadedModel), p.classesPerFusion, yesNo(p.needsWeightConversion), yesNo(p.reversibleInPlace), yesNo(p.stateDictLayoutUnchanged)]);
   }
   return [
-    `model ${result.model} · backend ${result.backend} · prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens · median of ${result.repeats} (min–max)`,
+    `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens · median of ${result.repeats} (min–max)`,
     main.toString(),
     "Properties, found by trying each one on the model:",
     props.toString(),
@@ -74,7 +74,7 @@ tr.fail td{background:#fdd}tr.pass td:last-child{color:#060}
 .chart text{font:12px system-ui,sans-serif}.chart .title{font-weight:bold}.bar{fill:#4a7bd0}.whisker{stroke:#222;stroke-width:1.5}
 </style></head><body>
 <h1>fusekit: runtime fusion vs patch mapping</h1>
-<p>Model <code>${esc(result.model)}</code>, backend <code>${esc(result.backend)}</code>, prompt of ${result.promptTokens} tokens, ${result.newTokens} new tokens, median of ${result.repeats} runs (min–max). Generated ${esc(result.date)}.</p>
+<p>Model <code>${esc(result.model)}</code>, backend <code>${esc(result.backend)}</code>, ${esc(result.weightStorage)} weights, prompt of ${result.promptTokens} tokens, ${result.newTokens} new tokens, median of ${result.repeats} runs (min–max). Generated ${esc(result.date)}.</p>
 <p><strong>${result.pass ? "All approaches within their numeric tolerance." : "At least one approach broke its numeric tolerance."}</strong></p>
 <h2>Speed</h2>
 ${barChart("Prefill latency", "ms", ok.map((r) => ({ label: r.label, value: r.prefillMs })))}

@@ -14,6 +14,8 @@ import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import * as library from "../index.js";
 import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
+import type { WeightStorage } from "../accel/store.js";
+import type { FromPretrainedOptions } from "../loading/load.js";
 
 export interface CompareOptions {
   /** Checkpoint directory (default: the embedded tiny model). */
@@ -25,6 +27,8 @@ export interface CompareOptions {
   newTokens?: number;
   repeats?: number;
   approaches: Approach[];
+  /** Weight storage for every load, the reference's included (default "f32"). */
+  weightStorage?: WeightStorage;
   /** Progress lines (default: silent). */
   log?: (line: string) => void;
 }
@@ -111,7 +115,8 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const ids = options.promptIds ?? (await AutoTokenizer.fromPretrained(dir)).encode(prompt);
 
   log(`reference: plain load of ${dir}`);
-  const original = await AutoModelForCausalLM.fromPretrained(dir);
+  const load: FromPretrainedOptions = { weightStorage: options.weightStorage ?? "f32" };
+  const original = await AutoModelForCausalLM.fromPretrained(dir, load);
   const refLogits = logitsArray(original, ids);
   const refTokens = await greedy(original, ids, newTokens);
   const refClasses = classSet(original);
@@ -121,12 +126,13 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const rows: ApproachResult[] = [];
   for (const approach of options.approaches) {
     log(`${approach.label}…`);
-    rows.push(await measureApproach(approach, { dir, ids, refLogits, refTokens, refClasses, refKeys, newTokens, repeats }));
+    rows.push(await measureApproach(approach, { dir, load, ids, refLogits, refTokens, refClasses, refKeys, newTokens, repeats }));
   }
   return {
     date: new Date().toISOString(),
     model: dir,
     backend: getBackend(),
+    weightStorage: load.weightStorage!,
     prompt: options.promptIds ? `${ids.length} token ids` : prompt,
     promptTokens: ids.length,
     newTokens,
@@ -138,6 +144,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
 
 interface Reference {
   dir: string;
+  load: FromPretrainedOptions;
   ids: number[];
   refLogits: Float32Array;
   refTokens: number[];
@@ -152,7 +159,7 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
   const before = tf.memory();
   let model: PreTrainedModel | undefined;
   try {
-    const { model: m, steps } = await approach.setup(ref.dir);
+    const { model: m, steps } = await approach.setup(ref.dir, ref.load);
     model = m;
     const after = tf.memory();
     const maxAbsDiff = maxAbs(logitsArray(model, ref.ids), ref.refLogits);
@@ -209,7 +216,7 @@ async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Re
   const userClasses = [...classSet(model)].filter((c) => !ref.refClasses.has(c) && !libraryValues.has(c));
   const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
 
-  const plain = await AutoModelForCausalLM.fromPretrained(ref.dir);
+  const plain = await AutoModelForCausalLM.fromPretrained(ref.dir, ref.load);
   let appliesToLoadedModel = false;
   try {
     appliesToLoadedModel = await approach.applyToLoaded(plain);

@@ -1,4 +1,5 @@
 import type { PreTrainedModel } from "../models/pretrained.js";
+import type { FromPretrainedOptions } from "../loading/load.js";
 
 export interface Range {
   median: number;
@@ -14,8 +15,8 @@ export interface Approach {
   tolerance: number;
   /** Recipe files (repo-relative) whose code the user writes for this approach; counted for "lines of user code". */
   recipeFiles: string[];
-  /** Builds the model from a fresh load; reports the time of each setup step. */
-  setup(dir: string): Promise<{ model: PreTrainedModel; steps: Record<string, number> }>;
+  /** Builds the model from a fresh load (with the comparison's load options); reports the time of each setup step. */
+  setup(dir: string, load?: FromPretrainedOptions): Promise<{ model: PreTrainedModel; steps: Record<string, number> }>;
   /** Applies the approach to an already-loaded plain model, if the approach can; returns whether anything changed. */
   applyToLoaded(model: PreTrainedModel): Promise<boolean>;
   /** Undoes the approach in place, if it can (false when there is no in-place way back). */
@@ -58,6 +59,7 @@ export interface ComparisonResult {
   date: string;
   model: string;
   backend: string;
+  weightStorage: string;
   prompt: string;
   promptTokens: number;
   newTokens: number;
