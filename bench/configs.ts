@@ -76,7 +76,7 @@ export interface ConfigResult {
   kernelsPerDecodeStep: number;
   prefill: Record<string, Figure>;
   decode: Figure;
-  /** numTensors after the measurement minus before (0: no leak). */
+  /** numTensors after the measured runs minus before them (0: no leak). */
   tensorsLeaked: number;
 }
 
@@ -104,10 +104,10 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
   const readyS = (performance.now() - t0) / 1000;
   const peakRssAfterLoadBytes = maxRss();
   try {
-    const before = tf.memory().numTensors;
-    prefillTokensPerSecond(model, 8); // warm-up: kernels compiled, buffers sized
+    prefillTokensPerSecond(model, 8); // warm-up: kernels compiled, buffers and lazy caches (RoPE tables) made
     decodeTokensPerSecond(model, 2);
     const kernels = await kernelsPerStep(model);
+    const before = tf.memory().numTensors;
     const budget = plan.figureBudgetS * 1000;
     const prefill: Record<string, Figure> = {};
     for (const n of plan.prefill) prefill[n] = repeatWithin(plan.repeats, budget, () => prefillTokensPerSecond(model, n));
