@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Command } from "commander";
-import { ensureModel, setBackend, type PresetName } from "../src/index.js";
+import { SafetensorsFile, ensureModel, setBackend, tf, type PresetName } from "../src/index.js";
 import type { Figure } from "../src/compare/measure.js";
 import { allConfigs, measureConfig, type ConfigResult, type ConfigSpec, type Family, type Plan } from "./configs.js";
 import { MATMUL_SHAPES, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, wasmReadBandwidth, type MatmulFigure } from "./machine.js";
@@ -244,6 +244,16 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
   };
 }
 
+/** On wasm, why a load may have failed: the heap's size then, against its 4 GB ceiling and the float32 weights. */
+async function heapNote(dir: string): Promise<string> {
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8.buffer.byteLength;
+  if (heap === undefined) return "";
+  const file = await SafetensorsFile.open(path.join(dir, "model.safetensors"));
+  const f32 = [...file.tensors.values()].reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+  await file.close();
+  return ` (wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB at the failure, 4 GiB maximum; float32 weights alone are ${(f32 / 2 ** 30).toFixed(2)} GiB)`;
+}
+
 async function childMain(payload: string): Promise<void> {
   const { dir, spec, plan, backend } = JSON.parse(payload) as { dir: string; spec: ConfigSpec; plan: Plan; backend: string };
   let out: string;
@@ -251,7 +261,8 @@ async function childMain(payload: string): Promise<void> {
     await setBackend(backend);
     out = JSON.stringify({ result: await measureConfig(dir, spec, plan) });
   } catch (e) {
-    out = JSON.stringify({ error: errorText(e) });
+    const text = errorText(e);
+    out = JSON.stringify({ error: text + (/memory|alloc|abort|grow/i.test(text) ? await heapNote(dir).catch(() => "") : "") });
   }
   process.stdout.write(out + "\n");
 }
