@@ -76,6 +76,8 @@ export interface ConfigResult {
   kernelsPerDecodeStep: number;
   prefill: Record<string, Figure>;
   decode: Figure;
+  /** Figures that failed ("prefill 512", …) and why; figures after a failure are not run. */
+  errors?: Record<string, string>;
   /** numTensors after the measured runs minus before them (0: no leak). */
   tensorsLeaked: number;
 }
@@ -109,9 +111,27 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
     const kernels = await kernelsPerStep(model);
     const before = tf.memory().numTensors;
     const budget = plan.figureBudgetS * 1000;
+    // Decode first, then prefills from the shortest: a figure that fails (a long prefill that exhausts the
+    // wasm heap) keeps the ones before it; after a failure the heap may be corrupt, so nothing more runs.
+    const errors: Record<string, string> = {};
     const prefill: Record<string, Figure> = {};
-    for (const n of plan.prefill) prefill[n] = repeatWithin(plan.repeats, budget, () => prefillTokensPerSecond(model, n));
-    const decode = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps));
+    let decode: Figure | undefined;
+    const figures: [string, () => void][] = [
+      ["decode", () => (decode = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps)))],
+      ...[...plan.prefill].sort((a, b) => a - b).map((n): [string, () => void] => [`prefill ${n}`, () => (prefill[n] = repeatWithin(plan.repeats, budget, () => prefillTokensPerSecond(model, n)))]),
+    ];
+    for (const [name, run] of figures) {
+      const failed = Object.keys(errors).length > 0;
+      if (failed) errors[name] = "not run after an earlier failure";
+      else {
+        try {
+          run();
+        } catch (e) {
+          errors[name] = e instanceof Error ? `${e.name}: ${e.message}`.split("\n")[0].slice(0, 200) : String(e);
+        }
+      }
+    }
+    if (!decode) throw new Error(`decode failed: ${errors.decode}`);
     return {
       params: model.numParameters(),
       readyS,
@@ -122,6 +142,7 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
       prefill,
       decode,
       tensorsLeaked: tf.memory().numTensors - before,
+      ...(Object.keys(errors).length ? { errors } : {}),
     };
   } finally {
     model.dispose();

@@ -49,9 +49,9 @@ export function computeTargets(machine: MachineLimits, models: ModelEntry[], pre
     const t = torch2(m);
     add(m.name, "decode ÷ PyTorch eager (2 threads)", best && t ? `${name(best)} ÷ torch` : t ? "no configuration ran" : "no PyTorch figure", best && t?.decode ? best.result!.decode.median / t.decode.median : undefined, 1);
     for (const n of prefill) {
-      const bp = bestBy(full(m), (r) => r.result!.prefill[n]?.median ?? 0);
+      const bp = bestBy(full(m).filter((r) => r.result!.prefill[n]), (r) => r.result!.prefill[n].median);
       const tp = t?.prefill?.[n];
-      add(m.name, `prefill ${n} ÷ PyTorch eager (2 threads)`, bp && tp ? `${name(bp)} ÷ torch` : "missing figure", bp && tp ? bp.result!.prefill[n].median / tp.median : undefined, 0.5);
+      add(m.name, `prefill ${n} ÷ PyTorch eager (2 threads)`, bp && tp ? `${name(bp)} ÷ torch` : bp ? "no PyTorch figure" : `no fusekit prefill ${n} figure`, bp && tp ? bp.result!.prefill[n].median / tp.median : undefined, 0.5);
     }
     add(m.name, "decode ÷ memory-bandwidth bound", best ? `${name(best)}: ${(best.result!.decodeWeightBytes / 1e9).toFixed(2)} GB/token at ${machine.readGBps.toFixed(1)} GB/s` : "no configuration ran", best ? best.result!.decode.median / decodeBound(machine, best) : undefined, 0.6);
     const lr = loadRow(m);
@@ -83,7 +83,8 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
   const rows = m.configs.map((c) => {
     const res = c.result;
     const star = bestIds.has(c.spec.id) ? "★ " : "";
-    const status = c.status === "screened" ? "screened: 1 run, 16 steps" : c.status === "full" ? "measured" : c.error ?? c.status;
+    const failed = Object.entries(res?.errors ?? {}).map(([f, e]) => `${f}: ${e}`).join("; ");
+    const status = (c.status === "screened" ? "screened: 1 run, 16 steps" : c.status === "full" ? "measured" : c.error ?? c.status) + (failed ? ` — ${failed}` : "");
     if (!res) return [star + c.spec.label, `error: ${c.error}`.slice(0, 160), "", ...prefill.map(() => ""), "", "", "", ""];
     const orig = rowOf(m, `none·${c.spec.storage}`);
     const vsOrig = c.spec.family !== "original" && orig?.result && orig.status === "full" && c.status === "full" ? ratio(res.decode.median, orig.result.decode.median) : "";
@@ -91,7 +92,7 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
       star + c.spec.label,
       status,
       `${res.readyS.toFixed(1)} s / ${mb(res.peakRssAfterLoadBytes)} MB`,
-      ...prefill.map((n) => fig(res.prefill[n])),
+      ...prefill.map((n) => (res.prefill[n] ? fig(res.prefill[n]) : res.errors?.[`prefill ${n}`] ? "error" : "")),
       fig(res.decode),
       vsOrig,
       `${((100 * res.decode.median) / decodeBound(r.machine, c)).toFixed(0)}% of ${n1(decodeBound(r.machine, c))}`,

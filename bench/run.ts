@@ -193,7 +193,7 @@ async function benchModel(o: BenchOptions, backend: string, name: string, dir: s
   if (python && !o.skipTorch) {
     for (const threads of [2, 1]) {
       o.log(`[${name}] PyTorch eager, ${threads} thread(s)…`);
-      entry.torch.push(await runTorch(python.python, path.resolve(here, "..", "..", "bench", "pytorch_baseline.py"), dir, { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, timeoutS: o.childTimeoutS }));
+      entry.torch.push(await runTorch(python.python, path.resolve(here, "..", "..", "bench", "pytorch_baseline.py"), dir, { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, figureBudgetS: o.figureBudgetS, timeoutS: o.childTimeoutS }));
     }
   } else entry.torchNote = o.skipTorch ? "PyTorch baseline skipped (--skip-torch)" : TORCH_HOWTO;
   return entry;

@@ -30,8 +30,8 @@ export interface TorchResult {
 const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
 
 /** Runs the baseline script on `dir`; errors are returned, not thrown. */
-export function runTorch(python: string, script: string, dir: string, o: { threads: number; repeats: number; prefill: number[]; decodeSteps: number; timeoutS: number }): Promise<TorchResult> {
-  const args = [script, dir, "--threads", String(o.threads), "--repeats", String(o.repeats), "--prefill", o.prefill.join(","), "--decode-steps", String(o.decodeSteps)];
+export function runTorch(python: string, script: string, dir: string, o: { threads: number; repeats: number; prefill: number[]; decodeSteps: number; figureBudgetS: number; timeoutS: number }): Promise<TorchResult> {
+  const args = [script, dir, "--threads", String(o.threads), "--repeats", String(o.repeats), "--prefill", o.prefill.join(","), "--decode-steps", String(o.decodeSteps), "--figure-budget", String(o.figureBudgetS)];
   return new Promise((resolve) => {
     execFile(python, args, { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
       if (err) return resolve({ threads: o.threads, error: `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim() });
