@@ -105,6 +105,7 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
   const model = await buildConfig(dir, spec);
   const readyS = (performance.now() - t0) / 1000;
   const peakRssAfterLoadBytes = maxRss();
+  let failedFigure = false;
   try {
     prefillTokensPerSecond(model, 8); // warm-up: kernels compiled, buffers and lazy caches (RoPE tables) made
     decodeTokensPerSecond(model, 2);
@@ -127,6 +128,7 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
         try {
           run();
         } catch (e) {
+          failedFigure = true;
           errors[name] = e instanceof Error ? `${e.name}: ${e.message}`.split("\n")[0].slice(0, 200) : String(e);
         }
       }
@@ -145,6 +147,11 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
       ...(Object.keys(errors).length ? { errors } : {}),
     };
   } finally {
-    model.dispose();
+    // after a failed figure the heap may be corrupt and dispose itself can throw: the figure's error is the news
+    try {
+      model.dispose();
+    } catch (e) {
+      if (!failedFigure) throw e;
+    }
   }
 }
