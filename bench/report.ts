@@ -120,7 +120,7 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
   for (const family of ["original", "fused", "patched"] as Family[]) {
     const c = rowOf(m, m.best[family]);
     if (!c?.result || c.status !== "full") continue;
-    const cell = (v: Figure | undefined, a?: Figure, b?: Figure) => `${fig(v)} ${ratio(v?.median, a?.median)}${a ? " / " : ""}${ratio(v?.median, b?.median)}`.trim();
+    const cell = (v: Figure | undefined, a?: Figure, b?: Figure) => (v ? `${fig(v)} ${ratio(v.median, a?.median)}${a && b ? " / " : ""}${ratio(v.median, b?.median)}`.trim() : "error (see above)");
     rows.push([`fusekit ${family}: ${c.spec.label}`, c.spec.storage, ...prefill.map((n) => cell(c.result!.prefill[n], t2?.prefill?.[n], t1?.prefill?.[n])), cell(c.result.decode, t2?.decode, t1?.decode)]);
   }
   return {
