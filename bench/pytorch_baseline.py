@@ -133,6 +133,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--prefill", default="64,512")
     ap.add_argument("--decode-steps", type=int, default=128)
+    ap.add_argument("--figure-budget", type=float, default=float("inf"),
+                    help="seconds per figure after which no further run starts (at least one run)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg, w = load(a.dir)
@@ -144,12 +146,16 @@ def main():
         for n in [int(x) for x in a.prefill.split(",")]:
             ids = torch.tensor([prompt_ids(n, vocab)])
             runs = []
-            for _ in range(a.repeats):
+            start = time.perf_counter()
+            while len(runs) < a.repeats:
                 t = time.perf_counter()
                 m.forward(ids, {}, 0)
                 runs.append(n / (time.perf_counter() - t))
+                if 2 * time.perf_counter() - t - start > a.figure_budget:  # one more run would pass the budget
+                    break
             out["prefill"][str(n)] = runs
-        for _ in range(a.repeats):
+        start = time.perf_counter()
+        while len(out["decode"]) < a.repeats:
             cache = {}
             logits = m.forward(torch.tensor([prompt_ids(8, vocab)]), cache, 0)
             nxt = int(logits[0, -1].argmax())
@@ -158,6 +164,8 @@ def main():
                 logits = m.forward(torch.tensor([[nxt]]), cache, 8 + step)
                 nxt = int(logits[0, -1].argmax())
             out["decode"].append(a.decode_steps / (time.perf_counter() - t))
+            if 2 * time.perf_counter() - t - start > a.figure_budget:
+                break
     json.dump(out, sys.stdout)
     print()
 

@@ -1,65 +1,316 @@
-// `npm run bench`: throughput and load figures for the active backend, on the tiny default model and the
-// Qwen3-0.6B-shaped preset. Writes bench/results.json and bench/RESULTS.md and prints a table.
-import { execFileSync } from "node:child_process";
+// `npm run bench`: one benchmark report for the active backend — the machine's limits, every model
+// configuration (original / runtime-fused + kernelized / patched + kernelized; f32 and bf16 storage) on the
+// tiny default model and the Qwen3-0.6B-shaped preset, the PyTorch eager baseline, and the issue's target
+// ratios. Prints tables and writes bench/results.json and bench/RESULTS.md.
+// Each configuration runs in its own child process (`run.js --child …`): its load time and peak RSS are
+// its own, a wasm heap that runs out (0.6B with float32 weights) is a row that says so, not a crash.
+import { execFile } from "node:child_process";
 import { promises as fsp, statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Command } from "commander";
-import Table from "cli-table3";
-import { AutoModelForCausalLM, ensureModel, setBackend, type PresetName } from "../src/index.js";
-import { decodeTokensPerSecond, prefillTokensPerSecond, repeat, type Stat } from "../src/compare/measure.js";
+import { SafetensorsFile, ensureModel, setBackend, tf, type PresetName } from "../src/index.js";
+import type { Figure } from "../src/compare/measure.js";
+import { allConfigs, measureConfig, type ConfigResult, type ConfigSpec, type Family, type Plan } from "./configs.js";
+import { MATMUL_SHAPES, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, wasmReadBandwidth, type MatmulFigure } from "./machine.js";
+import { kernelMicroBench, type KernelMicroRow } from "./kernels.js";
+import { TORCH_HOWTO, findTorchPython, runTorch, type TorchResult } from "./torch.js";
+import { computeTargets, renderMarkdown, renderTerminal, type Target } from "./report.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repoBench = path.resolve(here, "..", "..", "bench"); // dist/bench → bench
 
-const program = new Command()
-  .option("--backend <name>", "tfjs backend (default: FUSEKIT_BACKEND or the best available)")
-  .option("--presets <list>", "comma-separated presets", "qwen3-tiny,qwen3-0.6b")
-  .option("--repeats <n>", "runs per figure (median, min–max)", "3")
-  .option("--decode-steps <n>", "new tokens per decode run", "128")
-  .parse();
-const opts = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string }>();
-const R = Number(opts.repeats);
-const backend = await setBackend(opts.backend);
+export interface BenchOptions {
+  backend?: string;
+  /** Preset names, or { name, dir } for any checkpoint directory (the smoke test uses a tiny random one). */
+  models: (PresetName | { name: string; dir: string })[];
+  repeats: number;
+  decodeSteps: number;
+  prefill: number[];
+  /** Seconds per figure after which no further run starts (each figure gets ≥ 1 run). */
+  figureBudgetS: number;
+  skipTorch: boolean;
+  /** Run configurations in this process instead of child processes (no per-config RSS; used by the test). */
+  inProcess: boolean;
+  /** Checkpoints above this size are screened first (1 run, prefill 64, 16 decode steps); only each family's best gets the full plan. */
+  screenAboveBytes: number;
+  bandwidthBytes: number;
+  matmulShapes: [number, number, number][];
+  childTimeoutS: number;
+  /** Fewer iterations in the kernel micro-bench. */
+  quick: boolean;
+  log: (line: string) => void;
+}
 
-interface Row { preset: string; prefill64: Stat; prefill512: Stat; decode: Stat; loadMs?: number; peakRssBytes?: number; fileBytes?: number; params?: number }
-const rows: Row[] = [];
+export const DEFAULTS: BenchOptions = {
+  models: ["qwen3-tiny", "qwen3-0.6b"],
+  repeats: 3,
+  decodeSteps: 128,
+  prefill: [64, 512],
+  figureBudgetS: 100,
+  skipTorch: false,
+  inProcess: false,
+  screenAboveBytes: 256 << 20,
+  bandwidthBytes: 512 << 20,
+  matmulShapes: MATMUL_SHAPES,
+  childTimeoutS: 1200,
+  quick: false,
+  log: (line) => console.error(line),
+};
 
-for (const preset of opts.presets.split(",") as PresetName[]) {
-  const dir = await ensureModel(preset);
-  const fileBytes = statSync(path.join(dir, "model.safetensors")).size;
-  const child = JSON.parse(execFileSync(process.execPath, [path.join(here, "load-rss.js"), dir, backend], { encoding: "utf8" }));
-  const model = await AutoModelForCausalLM.fromPretrained(dir);
-  prefillTokensPerSecond(model, 8); // warm-up: kernels compiled, buffers sized
-  const row: Row = {
-    preset,
-    prefill64: repeat(R, () => prefillTokensPerSecond(model, 64)),
-    prefill512: repeat(R, () => prefillTokensPerSecond(model, 512)),
-    decode: repeat(R, () => decodeTokensPerSecond(model, Number(opts.decodeSteps))),
-    loadMs: child.loadMs,
-    peakRssBytes: child.peakRssBytes,
-    fileBytes,
-    params: child.params,
+/** Small counts for a smoke run. */
+export const QUICK: Partial<BenchOptions> = {
+  models: ["qwen3-tiny"],
+  repeats: 2,
+  decodeSteps: 8,
+  prefill: [16, 64],
+  bandwidthBytes: 64 << 20,
+  matmulShapes: [[256, 256, 256], [8, 256, 768]],
+  quick: true,
+};
+
+export type RowStatus = "full" | "screened" | "error" | "skipped";
+
+export interface ConfigRow {
+  spec: ConfigSpec;
+  status: RowStatus;
+  /** The figures reported: the full plan's, or the screening run's for a candidate that was not the family's best. */
+  result?: ConfigResult;
+  /** Screening figures (1 run, prefill 64, 16 decode steps) when the model was screened. */
+  screen?: ConfigResult;
+  error?: string;
+}
+
+export interface ModelEntry {
+  name: string;
+  dir: string;
+  fileBytes: number;
+  params?: number;
+  pageCacheReadGBps: Figure;
+  screened: boolean;
+  configs: ConfigRow[];
+  /** Per family, the id of its best configuration by decode tokens/s (among fully measured rows). */
+  best: Partial<Record<Family, string>>;
+  torch: TorchResult[];
+  torchNote?: string;
+}
+
+export interface MachineLimits {
+  jsReadGBps: Figure;
+  wasmReadGBps?: Figure;
+  /** The higher of the two read bandwidths (medians): the decode bound uses it. */
+  readGBps: number;
+  matmul: MatmulFigure[];
+  bestGflops: number;
+}
+
+export interface BenchResults {
+  date: string;
+  command: string;
+  backend: string;
+  node: string;
+  cpus: number;
+  loadAverage: number[];
+  options: { repeats: number; decodeSteps: number; prefill: number[]; figureBudgetS: number; inProcess: boolean };
+  machine: MachineLimits;
+  /** Each bundled kernel vs the composed ops it replaces (µs per call), or why it could not run. */
+  kernelMicro: KernelMicroRow[] | { error: string };
+  models: ModelEntry[];
+  targets: Target[];
+  elapsedS: number;
+}
+
+/** Runs one configuration in a child process; its measurement or the reason it failed. */
+function runChild(dir: string, spec: ConfigSpec, plan: Plan, backend: string, timeoutS: number): Promise<{ result?: ConfigResult; error?: string }> {
+  const payload = JSON.stringify({ dir, spec, plan, backend });
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(here, "run.js"), "--child", payload], { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+      const last = stdout.trim().split("\n").pop() ?? "";
+      try {
+        const j = JSON.parse(last) as { result?: ConfigResult; error?: string };
+        return resolve(j);
+      } catch {
+        // the child died before reporting: say how, with the last lines it wrote
+      }
+      const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => /error|abort|memory|killed/i.test(l) && !/^at /.test(l));
+      const how = err?.killed ? `killed after the ${timeoutS} s timeout` : `child exited (${err?.code ?? ""}${err?.signal ? ` ${err.signal}` : ""})`;
+      resolve({ error: `${how}: ${lines.slice(-2).join(" | ").slice(0, 300) || stderr.trim().split("\n").slice(-1)[0]}` });
+    });
+  });
+}
+
+async function runConfig(o: BenchOptions, backend: string, dir: string, spec: ConfigSpec, plan: Plan): Promise<{ result?: ConfigResult; error?: string }> {
+  if (!o.inProcess) return runChild(dir, spec, plan, backend, o.childTimeoutS);
+  try {
+    return { result: await measureConfig(dir, spec, plan) };
+  } catch (e) {
+    return { error: errorText(e) };
+  }
+}
+
+const errorText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e)).split("\n")[0].slice(0, 300);
+
+async function benchModel(o: BenchOptions, backend: string, name: string, dir: string, python: { python: string } | undefined): Promise<ModelEntry> {
+  const file = path.join(dir, "model.safetensors");
+  const fileBytes = statSync(file).size;
+  const screened = fileBytes > o.screenAboveBytes;
+  const full: Plan = { prefill: o.prefill, decodeSteps: o.decodeSteps, repeats: o.repeats, figureBudgetS: o.figureBudgetS };
+  const screen: Plan = { prefill: [o.prefill[0]], decodeSteps: Math.min(16, o.decodeSteps), repeats: 1, figureBudgetS: o.figureBudgetS };
+  o.log(`[${name}] page-cache read speed of ${(fileBytes / 1e9).toFixed(2)} GB`);
+  const entry: ModelEntry = { name, dir, fileBytes, pageCacheReadGBps: await pageCacheReadSpeed(file, o.repeats), screened, configs: [], best: {}, torch: [] };
+
+  for (const spec of allConfigs()) {
+    const f32Probe = entry.configs.find((r) => r.spec.id === "none·f32");
+    if (spec.storage === "f32" && f32Probe?.error) {
+      entry.configs.push({ spec, status: "skipped", error: `not run: float32 storage did not load (original f32: ${f32Probe.error.slice(0, 120)})` });
+      continue;
+    }
+    o.log(`[${name}] ${spec.label}: ${screened ? "screening" : "measuring"}…`);
+    const { result, error } = await runConfig(o, backend, dir, spec, screened ? screen : full);
+    if (error) o.log(`[${name}]   error: ${error}`);
+    entry.configs.push(error ? { spec, status: "error", error } : screened ? { spec, status: "screened", result, screen: result } : { spec, status: "full", result });
+  }
+
+  const families: Family[] = ["original", "fused", "patched"];
+  for (const family of families) {
+    const ok = entry.configs.filter((r) => r.spec.family === family && r.result);
+    if (!ok.length) continue;
+    const best = ok.reduce((a, b) => (b.result!.decode.median > a.result!.decode.median ? b : a));
+    if (screened) {
+      o.log(`[${name}] ${best.spec.label}: best of its family at screening, measuring…`);
+      const { result, error } = await runConfig(o, backend, dir, best.spec, full);
+      if (error) {
+        best.status = "error";
+        best.error = `full run: ${error}`;
+        continue;
+      }
+      best.status = "full";
+      best.result = result;
+    }
+    entry.best[family] = best.spec.id;
+  }
+
+  if (python && !o.skipTorch) {
+    for (const threads of [2, 1]) {
+      o.log(`[${name}] PyTorch eager, ${threads} thread(s)…`);
+      entry.torch.push(await runTorch(python.python, path.resolve(here, "..", "..", "bench", "pytorch_baseline.py"), dir, { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, figureBudgetS: o.figureBudgetS, timeoutS: o.childTimeoutS }));
+    }
+  } else entry.torchNote = o.skipTorch ? "PyTorch baseline skipped (--skip-torch)" : TORCH_HOWTO;
+  return entry;
+}
+
+async function machineLimits(o: BenchOptions): Promise<MachineLimits> {
+  o.log(`machine: read bandwidth over ${o.bandwidthBytes >> 20} MB, matmul GFLOP/s`);
+  const jsReadGBps = jsReadBandwidth(o.bandwidthBytes, o.repeats);
+  const wasmReadGBps = wasmReadBandwidth(o.bandwidthBytes, o.repeats);
+  const matmul = matmulGflops(o.matmulShapes, o.repeats);
+  return {
+    jsReadGBps,
+    wasmReadGBps,
+    readGBps: Math.max(jsReadGBps.median, wasmReadGBps?.median ?? 0),
+    matmul,
+    bestGflops: Math.max(...matmul.map((m) => m.gflops.median)),
   };
-  model.dispose();
-  rows.push(row);
 }
 
-const fmt = (s: Stat) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`;
-const table = new Table({ head: ["model", "prefill 64 tok/s", "prefill 512 tok/s", `decode tok/s (${opts.decodeSteps} new)`, "load s", "peak RSS MB", "f32 weights MB"] });
-for (const r of rows) {
-  table.push([r.preset, fmt(r.prefill64), fmt(r.prefill512), fmt(r.decode), ((r.loadMs ?? 0) / 1000).toFixed(2), ((r.peakRssBytes ?? 0) / 2 ** 20).toFixed(0), (((r.params ?? 0) * 4) / 2 ** 20).toFixed(0)]);
+/** The whole bench; returns the results (the CLI writes and prints them). */
+export async function runBench(options: Partial<BenchOptions> = {}): Promise<BenchResults> {
+  const o: BenchOptions = { ...DEFAULTS, ...options };
+  const t0 = performance.now();
+  const backend = await setBackend(o.backend);
+  const machine = await machineLimits(o);
+  o.log("kernels: micro-bench vs composed ops");
+  const kernelMicro = await kernelMicroBench(o.quick ? { iters: 20, rounds: 3 } : {}).catch((e: unknown) => ({ error: errorText(e) }));
+  const python = o.skipTorch ? undefined : findTorchPython();
+  const models: ModelEntry[] = [];
+  for (const m of o.models) {
+    const { name, dir } = typeof m === "string" ? { name: m, dir: await ensureModel(m) } : m;
+    models.push(await benchModel(o, backend, name, dir, python));
+  }
+  for (const m of models) m.params = m.configs.find((c) => c.result)?.result?.params; // float32 weights = 4 × params
+  return {
+    date: new Date().toISOString(),
+    command: process.argv.slice(1).length ? `node ${path.relative(process.cwd(), process.argv[1])} ${process.argv.slice(2).join(" ")}`.trim() : "runBench()",
+    backend,
+    node: process.version,
+    cpus: os.cpus().length,
+    loadAverage: os.loadavg(),
+    options: { repeats: o.repeats, decodeSteps: o.decodeSteps, prefill: o.prefill, figureBudgetS: o.figureBudgetS, inProcess: o.inProcess },
+    machine,
+    kernelMicro,
+    models,
+    targets: computeTargets(machine, models, o.prefill),
+    elapsedS: (performance.now() - t0) / 1000,
+  };
 }
-console.log(`backend: ${backend}, repeats: ${R}, node ${process.version}`);
-console.log(table.toString());
 
-const results = { date: new Date().toISOString(), backend, repeats: R, command: "npm run bench", rows };
-await fsp.mkdir(repoBench, { recursive: true });
-await fsp.writeFile(path.join(repoBench, "results.json"), JSON.stringify(results, null, 2) + "\n");
-const md = [
-  `# Benchmark results`, ``, `Produced by \`npm run bench\` on ${results.date} (backend \`${backend}\`, median of ${R} runs, min–max in parentheses).`, ``,
-  `| model | prefill 64 tok/s | prefill 512 tok/s | decode tok/s | load s | peak RSS MB | f32 weights MB |`, `|---|---|---|---|---|---|---|`,
-  ...rows.map((r) => `| ${r.preset} | ${fmt(r.prefill64)} | ${fmt(r.prefill512)} | ${fmt(r.decode)} | ${((r.loadMs ?? 0) / 1000).toFixed(2)} | ${((r.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} | ${(((r.params ?? 0) * 4) / 2 ** 20).toFixed(0)} |`),
-  ``,
-].join("\n");
-await fsp.writeFile(path.join(repoBench, "RESULTS.md"), md);
+/** On wasm, why a load may have failed: the heap's size then, against its 4 GB ceiling and the float32 weights. */
+async function heapNote(dir: string): Promise<string> {
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8.buffer.byteLength;
+  if (heap === undefined) return "";
+  const file = await SafetensorsFile.open(path.join(dir, "model.safetensors"));
+  const f32 = [...file.tensors.values()].reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+  await file.close();
+  return ` (wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB at the failure, 4 GiB maximum; float32 weights alone are ${(f32 / 2 ** 30).toFixed(2)} GiB)`;
+}
+
+async function childMain(payload: string): Promise<void> {
+  const { dir, spec, plan, backend } = JSON.parse(payload) as { dir: string; spec: ConfigSpec; plan: Plan; backend: string };
+  let out: string;
+  try {
+    await setBackend(backend);
+    out = JSON.stringify({ result: await measureConfig(dir, spec, plan) });
+  } catch (e) {
+    const text = errorText(e);
+    out = JSON.stringify({ error: text + (/memory|alloc|abort|grow/i.test(text) ? await heapNote(dir).catch(() => "") : "") });
+  }
+  process.stdout.write(out + "\n");
+}
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .option("--backend <name>", "tfjs backend (default: FUSEKIT_BACKEND or the best available)")
+    .option("--presets <list>", "comma-separated presets", DEFAULTS.models.join(","))
+    .option("--repeats <n>", "runs per figure (median, min–max)", String(DEFAULTS.repeats))
+    .option("--decode-steps <n>", "new tokens per decode run", String(DEFAULTS.decodeSteps))
+    .option("--figure-budget <s>", "seconds per figure after which no further run starts", String(DEFAULTS.figureBudgetS))
+    .option("--skip-torch", "skip the PyTorch baseline")
+    .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
+    .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
+    .option("--out <dir>", "where results.json and RESULTS.md go", path.resolve(here, "..", "..", "bench"))
+    .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
+    .option("--child <json>", "internal: measure one configuration and print JSON")
+    .parse();
+  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
+  if (a.child) return childMain(a.child);
+  if (a.render) {
+    const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;
+    console.log(renderTerminal(results));
+    return fsp.writeFile(path.join(a.out, "RESULTS.md"), renderMarkdown(results));
+  }
+  const quick = a.quick ? QUICK : {};
+  const given = (name: string) => program.getOptionValueSource(name) === "cli";
+  const results = await runBench({
+    ...quick,
+    backend: a.backend,
+    ...(given("presets") || !a.quick ? { models: a.presets.split(",") as PresetName[] } : {}),
+    ...(given("repeats") || !a.quick ? { repeats: Number(a.repeats) } : {}),
+    ...(given("decodeSteps") || !a.quick ? { decodeSteps: Number(a.decodeSteps) } : {}),
+    figureBudgetS: Number(a.figureBudget),
+    skipTorch: Boolean(a.skipTorch),
+    inProcess: Boolean(a.inProcess),
+  });
+  results.command = ["npm run bench", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(" ");
+  console.log(renderTerminal(results));
+  await fsp.mkdir(a.out, { recursive: true });
+  await fsp.writeFile(path.join(a.out, "results.json"), JSON.stringify(results, null, 2) + "\n");
+  await fsp.writeFile(path.join(a.out, "RESULTS.md"), renderMarkdown(results));
+  console.log(`wrote ${path.join(a.out, "results.json")} and RESULTS.md (${results.elapsedS.toFixed(0)} s)`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

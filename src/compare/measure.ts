@@ -52,3 +52,24 @@ export function decodeTokensPerSecond(model: PreTrainedModel, steps: number): nu
 export function repeat(n: number, fn: () => number): Stat {
   return stat(Array.from({ length: n }, fn));
 }
+
+/** One figure: median with min–max, and every run. */
+export interface Figure extends Stat {
+  runs: number[];
+}
+
+/**
+ * Runs `fn` up to `n` times (always at least once) and stops early when one more run, as long as the
+ * last, would take the figure past `budgetMs`: long figures on a slow machine get fewer runs, and say so.
+ */
+export function repeatWithin(n: number, budgetMs: number, fn: () => number): Figure {
+  const runs: number[] = [];
+  const t0 = performance.now();
+  while (runs.length < n) {
+    const t = performance.now();
+    runs.push(fn());
+    const now = performance.now();
+    if (now - t0 + (now - t) > budgetMs) break;
+  }
+  return { ...stat(runs), runs };
+}

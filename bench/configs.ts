@@ -1,0 +1,157 @@
+// The model configurations the bench measures, and the measurement of one of them (run in a child
+// process by bench/run.ts, or in-process by the smoke test). Three families: the original model, runtime
+// fusion + kernelize, patch mapping + conversion + kernelize — each with float32 or packed bf16 weights.
+import { AutoModelForCausalLM, DynamicCache, Mode, kernelize, tf, type PreTrainedModel, type FromPretrainedOptions } from "../src/index.js";
+import { decodeTokensPerSecond, prefillTokensPerSecond, promptIds, repeatWithin, type Figure } from "../src/compare/measure.js";
+import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
+import { qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
+import { qwen3NormMLPConversions } from "../conversions/qwen3-norm-mlp.js";
+import { qwen3GateUpQKVPatches } from "../patches/qwen3-gate-up-qkv.js";
+import { qwen3GateUpQKVConversions } from "../conversions/qwen3-gate-up-qkv.js";
+
+export type Family = "original" | "fused" | "patched";
+export type Storage = "f32" | "bf16";
+
+export interface ConfigSpec {
+  id: string;
+  family: Family;
+  storage: Storage;
+  label: string;
+}
+
+type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "none";
+
+const CANDIDATES: [Family, Recipe, string][] = [
+  ["original", "none", "original"],
+  ["fused", "norm-mlp-fusion", "fused NormMLP + kernelize"], // fusions/qwen3-norm-mlp.ts fuseNormMLP(model, { kernel: true })
+  ["patched", "norm-mlp-patch", "patched NormMLP + kernelize"], // patches/ + conversions/qwen3-norm-mlp.ts at load
+  ["patched", "gate-up-qkv-patch", "patched gate_up/qkv + kernelize"], // patches/ + conversions/qwen3-gate-up-qkv.ts at load
+];
+
+const recipeOf = (id: string) => id.split("·")[0] as Recipe;
+
+/** Every candidate configuration, float32 and bf16 storage. */
+export function allConfigs(): ConfigSpec[] {
+  return CANDIDATES.flatMap(([family, recipe, label]) =>
+    (["f32", "bf16"] as Storage[]).map((storage) => ({ id: `${recipe}·${storage}`, family, storage, label: `${label} (${storage})` })),
+  );
+}
+
+/** Loads `dir` as configuration `spec`, ready to run (fused / patched / kernelized as the spec says). */
+export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTrainedModel> {
+  const storage: FromPretrainedOptions = spec.storage === "bf16" ? { weightStorage: "bf16" } : {};
+  const recipe = recipeOf(spec.id);
+  if (recipe === "none") return AutoModelForCausalLM.fromPretrained(dir, storage);
+  if (recipe === "norm-mlp-fusion") {
+    const model = await AutoModelForCausalLM.fromPretrained(dir, storage);
+    fuseNormMLP(model, { kernel: true });
+    return kernelize(model, { mode: Mode.INFERENCE });
+  }
+  const [patches, conversions] = recipe === "norm-mlp-patch" ? [qwen3NormMLPPatches, qwen3NormMLPConversions] : [qwen3GateUpQKVPatches, qwen3GateUpQKVConversions];
+  const model = await AutoModelForCausalLM.fromPretrained(dir, { ...storage, patches, conversions });
+  return kernelize(model, { mode: Mode.INFERENCE });
+}
+
+/** What one measurement of a configuration runs. */
+export interface Plan {
+  prefill: number[];
+  decodeSteps: number;
+  repeats: number;
+  /** Per figure: no further run starts once the figure would pass this many seconds (≥ 1 run). */
+  figureBudgetS: number;
+}
+
+export interface ConfigResult {
+  /** Parameter count (float32 weights = 4 × params). */
+  params: number;
+  /** Seconds from fromPretrained to a model ready to run (load + fuse/patch + kernelize). */
+  readyS: number;
+  /** process.resourceUsage().maxRSS right after loading (bytes) — meaningful in a child process. */
+  peakRssAfterLoadBytes: number;
+  /** maxRSS at the end of the measurement (bytes). */
+  peakRssBytes: number;
+  /** Weight bytes one decode step reads: every 2-D weight except norms (lm_head / tied embedding once), in its storage. */
+  decodeWeightBytes: number;
+  /** tfjs kernels launched by one decode step. */
+  kernelsPerDecodeStep: number;
+  prefill: Record<string, Figure>;
+  decode: Figure;
+  /** Figures that failed ("prefill 512", …) and why; figures after a failure are not run. */
+  errors?: Record<string, string>;
+  /** numTensors after the measured runs minus before them (0: no leak). */
+  tensorsLeaked: number;
+}
+
+export function decodeWeightBytes(model: PreTrainedModel): number {
+  let n = 0;
+  for (const [name, p] of model.namedParameters()) if (p.stateShape.length === 2 && !/norm/.test(name)) n += p.numel * (p.packed ? 2 : 4);
+  return n;
+}
+
+async function kernelsPerStep(model: PreTrainedModel): Promise<number> {
+  const vocab = (model.config as unknown as { vocab_size: number }).vocab_size;
+  const cache = new DynamicCache();
+  model.forward({ inputIds: [promptIds(8, vocab)], pastKeyValues: cache, useCache: true, logitsToKeep: 1 }).logits.dispose();
+  const info = await tf.profile(() => model.forward({ inputIds: [[13]], pastKeyValues: cache, useCache: true, logitsToKeep: 1 }).logits);
+  cache.dispose();
+  return info.kernels.length;
+}
+
+const maxRss = () => process.resourceUsage().maxRSS * 1024;
+
+/** Loads and measures one configuration: prefill tokens/s per prompt length and decode tokens/s. */
+export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): Promise<ConfigResult> {
+  const t0 = performance.now();
+  const model = await buildConfig(dir, spec);
+  const readyS = (performance.now() - t0) / 1000;
+  const peakRssAfterLoadBytes = maxRss();
+  let failedFigure = false;
+  try {
+    prefillTokensPerSecond(model, 8); // warm-up: kernels compiled, buffers and lazy caches (RoPE tables) made
+    decodeTokensPerSecond(model, 2);
+    const kernels = await kernelsPerStep(model);
+    const before = tf.memory().numTensors;
+    const budget = plan.figureBudgetS * 1000;
+    // Decode first, then prefills from the shortest: a figure that fails (a long prefill that exhausts the
+    // wasm heap) keeps the ones before it; after a failure the heap may be corrupt, so nothing more runs.
+    const errors: Record<string, string> = {};
+    const prefill: Record<string, Figure> = {};
+    let decode: Figure | undefined;
+    const figures: [string, () => void][] = [
+      ["decode", () => (decode = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps)))],
+      ...[...plan.prefill].sort((a, b) => a - b).map((n): [string, () => void] => [`prefill ${n}`, () => (prefill[n] = repeatWithin(plan.repeats, budget, () => prefillTokensPerSecond(model, n)))]),
+    ];
+    for (const [name, run] of figures) {
+      const failed = Object.keys(errors).length > 0;
+      if (failed) errors[name] = "not run after an earlier failure";
+      else {
+        try {
+          run();
+        } catch (e) {
+          failedFigure = true;
+          errors[name] = e instanceof Error ? `${e.name}: ${e.message}`.split("\n")[0].slice(0, 200) : String(e);
+        }
+      }
+    }
+    if (!decode) throw new Error(`decode failed: ${errors.decode}`);
+    return {
+      params: model.numParameters(),
+      readyS,
+      peakRssAfterLoadBytes,
+      peakRssBytes: maxRss(),
+      decodeWeightBytes: decodeWeightBytes(model),
+      kernelsPerDecodeStep: kernels,
+      prefill,
+      decode,
+      tensorsLeaked: tf.memory().numTensors - before,
+      ...(Object.keys(errors).length ? { errors } : {}),
+    };
+  } finally {
+    // after a failed figure the heap may be corrupt and dispose itself can throw: the figure's error is the news
+    try {
+      model.dispose();
+    } catch (e) {
+      if (!failedFigure) throw e;
+    }
+  }
+}

@@ -1,0 +1,116 @@
+// The machine's own limits, measured in the bench run: memory read bandwidth (plain JS and a wasm SIMD
+// read over the tfjs heap), the matmul GFLOP/s the active backend reaches, and the page-cache read speed
+// of a checkpoint file. Each figure: median (min–max) of several runs.
+import { open } from "node:fs/promises";
+import { tf } from "../src/index.js";
+import { wasmReadSum } from "../src/accel/kernels.js";
+import { stat, type Figure } from "../src/compare/measure.js";
+
+const figure = (runs: number[]): Figure => ({ ...stat(runs), runs });
+
+/** GB/s of `fn` reading `bytes` once, over `repeats` runs (after one warm-up). */
+function bandwidth(bytes: number, repeats: number, fn: () => void): Figure {
+  fn();
+  return figure(
+    Array.from({ length: repeats }, () => {
+      const t0 = performance.now();
+      fn();
+      return bytes / ((performance.now() - t0) / 1000) / 1e9;
+    }),
+  );
+}
+
+/** Read bandwidth of a plain JS loop summing a Float32Array of `bytes` (4 accumulators). */
+export function jsReadBandwidth(bytes: number, repeats: number): Figure {
+  const a = new Float32Array(bytes / 4).fill(1);
+  let sink = 0;
+  const fig = bandwidth(a.byteLength, repeats, () => {
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (let i = 0; i < a.length; i += 4) {
+      s0 += a[i];
+      s1 += a[i + 1];
+      s2 += a[i + 2];
+      s3 += a[i + 3];
+    }
+    sink += s0 + s1 + s2 + s3;
+  });
+  if (sink < 0) console.log(sink); // keeps the loop observable
+  return fig;
+}
+
+/** Read bandwidth of the accel module's SIMD `readsum` over a float32 tensor of `bytes` on the wasm heap; undefined off wasm. */
+export function wasmReadBandwidth(bytes: number, repeats: number): Figure | undefined {
+  if (tf.getBackend() !== "wasm") return undefined;
+  const t = tf.fill([bytes / 4], 1, "float32");
+  try {
+    return bandwidth(bytes, repeats, () => void wasmReadSum(t));
+  } finally {
+    t.dispose();
+  }
+}
+
+export interface MatmulFigure {
+  /** [m, k, n]: x [m, k] · w [k, n], w persistent (created once, the wasm XNNPACK fast path). */
+  shape: [number, number, number];
+  gflops: Figure;
+}
+
+export const MATMUL_SHAPES: [number, number, number][] = [
+  [256, 256, 256],
+  [512, 512, 512],
+  [1024, 1024, 1024],
+  [1, 1024, 3072],
+  [64, 1024, 3072],
+  [512, 1024, 3072],
+];
+
+/** GFLOP/s of tf.matMul (2-D, untransposed, persistent weight) per shape; each run loops for ≥ `minMs`. */
+export function matmulGflops(shapes: [number, number, number][], repeats: number, minMs = 200): MatmulFigure[] {
+  return shapes.map(([m, k, n]) => {
+    const x = tf.randomNormal([m, k], 0, 1, "float32", 1);
+    const w = tf.randomNormal([k, n], 0, 1, "float32", 2);
+    const once = () => {
+      const y = tf.matMul(x, w);
+      y.dataSync();
+      y.dispose();
+    };
+    once(); // warm-up (packs the weight)
+    const runs = Array.from({ length: repeats }, () => {
+      let iters = 0;
+      const t0 = performance.now();
+      while (iters === 0 || performance.now() - t0 < minMs) {
+        once();
+        iters++;
+      }
+      return (2 * m * k * n * iters) / ((performance.now() - t0) / 1000) / 1e9;
+    });
+    tf.dispose([x, w]);
+    return { shape: [m, k, n], gflops: figure(runs) };
+  });
+}
+
+/** Reads `file` through a reused 16 MB buffer; returns GB/s. */
+async function readOnce(file: string): Promise<number> {
+  const fh = await open(file, "r");
+  const buf = Buffer.allocUnsafe(16 << 20);
+  let total = 0;
+  const t0 = performance.now();
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, total);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return total / ((performance.now() - t0) / 1000) / 1e9;
+}
+
+/** Page-cache read speed of `file`: one read to warm the cache, then `repeats` timed reads (GB/s). */
+export async function pageCacheReadSpeed(file: string, repeats: number): Promise<Figure> {
+  await readOnce(file);
+  const runs: number[] = [];
+  for (let i = 0; i < repeats; i++) runs.push(await readOnce(file));
+  return figure(runs);
+}

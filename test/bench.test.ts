@@ -1,0 +1,131 @@
+// Smoke test of `npm run bench`'s code path, in-process on a tiny random checkpoint with quick settings:
+// the results have the documented shape, every figure is a positive number, and the report renders.
+// No timing thresholds (the machine is shared).
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AutoModelForCausalLM, Qwen3Config, setBackend } from "fusekit";
+import { QUICK, runBench, type BenchResults } from "../bench/run.js";
+import { renderMarkdown, renderTerminal } from "../bench/report.js";
+import type { Figure } from "../src/compare/measure.js";
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-bench-"));
+let results: BenchResults;
+
+function expectFigure(f: Figure | undefined, runs: number): void {
+  expect(f).toBeDefined();
+  expect(f!.runs.length).toBeGreaterThanOrEqual(1);
+  expect(f!.runs.length).toBeLessThanOrEqual(runs);
+  for (const x of [f!.median, f!.min, f!.max, ...f!.runs]) {
+    expect(Number.isFinite(x)).toBe(true);
+    expect(x).toBeGreaterThan(0);
+  }
+  expect(f!.min).toBeLessThanOrEqual(f!.median);
+  expect(f!.median).toBeLessThanOrEqual(f!.max);
+}
+
+beforeAll(async () => {
+  await setBackend("wasm");
+  const config = new Qwen3Config({
+    vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, head_dim: 16, tie_word_embeddings: true, model_type: "qwen3", architectures: ["Qwen3ForCausalLM"],
+  });
+  const model = await AutoModelForCausalLM.fromConfig(config, { seed: 3 });
+  await model.savePretrained(tmp, { dtype: "BF16" });
+  model.dispose();
+  results = await runBench({
+    ...QUICK,
+    backend: "wasm",
+    models: [{ name: "tiny-random", dir: tmp }],
+    repeats: 2,
+    decodeSteps: 4,
+    prefill: [8, 16],
+    matmulShapes: [[32, 32, 32]],
+    bandwidthBytes: 4 << 20,
+    skipTorch: true,
+    inProcess: true,
+    log: () => {},
+  });
+});
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe("bench (in-process, quick)", () => {
+  it("measures the machine: read bandwidth, matmul GFLOP/s, kernels vs composed ops", () => {
+    const m = results.machine;
+    expectFigure(m.jsReadGBps, 2);
+    expectFigure(m.wasmReadGBps, 2); // wasm backend: the heap probe runs
+    expect(m.readGBps).toBe(Math.max(m.jsReadGBps.median, m.wasmReadGBps!.median));
+    expect(m.matmul.map((x) => x.shape)).toEqual([[32, 32, 32]]);
+    expectFigure(m.matmul[0].gflops, 2);
+    expect(m.bestGflops).toBe(m.matmul[0].gflops.median);
+    expect("error" in results.kernelMicro).toBe(false);
+    for (const k of results.kernelMicro as { name: string; composedUs: number; kernelUs: number }[]) {
+      expect(k.composedUs).toBeGreaterThan(0);
+      expect(k.kernelUs).toBeGreaterThan(0);
+    }
+  });
+
+  it("runs every configuration: 4 recipes × f32/bf16, each measured or with its error", () => {
+    const [entry] = results.models;
+    expect(entry.name).toBe("tiny-random");
+    expect(entry.screened).toBe(false); // far below the screening size
+    expectFigure(entry.pageCacheReadGBps, 2);
+    expect(entry.configs.map((c) => c.spec.id)).toEqual([
+      "none·f32", "none·bf16", "norm-mlp-fusion·f32", "norm-mlp-fusion·bf16",
+      "norm-mlp-patch·f32", "norm-mlp-patch·bf16", "gate-up-qkv-patch·f32", "gate-up-qkv-patch·bf16",
+    ]);
+    // parameters of the tiny config: tied embedding 512×64, per layer 4 attn projections + q/k norms + 3 MLP + 2 norms, final norm
+    const perLayer = 64 * 64 + 64 * 32 * 2 + 64 * 64 + 16 * 2 + 64 * 128 * 3 + 64 * 2;
+    expect(entry.params).toBe(512 * 64 + 2 * perLayer + 64);
+    for (const c of entry.configs) {
+      if (c.status === "error") {
+        expect(c.error).toMatch(/\S/);
+        continue;
+      }
+      expect(c.status).toBe("full");
+      const r = c.result!;
+      expect(Object.keys(r.prefill)).toEqual(["8", "16"]);
+      expectFigure(r.prefill[8], 2);
+      expectFigure(r.prefill[16], 2);
+      expectFigure(r.decode, 2);
+      expect(r.readyS).toBeGreaterThan(0);
+      expect(r.kernelsPerDecodeStep).toBeGreaterThan(0);
+      expect(r.tensorsLeaked).toBe(0);
+      // decode reads every 2-D weight but the norms once: float32 → 4 bytes, packed bf16 → 2
+      const weights = 512 * 64 + 2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3);
+      expect(r.decodeWeightBytes).toBe(weights * (c.spec.storage === "bf16" ? 2 : 4));
+    }
+    // the original loads in both storages; each family's best is one of its measured rows
+    expect(entry.configs.filter((c) => c.spec.family === "original").every((c) => c.status === "full")).toBe(true);
+    for (const [family, id] of Object.entries(entry.best)) {
+      const row = entry.configs.find((c) => c.spec.id === id)!;
+      expect(row.spec.family).toBe(family);
+      expect(row.status).toBe("full");
+    }
+    expect(entry.torch).toEqual([]);
+    expect(entry.torchNote).toMatch(/skipped/);
+  });
+
+  it("computes the fusion targets against the same-storage original and renders the report", () => {
+    const targets = results.targets.filter((t) => t.model === "tiny-random");
+    expect(targets.map((t) => t.what)).toEqual(["best runtime-fused decode ÷ original decode", "best patched decode ÷ original decode"]);
+    const [entry] = results.models;
+    for (const t of targets) {
+      expect(t.goal).toBe(1.5); // a "tiny" model's goal
+      if (t.value === undefined) continue;
+      const fam = t.what.includes("fused") ? "fused" : "patched";
+      const best = entry.configs.find((c) => c.spec.id === entry.best[fam])!;
+      const orig = entry.configs.find((c) => c.spec.id === `none·${best.spec.storage}`)!;
+      expect(t.value).toBeCloseTo(best.result!.decode.median / orig.result!.decode.median, 10);
+      expect(t.ok).toBe(t.value >= 1.5);
+      expect(t.basis).toContain(`(${best.spec.storage})`);
+    }
+    const md = renderMarkdown(results);
+    expect(md).toContain("## tiny-random");
+    expect(md).toContain("| read bandwidth, JS loop");
+    expect(md).toMatch(/targets \(issue 8\)/);
+    expect(renderTerminal(results)).toContain("tiny-random");
+  });
+});
