@@ -215,7 +215,7 @@ export function bf16KernelsAvailable(backendName = tf.getBackend()): boolean {
   return tf.getKernel(BF16_MATMUL, backendName) !== undefined;
 }
 
-/** Sums a float32 wasm tensor with a plain SIMD streaming read (bench/accel.ts measures heap read bandwidth with it). */
+/** Sums a float32 wasm tensor with a plain SIMD streaming read (bench/machine.ts measures heap read bandwidth with it). */
 export function wasmReadSum(t: tf.Tensor): number {
   const b = tf.backend() as unknown as WasmBackend;
   if (tf.getBackend() !== "wasm" || t.dtype !== "float32" || t.size % 16) throw new Error("wasmReadSum needs a float32 wasm tensor of 16k elements");

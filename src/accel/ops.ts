@@ -7,7 +7,7 @@ export interface Bf16Options {
   /**
    * Up to this many rows, y = x·Wᵀ runs in the SIMD bf16 kernel (weights read once per 4 rows, never widened);
    * above it, on wasm, W is widened chunk by chunk into transient float32 [in, out] tensors for tfjs's
-   * XNNPACK matmul. bench/accel.ts measured the kernel ~3× faster for a 64-token prefill of the 0.6B
+   * XNNPACK matmul. Measured ~3× faster in the kernel for a 64-token prefill of the 0.6B
    * preset (XNNPACK re-packs every widened chunk), so by default it is used for every row count.
    */
   gemmMaxRows: number;
