@@ -4,25 +4,12 @@
 import { tf } from "../tensor/tf.js";
 import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "./bf16.js";
+import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
 export const BF16_UNPACK = "FusekitBf16Unpack"; // {w: packed [..., k]} → f32 [..., 2k]
 export const BF16_UNPACK_T = "FusekitBf16UnpackT"; // {w: packed [m, n/2]}, {begin, size} → f32 [n, size] (rows begin.. of w, transposed)
 export const BF16_PACK = "FusekitBf16Pack"; // {w: f32 [n, m]}, {round} → [packed [m, n/2], int32 [1] inexact count]
-
-// tsconfig's lib (ES2022, no DOM) has no WebAssembly types: the few used here (the global exists at run time).
-declare namespace WebAssembly {
-  class Memory {
-    readonly buffer: ArrayBuffer;
-  }
-  class Module {
-    constructor(bytes: Uint8Array);
-  }
-  class Instance {
-    constructor(module: Module, imports: object);
-    readonly exports: object;
-  }
-}
 
 interface Bf16Exports {
   gemm(x: number, w: number, y: number, rows: number, n: number, m: number): void;
@@ -33,33 +20,10 @@ interface Bf16Exports {
 }
 
 // The parts of tfjs-wasm's BackendWasm these kernels use (it is not exported with types).
-interface WasmBackend {
-  wasm: { asm: { memory: WebAssembly.Memory } };
-  dataIdMap: { get(id: tf.DataId): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-}
+/** The bf16 module instantiated on this backend's heap. */
+const wasmExports = heapModule<Bf16Exports>(BF16_WASM_BASE64);
 
-interface CpuBackend {
-  data: { get(id: tf.DataId): { values: tf.backend_util.BackendValues } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: tf.backend_util.BackendValues): tf.TensorInfo;
-}
-
-let compiled: WebAssembly.Module | undefined;
-const instances = new WeakMap<WebAssembly.Memory, Bf16Exports>();
-
-/** The bf16 module instantiated on this backend's heap (one instance per heap; the Memory survives growth). */
-function wasmExports(backend: WasmBackend): Bf16Exports {
-  const memory = backend.wasm.asm.memory;
-  let ex = instances.get(memory);
-  if (!ex) {
-    compiled ??= new WebAssembly.Module(Buffer.from(BF16_WASM_BASE64, "base64"));
-    ex = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as Bf16Exports;
-    instances.set(memory, ex);
-  }
-  return ex;
-}
-
-const ptr = (b: WasmBackend, t: tf.TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+const ptr = heapOffset;
 const size = (shape: readonly number[]) => shape.reduce((a, c) => a * c, 1);
 
 /** Checks shared by both builds; returns [rows, n, m]. */

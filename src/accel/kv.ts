@@ -4,52 +4,17 @@
 // SIMD module, attention.wat); cpu on the backend's typed arrays. Other backends use none of this.
 import { tf } from "../tensor/tf.js";
 import { ATTENTION_WASM_BASE64 } from "./attention-wasm.js";
+import { heapModule, type CpuBackend, type WasmBackend } from "./heap.js";
 
 export const KV_READ = "FusekitKVRead"; // {buf: [b, kv, cap, d]}, {length} → [b, kv, length, d]
 export const DECODE_ATTENTION = "FusekitDecodeAttention"; // {q: [b, h, 1, d], k, v: buffers}, {length, scale} → [b, 1, h·d]
-
-// tsconfig's lib (ES2022, no DOM) has no WebAssembly types: the few used here (the global exists at run time).
-declare namespace WebAssembly {
-  class Memory {
-    readonly buffer: ArrayBuffer;
-  }
-  class Module {
-    constructor(bytes: Uint8Array);
-  }
-  class Instance {
-    constructor(module: Module, imports: object);
-    readonly exports: object;
-  }
-}
 
 interface AttentionExports {
   dots(q: number, k: number, out: number, T: number, d: number, scale: number): void;
   wsum(p: number, v: number, out: number, T: number, d: number): void;
 }
 
-interface WasmBackend {
-  wasm: { asm: { memory: WebAssembly.Memory }; HEAPF32: Float32Array };
-  dataIdMap: { get(id: tf.DataId): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  disposeData(id: tf.DataId): boolean;
-}
-interface CpuBackend {
-  data: { get(id: tf.DataId): { values: tf.backend_util.BackendValues } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: tf.backend_util.BackendValues): tf.TensorInfo;
-}
-
-let compiled: WebAssembly.Module | undefined;
-const instances = new WeakMap<WebAssembly.Memory, AttentionExports>();
-function attentionExports(b: WasmBackend): AttentionExports {
-  const memory = b.wasm.asm.memory;
-  let ex = instances.get(memory);
-  if (!ex) {
-    compiled ??= new WebAssembly.Module(Buffer.from(ATTENTION_WASM_BASE64, "base64"));
-    ex = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as AttentionExports;
-    instances.set(memory, ex);
-  }
-  return ex;
-}
+const attentionExports = heapModule<AttentionExports>(ATTENTION_WASM_BASE64);
 
 /** The backend's float32 storage of a tensor and its element offset: the heap on wasm, the values array on cpu. */
 function storage(t: tf.TensorInfo): [Float32Array, number] {

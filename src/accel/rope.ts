@@ -4,6 +4,7 @@
 // the result is bit-identical to applyRotaryPosEmb's ops — in one dispatch instead of six (plus four
 // expandDims). Plain JS over the wasm heap / cpu arrays: a decode step's q is a few thousand values.
 import { tf } from "../tensor/tf.js";
+import type { CpuBackend, WasmBackend } from "./heap.js";
 
 export const ROPE = "FusekitRope";
 
@@ -23,15 +24,6 @@ function rope(x: Float32Array, cos: Float32Array, sin: Float32Array, out: Float3
       }
     }
   }
-}
-
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
-interface CpuBackend {
-  data: { get(id: tf.DataId): { values: tf.backend_util.BackendValues } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: tf.backend_util.BackendValues): tf.TensorInfo;
 }
 
 const kernels: tf.KernelConfig[] = [
