@@ -4,7 +4,7 @@
 // SIMD module, attention.wat); cpu on the backend's typed arrays. Other backends use none of this.
 import { tf } from "../tensor/tf.js";
 import { ATTENTION_WASM_BASE64 } from "./attention-wasm.js";
-import { heapModule, type CpuBackend, type WasmBackend } from "./heap.js";
+import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 
 export const KV_READ = "FusekitKVRead"; // {buf: [b, kv, cap, d]}, {length} → [b, kv, length, d]
 export const DECODE_ATTENTION = "FusekitDecodeAttention"; // {q: [b, h, 1, d], k, v: buffers}, {length, scale} → [b, 1, h·d]
@@ -21,7 +21,7 @@ function storage(t: tf.TensorInfo): [Float32Array, number] {
   const name = tf.getBackend();
   if (name === "wasm") {
     const b = tf.backend() as unknown as WasmBackend;
-    return [b.wasm.HEAPF32, b.dataIdMap.get(t.dataId).memoryOffset >> 2]; // HEAPF32 is re-read after any growth
+    return [b.wasm.HEAPF32, heapOffset(b, t) >> 2]; // HEAPF32 is re-read after any growth
   }
   const b = tf.backend() as unknown as CpuBackend;
   return [b.data.get(t.dataId).values as Float32Array, 0];
@@ -60,8 +60,8 @@ const wasmKernels: tf.KernelConfig[] = [
       const length = attrs!.length as number;
       const out = b.makeOutput([bs, kv, length, d], "float32");
       const heap = b.wasm.HEAPF32; // after the allocation
-      const src = b.dataIdMap.get(buf.dataId).memoryOffset >> 2;
-      const dst = b.dataIdMap.get(out.dataId).memoryOffset >> 2;
+      const src = heapOffset(b, buf) >> 2;
+      const dst = heapOffset(b, out) >> 2;
       for (let h = 0; h < bs * kv; h++) heap.copyWithin(dst + h * length * d, src + h * cap * d, src + (h * cap + length) * d);
       return out;
     },
@@ -79,9 +79,8 @@ const wasmKernels: tf.KernelConfig[] = [
       const group = heads / kv;
       const out = b.makeOutput([bs, 1, heads * d], "float32");
       const scores = b.makeOutput([T], "float32");
-      const at = (t: tf.TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
       const fns = attentionExports(b);
-      const [qp, kp, vp, op, sp] = [at(q), at(k), at(v), at(out), at(scores)];
+      const [qp, kp, vp, op, sp] = [q, k, v, out, scores].map((t) => heapOffset(b, t));
       for (let bi = 0; bi < bs; bi++) {
         for (let h = 0; h < heads; h++) {
           const head = bi * kv + Math.floor(h / group); // the KV head this query head shares (repeat_kv)
