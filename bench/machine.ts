@@ -3,7 +3,7 @@
 // of a checkpoint file. Each figure: median (min–max) of several runs.
 import { open } from "node:fs/promises";
 import { tf } from "../src/index.js";
-import { wasmReadSum } from "../src/accel/kernels.js";
+import { wasmReadSum } from "../src/kernels/kernels.js";
 import { stat, type Figure } from "../src/compare/measure.js";
 
 const figure = (runs: number[]): Figure => ({ ...stat(runs), runs });
@@ -38,7 +38,7 @@ export function jsReadBandwidth(bytes: number, repeats: number): Figure {
   return fig;
 }
 
-/** Read bandwidth of the accel module's SIMD `readsum` over a float32 tensor of `bytes` on the wasm heap; undefined off wasm. */
+/** Read bandwidth of the bf16 kernel module's SIMD `readsum` over a float32 tensor of `bytes` on the wasm heap; undefined off wasm. */
 export function wasmReadBandwidth(bytes: number, repeats: number): Figure | undefined {
   if (tf.getBackend() !== "wasm") return undefined;
   const t = tf.fill([bytes / 4], 1, "float32");

@@ -1,7 +1,7 @@
 // Assembles every kernels/**/<name>.wat with wabt and writes the bytes next to it as <name>.wasm.ts
 // (base64), so builds load SIMD modules synchronously without wabt at runtime. Run after editing a .wat:
 //   node kernels/build-wat.mjs
-// test/kernels.test.ts re-assembles each .wat and checks the embedded bytes, so they cannot drift.
+// test/kernelize.test.ts re-assembles each .wat and checks the embedded bytes, so they cannot drift.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

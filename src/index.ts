@@ -25,7 +25,7 @@ export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_IN
 export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
 export { savePretrained, parseSize } from "./loading/save.js";
 
-export { useKernelForwardFromHub, getKernelLayerName } from "./kernels/decorator.js";
+export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";
 
 export * from "./fusion/index.js";
 
@@ -40,16 +40,16 @@ export { generate, streamGenerate, loadGenerationConfig, GENERATION_CONFIG_NAME,
 export { selectToken, applyRepetitionPenalty, applyTemperature, topKFilter, topPFilter, softmax, argmax, sampleFrom, kthLargest, type SamplingParams } from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
 
-export { Mode, checkMode, combineModes, modeName, MODE_FALLBACK_PRIORITY } from "./kernels/mode.js";
-export { registerKernelMapping, useKernelMapping, getKernelMapping, clearKernelMapping, type KernelMapping } from "./kernels/mapping.js";
-export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type LayerRepositoryProtocol, type TrustOptions } from "./kernels/repository.js";
-export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./kernels/kernelize.js";
-export { DEFAULT_KERNEL_MAPPING } from "./kernels/defaults.js";
-export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./kernels/hub.js";
-export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./kernels/types.js";
-export { SiluAndMul } from "./kernels/layers.js";
+export { Mode, checkMode, combineModes, modeName, MODE_FALLBACK_PRIORITY } from "./hub/mode.js";
+export { registerKernelMapping, useKernelMapping, getKernelMapping, clearKernelMapping, type KernelMapping } from "./hub/mapping.js";
+export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type LayerRepositoryProtocol, type TrustOptions } from "./hub/repository.js";
+export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./hub/kernelize.js";
+export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
+export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./hub/hub.js";
+export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
+export { SiluAndMul } from "./hub/layers.js";
 
-export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./accel/store.js";
-export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./accel/ops.js";
-export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./accel/kernels.js";
-export { packBf16, unpackBf16 } from "./accel/bf16.js";
+export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./kernels/store.js";
+export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";
+export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./kernels/kernels.js";
+export { packBf16, unpackBf16 } from "./kernels/bf16.js";

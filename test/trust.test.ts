@@ -1,4 +1,4 @@
-// Trust (issue 9 item 5). What already lives in test/kernels-hub.test.ts ("the hub: versions, locks and
+// Trust (issue 9 item 5). What already lives in test/hub.test.ts ("the hub: versions, locks and
 // trust"): an unlocked repo outside the bundled hub is refused without trustRemoteCode; a locked one loads
 // and is refused once a file is tampered with or added; a symlink leading outside a repo is refused even
 // with trustRemoteCode. This file adds:
@@ -125,7 +125,7 @@ describe("no code is ever loaded from a checkpoint directory", () => {
       });
     }
     // The kernel hub imports a repository's build only after checkTrust (bundled, locked, or trustRemoteCode).
-    expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual(["src/kernels/hub.ts: const mod = (await import(pathToFileURL(abs).href)) as Partial<KernelBuildModule>;"]);
+    expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual(["src/hub/hub.ts: const mod = (await import(pathToFileURL(abs).href)) as Partial<KernelBuildModule>;"]);
   });
 });
 

@@ -2,7 +2,7 @@
 import path from "node:path";
 import Table from "cli-table3";
 import type { Command } from "commander";
-import { LOCKFILE_NAME, bundledHubDir, discoverRepos, writeLockfile } from "../kernels/hub.js";
+import { LOCKFILE_NAME, bundledHubDir, discoverRepos, writeLockfile } from "../hub/hub.js";
 import { KernelRepositoryError } from "../errors.js";
 
 export function registerKernelsCommand(program: Command): Command {

@@ -11,8 +11,8 @@ import { qwen3NormMLPPatches } from "../../patches/qwen3-norm-mlp.js";
 import { qwen3NormMLPConversions } from "../../conversions/qwen3-norm-mlp.js";
 import { qwen3GateUpQKVPatches } from "../../patches/qwen3-gate-up-qkv.js";
 import { qwen3GateUpQKVConversions } from "../../conversions/qwen3-gate-up-qkv.js";
-import { kernelize, unkernelize } from "../kernels/kernelize.js";
-import { Mode } from "../kernels/mode.js";
+import { kernelize, unkernelize } from "../hub/kernelize.js";
+import { Mode } from "../hub/mode.js";
 import type { Approach } from "./types.js";
 
 /** Exact-order paths must match the original to 1e-6; kernels (other op order) to 1e-5. */

@@ -14,7 +14,7 @@ import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import * as library from "../index.js";
 import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
-import type { WeightStorage } from "../accel/store.js";
+import type { WeightStorage } from "../kernels/store.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
 
 export interface CompareOptions {

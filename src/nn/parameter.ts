@@ -2,7 +2,7 @@ import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
-import { packBf16, unpackBf16 } from "../accel/bf16.js";
+import { packBf16, unpackBf16 } from "../kernels/bf16.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.

@@ -1,6 +1,6 @@
 // cpu build: works on the cpu backend's typed arrays.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
-import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluAndMulRows } from "./kernel.js";
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {

@@ -1,6 +1,6 @@
 // Shared by the wasm and cpu builds.
 import type { Tensor } from "@tensorflow/tfjs-core";
-import type { KernelEnv } from "../../../src/kernels/types.js";
+import type { KernelEnv } from "../../../src/hub/types.js";
 
 export const KERNEL_NAME = "FusekitSiluAndMul";
 

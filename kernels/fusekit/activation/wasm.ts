@@ -2,7 +2,7 @@
 // small SIMD module (silu.wat) that imports the backend's memory; otherwise a JS loop over heap views
 // (taken after the output is allocated, since heap growth detaches older views).
 import type { TensorInfo } from "@tensorflow/tfjs-core";
-import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluAndMulRows } from "./kernel.js";
 import { WASM_BASE64 } from "./silu.wasm.js";
 

@@ -1,8 +1,8 @@
 // cpu build: one kernel call for the whole block on the cpu backend's typed arrays; the matmuls are
 // row-times-matrix loops over the [in, out] weights (contiguous inner loop, float64 accumulation). Packed
-// bf16 weights (int32 [out, in/2]) are multiplied by src/accel's cpu bf16 matmul kernel function.
+// bf16 weights (int32 [out, in/2]) are multiplied by src/kernels' cpu bf16 matmul kernel function.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
-import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { BF16_MATMUL, KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
 
 /** out[rows, n] = a[rows, k] · w[k, n]. */
@@ -39,7 +39,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const normed = new Float32Array(xs.length);
         rmsNormRows(xs, vals(normWeight), normed, rows, h, eps);
         if (gate.dtype === "int32") {
-          // packed bf16: the accel kernel multiplies; its outputs are freed here once read
+          // packed bf16: the backend bf16 kernel multiplies; its outputs are freed here once read
           const mm = tf.getKernel(BF16_MATMUL, "cpu")!.kernelFunc;
           const run = (a: Float32Array, k: number, w: TensorInfo): Float32Array => {
             const xi = b.makeTensorInfo([rows, k], "float32", a) as TensorInfo;

@@ -1,6 +1,6 @@
 // Shared by the wasm and cpu builds: the row math and the layer class.
 import type { Tensor } from "@tensorflow/tfjs-core";
-import type { KernelEnv } from "../../../src/kernels/types.js";
+import type { KernelEnv } from "../../../src/hub/types.js";
 
 export const KERNEL_NAME = "FusekitNormMLP";
 
@@ -40,7 +40,7 @@ export interface MLPLike {
 /** FusedNormMLP (patch mapping) or a runtime FusedModule whose chain is [RMSNorm, MLP]. */
 export type NormMLPModule = MLPLike & { norm_weight?: Weight; eps?: number; chain?: readonly unknown[] };
 
-/** The bf16 matmul kernel of src/accel (registered for wasm and cpu when packed weights exist). */
+/** The bf16 matmul kernel of src/kernels (registered for wasm and cpu when packed weights exist). */
 export const BF16_MATMUL = "FusekitBf16MatMul";
 
 export function makeLayers({ tf }: KernelEnv) {
@@ -48,7 +48,7 @@ export function makeLayers({ tf }: KernelEnv) {
    * Replaces forward(x) = mlp(rmsNorm(x)) of a bias-free SwiGLU MLP (Qwen3's). The norm weight and eps come
    * from `this.norm_weight` / `this.eps`, or from `this.chain[0]` for a runtime-fused [norm, mlp] chain.
    * Float32 weights go in as `[in, out]` tensors; packed bf16 weights (weightStorage "bf16") as their packed
-   * `[out, in/2]` tensors, which the backend kernel multiplies with src/accel's bf16 matmul. Mixed storage,
+   * `[out, in/2]` tensors, which the backend kernel multiplies with src/kernels' bf16 matmul. Mixed storage,
    * or packed weights whose input width the wasm bf16 matmul cannot take (not a multiple of 8), run the
    * composed ops through the modules' own Linear forwards (the original computation).
    */

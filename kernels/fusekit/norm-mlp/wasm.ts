@@ -3,11 +3,11 @@
 // views serves sizes that are not multiples of 4, or runtimes without wasm SIMD). The three matmuls call
 // the wasm backend's own BatchMatMul kernel function directly (XNNPACK, 2-D, untransposed, against the
 // persistent weight tensors), skipping the engine's per-op dispatch; packed bf16 weights (int32 [out, in/2])
-// go to src/accel's SIMD bf16 matmul kernel function instead, which reads them in place. Intermediates live only in the
+// go to src/kernels' SIMD bf16 matmul kernel function instead, which reads them in place. Intermediates live only in the
 // backend and are freed before returning. Heap views are taken after the allocations they read, since
 // heap growth detaches older views.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
-import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { BF16_MATMUL, KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
 import { WASM_BASE64 } from "./normmlp.wasm.js";
 
@@ -43,7 +43,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   const { tf } = env;
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
-    // looked up per call: src/accel registers it when the model code loads, possibly after this build
+    // looked up per call: src/kernels registers it when the model code loads, possibly after this build
     const bf16MatMul = () => tf.getKernel(BF16_MATMUL, "wasm")!.kernelFunc;
     tf.registerKernel({
       kernelName: KERNEL_NAME,

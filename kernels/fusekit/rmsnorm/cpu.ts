@@ -1,5 +1,5 @@
 // cpu build: the kernel works on the cpu backend's typed arrays.
-import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, rmsNormRows } from "./kernel.js";
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {

@@ -1,6 +1,6 @@
 // Shared by the wasm and cpu builds: the row math and the layer class (its forward is one runKernel call).
 import type { Tensor } from "@tensorflow/tfjs-core";
-import type { KernelEnv } from "../../../src/kernels/types.js";
+import type { KernelEnv } from "../../../src/hub/types.js";
 
 export const KERNEL_NAME = "FusekitRMSNorm";
 

@@ -3,7 +3,7 @@
 // runtime without wasm SIMD, use a JS loop over heap views (taken after the output is allocated, since
 // heap growth detaches older views).
 import type { TensorInfo } from "@tensorflow/tfjs-core";
-import type { KernelEnv, KernelLayerClass } from "../../../src/kernels/types.js";
+import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, rmsNormRows } from "./kernel.js";
 import { WASM_BASE64 } from "./rmsnorm.wasm.js";
 

@@ -9,8 +9,8 @@ import { DynamicCache } from "../../generation/cache.js";
 import { ShapeError } from "../../errors.js";
 import { Qwen3Config } from "./config.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { useKernelForwardFromHub } from "../../kernels/decorator.js";
-import { applyRope, ropeKernelAvailable } from "../../accel/rope.js";
+import { useKernelForwardFromHub } from "../../hub/decorator.js";
+import { applyRope, ropeKernelAvailable } from "../../kernels/rope.js";
 
 /** cos / sin tables `[batch, seq, headDim]` for the positions of this forward. */
 export type PositionEmbeddings = [tf.Tensor3D, tf.Tensor3D];

@@ -49,7 +49,7 @@ function decodeLogits(model: PreTrainedModel, prompt: number[], steps: number): 
 /** Saves a seeded small model as BF16 (so bf16 storage is exact) and returns the dir. */
 async function savedBf16Model(over = {}, seed = 3): Promise<string> {
   const m = AutoModelForCausalLM.fromConfig(smallConfig(over), { seed });
-  const dir = tmpDir("fusekit-accel-");
+  const dir = tmpDir("fusekit-bf16-");
   await m.savePretrained(dir, { dtype: "BF16" });
   m.dispose();
   return dir;
@@ -139,7 +139,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
     });
 
     it("saves byte-identically to the source checkpoint", async () => {
-      const out = tmpDir("fusekit-accel-save-");
+      const out = tmpDir("fusekit-bf16-save-");
       await bf16.savePretrained(out);
       const src = readFileSync(path.join(dir, "model.safetensors"));
       const got = readFileSync(path.join(out, "model.safetensors"));
@@ -153,7 +153,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       const a = logitsOf(direct, [PROMPT])[0];
       const b = logitsOf(bf16, [PROMPT])[0];
       for (let t = 0; t < PROMPT.length; t++) expect(maxAbsDiff(a[t], b[t])).toBe(0);
-      const out = tmpDir("fusekit-accel-save-");
+      const out = tmpDir("fusekit-bf16-save-");
       await direct.savePretrained(out);
       expect(readFileSync(path.join(out, "model.safetensors")).equals(readFileSync(path.join(dir, "model.safetensors")))).toBe(true);
       expect(direct.parameters().some((p) => p.packOnLoad)).toBe(false);

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { assemble, tsModule } from "../src/accel/assemble.mjs";
-import { BF16_WASM_BASE64 } from "../src/accel/bf16-wasm.js";
+import { assemble, tsModule } from "../src/kernels/assemble.mjs";
+import { BF16_WASM_BASE64 } from "../src/kernels/bf16-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc { module?: string; name: string; kind: string }
@@ -10,10 +10,10 @@ const WA = (globalThis as unknown as {
   WebAssembly: { Module: { new (b: Uint8Array): object; imports(m: object): Desc[]; exports(m: object): Desc[] } };
 }).WebAssembly;
 
-const src = (p: string) => fileURLToPath(new URL(`../src/accel/${p}`, import.meta.url));
+const src = (p: string) => fileURLToPath(new URL(`../src/kernels/${p}`, import.meta.url));
 
 describe("the committed bf16 wasm module", () => {
-  it("equals a fresh wabt assembly of src/accel/bf16.wat (regenerate with `node src/accel/assemble.mjs`)", async () => {
+  it("equals a fresh wabt assembly of src/kernels/bf16.wat (regenerate with `node src/kernels/assemble.mjs`)", async () => {
     const fresh = await assemble(readFileSync(src("bf16.wat"), "utf8"));
     expect(Buffer.from(BF16_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("bf16-wasm.ts"), "utf8")).toBe(tsModule(fresh));
