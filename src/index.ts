@@ -15,8 +15,8 @@ export { construct, type ModuleClass } from "./patching/construct.js";
 export { DynamicCache } from "./generation/cache.js";
 
 export * from "./models/qwen3/index.js";
-export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } from "./models/pretrained.js";
-export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./models/registry.js";
+export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } from "./loading/pretrained.js";
+export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, type PresetName } from "./models/presets.js";
 
@@ -49,7 +49,7 @@ export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundled
 export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
 export { SiluAndMul } from "./hub/layers.js";
 
-export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./kernels/store.js";
+export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./nn/storage.js";
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./kernels/kernels.js";
 export { packBf16, unpackBf16 } from "./kernels/bf16.js";

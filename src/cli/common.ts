@@ -5,7 +5,7 @@ import cliProgress from "cli-progress";
 import { setBackend, BACKENDS } from "../tensor/backend.js";
 import { defaultModelDir } from "../models/presets.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import type { PreTrainedModel } from "../loading/pretrained.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
 
 /** Checkpoints at least this big get a progress bar while loading (on a TTY); $FUSEKIT_PROGRESS_MIN_BYTES overrides. */

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { Module, ModuleList } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
-import type { LoadReport } from "../models/pretrained.js";
+import type { LoadReport } from "../loading/pretrained.js";
 import { addModelOptions, formatCount, loadModel, resolveModelDir, setBackend } from "./common.js";
 
 /** `fusekit inspect`: the module tree (classes, parameter counts, stored dtypes) and the load report. */

@@ -1,7 +1,7 @@
 // The approaches the comparison runs, each built from a fresh load of the same checkpoint. Each one is
 // written the way a user would write it, from the recipe files it names (their lines are counted).
 import { AutoModelForCausalLM } from "../models/auto.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import type { PreTrainedModel } from "../loading/pretrained.js";
 import { withPatches } from "../patching/registry.js";
 import { getFusedChains } from "../fusion/fuse.js";
 import type { ConversionRule } from "../conversion/rules.js";

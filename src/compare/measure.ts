@@ -1,6 +1,6 @@
 // Timing helpers shared by `fusekit compare` and `npm run bench`: medians of repeated runs, with min–max.
 import { tf } from "../tensor/tf.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import type { PreTrainedModel } from "../loading/pretrained.js";
 
 import type { Range as Stat } from "./types.js";
 export type { Stat };

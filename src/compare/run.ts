@@ -7,14 +7,14 @@ import { tf } from "../tensor/tf.js";
 import { getBackend } from "../tensor/backend.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import { defaultModelDir } from "../models/presets.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import type { PreTrainedModel } from "../loading/pretrained.js";
 import { CheckpointReader } from "../io/checkpoint.js";
 import { generate } from "../generation/generate.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import * as library from "../index.js";
 import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
-import type { WeightStorage } from "../kernels/store.js";
+import type { WeightStorage } from "../nn/storage.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
 
 export interface CompareOptions {

@@ -1,4 +1,4 @@
-import type { PreTrainedModel } from "../models/pretrained.js";
+import type { PreTrainedModel } from "../loading/pretrained.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
 
 export interface Range {

@@ -1,14 +1,13 @@
 import path from "node:path";
 import { CheckpointReader, CONFIG_NAME, readConfigJson } from "../io/checkpoint.js";
-import { causalLMClassFor, familyFor } from "../models/registry.js";
-import type { LoadReport, ModelConfig, PreTrainedModel } from "../models/pretrained.js";
+import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
+import type { LoadReport, ModelConfig, PreTrainedModel } from "./pretrained.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
-import { construct } from "../patching/construct.js";
 import { ensureBackend } from "../tensor/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
-import { packWeightsOnLoad, type WeightStorage } from "../kernels/store.js";
+import { packWeightsOnLoad, type WeightStorage } from "../nn/storage.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
@@ -16,7 +15,7 @@ import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
-import { PreTrainedModel as PreTrainedModelClass } from "../models/pretrained.js";
+import { PreTrainedModel as PreTrainedModelClass } from "./pretrained.js";
 
 export interface LoadProgress {
   bytesDone: number;
@@ -60,20 +59,6 @@ export function warnIgnoredRemoteCode(raw: Record<string, unknown>, where: strin
       `it builds its own implementation of model_type ${JSON.stringify(raw.model_type)}`,
     { type: "FusekitRemoteCodeWarning", code: "FUSEKIT_REMOTE_CODE_IGNORED" },
   );
-}
-
-/** Reads config.json and builds the (patched) model class it names, with no weights allocated yet. */
-export async function buildFromConfigDir(dir: string): Promise<PreTrainedModel> {
-  const raw = await readConfigJson(dir);
-  const where = path.join(dir, CONFIG_NAME);
-  warnIgnoredRemoteCode(raw, where);
-  const family = familyFor(raw, where);
-  return buildModel(family.configFromDict(raw, where), raw, where);
-}
-
-export function buildModel(config: ModelConfig, raw: Record<string, unknown> = config.toDict(), where = "config"): PreTrainedModel {
-  const Cls = causalLMClassFor(familyFor(raw, where), config);
-  return construct(Cls as new (c: ModelConfig) => PreTrainedModel, config);
 }
 
 /**

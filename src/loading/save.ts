@@ -4,13 +4,12 @@ import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readJsonFile } from "../
 import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
-import type { PreTrainedModel, SaveOptions } from "../models/pretrained.js";
+import type { PreTrainedModel, SaveOptions } from "./pretrained.js";
 import { ConversionError, FusekitError } from "../errors.js";
 import { revertGroup, synthesizeRecord, type ConversionRecord } from "../conversion/apply.js";
 import { conversionRulesFor } from "../conversion/registry.js";
 import { withoutPatches } from "../patching/registry.js";
-import { buildModel } from "./load.js";
-import { causalLMClassFor, familyFor } from "../models/registry.js";
+import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
 

@@ -1,7 +1,7 @@
 import "./qwen3/index.js";
-import { buildModel, fromPretrained, type FromPretrainedOptions } from "../loading/load.js";
-import { familyFor } from "./registry.js";
-import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
+import { fromPretrained, type FromPretrainedOptions } from "../loading/load.js";
+import { buildModel, familyFor } from "../loading/registry.js";
+import type { ModelConfig, PreTrainedModel } from "../loading/pretrained.js";
 import { ConfigError } from "../errors.js";
 
 /** Builds the right causal-LM class for a checkpoint directory or config, like transformers' Auto class. */

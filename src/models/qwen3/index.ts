@@ -1,4 +1,4 @@
-import { registerModelFamily } from "../registry.js";
+import { registerModelFamily } from "../../loading/registry.js";
 import { Qwen3Config } from "./config.js";
 import { Qwen3ForCausalLM } from "./modeling.js";
 

@@ -8,7 +8,7 @@ import { construct } from "../../patching/construct.js";
 import { DynamicCache } from "../../generation/cache.js";
 import { ShapeError } from "../../errors.js";
 import { Qwen3Config } from "./config.js";
-import { PreTrainedModel } from "../pretrained.js";
+import { PreTrainedModel } from "../../loading/pretrained.js";
 import { useKernelForwardFromHub } from "../../hub/decorator.js";
 import { applyRope, ropeKernelAvailable } from "../../kernels/rope.js";
 

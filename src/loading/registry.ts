@@ -1,5 +1,6 @@
 import { UnknownModelTypeError, ConfigError } from "../errors.js";
 import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
+import { construct } from "../patching/construct.js";
 
 export interface ModelFamily {
   modelType: string;
@@ -41,4 +42,10 @@ export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new 
     if (cls) return cls;
   }
   return family.causalLM;
+}
+
+/** Constructs (under the active patches) the class a config names, with no weights allocated yet. */
+export function buildModel(config: ModelConfig, raw: Record<string, unknown> = config.toDict(), where = "config"): PreTrainedModel {
+  const Cls = causalLMClassFor(familyFor(raw, where), config);
+  return construct(Cls as new (c: ModelConfig) => PreTrainedModel, config);
 }

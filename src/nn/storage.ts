@@ -1,11 +1,11 @@
 // Converts an already-loaded model's Linear / Embedding weights to packed BF16 storage, in place, and back.
 import { tf } from "../tensor/tf.js";
-import type { Module } from "../nn/module.js";
-import type { Parameter } from "../nn/parameter.js";
-import { Embedding, Linear } from "../nn/layers.js";
+import type { Module } from "./module.js";
+import type { Parameter } from "./parameter.js";
+import { Embedding, Linear } from "./layers.js";
 import { PackedParameterError, WeightStorageError } from "../errors.js";
-import { BF16_PACK } from "./kernels.js";
-import { checkBf16Backend } from "./ops.js";
+import { BF16_PACK } from "../kernels/kernels.js";
+import { checkBf16Backend } from "../kernels/ops.js";
 
 export type WeightStorage = "bf16" | "f32";
 
