@@ -285,7 +285,7 @@ describe("generate with the default model and its tokenizer", () => {
     expect(await loadGenerationConfig(tmp)).toBeUndefined();
     writeFileSync(path.join(tmp, "generation_config.json"), "{ nope");
     await expect(loadGenerationConfig(tmp)).rejects.toThrow(GenerationConfigError);
-    await expect(loadGenerationConfig(tmp)).rejects.toThrow(`${path.join(tmp, "generation_config.json")}: invalid JSON`);
+    await expect(loadGenerationConfig(tmp)).rejects.toThrow(`${path.join(tmp, "generation_config.json")}: not valid JSON`);
   });
 
   it("a stop string stops generation at the token that completes it", async () => {

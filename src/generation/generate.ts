@@ -1,7 +1,6 @@
 // Autoregressive generation for causal LMs: a prefill over the prompt, then one token per step through
 // the KV cache (logitsToKeep: 1, so only the last position reaches lm_head). Batches are left-padded;
 // the model derives positions from the attention mask. Token choice happens on the host (sampling.ts).
-import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { tf } from "../tensor/tf.js";
 import { DynamicCache } from "./cache.js";
@@ -9,6 +8,7 @@ import { Rng, selectToken, type SamplingParams } from "./sampling.js";
 import type { CausalLMInputs, CausalLMOutput } from "../models/qwen3/modeling.js";
 import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { GenerationConfigError, ShapeError } from "../errors.js";
+import { readJsonObject } from "../io/json.js";
 
 export const GENERATION_CONFIG_NAME = "generation_config.json";
 
@@ -28,22 +28,8 @@ export interface GenerationConfig {
 
 /** Reads `<dir>/generation_config.json`; undefined when the file does not exist. */
 export async function loadGenerationConfig(dir: string): Promise<GenerationConfig | undefined> {
-  const file = path.join(dir, GENERATION_CONFIG_NAME);
-  let text: string;
-  try {
-    text = await fsp.readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new GenerationConfigError(`${file}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new GenerationConfigError(`${file}: invalid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new GenerationConfigError(`${file}: expected a JSON object`);
-  return raw as GenerationConfig;
+  const error = (message: string) => new GenerationConfigError(message);
+  return (await readJsonObject(path.join(dir, GENERATION_CONFIG_NAME), { error, optional: true })) as GenerationConfig | undefined;
 }
 
 /** What generate needs from a model: a causal-LM forward and a config with the special token ids. */

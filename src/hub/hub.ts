@@ -8,6 +8,7 @@ import { tf } from "../tensor/tf.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
 import { TMP_MARKER, tempPathFor, writeTextFile } from "../io/atomic.js";
+import { readJsonObject } from "../io/json.js";
 
 export const MANIFEST_NAME = "manifest.json";
 export const LOCKFILE_NAME = "kernels.lock";
@@ -59,13 +60,8 @@ export function hubRoots(): { dir: string; bundled: boolean }[] {
 /** Reads and checks a repository's manifest.json. */
 export async function readManifest(dir: string): Promise<KernelManifest> {
   const file = path.join(dir, MANIFEST_NAME);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await fsp.readFile(file, "utf8"));
-  } catch (err) {
-    throw new KernelRepositoryError(`${file}: cannot read the kernel manifest (${(err as Error).message})`, { cause: err });
-  }
-  const m = raw as Partial<KernelManifest>;
+  const error = (message: string) => new KernelRepositoryError(`cannot read the kernel manifest: ${message}`);
+  const m = (await readJsonObject(file, { error })) as Partial<KernelManifest>;
   const bad = (what: string) => new KernelRepositoryError(`${file}: ${what}`);
   if (typeof m !== "object" || m === null) throw bad("the manifest must be a JSON object");
   if (typeof m.id !== "string" || !/^[\w.-]+\/[\w.-]+$/.test(m.id)) throw bad(`"id" must look like "org/name", got ${JSON.stringify(m.id)}`);
@@ -185,12 +181,8 @@ export interface Lockfile {
 
 /** Reads kernels.lock; a missing or malformed file is a KernelIntegrityError. */
 export async function readLockfile(file: string): Promise<Lockfile> {
-  let raw: Lockfile;
-  try {
-    raw = JSON.parse(await fsp.readFile(file, "utf8"));
-  } catch (err) {
-    throw new KernelIntegrityError(`${file}: cannot read the kernel lockfile (${(err as Error).message})`, { cause: err });
-  }
+  const error = (message: string) => new KernelIntegrityError(`cannot read the kernel lockfile: ${message}`);
+  const raw = (await readJsonObject(file, { error })) as unknown as Lockfile;
   if (raw?.lockfileVersion !== 1 || !Array.isArray(raw.kernels)) {
     throw new KernelIntegrityError(`${file}: not a kernels.lock file (expected {"lockfileVersion": 1, "kernels": [...]})`);
   }

@@ -12,6 +12,7 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { CheckpointFormatError } from "../errors.js";
+import { readJsonObject } from "./json.js";
 
 /** Marker in temporary file names, so leftovers of an interrupted write can be recognised and removed. */
 export const TMP_MARKER = ".fusekit-tmp-";
@@ -89,19 +90,9 @@ const isBareName = (n: unknown): n is string => typeof n === "string" && n !== "
  */
 export async function pendingSave(dir: string): Promise<SaveJournal | undefined> {
   const file = path.join(dir, SAVE_JOURNAL);
-  let text: string;
-  try {
-    text = await fsp.readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new CheckpointFormatError(`cannot read the save journal (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, file);
-  }
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch {
-    throw new CheckpointFormatError("save journal is not valid JSON", file);
-  }
+  const error = (message: string) => new CheckpointFormatError(`cannot read the save journal: ${message}`);
+  const j = await readJsonObject(file, { error, optional: true });
+  if (j === undefined) return undefined;
   const { renames, remove } = (j ?? {}) as Partial<Record<keyof SaveJournal, unknown>>;
   const ok =
     Array.isArray(renames) &&

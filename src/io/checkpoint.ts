@@ -4,52 +4,19 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { CheckpointFormatError, ConfigError } from "../errors.js";
 import { SafetensorsFile, type TensorData, type TensorInfo } from "./safetensors.js";
-import { parseJsonStrict, preview } from "./json.js";
+import { preview, readJsonObject } from "./json.js";
 import { pendingSave, resolveCheckpointFile, type SaveJournal } from "./atomic.js";
 
 export const CONFIG_NAME = "config.json";
 export const WEIGHTS_NAME = "model.safetensors";
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
 
-/** Largest JSON file (config.json, shard index) read into memory; real ones are a few hundred KB. */
-export const MAX_JSON_FILE_BYTES = 100_000_000;
-
-/**
- * Reads a JSON file strictly: a regular file of bounded size, valid UTF-8, no key repeated in an object
- * (JSON.parse would silently keep the last), nesting no deeper than the reference implementation allows.
- */
-export async function readJsonFile(file: string, errorClass: typeof ConfigError | typeof CheckpointFormatError = ConfigError): Promise<unknown> {
-  let bytes: Buffer;
-  try {
-    const stat = await fsp.stat(file);
-    // Checked before reading: a FIFO would block readFile forever, /dev/zero would never end.
-    if (!stat.isFile()) throw new errorClass(`${file}: not a regular file`);
-    if (stat.size > MAX_JSON_FILE_BYTES) throw new errorClass(`${file}: ${stat.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for JSON files`);
-    bytes = await fsp.readFile(file);
-  } catch (err) {
-    if (err instanceof errorClass) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new errorClass(code === "ENOENT" ? `${file}: file not found` : `${file}: cannot read (${code ?? (err as Error).message})`);
-  }
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new errorClass(`${file}: not valid UTF-8`);
-  }
-  const parsed = parseJsonStrict(text);
-  if (!parsed.ok) throw new errorClass(`${file}: ${parsed.problem}`);
-  return parsed.value;
-}
-
 export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
   const stat = await fsp.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) throw new ConfigError(`${dir}: not a checkpoint directory (it does not exist or is not a folder)`);
   // A save interrupted after its commit point may still have the new config.json under its staged name.
   const file = await resolveCheckpointFile(dir, CONFIG_NAME, await pendingSave(dir));
-  const raw = await readJsonFile(file ?? path.join(dir, CONFIG_NAME));
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(`${path.join(dir, CONFIG_NAME)}: expected a JSON object`);
-  return raw as Record<string, unknown>;
+  return readJsonObject(file ?? path.join(dir, CONFIG_NAME));
 }
 
 /** The tensors of a checkpoint directory, across shards. */
@@ -79,7 +46,7 @@ export class CheckpointReader {
       const weightMap = new Map(file.keys().map((k) => [k, WEIGHTS_NAME]));
       return new CheckpointReader(dir, weightMap, new Map(file.tensors), new Map([[WEIGHTS_NAME, file]]));
     }
-    const index = await readJsonFile(indexFile, CheckpointFormatError);
+    const index = await readJsonObject(indexFile, { error: (m) => new CheckpointFormatError(m) });
     const map = (index as { weight_map?: unknown })?.weight_map;
     if (typeof map !== "object" || map === null || Array.isArray(map)) throw new CheckpointFormatError(`"weight_map" must be an object of tensor name → shard file`, indexPath);
     const weightMap = new Map<string, string>();

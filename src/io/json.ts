@@ -1,8 +1,12 @@
-// Strict JSON for checkpoint metadata (safetensors headers, shard indexes, config.json).
+// Strict JSON: the one reader of every JSON file fusekit opens (config.json, shard indexes, generation and
+// tokenizer configs, kernel manifests and locks, save journals) and of safetensors headers.
 // JSON.parse silently keeps the last of two equal keys and accepts any nesting depth; a hostile file can use
 // the first to make two readers see different tensors and the second to overflow recursive code later
 // (JSON.stringify of a 10^5-deep value throws RangeError). No maintained npm package reports duplicate keys
 // without pulling in a whole parser, so this hand-written scan does, after JSON.parse has validated the text.
+
+import { promises as fsp } from "node:fs";
+import { ConfigError } from "../errors.js";
 
 /** The reference implementation (serde_json) refuses deeper nesting than this. */
 export const MAX_JSON_DEPTH = 128;
@@ -76,4 +80,48 @@ export function preview(value: unknown, max = 120): string {
     s = Array.isArray(value) ? "[…]" : typeof value === "object" ? "{…}" : String(value);
   }
   return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/** Largest JSON file read into memory (a real tokenizer.json is ~11 MB, config.json a few KB). */
+export const MAX_JSON_FILE_BYTES = 100_000_000;
+
+export interface ReadJsonOptions {
+  /** Makes the error thrown for a problem; its message already starts with the file (default: ConfigError). */
+  error?: (message: string) => Error;
+  /** Resolve to undefined when the file does not exist, instead of failing. */
+  optional?: boolean;
+}
+
+/**
+ * Reads a JSON object from `file` strictly: a regular file of bounded size (checked before reading: a FIFO
+ * would block forever, /dev/zero never end), valid UTF-8, valid JSON with no repeated key and bounded depth,
+ * an object at the top.
+ */
+export async function readJsonObject(file: string, options: ReadJsonOptions & { optional: true }): Promise<Record<string, unknown> | undefined>;
+export async function readJsonObject(file: string, options?: ReadJsonOptions): Promise<Record<string, unknown>>;
+export async function readJsonObject(file: string, options: ReadJsonOptions = {}): Promise<Record<string, unknown> | undefined> {
+  const fail = (problem: string) => (options.error ?? ((m: string) => new ConfigError(m)))(`${file}: ${problem}`);
+  let bytes: Buffer;
+  try {
+    const stat = await fsp.stat(file);
+    if (!stat.isFile()) throw fail("not a regular file");
+    if (stat.size > MAX_JSON_FILE_BYTES) throw fail(`${stat.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for JSON files`);
+    bytes = await fsp.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === undefined) throw err;
+    if (code === "ENOENT" && options.optional) return undefined;
+    throw fail(code === "ENOENT" ? "file not found" : `cannot read (${code})`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw fail("not valid UTF-8");
+  }
+  const parsed = parseJsonStrict(text);
+  if (!parsed.ok) throw fail(parsed.problem);
+  const value = parsed.value;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw fail("expected a JSON object");
+  return value as Record<string, unknown>;
 }

@@ -1,6 +1,7 @@
 import { promises as fsp } from "node:fs";
 import path from "node:path";
-import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readJsonFile } from "../io/checkpoint.js";
+import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
+import { readJsonObject } from "../io/json.js";
 import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
@@ -150,7 +151,7 @@ async function previousWeightFiles(dir: string): Promise<Set<string>> {
   if (names.includes(WEIGHTS_NAME)) out.add(WEIGHTS_NAME);
   if (names.includes(WEIGHTS_INDEX_NAME)) {
     out.add(WEIGHTS_INDEX_NAME);
-    const index = (await readJsonFile(path.join(dir, WEIGHTS_INDEX_NAME)).catch(() => undefined)) as { weight_map?: Record<string, unknown> } | undefined;
+    const index = (await readJsonObject(path.join(dir, WEIGHTS_INDEX_NAME)).catch(() => undefined)) as { weight_map?: Record<string, unknown> } | undefined;
     for (const shard of Object.values(index?.weight_map ?? {})) {
       if (typeof shard === "string" && names.includes(shard) && !shard.includes("/")) out.add(shard);
     }

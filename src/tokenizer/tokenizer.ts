@@ -1,10 +1,10 @@
 // Tokenizer for a Hugging Face checkpoint directory: tokenizer.json runs through @huggingface/tokenizers,
 // tokenizer_config.json supplies the special tokens and the chat template (rendered by @huggingface/jinja).
-import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { ChatTemplateError, TokenizerError } from "../errors.js";
+import { readJsonObject } from "../io/json.js";
 
 export const TOKENIZER_NAME = "tokenizer.json";
 export const TOKENIZER_CONFIG_NAME = "tokenizer_config.json";
@@ -157,27 +157,8 @@ export class PreTrainedTokenizer {
   }
 }
 
-async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      if (!required) return undefined;
-      throw new TokenizerError(`${file}: file not found`, { cause: err });
-    }
-    throw new TokenizerError(`${file}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new TokenizerError(`${file}: invalid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new TokenizerError(`${file}: expected a JSON object`);
-  }
-  return parsed as Record<string, unknown>;
+function readJson(file: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  return readJsonObject(file, { error: (message) => new TokenizerError(message), optional: !required });
 }
 
 /** Builds the tokenizer a checkpoint directory describes, like transformers' AutoTokenizer. */
