@@ -19,4 +19,9 @@ export default tseslint.config(
     },
   },
   { files: ["**/*.cjs"], languageOptions: { sourceType: "commonjs" } },
+  {
+    // Machinery reads in named steps: no function in src/ over 60 lines of code.
+    files: ["src/**/*.ts"],
+    rules: { "max-lines-per-function": ["error", { max: 60, skipBlankLines: true, skipComments: true }] },
+  },
 );
