@@ -141,4 +141,12 @@ export class OutputPathError extends FusekitError {
 }
 
 /** A public API function got an argument of the wrong type or out of its range (the message names both). */
-export class ArgumentError extends FusekitError {}
+export class ArgumentError extends FusekitError {
+  /** A short description of a value for the message: `a string ("hello")`, `undefined`, `a Tensor`. */
+  static describe(v: unknown): string {
+    if (v === null || v === undefined) return String(v);
+    if (typeof v === "string") return `a string (${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)})`;
+    if (typeof v !== "object") return `${typeof v} ${String(v)}`;
+    return Array.isArray(v) ? `an array of ${v.length}` : `a ${v.constructor?.name ?? "object"}`;
+  }
+}
