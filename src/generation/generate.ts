@@ -71,6 +71,7 @@ export interface GenerateOptions {
   padTokenId?: number;
   /** Stop a row once its generated text contains one of these; needs `tokenizer`. */
   stopStrings?: string[];
+  /** Encodes a text prompt and decodes for stopStrings. */
   tokenizer?: PreTrainedTokenizer;
   /** 1 = real token, 0 = left padding; `[batch, promptLen]`. Default: all ones. */
   attentionMask?: number[][] | tf.Tensor;
