@@ -22,18 +22,18 @@ export const reportTarget = (overwrite = false): WriteTarget => ({
   overwrite,
 });
 
-/** What each column means; shown under the terminal tables' caller and in the HTML report. */
+/** What each column of the HTML report's numbers table means (shown under it). */
 export const COLUMN_LEGEND: [string, string][] = [
-  ["max |Δ logits|", "largest absolute difference of the prompt's logits from the original model (lower is closer; 0 = identical)"],
+  ["max |Δ logits|", "largest absolute difference of the prompt logits from the original model (0 = identical)"],
   ["tolerance", "the largest |Δ logits| the approach may show and still pass"],
-  ["greedy = orig", "greedy tokens identical to the original model's, out of the tokens generated"],
+  ["greedy = original", "greedy tokens identical to those of the original model, out of the tokens generated"],
   ["prefill ms", "time to run the whole prompt once, median (min–max) of the repeats — lower is better"],
   ["decode tok/s", "new tokens per second while generating with the KV cache, median (min–max) — higher is better"],
-  ["setup ms", "time of each step needed to get the model ready (load, patch, fuse, kernelize)"],
+  ["setup ms", "time of each step that gets the model ready (load, patch, fuse, kernelize)"],
   ["params MB", "tensor memory the loaded model holds"],
-  ["tensors", "live tensors the loaded model holds"],
-  ["user LOC", "lines of code a user writes for this approach (the recipe files)"],
-  ["saves orig.", "savePretrained writes the original checkpoint layout back"],
+  ["live tensors", "tensors the loaded model holds"],
+  ["user LOC", "lines of code a user writes for this approach (its recipe files)"],
+  ["saves original layout", "savePretrained writes the original checkpoint layout back"],
   ["verdict", "pass / FAIL against the tolerance, or error: … when the approach crashed"],
 ];
 
