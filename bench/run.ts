@@ -17,6 +17,17 @@ import { MATMUL_SHAPES, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, wasmR
 import { kernelMicroBench, type KernelMicroRow } from "./kernels.js";
 import { TORCH_HOWTO, findTorchPython, runTorch, type TorchResult } from "./torch.js";
 import { computeTargets, renderMarkdown, renderTerminal, type Target } from "./report.js";
+import { ensureDir, writeFileAtomically, type WriteTarget } from "../src/io/atomic.js";
+
+/** The bench replaces its own previous results.json / RESULTS.md, never another file of those names. */
+const BENCH_OUTPUT: WriteTarget = {
+  kind: "benchmark result",
+  overwrite: true,
+  recognise: async (file) => {
+    const text = await fsp.readFile(file, "utf8");
+    return file.endsWith(".json") ? "elapsedS" in JSON.parse(text) : text.startsWith("# Benchmark results");
+  },
+};
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -286,7 +297,7 @@ async function main(): Promise<void> {
   if (a.render) {
     const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;
     console.log(renderTerminal(results));
-    return fsp.writeFile(path.join(a.out, "RESULTS.md"), renderMarkdown(results));
+    return writeFileAtomically(path.join(a.out, "RESULTS.md"), renderMarkdown(results), BENCH_OUTPUT);
   }
   const quick = a.quick ? QUICK : {};
   const given = (name: string) => program.getOptionValueSource(name) === "cli";
@@ -302,9 +313,9 @@ async function main(): Promise<void> {
   });
   results.command = ["npm run bench", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(" ");
   console.log(renderTerminal(results));
-  await fsp.mkdir(a.out, { recursive: true });
-  await fsp.writeFile(path.join(a.out, "results.json"), JSON.stringify(results, null, 2) + "\n");
-  await fsp.writeFile(path.join(a.out, "RESULTS.md"), renderMarkdown(results));
+  await ensureDir(a.out);
+  await writeFileAtomically(path.join(a.out, "results.json"), JSON.stringify(results, null, 2) + "\n", BENCH_OUTPUT);
+  await writeFileAtomically(path.join(a.out, "RESULTS.md"), renderMarkdown(results), BENCH_OUTPUT);
   console.log(`wrote ${path.join(a.out, "results.json")} and RESULTS.md (${results.elapsedS.toFixed(0)} s)`);
 }
 

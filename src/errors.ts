@@ -124,3 +124,29 @@ export class PackedParameterError extends FusekitError {}
 
 /** `storeWeightsAs` refused: a weight is not exactly representable in the requested storage (pass `lossy`). */
 export class WeightStorageError extends FusekitError {}
+
+/**
+ * A path fusekit was asked to write cannot be written safely: its folder does not exist or is not writable,
+ * or something is already there that fusekit did not write (never replaced), or a checkpoint / lockfile /
+ * report fusekit did write is there and replacing it was not asked for (`--force`, `overwrite: true`).
+ */
+export class OutputPathError extends FusekitError {
+  constructor(
+    message: string,
+    /** The path that was to be written. */
+    readonly path: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
+/** A public API function got an argument of the wrong type or out of its range (the message names both). */
+export class ArgumentError extends FusekitError {
+  /** A short description of a value for the message: `a string ("hello")`, `undefined`, `a Tensor`. */
+  static describe(v: unknown): string {
+    if (v === null || v === undefined) return String(v);
+    if (typeof v === "string") return `a string (${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)})`;
+    if (typeof v !== "object") return `${typeof v} ${String(v)}`;
+    return Array.isArray(v) ? `an array of ${v.length}` : `a ${v.constructor?.name ?? "object"}`;
+  }
+}

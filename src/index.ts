@@ -36,7 +36,7 @@ export { registerCheckpointConversionMapping, getCheckpointConversionMapping, cl
 export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";
 
 export { AutoTokenizer, PreTrainedTokenizer, TOKENIZER_NAME, TOKENIZER_CONFIG_NAME, type ChatMessage, type ChatTemplateOptions, type EncodeOptions, type DecodeOptions, type EncodedBatch } from "./tokenizer/tokenizer.js";
-export { generate, streamGenerate, loadGenerationConfig, GENERATION_CONFIG_NAME, type GenerateOptions, type GenerateOutput, type GenerationStep, type GenerationConfig, type FinishReason, type CausalLM } from "./generation/generate.js";
+export { generate, streamGenerate, loadGenerationConfig, GENERATION_CONFIG_NAME, type GenerateOptions, type GenerateOutput, type GenerationStep, type GenerationConfig, type FinishReason, type CausalLM, type PromptInput } from "./generation/generate.js";
 export { selectToken, applyRepetitionPenalty, applyTemperature, topKFilter, topPFilter, softmax, argmax, sampleFrom, kthLargest, type SamplingParams } from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
 

@@ -93,7 +93,7 @@ describe("comparison on the default model (wasm)", () => {
       },
     };
     const result = await runComparison({ modelDir: dir, promptIds: [1, 2], newTokens: 2, repeats: 1, approaches: [throwing] });
-    expect(result.rows[0]).toMatchObject({ pass: false, error: "Error: recipe exploded", verdict: "FAIL (Error: recipe exploded)" });
+    expect(result.rows[0]).toMatchObject({ pass: false, error: "Error: recipe exploded", verdict: "error: Error: recipe exploded" });
     expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -4,6 +4,8 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import cliProgress from "cli-progress";
 import { setBackend, BACKENDS } from "../tensor/backend.js";
 import { defaultModelDir } from "../models/presets.js";
+import { readConfigJson } from "../io/checkpoint.js";
+import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
@@ -21,16 +23,37 @@ export interface LoadModelOptions extends FromPretrainedOptions {
   progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-export function parseInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError("expected an integer.");
-  return n;
+// Option parsers: each rejects a value with what is allowed; commander names the option and exits 2.
+type Parser<T> = (value: string) => T;
+
+/** An integer in [min, max]. */
+export function integerIn(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
+  const allowed = max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`;
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${allowed}.`);
+    return n;
+  };
 }
 
-export function parseNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError("expected a number.");
-  return n;
+/** A finite number that passes `ok`; `allowed` says which ones do ("a number ≥ 0"). */
+export function numberWhere(ok: (n: number) => boolean, allowed: string): Parser<number> {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${allowed}.`);
+    return n;
+  };
+}
+
+/** Text that is not empty or only whitespace. */
+export function nonEmptyText(value: string): string {
+  if (value.trim() === "") throw new InvalidArgumentError("expected non-empty text.");
+  return value;
+}
+
+/** Adds `--force`: replace what fusekit wrote at the output path before (never anything else). */
+export function addForceOption(cmd: Command, what: string): Command {
+  return cmd.option("-f, --force", `replace ${what} fusekit wrote earlier at that path (anything else there is never replaced)`);
 }
 
 /** Adds `--model DIR` and `--backend NAME`, shared by the commands that load a model. */
@@ -40,8 +63,15 @@ export function addModelOptions(cmd: Command): Command {
     .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]));
 }
 
+/**
+ * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json and
+ * tokenizer (ConfigError / TokenizerError naming it, before any work), else the embedded default model.
+ */
 export async function resolveModelDir(model: string | undefined): Promise<string> {
-  return model ?? (await defaultModelDir());
+  if (model === undefined) return defaultModelDir();
+  await readConfigJson(model);
+  await AutoTokenizer.fromPretrained(model);
+  return model;
 }
 
 export { setBackend };
@@ -76,3 +106,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
 
 /** `1234567` → `"1,234,567"`. */
 export const formatCount = (n: number) => n.toLocaleString("en-US");
+
+/** Colour only on a terminal, and never when $NO_COLOR is set to anything non-empty (no-color.org). */
+export function useColor(stream: { isTTY?: boolean } = process.stdout): boolean {
+  return Boolean(stream.isTTY) && !process.env.NO_COLOR;
+}

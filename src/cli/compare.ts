@@ -1,40 +1,54 @@
 // `fusekit compare`: every approach side by side on one checkpoint (the main job; `npm start` runs it).
-import { promises as fsp } from "node:fs";
 import { Option, type Command } from "commander";
-import { addModelOptions, parseInteger, resolveModelDir, setBackend } from "./common.js";
+import { addForceOption, addModelOptions, integerIn, nonEmptyText, resolveModelDir, setBackend, useColor } from "./common.js";
 import { runComparison, DEFAULT_PROMPT } from "../compare/run.js";
 import { defaultApproaches } from "../compare/approaches.js";
-import { htmlReport, terminalReport } from "../compare/report.js";
+import { htmlReport, reportTarget, terminalReport } from "../compare/report.js";
+import { preflightWrite, writeFileAtomically } from "../io/atomic.js";
+
+interface CompareCliOptions {
+  model?: string;
+  backend?: string;
+  prompt: string;
+  newTokens: number;
+  repeats: number;
+  json?: boolean;
+  report?: string;
+  force?: boolean;
+  weightStorage: "f32" | "bf16";
+}
 
 export function registerCompare(program: Command): void {
-  addModelOptions(
+  const cmd = addModelOptions(
     program
       .command("compare")
       .description("compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size; exits 1 if any approach breaks its tolerance"),
   )
-    .option("-p, --prompt <text>", "prompt to measure on", DEFAULT_PROMPT)
-    .option("-n, --new-tokens <n>", "greedy tokens generated per approach", parseInteger, 16)
-    .option("-r, --repeats <n>", "timing runs per figure (median, min–max)", parseInteger, 3)
+    .option("-p, --prompt <text>", "prompt to measure on (non-empty)", nonEmptyText, DEFAULT_PROMPT)
+    .option("-n, --new-tokens <n>", "greedy tokens generated per approach (≥ 1)", integerIn(1), 16)
+    .option("-r, --repeats <n>", "timing runs per figure, 1 to 1000 (median, min–max)", integerIn(1, 1000), 3)
     .addOption(new Option("-w, --weight-storage <kind>", "keep weights as float32, or packed bf16 (exact for BF16 checkpoints; half the memory)").choices(["f32", "bf16"]).default("f32"))
     .option("--json", "print the result as JSON instead of tables")
-    .option("--report <file.html>", "also write a self-contained HTML report")
-    .action(async (opts: { model?: string; backend?: string; prompt: string; newTokens: number; repeats: number; json?: boolean; report?: string; weightStorage: "f32" | "bf16" }) => {
-      await setBackend(opts.backend);
-      const dir = await resolveModelDir(opts.model);
-      const result = await runComparison({
-        modelDir: dir,
-        prompt: opts.prompt,
-        newTokens: opts.newTokens,
-        repeats: opts.repeats,
-        weightStorage: opts.weightStorage,
-        approaches: defaultApproaches(),
-        log: opts.json ? undefined : (line) => process.stderr.write(`… ${line}\n`),
-      });
-      process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + "\n" : terminalReport(result) + "\n");
-      if (opts.report) {
-        await fsp.writeFile(opts.report, htmlReport(result));
-        if (!opts.json) process.stdout.write(`report written to ${opts.report}\n`);
-      }
-      if (!result.pass) process.exitCode = 1;
+    .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)");
+  addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
+    // Every input is checked before the comparison starts: a bad path must not cost a whole run.
+    if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
+    const dir = await resolveModelDir(opts.model);
+    await setBackend(opts.backend);
+    const result = await runComparison({
+      modelDir: dir,
+      prompt: opts.prompt,
+      newTokens: opts.newTokens,
+      repeats: opts.repeats,
+      weightStorage: opts.weightStorage,
+      approaches: defaultApproaches(),
+      log: opts.json ? undefined : (line) => process.stderr.write(`… ${line}\n`),
     });
+    process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + "\n" : terminalReport(result, { color: useColor() }) + "\n");
+    if (opts.report) {
+      await writeFileAtomically(opts.report, htmlReport(result), reportTarget(opts.force));
+      if (!opts.json) process.stdout.write(`report written to ${opts.report}\n`);
+    }
+    if (!result.pass) process.exitCode = 1;
+  });
 }

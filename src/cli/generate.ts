@@ -2,12 +2,12 @@ import type { Command } from "commander";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { loadGenerationConfig, streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
 import { TextStreamer } from "../generation/streamer.js";
-import { addModelOptions, loadModel, parseInteger, parseNumber, resolveModelDir, setBackend } from "./common.js";
+import { addModelOptions, integerIn, loadModel, nonEmptyText, numberWhere, resolveModelDir, setBackend } from "./common.js";
 
 interface GenerateCliOptions {
   model?: string;
   backend?: string;
-  prompt: string;
+  prompt?: string;
   chat?: boolean;
   thinking: boolean;
   maxNewTokens: number;
@@ -25,22 +25,26 @@ export function registerGenerate(program: Command): void {
     .command("generate")
     .description("generate text from a prompt, streaming it to stdout; timings and tokens/s go to stderr");
   addModelOptions(cmd)
-    .requiredOption("-p, --prompt <text>", "the prompt")
+    // Checked in the action, not by requiredOption: commander checks required options before unknown
+    // ones, so `--promt hi` would report a missing --prompt instead of naming the misspelling.
+    .option("-p, --prompt <text>", "the prompt (required, non-empty)", nonEmptyText)
     .option("--chat", "wrap the prompt as one user message with the model's chat template")
     .option("--no-thinking", "with --chat: render enable_thinking=false (Qwen3 answers without a think block)")
-    .option("-n, --max-new-tokens <n>", "new tokens at most", parseInteger, 32)
-    .option("-t, --temperature <t>", "sample at this temperature; 0 = greedy (default: generation_config.json)", parseNumber)
-    .option("--top-k <k>", "keep the k most likely tokens when sampling", parseInteger)
-    .option("--top-p <p>", "nucleus sampling mass", parseNumber)
-    .option("--repetition-penalty <r>", "penalise tokens already present (>1)", parseNumber)
-    .option("-s, --seed <n>", "sampling seed (default: random, printed so the run can be repeated)", parseInteger)
-    .option("--stop <text...>", "stop once the output contains one of these strings")
+    .option("-n, --max-new-tokens <n>", "new tokens at most (≥ 1)", integerIn(1), 32)
+    .option("-t, --temperature <t>", "sample at this temperature (≥ 0); 0 = greedy (default: generation_config.json)", numberWhere((t) => t >= 0, "a number ≥ 0 (0 = greedy)"))
+    .option("--top-k <k>", "keep the k most likely tokens when sampling (≥ 0; 0 = all)", integerIn(0))
+    .option("--top-p <p>", "nucleus sampling mass, in (0, 1]", numberWhere((p) => p > 0 && p <= 1, "a number in (0, 1]"))
+    .option("--repetition-penalty <r>", "penalise tokens already present (> 0; > 1 penalises)", numberWhere((r) => r > 0, "a number > 0"))
+    .option("-s, --seed <n>", "sampling seed, 0 to 2^32-1 (default: random, printed so the run can be repeated)", integerIn(0, 2 ** 32 - 1))
+    .option("--stop <text...>", "stop once the output contains one of these (non-empty) strings", (v: string, prev: string[] = []) => [...prev, nonEmptyText(v)])
     .action(runGenerate);
 }
 
-async function runGenerate(opts: GenerateCliOptions): Promise<void> {
-  const backend = await setBackend(opts.backend);
+async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<void> {
+  if (opts.prompt === undefined) this.error("error: required option '-p, --prompt <text>' not specified", { exitCode: 2, code: "fusekit.usage" });
+  if (!opts.thinking && !opts.chat) this.error("error: option '--no-thinking' needs --chat", { exitCode: 2, code: "fusekit.usage" });
   const dir = await resolveModelDir(opts.model);
+  const backend = await setBackend(opts.backend);
   const t0 = performance.now();
   const model = await loadModel(dir);
   try {

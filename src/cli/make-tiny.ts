@@ -1,20 +1,33 @@
 import { Option, type Command } from "commander";
-import { makeModel, PRESETS, DEFAULT_PRESET, type PresetName } from "../models/presets.js";
+import { makeModel, PRESETS, DEFAULT_PRESET, cacheDir, type PresetName } from "../models/presets.js";
 import { BACKENDS } from "../tensor/backend.js";
-import { parseInteger, setBackend } from "./common.js";
+import { preflightWrite } from "../io/atomic.js";
+import { checkpointFolderTarget } from "../io/checkpoint.js";
+import { addForceOption, integerIn, setBackend } from "./common.js";
+import path from "node:path";
+
+interface MakeTinyOptions {
+  out?: string;
+  seed: number;
+  preset: PresetName;
+  backend?: string;
+  force?: boolean;
+}
 
 /** `fusekit make-tiny`: writes a random checkpoint with real shapes (the embedded default model, or 0.6B-shaped). */
 export function registerMakeTiny(program: Command): void {
-  program
+  const cmd = program
     .command("make-tiny")
     .description("write a random Qwen3 checkpoint (BF16, real Qwen3 tokenizer) — the embedded default model or a Qwen3-0.6B-shaped one")
-    .option("-o, --out <dir>", "where to write it (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)")
-    .option("-s, --seed <n>", "seed of the random weights", parseInteger, 0)
+    .option("-o, --out <dir>", "a new folder to write it to (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)")
+    .option("-s, --seed <n>", "seed of the random weights (integer ≥ 0)", integerIn(0, 2 ** 32 - 1), 0)
     .addOption(new Option("-p, --preset <name>", "model shape").choices(Object.keys(PRESETS)).default(DEFAULT_PRESET))
-    .addOption(new Option("-b, --backend <name>", "tfjs backend used to initialise the weights (the result is the same on every backend)").choices([...BACKENDS]))
-    .action(async (opts: { out?: string; seed: number; preset: PresetName; backend?: string }) => {
-      await setBackend(opts.backend);
-      const dir = await makeModel({ out: opts.out, seed: opts.seed, preset: opts.preset });
-      console.log(`wrote ${PRESETS[opts.preset].name} (seed ${opts.seed}) to ${dir}`);
-    });
+    .addOption(new Option("-b, --backend <name>", "tfjs backend used to initialise the weights (the result is the same on every backend)").choices([...BACKENDS]));
+  addForceOption(cmd, "a checkpoint folder").action(async (opts: MakeTinyOptions) => {
+    const out = path.resolve(opts.out ?? path.join(cacheDir(), PRESETS[opts.preset].name));
+    await preflightWrite(out, checkpointFolderTarget(opts.force));
+    await setBackend(opts.backend);
+    const dir = await makeModel({ out, seed: opts.seed, preset: opts.preset, overwrite: opts.force });
+    console.log(`wrote ${PRESETS[opts.preset].name} (seed ${opts.seed}) to ${dir}`);
+  });
 }

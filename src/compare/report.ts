@@ -1,6 +1,41 @@
 // Renders a comparison as a terminal table, JSON, or one self-contained HTML file (inline SVG, no network).
+import { promises as fsp } from "node:fs";
 import Table from "cli-table3";
+import type { WriteTarget } from "../io/atomic.js";
 import type { ApproachResult, ComparisonResult, Range } from "./types.js";
+
+/** Marks an HTML file as a fusekit report: only such a file is ever replaced by a new report. */
+const GENERATOR_META = '<meta name="generator" content="fusekit compare">';
+
+/** The rules for writing an HTML report: only a fusekit report is replaced, and only when asked. */
+export const reportTarget = (overwrite = false): WriteTarget => ({
+  kind: "fusekit HTML report",
+  recognise: async (file) => {
+    const h = await fsp.open(file, "r");
+    try {
+      const { buffer, bytesRead } = await h.read(Buffer.alloc(1024), 0, 1024, 0);
+      return buffer.subarray(0, bytesRead).toString("utf8").includes(GENERATOR_META);
+    } finally {
+      await h.close();
+    }
+  },
+  overwrite,
+});
+
+/** What each column of the HTML report's numbers table means (shown under it). */
+export const COLUMN_LEGEND: [string, string][] = [
+  ["max |Δ logits|", "largest absolute difference of the prompt logits from the original model (0 = identical)"],
+  ["tolerance", "the largest |Δ logits| the approach may show and still pass"],
+  ["greedy = original", "greedy tokens identical to those of the original model, out of the tokens generated"],
+  ["prefill ms", "time to run the whole prompt once, median (min–max) of the repeats — lower is better"],
+  ["decode tok/s", "new tokens per second while generating with the KV cache, median (min–max) — higher is better"],
+  ["setup ms", "time of each step that gets the model ready (load, patch, fuse, kernelize)"],
+  ["params MB", "tensor memory the loaded model holds"],
+  ["live tensors", "tensors the loaded model holds"],
+  ["user LOC", "lines of code a user writes for this approach (its recipe files)"],
+  ["saves original layout", "savePretrained writes the original checkpoint layout back"],
+  ["verdict", "pass / FAIL against the tolerance, or error: … when the approach crashed"],
+];
 
 const fmtRange = (r: Range, digits = 1) => `${r.median.toFixed(digits)} (${r.min.toFixed(digits)}–${r.max.toFixed(digits)})`;
 const fmtDiff = (x: number) => (x === 0 ? "0" : x.toExponential(2));
@@ -8,15 +43,21 @@ const yesNo = (b: boolean) => (b ? "yes" : "no");
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 const setupText = (s: Record<string, number>) => Object.entries(s).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
 
-export function terminalReport(result: ComparisonResult): string {
+const paint = (on: boolean, code: number, text: string) => (on ? `\x1b[${code}m${text}\x1b[0m` : text);
+const verdictColor = (r: ApproachResult) => (r.pass ? 32 : r.error ? 35 : 31);
+
+/** The comparison as compact terminal tables; `color` (the CLI: a TTY without NO_COLOR) adds ANSI colour. */
+export function terminalReport(result: ComparisonResult, { color = false } = {}): string {
+  const style = { head: color ? ["bold"] : [], border: [] as string[], compact: true };
   const main = new Table({
     head: ["approach", "max |Δ logits|", "greedy = orig", "prefill ms", "decode tok/s", "setup ms", "params MB", "tensors", "user LOC", "saves orig.", "verdict"],
     wordWrap: true,
+    style,
   });
   for (const r of result.rows) {
-    main.push([r.label, fmtDiff(r.maxAbsDiff), `${r.tokensIdentical}/${r.tokensTotal}`, fmtRange(r.prefillMs), fmtRange(r.decodeTokensPerSecond), setupText(r.setupMs), mb(r.parameterBytes), r.liveTensors, r.userCodeLines, yesNo(r.savesOriginalLayout), r.verdict]);
+    main.push([r.label, fmtDiff(r.maxAbsDiff), `${r.tokensIdentical}/${r.tokensTotal}`, fmtRange(r.prefillMs), fmtRange(r.decodeTokensPerSecond), setupText(r.setupMs), mb(r.parameterBytes), r.liveTensors, r.userCodeLines, yesNo(r.savesOriginalLayout), paint(color, verdictColor(r), r.verdict)]);
   }
-  const props = new Table({ head: ["approach", "applies to a loaded model", "classes per fusion", "needs weight conversion", "reversible in place", "state-dict layout unchanged"] });
+  const props = new Table({ head: ["approach", "applies to a loaded model", "classes per fusion", "needs weight conversion", "reversible in place", "state-dict layout unchanged"], style });
   for (const r of result.rows) {
     const p = r.properties;
     if (!p) continue;
@@ -27,18 +68,38 @@ export function terminalReport(result: ComparisonResult): string {
     main.toString(),
     "Properties, found by trying each one on the model:",
     props.toString(),
-    result.pass ? "All approaches within tolerance." : "FAIL: at least one approach broke its numeric tolerance.",
+    paint(color, result.pass ? 32 : 31, summary(result)),
   ].join("\n");
+}
+
+/** One line: all passed, or how many crashed and how many broke their tolerance. */
+function summary(result: ComparisonResult): string {
+  if (result.pass) return "All approaches within tolerance.";
+  const crashed = result.rows.filter((r) => r.error).length;
+  const failed = result.rows.filter((r) => !r.pass && !r.error).length;
+  const parts = [crashed && `${crashed} approach${crashed > 1 ? "es" : ""} crashed (verdict "error: …")`, failed && `${failed} broke the numeric tolerance`];
+  return `FAIL: ${parts.filter(Boolean).join("; ")}.`;
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
-/** A horizontal bar chart with min–max whiskers, as an inline SVG string. */
-export function barChart(title: string, unit: string, bars: { label: string; value: Range }[]): string {
-  const rowH = 26, labelW = 320, plotW = 420, top = 30;
-  const max = Math.max(1e-9, ...bars.map((b) => b.value.max));
+/** The smallest 1, 2 or 5 × 10^k at or above `v`: a round end for a value axis. */
+function roundUp(v: number): number {
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 5, 10].map((m) => m * p).find((c) => c >= v * (1 - 1e-12))!;
+}
+
+const tickText = (v: number) => String(Number(v.toPrecision(3)));
+
+/**
+ * A horizontal bar chart with min–max whiskers and a value axis (ticks, unit, which way is better), as an
+ * inline SVG string.
+ */
+export function barChart(title: string, unit: string, better: "higher" | "lower", bars: { label: string; value: Range }[]): string {
+  const rowH = 26, labelW = 320, plotW = 420, top = 30, ticks = 4;
+  const max = roundUp(Math.max(1e-9, ...bars.map((b) => b.value.max).filter(Number.isFinite)));
   const x = (v: number) => labelW + (v / max) * plotW;
-  const h = top + bars.length * rowH + 10;
+  const axisY = top + bars.length * rowH + 4;
   const rows = bars
     .map((b, i) => {
       const y = top + i * rowH;
@@ -50,9 +111,20 @@ export function barChart(title: string, unit: string, bars: { label: string; val
       ].join("");
     })
     .join("\n");
-  return `<svg class="chart" role="img" aria-label="${esc(title)}" xmlns="http://www.w3.org/2000/svg" width="${labelW + plotW + 110}" height="${h}">
-<text x="0" y="18" class="title">${esc(title)}</text>
+  const tickMarks = Array.from({ length: ticks + 1 }, (_, k) => {
+    const v = (max * k) / ticks, tx = x(v).toFixed(1);
+    return `<line class="axis" x1="${tx}" x2="${tx}" y1="${axisY}" y2="${axisY + 5}"/><text x="${tx}" y="${axisY + 18}" text-anchor="middle">${tickText(v)}</text>`;
+  }).join("");
+  const axis = [
+    `<line class="axis" x1="${labelW}" x2="${labelW}" y1="${top}" y2="${axisY}"/>`,
+    `<line class="axis" x1="${labelW}" x2="${labelW + plotW}" y1="${axisY}" y2="${axisY}"/>`,
+    tickMarks,
+    `<text class="axis-title" x="${labelW + plotW / 2}" y="${axisY + 34}" text-anchor="middle">${esc(unit)} — ${better} is better</text>`,
+  ].join("\n");
+  return `<svg class="chart" role="img" aria-label="${esc(`${title} (${unit}, ${better} is better)`)}" xmlns="http://www.w3.org/2000/svg" width="${labelW + plotW + 110}" height="${axisY + 44}">
+<text x="0" y="18" class="title">${esc(title)} (${esc(unit)}, ${better} is better)</text>
 ${rows}
+${axis}
 </svg>`;
 }
 
@@ -66,22 +138,25 @@ export function htmlReport(result: ComparisonResult): string {
   };
   const ok = result.rows.filter((r) => !r.error);
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fusekit comparison — ${esc(result.model)}</title>
+<html lang="en"><head><meta charset="utf-8">${GENERATOR_META}<title>fusekit comparison — ${esc(result.model)}</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 tr.fail td{background:#fdd}tr.pass td:last-child{color:#060}
 .chart text{font:12px system-ui,sans-serif}.chart .title{font-weight:bold}.bar{fill:#4a7bd0}.whisker{stroke:#222;stroke-width:1.5}
+.axis{stroke:#555;stroke-width:1}.chart .axis-title{fill:#444}dl.legend{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dl.legend dt{font-weight:bold}dl.legend dd{margin:0}
 </style></head><body>
 <h1>fusekit: runtime fusion vs patch mapping</h1>
 <p>Model <code>${esc(result.model)}</code>, backend <code>${esc(result.backend)}</code>, ${esc(result.weightStorage)} weights, prompt of ${result.promptTokens} tokens, ${result.newTokens} new tokens, median of ${result.repeats} runs (min–max). Generated ${esc(result.date)}.</p>
-<p><strong>${result.pass ? "All approaches within their numeric tolerance." : "At least one approach broke its numeric tolerance."}</strong></p>
+<p><strong>${esc(summary(result))}</strong></p>
 <h2>Speed</h2>
-${barChart("Prefill latency", "ms", ok.map((r) => ({ label: r.label, value: r.prefillMs })))}
-${barChart("Decode throughput", "tok/s", ok.map((r) => ({ label: r.label, value: r.decodeTokensPerSecond })))}
+<p>Bars are medians; whiskers span the fastest and slowest of the ${result.repeats} runs.</p>
+${barChart("Prefill latency", "ms", "lower", ok.map((r) => ({ label: r.label, value: r.prefillMs })))}
+${barChart("Decode throughput", "tokens/s", "higher", ok.map((r) => ({ label: r.label, value: r.decodeTokensPerSecond })))}
 <h2>Numbers</h2>
 <table id="numbers"><thead><tr><th>approach</th><th>max |Δ logits|</th><th>tolerance</th><th>greedy = original</th><th>prefill ms</th><th>decode tok/s</th><th>setup ms</th><th>params MB</th><th>live tensors</th><th>user LOC</th><th>saves original layout</th><th>verdict</th></tr></thead>
 <tbody>${result.rows.map(row).join("\n")}</tbody></table>
+<dl class="legend">${COLUMN_LEGEND.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl>
 <h2>Properties (found by trying them)</h2>
 <table id="properties"><thead><tr><th>approach</th><th>applies to a loaded model</th><th>classes per fusion</th><th>needs weight conversion</th><th>reversible in place</th><th>state-dict layout unchanged</th></tr></thead>
 <tbody>${result.rows.map(prop).join("\n")}</tbody></table>

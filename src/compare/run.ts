@@ -11,6 +11,7 @@ import type { PreTrainedModel } from "../loading/pretrained.js";
 import { CheckpointReader } from "../io/checkpoint.js";
 import { generate } from "../generation/generate.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
+import { ArgumentError } from "../errors.js";
 import * as library from "../index.js";
 import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
@@ -111,6 +112,9 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const log = options.log ?? (() => {});
   const newTokens = options.newTokens ?? 16;
   const repeats = options.repeats ?? 3;
+  for (const [name, v] of [["newTokens", newTokens], ["repeats", repeats]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`runComparison: ${name} must be an integer ≥ 1, got ${v}`);
+  }
   const prompt = options.prompt ?? DEFAULT_PROMPT;
   const ids = options.promptIds ?? (await AutoTokenizer.fromPretrained(dir)).encode(prompt);
 
@@ -203,7 +207,7 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
     const nan = { median: NaN, min: NaN, max: NaN };
     return {
       ...base, maxAbsDiff: Infinity, tokensIdentical: 0, tokensTotal: ref.refTokens.length, prefillMs: nan, decodeTokensPerSecond: nan,
-      setupMs: {}, parameterBytes: 0, liveTensors: 0, userCodeLines: 0, savesOriginalLayout: false, pass: false, verdict: `FAIL (${error})`, error,
+      setupMs: {}, parameterBytes: 0, liveTensors: 0, userCodeLines: 0, savesOriginalLayout: false, pass: false, verdict: `error: ${error}`, error,
     };
   } finally {
     model?.dispose();

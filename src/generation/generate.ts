@@ -7,7 +7,7 @@ import { DynamicCache } from "./cache.js";
 import { Rng, selectToken, type SamplingParams } from "./sampling.js";
 import type { CausalLMInputs, CausalLMOutput } from "../models/qwen3/modeling.js";
 import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
-import { GenerationConfigError, ShapeError } from "../errors.js";
+import { ArgumentError, GenerationConfigError, ShapeError } from "../errors.js";
 import { readJsonObject } from "../io/json.js";
 
 export const GENERATION_CONFIG_NAME = "generation_config.json";
@@ -57,6 +57,7 @@ export interface GenerateOptions {
   padTokenId?: number;
   /** Stop a row once its generated text contains one of these; needs `tokenizer`. */
   stopStrings?: string[];
+  /** Encodes a text prompt and decodes for stopStrings. */
   tokenizer?: PreTrainedTokenizer;
   /** 1 = real token, 0 = left padding; `[batch, promptLen]`. Default: all ones. */
   attentionMask?: number[][] | tf.Tensor;
@@ -130,7 +131,24 @@ function resolve(model: CausalLM, o: GenerateOptions): Resolved {
   return { maxNewTokens, sampling, eos: new Set(eosList), pad, stopStrings, tokenizer: o.tokenizer, useCache: o.useCache ?? true, rng: new Rng(seed) };
 }
 
+/** What `generate` accepts as a prompt: token ids per row, a 2-D tensor of them, or text with a tokenizer. */
+export type PromptInput = number[][] | tf.Tensor | string;
+
+/** The prompt as token-id rows; text is encoded with `tokenizer` (one row). */
+function readPrompt(x: PromptInput, tokenizer: PreTrainedTokenizer | undefined): number[][] {
+  if (typeof x !== "string") return readRows(x, "inputIds");
+  if (!tokenizer) {
+    throw new ArgumentError("generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)");
+  }
+  if (x === "") throw new ArgumentError("generate: the prompt is empty");
+  return [tokenizer.encode(x)];
+}
+
 function readRows(x: number[][] | tf.Tensor, what: string): number[][] {
+  if (!Array.isArray(x) && !(x instanceof tf.Tensor)) {
+    const text = what === "inputIds" ? ", or a string with options.tokenizer" : "";
+    throw new ArgumentError(`${what}: expected number[][] or a 2-D tf.Tensor${text}, got ${ArgumentError.describe(x)}`);
+  }
   const rows = Array.isArray(x) ? x : (x.arraySync() as number[][]);
   if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0]) || !rows[0].length || rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)) {
     throw new ShapeError(`${what}: expected a non-empty rectangular [batch, seq] array or 2-D tensor`);
@@ -142,14 +160,14 @@ function readRows(x: number[][] | tf.Tensor, what: string): number[][] {
  * Generates a continuation for each row of `inputIds` and returns it when every row has finished.
  * Streaming: pass `onStep`, or iterate `streamGenerate` instead.
  */
-export async function generate(model: CausalLM, inputIds: number[][] | tf.Tensor, options: GenerateOptions = {}): Promise<GenerateOutput> {
+export async function generate(model: CausalLM, inputIds: PromptInput, options: GenerateOptions = {}): Promise<GenerateOutput> {
   const state = new GenerationState();
   for await (const step of run(model, inputIds, options, state)) options.onStep?.(step);
   return state.output();
 }
 
 /** The same generation as an async iterator of steps; breaking out early frees everything too. */
-export async function* streamGenerate(model: CausalLM, inputIds: number[][] | tf.Tensor, options: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
+export async function* streamGenerate(model: CausalLM, inputIds: PromptInput, options: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
   yield* run(model, inputIds, options, new GenerationState());
 }
 
@@ -168,9 +186,9 @@ class GenerationState {
   }
 }
 
-async function* run(model: CausalLM, inputIds: number[][] | tf.Tensor, options: GenerateOptions, st: GenerationState): AsyncGenerator<GenerationStep> {
+async function* run(model: CausalLM, inputIds: PromptInput, options: GenerateOptions, st: GenerationState): AsyncGenerator<GenerationStep> {
   const o = resolve(model, options);
-  const prompt = readRows(inputIds, "inputIds");
+  const prompt = readPrompt(inputIds, options.tokenizer);
   const b = prompt.length;
   const promptMask = options.attentionMask === undefined ? undefined : readRows(options.attentionMask, "attentionMask");
   if (promptMask && (promptMask.length !== b || promptMask[0].length !== prompt[0].length)) {

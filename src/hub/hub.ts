@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { tf } from "../tensor/tf.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
-import { TMP_MARKER, tempPathFor, writeTextFile } from "../io/atomic.js";
+import { TMP_MARKER, writeFileAtomically, tempPathFor, writeTextFile, type WriteTarget } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
 
 export const MANIFEST_NAME = "manifest.json";
@@ -189,22 +189,24 @@ export async function readLockfile(file: string): Promise<Lockfile> {
   return raw;
 }
 
-/** Locks the given repositories (default: every repo in the hub) into `file`; returns what was written. */
-export async function writeLockfile(file: string, repos?: HubRepo[]): Promise<Lockfile> {
+/** The rules for writing a lockfile: only a kernels.lock is replaced (the API replaces it unless told not to). */
+export const lockfileTarget = (overwrite = true): WriteTarget => ({
+  kind: "kernel lockfile",
+  recognise: (file) => readLockfile(file).then(() => true),
+  overwrite,
+});
+
+/**
+ * Locks the given repositories (default: every repo in the hub) into `file`; returns what was written.
+ * An existing kernels.lock is replaced (`overwrite: false` refuses); any other file there is never touched.
+ */
+export async function writeLockfile(file: string, repos?: HubRepo[], options: { overwrite?: boolean } = {}): Promise<Lockfile> {
   const list = repos ?? (await discoverRepos());
   const lock: Lockfile = { lockfileVersion: 1, kernels: [] };
   for (const r of list) lock.kernels.push({ repoId: r.manifest.id, version: r.manifest.version, files: await hashRepo(r.dir) });
   await removeDeadTemporaries(file);
-  // Atomic: written and fsynced under a temporary name, then renamed over the old lock, so a kill midway
-  // leaves the previous kernels.lock whole (and a temporary the next lock run removes).
-  const tmp = tempPathFor(file);
-  try {
-    await writeTextFile(tmp, JSON.stringify(lock, null, 2) + "\n");
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
+  // Atomic: a kill midway leaves the previous kernels.lock whole (and a temporary the next lock run removes).
+  await writeFileAtomically(file, JSON.stringify(lock, null, 2) + "\n", lockfileTarget(options.overwrite));
   return lock;
 }
 

@@ -3,7 +3,7 @@
 // another mode, or unkernelize, puts it back.
 import { tf } from "../tensor/tf.js";
 import type { Module } from "../nn/module.js";
-import { KernelNotFoundError, KernelValidationError } from "../errors.js";
+import { ArgumentError, KernelNotFoundError, KernelValidationError } from "../errors.js";
 import { getKernelLayerName } from "./decorator.js";
 import { type KernelMapping, getKernelMapping, selectRepository, useKernelMapping } from "./mapping.js";
 import { Mode, checkKernelizeMode, modeName } from "./mode.js";
@@ -12,8 +12,8 @@ import type { KernelLayerClass } from "./types.js";
 import { DEFAULT_KERNEL_MAPPING } from "./defaults.js";
 
 export interface KernelizeOptions {
-  /** Mode.INFERENCE or Mode.TRAINING. */
-  mode: Mode;
+  /** Mode.INFERENCE or Mode.TRAINING; default the model's own: TRAINING after `train()`, else INFERENCE. */
+  mode?: Mode;
   /** The backend to pick kernels for; default the active tfjs backend. */
   backend?: string;
   /** Keep the original forward (with a warning) when no kernel fits; false throws KernelNotFoundError. Default true. */
@@ -111,8 +111,11 @@ export function validateKernelLayer(layer: KernelLayerClass, originalArity: numb
  * back) their original forward with one warning per layer name — or, with `useFallback: false`, nothing
  * is swapped and a KernelNotFoundError is thrown. FUSEKIT_DISABLE_KERNELS=1 restores every forward.
  */
-export async function kernelize<M extends Module>(model: M, options: KernelizeOptions): Promise<M> {
-  const mode = checkKernelizeMode(options.mode);
+export async function kernelize<M extends Module>(model: M, options: KernelizeOptions = {}): Promise<M> {
+  if (typeof (model as Partial<Module> | undefined)?.namedModules !== "function") {
+    throw new ArgumentError(`kernelize: expected a model (a Module), got ${ArgumentError.describe(model)}`);
+  }
+  const mode = checkKernelizeMode(options.mode ?? (model.training ? Mode.TRAINING : Mode.INFERENCE));
   const backend = options.backend ?? tf.getBackend();
   const useFallback = options.useFallback ?? true;
   const tagged = model.namedModules().filter(([, m]) => getKernelLayerName(m) !== undefined);

@@ -8,10 +8,14 @@
 //   3. the renames and deletions run, then the journal is removed.
 // A kill before 2 leaves the old checkpoint; after 2, readers see the new one: they resolve names through
 // a pending journal (`pendingSave`), and the next save finishes the journal's work (`completePendingSave`).
+//
+// This file is also the one home of single-target writes (a whole checkpoint folder, a lockfile, a report):
+// built under a fresh temporary sibling and renamed into place; what is already at the target is replaced
+// only when fusekit recognises it as its own kind of output AND the caller asked for it (`overwrite`).
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { CheckpointFormatError } from "../errors.js";
+import { CheckpointFormatError, OutputPathError } from "../errors.js";
 import { readJsonObject } from "./json.js";
 
 /** Marker in temporary file names, so leftovers of an interrupted write can be recognised and removed. */
@@ -126,7 +130,7 @@ export async function completePendingSave(dir: string): Promise<void> {
   if (journal) await applyJournal(dir, journal);
 }
 
-export async function writeTextFile(tmpPath: string, text: string): Promise<void> {
+export async function writeTextFile(tmpPath: string, text: string | Uint8Array): Promise<void> {
   const h = await fsp.open(tmpPath, "w");
   try {
     await h.writeFile(text);
@@ -149,4 +153,169 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await h.close();
   }
+}
+
+// ── Single targets ───────────────────────────────────────────────────────────────────────────────────
+
+/** What a single-target write produces, and when an existing target may be replaced. */
+export interface WriteTarget {
+  /** What is written, for messages: "checkpoint folder", "kernel lockfile", "HTML report". */
+  kind: string;
+  /** A folder (its missing parents are created; an empty folder counts as free) rather than a file. */
+  folder?: boolean;
+  /** Whether what already exists at a path is a `kind` fusekit wrote: nothing else is ever replaced. */
+  recognise: (existing: string) => Promise<boolean>;
+  /** Replace a recognised target (the CLI's `--force`, the API's `overwrite: true`). */
+  overwrite?: boolean;
+}
+
+const codeOf = (err: unknown) => (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
+
+/** An fs failure while writing `target`, as one named error (fusekit's own errors pass through). */
+function asOutputError(err: unknown, target: string): Error {
+  if (err instanceof OutputPathError || !(err as NodeJS.ErrnoException)?.code) return err as Error;
+  return new OutputPathError(`cannot write here (${codeOf(err)})`, target);
+}
+
+/**
+ * Checks that `target` may be written under `t`'s rules without touching anything; throws an
+ * OutputPathError that names the path otherwise. Returns whether an existing target would be replaced.
+ */
+export async function checkWriteTarget(target: string, t: WriteTarget): Promise<"create" | "replace"> {
+  const st = await fsp.lstat(target).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) {
+    if (st.code !== "ENOENT") throw new OutputPathError(`cannot write here (${codeOf(st)})`, target);
+    await checkParent(target, t);
+    return "create";
+  }
+  if (t.folder && st.isDirectory() && (await fsp.readdir(target)).length === 0) return "create";
+  if (!st.isSymbolicLink() && (await t.recognise(target).catch(() => false))) {
+    if (!t.overwrite) throw new OutputPathError(`a ${t.kind} is already there; pass --force (API: overwrite: true) to replace it`, target);
+    return "replace";
+  }
+  const what = st.isDirectory() ? "a folder" : "a file";
+  throw new OutputPathError(`${what} that is not a ${t.kind} fusekit wrote is already there; refusing to replace it (choose another path)`, target);
+}
+
+/** The folder that will hold `target` exists (for a folder target: its nearest existing ancestor) and is one. */
+async function checkParent(target: string, t: WriteTarget): Promise<void> {
+  let dir = path.dirname(path.resolve(target));
+  // Bounded: every step goes one level up, and the root exists.
+  for (;;) {
+    const st = await fsp.stat(dir).catch((err: NodeJS.ErrnoException) => err);
+    if (!(st instanceof Error)) {
+      if (!st.isDirectory()) throw new OutputPathError(`${dir} is not a folder`, target);
+      return;
+    }
+    if (st.code !== "ENOENT" || !t.folder || path.dirname(dir) === dir) {
+      throw new OutputPathError(`folder ${dir} ${st.code === "ENOENT" ? "does not exist" : `cannot be used (${st.code})`}`, target);
+    }
+    dir = path.dirname(dir);
+  }
+}
+
+/**
+ * checkWriteTarget, then proves that entries can be created next to the target by making and removing a
+ * temporary sibling folder: what a command runs before any long work, so a bad path fails in a second.
+ */
+export async function preflightWrite(target: string, t: WriteTarget): Promise<void> {
+  await checkWriteTarget(target, t);
+  let dir = path.dirname(path.resolve(target));
+  while (!(await fsp.stat(dir).then((s) => s.isDirectory(), () => false))) dir = path.dirname(dir); // ends at "/"
+  const probe = await fsp.mkdtemp(path.join(dir, `.${path.basename(target)}${TMP_MARKER}${process.pid}-`)).catch((err) => {
+    throw new OutputPathError(`cannot create files in ${dir} (${codeOf(err)})`, target);
+  });
+  await fsp.rmdir(probe);
+}
+
+/** `mkdir -p` with a bounded walk (Node's recursive mkdir spins forever on paths like /proc/x/y). */
+export async function ensureDir(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const st = await fsp.stat(d).catch((err: NodeJS.ErrnoException) => err);
+    if (!(st instanceof Error)) {
+      if (!st.isDirectory()) throw new OutputPathError("is not a folder", d);
+      break;
+    }
+    if (st.code !== "ENOENT" || path.dirname(d) === d) throw new OutputPathError(`cannot use this folder (${codeOf(st)})`, d);
+    missing.push(d);
+  }
+  for (const d of missing.reverse()) {
+    await fsp.mkdir(d).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw new OutputPathError(`cannot create this folder (${codeOf(err)})`, d);
+    });
+  }
+}
+
+/**
+ * Writes one file atomically: fsynced under a temporary sibling name, then moved into place — with
+ * link() when nothing is there (which never clobbers a file that appeared meanwhile), with rename() over
+ * a recognised target being replaced.
+ */
+export async function writeFileAtomically(file: string, data: string | Uint8Array, t: WriteTarget): Promise<void> {
+  const mode = await checkWriteTarget(file, t);
+  const tmp = tempPathFor(file);
+  try {
+    await writeTextFile(tmp, data);
+    if (mode === "replace" || !(await linkNoClobber(tmp, file, t))) await fsp.rename(tmp, file);
+  } catch (err) {
+    throw asOutputError(err, file);
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+}
+
+/** link(tmp → file); false when the filesystem has no hard links (then a rename does the job). */
+async function linkNoClobber(tmp: string, file: string, t: WriteTarget): Promise<boolean> {
+  try {
+    await fsp.link(tmp, file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") await checkWriteTarget(file, { ...t, overwrite: false });
+    if (["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"].includes((err as NodeJS.ErrnoException).code ?? "")) return false;
+    throw err;
+  }
+}
+
+/**
+ * Builds a folder atomically: `fill` writes into a fresh temporary sibling, which is then renamed into
+ * place. A recognised folder being replaced is moved aside first and deleted only after the new one is in.
+ * Returns the folder's absolute path.
+ */
+export async function writeFolderAtomically(dir: string, fill: (tmpDir: string) => Promise<void>, t: WriteTarget): Promise<string> {
+  const dest = path.resolve(dir);
+  const target = { ...t, folder: true };
+  await checkWriteTarget(dest, target);
+  await ensureDir(path.dirname(dest));
+  const tmp = await fsp.mkdtemp(path.join(path.dirname(dest), `.${path.basename(dest)}${TMP_MARKER}${process.pid}-`)).catch((err) => {
+    throw asOutputError(err, dest);
+  });
+  try {
+    await fill(tmp);
+    await commitFolder(tmp, dest, target);
+  } catch (err) {
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw asOutputError(err, dest);
+  }
+  return dest;
+}
+
+async function commitFolder(tmp: string, dest: string, t: WriteTarget): Promise<void> {
+  // Checked again: the target may have changed during the (possibly long) fill.
+  if ((await checkWriteTarget(dest, t)) === "create") {
+    // rename() onto nothing or an empty folder only; if something appeared meanwhile, say what.
+    return fsp.rename(tmp, dest).catch(async (err) => {
+      await checkWriteTarget(dest, { ...t, overwrite: false });
+      throw err;
+    });
+  }
+  const old = tempPathFor(dest);
+  await fsp.rename(dest, old);
+  try {
+    await fsp.rename(tmp, dest);
+  } catch (err) {
+    await fsp.rename(old, dest);
+    throw err;
+  }
+  await fsp.rm(old, { recursive: true, force: true });
 }

@@ -5,7 +5,7 @@ import path from "node:path";
 import { CheckpointFormatError, ConfigError } from "../errors.js";
 import { SafetensorsFile, type TensorData, type TensorInfo } from "./safetensors.js";
 import { preview, readJsonObject } from "./json.js";
-import { pendingSave, resolveCheckpointFile, type SaveJournal } from "./atomic.js";
+import { SAVE_JOURNAL, TMP_MARKER, pendingSave, resolveCheckpointFile, type SaveJournal, type WriteTarget } from "./atomic.js";
 
 export const CONFIG_NAME = "config.json";
 export const WEIGHTS_NAME = "model.safetensors";
@@ -119,3 +119,25 @@ async function existing(p: string | undefined): Promise<string | undefined> {
 function shardFile(dir: string, shard: string, journal: SaveJournal | undefined): Promise<string | undefined> {
   return /[/\\]/.test(shard) ? Promise.resolve(path.join(dir, shard)) : resolveCheckpointFile(dir, shard, journal);
 }
+
+/** Files a Hugging Face checkpoint folder holds; a folder holding anything else is not only a checkpoint. */
+const CHECKPOINT_JSON = /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json$/;
+const CHECKPOINT_OTHER = /^(merges\.txt|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json)$/;
+
+/**
+ * Whether `dir` is a checkpoint folder and nothing else: it has config.json and every entry is a
+ * checkpoint file (or a save's journal / temporary). Only such a folder may be replaced by a new checkpoint.
+ */
+export async function isCheckpointFolder(dir: string): Promise<boolean> {
+  const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => undefined);
+  if (!entries?.some((e) => e.name === CONFIG_NAME)) return false;
+  return entries.every((e) => e.isFile() && (CHECKPOINT_JSON.test(e.name) || CHECKPOINT_OTHER.test(e.name) || e.name === SAVE_JOURNAL || e.name.includes(TMP_MARKER)));
+}
+
+/** The rules for writing a whole checkpoint folder: only a checkpoint folder is replaced, and only when asked. */
+export const checkpointFolderTarget = (overwrite = false): WriteTarget => ({
+  kind: "checkpoint folder",
+  folder: true,
+  recognise: isCheckpointFolder,
+  overwrite,
+});

@@ -3,7 +3,7 @@ import path from "node:path";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
 import { readJsonObject } from "../io/json.js";
 import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
-import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
+import { completePendingSave, ensureDir, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { PreTrainedModel, SaveOptions } from "./pretrained.js";
 import { ConversionError, FusekitError } from "../errors.js";
@@ -112,7 +112,7 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
  * interrupted save leaves the previous checkpoint as it was.
  */
 export async function savePretrained(model: PreTrainedModel, dir: string, options: SaveOptions = {}): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
   await completePendingSave(dir);
   await removeStaleTemporaries(dir);

@@ -4,10 +4,11 @@ import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
-import { randomBytes } from "node:crypto";
 import { Qwen3Config } from "./qwen3/config.js";
 import { AutoModelForCausalLM } from "./auto.js";
-import { FusekitError } from "../errors.js";
+import { FusekitError, OutputPathError } from "../errors.js";
+import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/atomic.js";
+import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
 import { ensureBackend } from "../tensor/backend.js";
 
 const QWEN3_COMMON = {
@@ -51,21 +52,24 @@ export interface MakeModelOptions {
   out?: string;
   seed?: number;
   preset?: PresetName;
+  /** Replace a checkpoint folder already at `out` (never anything else: see OutputPathError). */
+  overwrite?: boolean;
 }
 
 /**
  * Writes a random checkpoint (BF16 weights, config.json, generation_config.json, the Qwen3 tokenizer) to
- * `out` (default: the cache folder). The folder appears complete or not at all: it is built under a
- * temporary name and renamed into place. Returns the folder.
+ * `out` (default: the cache folder). The folder appears complete or not at all (built in a temporary
+ * sibling, renamed into place); an existing checkpoint folder is replaced only with `overwrite: true`, and
+ * anything else there is never touched (OutputPathError). Returns the folder.
  */
-export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET }: MakeModelOptions = {}): Promise<string> {
+export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET, overwrite }: MakeModelOptions = {}): Promise<string> {
   const spec = PRESETS[preset];
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
+  const target = checkpointFolderTarget(overwrite);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
-  const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  await checkWriteTarget(dest, target); // before building anything
   await ensureBackend();
-  await fsp.mkdir(tmp, { recursive: true });
-  try {
+  return writeFolderAtomically(dest, async (tmp) => {
     const model = AutoModelForCausalLM.fromConfig(new Qwen3Config(spec.config), { seed });
     try {
       await model.savePretrained(tmp, { dtype: "BF16" });
@@ -73,30 +77,22 @@ export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET }: Make
       model.dispose();
     }
     const generation = { bos_token_id: spec.config.bos_token_id, eos_token_id: [151645, 151643], pad_token_id: 151643, do_sample: false };
-    await fsp.writeFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
+    await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
     for (const f of ["tokenizer.json", "tokenizer_config.json"]) await fsp.copyFile(path.join(qwen3TokenizerDir(), f), path.join(tmp, f));
-    await fsp.rm(dest, { recursive: true, force: true });
-    await fsp.rename(tmp, dest);
-  } catch (err) {
-    await fsp.rm(tmp, { recursive: true, force: true });
-    throw err;
-  }
-  return dest;
+  }, target);
 }
 
 /** The embedded default model's folder, created on first use (concurrent first uses are safe). */
 export async function ensureModel(preset: PresetName = DEFAULT_PRESET): Promise<string> {
   const dest = path.join(cacheDir(), PRESETS[preset].name);
-  if (await fsp.stat(path.join(dest, "config.json")).then(() => true, () => false)) return dest;
-  const tmpOut = `${dest}.build-${process.pid}-${randomBytes(4).toString("hex")}`;
-  await makeModel({ out: tmpOut, preset });
+  if (await isCheckpointFolder(dest)) return dest;
   try {
-    await fsp.rename(tmpOut, dest);
-  } catch {
+    return await makeModel({ out: dest, preset });
+  } catch (err) {
     // Another process finished first: keep theirs.
-    await fsp.rm(tmpOut, { recursive: true, force: true });
+    if (err instanceof OutputPathError && (await isCheckpointFolder(dest))) return dest;
+    throw err;
   }
-  return dest;
 }
 
 export const defaultModelDir = () => ensureModel(DEFAULT_PRESET);

@@ -52,12 +52,35 @@ export async function setBackend(name?: string): Promise<BackendName> {
       );
     }
   }
-  if (tf.engine().backendName !== chosen) {
-    const ok = await tf.setBackend(chosen);
-    if (!ok) throw new BackendError(`backend "${chosen}" failed to initialise`);
-  }
-  await tf.ready();
+  await withoutAddedProcessHandlers(async () => {
+    if (tf.engine().backendName !== chosen) {
+      const ok = await tf.setBackend(chosen);
+      if (!ok) throw new BackendError(`backend "${chosen}" failed to initialise`);
+    }
+    await tf.ready();
+  });
   return chosen;
+}
+
+const PROCESS_EVENTS = ["uncaughtException", "unhandledRejection"] as const;
+
+/**
+ * Runs `start`, then removes the process-wide 'uncaughtException' / 'unhandledRejection' handlers it
+ * added. tfjs-backend-wasm's emscripten glue installs handlers that rethrow from inside the glue: a user's
+ * uncaught error would then be reported at tf-backend-wasm.node.js and exit with code 7, not at its own line.
+ */
+async function withoutAddedProcessHandlers(start: () => Promise<void>): Promise<void> {
+  const emitter = process as NodeJS.EventEmitter; // typed per event; here both events are handled alike
+  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
+  try {
+    await start();
+  } finally {
+    for (const event of PROCESS_EVENTS) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+  }
 }
 
 /** Starts the default backend unless one is already running (tfjs's own lazy start cannot await wasm). */
