@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { tf } from "../tensor/tf.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
-import { TMP_MARKER, writeFileAtomically, tempPathFor, writeTextFile, type WriteTarget } from "../io/atomic.js";
+import { TMP_MARKER, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
 
 export const MANIFEST_NAME = "manifest.json";
