@@ -11,7 +11,7 @@ import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.
 import { packWeightsOnLoad, type WeightStorage } from "../kernels/store.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, StateDictError, WeightStorageError } from "../errors.js";
-import { withPatches, type PatchMapping } from "../patching/registry.js";
+import { applyPatches, withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
@@ -71,9 +71,10 @@ export async function buildFromConfigDir(dir: string): Promise<PreTrainedModel> 
   return buildModel(family.configFromDict(raw, where), raw, where);
 }
 
+/** Builds the model under the registered patches (fromPretrained and fromConfig apply them; `new` does not). */
 export function buildModel(config: ModelConfig, raw: Record<string, unknown> = config.toDict(), where = "config"): PreTrainedModel {
   const Cls = causalLMClassFor(familyFor(raw, where), config);
-  return construct(Cls as new (c: ModelConfig) => PreTrainedModel, config);
+  return applyPatches(() => construct(Cls as new (c: ModelConfig) => PreTrainedModel, config));
 }
 
 /**
