@@ -320,7 +320,7 @@ describe("the hub: versions, locks and trust", () => {
     await useKernelMapping({ Scale: { cpu: repo(2) } }, () => kernelize(m, { mode: Mode.INFERENCE }));
     await repo(2).loadLayer("cpu");
     expect(await run(m)).toEqual([4, 8, 12]); // the pinned version still serves
-    expect(outdated()).toEqual(['kernel repository "num/scale": version 2 is pinned, but version 10 is available']);
+    expect(outdated()).toEqual(['kernel repository "num/scale": version 2 is pinned, but 10 is available']);
   });
 
   it("a locked outside repo loads; once a file is tampered with it is refused", async () => {

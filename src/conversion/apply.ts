@@ -72,7 +72,12 @@ export function planConversions(
 }
 
 /** Renames each key, then sends it to the first converter that matches (a group per target set) or to `direct`. */
-function groupKeys(keys: string[], rules: ConversionRule[], used: Set<ConversionRule>, plan: ConversionPlan): ConversionGroup[] {
+function groupKeys(
+  keys: string[],
+  rules: ConversionRule[],
+  used: Set<ConversionRule>,
+  plan: ConversionPlan,
+): ConversionGroup[] {
   const renamings = rules.filter((r): r is WeightRenaming => r instanceof WeightRenaming);
   const converters = rules.filter((r): r is WeightConverter => r instanceof WeightConverter);
   const groups = new Map<string, ConversionGroup>();

@@ -178,9 +178,8 @@ export class Chunk extends ConversionOperation {
     if (known && fromTargets.every((s) => s > 0) && fromTargets.reduce((a, b) => a + b, 0) === n) return fromTargets;
     if (n % targets !== 0) {
       const why = known ? ` (the targets' sizes [${fromTargets}] do not add up to it either)` : "";
-      throw new ConversionError(
-        `Chunk(dim ${this.dim}): ${n} does not split into ${targets} equal parts (shape [${t.shape}])${why}; give explicit sizes`,
-      );
+      const what = `Chunk(dim ${this.dim}): ${n} does not split into ${targets} equal parts (shape [${t.shape}])`;
+      throw new ConversionError(`${what}${why}; give explicit sizes`);
     }
     return Array(targets).fill(n / targets);
   }

@@ -141,11 +141,14 @@ export async function findRepo(repoId: string, version?: number): Promise<HubRep
   const hit = same.find((r) => r.manifest.version === version);
   if (!hit) {
     const available = [...new Set(same.map((r) => r.manifest.version))].join(", ");
-    throw new KernelRepositoryError(`kernel repository "${repoId}" has no version ${version} (available: ${available})`);
+    throw new KernelRepositoryError(
+      `kernel repository "${repoId}" has no version ${version} (available: ${available})`,
+    );
   }
   if (newest.manifest.version > version && !warnedOutdated.has(`${repoId}\0${version}`)) {
     warnedOutdated.add(`${repoId}\0${version}`);
-    process.emitWarning(`kernel repository "${repoId}": version ${version} is pinned, but version ${newest.manifest.version} is available`, {
+    const newer = newest.manifest.version;
+    process.emitWarning(`kernel repository "${repoId}": version ${version} is pinned, but ${newer} is available`, {
       type: "FusekitKernelWarning",
       code: "FUSEKIT_KERNEL_OUTDATED",
     });
@@ -275,7 +278,12 @@ export function lockEntry(lock: Lockfile, repoId: string, version?: number): Loc
  * Throws a KernelIntegrityError unless the repository's files are exactly the locked ones: those of
  * `snapshot` when given (the bytes that will be imported), else read now. Returns the snapshot it checked.
  */
-export async function verifyRepo(repo: HubRepo, entry: LockEntry, lockfile: string, snapshot?: RepoSnapshot): Promise<RepoSnapshot> {
+export async function verifyRepo(
+  repo: HubRepo,
+  entry: LockEntry,
+  lockfile: string,
+  snapshot?: RepoSnapshot,
+): Promise<RepoSnapshot> {
   const snap = snapshot ?? (await snapshotRepo(repo.dir));
   const actual = Object.fromEntries([...snap].map(([f, e]) => [f, e.sha256]));
   const problems: string[] = [];
@@ -313,7 +321,11 @@ const layerCache = new Map<string, Promise<Record<string, KernelLayerClass>>>();
  * verified (or trusted) — through a private temporary copy, never from its folder, so a file swapped after
  * the check cannot run. Each build is imported and instantiated once per backend and content.
  */
-export async function loadBuildLayers(repo: HubRepo, backend: string, snapshot?: RepoSnapshot): Promise<Record<string, KernelLayerClass> | undefined> {
+export async function loadBuildLayers(
+  repo: HubRepo,
+  backend: string,
+  snapshot?: RepoSnapshot,
+): Promise<Record<string, KernelLayerClass> | undefined> {
   const file = repo.manifest.builds[backend] ?? repo.manifest.builds[ANY_BACKEND];
   if (file === undefined) return undefined;
   const fromBytes = !repo.bundled && snapshot !== undefined;
@@ -335,7 +347,8 @@ export async function loadBuildLayers(repo: HubRepo, backend: string, snapshot?:
 }
 
 /** The one place fusekit loads code at run time: a kernel build module, after checkTrust. */
-async function importBuild(file: string): Promise<Partial<KernelBuildModule>> {
+type KernelModule = Partial<KernelBuildModule>;
+async function importBuild(file: string): Promise<KernelModule> {
   return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;
 }
 
@@ -346,10 +359,10 @@ function contentDigest(snapshot: RepoSnapshot): string {
 }
 
 /** Writes the snapshot into a fresh private (0700) temporary folder, imports the build from it, removes it. */
-async function importFromSnapshot(repo: HubRepo, snapshot: RepoSnapshot, file: string): Promise<Partial<KernelBuildModule>> {
+async function importFromSnapshot(repo: HubRepo, snapshot: RepoSnapshot, file: string): Promise<KernelModule> {
   const rel = path.posix.normalize(file.replace(/\\/g, "/"));
   if (!snapshot.has(rel)) {
-    throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": build file ${file} not found in ${repo.dir}`);
+    throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": no build file ${file} in ${repo.dir}`);
   }
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "fusekit-kernel-"));
   try {

@@ -84,7 +84,12 @@ const validated = new WeakMap<object, Set<Forward | number>>();
  * constructor, no state (instance fields, extra methods or statics other than capability flags), and a
  * forward whose parameter list matches the one it replaces (`original`: that forward, or a bare arity).
  */
-export function validateKernelLayer(layer: KernelLayerClass, original: Forward | number, layerName: string, repo: string): void {
+export function validateKernelLayer(
+  layer: KernelLayerClass,
+  original: Forward | number,
+  layerName: string,
+  repo: string,
+): void {
   const kernel = (layer as { name?: string })?.name || "<anonymous>";
   const fail = (msg: string) => new KernelValidationError(msg, kernel, layerName, repo);
   if (typeof layer !== "function" || typeof layer.prototype?.forward !== "function") throw fail("must be a class with a forward method");
@@ -195,8 +200,9 @@ export function checkMappingUsed(model: Module, mapping: KernelMapping): void {
   const used = new Set(model.namedModules().map(([, m]) => getKernelLayerName(m)).filter((n) => n !== undefined));
   const unused = Object.keys(mapping).filter((layer) => !used.has(layer));
   if (unused.length) {
+    const names = unused.map((l) => `"${l}"`).join(", ");
     throw new KernelMappingError(
-      `kernelMapping names layer${unused.length === 1 ? "" : "s"} ${unused.map((l) => `"${l}"`).join(", ")} that no module of ` +
+      `kernelMapping names layer${unused.length === 1 ? "" : "s"} ${names} that no module of ` +
         `${model.constructor.name} uses (its kernel layers: ${[...used].join(", ") || "none"})`,
     );
   }

@@ -18,7 +18,8 @@ export function parameterList(fn: (...args: never[]) => unknown): ForwardParamet
   // A function or arrow expression parses as it is; a method (`forward(x) {…}`) inside an object literal.
   for (const text of [`(${src})`, `({${src}})`]) {
     const node = parse(text);
-    const f = node?.type === "ObjectExpression" ? (node as unknown as { properties: { value?: Node }[] }).properties[0]?.value : node;
+    const method = (node as unknown as { properties?: { value?: Node }[] } | undefined)?.properties?.[0]?.value;
+    const f = node?.type === "ObjectExpression" ? method : node;
     if (f && (f.type === "FunctionExpression" || f.type === "ArrowFunctionExpression")) {
       return (f as unknown as { params: Pattern[] }).params.map(describeParameter);
     }
@@ -37,7 +38,8 @@ function parse(text: string): Node | undefined {
 function describeParameter(p: Pattern): ForwardParameter {
   if (p.type === "RestElement") return { ...describeParameter(p.argument), kind: "rest" };
   if (p.type === "AssignmentPattern") return { ...describeParameter(p.left), optional: true };
-  const name = p.type === "Identifier" ? p.name : p.type === "ObjectPattern" ? "{…}" : p.type === "ArrayPattern" ? "[…]" : "?";
+  const shape: Record<string, string> = { ObjectPattern: "{…}", ArrayPattern: "[…]" };
+  const name = p.type === "Identifier" ? p.name : (shape[p.type] ?? "?");
   return { name, kind: "positional", optional: false };
 }
 
@@ -54,9 +56,10 @@ export function parameterMismatch(kernel: ForwardParameter[], original: ForwardP
   const k = formatParameters(kernel);
   const o = formatParameters(original);
   if (kernel.length !== original.length) {
-    return `forward${k} takes ${kernel.length} parameter${kernel.length === 1 ? "" : "s"} but the forward it replaces, forward${o}, takes ${original.length}`;
+    const n = `${kernel.length} parameter${kernel.length === 1 ? "" : "s"}`;
+    return `forward${k} takes ${n} but the forward it replaces, forward${o}, takes ${original.length}`;
   }
   const i = kernel.findIndex((p, j) => p.kind !== original[j].kind);
-  if (i >= 0) return `forward${k} does not match forward${o}: parameter ${i + 1} is ${kernel[i].kind}, not ${original[i].kind}`;
-  return undefined;
+  if (i < 0) return undefined;
+  return `forward${k} does not match forward${o}: parameter ${i + 1} is ${kernel[i].kind}, not ${original[i].kind}`;
 }

@@ -256,12 +256,15 @@ export function checkWeightsLoaded(model: Module, report: LoadReport, dir: strin
   const fresh = report.missingKeys;
   if (!fresh.length) return;
   const name = model.constructor.name;
-  const hints = report.conversionErrors.length ? `; conversion errors: ${report.conversionErrors.map((e) => e.message).join("; ")}` : "";
+  const errors = report.conversionErrors.map((e) => e.message).join("; ");
+  const hints = errors ? `; conversion errors: ${errors}` : "";
   if (fresh.length === total) {
+    const unexpected = report.unexpectedKeys.slice(0, 5).join(", ") + (report.unexpectedKeys.length > 5 ? ", …" : "");
     throw new NoWeightsLoadedError(
-      `${dir}: no weight of ${name} was loaded from the checkpoint (all ${total} parameters would stay randomly initialised); ` +
-        `unexpected checkpoint keys: ${report.unexpectedKeys.slice(0, 5).join(", ") || "none"}` +
-        `${report.unexpectedKeys.length > 5 ? ", …" : ""}${hints} — check the conversion rules and patches in effect`,
+      `${dir}: no weight of ${name} was loaded from the checkpoint ` +
+        `(all ${total} parameters would stay randomly initialised); ` +
+        `unexpected checkpoint keys: ${unexpected || "none"}` +
+        `${hints} — check the conversion rules and patches in effect`,
     );
   }
   if (!warn) return;
