@@ -5,7 +5,8 @@ import path from "node:path";
 import {
   AutoModelForCausalLM, CheckpointReader, Chunk, Concatenate, ConversionError, ConversionRuleError, MergeModulelist, NoWeightsLoadedError, Parameter, PreTrainedModel,
   SplitModulelist, StateDictError, Transpose, WeightConverter, WeightRenaming, clearCheckpointConversionMapping, getCheckpointConversionMapping,
-  planConversions, registerCheckpointConversionMapping, registerModelFamily, setBackend, tf, writeSafetensors, encode, decode, type HostTensor, type ModelConfig,
+  planConversions, registerCheckpointConversionMapping, registerModelFamily, setBackend, tf, writeSafetensors, encode, decode, withPatches,
+  type HostTensor, type ModelConfig,
 } from "fusekit";
 import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
 
@@ -412,5 +413,36 @@ describe("Chunk without sizes splits by the target parameters' shapes (GQA qkv)"
     expect(Buffer.from(await saved.readBytes("qkv")).equals(Buffer.from(await orig.readBytes("qkv")))).toBe(true);
     await Promise.all([orig.close(), saved.close()]);
     model.dispose();
+  });
+
+  it("a patched model never loaded (fromConfig) saves q/k/v back as one qkv tensor: the split sizes come from its shapes", async () => {
+    class FusedConfig extends GqaConfig {
+      override model_type = "gqa-fused";
+      override architectures = ["GqaFused"];
+    }
+    class GqaFused extends PreTrainedModel {
+      qkv = new Parameter([8, 3], { kind: "zeros" });
+      forward() {
+        return undefined;
+      }
+    }
+    class GqaSplit extends GqaToy {}
+    registerModelFamily({ modelType: "gqa-fused", configFromDict: () => new FusedConfig(), architectures: { GqaFused }, causalLM: GqaFused });
+    registerCheckpointConversionMapping("gqa-fused", [rule]);
+    const model = withPatches({ GqaFused: GqaSplit }, () => AutoModelForCausalLM.fromConfig(new FusedConfig(), { seed: 3 })) as GqaSplit;
+    expect(model).toBeInstanceOf(GqaSplit);
+    [model.q, model.k, model.v].forEach((p, i) => p.setStateData(host([...p.stateShape], 10 + i).data, "F32")); // distinct values
+    const out = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-gqa-save-"));
+    try {
+      await model.savePretrained(out);
+      const r = await CheckpointReader.open(out);
+      expect(r.keys()).toEqual(["qkv"]);
+      const want = tf.concat([model.q, model.k, model.v].map((p) => tf.tensor(p.stateData(), [...p.stateShape])), 0);
+      expectEqualTf(await r.read("qkv"), want);
+      await r.close();
+    } finally {
+      model.dispose();
+      await rm(out, { recursive: true, force: true });
+    }
   });
 });

@@ -182,11 +182,21 @@ export function revertGroup(group: ConversionRecord["groups"][number], targets: 
 /**
  * A record for a model that was never loaded (e.g. built with fromConfig under patches): the rules are
  * planned over the plain model's keys and shapes — the layout a checkpoint of it has. Each group's ops
- * run once on zero-filled tensors of the right shapes to get their concrete reverses.
+ * run once on zero-filled tensors of the right shapes to get their concrete reverses (`shapeOf`, the
+ * model's own parameter shapes, sizes a Chunk without sizes).
  */
-export function synthesizeRecord(plain: { key: string; shape: number[] }[], rules: ConversionRule[], dtypeOf: (runtimeKey: string) => StorageDtype): ConversionRecord {
+export function synthesizeRecord(
+  plain: { key: string; shape: number[] }[],
+  rules: ConversionRule[],
+  dtypeOf: (runtimeKey: string) => StorageDtype,
+  shapeOf?: (runtimeKey: string) => readonly number[] | undefined,
+): ConversionRecord {
   const shapes = new Map(plain.map((p) => [p.key, p.shape]));
-  const plan = planConversions(plain.map((p) => p.key), rules);
+  const plan = planConversions(
+    plain.map((p) => p.key),
+    rules,
+    shapeOf,
+  );
   if (plan.errors.length) throw new ConversionError(`cannot save in the original format: ${plan.errors[0].message}`);
   const record: ConversionRecord = { rules: [...rules], renamed: new Map(), groups: [] };
   for (const d of plan.direct) if (d.rules.length) record.renamed.set(d.target, d.source);
