@@ -35,6 +35,9 @@ export class BackendError extends FusekitError {}
 /** A state dict does not fit a module: missing, unexpected or mis-shaped keys. */
 export class StateDictError extends FusekitError {}
 
+/** A load gave the model no weight at all (a conversion mapping or checkpoint that matches nothing). */
+export class NoWeightsLoadedError extends StateDictError {}
+
 /** A module path does not name a submodule. */
 export class ModulePathError extends FusekitError {}
 

@@ -29,7 +29,10 @@ export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js"
 
 export * from "./fusion/index.js";
 
-export { registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, withoutPatches, resolvePatchedClass, type PatchMapping } from "./patching/registry.js";
+export {
+  registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, withoutPatches,
+  applyPatches, resolvePatchedClass, type PatchMapping,
+} from "./patching/registry.js";
 export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
 export { ConversionOperation, Concatenate, Chunk, Transpose, MergeModulelist, SplitModulelist, type HostTensor, type Slot } from "./conversion/ops.js";
 export { registerCheckpointConversionMapping, getCheckpointConversionMapping, clearCheckpointConversionMapping } from "./conversion/registry.js";

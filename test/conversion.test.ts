@@ -1,11 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, CheckpointReader, Chunk, Concatenate, ConversionError, ConversionRuleError, MergeModulelist, Parameter, PreTrainedModel,
+  AutoModelForCausalLM, CheckpointReader, Chunk, Concatenate, ConversionError, ConversionRuleError, MergeModulelist, NoWeightsLoadedError, Parameter, PreTrainedModel,
   SplitModulelist, StateDictError, Transpose, WeightConverter, WeightRenaming, clearCheckpointConversionMapping, getCheckpointConversionMapping,
-  planConversions, registerCheckpointConversionMapping, registerModelFamily, setBackend, tf, writeSafetensors, encode, decode, type HostTensor, type ModelConfig,
+  planConversions, registerCheckpointConversionMapping, registerModelFamily, setBackend, tf, writeSafetensors, encode, decode, withPatches,
+  type HostTensor, type ModelConfig,
 } from "fusekit";
 import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
 
@@ -279,10 +280,8 @@ describe("load and save through conversions", () => {
     m = await AutoModelForCausalLM.fromPretrained(dir, { patches: { Toy: ToyPatched } });
     expect(m).toBeInstanceOf(ToyPatched);
     expect(m.loadReport!.convertedKeys.map((c) => c.targets)).toEqual([["t"]]);
-    // Explicit per-call conversions replace the registered ones.
-    m = await AutoModelForCausalLM.fromPretrained(dir, { conversions: [] });
-    expect(m.loadReport!.convertedKeys).toEqual([]);
-    expect(m.loadReport!.unexpectedKeys).toContain("old.c");
+    // Explicit per-call conversions replace the registered ones: with none, no key of this checkpoint fits.
+    await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: [] })).rejects.toThrow(NoWeightsLoadedError);
   });
 
   it("conversion failures are reported per group, and strict loads throw them", async () => {
@@ -292,13 +291,15 @@ describe("load and save through conversions", () => {
       { key: "a", expected: [2, 4], got: [1, 4] },
       { key: "b", expected: [2, 4], got: [3, 4] },
     ]);
-    const failing = [new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b", "c"], operations: [new Chunk(0)] })];
+    const failing = [...TOY_RULES.slice(0, 4), new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b", "c2"], operations: [new Chunk(0)] })];
     const m2 = await AutoModelForCausalLM.fromPretrained(dir, { conversions: failing });
     expect(m2.loadReport!.conversionErrors).toEqual([
-      { rule: String(failing[0]), keys: ["ab"], message: "Chunk(dim 0): 4 does not split into 3 equal parts (shape [4,4]); give explicit sizes" },
+      { rule: String(failing[4]), keys: ["ab"], message: "Chunk(dim 0): 4 does not split into 3 equal parts (shape [4,4]); give explicit sizes" },
     ]);
-    expect(m2.loadReport!.missingKeys).toEqual(["experts", "t", "a", "b", "c"]);
+    expect(m2.loadReport!.missingKeys).toEqual(["a", "b"]);
     await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: failing, strict: true })).rejects.toThrow(StateDictError);
+    // Only the failing group: nothing at all is loaded, which is an error even when not strict.
+    await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: [failing[4]] })).rejects.toThrow(NoWeightsLoadedError);
     await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: failing, strict: true })).rejects.toThrow(
       /conversion errors: Chunk\(dim 0\): 4 does not split into 3 equal parts/,
     );
@@ -312,5 +313,136 @@ describe("load and save through conversions", () => {
     await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: "nope" as never })).rejects.toThrow(
       new ConversionRuleError("fromPretrained: conversions: rules must be a list of WeightRenaming / WeightConverter, got string"),
     );
+  });
+});
+
+// transformers' from_pretrained raises when the conversion mapping leaves the model with no loaded weights, and
+// otherwise warns "Some weights of X were not initialized from the model checkpoint at P and are newly
+// initialized: [...]" — also for a non-strict load.
+describe("weights left at their initial values", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-fresh-"));
+    const tensors: Record<string, HostTensor> = { "experts.0.w": host([4, 2], 1), "experts.1.w": host([4, 2], 2), "experts.2.w": host([4, 2], 3), t_src: host([3, 2], 4), ab: host([4, 4], 5), "old.c": host([5], 6) };
+    await writeSafetensors(path.join(dir, "model.safetensors"), Object.entries(tensors).sort().map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: () => encode(t.data, t.dtype) })), { format: "pt" });
+    await writeFile(path.join(dir, "config.json"), JSON.stringify(new ToyConfig().toDict()));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+  afterEach(() => vi.restoreAllMocks());
+  const warnings = (spy: { mock: { calls: unknown[][] } }) =>
+    spy.mock.calls.filter(([, o]) => (o as { code?: string })?.code === "FUSEKIT_NEWLY_INITIALIZED").map(([m]) => String(m));
+
+  it("a mapping that matches nothing raises NoWeightsLoadedError (a StateDictError), strict or not", async () => {
+    const nothing = [new WeightRenaming({ sourcePatterns: "^nope\\.", targetPatterns: "" })];
+    for (const strict of [false, true]) {
+      const err = await AutoModelForCausalLM.fromPretrained(dir, { conversions: nothing, strict }).catch((e) => e);
+      expect(err, `strict ${strict}`).toBeInstanceOf(NoWeightsLoadedError);
+      expect(err).toBeInstanceOf(StateDictError);
+      expect(err.message).toBe(
+        `${dir}: no weight of Toy was loaded from the checkpoint (all 5 parameters would stay randomly initialised); ` +
+          "unexpected checkpoint keys: ab, experts.0.w, experts.1.w, experts.2.w, old.c, … — check the conversion rules and patches in effect",
+      );
+    }
+  });
+
+  it("a partial load warns once, naming every newly initialised key and how many, also when not strict", async () => {
+    const warn = vi.spyOn(process, "emitWarning").mockImplementation(() => {});
+    const withoutTranspose = TOY_RULES.filter((_, i) => i !== 3);
+    const m = await AutoModelForCausalLM.fromPretrained(dir, { conversions: withoutTranspose });
+    expect(m.loadReport!.missingKeys).toEqual(["t"]);
+    expect(warnings(warn)).toEqual([
+      `Some weights of Toy were not initialized from the model checkpoint at ${dir} and are newly initialized: ` +
+        "1 of 5 parameters: t (full list: model.loadReport.missingKeys)",
+    ]);
+    warn.mockClear();
+    await AutoModelForCausalLM.fromPretrained(dir, { conversions: TOY_RULES }); // everything loads: no warning
+    expect(warnings(warn)).toEqual([]);
+  });
+});
+
+// transformers' Chunk without sizes takes the sizes from the target parameters' shapes, so one fused qkv
+// checkpoint tensor splits into q, k, v of different sizes (GQA: 4 query rows, 2 key rows, 2 value rows).
+describe("Chunk without sizes splits by the target parameters' shapes (GQA qkv)", () => {
+  class GqaConfig implements ModelConfig {
+    model_type = "gqa-toy";
+    architectures = ["GqaToy"];
+    tie_word_embeddings = false;
+    torch_dtype = "float32";
+    toDict() {
+      return { model_type: this.model_type, architectures: this.architectures, torch_dtype: this.torch_dtype };
+    }
+  }
+  class GqaToy extends PreTrainedModel {
+    q = new Parameter([4, 3], { kind: "zeros" });
+    k = new Parameter([2, 3], { kind: "zeros" });
+    v = new Parameter([2, 3], { kind: "zeros" });
+    forward() {
+      return undefined;
+    }
+  }
+  registerModelFamily({ modelType: "gqa-toy", configFromDict: () => new GqaConfig(), architectures: { GqaToy }, causalLM: GqaToy });
+  const qkv = host([8, 3], 7);
+  const rule = new WeightConverter({ sourcePatterns: "^qkv$", targetPatterns: ["q", "k", "v"], operations: [new Chunk(0)] });
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-gqa-"));
+    await writeSafetensors(path.join(dir, "model.safetensors"), [{ name: "qkv", dtype: "F32", shape: qkv.shape, bytes: () => encode(qkv.data, "F32") }], { format: "pt" });
+    await writeFile(path.join(dir, "config.json"), JSON.stringify(new GqaConfig().toDict()));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it("the operation: sizes from the target shapes, equal parts when they are unknown or do not add up", () => {
+    const pieces = new Chunk(0).apply([qkv], 3, [[4, 3], [2, 3], [2, 3]]) as HostTensor[];
+    const want = tf.split(asTf(qkv), [4, 2, 2], 0);
+    pieces.forEach((p, i) => expectEqualTf(p, want[i]));
+    const halves = new Chunk(1).apply([host([2, 6])], 2, [[2, 4], undefined]) as HostTensor[];
+    expect(halves.map((h) => h.shape)).toEqual([[2, 3], [2, 3]]);
+    expect(() => new Chunk(0).apply([host([5, 3])], 2, [[2, 3], [2, 3]])).toThrow(
+      new ConversionError("Chunk(dim 0): 5 does not split into 2 equal parts (shape [5,3]) (the targets' sizes [2,2] do not add up to it either); give explicit sizes"),
+    );
+  });
+
+  it("loads q/k/v of different sizes from one qkv tensor and saves the qkv tensor back byte for byte", async () => {
+    const model = (await AutoModelForCausalLM.fromPretrained(dir, { conversions: [rule], strict: true })) as GqaToy;
+    const want = tf.split(asTf(qkv), [4, 2, 2], 0);
+    (["q", "k", "v"] as const).forEach((k, i) => expectEqualTf({ data: model[k].stateData(), shape: [...model[k].stateShape], dtype: "F32" }, want[i]));
+    expect(model.loadReport!.conversionErrors).toEqual([]);
+    const out = path.join(dir, "saved");
+    await model.savePretrained(out);
+    const [orig, saved] = await Promise.all([CheckpointReader.open(dir), CheckpointReader.open(out)]);
+    expect(Buffer.from(await saved.readBytes("qkv")).equals(Buffer.from(await orig.readBytes("qkv")))).toBe(true);
+    await Promise.all([orig.close(), saved.close()]);
+    model.dispose();
+  });
+
+  it("a patched model never loaded (fromConfig) saves q/k/v back as one qkv tensor: the split sizes come from its shapes", async () => {
+    class FusedConfig extends GqaConfig {
+      override model_type = "gqa-fused";
+      override architectures = ["GqaFused"];
+    }
+    class GqaFused extends PreTrainedModel {
+      qkv = new Parameter([8, 3], { kind: "zeros" });
+      forward() {
+        return undefined;
+      }
+    }
+    class GqaSplit extends GqaToy {}
+    registerModelFamily({ modelType: "gqa-fused", configFromDict: () => new FusedConfig(), architectures: { GqaFused }, causalLM: GqaFused });
+    registerCheckpointConversionMapping("gqa-fused", [rule]);
+    const model = withPatches({ GqaFused: GqaSplit }, () => AutoModelForCausalLM.fromConfig(new FusedConfig(), { seed: 3 })) as GqaSplit;
+    expect(model).toBeInstanceOf(GqaSplit);
+    [model.q, model.k, model.v].forEach((p, i) => p.setStateData(host([...p.stateShape], 10 + i).data, "F32")); // distinct values
+    const out = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-gqa-save-"));
+    try {
+      await model.savePretrained(out);
+      const r = await CheckpointReader.open(out);
+      expect(r.keys()).toEqual(["qkv"]);
+      const want = tf.concat([model.q, model.k, model.v].map((p) => tf.tensor(p.stateData(), [...p.stateShape])), 0);
+      expectEqualTf(await r.read("qkv"), want);
+      await r.close();
+    } finally {
+      model.dispose();
+      await rm(out, { recursive: true, force: true });
+    }
   });
 });

@@ -193,7 +193,8 @@ describe("kernelize: mode priority, fallback, validation", () => {
     ["own constructor", `  class Scale { constructor() { this.k = 3; } forward(x) { return x; } }`, "must not define its own constructor: a kernel layer is stateless"],
     ["instance state", `  class Scale { cache = new Map(); forward(x) { return x; } }`, "must not hold state or members besides forward and capability flags (hasBackward); found field cache"],
     ["extra members", `  class Scale { static factor = 3; helper() {} forward(x) { return x; } }`, "found method helper, static factor"],
-    ["another arity", `  class Scale { forward(x, y) { return x; } }`, "forward takes 2 arguments but the forward it replaces takes 1"],
+    ["another arity", `  class Scale { forward(x, y) { return x; } }`, "forward(x, y) takes 2 parameters but the forward it replaces, forward(x), takes 1"],
+    ["a rest parameter for a positional one", `  class Scale { forward(...xs) { return xs[0]; } }`, "forward(...xs) does not match forward(x): parameter 1 is rest, not positional"],
     ["a base class", `  class Base {}\n  class Scale extends Base { forward(x) { return x; } }`, "must not extend another class"],
   ];
   it.each(bad)("refuses a kernel layer with %s, naming kernel, layer and repo", async (name, src, message) => {
@@ -222,6 +223,44 @@ describe("kernelize: mode priority, fallback, validation", () => {
     Object.defineProperty(s, "kernelLayerName", { value: "Other", enumerable: true });
     expect(getKernelLayerName(s)).toBe("Other");
     expect(getKernelLayerName(Scale)).toBe("Scale");
+  });
+});
+
+// huggingface/kernels' _validate_layer compares `inspect.signature(...).parameters` of the two forwards: the
+// same number of parameters and the same kind at each position (names and defaults are free). JS's
+// Function.length stops at the first default, so it cannot tell `forward(x, residual = undefined)` takes 2.
+describe("kernel-layer validation compares parameter lists, as kernels does", () => {
+  @useKernelForwardFromHub("AddNorm")
+  class AddNorm extends Module<[tf.Tensor, tf.Tensor?], tf.Tensor> {
+    forward(x: tf.Tensor, residual: tf.Tensor | undefined = undefined): tf.Tensor {
+      return residual ? tf.add(x, residual) : tf.mul(x, 1);
+    }
+  }
+  const build = (cls: string) => `export function createLayers({ tf }) {\n  ${cls}\n  return { AddNorm };\n}\n`;
+  const repoWith = async (name: string, cls: string) =>
+    new LocalLayerRepository({
+      path: await makeRepo(`sig/${name}`, { id: `sig/${name}`, version: 1, layers: ["AddNorm"], builds: { any: "any.js" } }, { "any.js": build(cls) }),
+      layerName: "AddNorm",
+      trustRemoteCode: true,
+    });
+
+  it("accepts forward(x, residual) for forward(x, residual = undefined) (Function.length says 1 and 2)", async () => {
+    expect(AddNorm.prototype.forward.length).toBe(1);
+    const m = new AddNorm();
+    const repo = await repoWith("ok", "class AddNorm { forward(x, residual) { return tf.sub(x, residual); } }");
+    await useKernelMapping({ AddNorm: { cpu: repo } }, () => kernelize(m, { mode: Mode.INFERENCE }));
+    expect(activeKernel(m)).toBe(`AddNorm from ${repo}`);
+    const [x, r] = [tf.tensor1d([5, 7]), tf.tensor1d([1, 2])];
+    const y = m.call(x, r);
+    expect(Array.from(y.dataSync())).toEqual([4, 5]);
+    tf.dispose([x, r, y]);
+  });
+
+  it("refuses one parameter too few, naming both parameter lists", async () => {
+    const repo = await repoWith("short", "class AddNorm { forward(x) { return x; } }");
+    const err = await useKernelMapping({ AddNorm: { cpu: repo } }, () => kernelize(new AddNorm(), { mode: Mode.INFERENCE })).catch((e) => e);
+    expect(err).toBeInstanceOf(KernelValidationError);
+    expect(err.message).toContain("forward(x) takes 1 parameter but the forward it replaces, forward(x, residual = …), takes 2");
   });
 });
 
@@ -263,6 +302,25 @@ describe("the hub: versions, locks and trust", () => {
     expect(await run(m)).toEqual([9, 18, 27]);
     await expect(useKernelMapping({ Scale: { cpu: repo(3) } }, () => kernelize(m, { mode: Mode.INFERENCE }))).rejects.toThrow('kernel repository "ext/scale" has no version 3 (available: 1, 2)');
     await expect(useKernelMapping({ Scale: { cpu: new LayerRepository({ repoId: "ext/none", layerName: "Scale" }) } }, () => kernelize(m, { mode: Mode.INFERENCE }))).rejects.toThrow(KernelRepositoryError);
+  });
+
+  // kernels lists available versions sorted as numbers and warns when a pinned version is not the newest.
+  it("versions are listed in numeric order (1, 2, 10), and pinning an older one warns once", async () => {
+    const root = path.join(tmp, "hub-numeric");
+    for (const v of [10, 2, 1]) await makeRepo(`hub-numeric/num/v${v}`, scaleManifest("num/scale", v), { "any.js": scaleBuild(v) });
+    process.env.FUSEKIT_KERNELS_PATH = root;
+    expect((await discoverRepos()).filter((r) => r.manifest.id === "num/scale").map((r) => r.manifest.version)).toEqual([1, 2, 10]);
+    const repo = (version: number) => new LayerRepository({ repoId: "num/scale", layerName: "Scale", version, trustRemoteCode: true });
+    await expect(repo(3).loadLayer("cpu")).rejects.toThrow('kernel repository "num/scale" has no version 3 (available: 1, 2, 10)');
+    const warn = vi.spyOn(process, "emitWarning").mockImplementation(() => {});
+    const outdated = () => warn.mock.calls.filter(([, o]) => (o as { code?: string })?.code === "FUSEKIT_KERNEL_OUTDATED").map(([msg]) => String(msg));
+    await repo(10).loadLayer("cpu");
+    expect(outdated()).toEqual([]);
+    const m = new Holder();
+    await useKernelMapping({ Scale: { cpu: repo(2) } }, () => kernelize(m, { mode: Mode.INFERENCE }));
+    await repo(2).loadLayer("cpu");
+    expect(await run(m)).toEqual([4, 8, 12]); // the pinned version still serves
+    expect(outdated()).toEqual(['kernel repository "num/scale": version 2 is pinned, but 10 is available']);
   });
 
   it("a locked outside repo loads; once a file is tampered with it is refused", async () => {
@@ -338,6 +396,27 @@ describe("applyKernelsAfterLoad", () => {
     await applyKernelsAfterLoad(model, { useKernels: true, kernelMapping: { RMSNorm: { cpu: local } } });
     expect(activeKernel(norm)).toBe(`RMSNorm from local repo ${path.join(process.cwd(), "kernels/fusekit/rmsnorm")}`);
     model.dispose();
+  });
+
+  // transformers' KernelConfig.sanitize_kernel_mapping: "Each layer_name in the mapping is registered in the
+  // model (i.e., the model contains a module with a matching kernel_layer_name)", else ValueError.
+  it("a kernelMapping for a layer name no module uses is a KernelMappingError, and nothing is kernelized", async () => {
+    const model = AutoModelForCausalLM.fromConfig(config, { seed: 1 });
+    const norm = (model as any).model.norm as Qwen3RMSNorm;
+    const local = new LocalLayerRepository({ path: path.join(process.cwd(), "kernels/fusekit/rmsnorm"), layerName: "RMSNorm" });
+    const err = await applyKernelsAfterLoad(model, { useKernels: true, kernelMapping: { RMSNrom: { cpu: local } } }).catch((e) => e);
+    expect(err).toBeInstanceOf(KernelMappingError);
+    expect(err.message).toBe('kernelMapping names layer "RMSNrom" that no module of Qwen3ForCausalLM uses (its kernel layers: RMSNorm)');
+    expect(activeKernel(norm)).toBeUndefined();
+    model.dispose();
+
+    const dir = await fsp.mkdtemp(path.join(tmp, "ckpt-"));
+    const saved = AutoModelForCausalLM.fromConfig(config, { seed: 1 });
+    await saved.savePretrained(dir);
+    saved.dispose();
+    await expect(AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelMapping: { NormMLP: { cpu: local } } })).rejects.toThrow(
+      'kernelMapping names layer "NormMLP" that no module of Qwen3ForCausalLM uses (its kernel layers: RMSNorm)',
+    );
   });
 });
 

@@ -4,7 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import {
   AutoModelForCausalLM, Linear, Module, PatchMappingError, PatchTypeError, Qwen3Attention, Qwen3Config, Qwen3DecoderLayer, Qwen3ForCausalLM,
-  Qwen3MLP, Qwen3RMSNorm, clearPatchMapping, construct, getPatchMapping, registerPatchMapping, setBackend, tf, unregisterPatchMapping, withPatches, withoutPatches,
+  Qwen3MLP, Qwen3RMSNorm, applyPatches, clearPatchMapping, construct, getPatchMapping, registerPatchMapping, setBackend, tf, unregisterPatchMapping,
+  withPatches, withoutPatches,
 } from "fusekit";
 
 const config = new Qwen3Config({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8 });
@@ -76,21 +77,21 @@ describe("patch mapping registry", () => {
 });
 
 describe("patches apply at construction", () => {
-  it("a registered patch reaches every place the class is built, and the original classes are untouched", () => {
+  it("a registered patch reaches every place the class is built inside a scope, and the original classes are untouched", () => {
     const forward = Qwen3MLP.prototype.forward;
     const protoKeys = Object.getOwnPropertyNames(Qwen3MLP.prototype);
     registerPatchMapping({ Qwen3MLP: MLPA });
     const model = build();
     const plainBefore = new Qwen3MLP(config);
     expect([...model.model.layers].map((l) => l.mlp.constructor)).toEqual([MLPA, MLPA]);
-    expect(plainBefore.constructor).toBe(Qwen3MLP); // `new` is not patched; only construct() is
-    expect(construct(Qwen3MLP, config)).toBeInstanceOf(MLPA);
+    expect(plainBefore.constructor).toBe(Qwen3MLP); // `new` is not patched; only construct() in a scope is
+    expect(applyPatches(() => construct(Qwen3MLP, config))).toBeInstanceOf(MLPA);
     expect(Qwen3MLP.prototype.forward).toBe(forward);
     expect(Object.getOwnPropertyNames(Qwen3MLP.prototype)).toEqual(protoKeys);
     model.dispose();
   });
 
-  it("a regex key patches every class whose whole name matches, and nothing else", () => {
+  it("a regex key patches every class whose name it matches, and nothing else", () => {
     const plain = classes(build());
     registerPatchMapping({ "Qwen3.*Norm": NormA });
     const patched = classes(build());
@@ -107,9 +108,26 @@ describe("patches apply at construction", () => {
     expect(normCount).toBe(2 * 4 + 1);
   });
 
-  it("regex keys match the whole class name", () => {
-    registerPatchMapping({ MLP: MLPA, "Qwen3M": MLPB });
-    expect([...build().model.layers].map((l) => l.mlp.constructor)).toEqual([Qwen3MLP, Qwen3MLP]);
+  // transformers' register_patch_mapping: "Exact matches take precedence over patterns. Patterns are matched
+  // using `re.search()`, so they can match anywhere in the class name unless you use anchors (`^` for start,
+  // `$` for end)." — `".*Attention"` (and plain "Attention") patch LlamaAttention.
+  it("regex keys are searched in the class name (re.search): \"Attention\" patches Qwen3Attention; anchors restrict", () => {
+    class AttnA extends Qwen3Attention {}
+    registerPatchMapping({ Attention: AttnA, "^MLP": MLPA, "Norm$": NormA });
+    const m = build();
+    expect([...m.model.layers].map((l) => [l.self_attn.constructor, l.mlp.constructor])).toEqual([[AttnA, Qwen3MLP], [AttnA, Qwen3MLP]]);
+    expect(m.model.norm.constructor).toBe(NormA);
+    expect(m.model.layers.at(0).constructor).toBe(Qwen3DecoderLayer); // "Attention" is not in "Qwen3DecoderLayer"
+  });
+
+  it("patterns are tried in insertion order after the exact names (transformers: exact first, then patterns in order)", () => {
+    registerPatchMapping({ RMS: NormA, Norm: NormB });
+    expect(build().model.norm.constructor).toBe(NormA);
+    clearPatchMapping();
+    registerPatchMapping({ Norm: NormB, RMS: NormA });
+    expect(build().model.norm.constructor).toBe(NormB);
+    registerPatchMapping({ Qwen3RMSNorm: NormA }); // an exact name registered last still wins
+    expect(build().model.norm.constructor).toBe(NormA);
   });
 
   it("a replacement may wrap the class it replaces: construct() inside it builds the original", () => {
@@ -126,12 +144,47 @@ describe("patches apply at construction", () => {
     registerPatchMapping({ Qwen3MLP: WrappedMLP as never });
     const mlps = [...build().model.layers].map((l) => l.mlp as unknown as WrappedMLP);
     expect(mlps.map((m) => [m.constructor, m.inner.constructor])).toEqual([[WrappedMLP, Qwen3MLP], [WrappedMLP, Qwen3MLP]]);
-    expect(construct(Qwen3MLP, config)).toBeInstanceOf(WrappedMLP); // the guard is gone afterwards
+    expect(applyPatches(() => construct(Qwen3MLP, config))).toBeInstanceOf(WrappedMLP); // the guard is gone afterwards
   });
 
   it("an exact key wins over a regex registered before it", () => {
     registerPatchMapping({ "Qwen3RMS.*": NormA, Qwen3RMSNorm: NormB });
     expect(build().model.norm.constructor).toBe(NormB);
+  });
+});
+
+// transformers' register_patch_mapping: "Register patch mappings to enable automatic patching during model
+// creation using `from_pretrained`, `from_config` or within the `apply_patches` context manager." Outside
+// those, `Qwen2MoeModel(Qwen2MoeConfig())` builds the original classes.
+describe("registered patches apply only inside fromPretrained / fromConfig / applyPatches()", () => {
+  class LinearA extends Linear {}
+
+  it("`new Qwen3ForCausalLM(config)` and construct(Linear, …) outside any scope are plain", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA, "^Linear$": LinearA });
+    const direct = new Qwen3ForCausalLM(config);
+    expect([...direct.model.layers].map((l) => [l.mlp.constructor, l.mlp.gate_proj.constructor])).toEqual([[Qwen3MLP, Linear], [Qwen3MLP, Linear]]);
+    expect(construct(Linear, 4, 2).constructor).toBe(Linear);
+    expect(construct(Qwen3MLP, config).constructor).toBe(Qwen3MLP);
+    direct.dispose();
+  });
+
+  it("applyPatches(fn) applies them to everything built inside, and is undone after a return or a throw", async () => {
+    registerPatchMapping({ Qwen3MLP: MLPA, "^Linear$": LinearA });
+    const inside = applyPatches(() => new Qwen3ForCausalLM(config));
+    expect(inside.model.layers.at(0).mlp).toBeInstanceOf(MLPA);
+    expect(inside.lm_head.constructor).toBe(LinearA);
+    expect(applyPatches(() => construct(Linear, 4, 2)).constructor).toBe(LinearA);
+    expect(() => applyPatches(() => { throw new RangeError("boom"); })).toThrow("boom");
+    await expect(applyPatches(async () => { await new Promise((r) => setTimeout(r, 1)); throw new RangeError("late"); })).rejects.toThrow("late");
+    expect(new Qwen3ForCausalLM(config).model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
+    // inside withoutPatches, applyPatches keeps the plain scope (fromPretrained / fromConfig there stay plain)
+    expect(withoutPatches(() => applyPatches(() => construct(Linear, 4, 2))).constructor).toBe(Linear);
+    expect(withoutPatches(() => build()).model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
+  });
+
+  it("fromConfig applies them (as transformers' from_config does)", () => {
+    registerPatchMapping({ Qwen3MLP: MLPA });
+    expect([...build().model.layers].map((l) => l.mlp.constructor)).toEqual([MLPA, MLPA]);
   });
 });
 

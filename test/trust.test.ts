@@ -125,7 +125,7 @@ describe("no code is ever loaded from a checkpoint directory", () => {
       });
     }
     // The kernel hub imports a repository's build only after checkTrust (bundled, locked, or trustRemoteCode).
-    expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual(["src/hub/hub.ts: const mod = (await import(pathToFileURL(abs).href)) as Partial<KernelBuildModule>;"]);
+    expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual(["src/hub/hub.ts: return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;"]);
   });
 });
 
@@ -169,6 +169,50 @@ describe("a refused kernel repository's code never runs", () => {
     await fsp.appendFile(path.join(dir, "any.js"), "\n// changed after locking\n");
     await expect(kernelizeWith(new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale", lockfile }))).rejects.toThrow(KernelIntegrityError);
     expect(ran(marker)).toBe(false);
+  });
+
+  // Issue 16 item 10: the build is imported from the bytes that were hashed, not re-read from its path, so
+  // a file swapped on disk between the check and the import cannot run unverified.
+  it("locked: a build swapped on disk right after it was hashed never runs; the verified bytes do", async () => {
+    const [dir, marker] = await repo();
+    process.env.FUSEKIT_KERNELS_PATH = path.dirname(path.dirname(dir));
+    const good = "export function createLayers({ tf }) { class Scale { forward(x) { return tf.mul(x, 5); } } return { Scale }; }\n";
+    await fsp.writeFile(path.join(dir, "any.js"), good);
+    const lockfile = path.join(work, `swap-${n}.lock`);
+    await writeLockfile(lockfile, (await discoverRepos()).filter((r) => r.manifest.id === `ext/scale${n}`));
+    const build = path.join(dir, "any.js");
+    const realRead = fsp.readFile.bind(fsp);
+    let swapped = false;
+    vi.spyOn(fsp, "readFile").mockImplementation((async (file: Parameters<typeof fsp.readFile>[0], opts?: Parameters<typeof fsp.readFile>[1]) => {
+      const bytes = await realRead(file, opts as never);
+      if (String(file) === build && !swapped) {
+        swapped = true; // the verifier has read the good bytes; now an attacker replaces the file
+        await fsp.writeFile(build, planted(marker));
+      }
+      return bytes;
+    }) as typeof fsp.readFile);
+    const realMkdtemp = fsp.mkdtemp.bind(fsp);
+    const copies: string[] = [];
+    vi.spyOn(fsp, "mkdtemp").mockImplementation((async (prefix: string) => {
+      const made = await realMkdtemp(prefix);
+      copies.push(made);
+      return made;
+    }) as typeof fsp.mkdtemp);
+    const m = new Scale();
+    await useKernelMapping({ Scale: { cpu: new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale", lockfile }) } }, () =>
+      kernelize(m, { mode: Mode.INFERENCE }),
+    );
+    vi.restoreAllMocks();
+    expect(swapped).toBe(true);
+    expect(await fsp.readFile(build, "utf8")).toBe(planted(marker)); // the swap really happened on disk
+    expect(ran(marker)).toBe(false);
+    const x = tf.tensor1d([1, 2]);
+    const y = m.call(x);
+    expect(Array.from(y.dataSync())).toEqual([5, 10]); // the locked kernel's forward
+    tf.dispose([x, y]);
+    // it was imported from one private copy, which is gone
+    expect(copies.map((c) => path.basename(c).startsWith("fusekit-kernel-"))).toEqual([true]);
+    expect(copies.filter((c) => existsSync(c))).toEqual([]);
   });
 
   it("a symlinked directory leading outside the repo is refused even with trustRemoteCode, before import", async () => {

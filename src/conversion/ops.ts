@@ -113,8 +113,11 @@ export function transposeHost(t: HostTensor, dim0: number, dim1: number): HostTe
 
 /** One step of a WeightConverter; `reverse()` undoes it (used when saving in the original layout). */
 export abstract class ConversionOperation {
-  /** `targets` is how many tensors the converter must produce (Chunk without sizes splits into that many). */
-  abstract apply(inputs: Slot[], targets: number): Slot[];
+  /**
+   * `targets` is how many tensors the converter must produce; `targetShapes`, when known, the model's
+   * shape for each (Chunk without sizes splits into pieces of those sizes, else into equal parts).
+   */
+  abstract apply(inputs: Slot[], targets: number, targetShapes?: readonly (readonly number[] | undefined)[]): Slot[];
   abstract reverse(): ConversionOperation;
   /** The reverse for these concrete inputs (Concatenate's reverse must know the sizes it joined). */
   reverseFor(_inputs: Slot[]): ConversionOperation {
@@ -146,25 +149,39 @@ export class Concatenate extends ConversionOperation {
   }
 }
 
-/** One tensor → several along `dim`: explicit `sizes` (e.g. GQA q/k/v), else equal parts, one per target. Reverse: Concatenate. */
+/**
+ * One tensor → several along `dim`: explicit `sizes`, else the target parameters' sizes along `dim` (a GQA
+ * qkv splits into q, k, v of different sizes, as transformers does), else equal parts. Reverse: Concatenate.
+ */
 export class Chunk extends ConversionOperation {
-  constructor(readonly dim = 0, readonly sizes?: number[]) {
+  constructor(
+    readonly dim = 0,
+    readonly sizes?: number[],
+  ) {
     super();
     checkDim(dim, "Chunk");
     if (sizes !== undefined && (!Array.isArray(sizes) || !sizes.length || sizes.some((s) => !Number.isInteger(s) || s <= 0))) {
       throw new ConversionRuleError(`Chunk: sizes must be a non-empty list of positive integers, got ${JSON.stringify(sizes)}`);
     }
   }
-  apply(inputs: Slot[], targets: number): Slot[] {
+  apply(inputs: Slot[], targets: number, targetShapes?: readonly (readonly number[] | undefined)[]): Slot[] {
     if (inputs.length !== 1) throw new ConversionError(`Chunk: expects one input tensor, got ${inputs.length}`);
     const t = single(inputs[0], "Chunk");
-    let sizes = this.sizes;
-    if (!sizes) {
-      const n = t.shape[axis(this.dim, t.shape.length, "Chunk")];
-      if (n % targets !== 0) throw new ConversionError(`Chunk(dim ${this.dim}): ${n} does not split into ${targets} equal parts (shape [${t.shape}]); give explicit sizes`);
-      sizes = Array(targets).fill(n / targets);
+    return splitHost(t, this.sizes ?? this.sizesFor(t, targets, targetShapes), this.dim);
+  }
+  /** The targets' sizes along `dim` when every target's shape is known and they add up; else equal parts. */
+  private sizesFor(t: HostTensor, targets: number, shapes?: readonly (readonly number[] | undefined)[]): number[] {
+    const d = axis(this.dim, t.shape.length, "Chunk");
+    const n = t.shape[d];
+    const known = shapes?.length === targets && shapes.every((s) => s?.length === t.shape.length);
+    const fromTargets = known ? shapes!.map((s) => s![d]) : [];
+    if (known && fromTargets.every((s) => s > 0) && fromTargets.reduce((a, b) => a + b, 0) === n) return fromTargets;
+    if (n % targets !== 0) {
+      const why = known ? ` (the targets' sizes [${fromTargets}] do not add up to it either)` : "";
+      const what = `Chunk(dim ${this.dim}): ${n} does not split into ${targets} equal parts (shape [${t.shape}])`;
+      throw new ConversionError(`${what}${why}; give explicit sizes`);
     }
-    return splitHost(t, sizes, this.dim);
+    return Array(targets).fill(n / targets);
   }
   reverse(): ConversionOperation {
     return new Concatenate(this.dim);

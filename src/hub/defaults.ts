@@ -1,4 +1,4 @@
-import type { KernelMapping } from "./mapping.js";
+import type { KernelMapping } from "./types.js";
 import { LayerRepository } from "./repository.js";
 
 const both = (repoId: string, layerName: string) => {

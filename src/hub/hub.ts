@@ -2,6 +2,7 @@
 // is the package's top-level kernels/ folder; $FUSEKIT_KERNELS_PATH adds more roots (path-delimiter separated).
 import { createHash } from "node:crypto";
 import { existsSync, promises as fsp } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { tf } from "../tensor/tf.js";
@@ -102,14 +103,24 @@ async function scanRoot(root: string, depth = 0): Promise<string[]> {
   return out;
 }
 
-/** Every repository in every hub root, in root order. */
+/**
+ * Every repository in every hub root: repository ids in the order they are first found (roots in order),
+ * each id's versions in numeric order (1, 2, 10), as huggingface/kernels lists them.
+ */
 export async function discoverRepos(): Promise<HubRepo[]> {
-  const out: HubRepo[] = [];
+  const byId = new Map<string, HubRepo[]>();
   for (const root of hubRoots()) {
-    for (const dir of await scanRoot(root.dir)) out.push({ manifest: await readManifest(dir), dir, bundled: root.bundled });
+    for (const dir of await scanRoot(root.dir)) {
+      const manifest = await readManifest(dir);
+      if (!byId.has(manifest.id)) byId.set(manifest.id, []);
+      byId.get(manifest.id)!.push({ manifest, dir, bundled: root.bundled });
+    }
   }
-  return out;
+  // Array.prototype.sort is stable: for one id and version, the first root still comes first.
+  return [...byId.values()].flatMap((list) => list.sort((a, b) => a.manifest.version - b.manifest.version));
 }
+
+const warnedOutdated = new Set<string>();
 
 /** The repository `repoId`: the given major version, else the highest; the first root wins a tie. */
 export async function findRepo(repoId: string, version?: number): Promise<HubRepo> {
@@ -121,14 +132,24 @@ export async function findRepo(repoId: string, version?: number): Promise<HubRep
         `found: ${[...new Set(all.map((r) => r.manifest.id))].join(", ") || "none"})`,
     );
   }
-  if (version !== undefined) {
-    const hit = same.find((r) => r.manifest.version === version);
-    if (!hit) {
-      throw new KernelRepositoryError(`kernel repository "${repoId}" has no version ${version} (available: ${same.map((r) => r.manifest.version).join(", ")})`);
-    }
-    return hit;
+  const newest = same.reduce((best, r) => (r.manifest.version > best.manifest.version ? r : best));
+  if (version === undefined) return newest;
+  const hit = same.find((r) => r.manifest.version === version);
+  if (!hit) {
+    const available = [...new Set(same.map((r) => r.manifest.version))].join(", ");
+    throw new KernelRepositoryError(
+      `kernel repository "${repoId}" has no version ${version} (available: ${available})`,
+    );
   }
-  return same.reduce((best, r) => (r.manifest.version > best.manifest.version ? r : best));
+  if (newest.manifest.version > version && !warnedOutdated.has(`${repoId}\0${version}`)) {
+    warnedOutdated.add(`${repoId}\0${version}`);
+    const newer = newest.manifest.version;
+    process.emitWarning(`kernel repository "${repoId}": version ${version} is pinned, but ${newer} is available`, {
+      type: "FusekitKernelWarning",
+      code: "FUSEKIT_KERNEL_OUTDATED",
+    });
+  }
+  return hit;
 }
 
 /** A repository given by folder (LocalLayerRepository); bundled when it lies inside the bundled hub. */
@@ -139,13 +160,17 @@ export async function repoAt(dir: string): Promise<HubRepo> {
   return { manifest: await readManifest(abs), dir: abs, bundled: real.startsWith(hub + path.sep) };
 }
 
+/** A repository's files as read once: relative path (sorted, "/"-separated) → bytes and sha256 hex. */
+export type RepoSnapshot = Map<string, { bytes: Buffer; sha256: string }>;
+
 /**
- * sha256 of every file of a repository, keyed by relative path (sorted). A symlink is followed only when
- * it stays inside the repository; one leading outside is refused, since it would escape the lock.
+ * Reads every file of a repository once, with its sha256. A symlink is followed only when it stays inside
+ * the repository; one leading outside is refused, since it would escape the lock. Verifying and importing
+ * from this one read means a file swapped on disk afterwards never runs unverified.
  */
-export async function hashRepo(dir: string): Promise<Record<string, string>> {
+export async function snapshotRepo(dir: string): Promise<RepoSnapshot> {
   const realRoot = await fsp.realpath(dir);
-  const out: Record<string, string> = {};
+  const out: RepoSnapshot = new Map();
   const walk = async (sub: string) => {
     const entries = await fsp.readdir(path.join(dir, sub), { withFileTypes: true });
     for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
@@ -159,12 +184,21 @@ export async function hashRepo(dir: string): Promise<Record<string, string>> {
         }
         isDir = (await fsp.stat(abs)).isDirectory();
       }
-      if (isDir) await walk(rel);
-      else out[rel] = createHash("sha256").update(await fsp.readFile(abs)).digest("hex");
+      if (isDir) {
+        await walk(rel);
+      } else {
+        const bytes = await fsp.readFile(abs);
+        out.set(rel, { bytes, sha256: createHash("sha256").update(bytes).digest("hex") });
+      }
     }
   };
   await walk("");
   return out;
+}
+
+/** sha256 of every file of a repository, keyed by relative path (sorted); symlinks as in snapshotRepo. */
+export async function hashRepo(dir: string): Promise<Record<string, string>> {
+  return Object.fromEntries([...(await snapshotRepo(dir))].map(([f, e]) => [f, e.sha256]));
 }
 
 export interface LockEntry {
@@ -234,9 +268,18 @@ export function lockEntry(lock: Lockfile, repoId: string, version?: number): Loc
   return lock.kernels.find((k) => k.repoId === repoId && (version === undefined || k.version === version));
 }
 
-/** Throws a KernelIntegrityError unless the repository's files are exactly the locked ones. */
-export async function verifyRepo(repo: HubRepo, entry: LockEntry, lockfile: string): Promise<void> {
-  const actual = await hashRepo(repo.dir);
+/**
+ * Throws a KernelIntegrityError unless the repository's files are exactly the locked ones: those of
+ * `snapshot` when given (the bytes that will be imported), else read now. Returns the snapshot it checked.
+ */
+export async function verifyRepo(
+  repo: HubRepo,
+  entry: LockEntry,
+  lockfile: string,
+  snapshot?: RepoSnapshot,
+): Promise<RepoSnapshot> {
+  const snap = snapshot ?? (await snapshotRepo(repo.dir));
+  const actual = Object.fromEntries([...snap].map(([f, e]) => [f, e.sha256]));
   const problems: string[] = [];
   for (const [f, sha] of Object.entries(entry.files)) {
     if (!(f in actual)) problems.push(`${f} is missing`);
@@ -247,6 +290,7 @@ export async function verifyRepo(repo: HubRepo, entry: LockEntry, lockfile: stri
   if (problems.length) {
     throw new KernelIntegrityError(`kernel repository "${repo.manifest.id}" at ${repo.dir} does not match ${lockfile}: ${problems.join("; ")}; refused`);
   }
+  return snap;
 }
 
 /** The file a build entry runs: compiled JS under dist/ for the bundled hub in a build, else the repo's own file. */
@@ -267,17 +311,24 @@ const layerCache = new Map<string, Promise<Record<string, KernelLayerClass>>>();
 
 /**
  * The layers of a repository's build for `backend` (falling back to its "any" build), or undefined when it
- * has neither. Each build module is imported and instantiated once per backend.
+ * has neither. A repository outside the bundled hub is imported from `snapshot` — the bytes that were
+ * verified (or trusted) — through a private temporary copy, never from its folder, so a file swapped after
+ * the check cannot run. Each build is imported and instantiated once per backend and content.
  */
-export async function loadBuildLayers(repo: HubRepo, backend: string): Promise<Record<string, KernelLayerClass> | undefined> {
+export async function loadBuildLayers(
+  repo: HubRepo,
+  backend: string,
+  snapshot?: RepoSnapshot,
+): Promise<Record<string, KernelLayerClass> | undefined> {
   const file = repo.manifest.builds[backend] ?? repo.manifest.builds[ANY_BACKEND];
   if (file === undefined) return undefined;
-  const abs = buildFile(repo, file);
-  const key = `${abs}\0${backend}`;
+  const fromBytes = !repo.bundled && snapshot !== undefined;
+  const abs = fromBytes ? path.join(repo.dir, file) : buildFile(repo, file);
+  const key = `${abs}\0${backend}\0${fromBytes ? contentDigest(snapshot) : ""}`;
   let pending = layerCache.get(key);
   if (!pending) {
     pending = (async () => {
-      const mod = (await import(pathToFileURL(abs).href)) as Partial<KernelBuildModule>;
+      const mod = fromBytes ? await importFromSnapshot(repo, snapshot, file) : await importBuild(abs);
       if (typeof mod.createLayers !== "function") {
         throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": ${abs} does not export createLayers(env)`);
       }
@@ -287,4 +338,34 @@ export async function loadBuildLayers(repo: HubRepo, backend: string): Promise<R
     pending.catch(() => layerCache.delete(key));
   }
   return pending;
+}
+
+/** The one place fusekit loads code at run time: a kernel build module, after checkTrust. */
+type KernelModule = Partial<KernelBuildModule>;
+async function importBuild(file: string): Promise<KernelModule> {
+  return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;
+}
+
+function contentDigest(snapshot: RepoSnapshot): string {
+  const h = createHash("sha256");
+  for (const [f, e] of snapshot) h.update(`${f}\0${e.sha256}\n`);
+  return h.digest("hex");
+}
+
+/** Writes the snapshot into a fresh private (0700) temporary folder, imports the build from it, removes it. */
+async function importFromSnapshot(repo: HubRepo, snapshot: RepoSnapshot, file: string): Promise<KernelModule> {
+  const rel = path.posix.normalize(file.replace(/\\/g, "/"));
+  if (!snapshot.has(rel)) {
+    throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": no build file ${file} in ${repo.dir}`);
+  }
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "fusekit-kernel-"));
+  try {
+    for (const [f, { bytes }] of snapshot) {
+      await fsp.mkdir(path.dirname(path.join(dir, f)), { recursive: true, mode: 0o700 });
+      await fsp.writeFile(path.join(dir, f), bytes, { mode: 0o600, flag: "wx" });
+    }
+    return await importBuild(path.join(dir, rel));
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 }

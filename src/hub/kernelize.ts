@@ -3,12 +3,13 @@
 // another mode, or unkernelize, puts it back.
 import { tf } from "../tensor/tf.js";
 import type { Module } from "../nn/module.js";
-import { ArgumentError, KernelNotFoundError, KernelValidationError } from "../errors.js";
+import { KernelMappingError, KernelNotFoundError, KernelValidationError, ArgumentError } from "../errors.js";
 import { getKernelLayerName } from "./decorator.js";
 import { type KernelMapping, getKernelMapping, selectRepository, useKernelMapping } from "./mapping.js";
 import { Mode, checkKernelizeMode, modeName } from "./mode.js";
 import type { LayerRepositoryProtocol } from "./repository.js";
 import type { KernelLayerClass } from "./types.js";
+import { parameterList, parameterMismatch } from "./signature.js";
 import { DEFAULT_KERNEL_MAPPING } from "./defaults.js";
 
 export interface KernelizeOptions {
@@ -75,18 +76,24 @@ function classShell(src: string): string {
 }
 
 const ALLOWED_STATICS = new Set(["length", "name", "prototype", "hasBackward"]);
-const validated = new WeakMap<object, Set<number>>();
+type Forward = (...args: never[]) => unknown;
+const validated = new WeakMap<object, Set<Forward | number>>();
 
 /**
  * The kernel-layer rules (huggingface/kernels' `_validate_layer`): a class with no base class, no own
  * constructor, no state (instance fields, extra methods or statics other than capability flags), and a
- * forward with as many parameters as the forward it replaces.
+ * forward whose parameter list matches the one it replaces (`original`: that forward, or a bare arity).
  */
-export function validateKernelLayer(layer: KernelLayerClass, originalArity: number, layerName: string, repo: string): void {
+export function validateKernelLayer(
+  layer: KernelLayerClass,
+  original: Forward | number,
+  layerName: string,
+  repo: string,
+): void {
   const kernel = (layer as { name?: string })?.name || "<anonymous>";
   const fail = (msg: string) => new KernelValidationError(msg, kernel, layerName, repo);
   if (typeof layer !== "function" || typeof layer.prototype?.forward !== "function") throw fail("must be a class with a forward method");
-  if (validated.get(layer)?.has(originalArity)) return;
+  if (validated.get(layer)?.has(original)) return;
   const src = Function.prototype.toString.call(layer);
   if (!/^class\b/.test(src)) throw fail("must be a class (a plain function is its own constructor)");
   if (Object.getPrototypeOf(layer) !== Function.prototype) throw fail("must not extend another class (it would inherit a constructor and state)");
@@ -97,12 +104,21 @@ export function validateKernelLayer(layer: KernelLayerClass, originalArity: numb
   const extra = [...methods.map((m) => `method ${m}`), ...statics.map((s) => `static ${s}`), ...fields.map((f) => `field ${f}`)];
   if (extra.length) throw fail(`must not hold state or members besides forward and capability flags (hasBackward); found ${extra.join(", ")}`);
   if ("hasBackward" in layer && typeof layer.hasBackward !== "boolean") throw fail("hasBackward must be a boolean");
-  const arity = layer.prototype.forward.length;
-  if (arity !== originalArity) {
-    throw fail(`forward takes ${arity} argument${arity === 1 ? "" : "s"} but the forward it replaces takes ${originalArity}`);
-  }
+  const mismatch = signatureMismatch(layer.prototype.forward, original);
+  if (mismatch) throw fail(mismatch);
   if (!validated.has(layer)) validated.set(layer, new Set());
-  validated.get(layer)!.add(originalArity);
+  validated.get(layer)!.add(original);
+}
+
+/** Parameter lists compared as huggingface/kernels does; a bare arity (or unreadable source) counts positionals. */
+function signatureMismatch(forward: Forward, original: Forward | number): string | undefined {
+  const kernel = parameterList(forward);
+  const replaced = typeof original === "number" ? undefined : parameterList(original);
+  if (kernel && replaced) return parameterMismatch(kernel, replaced);
+  const arity = kernel ? kernel.length : forward.length;
+  const want = typeof original === "number" ? original : original.length;
+  if (arity === want) return undefined;
+  return `forward takes ${arity} parameter${arity === 1 ? "" : "s"} but the forward it replaces takes ${want}`;
 }
 
 /**
@@ -153,7 +169,7 @@ export async function kernelize<M extends Module>(model: M, options: KernelizeOp
       plan.push([module, undefined]);
       continue;
     }
-    validateKernelLayer(layer, replacedForward(module).length, layerName, repo);
+    validateKernelLayer(layer, replacedForward(module), layerName, repo);
     if (mode === Mode.TRAINING && layer.hasBackward === false) {
       if (sel.mode === Mode.TRAINING) {
         throw new KernelValidationError("is mapped for Mode.TRAINING but declares hasBackward = false", layer.name, layerName, repo);
@@ -178,6 +194,23 @@ export function unkernelize<M extends Module>(model: M): M {
   return model;
 }
 
+/**
+ * A load's own kernel mapping may name only layers the model uses (transformers' KernelConfig check:
+ * "Layer X is not registered in the model"): a misspelt layer name would otherwise leave the defaults in
+ * place without a word. Registered and bundled mappings may name any layer, as in huggingface/kernels.
+ */
+export function checkMappingUsed(model: Module, mapping: KernelMapping): void {
+  const used = new Set(model.namedModules().map(([, m]) => getKernelLayerName(m)).filter((n) => n !== undefined));
+  const unused = Object.keys(mapping).filter((layer) => !used.has(layer));
+  if (unused.length) {
+    const names = unused.map((l) => `"${l}"`).join(", ");
+    throw new KernelMappingError(
+      `kernelMapping names layer${unused.length === 1 ? "" : "s"} ${names} that no module of ` +
+        `${model.constructor.name} uses (its kernel layers: ${[...used].join(", ") || "none"})`,
+    );
+  }
+}
+
 export interface KernelLoadOptions {
   /** Kernelize after loading (default false). */
   useKernels?: boolean;
@@ -193,6 +226,7 @@ export interface KernelLoadOptions {
  */
 export async function applyKernelsAfterLoad<M extends Module>(model: M, options: KernelLoadOptions = {}): Promise<M> {
   if (!options.useKernels) return model;
+  checkMappingUsed(model, options.kernelMapping ?? {});
   const mode = model.training ? Mode.TRAINING : Mode.INFERENCE;
   const registered = getKernelMapping() as KernelMapping;
   return useKernelMapping(

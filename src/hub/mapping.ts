@@ -4,12 +4,11 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { KernelMappingError } from "../errors.js";
 import { MODE_FALLBACK_PRIORITY, Mode, checkMode, modeName } from "./mode.js";
-import { type LayerRepositoryProtocol, isLayerRepository } from "./repository.js";
-import { KERNEL_BACKENDS } from "./types.js";
+import { isLayerRepository } from "./repository.js";
+import { KERNEL_BACKENDS, type KernelMapping, type LayerRepositoryProtocol } from "./types.js";
 import { DEFAULT_KERNEL_MAPPING } from "./defaults.js";
 
-/** `{ [layerName]: { [backend]: repo | { [mode]: repo } } }`; a bare repo means `{ [Mode.FALLBACK]: repo }`. */
-export type KernelMapping = Record<string, Partial<Record<string, LayerRepositoryProtocol | Record<number, LayerRepositoryProtocol>>>>;
+export type { KernelMapping } from "./types.js";
 
 type Store = Map<string, Map<string, Map<Mode, LayerRepositoryProtocol>>>;
 

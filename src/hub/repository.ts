@@ -3,17 +3,21 @@
 // when its files match a lock, or with an explicit `trustRemoteCode: true`.
 import path from "node:path";
 import { KernelIntegrityError, KernelRepositoryError, UntrustedKernelError } from "../errors.js";
-import { type HubRepo, LOCKFILE_NAME, findRepo, hashRepo, loadBuildLayers, lockEntry, readLockfile, repoAt, verifyRepo } from "./hub.js";
-import type { KernelLayerClass } from "./types.js";
+import {
+  type HubRepo,
+  type RepoSnapshot,
+  LOCKFILE_NAME,
+  findRepo,
+  loadBuildLayers,
+  lockEntry,
+  readLockfile,
+  repoAt,
+  snapshotRepo,
+  verifyRepo,
+} from "./hub.js";
+import type { KernelLayerClass, LayerRepositoryProtocol } from "./types.js";
 
-/** What a kernel mapping points at. */
-export interface LayerRepositoryProtocol {
-  readonly layerName: string;
-  /** The layer class for `backend`, or undefined when the repository has no build for it. */
-  loadLayer(backend: string): Promise<KernelLayerClass | undefined>;
-  /** For messages. */
-  toString(): string;
-}
+export type { LayerRepositoryProtocol } from "./types.js";
 
 export interface TrustOptions {
   /** Load a repository outside the bundled hub without a lock. Its code runs in this process. */
@@ -22,11 +26,17 @@ export interface TrustOptions {
   lockfile?: string;
 }
 
-async function layerFrom(repo: HubRepo, layerName: string, backend: string, what: string): Promise<KernelLayerClass | undefined> {
+async function layerFrom(
+  repo: HubRepo,
+  layerName: string,
+  backend: string,
+  what: string,
+  snapshot: RepoSnapshot,
+): Promise<KernelLayerClass | undefined> {
   if (!repo.manifest.layers.includes(layerName)) {
     throw new KernelRepositoryError(`${what} does not export layer "${layerName}" (it exports: ${repo.manifest.layers.join(", ")})`);
   }
-  const layers = await loadBuildLayers(repo, backend);
+  const layers = await loadBuildLayers(repo, backend, snapshot);
   if (!layers) return undefined;
   const layer = layers[layerName];
   if (typeof layer !== "function") {
@@ -35,24 +45,25 @@ async function layerFrom(repo: HubRepo, layerName: string, backend: string, what
   return layer;
 }
 
-/** Verifies an outside repository against a lock, or requires trustRemoteCode. */
-async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<void> {
-  if (repo.bundled) {
-    await hashRepo(repo.dir); // still refuses symlinks leading out of the repo
-    return;
-  }
+/**
+ * Verifies an outside repository against a lock, or requires trustRemoteCode. Returns the files as read
+ * (and verified): an outside repository's build is imported from exactly these bytes.
+ */
+async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<RepoSnapshot> {
+  const snapshot = await snapshotRepo(repo.dir); // refuses symlinks leading out of the repo, bundled or not
+  if (repo.bundled) return snapshot;
   const lockfile = trust.lockfile ?? process.env.FUSEKIT_KERNELS_LOCK;
   if (lockfile) {
     const entry = lockEntry(await readLockfile(lockfile), repo.manifest.id, repo.manifest.version);
-    if (entry) return verifyRepo(repo, entry, lockfile);
+    if (entry) return verifyRepo(repo, entry, lockfile, snapshot);
   }
-  await hashRepo(repo.dir);
   if (!trust.trustRemoteCode) {
     throw new UntrustedKernelError(
       `${what} at ${repo.dir} is outside the bundled kernel hub and not locked${lockfile ? ` in ${lockfile}` : ""}; ` +
         `lock it (fusekit kernels lock) or pass trustRemoteCode: true to run its code`,
     );
   }
+  return snapshot;
 }
 
 /** A layer from a hub repository, by id and optional major version (default: the highest available). */
@@ -72,8 +83,8 @@ export class LayerRepository implements LayerRepositoryProtocol {
 
   async loadLayer(backend: string): Promise<KernelLayerClass | undefined> {
     const repo = await findRepo(this.repoId, this.version);
-    await checkTrust(repo, this.options, this.toString());
-    return layerFrom(repo, this.layerName, backend, this.toString());
+    const snapshot = await checkTrust(repo, this.options, this.toString());
+    return layerFrom(repo, this.layerName, backend, this.toString(), snapshot);
   }
 
   toString(): string {
@@ -93,8 +104,8 @@ export class LocalLayerRepository implements LayerRepositoryProtocol {
 
   async loadLayer(backend: string): Promise<KernelLayerClass | undefined> {
     const repo = await repoAt(this.path);
-    await checkTrust(repo, this.options, this.toString());
-    return layerFrom(repo, this.layerName, backend, this.toString());
+    const snapshot = await checkTrust(repo, this.options, this.toString());
+    return layerFrom(repo, this.layerName, backend, this.toString(), snapshot);
   }
 
   toString(): string {
@@ -121,8 +132,8 @@ export class LockedLayerRepository implements LayerRepositoryProtocol {
       throw new KernelIntegrityError(`kernel repository "${this.repoId}" is not locked in ${this.lockfile} (run fusekit kernels lock)`);
     }
     const repo = await findRepo(this.repoId, entry.version);
-    await verifyRepo(repo, entry, this.lockfile);
-    return layerFrom(repo, this.layerName, backend, this.toString());
+    const snapshot = await verifyRepo(repo, entry, this.lockfile);
+    return layerFrom(repo, this.layerName, backend, this.toString(), snapshot);
   }
 
   toString(): string {

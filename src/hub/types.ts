@@ -26,3 +26,18 @@ export interface KernelLayerClass {
 export interface KernelBuildModule {
   createLayers(env: KernelEnv): Record<string, KernelLayerClass>;
 }
+
+/** What a kernel mapping points at (a hub repository, a local folder, a locked repository). */
+export interface LayerRepositoryProtocol {
+  readonly layerName: string;
+  /** The layer class for `backend`, or undefined when the repository has no build for it. */
+  loadLayer(backend: string): Promise<KernelLayerClass | undefined>;
+  /** For messages. */
+  toString(): string;
+}
+
+/** `{ [layerName]: { [backend]: repo | { [mode]: repo } } }`; a bare repo means `{ [Mode.FALLBACK]: repo }`. */
+export type KernelMapping = Record<
+  string,
+  Partial<Record<string, LayerRepositoryProtocol | Record<number, LayerRepositoryProtocol>>>
+>;

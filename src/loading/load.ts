@@ -1,7 +1,7 @@
 import path from "node:path";
 import { CheckpointReader, CONFIG_NAME, readConfigJson } from "../io/checkpoint.js";
 import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
-import type { LoadReport, ModelConfig, PreTrainedModel } from "./pretrained.js";
+import type { LoadReport, PreTrainedModel } from "./pretrained.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
@@ -9,7 +9,7 @@ import { ensureBackend } from "../tensor/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
 import { packWeightsOnLoad, type WeightStorage } from "../nn/storage.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
-import { ConfigError, ConversionError, StateDictError, WeightStorageError } from "../errors.js";
+import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
@@ -96,6 +96,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     const report = await loadWeights(model, reader, { ...options, conversions });
     packWeightsOnLoad(model, false);
     const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
+    checkWeightsLoaded(model, report, dir, { warn: !(options.strict && bad) });
     if (options.strict && bad) {
       const errors = report.conversionErrors.map((e) => e.message).join("; ");
       throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
@@ -156,9 +157,9 @@ export function parameterAliases(model: Module): Map<string, Parameter> {
  */
 export async function loadWeights(model: Module, reader: CheckpointReader, options: FromPretrainedOptions = {}): Promise<LoadReport> {
   const rules = options.conversions ?? [];
-  const plan = planConversions(reader.keys(), rules);
   const params = new Map(model.namedParameters());
   const aliases = parameterAliases(model);
+  const plan = planConversions(reader.keys(), rules, (k) => (params.get(k) ?? aliases.get(k))?.stateShape);
   const report: LoadReport = {
     missingKeys: [],
     unexpectedKeys: [],
@@ -227,4 +228,34 @@ export async function loadWeights(model: Module, reader: CheckpointReader, optio
   model.initializeWeights(options.seed ?? 0, { onlyMissing: true });
   if (rules.length && model instanceof PreTrainedModelClass) model.checkpointConversion = record;
   return report;
+}
+
+/**
+ * As transformers' from_pretrained: a load that gave the model no weight at all is an error (a conversion
+ * mapping or checkpoint that matches nothing); otherwise every parameter left at its random initial value
+ * is named in one loud warning, strict or not.
+ */
+export function checkWeightsLoaded(model: Module, report: LoadReport, dir: string, { warn = true } = {}): void {
+  const total = model.namedParameters().length;
+  const fresh = report.missingKeys;
+  if (!fresh.length) return;
+  const name = model.constructor.name;
+  const errors = report.conversionErrors.map((e) => e.message).join("; ");
+  const hints = errors ? `; conversion errors: ${errors}` : "";
+  if (fresh.length === total) {
+    const unexpected = report.unexpectedKeys.slice(0, 5).join(", ") + (report.unexpectedKeys.length > 5 ? ", …" : "");
+    throw new NoWeightsLoadedError(
+      `${dir}: no weight of ${name} was loaded from the checkpoint ` +
+        `(all ${total} parameters would stay randomly initialised); ` +
+        `unexpected checkpoint keys: ${unexpected || "none"}` +
+        `${hints} — check the conversion rules and patches in effect`,
+    );
+  }
+  if (!warn) return;
+  const shown = fresh.slice(0, 10).join(", ") + (fresh.length > 10 ? `, … (${fresh.length - 10} more)` : "");
+  process.emitWarning(
+    `Some weights of ${name} were not initialized from the model checkpoint at ${dir} and are newly initialized: ` +
+      `${fresh.length} of ${total} parameters: ${shown}${hints} (full list: model.loadReport.missingKeys)`,
+    { type: "FusekitLoadWarning", code: "FUSEKIT_NEWLY_INITIALIZED" },
+  );
 }

@@ -1,6 +1,7 @@
 import { UnknownModelTypeError, ConfigError } from "../errors.js";
 import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
 import { construct } from "../patching/construct.js";
+import { applyPatches } from "../patching/registry.js";
 
 export interface ModelFamily {
   modelType: string;
@@ -44,8 +45,11 @@ export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new 
   return family.causalLM;
 }
 
-/** Constructs (under the active patches) the class a config names, with no weights allocated yet. */
+/**
+ * Builds the class a config names under the registered patches (fromPretrained and fromConfig apply them;
+ * `new` does not), with no weights allocated yet.
+ */
 export function buildModel(config: ModelConfig, raw: Record<string, unknown> = config.toDict(), where = "config"): PreTrainedModel {
   const Cls = causalLMClassFor(familyFor(raw, where), config);
-  return construct(Cls as new (c: ModelConfig) => PreTrainedModel, config);
+  return applyPatches(() => construct(Cls as new (c: ModelConfig) => PreTrainedModel, config));
 }

@@ -84,7 +84,8 @@ function unloadedRecord(model: PreTrainedModel, params: [string, Parameter][]): 
   const keys = new Set(params.map(([k]) => k));
   if (plain.length === keys.size && plain.every(([k]) => keys.has(k))) return undefined;
   const byName = new Map(params);
-  return synthesizeRecord(plain.map(([key, p]) => ({ key, shape: [...p.stateShape] })), rules, (k) => byName.get(k)?.storedDtype ?? "F32");
+  const dtypeOf = (k: string) => byName.get(k)?.storedDtype ?? "F32";
+  return synthesizeRecord(plain.map(([key, p]) => ({ key, shape: [...p.stateShape] })), rules, dtypeOf, (k) => byName.get(k)?.stateShape);
 }
 
 /** Splits tensors into shards of at most `max` bytes (a tensor larger than `max` gets a shard of its own). */

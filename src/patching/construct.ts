@@ -17,7 +17,8 @@ const replacing = new Set<ModuleClass>();
 
 /**
  * Builds a module through the active patch mapping: model code calls `construct(Qwen3MLP, config)`
- * rather than `new Qwen3MLP(config)`, so a patch reaches every place a class is built, at any depth.
+ * rather than `new Qwen3MLP(config)`, so inside a patch scope (fromPretrained, fromConfig, applyPatches,
+ * withPatches) a patch reaches every place a class is built, at any depth. Outside a scope it is `new`.
  * Inside a replacement's constructor, `construct` of the class it replaces builds the original, so a
  * replacement may wrap the class it stands for without recursing forever.
  */

@@ -1,19 +1,21 @@
 // The patch mapping: classes swapped at construction time (transformers' monkey_patching.py, scoped).
 //
-// Keys are class names. A key that equals the built class's name is an exact match and wins; otherwise
-// every key is tried as a regex that must match the WHOLE class name ("Qwen3.*MLP" matches "Qwen3MLP",
-// not "MyQwen3MLPx"), in registration order — transformers' fullmatch semantics. A plain name used as a
-// regex matches only itself, so exact names and regexes need no separate syntax.
+// Keys are class names or regexes. A key equal to the built class's name is an exact match and wins;
+// otherwise the keys are tried in registration order as regexes SEARCHED in the class name (JS
+// `RegExp.test`, no implicit anchoring), as transformers does with `re.search`: "Attention" patches
+// "Qwen3Attention"; anchor with ^…$ to match a whole name.
 //
-// Scopes (`withPatches`, `fromPretrained(dir, { patches })`) live in an AsyncLocalStorage: they are
-// undone when their function returns or throws, and concurrent async calls each see only their own.
-// A scope is searched before the scopes around it and before the global mapping.
+// Patches apply only inside a scope — fromPretrained, AutoModelForCausalLM.fromConfig, `applyPatches(fn)`
+// (transformers' `apply_patches()` context) or `withPatches(mapping, fn)` — never to a model built with
+// `new` or `construct` outside one. Scopes live in an AsyncLocalStorage: they are undone when their
+// function returns or throws, and concurrent async calls each see only their own. A scope's own mapping
+// is searched before the scopes around it and before the registered (global) mapping.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Module } from "../nn/module.js";
 import { setClassResolver, type ModuleClass } from "./construct.js";
 import { PatchMappingError, PatchTypeError } from "../errors.js";
 
-/** Class name (or full-match regex over class names) → the class to build in its place. */
+/** Class name (or a regex searched in class names) → the class to build in its place. */
 export type PatchMapping = Record<string, ModuleClass>;
 
 interface Entry {
@@ -42,7 +44,7 @@ function compile(mapping: PatchMapping, where: string): Layer {
     }
     let regex: RegExp;
     try {
-      regex = new RegExp(`^(?:${key})$`);
+      regex = new RegExp(key);
     } catch (err) {
       throw new PatchMappingError(`${where}: key "${key}" is neither a class name nor a valid regex (${(err as Error).message})`);
     }
@@ -90,6 +92,16 @@ export function clearPatchMapping(): void {
 }
 
 /**
+ * Runs `fn` with the registered patches applied (transformers' `apply_patches()` context): models and
+ * modules built inside get the patched classes. Inside another scope it keeps that scope (so
+ * `withoutPatches` stays plain). The scope ends when `fn` returns, throws, or its promise settles.
+ */
+export function applyPatches<T>(fn: () => T): T {
+  const outer = scopes.getStore();
+  return outer ? fn() : scopes.run({ layers: [], isolated: false }, fn);
+}
+
+/**
  * Runs `fn` with `mapping` applied on top of the global mapping (and of any enclosing scope). The
  * mapping is gone when `fn` returns, throws, or — for an async `fn` — settles; other concurrent calls
  * never see it.
@@ -112,10 +124,11 @@ function lookup(layer: Layer, name: string): ModuleClass | undefined {
   return undefined;
 }
 
-/** The class to build for `cls` under the active scopes and the global mapping. */
+/** The class to build for `cls` under the active scopes and the global mapping; outside any scope, `cls`. */
 export function resolvePatchedClass(cls: ModuleClass): ModuleClass {
   const store = scopes.getStore();
-  for (const layer of store?.isolated ? store.layers : [...(store?.layers ?? []), globalLayer]) {
+  if (!store) return cls;
+  for (const layer of store.isolated ? store.layers : [...store.layers, globalLayer]) {
     const hit = lookup(layer, cls.name);
     if (hit) return hit;
   }
