@@ -39,6 +39,7 @@ import {
   writeLockfile,
 } from "fusekit";
 import { registerKernelsCommand } from "../src/cli/kernels.js";
+import { formatParameters, parameterList } from "../src/hub/signature.js";
 
 /** A tagged test layer whose original forward doubles its input. */
 @useKernelForwardFromHub("Scale")
@@ -254,6 +255,20 @@ describe("kernel-layer validation compares parameter lists, as kernels does", ()
     const y = m.call(x, r);
     expect(Array.from(y.dataSync())).toEqual([4, 5]);
     tf.dispose([x, r, y]);
+  });
+
+  it("reads parameter lists of methods, functions and arrows (defaults, rest, destructuring); native code is unreadable", () => {
+    const list = (f: (...a: never[]) => unknown) => { const p = parameterList(f); return p && formatParameters(p); };
+    class C {
+      forward(x: number, { a }: { a: number } = { a: 1 }, ...more: number[]) {
+        return x + a + more.length;
+      }
+    }
+    expect(list(C.prototype.forward)).toBe("(x, {…} = …, ...more)");
+    expect(list(function named(a: number, b = 2) { return a + b; })).toBe("(a, b = …)");
+    expect(list((x: number) => x)).toBe("(x)");
+    expect(list(async (x: number, [y]: number[]) => x + y)).toBe("(x, […])");
+    expect(list(Math.max)).toBeUndefined();
   });
 
   it("refuses one parameter too few, naming both parameter lists", async () => {
