@@ -120,7 +120,7 @@ describe("bench (in-process, quick)", () => {
       const best = entry.configs.find((c) => c.spec.id === entry.best[fam])!;
       const orig = entry.configs.find((c) => c.spec.id === `none·${best.spec.storage}`)!;
       expect(t.value).toBeCloseTo(best.result!.decode.median / orig.result!.decode.median, 10);
-      expect(t.ok).toBe(t.value >= 1.5);
+      expect(t.ok).toBe(t.value! >= 1.5);
       expect(t.basis).toContain(`(${best.spec.storage})`);
     }
     const md = renderMarkdown(results);
