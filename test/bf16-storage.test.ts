@@ -90,7 +90,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
         setBf16Options({ gemmMaxRows, chunkElements: 2 * n }); // tiny chunks: the widened path concatenates
         const y = bf16MatMul(xt, wt);
         expect(y.shape).toEqual([rows, m]);
-        expect(maxAbsDiff(y.dataSync(), want)).toBeLessThan(1e-5);
+        expect(maxAbsDiff(y.dataSync(), want)).toBeLessThan(5e-6); // measured 1.75e-6
         y.dispose();
       }
       xt.dispose();
@@ -126,16 +126,16 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       expect(lmHead.weight.packedTensor.shape).toEqual([151936, 64]);
     });
 
-    it("gives the float32 model's logits within 1e-5 (prefill of 8 tokens, all positions)", () => {
+    it("gives the float32 model's logits within 3e-6 (prefill of 8 tokens, all positions)", () => {
       const a = logitsOf(f32, [PROMPT])[0];
       const b = logitsOf(bf16, [PROMPT])[0];
-      expect(Math.max(...a.map((row, t) => maxAbsDiff(row, b[t])))).toBeLessThan(1e-5);
+      expect(Math.max(...a.map((row, t) => maxAbsDiff(row, b[t])))).toBeLessThan(3e-6); // measured 8.9e-7
     });
 
-    it("gives the float32 model's logits within 1e-5 while decoding with a cache", () => {
+    it("gives the float32 model's logits within 3e-6 while decoding with a cache", () => {
       const a = decodeLogits(f32, PROMPT, 6);
       const b = decodeLogits(bf16, PROMPT, 6);
-      for (let s = 0; s < a.length; s++) expect(maxAbsDiff(a[s], b[s])).toBeLessThan(1e-5);
+      for (let s = 0; s < a.length; s++) expect(maxAbsDiff(a[s], b[s])).toBeLessThan(3e-6); // measured 8.3e-7
     });
 
     it("saves byte-identically to the source checkpoint", async () => {
@@ -174,7 +174,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       dir = await savedBf16Model({ hidden_size: 44, intermediate_size: 96, vocab_size: 80 });
     });
 
-    it("matches float32 storage within 1e-5, round-trips to f32 exactly, numTensors flat over 200 forwards", async () => {
+    it("matches float32 storage within 4e-7, round-trips to f32 exactly, numTensors flat over 200 forwards", async () => {
       const f32 = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
       const m = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
       const ids = [[3, 14, 15, 9, 26, 5, 35, 63], [1, 2, 3, 4, 5, 6, 7, 8]];
@@ -182,8 +182,9 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       const report = storeWeightsAs(m, "bf16");
       expect(report.converted).toHaveLength(2 * 7 + 2); // untied: embedding and lm_head separately
       const got = logitsOf(m, ids);
-      for (let b = 0; b < 2; b++) for (let t = 0; t < 8; t++) expect(maxAbsDiff(got[b][t], want[b][t])).toBeLessThan(1e-5);
-      expect(maxAbsDiff(decodeLogits(m, ids[0], 4).flatMap((r) => [...r]), decodeLogits(f32, ids[0], 4).flatMap((r) => [...r]))).toBeLessThan(1e-5);
+      // measured 9.1e-8 (prefill) and 8.9e-8 (decode)
+      for (let b = 0; b < 2; b++) for (let t = 0; t < 8; t++) expect(maxAbsDiff(got[b][t], want[b][t])).toBeLessThan(4e-7);
+      expect(maxAbsDiff(decodeLogits(m, ids[0], 4).flatMap((r) => [...r]), decodeLogits(f32, ids[0], 4).flatMap((r) => [...r]))).toBeLessThan(4e-7);
 
       const before = tf.memory().numTensors;
       for (let i = 0; i < 200; i++) tf.dispose(m.forward({ inputIds: [[i % 80, (i * 7) % 80]] }).logits);
@@ -219,7 +220,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       const ids = [[1, 5, 9, 13]];
       const want = logitsOf(ref, ids)[0];
       const got = logitsOf(m, ids)[0];
-      for (let t = 0; t < 4; t++) expect(maxAbsDiff(got[t], want[t])).toBeLessThan(1e-5);
+      for (let t = 0; t < 4; t++) expect(maxAbsDiff(got[t], want[t])).toBeLessThan(4e-7); // measured 8.9e-8
       m.dispose();
       ref.dispose();
     });

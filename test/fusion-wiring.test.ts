@@ -26,6 +26,7 @@ import {
   unfuseModules,
   type PreTrainedModel,
 } from "fusekit";
+import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
 
 const spec = (inputs: string[], outputs: string[]) => new ModuleSpec({ inputs, outputs });
 const HS = () => spec(["hidden_states"], ["hidden_states"]);
@@ -97,17 +98,6 @@ function tinyQwen(layers: number, seed = 3): PreTrainedModel {
   return AutoModelForCausalLM.fromConfig(config, { seed });
 }
 
-function logits(model: PreTrainedModel, ids: number[][]): Float32Array {
-  const out = model.forward({ inputIds: ids });
-  const data = out.logits.dataSync() as Float32Array;
-  out.logits.dispose();
-  return Float32Array.from(data);
-}
-
-const maxAbsDiff = (a: Float32Array, b: Float32Array) => {
-  expect(a.length).toBe(b.length);
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-};
 
 beforeAll(async () => {
   await setBackend("cpu");
@@ -250,7 +240,7 @@ describe("fusing a tiny Qwen3", () => {
   it("gives 5 parents 5 independent registries, each holding only its own layer's wires", () => {
     const model = tinyQwen(5);
     const ids = [[1, 7, 3, 9, 2]];
-    const ref = logits(model, ids);
+    const ref = flatLogitsOf(model, ids);
     const chains = fuseModules(model, NORM_MLP, [HS(), HS()]);
     expect(chains.map((c) => c.parent)).toEqual([0, 1, 2, 3, 4].map((i) => `model.layers.${i}`));
     const registries = chains.map((c) => c.fused.registry);
@@ -267,7 +257,7 @@ describe("fusing a tiny Qwen3", () => {
         };
       });
     });
-    expect(maxAbsDiff(logits(model, ids), ref)).toBe(0);
+    expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
     expect(snapshots).toHaveLength(5);
     for (const s of snapshots) expect(s).toEqual({ keys: ["in_0_hidden_states", "in_1_hidden_states", "out_0_hidden_states"], othersEmpty: true, passThrough: true });
     expect(registries.every((r) => r.size === 0)).toBe(true);
@@ -333,12 +323,12 @@ describe("fusing a tiny Qwen3", () => {
   it("matches the unfused forward when fusing only some layers, or a single-module chain", () => {
     const model = tinyQwen(4);
     const ids = [[5, 4, 3]];
-    const ref = logits(model, ids);
+    const ref = flatLogitsOf(model, ids);
     fuseModules(model, ["model.layers.{1,3}.post_attention_layernorm", "model.layers.*.mlp"], [HS(), HS()]);
     expect(getFusedChains(model).map((c) => c.parent)).toEqual(["model.layers.1", "model.layers.3"]);
-    expect(maxAbsDiff(logits(model, ids), ref)).toBe(0);
+    expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
     fuseModules(model, ["model.layers.0.self_attn"], [spec(["hidden_states", "position_embeddings", "attention_mask", "past_key_values"], ["h"])]);
-    expect(maxAbsDiff(logits(model, ids), ref)).toBe(0);
+    expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
     unfuseModules(model);
     model.dispose();
   });
@@ -423,7 +413,7 @@ describe("kernel-style fused forward on Qwen3", () => {
   it("a per-instance forward reading this.chain[0].weight / this.chain[1].gate_proj equals the original", () => {
     const model = tinyQwen(3);
     const ids = [[3, 1, 4, 1, 5]];
-    const ref = logits(model, ids);
+    const ref = flatLogitsOf(model, ids);
     const chains = fuseModules(model, NORM_MLP, [HS(), HS()], { kernelLayerName: "NormMLP" });
     for (const { fused } of chains) {
       fused.forward = function (this: FusedModule, x: tf.Tensor) {
@@ -435,7 +425,7 @@ describe("kernel-style fused forward on Qwen3", () => {
         });
       } as FusedModule["forward"];
     }
-    expect(maxAbsDiff(logits(model, ids), ref)).toBe(0);
+    expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
     expect(chains.every((c) => c.fused.registry.size === 0)).toBe(true);
     model.dispose();
   });

@@ -2,11 +2,11 @@
 // tests spawn the real `fusekit` binary (node dist/src/cli/main.js). After `npm ci` (whose prepare
 // script builds) nothing needs doing.
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SOURCES = ["src", "patches", "conversions", "fusions", "kernels", "bench"];
 
 function newestSourceMtime(dir: string): number {
@@ -21,6 +21,11 @@ function newestSourceMtime(dir: string): number {
 }
 
 export default function setup(): void {
+  buildDist(projectRoot);
+}
+
+/** Builds `root`/dist with the project's tsc unless it is newer than every source; throws when the build fails. */
+export function buildDist(root: string): void {
   const entry = path.join(root, "dist", "src", "cli", "main.js");
   const built = existsSync(entry) ? statSync(entry).mtimeMs : 0;
   const newest = Math.max(...SOURCES.map((d) => newestSourceMtime(path.join(root, d))), statSync(path.join(root, "tsconfig.json")).mtimeMs);
@@ -30,8 +35,11 @@ export default function setup(): void {
       cwd: root,
       stdio: "inherit",
     });
-  } catch {
-    // tsc still emits on type errors; `npm run typecheck` is the gate for those, so the suite goes on.
-    console.warn("global-setup: tsc reported errors while building dist/ (see above); the CLI tests run on what it emitted");
+  } catch (err) {
+    // A failed build fails the run: the CLI tests must not run a stale or half-built dist/. The entry
+    // point goes too, so the next run builds again instead of taking what this one emitted as fresh.
+    rmSync(entry, { force: true });
+    const status = (err as { status?: number }).status;
+    throw new Error(`global-setup: building dist/ failed (tsc exit ${status ?? "?"}, errors above)`, { cause: err });
   }
 }

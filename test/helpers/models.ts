@@ -1,7 +1,5 @@
-import { mkdtempSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { AutoModelForCausalLM, Qwen3Config, tf, type PreTrainedModel } from "fusekit";
+import { tmpDir } from "./tmp.js";
 
 /** A small untied Qwen3 config (GQA 4 heads / 2 kv heads) for fast tests. */
 export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
@@ -11,11 +9,9 @@ export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
   });
 }
 
-export function tmpDir(tag = "fusekit-test-"): string {
-  return mkdtempSync(path.join(os.tmpdir(), tag));
-}
+export { tmpDir };
 
-/** Saves a seeded small model to a temp dir and returns the dir. */
+/** Saves a seeded small model to a temp dir (removed after the test file) and returns the dir. */
 export async function savedSmallModel(over: Partial<Qwen3Config> = {}, { seed = 1, dtype = "F32" as const } = {}): Promise<string> {
   const model = AutoModelForCausalLM.fromConfig(smallConfig(over), { seed });
   const dir = tmpDir();
@@ -32,7 +28,17 @@ export function logitsOf(model: PreTrainedModel, ids: number[][], attentionMask?
   return out;
 }
 
+/** Flat float32 logits of `model` for ids [batch][seq] (batch-major, then position, then vocab). */
+export function flatLogitsOf(model: PreTrainedModel, ids: number[][], attentionMask?: number[][]): Float32Array {
+  const { logits } = model.forward({ inputIds: ids, attentionMask });
+  const out = Float32Array.from(logits.dataSync() as Float32Array);
+  logits.dispose();
+  return out;
+}
+
+/** max |a_i − b_i| (NaN if any element is NaN, so a `< tol` check fails); the lengths must match. */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`maxAbsDiff: ${a.length} values vs ${b.length}`);
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
