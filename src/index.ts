@@ -20,7 +20,7 @@ export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./m
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, type PresetName } from "./models/presets.js";
 
-export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
+export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrder, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME } from "./io/checkpoint.js";
 export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
 export { savePretrained, parseSize } from "./loading/save.js";

@@ -1,7 +1,7 @@
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readJsonFile } from "../io/checkpoint.js";
-import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
+import { writeSafetensorsStaged, type TensorToWrite } from "../io/safetensors.js";
 import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { PreTrainedModel, SaveOptions } from "../models/pretrained.js";
@@ -123,7 +123,7 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
 
   const files: { path: string; write: (tmp: string) => Promise<void> }[] = shards.map((shard, i) => ({
     path: path.join(dir, names[i]),
-    write: (tmp) => writeSafetensors(tmp, shard, metadata),
+    write: (tmp) => writeSafetensorsStaged(tmp, shard, metadata),
   }));
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};
