@@ -13,6 +13,7 @@ import { buildModel } from "./load.js";
 import { causalLMClassFor, familyFor } from "../models/registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
+import { fp8Entries } from "./fp8.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 
@@ -37,9 +38,12 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
   const grouped = new Set(record?.groups.flatMap((g) => g.targets));
   const out: TensorToWrite[] = params
     .filter(([name]) => !grouped.has(name))
-    .map(([name, p]) => {
+    .flatMap(([name, p]) => {
+      const key = record?.renamed.get(name) ?? name;
+      // An FP8 block-quantized weight goes back as it was stored, unless another dtype is asked for.
+      if (!dtype && p.checkpointLayout) return fp8Entries(key, p, p.checkpointLayout);
       const dt = dtype ?? p.storedDtype;
-      return { name: record?.renamed.get(name) ?? name, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) };
+      return [{ name: key, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) }];
     });
   const byName = new Map(params);
   for (const group of record?.groups ?? []) {
@@ -132,7 +136,7 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
     const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
     files.push({ path: path.join(dir, WEIGHTS_INDEX_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(index, null, 2) + "\n") });
   }
-  const config = model.config.toDict();
+  const config = withQuantizationConfig(model, tensors);
   const dtypes = new Set(tensors.map((t) => t.dtype));
   if (dtypes.size === 1) config.torch_dtype = TORCH_DTYPE[[...dtypes][0]] ?? config.torch_dtype;
   files.push({ path: path.join(dir, CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n") });
@@ -144,6 +148,19 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
 }
 
 const pad = (n: number) => String(n).padStart(5, "0");
+
+/**
+ * config.json's dict: `quantization_config` is the FP8 layout's when weights are written as FP8, and dropped
+ * when none is (a dequantized save must not claim to be quantized).
+ */
+function withQuantizationConfig(model: PreTrainedModel, tensors: TensorToWrite[]): Record<string, unknown> {
+  const config = model.config.toDict();
+  const fp8 = tensors.some((t) => t.dtype === "F8_E4M3");
+  const layout = fp8 ? model.parameters().find((p) => p.checkpointLayout)?.checkpointLayout : undefined;
+  if (layout) config.quantization_config = layout.config;
+  else if ((config.quantization_config as { quant_method?: unknown } | undefined)?.quant_method === "fp8") delete config.quantization_config;
+  return config;
+}
 
 async function previousWeightFiles(dir: string): Promise<Set<string>> {
   const out = new Set<string>();

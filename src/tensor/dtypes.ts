@@ -288,6 +288,19 @@ function encodeInt(values: Float32Array | Int32Array, dtype: StorageDtype, view:
   }
 }
 
+/** The bf16 nearest (ties to even) to the float32 with bits `x`, as its 16 bits; NaN stays NaN. */
+function bf16Bits(x: number): number {
+  const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
+  return (isNaN ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** Rounds float32 values to the nearest bf16 (ties to even), in place; returns `values`. */
+export function roundToBf16(values: Float32Array): Float32Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]) << 16;
+  return values;
+}
+
 /** Encodes float32 / int32 values as `dtype` bytes (little-endian); integers out of the dtype's range throw. */
 export function encode(values: Float32Array | Int32Array, dtype: StorageDtype): Uint8Array {
   const n = values.length;
@@ -310,13 +323,7 @@ export function encode(values: Float32Array | Int32Array, dtype: StorageDtype): 
     case "BF16": {
       const f = values instanceof Float32Array ? values : Float32Array.from(values);
       const bits = new Uint32Array(f.buffer, f.byteOffset, n);
-      for (let i = 0; i < n; i++) {
-        const x = bits[i];
-        const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
-        // Round to nearest even on the dropped 16 bits; keep NaN a NaN.
-        const r = isNaN ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-        view.setUint16(2 * i, r & 0xffff, true);
-      }
+      for (let i = 0; i < n; i++) view.setUint16(2 * i, bf16Bits(bits[i]), true);
       return out;
     }
     case "F16":
