@@ -32,6 +32,9 @@ export class UnsupportedDtypeError extends CheckpointFormatError {}
  */
 export class QuantizationError extends FusekitError {}
 
+/** savePretrained was pointed at something that is not a checkpoint folder (a file, or a folder of other files). */
+export class SaveTargetError extends FusekitError {}
+
 /** config.json is missing, unreadable, or has a missing / ill-typed field. */
 export class ConfigError extends FusekitError {}
 

@@ -24,6 +24,7 @@ export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrde
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";
 export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
 export { savePretrained, parseSize } from "./loading/save.js";
+export { TOKENIZER_FILES, type CompanionFiles } from "./loading/companions.js";
 export {
   quantizeToFp8, dequantizeFp8, fp8ConfigOf, scaleKeyFor, Fp8CheckpointView, FP8_E4M3_MAX, type Fp8QuantizationConfig, type Fp8BlockLayout,
   type QuantizeFp8Options,

@@ -18,6 +18,7 @@ import { convertGroup, planConversions, type ConversionRecord } from "../convers
 import type { HostTensor } from "../conversion/ops.js";
 import { PreTrainedModel as PreTrainedModelClass } from "../models/pretrained.js";
 import { fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
+import { readCompanionFiles } from "./companions.js";
 
 export interface LoadProgress {
   bytesDone: number;
@@ -120,6 +121,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
       throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
     }
     model.loadReport = report;
+    model.companionFiles = await readCompanionFiles(dir);
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
     return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, options), { inherit: false }) : loaded);

@@ -14,6 +14,7 @@ import { causalLMClassFor, familyFor } from "../models/registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { fp8Entries } from "./fp8.js";
+import { companionWrites, prepareSaveTarget } from "./companions.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 
@@ -111,12 +112,13 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
 }
 
 /**
- * Writes config.json + safetensors (sharded with an index above `maxShardSize`). Every file is written
+ * Writes config.json + safetensors (sharded with an index above `maxShardSize`), and the generation config and
+ * tokenizer files the model was loaded with. Refuses a folder that is not a checkpoint. Every file is written
  * under a temporary name and renamed into place only when all are complete, config.json last, so an
  * interrupted save leaves the previous checkpoint as it was.
  */
 export async function savePretrained(model: PreTrainedModel, dir: string, options: SaveOptions = {}): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true });
+  await prepareSaveTarget(dir);
   // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
   await completePendingSave(dir);
   await removeStaleTemporaries(dir);
@@ -139,6 +141,7 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
   const config = withQuantizationConfig(model, tensors);
   const dtypes = new Set(tensors.map((t) => t.dtype));
   if (dtypes.size === 1) config.torch_dtype = TORCH_DTYPE[[...dtypes][0]] ?? config.torch_dtype;
+  files.push(...companionWrites(dir, model.companionFiles));
   files.push({ path: path.join(dir, CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n") });
 
   // Weight files of the previous save that the new one does not overwrite are deleted after the commit, in
