@@ -7,7 +7,8 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizer, SaveTargetError, TokenizerError, defaultModelDir, setBackend,
+  AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizer, SafetensorsFile, SaveTargetError, TokenizerError, defaultModelDir, generate,
+  setBackend,
 } from "fusekit";
 import { smallConfig, tmpDir } from "./helpers/models.js";
 
@@ -137,5 +138,38 @@ describe("saves never write into a folder that is not a checkpoint", () => {
     } finally {
       model.dispose();
     }
+  });
+});
+
+describe("fusekit quantize-fp8", () => {
+  it("writes an FP8 block-quantized copy that `fusekit generate` runs, as the API does", async () => {
+    const out = path.join(scratch(), "fp8");
+    const q = await fusekit(["quantize-fp8", "--model", src, "--out", out, "--block", "64,64", "-b", "cpu"]);
+    expect(q.stderr).toBe("");
+    expect(q.stdout).toBe(`quantized 28 Linear weights to FP8 (blocks 64×64) → ${out}\n`); // 4 layers × 7 (lm_head is tied, not a Linear of its own)
+    expect(q.code).toBe(0);
+    const config = JSON.parse(await fsp.readFile(path.join(out, "config.json"), "utf8"));
+    expect(config.quantization_config).toMatchObject({ quant_method: "fp8", weight_block_size: [64, 64] });
+    const f = await SafetensorsFile.open(path.join(out, "model.safetensors"));
+    expect(f.info("model.layers.0.self_attn.q_proj.weight").dtype).toBe("F8_E4M3");
+    expect(f.info("model.layers.0.self_attn.q_proj.weight_scale_inv")).toMatchObject({ dtype: "F32", shape: [4, 2] }); // [256, 128] in 64×64 blocks
+    await f.close();
+
+    const r = await fusekit(["generate", "--model", out, "--prompt", "Hello", "-n", "5", "-b", "wasm"]);
+    expect(r.code).toBe(0);
+    const model = await AutoModelForCausalLM.fromPretrained(out);
+    const tok = await AutoTokenizer.fromPretrained(out);
+    try {
+      const gen = await generate(model, [tok.encode("Hello")], { maxNewTokens: 5 });
+      expect(r.stdout).toBe(tok.decode(gen.newTokens[0], { skipSpecialTokens: true }) + "\n");
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("a bad --block is a usage error", async () => {
+    const r = await fusekit(["quantize-fp8", "--out", path.join(scratch(), "x"), "--block", "128"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("fusekit: error: option '--block <rows,cols>' argument '128' is invalid. expected two positive integers");
   });
 });
