@@ -5,7 +5,7 @@ import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  CheckpointFormatError, MAX_HEADER_BYTES, SafetensorsFile, UnsupportedDtypeError, decode, encode, floatToFp8, fp8Table,
+  CheckpointFormatError, MAX_HEADER_BYTES, SafetensorsFile, UnsupportedDtypeError, decode, e4m3FromFloat32Bits, encode, floatToFp8, fp8Table,
   writeSafetensors, type StorageDtype, type TensorToWrite,
 } from "fusekit";
 import { assemble, referenceFp8, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
@@ -156,6 +156,28 @@ describe("8-bit floats against decoders written from the bit layouts", () => {
     expect(floatToFp8(-1e9, "F8_E4M3")).toBe(0xff);
     expect(floatToFp8(2 ** -10, "F8_E4M3")).toBe(0x00); // half the smallest subnormal: ties to even (zero)
     expect(floatToFp8(3 * 2 ** -11, "F8_E4M3")).toBe(0x01);
+  });
+
+  it("the fast E4M3 encoder (from float32 bits) agrees with the exact table search on 65k float32 patterns and at every tie", () => {
+    const bits = new Uint32Array(1);
+    const f = new Float32Array(bits.buffer);
+    const wrong: string[] = [];
+    const check = (u: number) => {
+      bits[0] = u >>> 0;
+      const fast = e4m3FromFloat32Bits(bits[0]);
+      // a NaN input keeps its sign in the fast path (as torch's cast); a JS number NaN has none to keep
+      const ok = Number.isNaN(f[0]) ? (fast & 0x7f) === 0x7f : fast === floatToFp8(f[0], "F8_E4M3");
+      if (!ok) wrong.push(`0x${bits[0].toString(16)} (${f[0]}): ${fast}`);
+    };
+    for (let u = 0; u < 2 ** 32; u += 65521) check(u);
+    const table = fp8Table("F8_E4M3");
+    for (let code = 0; code < 0x7e; code++) {
+      const mid = Math.fround((table[code] + table[code + 1]) / 2); // exact: the midpoint of two E4M3 values fits a float32
+      bits[0] = 0;
+      f[0] = mid;
+      for (const d of [-1, 0, 1]) for (const sign of [0, 0x80000000]) check((bits[0] + d) | sign);
+    }
+    expect(wrong).toEqual([]);
   });
 
   it("E5M2 rounds past its largest value (57344) to infinity from 61440 on", () => {

@@ -9,7 +9,7 @@
 // storage, and each weight keeps its scales as its checkpoint layout, so saving writes the FP8 bytes back.
 import type { CheckpointReader, TensorSource } from "../io/checkpoint.js";
 import type { TensorData, TensorInfo, TensorToWrite } from "../io/safetensors.js";
-import { decode, encode, floatToFp8, fp8Table, isFloatDtype, roundToBf16, type StorageDtype } from "../tensor/dtypes.js";
+import { decode, encode, fp8Table, isFloatDtype, roundToBf16, type StorageDtype } from "../tensor/dtypes.js";
 import { QuantizationError } from "../errors.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
@@ -58,32 +58,33 @@ export function fp8ConfigOf(raw: Record<string, unknown>, where: string): Fp8Qua
 
 const blocksOf = (shape: readonly number[], [b0, b1]: readonly number[]): [number, number] => [Math.ceil(shape[0] / b0), Math.ceil(shape[1] / b1)];
 
-/** float32 values of `fp8` (E4M3 bytes, [rows, cols]) times their block's scale, rounded to bf16. */
-export function dequantizeFp8(fp8: Uint8Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Float32Array {
+/** Calls `fn(scale, start, end)` for each block-row segment [start, end) of a row-major [rows, cols] matrix. */
+function forEachSegment(shape: readonly number[], scales: Float32Array, block: readonly number[], fn: (s: number, start: number, end: number) => void): void {
   const [rows, cols] = shape;
   const scaleCols = Math.ceil(cols / block[1]);
-  const table = fp8Table("F8_E4M3");
-  const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const scaleRow = Math.floor(r / block[0]) * scaleCols;
-    for (let c = 0; c < cols; c++) out[r * cols + c] = table[fp8[r * cols + c]] * scales[scaleRow + Math.floor(c / block[1])];
+    for (let b = 0, c0 = 0; c0 < cols; b++, c0 += block[1]) fn(scales[scaleRow + b], r * cols + c0, r * cols + Math.min(c0 + block[1], cols));
   }
+}
+
+/** float32 values of `fp8` (E4M3 bytes, [rows, cols]) times their block's scale, rounded to bf16. */
+export function dequantizeFp8(fp8: Uint8Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Float32Array {
+  const table = fp8Table("F8_E4M3");
+  const out = new Float32Array(shape[0] * shape[1]);
+  forEachSegment(shape, scales, block, (s, start, end) => {
+    for (let i = start; i < end; i++) out[i] = table[fp8[i]] * s;
+  });
   return roundToBf16(out);
 }
 
 /** E4M3 codes of `values / scale` per block (saturated to ±448, rounded to nearest even). */
 function quantizeWithScales(values: Float32Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Uint8Array {
-  const [rows, cols] = shape;
-  const scaleCols = Math.ceil(cols / block[1]);
-  const out = new Uint8Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const scaleRow = Math.floor(r / block[0]) * scaleCols;
-    for (let c = 0; c < cols; c++) {
-      const x = Math.fround(values[r * cols + c] / scales[scaleRow + Math.floor(c / block[1])]);
-      out[r * cols + c] = floatToFp8(Math.max(-FP8_E4M3_MAX, Math.min(FP8_E4M3_MAX, x)), "F8_E4M3");
-    }
-  }
-  return out;
+  const scaled = new Float32Array(values.length);
+  forEachSegment(shape, scales, block, (s, start, end) => {
+    for (let i = start; i < end; i++) scaled[i] = Math.max(-FP8_E4M3_MAX, Math.min(FP8_E4M3_MAX, values[i] / s));
+  });
+  return encode(scaled, "F8_E4M3");
 }
 
 /**

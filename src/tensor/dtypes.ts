@@ -188,6 +188,29 @@ export function floatToFp8(v: number, dtype: StorageDtype): number {
   return code | 0x80;
 }
 
+/**
+ * E4M3 code of a float32 given by its bits — the same result as `floatToFp8(x, "F8_E4M3")`, computed from the
+ * bits (about 50× faster than the table search; quantizing a real model's weights calls it ~10^9 times).
+ */
+export function e4m3FromFloat32Bits(x: number): number {
+  const sign = (x >>> 24) & 0x80;
+  const a = x & 0x7fffffff;
+  if (a >= 0x43f00000) return sign | 0x7f; // ≥ 480 (incl. Inf, NaN): NaN, as torch's cast
+  if (a < 0x3c800000) {
+    // below 2^-6, the smallest normal: multiples of 2^-9, round half to even
+    scratchU32[0] = a;
+    const q = scratchF32[0] * 512;
+    let r = Math.floor(q);
+    const d = q - r;
+    if (d > 0.5 || (d === 0.5 && r & 1)) r++;
+    return sign | r;
+  }
+  let code = ((((a >>> 23) - 120) << 3) | ((a >>> 20) & 7)) >>> 0;
+  const rem = a & 0xfffff;
+  if (rem > 0x80000 || (rem === 0x80000 && code & 1)) code++;
+  return sign | code; // 464 < |x| < 480 carries into 0x7f: NaN, as torch
+}
+
 /** The float32 value of every code of an 8-bit float dtype (index = the byte). */
 export function fp8Table(dtype: StorageDtype): Float32Array {
   if (!isFp8(dtype)) throw new RangeError(`${dtype} is not an 8-bit float dtype`);
@@ -308,6 +331,12 @@ export function encode(values: Float32Array | Int32Array, dtype: StorageDtype): 
   const view = new DataView(out.buffer);
   if (isIntegerDtype(dtype)) {
     encodeInt(values, dtype, view);
+    return out;
+  }
+  if (dtype === "F8_E4M3") {
+    const f = values instanceof Float32Array ? values : Float32Array.from(values);
+    const bits = new Uint32Array(f.buffer, f.byteOffset, n);
+    for (let i = 0; i < n; i++) out[i] = e4m3FromFloat32Bits(bits[i]);
     return out;
   }
   if (isFp8(dtype)) {
