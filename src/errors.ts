@@ -23,6 +23,18 @@ export class CheckpointFormatError extends FusekitError {
   }
 }
 
+/** A tensor's dtype is valid in safetensors but has no decoder in fusekit (F4, F6_*, C64): raised when it is read. */
+export class UnsupportedDtypeError extends CheckpointFormatError {}
+
+/**
+ * A checkpoint's quantization cannot be honoured: an unsupported `quantization_config`, or a quantized weight
+ * whose scales are missing or of the wrong shape.
+ */
+export class QuantizationError extends FusekitError {}
+
+/** savePretrained was pointed at something that is not a checkpoint folder (a file, or a folder of other files). */
+export class SaveTargetError extends FusekitError {}
+
 /** config.json is missing, unreadable, or has a missing / ill-typed field. */
 export class ConfigError extends FusekitError {}
 

@@ -20,10 +20,15 @@ export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./l
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, type PresetName } from "./models/presets.js";
 
-export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
-export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME } from "./io/checkpoint.js";
+export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrder, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
+export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";
 export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
 export { savePretrained, parseSize } from "./loading/save.js";
+export { TOKENIZER_FILES, type CompanionFiles } from "./loading/companions.js";
+export {
+  quantizeToFp8, dequantizeFp8, fp8ConfigOf, scaleKeyFor, Fp8CheckpointView, FP8_E4M3_MAX, type Fp8QuantizationConfig, type Fp8BlockLayout,
+  type QuantizeFp8Options,
+} from "./loading/fp8.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";
 

@@ -80,7 +80,6 @@ async function largestAllocation(run: () => Promise<unknown>): Promise<number> {
 
 // ---------- generators ----------
 
-const LOADABLE = ["F32", "F16", "BF16", "I32", "I64"];
 const ALL_DTYPES = Object.keys(DTYPE_SIZE);
 
 /** Special float payloads: NaN, ±Inf, -0, subnormals, in each float encoding. */
@@ -286,19 +285,15 @@ async function checkAcceptedFile(bytes: Uint8Array, f: SafetensorsFile): Promise
     const { dtype, data_offsets: [b, e] } = header[k];
     const raw = data.subarray(b, e);
     expect(Buffer.from(await f.readBytes(k)).equals(Buffer.from(raw))).toBe(true);
-    if (!LOADABLE.includes(dtype)) {
-      await expect(f.read(k)).rejects.toBeInstanceOf(CheckpointFormatError);
-      continue;
-    }
     const expected = referenceDecode(raw, dtype);
-    if (dtype === "I64" && expected.some((v) => v > 2 ** 31 - 1 || v < -(2 ** 31))) {
+    if (expected === undefined) {
       await expect(f.read(k)).rejects.toBeInstanceOf(CheckpointFormatError);
       continue;
     }
     const t = await f.read(k);
     expect(sameValues(t.data, expected)).toBe(true);
-    // Decoding at most doubles the bytes (16-bit floats → float32).
-    expect(t.data.byteLength).toBeLessThanOrEqual(2 * raw.byteLength);
+    // Decoding gives 4 bytes per element, whatever the stored width.
+    expect(t.data.byteLength).toBe(4 * t.data.length);
   }
 }
 
@@ -592,7 +587,7 @@ async function checkLoadedModel(model: PreTrainedModel, dir: string): Promise<vo
     if (skipped.has(key)) continue;
     const t = tensors.get(key);
     expect(t, `${key} loaded but not in the checkpoint`).toBeDefined();
-    expect(sameValues(p.stateData(), referenceDecode(t!.raw, t!.dtype))).toBe(true);
+    expect(sameValues(p.stateData(), referenceDecode(t!.raw, t!.dtype)!)).toBe(true);
     compared++;
   }
   expect(compared + skipped.size).toBe(model.namedParameters().length);

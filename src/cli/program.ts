@@ -5,6 +5,7 @@ import { Command } from "commander";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerMakeTiny } from "./make-tiny.js";
+import { registerQuantizeFp8 } from "./quantize.js";
 import { registerCompare } from "./compare.js";
 import { registerKernelsCommand } from "./kernels.js";
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerInspect(program);
   registerMakeTiny(program);
+  registerQuantizeFp8(program);
 
   // ── Fusion / kernel commands ───────────────────────────────────────────────────────────────────
   registerCompare(program);

@@ -19,6 +19,9 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
   return readJsonObject(file ?? path.join(dir, CONFIG_NAME));
 }
 
+/** What loading reads tensors through: a CheckpointReader, or a view over one (e.g. loading/fp8.ts). */
+export type TensorSource = Pick<CheckpointReader, "keys" | "infos" | "totalBytes" | "read" | "readBytes">;
+
 /** The tensors of a checkpoint directory, across shards. */
 export class CheckpointReader {
   private readonly open = new Map<string, Promise<SafetensorsFile>>();

@@ -2,9 +2,10 @@
 // Validation follows the format's reference implementation: a bounded header, offsets that tile the
 // data region exactly (contiguous, in order, inside the file), and byte counts that equal shape × dtype size.
 import { constants as fsc, promises as fsp } from "node:fs";
-import { CheckpointFormatError } from "../errors.js";
+import { CheckpointFormatError, UnsupportedDtypeError } from "../errors.js";
 import { parseJsonStrict, preview } from "./json.js";
-import { DTYPE_BYTES, LOADABLE_DTYPES, type StorageDtype, decode, isStorageDtype } from "../tensor/dtypes.js";
+import { RAW_ONLY_DTYPES, STORAGE_DTYPES, type StorageDtype, decode, isStorageDtype, tensorByteLength } from "../tensor/dtypes.js";
+import { tempPathFor } from "./atomic.js";
 
 /** The reference implementation's limit on the JSON header. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -20,7 +21,7 @@ export interface TensorInfo {
 export interface TensorData {
   dtype: StorageDtype;
   shape: number[];
-  /** float32 for float dtypes, int32 for integer ones. */
+  /** float32 for float dtypes, int32 for integer ones and BOOL. */
   data: Float32Array | Int32Array;
 }
 
@@ -85,8 +86,8 @@ function parseEntry(name: string, entry: unknown, file: string): TensorInfo {
   }
   const [begin, end] = offsets as number[];
   if (end < begin) throw fail(`data_offsets [${begin}, ${end}] are reversed`);
-  const numel = (shape as number[]).reduce((a, b) => a * b, 1);
-  const expected = numel * DTYPE_BYTES[dtype];
+  const expected = tensorByteLength(dtype, shape as number[]);
+  if (expected === undefined) throw fail(`shape [${shape}] of ${dtype} does not fill whole bytes`);
   if (end - begin !== expected) throw fail(`holds ${end - begin} bytes but shape [${shape}] of ${dtype} needs ${expected}`);
   return { dtype, shape: shape as number[], begin, end };
 }
@@ -147,10 +148,15 @@ export class SafetensorsFile {
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
-  /** One tensor decoded to float32 / int32. */
+  /**
+   * One tensor decoded to float32 / int32. A dtype fusekit keeps only as raw bytes (F4, F6_*, C64) is an
+   * UnsupportedDtypeError here, when the tensor is used — the file and its other tensors stay readable.
+   */
   async read(name: string): Promise<TensorData> {
     const info = this.info(name);
-    if (!LOADABLE_DTYPES.has(info.dtype)) throw new CheckpointFormatError(`dtype ${info.dtype} cannot be loaded (supported: ${[...LOADABLE_DTYPES].join(", ")})`, this.path, name);
+    if (RAW_ONLY_DTYPES.has(info.dtype)) {
+      throw new UnsupportedDtypeError(`dtype ${info.dtype} cannot be decoded into a tensor (read its raw bytes with readBytes)`, this.path, name);
+    }
     const bytes = await this.readBytes(name);
     try {
       return { dtype: info.dtype, shape: info.shape, data: decode(bytes, info.dtype) };
@@ -186,34 +192,99 @@ export interface TensorToWrite {
   bytes: () => Uint8Array;
 }
 
-/** Builds a safetensors header for tensors in the given order; the data region follows it. */
-export function buildHeader(tensors: { name: string; dtype: StorageDtype; shape: readonly number[] }[], metadata?: Record<string, string>): Buffer {
-  const header: Record<string, unknown> = {};
+type TensorHead = Pick<TensorToWrite, "name" | "dtype" | "shape">;
+
+const utf8Compare = (a: string, b: string) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+
+/**
+ * The reference writer's layout (safetensors/src/tensor.rs `prepare`: "sorting by descending dtype alignment,
+ * then by name"): dtypes in descending order of its Dtype enum — 8-byte types first, BOOL last — and names
+ * compared byte-wise, so the file does not depend on the order the tensors were given in.
+ */
+export function layoutOrder<T extends TensorHead>(tensors: readonly T[]): T[] {
+  const rank = (d: StorageDtype) => STORAGE_DTYPES.indexOf(d);
+  return [...tensors].sort((a, b) => rank(b.dtype) - rank(a.dtype) || utf8Compare(a.name, b.name));
+}
+
+/** Checks what the reader would refuse, so the writer can refuse it before writing a byte. */
+function validateForWrite(tensors: readonly TensorHead[], metadata: Record<string, string> | undefined, file?: string): void {
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    const fail = (msg: string) => new CheckpointFormatError(`cannot write: ${msg}`, file, t.name);
+    if (typeof t.name !== "string") throw new CheckpointFormatError(`cannot write: tensor name ${preview(t.name)} is not a string`, file);
+    if (t.name === "__metadata__") throw fail(`"__metadata__" is reserved for the header's metadata`);
+    if (seen.has(t.name)) throw fail("the name is given twice");
+    seen.add(t.name);
+    if (typeof t.dtype !== "string" || !isStorageDtype(t.dtype)) throw fail(`unknown dtype ${preview(t.dtype)} (known: ${STORAGE_DTYPES.join(", ")})`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`shape ${preview(t.shape)} is not a list of non-negative integers`);
+    if (tensorByteLength(t.dtype, t.shape) === undefined) throw fail(`shape [${t.shape}] of ${t.dtype} does not fill whole bytes`);
+  }
+  if (metadata !== undefined && (typeof metadata !== "object" || metadata === null || Object.values(metadata).some((v) => typeof v !== "string"))) {
+    throw new CheckpointFormatError("cannot write: __metadata__ must map strings to strings", file);
+  }
+}
+
+/**
+ * Validates the tensors and builds the file's first bytes: the 8-byte header length and the JSON header,
+ * tensors laid out in `layoutOrder`, padded with spaces to a multiple of 8 as the reference writer does (so
+ * the data region is aligned). A header over MAX_HEADER_BYTES — which every reader refuses — is an error.
+ */
+export function buildHeader(tensors: readonly TensorHead[], metadata?: Record<string, string>, file?: string): Buffer {
+  validateForWrite(tensors, metadata, file);
+  // No prototype: a tensor named "__proto__" must become a key.
+  const header: Record<string, unknown> = Object.create(null);
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
-  for (const t of tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+  for (const t of layoutOrder(tensors)) {
+    const n = tensorByteLength(t.dtype, t.shape)!;
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + n] };
     offset += n;
   }
-  let json = Buffer.from(JSON.stringify(header), "utf8");
-  // Pad with spaces to a multiple of 8, as the reference writer does, so the data region is aligned.
-  const pad = (8 - (json.byteLength % 8)) % 8;
-  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.byteLength));
-  return Buffer.concat([len, json]);
+  const json = Buffer.from(JSON.stringify(header), "utf8");
+  const padded = Math.ceil(json.byteLength / 8) * 8;
+  if (padded > MAX_HEADER_BYTES) {
+    throw new CheckpointFormatError(`cannot write: the header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit readers enforce`, file);
+  }
+  const out = Buffer.alloc(8 + padded, 0x20);
+  out.writeBigUInt64LE(BigInt(padded));
+  json.copy(out, 8);
+  return out;
 }
 
-/** Writes a safetensors file at `path`, streaming one tensor's bytes at a time. (Not atomic: see io/atomic.ts.) */
+/**
+ * Writes a safetensors file at `path` as the reference writer lays it out (see `layoutOrder`), streaming one
+ * tensor's bytes at a time. Everything that can be checked up front is checked before the first byte; the
+ * bytes go to a temporary sibling that is renamed onto `path` only when complete, so a failure (an unknown
+ * dtype, a tensor producing the wrong byte count, a full disk) leaves no partial file and `path` untouched.
+ */
 export async function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
-  const handle = await fsp.open(path, "w");
+  const header = buildHeader(tensors, metadata, path);
+  const tmp = tempPathFor(path);
   try {
-    await handle.write(buildHeader(tensors, metadata));
-    for (const t of tensors) {
+    await writeData(tmp, "wx", header, tensors, path);
+    await fsp.rename(tmp, path);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Writes the file straight to `stagedPath`, a temporary name whose commit (rename) and cleanup on failure
+ * belong to the caller — savePretrained's journaled multi-file commit (io/atomic.ts).
+ */
+export async function writeSafetensorsStaged(stagedPath: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
+  await writeData(stagedPath, "w", buildHeader(tensors, metadata, stagedPath), tensors, stagedPath);
+}
+
+async function writeData(file: string, flags: string, header: Buffer, tensors: TensorToWrite[], shownAs: string): Promise<void> {
+  const handle = await fsp.open(file, flags);
+  try {
+    await handle.write(header);
+    for (const t of layoutOrder(tensors)) {
       const bytes = t.bytes();
-      const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-      if (bytes.byteLength !== expected) throw new CheckpointFormatError(`writer got ${bytes.byteLength} bytes, expected ${expected}`, path, t.name);
+      const expected = tensorByteLength(t.dtype, t.shape)!;
+      if (bytes.byteLength !== expected) throw new CheckpointFormatError(`writer got ${bytes.byteLength} bytes, expected ${expected}`, shownAs, t.name);
       await handle.write(bytes);
     }
     await handle.sync();

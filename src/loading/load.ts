@@ -1,7 +1,7 @@
 import path from "node:path";
-import { CheckpointReader, CONFIG_NAME, readConfigJson } from "../io/checkpoint.js";
-import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { LoadReport, PreTrainedModel } from "./pretrained.js";
+import { CheckpointReader, CONFIG_NAME, readConfigJson, type TensorSource } from "../io/checkpoint.js";
+import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
@@ -15,6 +15,8 @@ import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
+import { fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
+import { readCompanionFiles } from "./companions.js";
 import { PreTrainedModel as PreTrainedModelClass } from "./pretrained.js";
 
 export interface LoadProgress {
@@ -88,12 +90,15 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     model = buildModel(config, raw, where);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
     if (options.weightStorage === "bf16") packWeightsOnLoad(model);
+    const source = fp8Source(reader, raw, where); // FP8 block-quantized weights read dequantized to bf16
+    packFp8OnLoad(model, source, options.weightStorage);
     const unpatched = causalLMClassFor(family, config).name;
     const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
     // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
-    const report = await loadWeights(model, reader, { ...options, conversions });
+    const report = await loadWeights(model, source, { ...options, conversions });
+    keepFp8Layouts(model, source, model.checkpointConversion?.renamed);
     packWeightsOnLoad(model, false);
     const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
     checkWeightsLoaded(model, report, dir, { warn: !(options.strict && bad) });
@@ -102,6 +107,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
       throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
     }
     model.loadReport = report;
+    model.companionFiles = await readCompanionFiles(dir);
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
     return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, options), { inherit: false }) : loaded);
@@ -155,7 +161,7 @@ export function parameterAliases(model: Module): Map<string, Parameter> {
  * `options.conversions` moves it to — one tensor (or one conversion group) in memory at a time.
  * On a PreTrainedModel the conversions done are recorded in `checkpointConversion` for saving.
  */
-export async function loadWeights(model: Module, reader: CheckpointReader, options: FromPretrainedOptions = {}): Promise<LoadReport> {
+export async function loadWeights(model: Module, reader: TensorSource, options: FromPretrainedOptions = {}): Promise<LoadReport> {
   const rules = options.conversions ?? [];
   const params = new Map(model.namedParameters());
   const aliases = parameterAliases(model);

@@ -1,6 +1,7 @@
 import { Module } from "../nn/module.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
+import type { CompanionFiles } from "../loading/companions.js";
 
 /** What every model config offers the loader and saver. */
 export interface ModelConfig {
@@ -42,6 +43,8 @@ export abstract class PreTrainedModel<Args extends unknown[] = any[], Out = any,
   loadReport?: LoadReport;
   /** Set by fromPretrained when conversion rules applied: what to undo when saving in the original layout. */
   checkpointConversion?: ConversionRecord;
+  /** Set by fromPretrained: generation_config.json and tokenizer files of the source folder, which savePretrained writes too. */
+  companionFiles?: CompanionFiles;
 
   constructor(readonly config: C) {
     super();

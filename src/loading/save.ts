@@ -1,9 +1,9 @@
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
+import { writeSafetensorsStaged, type TensorToWrite } from "../io/safetensors.js";
+import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
-import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
-import { completePendingSave, ensureDir, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { PreTrainedModel, SaveOptions } from "./pretrained.js";
 import { ConversionError, FusekitError } from "../errors.js";
@@ -13,6 +13,8 @@ import { withoutPatches } from "../patching/registry.js";
 import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
+import { fp8Entries } from "./fp8.js";
+import { companionWrites, prepareSaveTarget } from "./companions.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 
@@ -37,9 +39,12 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
   const grouped = new Set(record?.groups.flatMap((g) => g.targets));
   const out: TensorToWrite[] = params
     .filter(([name]) => !grouped.has(name))
-    .map(([name, p]) => {
+    .flatMap(([name, p]) => {
+      const key = record?.renamed.get(name) ?? name;
+      // An FP8 block-quantized weight goes back as it was stored, unless another dtype is asked for.
+      if (!dtype && p.checkpointLayout) return fp8Entries(key, p, p.checkpointLayout);
       const dt = dtype ?? p.storedDtype;
-      return { name: record?.renamed.get(name) ?? name, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) };
+      return [{ name: key, dtype: dt, shape: p.stateShape, bytes: () => encode(p.stateData(), dt) }];
     });
   const byName = new Map(params);
   for (const group of record?.groups ?? []) {
@@ -108,12 +113,13 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
 }
 
 /**
- * Writes config.json + safetensors (sharded with an index above `maxShardSize`). Every file is written
+ * Writes config.json + safetensors (sharded with an index above `maxShardSize`), and the generation config and
+ * tokenizer files the model was loaded with. Refuses a folder that is not a checkpoint. Every file is written
  * under a temporary name and renamed into place only when all are complete, config.json last, so an
  * interrupted save leaves the previous checkpoint as it was.
  */
 export async function savePretrained(model: PreTrainedModel, dir: string, options: SaveOptions = {}): Promise<void> {
-  await ensureDir(dir);
+  await prepareSaveTarget(dir);
   // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
   await completePendingSave(dir);
   await removeStaleTemporaries(dir);
@@ -124,7 +130,7 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
 
   const files: { path: string; write: (tmp: string) => Promise<void> }[] = shards.map((shard, i) => ({
     path: path.join(dir, names[i]),
-    write: (tmp) => writeSafetensors(tmp, shard, metadata),
+    write: (tmp) => writeSafetensorsStaged(tmp, shard, metadata),
   }));
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};
@@ -133,9 +139,10 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
     const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
     files.push({ path: path.join(dir, WEIGHTS_INDEX_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(index, null, 2) + "\n") });
   }
-  const config = model.config.toDict();
+  const config = withQuantizationConfig(model, tensors);
   const dtypes = new Set(tensors.map((t) => t.dtype));
   if (dtypes.size === 1) config.torch_dtype = TORCH_DTYPE[[...dtypes][0]] ?? config.torch_dtype;
+  files.push(...companionWrites(dir, model.companionFiles));
   files.push({ path: path.join(dir, CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n") });
 
   // Weight files of the previous save that the new one does not overwrite are deleted after the commit, in
@@ -145,6 +152,19 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
 }
 
 const pad = (n: number) => String(n).padStart(5, "0");
+
+/**
+ * config.json's dict: `quantization_config` is the FP8 layout's when weights are written as FP8, and dropped
+ * when none is (a dequantized save must not claim to be quantized).
+ */
+function withQuantizationConfig(model: PreTrainedModel, tensors: TensorToWrite[]): Record<string, unknown> {
+  const config = model.config.toDict();
+  const fp8 = tensors.some((t) => t.dtype === "F8_E4M3");
+  const layout = fp8 ? model.parameters().find((p) => p.checkpointLayout)?.checkpointLayout : undefined;
+  if (layout) config.quantization_config = layout.config;
+  else if ((config.quantization_config as { quant_method?: unknown } | undefined)?.quant_method === "fp8") delete config.quantization_config;
+  return config;
+}
 
 async function previousWeightFiles(dir: string): Promise<Set<string>> {
   const out = new Set<string>();

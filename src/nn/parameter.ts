@@ -3,6 +3,7 @@ import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
 import { packBf16, unpackBf16 } from "../kernels/bf16.js";
+import type { Fp8BlockLayout } from "../loading/fp8.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.
@@ -40,6 +41,8 @@ export class Parameter {
   private packedValue: tf.Tensor | undefined;
   /** The dtype the weights were stored as in the checkpoint they came from (saving writes this back). */
   storedDtype: StorageDtype = "F32";
+  /** Set when the checkpoint stored this weight FP8 block-quantized: saving writes that layout back (loading/fp8.ts). */
+  checkpointLayout?: Fp8BlockLayout;
   /** Load BF16 checkpoint data straight into packed bf16 storage (set by `packWeightsOnLoad`). */
   packOnLoad = false;
 

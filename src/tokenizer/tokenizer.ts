@@ -4,6 +4,8 @@ import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { ChatTemplateError, TokenizerError } from "../errors.js";
+import { companionWrites, prepareSaveTarget, readTokenizerFiles } from "../loading/companions.js";
+import { writeFilesAtomically } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
 
 export const TOKENIZER_NAME = "tokenizer.json";
@@ -66,6 +68,8 @@ export class PreTrainedTokenizer {
     readonly config: Record<string, unknown>,
     /** Where the files came from, for error messages. */
     readonly source = "tokenizer",
+    /** The files it was built from, by name, as read (what `savePretrained` writes). */
+    readonly files: ReadonlyMap<string, Uint8Array> = new Map(),
   ) {
     this.bosToken = tokenText(config.bos_token as TokenConfig);
     this.eosToken = tokenText(config.eos_token as TokenConfig);
@@ -120,6 +124,16 @@ export class PreTrainedTokenizer {
       inputIds: rows.map((r) => [...Array<number>(len - r.length).fill(pad ?? 0), ...r]),
       attentionMask: rows.map((r) => [...Array<number>(len - r.length).fill(0), ...Array<number>(r.length).fill(1)]),
     };
+  }
+
+  /**
+   * Writes the tokenizer's files (tokenizer.json, tokenizer_config.json, … as they were read) into `dir`,
+   * atomically: all appear or none. `dir` must be new, empty, or a checkpoint folder (see SaveTargetError).
+   */
+  async savePretrained(dir: string): Promise<void> {
+    if (!this.files.has(TOKENIZER_NAME)) throw new TokenizerError(`${this.source}: built without its ${TOKENIZER_NAME}; there is nothing to save`);
+    await prepareSaveTarget(dir);
+    await writeFilesAtomically(companionWrites(dir, { tokenizerFiles: new Map(this.files) }));
   }
 
   /**
@@ -181,6 +195,6 @@ export class AutoTokenizer {
     } catch (err) {
       throw new TokenizerError(`${tokFile}: cannot build the tokenizer: ${(err as Error).message}`, { cause: err });
     }
-    return new PreTrainedTokenizer(tokenizer, cfgJson, dir);
+    return new PreTrainedTokenizer(tokenizer, cfgJson, dir, await readTokenizerFiles(dir));
   }
 }

@@ -1,0 +1,262 @@
+// FP8 block-quantized checkpoints, as transformers' fine-grained FP8 integration (finegrained_fp8.py) and the
+// Qwen3-*-FP8 / DeepSeek-V3 checkpoints lay them out: config.json has
+//   quantization_config: { quant_method: "fp8", weight_block_size: [128, 128], activation_scheme: "dynamic" }
+// and every quantized Linear weight `X.weight` [out, in] is F8_E4M3, next to a float `X.weight_scale_inv`
+// of shape [ceil(out / 128), ceil(in / 128)] — one scale per block, edge blocks cut short. The real value is
+//   w[r][c] = fp8[r][c] · scale_inv[⌊r / 128⌋][⌊c / 128⌋]
+// (transformers' FP8Linear allocates that scale shape; its Fp8Dequantize multiplies in float32 and casts).
+// fusekit computes with bf16 weights: loading dequantizes (float32 product, rounded to bf16) into packed bf16
+// storage, and each weight keeps its scales as its checkpoint layout, so saving writes the FP8 bytes back.
+import type { CheckpointReader, TensorSource } from "../io/checkpoint.js";
+import type { TensorData, TensorInfo, TensorToWrite } from "../io/safetensors.js";
+import { decode, encode, fp8Table, isFloatDtype, roundToBf16, type StorageDtype } from "../tensor/dtypes.js";
+import { QuantizationError } from "../errors.js";
+import type { Module } from "../nn/module.js";
+import type { Parameter } from "../nn/parameter.js";
+import { Linear } from "../nn/layers.js";
+import { bf16KernelsAvailable } from "../kernels/kernels.js";
+
+/** Largest finite E4M3 value (torch.finfo(torch.float8_e4m3fn).max). */
+export const FP8_E4M3_MAX = 448;
+
+/** The quantization_config this module reads and writes. */
+export interface Fp8QuantizationConfig {
+  quant_method: "fp8";
+  weight_block_size: [number, number];
+  activation_scheme?: "dynamic";
+  [extra: string]: unknown;
+}
+
+/** A weight's FP8 checkpoint layout: its scales as stored (kept for a byte-identical save). */
+export interface Fp8BlockLayout {
+  config: Fp8QuantizationConfig;
+  scaleDtype: StorageDtype;
+  scaleShape: [number, number];
+  /** The stored scale bytes and their float32 values. */
+  scaleBytes: Uint8Array;
+  scales: Float32Array;
+}
+
+/** The scale tensor's key for a weight key: `X.weight` → `X.weight_scale_inv`. */
+export const scaleKeyFor = (weightKey: string) => `${weightKey}_scale_inv`;
+
+/** Validates config.json's quantization_config; undefined when there is none. */
+export function fp8ConfigOf(raw: Record<string, unknown>, where: string): Fp8QuantizationConfig | undefined {
+  const q = raw.quantization_config;
+  if (q === undefined || q === null) return undefined;
+  const bad = (msg: string) => new QuantizationError(`${where}: quantization_config ${msg}`);
+  if (typeof q !== "object" || Array.isArray(q)) throw bad("must be an object");
+  const { quant_method: method, weight_block_size: block, activation_scheme: scheme, fmt } = q as Record<string, unknown>;
+  if (method !== "fp8") throw bad(`quant_method ${JSON.stringify(method)} is not supported (fusekit loads "fp8" block-quantized checkpoints)`);
+  if (!Array.isArray(block) || block.length !== 2 || !block.every((b) => Number.isSafeInteger(b) && b > 0)) {
+    throw bad(`weight_block_size must be two positive integers, got ${JSON.stringify(block)}`);
+  }
+  if (scheme !== undefined && scheme !== "dynamic") throw bad(`activation_scheme ${JSON.stringify(scheme)} is not supported (only "dynamic")`);
+  if (fmt !== undefined && fmt !== "e4m3") throw bad(`fmt ${JSON.stringify(fmt)} is not supported (only "e4m3")`);
+  return q as Fp8QuantizationConfig;
+}
+
+const blocksOf = (shape: readonly number[], [b0, b1]: readonly number[]): [number, number] => [Math.ceil(shape[0] / b0), Math.ceil(shape[1] / b1)];
+
+/** Calls `fn(scale, start, end)` for each block-row segment [start, end) of a row-major [rows, cols] matrix. */
+function forEachSegment(shape: readonly number[], scales: Float32Array, block: readonly number[], fn: (s: number, start: number, end: number) => void): void {
+  const [rows, cols] = shape;
+  const scaleCols = Math.ceil(cols / block[1]);
+  for (let r = 0; r < rows; r++) {
+    const scaleRow = Math.floor(r / block[0]) * scaleCols;
+    for (let b = 0, c0 = 0; c0 < cols; b++, c0 += block[1]) fn(scales[scaleRow + b], r * cols + c0, r * cols + Math.min(c0 + block[1], cols));
+  }
+}
+
+/** float32 values of `fp8` (E4M3 bytes, [rows, cols]) times their block's scale, rounded to bf16. */
+export function dequantizeFp8(fp8: Uint8Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Float32Array {
+  const table = fp8Table("F8_E4M3");
+  const out = new Float32Array(shape[0] * shape[1]);
+  forEachSegment(shape, scales, block, (s, start, end) => {
+    for (let i = start; i < end; i++) out[i] = table[fp8[i]] * s;
+  });
+  return roundToBf16(out);
+}
+
+/** E4M3 codes of `values / scale` per block (saturated to ±448, rounded to nearest even). */
+function quantizeWithScales(values: Float32Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Uint8Array {
+  const scaled = new Float32Array(values.length);
+  forEachSegment(shape, scales, block, (s, start, end) => {
+    for (let i = start; i < end; i++) scaled[i] = Math.max(-FP8_E4M3_MAX, Math.min(FP8_E4M3_MAX, values[i] / s));
+  });
+  return encode(scaled, "F8_E4M3");
+}
+
+/**
+ * Fresh per-block scales, as transformers' Fp8Quantize computes them: scale = 448 / max|w| (1 for an all-zero
+ * block), stored as its inverse. Returns the stored inverses, rounded through `dtype`.
+ */
+function freshScales(values: Float32Array, shape: readonly number[], block: readonly number[], dtype: StorageDtype): Float32Array {
+  const [rows, cols] = shape;
+  const [scaleRows, scaleCols] = blocksOf(shape, block);
+  const amax = new Float32Array(scaleRows * scaleCols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const i = Math.floor(r / block[0]) * scaleCols + Math.floor(c / block[1]);
+      amax[i] = Math.max(amax[i], Math.abs(values[r * cols + c]));
+    }
+  }
+  const inv = amax.map((m) => (m > 0 ? 1 / Math.fround(FP8_E4M3_MAX / m) : 1));
+  return decode(encode(inv, dtype), dtype) as Float32Array;
+}
+
+/**
+ * The FP8 bytes and scale bytes that store `values` in `layout`. With the recorded scales when they give
+ * back exactly `values` (the weight is as loaded: the save is byte-identical), else with fresh scales.
+ */
+export function fp8Encode(values: Float32Array, shape: readonly number[], layout: Fp8BlockLayout): { weight: Uint8Array; scaleBytes: Uint8Array } {
+  const block = layout.config.weight_block_size;
+  const weight = quantizeWithScales(values, shape, layout.scales, block);
+  const back = dequantizeFp8(weight, shape, layout.scales, block);
+  const same = Buffer.from(back.buffer).equals(Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+  if (same) return { weight, scaleBytes: layout.scaleBytes };
+  const scales = freshScales(values, shape, block, layout.scaleDtype);
+  return { weight: quantizeWithScales(values, shape, scales, block), scaleBytes: encode(scales, layout.scaleDtype) };
+}
+
+/**
+ * A checkpoint seen through its FP8 quantization: each F8_E4M3 weight with a `_scale_inv` sibling reads as its
+ * dequantized bf16 values (dtype "BF16"), the scales are hidden, and the layout of each weight read is kept.
+ */
+export class Fp8CheckpointView implements TensorSource {
+  readonly infos: Map<string, TensorInfo>;
+  /** Layouts of the weights read so far, by checkpoint key. */
+  readonly layouts = new Map<string, Fp8BlockLayout>();
+
+  constructor(private readonly reader: CheckpointReader, readonly config: Fp8QuantizationConfig) {
+    const scales = new Set([...reader.infos].filter(([k, i]) => i.dtype === "F8_E4M3" && reader.infos.has(scaleKeyFor(k))).map(([k]) => scaleKeyFor(k)));
+    this.infos = new Map([...reader.infos].filter(([k]) => !scales.has(k)));
+  }
+
+  keys(): string[] {
+    return [...this.infos.keys()];
+  }
+
+  get totalBytes(): number {
+    return this.reader.totalBytes;
+  }
+
+  /** True when `key` is an FP8 weight this view dequantizes. */
+  isQuantized(key: string): boolean {
+    return this.infos.get(key)?.dtype === "F8_E4M3";
+  }
+
+  async read(name: string): Promise<TensorData> {
+    if (!this.isQuantized(name)) return this.reader.read(name);
+    const info = this.infos.get(name)!;
+    const layout = await this.readLayout(name, info);
+    const bytes = await this.reader.readBytes(name);
+    return { dtype: "BF16", shape: info.shape, data: dequantizeFp8(bytes, info.shape, layout.scales, this.config.weight_block_size) };
+  }
+
+  readBytes(name: string): Promise<Uint8Array> {
+    return this.reader.readBytes(name);
+  }
+
+  private async readLayout(name: string, info: TensorInfo): Promise<Fp8BlockLayout> {
+    const scaleKey = scaleKeyFor(name);
+    const scaleInfo = this.reader.infos.get(scaleKey);
+    const where = `${this.reader.dir}: tensor "${name}"`;
+    if (info.shape.length !== 2) throw new QuantizationError(`${where}: an FP8 weight must be 2-D, got shape [${info.shape}]`);
+    if (!scaleInfo) throw new QuantizationError(`${where} is F8_E4M3 but the checkpoint has no "${scaleKey}"`);
+    const expected = blocksOf(info.shape, this.config.weight_block_size);
+    if (scaleInfo.shape.length !== 2 || scaleInfo.shape[0] !== expected[0] || scaleInfo.shape[1] !== expected[1] || !isFloatDtype(scaleInfo.dtype)) {
+      throw new QuantizationError(
+        `${where}: "${scaleKey}" must be a float tensor of shape [${expected}] (one scale per ` +
+          `${this.config.weight_block_size.join("×")} block), got ${scaleInfo.dtype} [${scaleInfo.shape}]`,
+      );
+    }
+    const scaleBytes = await this.reader.readBytes(scaleKey);
+    const scales = (await this.reader.read(scaleKey)).data as Float32Array;
+    const layout = { config: this.config, scaleDtype: scaleInfo.dtype, scaleShape: expected, scaleBytes, scales };
+    this.layouts.set(name, layout);
+    return layout;
+  }
+}
+
+/** `reader` itself, or an Fp8CheckpointView over it when config.json declares FP8 quantization. */
+export function fp8Source(reader: CheckpointReader, raw: Record<string, unknown>, where: string): TensorSource {
+  const config = fp8ConfigOf(raw, where);
+  return config ? new Fp8CheckpointView(reader, config) : reader;
+}
+
+/** The first name of every parameter (tied ones once) with the parameter. */
+function byKey(model: Module, keyOf: (name: string) => string = (n) => n): Map<string, Parameter> {
+  const out = new Map<string, Parameter>();
+  for (const [name, p] of model.namedParameters()) out.set(keyOf(name), p);
+  return out;
+}
+
+/**
+ * Before loading: FP8 weights go straight into packed bf16 storage (exact: they are dequantized to bf16),
+ * unless float32 storage was asked for or the backend has no bf16 kernels.
+ */
+export function packFp8OnLoad(model: Module, source: TensorSource, storage: string | undefined): void {
+  if (!(source instanceof Fp8CheckpointView) || storage === "f32" || !bf16KernelsAvailable()) return;
+  for (const [key, p] of byKey(model)) if (source.isQuantized(key) && p.layout === "transpose" && p.packedShape) p.packOnLoad = true;
+}
+
+/** After loading: each FP8 weight keeps its layout, so savePretrained writes it back as it was stored. */
+export function keepFp8Layouts(model: Module, source: TensorSource, renamed?: Map<string, string>): void {
+  if (!(source instanceof Fp8CheckpointView)) return;
+  for (const [key, p] of byKey(model, (n) => renamed?.get(n) ?? n)) {
+    const layout = source.layouts.get(key);
+    if (layout) p.checkpointLayout = layout;
+  }
+}
+
+/** The two tensors (weight, scales) a parameter with an FP8 layout saves as; quantized once for both. */
+export function fp8Entries(key: string, p: Parameter, layout: Fp8BlockLayout): TensorToWrite[] {
+  let cached: ReturnType<typeof fp8Encode> | undefined;
+  let taken = 0;
+  const take = <K extends "weight" | "scaleBytes">(k: K) => {
+    cached ??= fp8Encode(p.stateData() as Float32Array, p.stateShape, layout);
+    const out = cached[k];
+    if (++taken === 2) (cached = undefined), (taken = 0);
+    return out;
+  };
+  return [
+    { name: key, dtype: "F8_E4M3", shape: p.stateShape, bytes: () => take("weight") },
+    { name: scaleKeyFor(key), dtype: layout.scaleDtype, shape: layout.scaleShape, bytes: () => take("scaleBytes") },
+  ];
+}
+
+export interface QuantizeFp8Options {
+  /** Block size (default [128, 128], as Qwen3-*-FP8). */
+  weightBlockSize?: [number, number];
+  /** Module names (exact, or a name prefix ending at a dot) left unquantized; default ["lm_head"]. */
+  modulesToNotConvert?: string[];
+  /** Stored dtype of the scales (default F32). */
+  scaleDtype?: StorageDtype;
+}
+
+/**
+ * Quantizes the Linear weights of a loaded model to FP8 blocks in place: each weight becomes its dequantized
+ * value (what loading the FP8 checkpoint gives) and records its scales, so `savePretrained` writes an FP8
+ * block-quantized checkpoint with `quantization_config`. Returns the quantized parameter names.
+ */
+export function quantizeToFp8(model: Module, options: QuantizeFp8Options = {}): string[] {
+  const block = options.weightBlockSize ?? [128, 128];
+  const skip = options.modulesToNotConvert ?? ["lm_head"];
+  const config: Fp8QuantizationConfig = { quant_method: "fp8", weight_block_size: block, activation_scheme: "dynamic", fmt: "e4m3" };
+  fp8ConfigOf({ quantization_config: config }, "quantizeToFp8");
+  const done: string[] = [];
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof Linear) || skip.some((s) => name === s || name.startsWith(`${s}.`))) continue;
+    const p = m.weight;
+    if (p.checkpointLayout) continue; // already quantized (or shared with a module seen before)
+    const values = p.stateData() as Float32Array;
+    const scaleDtype = options.scaleDtype ?? "F32";
+    const scales = freshScales(values, p.stateShape, block, scaleDtype);
+    const deq = dequantizeFp8(quantizeWithScales(values, p.stateShape, scales, block), p.stateShape, scales, block);
+    p.setStateData(deq, "BF16");
+    p.checkpointLayout = { config, scaleDtype, scaleShape: blocksOf(p.stateShape, block), scaleBytes: encode(scales, scaleDtype), scales };
+    done.push(`${name}.weight`);
+  }
+  return done;
+}
