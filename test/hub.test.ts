@@ -461,6 +461,6 @@ describe("fusekit kernels (CLI)", () => {
     const { createHash } = await import("node:crypto");
     const manifest = await fsp.readFile(path.join(process.cwd(), "kernels/fusekit/rmsnorm/manifest.json"));
     expect(lock.kernels[0].files["manifest.json"]).toBe(createHash("sha256").update(manifest).digest("hex"));
-    await expect(cli("kernels", "lock", "nope/missing", "--out", out)).rejects.toThrow("kernels lock: not in the hub: nope/missing");
+    await expect(cli("kernels", "lock", "nope/missing", "--out", out, "--force")).rejects.toThrow("kernels lock: not in the hub: nope/missing");
   });
 });

@@ -64,13 +64,14 @@ export function addModelOptions(cmd: Command): Command {
 }
 
 /**
- * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json and
- * tokenizer (ConfigError / TokenizerError naming it, before any work), else the embedded default model.
+ * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json and, for
+ * commands that encode text, a tokenizer (ConfigError / TokenizerError naming it, before any work), else the
+ * embedded default model.
  */
-export async function resolveModelDir(model: string | undefined): Promise<string> {
+export async function resolveModelDir(model: string | undefined, { needsTokenizer = true } = {}): Promise<string> {
   if (model === undefined) return defaultModelDir();
   await readConfigJson(model);
-  await AutoTokenizer.fromPretrained(model);
+  if (needsTokenizer) await AutoTokenizer.fromPretrained(model);
   return model;
 }
 
