@@ -114,7 +114,7 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
     }
 
     // No "load again before patches affect it": the next load after unregistering is plain.
-    unregisterPatchMapping(["Qwen3MLP", "Qwen3DecoderLayer"]);
+    unregisterPatchMapping(Object.keys(qwen3NormMLPPatches));
     clearCheckpointConversionMapping("qwen3");
     const again = await AutoModelForCausalLM.fromPretrained(dir);
     try {

@@ -10,6 +10,7 @@ interface GenerateCliOptions {
   prompt: string;
   chat?: boolean;
   thinking: boolean;
+  showPrompt?: boolean;
   maxNewTokens: number;
   temperature?: number;
   topK?: number;
@@ -28,6 +29,7 @@ export function registerGenerate(program: Command): void {
     .requiredOption("-p, --prompt <text>", "the prompt")
     .option("--chat", "wrap the prompt as one user message with the model's chat template")
     .option("--no-thinking", "with --chat: render enable_thinking=false (Qwen3 answers without a think block)")
+    .option("--show-prompt", "print the prompt as the model gets it (after the chat template) to stderr first")
     .option("-n, --max-new-tokens <n>", "new tokens at most", parseInteger, 32)
     .option("-t, --temperature <t>", "sample at this temperature; 0 = greedy (default: generation_config.json)", parseNumber)
     .option("--top-k <k>", "keep the k most likely tokens when sampling", parseInteger)
@@ -50,7 +52,9 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
     const text = opts.chat
       ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
       : opts.prompt;
-    const inputIds = tokenizer.encode(text);
+    // A rendered chat template already holds the special tokens it wants (Llama 3's starts with its BOS).
+    const inputIds = tokenizer.encode(text, { addSpecialTokens: !opts.chat });
+    if (opts.showPrompt) process.stderr.write(`prompt: ${JSON.stringify(tokenizer.decode(inputIds))}\n`);
 
     const doSample = opts.temperature !== undefined ? opts.temperature > 0 : (generationConfig.do_sample ?? false);
     const seed = doSample ? (opts.seed ?? Math.floor(Math.random() * 2 ** 31)) : undefined;

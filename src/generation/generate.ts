@@ -4,9 +4,9 @@
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { tf } from "../tensor/tf.js";
-import { DynamicCache } from "./cache.js";
+import { DynamicCache } from "../cache/dynamic-cache.js";
 import { Rng, selectToken, type SamplingParams } from "./sampling.js";
-import type { CausalLMInputs, CausalLMOutput } from "../models/qwen3/modeling.js";
+import type { CausalLMInputs, CausalLMOutput } from "../nn/outputs.js";
 import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { GenerationConfigError, ShapeError } from "../errors.js";
 

@@ -1,3 +1,5 @@
+import "./llama/index.js";
+import "./qwen2/index.js";
 import "./qwen3/index.js";
 import { buildModel, fromPretrained, type FromPretrainedOptions } from "../loading/load.js";
 import { familyFor } from "./registry.js";

@@ -1,7 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { AutoModelForCausalLM, Qwen3Config, tf, type PreTrainedModel } from "fusekit";
+import { AutoModelForCausalLM, Qwen3Config, Rng, tf, type PreTrainedModel } from "fusekit";
 
 /** A small untied Qwen3 config (GQA 4 heads / 2 kv heads) for fast tests. */
 export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
@@ -9,6 +9,29 @@ export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
     vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
     num_key_value_heads: 2, head_dim: 8, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false, ...over,
   });
+}
+
+/**
+ * Gives every RMSNorm weight a random value in [0.6, 1.4] and every bias one in [-0.1, 0.1] (initialisation
+ * leaves them 1 and 0, which would hide a norm applied in the wrong place or a bias never added).
+ */
+export function randomizeNormsAndBiases(model: PreTrainedModel, seed: number): void {
+  const rng = new Rng(seed);
+  for (const [key, p] of model.namedParameters()) {
+    const isNorm = /norm(_weight|\.weight)$/.test(key);
+    if (!isNorm && !key.endsWith(".bias")) continue;
+    p.setStateData(Float32Array.from({ length: p.numel }, () => (isNorm ? 0.6 + 0.8 * rng.next() : 0.2 * rng.next() - 0.1)));
+  }
+}
+
+/** Saves a seeded model of any family (a config.json dictionary) with random norms and biases; returns the dir. */
+export async function savedFamilyModel(config: Record<string, unknown>, { seed = 1, dtype = "F32" as "F32" | "BF16" } = {}): Promise<string> {
+  const model = AutoModelForCausalLM.fromConfig(config, { seed });
+  randomizeNormsAndBiases(model, seed + 1000);
+  const dir = tmpDir();
+  await model.savePretrained(dir, { dtype });
+  model.dispose();
+  return dir;
 }
 
 export function tmpDir(tag = "fusekit-test-"): string {
