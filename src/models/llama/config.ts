@@ -6,6 +6,10 @@ export class LlamaConfig extends DecoderConfig {
   declare mlp_bias: boolean;
   declare pretraining_tp: number;
 
+  constructor(fields: Partial<Omit<LlamaConfig, "extra" | "toDict">> = {}) {
+    super(fields);
+  }
+
   static readonly DEFAULTS = {
     model_type: "llama",
     architectures: ["LlamaForCausalLM"],

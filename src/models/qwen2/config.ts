@@ -6,6 +6,10 @@ export class Qwen2Config extends DecoderConfig {
   declare sliding_window: number | null;
   declare max_window_layers: number;
 
+  constructor(fields: Partial<Omit<Qwen2Config, "extra" | "toDict">> = {}) {
+    super(fields);
+  }
+
   static readonly DEFAULTS = {
     model_type: "qwen2",
     architectures: ["Qwen2ForCausalLM"],

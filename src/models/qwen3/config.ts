@@ -10,6 +10,10 @@ export class Qwen3Config extends DecoderConfig {
   declare sliding_window: number | null;
   declare max_window_layers: number;
 
+  constructor(fields: Partial<Omit<Qwen3Config, "extra" | "toDict">> = {}) {
+    super(fields);
+  }
+
   static readonly DEFAULTS = {
     model_type: "qwen3",
     architectures: ["Qwen3ForCausalLM"],
