@@ -5,7 +5,15 @@ import { ConfigError, UnsupportedConfigError } from "../errors.js";
 import { ROPE_TYPES, ropeType } from "../nn/rope.js";
 import type { ModelConfig } from "./pretrained.js";
 
-const REQUIRED = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"] as const;
+/** Fields config.json must have (the rest default). */
+export const DECODER_REQUIRED = [
+  "hidden_size",
+  "intermediate_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "vocab_size",
+] as const;
+const REQUIRED = DECODER_REQUIRED;
 const POSITIVE = [...REQUIRED, "num_key_value_heads", "head_dim"] as const;
 const ROPE_FIELDS: Record<string, string[]> = {
   linear: ["factor"],
@@ -101,10 +109,13 @@ export abstract class DecoderConfig implements ModelConfig {
     }
     if (this.num_attention_heads % this.num_key_value_heads !== 0) {
       throw new ConfigError(
-        `num_attention_heads (${this.num_attention_heads}) must be a multiple of num_key_value_heads (${this.num_key_value_heads})`,
+        `num_attention_heads (${this.num_attention_heads}) must be a multiple of ` +
+          `num_key_value_heads (${this.num_key_value_heads})`,
       );
     }
-    if (this.head_dim % 2 !== 0) throw new ConfigError(`head_dim must be even for rotary embeddings, got ${this.head_dim}`);
+    if (this.head_dim % 2 !== 0) {
+      throw new ConfigError(`head_dim must be even for rotary embeddings, got ${this.head_dim}`);
+    }
     if (!(this.rms_norm_eps > 0)) throw new ConfigError(`rms_norm_eps must be > 0, got ${this.rms_norm_eps}`);
     if (!(this.rope_theta > 0)) throw new ConfigError(`rope_theta must be > 0, got ${this.rope_theta}`);
     if (this.hidden_act !== "silu" && this.hidden_act !== "swish") {
@@ -124,7 +135,8 @@ export abstract class DecoderConfig implements ModelConfig {
 function validateRopeScaling(scaling: Record<string, unknown> | null): void {
   const type = ropeType(scaling);
   if (!(ROPE_TYPES as readonly string[]).includes(type)) {
-    throw new UnsupportedConfigError(`rope_scaling type "${type}" is not supported (supported: ${ROPE_TYPES.join(", ")})`);
+    const supported = ROPE_TYPES.join(", ");
+    throw new UnsupportedConfigError(`rope_scaling type "${type}" is not supported (supported: ${supported})`);
   }
   for (const field of ROPE_FIELDS[type] ?? []) {
     const v = scaling?.[field];
@@ -139,7 +151,8 @@ function validateRopeScaling(scaling: Record<string, unknown> | null): void {
 
 function checkType(key: string, value: unknown, example: unknown, where: string): void {
   if (value === null && (example === null || key.endsWith("_token_id"))) return;
-  const bad = (want: string) => new ConfigError(`${where}: field "${key}" must be ${want}, got ${JSON.stringify(value)}`);
+  const bad = (want: string) =>
+    new ConfigError(`${where}: field "${key}" must be ${want}, got ${JSON.stringify(value)}`);
   if (key === "eos_token_id" || key === "bos_token_id" || key === "pad_token_id") {
     const ok = (v: unknown) => Number.isInteger(v);
     if (!(ok(value) || (Array.isArray(value) && value.every(ok)))) throw bad("an integer or list of integers");
@@ -164,6 +177,6 @@ function checkType(key: string, value: unknown, example: unknown, where: string)
 /** Qwen2 / Qwen3: sliding-window attention is refused until supported (Qwen2.5 checkpoints turn it off). */
 export function refuseSlidingWindow(config: { use_sliding_window?: boolean }): void {
   if (config.use_sliding_window) {
-    throw new UnsupportedConfigError(`use_sliding_window=true is not supported (sliding-window attention is not implemented)`);
+    throw new UnsupportedConfigError("use_sliding_window=true is not supported (no sliding-window attention yet)");
   }
 }

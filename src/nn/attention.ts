@@ -2,7 +2,7 @@
 // (one 2-D problem per batch row and KV head for long prompts) lives here, not in the model files.
 import { tf } from "../tensor/tf.js";
 
-/** `[b, s, heads, d]` → `[b, heads, s, d]`. At s = 1 both have the same memory order: a reshape, not a copy (perf). */
+/** `[b, s, heads, d]` → `[b, heads, s, d]`. At s = 1 both have the same memory order: a reshape, no copy (perf). */
 export function headsFirst(t: tf.Tensor): tf.Tensor {
   const [b, s, n, d] = t.shape;
   return s === 1 ? tf.reshape(t, [b, n, s, d]) : tf.transpose(t, [0, 2, 1, 3]);
@@ -37,7 +37,13 @@ export function scaledDotProductAttention(
 // (decode steps) stay batched: one dispatch beats many.
 export const LOOP_THRESHOLD = 1 << 18;
 
-function attentionPerGroup(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number, mask?: tf.Tensor): tf.Tensor4D {
+function attentionPerGroup(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  scale: number,
+  mask?: tf.Tensor,
+): tf.Tensor4D {
   const [b, h, s, d] = q.shape;
   const [, kv, t] = k.shape;
   const group = h / kv;

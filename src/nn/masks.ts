@@ -45,7 +45,12 @@ export function defaultPositions(mask: number[][] | undefined, b: number, past: 
 }
 
 /** Additive `[b, 1, s, past+s]` mask: causal plus padding; undefined when nothing is masked. */
-export function buildCausalMask(mask: number[][] | undefined, b: number, s: number, past: number): tf.Tensor | undefined {
+export function buildCausalMask(
+  mask: number[][] | undefined,
+  b: number,
+  s: number,
+  past: number,
+): tf.Tensor | undefined {
   if (!mask && s === 1) return undefined;
   const total = past + s;
   const data = new Float32Array(b * s * total);

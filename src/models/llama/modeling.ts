@@ -161,8 +161,8 @@ export class LlamaModel extends Module<[CausalLMInputs], BaseModelOutput> {
     super();
     const { vocab_size, hidden_size, rms_norm_eps, num_hidden_layers } = config;
     this.embed_tokens = construct(Embedding, vocab_size, hidden_size, { std: config.initializer_range });
-    const layers = Array.from({ length: num_hidden_layers }, (_, i) => construct(family.DecoderLayer, config, i, family));
-    this.layers = new ModuleList(layers);
+    const layer = (i: number) => construct(family.DecoderLayer, config, i, family);
+    this.layers = new ModuleList(Array.from({ length: num_hidden_layers }, (_, i) => layer(i)));
     this.norm = construct(family.RMSNorm, hidden_size, rms_norm_eps);
     this.rotaryEmb = new RotaryEmbedding(config);
   }

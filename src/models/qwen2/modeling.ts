@@ -1,7 +1,7 @@
 // Qwen2 (Qwen2 / Qwen2.5): Llama with a bias on the q / k / v projections (never on o_proj) and no
 // mlp_bias. Everything else is Llama's blocks under Qwen2's names (modular_qwen2.py says the same).
-import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel, LlamaRMSNorm } from "../llama/modeling.js";
-import type { DecoderFamily } from "../llama/modeling.js";
+import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from "../llama/modeling.js";
+import { LlamaRMSNorm, type DecoderFamily } from "../llama/modeling.js";
 import { useKernelForwardFromHub } from "../../hub/decorator.js";
 import type { DecoderConfig } from "../config.js";
 import { Qwen2Config } from "./config.js";

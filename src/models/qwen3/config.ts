@@ -1,4 +1,4 @@
-import { DecoderConfig, refuseSlidingWindow } from "../config.js";
+import { DECODER_REQUIRED, DecoderConfig, refuseSlidingWindow } from "../config.js";
 
 /**
  * Qwen3Config with transformers' field names and defaults, so a config.json round-trips unchanged.
@@ -43,7 +43,7 @@ export class Qwen3Config extends DecoderConfig {
     torch_dtype: "bfloat16",
   };
 
-  static readonly REQUIRED = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"] as const;
+  static readonly REQUIRED = DECODER_REQUIRED;
 
   protected override validate(): void {
     super.validate();

@@ -1,8 +1,8 @@
 // Qwen3: Qwen2 without the q / k / v biases (attention_bias, default off, biases all four projections)
 // plus an RMSNorm over each query and key head before RoPE. Everything else is Llama's blocks under
 // Qwen3's names (modular_qwen3.py says the same).
-import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel, LlamaRMSNorm } from "../llama/modeling.js";
-import type { DecoderFamily } from "../llama/modeling.js";
+import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from "../llama/modeling.js";
+import { LlamaRMSNorm, type DecoderFamily } from "../llama/modeling.js";
 import { useKernelForwardFromHub } from "../../hub/decorator.js";
 import type { DecoderConfig } from "../config.js";
 import { Qwen3Config } from "./config.js";
