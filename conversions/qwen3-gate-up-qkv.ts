@@ -2,7 +2,7 @@
 // q/k/v, Llama's attention_bias / mlp_bias) are concatenated along the output dim on load; saving chunks
 // them back with the sizes they had (q, k and v differ under grouped-query attention). Llama, Qwen2 and
 // Qwen3 checkpoints name them alike, so one rule list serves the three model types.
-import { Concatenate, registerCheckpointConversionMapping, WeightConverter } from "../src/index.js";
+import { Concatenate, getCheckpointConversionMapping, registerCheckpointConversionMapping, WeightConverter } from "../src/index.js";
 
 export const gateUpQKVConversions = [
   new WeightConverter({
@@ -22,6 +22,9 @@ export const GATE_UP_QKV_MODEL_TYPES = ["llama", "qwen2", "qwen3"];
 
 /** Registers the rules for every Llama, Qwen2 and Qwen3 checkpoint. */
 export function registerGateUpQKVConversions(options?: { overwrite?: boolean }): void {
+  // All or nothing: a type that already has rules fails (the registry's own error) before any is added.
+  const taken = GATE_UP_QKV_MODEL_TYPES.find((t) => getCheckpointConversionMapping(t) !== undefined);
+  if (taken && !options?.overwrite) registerCheckpointConversionMapping(taken, gateUpQKVConversions);
   for (const modelType of GATE_UP_QKV_MODEL_TYPES) registerCheckpointConversionMapping(modelType, gateUpQKVConversions, options);
 }
 
