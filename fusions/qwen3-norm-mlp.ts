@@ -1,4 +1,5 @@
-// Runtime fusion recipe: fuse each Qwen3 layer's post_attention_layernorm + mlp on an already-loaded model.
+// Runtime fusion recipe: fuse each layer's post_attention_layernorm + mlp on an already-loaded model
+// (Llama, Qwen2 or Qwen3: the module paths are the same in every family).
 // No new class and no weight conversion: the modules stay as loaded, only their wiring changes.
 // (Outside this repo, import from "fusekit".)
 import { ModuleSpec, fuseModules, unfuseModules, type Module } from "../src/index.js";

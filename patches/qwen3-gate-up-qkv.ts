@@ -1,18 +1,20 @@
 // Recipe: fused projections. The MLP's gate and up projections become one `gate_up_proj` (one matmul,
-// then a split), and attention's q/k/v become one `qkv_proj`. Pair it with
+// then a split), and attention's q/k/v become one `qkv_proj`. The keys are class-name patterns, so the
+// same classes patch Llama, Qwen2 and Qwen3 (each keeps its family's biases and q/k norms). Pair it with
 // conversions/qwen3-gate-up-qkv.ts, which concatenates the checkpoint weights on load and splits them
 // back on save. (Outside this repo, import from "fusekit".)
-import { construct, Linear, Qwen3Attention, Qwen3MLP, registerPatchMapping, silu, tf } from "../src/index.js";
-import type { Qwen3Config } from "../src/index.js";
+import { construct, Linear, LlamaAttention, LlamaMLP, registerPatchMapping, silu, tf } from "../src/index.js";
+import type { DecoderConfig, DecoderFamily } from "../src/index.js";
 
-export class FusedGateUpMLP extends Qwen3MLP {
+export class FusedGateUpMLP extends LlamaMLP {
   gate_up_proj: Linear;
 
-  constructor(config: Qwen3Config) {
+  constructor(config: DecoderConfig & { mlp_bias?: boolean }) {
     super(config);
     delete (this as { gate_proj?: unknown }).gate_proj;
     delete (this as { up_proj?: unknown }).up_proj;
-    this.gate_up_proj = construct(Linear, config.hidden_size, 2 * config.intermediate_size, { std: config.initializer_range });
+    const bias = config.mlp_bias ?? false;
+    this.gate_up_proj = construct(Linear, config.hidden_size, 2 * config.intermediate_size, { bias, std: config.initializer_range });
   }
 
   forward(x: tf.Tensor): tf.Tensor {
@@ -21,14 +23,15 @@ export class FusedGateUpMLP extends Qwen3MLP {
   }
 }
 
-export class FusedQKVAttention extends Qwen3Attention {
+export class FusedQKVAttention extends LlamaAttention {
   qkv_proj: Linear;
 
-  constructor(config: Qwen3Config, layerIdx: number) {
-    super(config, layerIdx);
+  constructor(config: DecoderConfig, layerIdx: number, family: DecoderFamily) {
+    super(config, layerIdx, family);
     for (const name of ["q_proj", "k_proj", "v_proj"]) delete (this as Record<string, unknown>)[name];
     const out = (config.num_attention_heads + 2 * config.num_key_value_heads) * config.head_dim;
-    this.qkv_proj = construct(Linear, config.hidden_size, out, { bias: config.attention_bias, std: config.initializer_range });
+    const bias = family.projectionBias(config).qkv;
+    this.qkv_proj = construct(Linear, config.hidden_size, out, { bias, std: config.initializer_range });
   }
 
   protected override project(x: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
@@ -38,10 +41,17 @@ export class FusedQKVAttention extends Qwen3Attention {
   }
 }
 
-/** The mapping, for scoped use: `fromPretrained(dir, { patches: qwen3GateUpQKVPatches })`. */
-export const qwen3GateUpQKVPatches = { Qwen3MLP: FusedGateUpMLP, Qwen3Attention: FusedQKVAttention };
+/** The mapping, for scoped use: `fromPretrained(dir, { patches: gateUpQKVPatches })`. */
+export const gateUpQKVPatches = {
+  "^(Llama|Qwen2|Qwen3)MLP$": FusedGateUpMLP,
+  "^(Llama|Qwen2|Qwen3)Attention$": FusedQKVAttention,
+};
 
 /** Registers both classes globally. */
-export function registerQwen3GateUpQKVPatches(options?: { overwrite?: boolean }): void {
-  registerPatchMapping(qwen3GateUpQKVPatches, options);
+export function registerGateUpQKVPatches(options?: { overwrite?: boolean }): void {
+  registerPatchMapping(gateUpQKVPatches, options);
 }
+
+/** Earlier names, from when the recipe covered Qwen3 only (kept for one release). */
+export const qwen3GateUpQKVPatches = gateUpQKVPatches;
+export const registerQwen3GateUpQKVPatches = registerGateUpQKVPatches;

@@ -38,6 +38,9 @@ export class SaveTargetError extends FusekitError {}
 /** config.json is missing, unreadable, or has a missing / ill-typed field. */
 export class ConfigError extends FusekitError {}
 
+/** config.json is well formed but asks for something this runtime does not implement (e.g. sliding-window attention). */
+export class UnsupportedConfigError extends ConfigError {}
+
 /** config.json names a model_type / architecture no registered model implements. */
 export class UnknownModelTypeError extends FusekitError {}
 

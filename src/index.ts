@@ -12,13 +12,19 @@ export { Linear, Embedding, RMSNorm, rmsNorm, silu, ACT2FN } from "./nn/layers.j
 export { Rng, type Initializer } from "./nn/init.js";
 
 export { construct, type ModuleClass } from "./patching/construct.js";
-export { DynamicCache } from "./generation/cache.js";
+export { DynamicCache } from "./cache/dynamic-cache.js";
 
+export { RotaryEmbedding, ropeInvFreq, rotateHalf, applyRotaryPosEmb, type PositionEmbeddings, type RopeConfig } from "./nn/rope.js";
+export { scaledDotProductAttention, LOOP_THRESHOLD } from "./nn/attention.js";
+export type { CausalLMInputs, BaseModelOutput, CausalLMOutput } from "./nn/outputs.js";
+export { DecoderConfig } from "./models/config.js";
+export * from "./models/llama/index.js";
+export * from "./models/qwen2/index.js";
 export * from "./models/qwen3/index.js";
 export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } from "./loading/pretrained.js";
 export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
-export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, type PresetName } from "./models/presets.js";
+export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, tokenizerDir, type PresetName } from "./models/presets.js";
 
 export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrder, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";

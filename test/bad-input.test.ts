@@ -206,10 +206,10 @@ describe("bad checkpoint directories", () => {
 
   it("unknown model_type", async () => {
     const dir = await saved();
-    const file = await editConfig(dir, (c) => (c.model_type = "llama"));
+    const file = await editConfig(dir, (c) => (c.model_type = "mistral"));
     const err = await loadError(dir);
     expect(err).toBeInstanceOf(UnknownModelTypeError);
-    expect(err.message).toBe(`${file}: model_type "llama" is not supported (supported: qwen3)`);
+    expect(err.message).toBe(`${file}: model_type "mistral" is not supported (supported: llama, qwen2, qwen3)`);
   });
 
   it("config.json declaring sizes the checkpoint cannot justify", async () => {

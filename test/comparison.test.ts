@@ -5,7 +5,7 @@ import { AutoModelForCausalLM, defaultModelDir, setBackend, tf } from "fusekit";
 import { runComparison } from "../src/compare/run.js";
 import { defaultApproaches, EXACT } from "../src/compare/approaches.js";
 import type { Approach, ComparisonResult } from "../src/compare/types.js";
-import { savedSmallModel } from "./helpers/models.js";
+import { savedFamilyModel, savedSmallModel } from "./helpers/models.js";
 
 function expectProperties(result: ComparisonResult) {
   const row = (id: string) => result.rows.find((r) => r.id === id)!;
@@ -37,6 +37,27 @@ describe.each(["wasm", "cpu"])("comparison on %s", (backend) => {
     const result = await runComparison({ modelDir: dir, promptIds: [5, 17, 3, 42, 8, 60], newTokens: 8, repeats: 1, approaches: defaultApproaches() });
     expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
     expectProperties(result);
+  });
+});
+
+// The same recipes, unchanged, on the other families (random norms and biases, so a recipe that drops a
+// norm or a bias fails): every row passes, exact where the op order is unchanged, and saves the original.
+const SMALL = { vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 };
+const FAMILIES = [
+  { family: "llama (attention_bias, mlp_bias, llama3 RoPE, untied F32)", dtype: "F32", config: { model_type: "llama", ...SMALL, attention_bias: true, mlp_bias: true, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 4 } } },
+  { family: "llama (tied BF16)", dtype: "BF16", config: { model_type: "llama", ...SMALL, tie_word_embeddings: true } },
+  { family: "qwen2 (q/k/v bias, tied BF16)", dtype: "BF16", config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: true } },
+] as const;
+
+describe.each(FAMILIES)("comparison on $family (cpu)", ({ config, dtype }) => {
+  beforeAll(() => setBackend("cpu"));
+
+  it("every approach matches the original, saves the original layout, and the properties are as observed", async () => {
+    const dir = await savedFamilyModel(config, { seed: 13, dtype });
+    const result = await runComparison({ modelDir: dir, promptIds: [5, 17, 3, 42, 8, 60, 2, 9], newTokens: 6, repeats: 1, approaches: defaultApproaches() });
+    expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
+    expectProperties(result);
+    for (const id of ["gate-up-qkv"]) expect(result.rows.find((r) => r.id === id)!.maxAbsDiff, id).toBe(0);
   });
 });
 

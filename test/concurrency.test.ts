@@ -91,7 +91,7 @@ function specs(repos: Repos): Spec[] {
       name: "NormMLP patch + conversion",
       load: fp({ patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions }),
       // scoped patches sit on top of the global ones: the racer's attention patch reaches it, its MLP patch cannot
-      kernels: false, global: true, has: ["FusedNormMLP", "FusedQwen3DecoderLayer", "Qwen3Attention"], lacks: ["Qwen3MLP", "Qwen3DecoderLayer"], kernelSet: () => [],
+      kernels: false, global: true, has: ["FusedNormMLP", "FusedNormMLPDecoderLayer", "Qwen3Attention"], lacks: ["Qwen3MLP", "Qwen3DecoderLayer"], kernelSet: () => [],
     },
     {
       name: "gate_up/qkv patch + conversion",

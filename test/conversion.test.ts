@@ -135,7 +135,7 @@ describe("rules", () => {
       {
         rule: String(qwen3GateUpQKVConversions[0]),
         keys: ["model.layers.1.mlp.gate_proj.weight"],
-        message: `${qwen3GateUpQKVConversions[0]}: target "model.layers.1.mlp.gate_up_proj.weight" needs a key matching "mlp\\.up_proj\\.weight", but the checkpoint has none (found: model.layers.1.mlp.gate_proj.weight)`,
+        message: `${qwen3GateUpQKVConversions[0]}: target "model.layers.1.mlp.gate_up_proj.weight" needs a key matching "mlp\\.up_proj\\.(weight|bias)", but the checkpoint has none (found: model.layers.1.mlp.gate_proj.weight)`,
       },
     ]);
     expect(plan.unmatchedRules).toEqual([String(unused), String(qwen3GateUpQKVConversions[1])]);

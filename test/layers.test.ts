@@ -1,7 +1,8 @@
 // Each building block against values computed by hand or by a direct formula in plain JS.
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  DynamicCache, Linear, Qwen3Attention, Qwen3Config, Qwen3MLP, Qwen3RotaryEmbedding, RMSNorm, applyRotaryPosEmb,
+  AutoModelForCausalLM, ConfigError, DynamicCache, Linear, LlamaAttention, LlamaConfig, LlamaMLP, Qwen2Attention, Qwen2Config,
+  Qwen3Attention, Qwen3Config, Qwen3MLP, Qwen3RotaryEmbedding, RMSNorm, UnsupportedConfigError, applyRotaryPosEmb, ropeInvFreq,
   rotateHalf, scaledDotProductAttention, setBackend, silu, tf,
 } from "fusekit";
 import { maxAbsDiff } from "./helpers/models.js";
@@ -138,5 +139,44 @@ describe.each(["wasm", "cpu"])("layers on %s", (backend) => {
     }
     expect(maxAbsDiff(got, expected.flat())).toBeLessThan(1e-5);
     attn.dispose();
+  });
+
+  it("RoPE scaling: linear divides inv_freq by factor; llama3 keeps, interpolates or divides by wavelength band", () => {
+    // d = 8, θ = 10⁴: inv_freq = [1, 0.1, 0.01, 0.001], wavelengths 2π/f = [6.3, 62.8, 628, 6283]
+    const base = { head_dim: 8, rope_theta: 10000 };
+    expect(maxAbsDiff(ropeInvFreq({ ...base, rope_scaling: null }), [1, 0.1, 0.01, 0.001])).toBeLessThan(1e-15);
+    expect(maxAbsDiff(ropeInvFreq({ ...base, rope_scaling: { type: "linear", factor: 4 } }), [0.25, 0.025, 0.0025, 0.00025])).toBeLessThan(1e-15);
+    // original context 64, low 1, high 4 → bands at wavelength 64 / 4 = 16 and 64 / 1 = 64; factor 8
+    const llama3 = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+    const smooth = (64 / ((2 * Math.PI) / 0.1) - 1) / (4 - 1); // 62.8 lies between 16 and 64
+    const expected = [1, (1 - smooth) * (0.1 / 8) + smooth * 0.1, 0.01 / 8, 0.001 / 8];
+    expect(maxAbsDiff(ropeInvFreq({ ...base, rope_scaling: llama3 }), expected)).toBeLessThan(1e-15);
+  });
+
+  it("LlamaMLP and LlamaAttention carry mlp_bias / attention_bias; Qwen2 biases q/k/v only; Qwen3 adds q/k norms", () => {
+    const sizes = { hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 8 };
+    const biased = (m: { namedParameters(): [string, unknown][] }) => m.namedParameters().map(([k]) => k).filter((k) => k.endsWith("bias")).sort();
+    const llama = new LlamaConfig({ ...sizes, attention_bias: true, mlp_bias: true });
+    expect(biased(new LlamaAttention(llama, 0))).toEqual(["k_proj.bias", "o_proj.bias", "q_proj.bias", "v_proj.bias"]);
+    expect(biased(new LlamaMLP(llama))).toEqual(["down_proj.bias", "gate_proj.bias", "up_proj.bias"]);
+    expect(biased(new LlamaAttention(new LlamaConfig(sizes), 0))).toEqual([]);
+    expect(biased(new Qwen2Attention(new Qwen2Config(sizes), 0))).toEqual(["k_proj.bias", "q_proj.bias", "v_proj.bias"]);
+    const qwen3 = new Qwen3Attention(new Qwen3Config(sizes), 0);
+    expect(biased(qwen3)).toEqual([]);
+    expect(qwen3.namedParameters().map(([k]) => k)).toEqual(["q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_norm.weight", "k_norm.weight"]);
+    expect(new LlamaConfig(sizes).head_dim).toBe(4); // hidden / heads when absent
+  });
+
+  it("configs refuse what the runtime cannot honour, with named errors", () => {
+    const sizes = { hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, vocab_size: 8 };
+    expect(() => AutoModelForCausalLM.fromConfig({ model_type: "qwen2", ...sizes, use_sliding_window: true })).toThrow(UnsupportedConfigError);
+    expect(() => AutoModelForCausalLM.fromConfig({ model_type: "qwen2", ...sizes, use_sliding_window: true })).toThrow(/use_sliding_window=true is not supported/);
+    expect(() => AutoModelForCausalLM.fromConfig({ model_type: "llama", ...sizes, rope_scaling: { rope_type: "yarn", factor: 2 } })).toThrow(UnsupportedConfigError);
+    const partial = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 };
+    expect(() => AutoModelForCausalLM.fromConfig({ model_type: "llama", ...sizes, rope_scaling: partial })).toThrow(ConfigError);
+    expect(() => AutoModelForCausalLM.fromConfig({ model_type: "llama", ...sizes, rope_scaling: partial })).toThrow(/needs "original_max_position_embeddings"/);
+    const qwen2 = AutoModelForCausalLM.fromConfig({ model_type: "qwen2", ...sizes, use_sliding_window: false });
+    expect(qwen2.constructor.name).toBe("Qwen2ForCausalLM");
+    qwen2.dispose();
   });
 });

@@ -3,13 +3,13 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, CheckpointReader, Qwen3Config, withPatches, registerCheckpointConversionMapping, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
+  AutoModelForCausalLM, CheckpointReader, ConversionRuleError, getCheckpointConversionMapping, Qwen3Config, withPatches, registerCheckpointConversionMapping, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
   clearPatchMapping, defaultModelDir, getKernelLayerName, setBackend, tf, unregisterPatchMapping, type PreTrainedModel,
 } from "fusekit";
-import { FusedNormMLP, FusedQwen3DecoderLayer, qwen3NormMLPPatches, registerQwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
-import { qwen3NormMLPConversions, registerQwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
-import { FusedGateUpMLP, FusedQKVAttention, qwen3GateUpQKVPatches } from "fusekit/patches/qwen3-gate-up-qkv";
-import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
+import { FusedNormMLP, FusedQwen3DecoderLayer, normMLPPatches, qwen3NormMLPPatches, registerQwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
+import { normMLPConversions, qwen3NormMLPConversions, registerNormMLPConversions, registerQwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
+import { FusedGateUpMLP, FusedQKVAttention, gateUpQKVPatches, qwen3GateUpQKVPatches } from "fusekit/patches/qwen3-gate-up-qkv";
+import { gateUpQKVConversions, qwen3GateUpQKVConversions, registerGateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
 import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
 
 const INPUT = [[151643, 872, 3838, 374, 220, 17, 10, 17, 30]];
@@ -102,7 +102,7 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
     }
 
     // No "load again before patches affect it": the next load after unregistering is plain.
-    unregisterPatchMapping(["Qwen3MLP", "Qwen3DecoderLayer"]);
+    unregisterPatchMapping(Object.keys(qwen3NormMLPPatches));
     clearCheckpointConversionMapping("qwen3");
     const again = await AutoModelForCausalLM.fromPretrained(dir);
     try {
@@ -253,3 +253,30 @@ function qwen3Rows(data: Float32Array, width: number): number[][] {
   for (let i = 0; i < data.length; i += width) rows.push([...data.subarray(i, i + width)]);
   return rows;
 }
+
+describe("recipes reach every family", () => {
+  it("registerNormMLPConversions / registerGateUpQKVConversions cover llama, qwen2, qwen3 — all or none", () => {
+    for (const [register, rules] of [[registerNormMLPConversions, normMLPConversions], [registerGateUpQKVConversions, gateUpQKVConversions]] as const) {
+      register();
+      for (const t of ["llama", "qwen2", "qwen3"]) expect(getCheckpointConversionMapping(t), t).toEqual(rules);
+      clearCheckpointConversionMapping();
+      registerCheckpointConversionMapping("qwen2", []);
+      expect(() => register()).toThrow(ConversionRuleError);
+      expect(getCheckpointConversionMapping("llama")).toBeUndefined(); // nothing half-registered
+      register({ overwrite: true });
+      expect(getCheckpointConversionMapping("qwen2")).toEqual(rules);
+      clearCheckpointConversionMapping();
+    }
+  });
+
+  it("patch keys are anchored: they match the three families' classes and nothing around them (full match or re.search)", () => {
+    const keys = [...Object.keys(normMLPPatches), ...Object.keys(gateUpQKVPatches)];
+    const matches = (name: string) => keys.filter((k) => new RegExp(k).test(name));
+    for (const fam of ["Llama", "Qwen2", "Qwen3"]) {
+      expect(matches(`${fam}MLP`)).toHaveLength(2);
+      expect(matches(`${fam}DecoderLayer`)).toHaveLength(1);
+      expect(matches(`${fam}Attention`)).toHaveLength(1);
+    }
+    for (const other of ["MyLlamaMLP", "LlamaMLPx", "Qwen2MoeMLP", "MistralMLP", "Qwen3MoeDecoderLayer"]) expect(matches(other), other).toEqual([]);
+  });
+});

@@ -93,7 +93,7 @@ describe("no code is ever loaded from a checkpoint directory", () => {
     const err = await AutoModelForCausalLM.fromPretrained(dir).catch((e) => e);
     expect(err).toBeInstanceOf(UnknownModelTypeError);
     expect(err.message).toBe(
-      `${path.join(dir, "config.json")}: model_type "evil" is not supported (supported: qwen3); its "auto_map" points at custom modeling code, which fusekit never runs`,
+      `${path.join(dir, "config.json")}: model_type "evil" is not supported (supported: llama, qwen2, qwen3); its "auto_map" points at custom modeling code, which fusekit never runs`,
     );
     expect(ran(marker)).toBe(false);
   });

