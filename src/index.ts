@@ -30,11 +30,11 @@ export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrde
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";
 export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
 export { savePretrained, parseSize } from "./loading/save.js";
-export { TOKENIZER_FILES, type CompanionFiles } from "./loading/companions.js";
+export { TOKENIZER_FILES, loadGenerationConfig, GENERATION_CONFIG_NAME, type CompanionFiles, type GenerationConfig } from "./io/companions.js";
 export {
-  quantizeToFp8, dequantizeFp8, fp8ConfigOf, scaleKeyFor, Fp8CheckpointView, FP8_E4M3_MAX, type Fp8QuantizationConfig, type Fp8BlockLayout,
-  type QuantizeFp8Options,
+  quantizeToFp8, dequantizeFp8, fp8ConfigOf, scaleKeyFor, Fp8CheckpointView, FP8_E4M3_MAX, type QuantizeFp8Options,
 } from "./loading/fp8.js";
+export type { Fp8QuantizationConfig, Fp8BlockLayout } from "./io/fp8-layout.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";
 
@@ -50,7 +50,7 @@ export { registerCheckpointConversionMapping, getCheckpointConversionMapping, cl
 export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";
 
 export { AutoTokenizer, PreTrainedTokenizer, TOKENIZER_NAME, TOKENIZER_CONFIG_NAME, type ChatMessage, type ChatTemplateOptions, type EncodeOptions, type DecodeOptions, type EncodedBatch } from "./tokenizer/tokenizer.js";
-export { generate, streamGenerate, loadGenerationConfig, GENERATION_CONFIG_NAME, type GenerateOptions, type GenerateOutput, type GenerationStep, type GenerationConfig, type FinishReason, type CausalLM, type PromptInput } from "./generation/generate.js";
+export { generate, streamGenerate, type GenerateOptions, type GenerateOutput, type GenerationStep, type FinishReason, type CausalLM, type PromptInput } from "./generation/generate.js";
 export { selectToken, applyRepetitionPenalty, applyTemperature, topKFilter, topPFilter, softmax, argmax, sampleFrom, kthLargest, type SamplingParams } from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
 

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
-import { loadGenerationConfig, streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
+import { streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
+import { loadGenerationConfig } from "../io/companions.js";
 import { TextStreamer } from "../generation/streamer.js";
 import { addModelOptions, integerIn, loadModel, nonEmptyText, numberWhere, resolveModelDir, setBackend } from "./common.js";
 

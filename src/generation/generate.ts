@@ -8,29 +8,7 @@ import { Rng, selectToken, type SamplingParams } from "./sampling.js";
 import type { CausalLMInputs, CausalLMOutput } from "../nn/outputs.js";
 import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError, GenerationConfigError, ShapeError } from "../errors.js";
-import { readJsonObject } from "../io/json.js";
-
-export const GENERATION_CONFIG_NAME = "generation_config.json";
-
-/** generation_config.json, with transformers' field names (the fields fusekit honours). */
-export interface GenerationConfig {
-  max_new_tokens?: number;
-  do_sample?: boolean;
-  temperature?: number;
-  top_k?: number;
-  top_p?: number;
-  repetition_penalty?: number;
-  eos_token_id?: number | number[] | null;
-  pad_token_id?: number | null;
-  bos_token_id?: number | null;
-  [other: string]: unknown;
-}
-
-/** Reads `<dir>/generation_config.json`; undefined when the file does not exist. */
-export async function loadGenerationConfig(dir: string): Promise<GenerationConfig | undefined> {
-  const error = (message: string) => new GenerationConfigError(message);
-  return (await readJsonObject(path.join(dir, GENERATION_CONFIG_NAME), { error, optional: true })) as GenerationConfig | undefined;
-}
+import { type GenerationConfig } from "../io/companions.js";
 
 /** What generate needs from a model: a causal-LM forward and a config with the special token ids. */
 export interface CausalLM {

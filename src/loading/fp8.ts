@@ -8,6 +8,7 @@
 // fusekit computes with bf16 weights: loading dequantizes (float32 product, rounded to bf16) into packed bf16
 // storage, and each weight keeps its scales as its checkpoint layout, so saving writes the FP8 bytes back.
 import type { CheckpointReader, TensorSource } from "../io/checkpoint.js";
+import type { Fp8BlockLayout, Fp8QuantizationConfig } from "../io/fp8-layout.js";
 import type { TensorData, TensorInfo, TensorToWrite } from "../io/safetensors.js";
 import { decode, encode, fp8Table, isFloatDtype, roundToBf16, type StorageDtype } from "../tensor/dtypes.js";
 import { QuantizationError } from "../errors.js";
@@ -18,24 +19,6 @@ import { bf16KernelsAvailable } from "../kernels/kernels.js";
 
 /** Largest finite E4M3 value (torch.finfo(torch.float8_e4m3fn).max). */
 export const FP8_E4M3_MAX = 448;
-
-/** The quantization_config this module reads and writes. */
-export interface Fp8QuantizationConfig {
-  quant_method: "fp8";
-  weight_block_size: [number, number];
-  activation_scheme?: "dynamic";
-  [extra: string]: unknown;
-}
-
-/** A weight's FP8 checkpoint layout: its scales as stored (kept for a byte-identical save). */
-export interface Fp8BlockLayout {
-  config: Fp8QuantizationConfig;
-  scaleDtype: StorageDtype;
-  scaleShape: [number, number];
-  /** The stored scale bytes and their float32 values. */
-  scaleBytes: Uint8Array;
-  scales: Float32Array;
-}
 
 /** The scale tensor's key for a weight key: `X.weight` → `X.weight_scale_inv`. */
 export const scaleKeyFor = (weightKey: string) => `${weightKey}_scale_inv`;

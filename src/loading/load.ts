@@ -16,7 +16,7 @@ import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
-import { readCompanionFiles } from "./companions.js";
+import { readCompanionFiles } from "../io/companions.js";
 import { PreTrainedModel as PreTrainedModelClass } from "./pretrained.js";
 
 export interface LoadProgress {

@@ -1,7 +1,7 @@
 import { Module } from "../nn/module.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
-import type { CompanionFiles } from "../loading/companions.js";
+import type { CompanionFiles } from "../io/companions.js";
 
 /** What every model config offers the loader and saver. */
 export interface ModelConfig {

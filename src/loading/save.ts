@@ -14,7 +14,7 @@ import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { fp8Entries } from "./fp8.js";
-import { companionWrites, prepareSaveTarget } from "./companions.js";
+import { companionWrites, prepareSaveTarget } from "../io/companions.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 

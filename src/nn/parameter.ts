@@ -3,7 +3,7 @@ import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
 import { packBf16, unpackBf16 } from "../kernels/bf16.js";
-import type { Fp8BlockLayout } from "../loading/fp8.js";
+import type { Fp8BlockLayout } from "../io/fp8-layout.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.

@@ -4,7 +4,7 @@ import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { ChatTemplateError, TokenizerError } from "../errors.js";
-import { companionWrites, prepareSaveTarget, readTokenizerFiles } from "../loading/companions.js";
+import { companionWrites, prepareSaveTarget, readTokenizerFiles } from "../io/companions.js";
 import { writeFilesAtomically } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
 

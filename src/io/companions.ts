@@ -3,11 +3,32 @@
 // `fusekit generate --model DIR` (or AutoTokenizer + fromPretrained) can use again.
 import { promises as fsp } from "node:fs";
 import path from "node:path";
-import { GENERATION_CONFIG_NAME, loadGenerationConfig, type GenerationConfig } from "../generation/generate.js";
-import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
-import { MAX_JSON_FILE_BYTES } from "../io/json.js";
-import { SAVE_JOURNAL, TMP_MARKER, ensureDir, writeTextFile } from "../io/atomic.js";
+import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.js";
+import { MAX_JSON_FILE_BYTES, readJsonObject } from "./json.js";
+import { SAVE_JOURNAL, TMP_MARKER, ensureDir, writeTextFile } from "./atomic.js";
 import { GenerationConfigError, SaveTargetError } from "../errors.js";
+
+export const GENERATION_CONFIG_NAME = "generation_config.json";
+
+/** generation_config.json, with transformers' field names (the fields fusekit honours). */
+export interface GenerationConfig {
+  max_new_tokens?: number;
+  do_sample?: boolean;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  eos_token_id?: number | number[] | null;
+  pad_token_id?: number | null;
+  bos_token_id?: number | null;
+  [other: string]: unknown;
+}
+
+/** Reads `<dir>/generation_config.json`; undefined when the file does not exist. */
+export async function loadGenerationConfig(dir: string): Promise<GenerationConfig | undefined> {
+  const error = (message: string) => new GenerationConfigError(message);
+  return (await readJsonObject(path.join(dir, GENERATION_CONFIG_NAME), { error, optional: true })) as GenerationConfig | undefined;
+}
 
 /** The tokenizer files transformers' save_pretrained writes (those present are kept byte for byte). */
 export const TOKENIZER_FILES = [
