@@ -64,13 +64,14 @@ export function addModelOptions(cmd: Command): Command {
 }
 
 /**
- * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json and
- * tokenizer (ConfigError / TokenizerError naming it, before any work), else the embedded default model.
+ * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json (and
+ * tokenizer, for commands that need one) — a ConfigError / TokenizerError naming it before any work —,
+ * else the embedded default model.
  */
-export async function resolveModelDir(model: string | undefined): Promise<string> {
+export async function resolveModelDir(model: string | undefined, { tokenizer = false } = {}): Promise<string> {
   if (model === undefined) return defaultModelDir();
   await readConfigJson(model);
-  await AutoTokenizer.fromPretrained(model);
+  if (tokenizer) await AutoTokenizer.fromPretrained(model);
   return model;
 }
 

@@ -33,7 +33,7 @@ export function registerCompare(program: Command): void {
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
     // Every input is checked before the comparison starts: a bad path must not cost a whole run.
     if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
-    const dir = await resolveModelDir(opts.model);
+    const dir = await resolveModelDir(opts.model, { tokenizer: true });
     await setBackend(opts.backend);
     const result = await runComparison({
       modelDir: dir,

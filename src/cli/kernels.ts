@@ -40,14 +40,14 @@ export function registerKernelsCommand(program: Command): Command {
     .option("-o, --out <file>", "lockfile to write (its folder must exist)", LOCKFILE_NAME);
   addForceOption(lock, "a kernels.lock")
     .action(async (ids: string[], opts: { out: string; force?: boolean }) => {
-      const out = path.resolve(opts.out);
-      await preflightWrite(out, lockfileTarget(Boolean(opts.force)));
       const all = await discoverRepos();
       const picked = ids.length ? all.filter((r) => ids.includes(r.manifest.id)) : all;
       const unknown = ids.filter((id) => !all.some((r) => r.manifest.id === id));
       if (unknown.length) {
         throw new KernelRepositoryError(`kernels lock: not in the hub: ${unknown.join(", ")} (available: ${[...new Set(all.map((r) => r.manifest.id))].join(", ")})`);
       }
+      const out = path.resolve(opts.out);
+      await preflightWrite(out, lockfileTarget(Boolean(opts.force))); // before hashing every file of the hub
       const lock = await writeLockfile(out, picked, { overwrite: Boolean(opts.force) });
       const files = lock.kernels.reduce((n, k) => n + Object.keys(k.files).length, 0);
       console.log(`locked ${lock.kernels.length} kernel repositor${lock.kernels.length === 1 ? "y" : "ies"} (${files} files) in ${out}`);
