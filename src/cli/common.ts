@@ -59,7 +59,7 @@ export function addForceOption(cmd: Command, what: string): Command {
 /** Adds `--model DIR` and `--backend NAME`, shared by the commands that load a model. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)")
+    .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)", nonEmptyText)
     .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]));
 }
 

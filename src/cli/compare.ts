@@ -29,7 +29,7 @@ export function registerCompare(program: Command): void {
     .option("-r, --repeats <n>", "timing runs per figure, 1 to 1000 (median, min–max)", integerIn(1, 1000), 3)
     .addOption(new Option("-w, --weight-storage <kind>", "keep weights as float32, or packed bf16 (exact for BF16 checkpoints; half the memory)").choices(["f32", "bf16"]).default("f32"))
     .option("--json", "print the result as JSON instead of tables")
-    .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)");
+    .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)", nonEmptyText);
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
     // Every input is checked before the comparison starts: a bad path must not cost a whole run.
     if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));

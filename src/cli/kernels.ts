@@ -4,7 +4,7 @@ import Table from "cli-table3";
 import type { Command } from "commander";
 import { LOCKFILE_NAME, bundledHubDir, discoverRepos, lockfileTarget, writeLockfile } from "../hub/hub.js";
 import { preflightWrite } from "../io/atomic.js";
-import { addForceOption } from "./common.js";
+import { addForceOption, nonEmptyText } from "./common.js";
 import { KernelRepositoryError } from "../errors.js";
 
 export function registerKernelsCommand(program: Command): Command {
@@ -37,7 +37,7 @@ export function registerKernelsCommand(program: Command): Command {
     .command("lock")
     .description(`write ${LOCKFILE_NAME}: version and sha256 of every file of each repository (default: all)`)
     .argument("[repos...]", "repository ids to lock (org/name)")
-    .option("-o, --out <file>", "lockfile to write (its folder must exist)", LOCKFILE_NAME);
+    .option("-o, --out <file>", "lockfile to write (its folder must exist)", nonEmptyText, LOCKFILE_NAME);
   addForceOption(lock, "a kernels.lock")
     .action(async (ids: string[], opts: { out: string; force?: boolean }) => {
       const all = await discoverRepos();
