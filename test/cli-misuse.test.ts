@@ -26,7 +26,10 @@ function userFolder(): string {
 /** Runs the CLI inside a fresh user folder; checks it changed nothing there and printed one line. */
 async function misuse(args: (ws: string) => string[], env: Record<string, string> = {}): Promise<Run & { ws: string }> {
   const ws = userFolder();
-  const argv = args(ws);
+  return misuseIn(ws, args(ws), env);
+}
+
+async function misuseIn(ws: string, argv: string[], env: Record<string, string> = {}): Promise<Run & { ws: string }> {
   const before = folderChecksum(ws);
   const r = await fusekit(argv, { cwd: ws, env: { FUSEKIT_CACHE_DIR: path.join(ws, "cache"), ...env }, timeoutMs: 60_000 });
   expect(folderChecksum(ws), "nothing written or deleted").toBe(before);
@@ -164,3 +167,25 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     expect(JSON.parse(readFileSync(lock, "utf8")).kernels.length).toBeGreaterThan(1);
   });
 });
+
+describe("compare end to end (piped, so never coloured)", () => {
+  it("writes its report where allowed, without colour codes, and refuses to replace it without --force", async () => {
+    const ws = userFolder();
+    const report = path.join(ws, "report.html");
+    const before = folderChecksum(ws);
+    const r = await fusekit(["compare", "--new-tokens", "2", "--repeats", "1", "--report", report], { cwd: ws, timeoutMs: 600_000 });
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("\x1b[");
+    expect(r.stdout).toMatch(/^│ approach +│ max \|Δ logits\| +│/m);
+    expect(r.stdout.trimEnd().split("\n").at(-1)).toBe(`report written to ${report}`);
+    const html = readFileSync(report, "utf8");
+    expect(html).toContain('<meta name="generator" content="fusekit compare">');
+    rmSync(report);
+    expect(folderChecksum(ws)).toBe(before); // the report is all it wrote
+    writeFileSync(report, html);
+    const again = await misuseIn(ws, ["compare", "--report", report]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`fusekit: OutputPathError: ${report}: a fusekit HTML report is already there; pass --force (API: overwrite: true) to replace it\n`);
+  });
+});
+
