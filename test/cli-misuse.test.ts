@@ -3,7 +3,8 @@
 // written or deleted: a checksum of the folder the command runs in (holding a user's files, and the
 // cache folder it would fill) is the same before and after.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { folderChecksum, fusekit, type Run } from "./helpers/cli.js";
@@ -25,8 +26,12 @@ function userFolder(): string {
 /** Runs the CLI inside a fresh user folder; checks it changed nothing there and printed one line. */
 async function misuse(args: (ws: string) => string[], env: Record<string, string> = {}): Promise<Run & { ws: string }> {
   const ws = userFolder();
+  return misuseIn(ws, args(ws), env);
+}
+
+async function misuseIn(ws: string, argv: string[], env: Record<string, string> = {}): Promise<Run & { ws: string }> {
   const before = folderChecksum(ws);
-  const r = await fusekit(args(ws), { cwd: ws, env: { FUSEKIT_CACHE_DIR: path.join(ws, "cache"), ...env }, timeoutMs: 60_000 });
+  const r = await fusekit(argv, { cwd: ws, env: { FUSEKIT_CACHE_DIR: path.join(ws, "cache"), ...env }, timeoutMs: 60_000 });
   expect(folderChecksum(ws), "nothing written or deleted").toBe(before);
   expect(r.stdout).toBe("");
   expect(r.stderr.split("\n")).toEqual([expect.any(String), ""]); // exactly one line
@@ -60,6 +65,9 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
     [["make-tiny", "--seed", "-1"], "option '-s, --seed <n>' argument '-1' is invalid. expected an integer from 0 to 4294967295."],
     [["make-tiny", "--preset", "qwen3-70b"], "option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are qwen3-tiny, qwen3-0.6b."],
     [["kernels", "lok"], "unknown command 'lok' (Did you mean lock?)"],
+    [["make-tiny", "--out", ""], "option '-o, --out <dir>' argument '' is invalid. expected non-empty text."],
+    [["compare", "--report", ""], "option '--report <file.html>' argument '' is invalid. expected non-empty text."],
+    [["inspect", "--model", ""], "option '-m, --model <dir>' argument '' is invalid. expected non-empty text."],
   ])("%j", async (args, message) => {
     const r = await misuse(() => args);
     expect(r.code).toBe(2);
@@ -84,6 +92,19 @@ describe("failures found before any work: exit 1, one line naming the path", () 
     ["inspect --model <a folder without config.json>", (ws: string) => ["inspect", "--model", path.join(ws, "photos")], "ConfigError: {ws}/photos/config.json: file not found"],
     ["kernels lock -o in a missing folder", () => ["kernels", "lock", "-o", "/nonexistent/dir/k.lock"], "OutputPathError: /nonexistent/dir/k.lock: folder /nonexistent/dir does not exist"],
     ["kernels lock over a user's file named kernels.lock", () => ["kernels", "lock", "--force"], "OutputPathError: {ws}/kernels.lock: a file that is not a kernel lockfile fusekit wrote is already there; refusing to replace it (choose another path)"],
+    ["compare --report <a symlink to a user's file>", (ws: string) => {
+      symlinkSync(path.join(ws, "notes.txt"), path.join(ws, "link.html"));
+      return ["compare", "--report", path.join(ws, "link.html"), "--force"];
+    }, "OutputPathError: {ws}/link.html: a symlink that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)"],
+    ["compare --report <a FIFO> (never opened, so never blocks)", (ws: string) => {
+      execFileSync("mkfifo", [path.join(ws, "pipe.html")]);
+      return ["compare", "--report", path.join(ws, "pipe.html"), "--force"];
+    }, "OutputPathError: {ws}/pipe.html: a special file that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)"],
+    ["generate --model <a checkpoint without a tokenizer>", (ws: string) => {
+      mkdirSync(path.join(ws, "ckpt"));
+      writeFileSync(path.join(ws, "ckpt", "config.json"), JSON.stringify({ model_type: "qwen3" }));
+      return ["generate", "--model", path.join(ws, "ckpt"), "--prompt", "hi"];
+    }, "TokenizerError: "],
     ["kernels lock of an unknown repo", (ws: string) => ["kernels", "lock", "nope/missing", "-o", path.join(ws, "k.lock")], "KernelRepositoryError: kernels lock: not in the hub: nope/missing (available: "],
   ])("%s", async (_, args, message) => {
     const r = await misuse(args);
@@ -146,3 +167,25 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     expect(JSON.parse(readFileSync(lock, "utf8")).kernels.length).toBeGreaterThan(1);
   });
 });
+
+describe("compare end to end (piped, so never coloured)", () => {
+  it("writes its report where allowed, without colour codes, and refuses to replace it without --force", async () => {
+    const ws = userFolder();
+    const report = path.join(ws, "report.html");
+    const before = folderChecksum(ws);
+    const r = await fusekit(["compare", "--new-tokens", "2", "--repeats", "1", "--report", report], { cwd: ws, timeoutMs: 600_000 });
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("\x1b[");
+    expect(r.stdout).toMatch(/^│ approach +│ max \|Δ logits\| +│/m);
+    expect(r.stdout.trimEnd().split("\n").at(-1)).toBe(`report written to ${report}`);
+    const html = readFileSync(report, "utf8");
+    expect(html).toContain('<meta name="generator" content="fusekit compare">');
+    rmSync(report);
+    expect(folderChecksum(ws)).toBe(before); // the report is all it wrote
+    writeFileSync(report, html);
+    const again = await misuseIn(ws, ["compare", "--report", report]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`fusekit: OutputPathError: ${report}: a fusekit HTML report is already there; pass --force (API: overwrite: true) to replace it\n`);
+  });
+});
+

@@ -59,19 +59,19 @@ export function addForceOption(cmd: Command, what: string): Command {
 /** Adds `--model DIR` and `--backend NAME`, shared by the commands that load a model. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)")
+    .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)", nonEmptyText)
     .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]));
 }
 
 /**
- * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json and, for
- * commands that encode text, a tokenizer (ConfigError / TokenizerError naming it, before any work), else the
- * embedded default model.
+ * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json (and
+ * tokenizer, for commands that need one) — a ConfigError / TokenizerError naming it before any work —,
+ * else the embedded default model.
  */
-export async function resolveModelDir(model: string | undefined, { needsTokenizer = true } = {}): Promise<string> {
+export async function resolveModelDir(model: string | undefined, { tokenizer = false } = {}): Promise<string> {
   if (model === undefined) return defaultModelDir();
   await readConfigJson(model);
-  if (needsTokenizer) await AutoTokenizer.fromPretrained(model);
+  if (tokenizer) await AutoTokenizer.fromPretrained(model);
   return model;
 }
 

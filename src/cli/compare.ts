@@ -22,18 +22,18 @@ export function registerCompare(program: Command): void {
   const cmd = addModelOptions(
     program
       .command("compare")
-      .description("compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size; exits 1 if any approach breaks its tolerance"),
+      .description("compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size; exits 1 if any approach breaks its tolerance or crashes"),
   )
     .option("-p, --prompt <text>", "prompt to measure on (non-empty)", nonEmptyText, DEFAULT_PROMPT)
     .option("-n, --new-tokens <n>", "greedy tokens generated per approach (≥ 1)", integerIn(1), 16)
     .option("-r, --repeats <n>", "timing runs per figure, 1 to 1000 (median, min–max)", integerIn(1, 1000), 3)
     .addOption(new Option("-w, --weight-storage <kind>", "keep weights as float32, or packed bf16 (exact for BF16 checkpoints; half the memory)").choices(["f32", "bf16"]).default("f32"))
     .option("--json", "print the result as JSON instead of tables")
-    .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)");
+    .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)", nonEmptyText);
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
     // Every input is checked before the comparison starts: a bad path must not cost a whole run.
     if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
-    const dir = await resolveModelDir(opts.model);
+    const dir = await resolveModelDir(opts.model, { tokenizer: true });
     await setBackend(opts.backend);
     const result = await runComparison({
       modelDir: dir,

@@ -46,7 +46,7 @@ export function registerGenerate(program: Command): void {
 async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<void> {
   if (opts.prompt === undefined) this.error("error: required option '-p, --prompt <text>' not specified", { exitCode: 2, code: "fusekit.usage" });
   if (!opts.thinking && !opts.chat) this.error("error: option '--no-thinking' needs --chat", { exitCode: 2, code: "fusekit.usage" });
-  const dir = await resolveModelDir(opts.model);
+  const dir = await resolveModelDir(opts.model, { tokenizer: true });
   const backend = await setBackend(opts.backend);
   const t0 = performance.now();
   const model = await loadModel(dir);

@@ -11,7 +11,7 @@ export function registerInspect(program: Command): void {
     .option("--expand", "list every layer instead of folding runs of identical ones")
     .action(async (opts: { model?: string; backend?: string; expand?: boolean }) => {
       await setBackend(opts.backend);
-      const dir = await resolveModelDir(opts.model, { needsTokenizer: false });
+      const dir = await resolveModelDir(opts.model);
       const t0 = performance.now();
       const model = await loadModel(dir);
       try {

@@ -4,7 +4,7 @@ import Table from "cli-table3";
 import type { Command } from "commander";
 import { LOCKFILE_NAME, bundledHubDir, discoverRepos, lockfileTarget, writeLockfile } from "../hub/hub.js";
 import { preflightWrite } from "../io/atomic.js";
-import { addForceOption } from "./common.js";
+import { addForceOption, nonEmptyText } from "./common.js";
 import { KernelRepositoryError } from "../errors.js";
 
 export function registerKernelsCommand(program: Command): Command {
@@ -37,17 +37,17 @@ export function registerKernelsCommand(program: Command): Command {
     .command("lock")
     .description(`write ${LOCKFILE_NAME}: version and sha256 of every file of each repository (default: all)`)
     .argument("[repos...]", "repository ids to lock (org/name)")
-    .option("-o, --out <file>", "lockfile to write (its folder must exist)", LOCKFILE_NAME);
+    .option("-o, --out <file>", "lockfile to write (its folder must exist)", nonEmptyText, LOCKFILE_NAME);
   addForceOption(lock, "a kernels.lock")
     .action(async (ids: string[], opts: { out: string; force?: boolean }) => {
-      const out = path.resolve(opts.out);
-      await preflightWrite(out, lockfileTarget(Boolean(opts.force)));
       const all = await discoverRepos();
       const picked = ids.length ? all.filter((r) => ids.includes(r.manifest.id)) : all;
       const unknown = ids.filter((id) => !all.some((r) => r.manifest.id === id));
       if (unknown.length) {
         throw new KernelRepositoryError(`kernels lock: not in the hub: ${unknown.join(", ")} (available: ${[...new Set(all.map((r) => r.manifest.id))].join(", ")})`);
       }
+      const out = path.resolve(opts.out);
+      await preflightWrite(out, lockfileTarget(Boolean(opts.force))); // before hashing every file of the hub
       const lock = await writeLockfile(out, picked, { overwrite: Boolean(opts.force) });
       const files = lock.kernels.reduce((n, k) => n + Object.keys(k.files).length, 0);
       console.log(`locked ${lock.kernels.length} kernel repositor${lock.kernels.length === 1 ? "y" : "ies"} (${files} files) in ${out}`);

@@ -1,10 +1,10 @@
+import path from "node:path";
 import { Option, type Command } from "commander";
 import { makeModel, PRESETS, DEFAULT_PRESET, cacheDir, type PresetName } from "../models/presets.js";
 import { BACKENDS } from "../tensor/backend.js";
 import { preflightWrite } from "../io/atomic.js";
 import { checkpointFolderTarget } from "../io/checkpoint.js";
-import { addForceOption, integerIn, setBackend } from "./common.js";
-import path from "node:path";
+import { addForceOption, integerIn, nonEmptyText, setBackend } from "./common.js";
 
 interface MakeTinyOptions {
   out?: string;
@@ -19,7 +19,7 @@ export function registerMakeTiny(program: Command): void {
   const cmd = program
     .command("make-tiny")
     .description("write a random checkpoint (BF16, real tokenizer) shaped like a real model — Qwen3, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)")
-    .option("-o, --out <dir>", "a new folder to write it to (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)")
+    .option("-o, --out <dir>", "a new folder to write it to (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)", nonEmptyText)
     .option("-s, --seed <n>", "seed of the random weights (integer ≥ 0)", integerIn(0, 2 ** 32 - 1), 0)
     .addOption(new Option("-p, --preset <name>", "model shape").choices(Object.keys(PRESETS)).default(DEFAULT_PRESET))
     .addOption(new Option("-b, --backend <name>", "tfjs backend used to initialise the weights (the result is the same on every backend)").choices([...BACKENDS]));

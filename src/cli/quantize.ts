@@ -18,7 +18,7 @@ export function registerQuantizeFp8(program: Command): void {
     .option("--block <rows,cols>", "weight_block_size", parseBlock, [128, 128] as [number, number])
     .action(async (opts: { model?: string; backend?: string; out: string; block: [number, number] }) => {
       await setBackend(opts.backend);
-      const model = await loadModel(await resolveModelDir(opts.model, { needsTokenizer: false }));
+      const model = await loadModel(await resolveModelDir(opts.model));
       try {
         const names = quantizeToFp8(model, { weightBlockSize: opts.block });
         await model.savePretrained(opts.out);

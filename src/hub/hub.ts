@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { tf } from "../tensor/tf.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
-import { TMP_MARKER, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
+import { TMP_MARKER, checkWriteTarget, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
 
 export const MANIFEST_NAME = "manifest.json";
@@ -235,6 +235,7 @@ export const lockfileTarget = (overwrite = true): WriteTarget => ({
  * An existing kernels.lock is replaced (`overwrite: false` refuses); any other file there is never touched.
  */
 export async function writeLockfile(file: string, repos?: HubRepo[], options: { overwrite?: boolean } = {}): Promise<Lockfile> {
+  await checkWriteTarget(file, lockfileTarget(options.overwrite)); // before hashing anything
   const list = repos ?? (await discoverRepos());
   const lock: Lockfile = { lockfileVersion: 1, kernels: [] };
   for (const r of list) lock.kernels.push({ repoId: r.manifest.id, version: r.manifest.version, files: await hashRepo(r.dir) });

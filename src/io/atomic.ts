@@ -24,9 +24,13 @@ export const TMP_MARKER = ".fusekit-tmp-";
 /** The journal of a committed save whose renames may not all have happened yet. */
 export const SAVE_JOURNAL = ".fusekit-save-journal.json";
 
+/** The mkdtemp prefix of a temporary sibling folder of `finalPath` (marked like tempPathFor's names). */
+const tempPrefixFor = (finalPath: string) =>
+  path.join(path.dirname(finalPath), `.${path.basename(finalPath)}${TMP_MARKER}${process.pid}-`);
+
 /** A temporary sibling name for `finalPath`: same directory (so rename is atomic), never a final name. */
 export function tempPathFor(finalPath: string): string {
-  return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}${TMP_MARKER}${process.pid}-${randomBytes(4).toString("hex")}`);
+  return tempPrefixFor(finalPath) + randomBytes(4).toString("hex");
 }
 
 /** What a committed save still has to do (all names are bare file names inside the checkpoint directory). */
@@ -189,12 +193,18 @@ export async function checkWriteTarget(target: string, t: WriteTarget): Promise<
     return "create";
   }
   if (t.folder && st.isDirectory() && (await fsp.readdir(target)).length === 0) return "create";
-  if (!st.isSymbolicLink() && (await t.recognise(target).catch(() => false))) {
-    if (!t.overwrite) throw new OutputPathError(`a ${t.kind} is already there; pass --force (API: overwrite: true) to replace it`, target);
+  // Only a plain file (or folder) can be fusekit's: a symlink, FIFO or device is never opened to find out.
+  const plain = t.folder ? st.isDirectory() : st.isFile();
+  if (plain && (await t.recognise(target).catch(() => false))) {
+    if (!t.overwrite) {
+      const message = `a ${t.kind} is already there; pass --force (API: overwrite: true) to replace it`;
+      throw new OutputPathError(message, target);
+    }
     return "replace";
   }
-  const what = st.isDirectory() ? "a folder" : "a file";
-  throw new OutputPathError(`${what} that is not a ${t.kind} fusekit wrote is already there; refusing to replace it (choose another path)`, target);
+  const what = st.isDirectory() ? "folder" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : "special file";
+  const message = `a ${what} that is not a ${t.kind} fusekit wrote is already there; refusing to replace it`;
+  throw new OutputPathError(`${message} (choose another path)`, target);
 }
 
 /** The folder that will hold `target` exists (for a folder target: its nearest existing ancestor) and is one. */
@@ -208,7 +218,8 @@ async function checkParent(target: string, t: WriteTarget): Promise<void> {
       return;
     }
     if (st.code !== "ENOENT" || !t.folder || path.dirname(dir) === dir) {
-      throw new OutputPathError(`folder ${dir} ${st.code === "ENOENT" ? "does not exist" : `cannot be used (${st.code})`}`, target);
+      const why = st.code === "ENOENT" ? "does not exist" : `cannot be used (${st.code})`;
+      throw new OutputPathError(`folder ${dir} ${why}`, target);
     }
     dir = path.dirname(dir);
   }
@@ -222,7 +233,7 @@ export async function preflightWrite(target: string, t: WriteTarget): Promise<vo
   await checkWriteTarget(target, t);
   let dir = path.dirname(path.resolve(target));
   while (!(await fsp.stat(dir).then((s) => s.isDirectory(), () => false))) dir = path.dirname(dir); // ends at "/"
-  const probe = await fsp.mkdtemp(path.join(dir, `.${path.basename(target)}${TMP_MARKER}${process.pid}-`)).catch((err) => {
+  const probe = await fsp.mkdtemp(tempPrefixFor(path.join(dir, path.basename(target)))).catch((err) => {
     throw new OutputPathError(`cannot create files in ${dir} (${codeOf(err)})`, target);
   });
   await fsp.rmdir(probe);
@@ -237,7 +248,9 @@ export async function ensureDir(dir: string): Promise<void> {
       if (!st.isDirectory()) throw new OutputPathError("is not a folder", d);
       break;
     }
-    if (st.code !== "ENOENT" || path.dirname(d) === d) throw new OutputPathError(`cannot use this folder (${codeOf(st)})`, d);
+    if (st.code !== "ENOENT" || path.dirname(d) === d) {
+      throw new OutputPathError(`cannot use this folder (${codeOf(st)})`, d);
+    }
     missing.push(d);
   }
   for (const d of missing.reverse()) {
@@ -282,12 +295,16 @@ async function linkNoClobber(tmp: string, file: string, t: WriteTarget): Promise
  * place. A recognised folder being replaced is moved aside first and deleted only after the new one is in.
  * Returns the folder's absolute path.
  */
-export async function writeFolderAtomically(dir: string, fill: (tmpDir: string) => Promise<void>, t: WriteTarget): Promise<string> {
+export async function writeFolderAtomically(
+  dir: string,
+  fill: (tmpDir: string) => Promise<void>,
+  t: WriteTarget,
+): Promise<string> {
   const dest = path.resolve(dir);
   const target = { ...t, folder: true };
   await checkWriteTarget(dest, target);
   await ensureDir(path.dirname(dest));
-  const tmp = await fsp.mkdtemp(path.join(path.dirname(dest), `.${path.basename(dest)}${TMP_MARKER}${process.pid}-`)).catch((err) => {
+  const tmp = await fsp.mkdtemp(tempPrefixFor(dest)).catch((err) => {
     throw asOutputError(err, dest);
   });
   try {

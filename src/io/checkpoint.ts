@@ -134,7 +134,9 @@ const CHECKPOINT_OTHER = /^(merges\.txt|chat_template\.jinja|model(-\d+-of-\d+)?
 export async function isCheckpointFolder(dir: string): Promise<boolean> {
   const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => undefined);
   if (!entries?.some((e) => e.name === CONFIG_NAME)) return false;
-  return entries.every((e) => e.isFile() && (CHECKPOINT_JSON.test(e.name) || CHECKPOINT_OTHER.test(e.name) || e.name === SAVE_JOURNAL || e.name.includes(TMP_MARKER)));
+  const ours = (name: string) =>
+    CHECKPOINT_JSON.test(name) || CHECKPOINT_OTHER.test(name) || name === SAVE_JOURNAL || name.includes(TMP_MARKER);
+  return entries.every((e) => e.isFile() && ours(e.name));
 }
 
 /** The rules for writing a whole checkpoint folder: only a checkpoint folder is replaced, and only when asked. */
