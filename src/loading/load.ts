@@ -17,6 +17,8 @@ import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { PreTrainedModel as PreTrainedModelClass } from "../models/pretrained.js";
+import { planLoad, type PlanOptions } from "./plan.js";
+import { storeFusionConfig } from "../fusion/config.js";
 
 export interface LoadProgress {
   bytesDone: number;
@@ -24,7 +26,7 @@ export interface LoadProgress {
   key: string;
 }
 
-export interface FromPretrainedOptions extends KernelLoadOptions {
+export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
   /** Throw a StateDictError if any key is missing, unexpected or mis-shaped (default false: report only). */
   strict?: boolean;
   /** Seed for initialising parameters the checkpoint does not provide. */
@@ -100,11 +102,14 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   let model: PreTrainedModel | undefined;
   try {
     checkSizesAgainstCheckpoint(raw, reader, where, undefined);
-    model = buildModel(config, raw, where);
+    const unpatched = causalLMClassFor(family, config).name;
+    const plan = planLoad(raw, config, causalLMClassFor(family, config), options, where, () => buildModel(config, raw, where));
+    model = withPatches(plan.patches, () => buildModel(config, raw, where));
+    storeFusionConfig(model.config, plan.fusion);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
     if (options.weightStorage === "bf16") packWeightsOnLoad(model);
-    const unpatched = causalLMClassFor(family, config).name;
-    const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    const registered = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    const conversions = [...registered, ...plan.conversions];
     // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
