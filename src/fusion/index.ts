@@ -8,3 +8,4 @@ export { Identity, FusedChainModule, MergedLinearView, makeSequentialParentClass
 export { FusionRecipe, defineFusionRecipe, type FusionRecipeInit, type KernelConfigKeyPair } from "./recipe.js";
 export { registerFusionSpec, unregisterFusionSpec, fusionSpecNames, resolveFusionConfig, planFusionConfig, FUSION_CONFIG_KEY, type FusionSpec, type FusionConfig, type FusionPlan } from "./config.js";
 export { NORM_MLP, GATE_UP, QKV, NORM_QKV, BUILTIN_RECIPES } from "./recipes.js";
+export { KernelConfig, planKernelConfig, type KernelConfigEntry, type KernelFusionKey, type KernelLayoutClass, type LayoutEnv, type KernelConfigPlan } from "./kernel-config.js";

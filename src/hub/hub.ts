@@ -256,7 +256,7 @@ export async function verifyRepo(repo: HubRepo, entry: LockEntry, lockfile: stri
 }
 
 /** The file a build entry runs: compiled JS under dist/ for the bundled hub in a build, else the repo's own file. */
-function buildFile(repo: HubRepo, file: string): string {
+export function buildFile(repo: HubRepo, file: string): string {
   const own = path.join(repo.dir, file);
   const candidates = [own];
   if (repo.bundled && file.endsWith(".js")) {

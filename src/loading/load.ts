@@ -103,7 +103,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   try {
     checkSizesAgainstCheckpoint(raw, reader, where, undefined);
     const unpatched = causalLMClassFor(family, config).name;
-    const plan = planLoad(raw, config, causalLMClassFor(family, config), options, where, () => buildModel(config, raw, where));
+    const plan = await planLoad(raw, config, causalLMClassFor(family, config), options, where, () => buildModel(config, raw, where));
     model = withPatches(plan.patches, () => buildModel(config, raw, where));
     storeFusionConfig(model.config, plan.fusion);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
@@ -123,7 +123,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     model.loadReport = report;
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
-    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, options), { inherit: false }) : loaded);
+    const kernelOptions = { ...options, kernelMapping: { ...options.kernelMapping, ...plan.kernelMapping } };
+    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, kernelOptions), { inherit: false }) : loaded);
   } catch (err) {
     model?.dispose();
     throw err;

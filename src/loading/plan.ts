@@ -6,6 +6,9 @@ import type { PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { FUSION_CONFIG_KEY, planFusionConfig, resolveFusionConfig, type FusionConfig } from "../fusion/config.js";
 import "../fusion/recipes.js";
+import { planKernelConfig, type KernelConfig, type KernelConfigEntry } from "../fusion/kernel-config.js";
+import type { KernelMapping } from "../hub/mapping.js";
+import { KernelConfigError } from "../errors.js";
 
 export interface LoadPlan {
   patches: PatchMapping;
@@ -13,14 +16,30 @@ export interface LoadPlan {
   conversions: ConversionRule[];
   /** The fusion config in effect (stored in the model's config), if any. */
   fusion?: FusionConfig;
+  /** Kernel mapping entries the KernelConfig adds for this load's kernelize. */
+  kernelMapping: KernelMapping;
 }
 
 export interface PlanOptions {
+  /** Fusion families for this load (`{}`: none, even if config.json stores some); default: config.json's `fusion_config`. */
   fusionConfig?: FusionConfig;
+  /** Kernels per layer name or per group of modules (n-to-1, with the repo's Layout); needs `useKernels: true`. */
+  kernelConfig?: KernelConfig | readonly KernelConfigEntry[];
+  useKernels?: boolean;
 }
 
-export function planLoad(raw: Record<string, unknown>, config: ModelConfig, modelClass: object, options: PlanOptions, where: string, skeleton: () => PreTrainedModel): LoadPlan {
+export async function planLoad(
+  raw: Record<string, unknown>, config: ModelConfig, modelClass: object, options: PlanOptions, where: string, skeleton: () => PreTrainedModel,
+): Promise<LoadPlan> {
   const fusion = resolveFusionConfig(options.fusionConfig, raw[FUSION_CONFIG_KEY], where);
-  if (!fusion) return { patches: {}, conversions: [] };
-  return { ...planFusionConfig(fusion, modelClass, config, skeleton), fusion };
+  const plan: LoadPlan = { patches: {}, conversions: [], fusion, kernelMapping: {} };
+  if (fusion) Object.assign(plan, planFusionConfig(fusion, modelClass, config, skeleton));
+  if (options.kernelConfig === undefined) return plan;
+  if (!options.useKernels) throw new KernelConfigError("fromPretrained: kernelConfig needs useKernels: true");
+  const kernels = await planKernelConfig(options.kernelConfig, skeleton);
+  // The fusion families' classes first: a KernelConfig parent class then extends what the skeleton showed.
+  Object.assign(plan.patches, kernels.patches);
+  plan.conversions.push(...kernels.conversions);
+  plan.kernelMapping = kernels.kernelMapping;
+  return plan;
 }
