@@ -67,6 +67,28 @@ describe("KernelConfig n-to-1", () => {
     next.dispose();
   });
 
+  it("norm + q/k/v: NormQKVLayout in the attention's slot with one merged qkv_proj; original bytes on save", async () => {
+    const entry: KernelConfigEntry = [[["Attention", "model.layers.*.self_attn"], ["RMSNorm", "model.layers.*.input_layernorm"]], "fusekit/norm-qkv:NormQKV"];
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelConfig: [entry, NORM_MLP] });
+    const layout = model.getSubmodule("model.layers.0.self_attn");
+    expect(layout.constructor.name).toBe("NormQKVLayout");
+    expect(model.getSubmodule("model.layers.0.input_layernorm")).toBeInstanceOf(Identity);
+    expect(activeKernel(layout)).toBe('NormQKV from repo "fusekit/norm-qkv"');
+    const shapes = new Map(model.namedParameters().map(([k, p]) => [k, p.stateShape]));
+    expect(shapes.get("model.layers.0.self_attn.qkv_proj.weight")).toEqual([32 + 16 + 16, 32]);
+    expect(shapes.has("model.layers.0.self_attn.norm_weight")).toBe(true);
+    expect(shapes.has("model.layers.0.self_attn.o_proj.weight")).toBe(true);
+    expect([...shapes.keys()].some((k) => /input_layernorm|\.(q|k|v)_proj\./.test(k))).toBe(false);
+    expect(maxAbsDiff(flat(model), plain)).toBeLessThanOrEqual(KERNEL);
+    unkernelize(model);
+    expect(maxAbsDiff(flat(model), plain)).toBeLessThanOrEqual(1e-6);
+    const out = tmpDir("fusekit-kernel-config-save-");
+    dirs.push(out);
+    await model.savePretrained(out);
+    model.dispose();
+    expect(await sameCheckpointTensors(dir, out)).toBe(true);
+  });
+
   it("a single-layer entry maps a layer name to a repo's layer for this load", async () => {
     @useKernelForwardFromHub("MyNorm")
     class MyNorm extends Qwen3RMSNorm {}

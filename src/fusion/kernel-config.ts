@@ -77,9 +77,11 @@ export interface KernelConfigPlan {
 }
 
 /** The patches, appended conversions and kernel mapping one load gets from its KernelConfig. */
-export async function planKernelConfig(config: KernelConfig | readonly KernelConfigEntry[], skeleton: () => Module): Promise<KernelConfigPlan> {
+export async function planKernelConfig(
+  config: KernelConfig | readonly KernelConfigEntry[], skeleton: () => Module, patches: PatchMapping = {},
+): Promise<KernelConfigPlan> {
   const entries = config instanceof KernelConfig ? config.entries : new KernelConfig(config).entries;
-  const plan: KernelConfigPlan = { patches: {}, conversions: [], kernelMapping: {} };
+  const plan: KernelConfigPlan = { patches: { ...patches }, conversions: [], kernelMapping: {} };
   let model: Module | undefined;
   try {
     for (const [key, repoLayer] of entries) {
@@ -92,8 +94,7 @@ export async function planKernelConfig(config: KernelConfig | readonly KernelCon
       }
       const Layout = await loadLayout(repoId, layerName);
       const parent = sharedParent(key, repoLayer);
-      const found = fusedParents((model ??= skeleton()), parent, key, Layout, repoLayer);
-      Object.assign(plan.patches, found);
+      fusedParents((model ??= skeleton()), parent, key, Layout, repoLayer, plan.patches);
       plan.conversions.push(...(Layout.conversionMapping ?? []));
       plan.kernelMapping[layerName] = allBackends(repo);
     }
@@ -127,8 +128,11 @@ function sharedParent(key: KernelFusionKey, repoLayer: string): string {
   return [...parents][0];
 }
 
-/** `Fused{Parent}` for every class of module the parent glob matches; every one must have every child. */
-function fusedParents(model: Module, parentGlob: string, key: KernelFusionKey, Layout: KernelLayoutClass, repoLayer: string): PatchMapping {
+/**
+ * Adds to `patches` a `Fused{Parent}` for every class of module the parent glob matches (every one must have
+ * every child); a class already patched (another entry, a fusion family) is extended, so both apply.
+ */
+function fusedParents(model: Module, parentGlob: string, key: KernelFusionKey, Layout: KernelLayoutClass, repoLayer: string, patches: PatchMapping): void {
   const names = key.map(([, p]) => p.slice(p.lastIndexOf(".") + 1));
   const out: PatchMapping = {};
   for (const [path, m] of model.namedModules()) {
@@ -142,10 +146,11 @@ function fusedParents(model: Module, parentGlob: string, key: KernelFusionKey, L
       );
     }
     const cls = Object.getPrototypeOf(m).constructor as ModuleClass;
-    out[`^${cls.name}$`] ??= makeParentClassForKernelFusion(cls, names, Layout);
+    const k = `^${cls.name}$`;
+    out[k] ??= makeParentClassForKernelFusion(patches[k] ?? cls, names, Layout);
   }
   if (!Object.keys(out).length) {
     throw new KernelConfigError(`kernelConfig key for "${repoLayer}": no module matches the parent path "${parentGlob}"; give full dotted paths from the model root`);
   }
-  return out;
+  Object.assign(patches, out);
 }

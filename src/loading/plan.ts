@@ -36,9 +36,9 @@ export async function planLoad(
   if (fusion) Object.assign(plan, planFusionConfig(fusion, modelClass, config, skeleton));
   if (options.kernelConfig === undefined) return plan;
   if (!options.useKernels) throw new KernelConfigError("fromPretrained: kernelConfig needs useKernels: true");
-  const kernels = await planKernelConfig(options.kernelConfig, skeleton);
-  // The fusion families' classes first: a KernelConfig parent class then extends what the skeleton showed.
-  Object.assign(plan.patches, kernels.patches);
+  // A parent class both a fusion family and a KernelConfig key patch gets both: the key's class extends the family's.
+  const kernels = await planKernelConfig(options.kernelConfig, skeleton, plan.patches);
+  plan.patches = kernels.patches;
   plan.conversions.push(...kernels.conversions);
   plan.kernelMapping = kernels.kernelMapping;
   return plan;
