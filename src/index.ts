@@ -22,7 +22,7 @@ export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cache
 
 export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME } from "./io/checkpoint.js";
-export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
+export { fromPretrained, loadWeights, buildModel, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
 export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";
