@@ -6,7 +6,6 @@
 //     layout, with a `conversionMapping`) goes into the first child's slot of a generated `Fused{Parent}`,
 //     Identities into the others, and kernelize gives the Layout the repo's `Layer`.
 // Class names in a key are regexes searched in the child's class name; paths are dotted globs, `*` one segment.
-import { pathToFileURL } from "node:url";
 import { tf } from "../tensor/tf.js";
 import { Module } from "../nn/module.js";
 import { Parameter } from "../nn/parameter.js";
@@ -16,7 +15,7 @@ import { Chunk, Concatenate } from "../conversion/ops.js";
 import { KernelConfigError } from "../errors.js";
 import type { ModuleClass } from "../patching/construct.js";
 import type { PatchMapping } from "../patching/registry.js";
-import { ANY_BACKEND, buildFile, findRepo } from "../hub/hub.js";
+import { findRepo, importBuildModule } from "../hub/hub.js";
 import { LayerRepository } from "../hub/repository.js";
 import type { KernelMapping } from "../hub/mapping.js";
 import { useKernelForwardFromHub } from "../hub/decorator.js";
@@ -108,9 +107,8 @@ const allBackends = (repo: LayerRepository) => Object.fromEntries(KERNEL_BACKEND
 
 /** The repo's `{Layer}Layout`, from its build module's `createLayouts(env)`; tagged with the layer name. */
 async function loadLayout(repoId: string, layerName: string): Promise<KernelLayoutClass> {
-  const repo = await findRepo(repoId);
-  const file = repo.manifest.builds[tf.getBackend()] ?? repo.manifest.builds[ANY_BACKEND];
-  const mod = file === undefined ? {} : ((await import(pathToFileURL(buildFile(repo, file)).href)) as { createLayouts?: (env: LayoutEnv) => Record<string, unknown> });
+  const build = await importBuildModule(await findRepo(repoId), tf.getBackend()); // trust was checked by loadLayer
+  const mod = (build?.mod ?? {}) as { createLayouts?: (env: LayoutEnv) => Record<string, unknown> };
   const env: LayoutEnv = { tf, Module, Parameter, Linear, rmsNorm, silu, WeightRenaming, WeightConverter, Concatenate, Chunk };
   const Layout = mod.createLayouts?.(env)?.[`${layerName}Layout`] as KernelLayoutClass | undefined;
   if (typeof Layout !== "function" || !(Layout.prototype instanceof Module)) {

@@ -36,7 +36,7 @@ async function layerFrom(repo: HubRepo, layerName: string, backend: string, what
 }
 
 /** Verifies an outside repository against a lock, or requires trustRemoteCode. */
-async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<void> {
+export async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<void> {
   if (repo.bundled) {
     await hashRepo(repo.dir); // still refuses symlinks leading out of the repo
     return;

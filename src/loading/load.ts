@@ -19,6 +19,7 @@ import type { HostTensor } from "../conversion/ops.js";
 import { PreTrainedModel as PreTrainedModelClass } from "../models/pretrained.js";
 import { planLoad, type PlanOptions } from "./plan.js";
 import { storeFusionConfig } from "../fusion/config.js";
+import { ensureFunctionKernels } from "../hub/functions.js";
 
 export interface LoadProgress {
   bytesDone: number;
@@ -92,6 +93,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     throw new WeightStorageError(`unknown weightStorage "${String(options.weightStorage)}" (use "bf16" or "f32")`);
   }
   await ensureBackend();
+  await ensureFunctionKernels();
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
   warnIgnoredRemoteCode(raw, where);

@@ -10,7 +10,7 @@ import { ShapeError } from "../../errors.js";
 import { Qwen3Config } from "./config.js";
 import { PreTrainedModel } from "../pretrained.js";
 import { useKernelForwardFromHub } from "../../hub/decorator.js";
-import { applyRope, ropeKernelAvailable } from "../../kernels/rope.js";
+import { useKernelFuncFromHub } from "../../hub/functions.js";
 
 /** cos / sin tables `[batch, seq, headDim]` for the positions of this forward. */
 export type PositionEmbeddings = [tf.Tensor3D, tf.Tensor3D];
@@ -60,16 +60,15 @@ function rotationMatrix(d: number): tf.Tensor2D {
   return r;
 }
 
-/** q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`. */
-export function applyRotaryPosEmb(x: tf.Tensor, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor {
-  // perf: on wasm / cpu one kernel does exactly these float32 ops (bit-identical) in one dispatch instead of ten
-  const [b, , seq, d] = x.shape;
-  const sameShape = (t: tf.Tensor) => t.rank === 3 && t.shape[0] === b && t.shape[1] === seq && t.shape[2] === d;
-  if (x.rank === 4 && x.dtype === "float32" && sameShape(cos) && sameShape(sin) && ropeKernelAvailable()) return applyRope(x, cos, sin);
+/**
+ * q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`. A hub
+ * function kernel ("rotary_pos_emb", bundled: fusekit/rope) may serve it in one dispatch.
+ */
+export const applyRotaryPosEmb = useKernelFuncFromHub("rotary_pos_emb")(function applyRotaryPosEmb(x: tf.Tensor, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor {
   const c = tf.expandDims(cos, 1);
   const s = tf.expandDims(sin, 1);
   return tf.add(tf.mul(x, c), tf.mul(rotateHalf(x), s));
-}
+});
 
 /** Default RoPE. Tables are computed on the host in float64 and rounded once — no per-step tensor ops. */
 export class Qwen3RotaryEmbedding {
