@@ -74,6 +74,15 @@ export class AlreadyFusedError extends FusionError {}
 /** While a fused chain runs, a module needs a wire (registry entry) nobody wrote, or returned fewer outputs than its spec names. */
 export class FusionWiringError extends FusionError {}
 
+/** A fusion recipe is malformed, or its wiring cannot be turned into generated classes. */
+export class FusionRecipeError extends FusionError {}
+
+/** `fusionConfig` (or a stored `fusion_config`) names an unknown family, has a bad value, or fuses nothing. */
+export class FusionConfigError extends FusionError {}
+
+/** A `kernelConfig` entry is malformed, its repo has no Layout for an n-to-1 key, or its paths match nothing. */
+export class KernelConfigError extends FusekitError {}
+
 /** A patch mapping call is wrong: a key registered twice without `overwrite`, an unknown key, a bad regex key. */
 export class PatchMappingError extends FusekitError {}
 

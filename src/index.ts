@@ -22,7 +22,7 @@ export * from "./models/llama/index.js";
 export * from "./models/qwen2/index.js";
 export * from "./models/qwen3/index.js";
 export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } from "./loading/pretrained.js";
-export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./loading/registry.js";
+export { registerModelFamily, registeredModelTypes, buildModel, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, tokenizerDir, type PresetName } from "./models/presets.js";
 
@@ -62,6 +62,10 @@ export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
 export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./hub/hub.js";
 export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
 export { SiluAndMul } from "./hub/layers.js";
+export {
+  useKernelFuncFromHub, kernelizeFunctions, unkernelizeFunctions, ensureFunctionKernels, activeFuncKernel, kernelFuncNames, validateKernelFunc,
+  FuncRepository, LocalFuncRepository, LockedFuncRepository, DEFAULT_FUNC_MAPPING, type FuncRepositoryProtocol, type FuncMapping, type KernelizeFuncsOptions,
+} from "./hub/functions.js";
 
 export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./nn/storage.js";
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";

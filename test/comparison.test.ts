@@ -16,15 +16,27 @@ function expectProperties(result: ComparisonResult) {
     expect(r.savesOriginalLayout, r.label).toBe(true);
     expect(r.pass, r.label).toBe(true);
   }
-  for (const id of ["fused", "fused-unfused", "fused-kernel"]) {
-    expect(row(id).properties, id).toEqual({ appliesToLoadedModel: true, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: true, stateDictLayoutUnchanged: true });
-  }
+  const runtime = { appliesToLoadedModel: true, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: true, stateDictLayoutUnchanged: true };
+  for (const id of ["fused", "fused-unfused", "fused-kernel", "recipe-runtime"]) expect(row(id).properties, id).toMatchObject(runtime);
+  // a plain reload of a runtime-fused model is plain; "fused, then unfused" has nothing left to survive
+  for (const id of ["fused", "fused-kernel", "recipe-runtime"]) expect(row(id).properties!.survivesSaveReload, id).toBe(false);
+  expect(row("fused-unfused").properties!.survivesSaveReload).toBeNull();
   for (const id of ["fused", "fused-unfused"]) expect(row(id).maxAbsDiff, id).toBe(0); // same op order: exactly equal
   for (const id of ["fused-kernel", "patched-kernel", "gate-up-qkv-kernel"]) expect(row(id).tolerance, id).toBe(1e-5);
+  const beforeLoad = { appliesToLoadedModel: false, needsWeightConversion: true, reversibleInPlace: false, stateDictLayoutUnchanged: false };
   for (const id of ["patched", "patched-kernel", "gate-up-qkv", "gate-up-qkv-kernel"]) {
-    expect(row(id).properties, id).toEqual({ appliesToLoadedModel: false, classesPerFusion: 2, needsWeightConversion: true, reversibleInPlace: false, stateDictLayoutUnchanged: false });
+    expect(row(id).properties, id).toMatchObject({ ...beforeLoad, classesPerFusion: 2, survivesSaveReload: false });
   }
-  expect(row("patched").maxAbsDiff).toBe(0);
+  // generated classes: one Fused{Parent} (the chain module is the library's); KernelConfig adds the hub's Layout
+  expect(row("recipe-patches").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 1, survivesSaveReload: false });
+  expect(row("fusion-config").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 1, survivesSaveReload: true });
+  expect(row("kernel-config").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 2, survivesSaveReload: false });
+  for (const id of ["patched", "recipe-patches", "fusion-config"]) expect(row(id).maxAbsDiff, id).toBe(0);
+  const perFusion = (id: string) => row(id).properties!.linesPerFusion;
+  expect(perFusion("fusion-config")).toBe(1);
+  expect(perFusion("gate-up-qkv")).toBe(Math.ceil(row("gate-up-qkv").userCodeLines / 2));
+  expect(perFusion("fused")).toBe(row("fused").userCodeLines);
+  for (const r of result.rows) expect(r.decoderStackMs.median, r.label).toBeGreaterThan(0); // measured (NaN fails)
   expect(row("original").properties).toBeUndefined();
   expect(result.pass).toBe(true);
 }

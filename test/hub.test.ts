@@ -291,7 +291,7 @@ describe("the hub: versions, locks and trust", () => {
   it("bundled repos are listed with their layers and builds", async () => {
     const repos = await discoverRepos();
     const ids = repos.filter((r) => r.bundled).map((r) => `${r.manifest.id}@${r.manifest.version}:${r.manifest.layers}:${Object.keys(r.manifest.builds)}`);
-    expect(ids).toEqual(["fusekit/activation@1:SiluAndMul:wasm,cpu", "fusekit/norm-mlp@1:NormMLP:wasm,cpu", "fusekit/rmsnorm@1:RMSNorm:wasm,cpu"]);
+    expect(ids).toEqual(["fusekit/activation@1:SiluAndMul:wasm,cpu", "fusekit/norm-mlp@1:NormMLP:wasm,cpu", "fusekit/norm-qkv@1:NormQKV:any", "fusekit/rmsnorm@1:RMSNorm:wasm,cpu", "fusekit/rope@1::wasm,cpu"]);
   });
 
   it("an unlocked repo outside the bundled hub is refused without trustRemoteCode", async () => {

@@ -12,14 +12,14 @@ export function registerKernelsCommand(program: Command): Command {
 
   kernels
     .command("list")
-    .description("list kernel repositories: id, version, layers, backends, location")
+    .description("list kernel repositories: id, version, layers and functions(), backends, location")
     .option("--json", "print JSON instead of a table")
     .action(async (opts: { json?: boolean }) => {
       const repos = await discoverRepos();
       const rows = repos.map((r) => ({
         repoId: r.manifest.id,
         version: r.manifest.version,
-        layers: r.manifest.layers,
+        layers: [...r.manifest.layers, ...r.manifest.functions.map((f) => `${f}()`)],
         backends: Object.keys(r.manifest.builds),
         location: r.bundled ? "bundled" : r.dir,
       }));

@@ -1,5 +1,9 @@
 // The approaches the comparison runs, each built from a fresh load of the same checkpoint. Each one is
 // written the way a user would write it, from the recipe files it names (their lines are counted).
+import { rmSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
 import { withPatches } from "../patching/registry.js";
@@ -13,6 +17,10 @@ import { qwen3GateUpQKVPatches } from "../../patches/qwen3-gate-up-qkv.js";
 import { qwen3GateUpQKVConversions } from "../../conversions/qwen3-gate-up-qkv.js";
 import { kernelize, unkernelize } from "../hub/kernelize.js";
 import { Mode } from "../hub/mode.js";
+import { buildModel } from "../loading/registry.js";
+import { NORM_MLP } from "../fusion/recipes.js";
+import { planFusionConfig, type FusionConfig } from "../fusion/config.js";
+import { planKernelConfig, type KernelConfigEntry } from "../fusion/kernel-config.js";
 import type { Approach } from "./types.js";
 
 /** Exact-order paths must match the original to 1e-6; kernels (other op order) to 1e-5. */
@@ -73,25 +81,148 @@ function runtimeFusion(id: string, label: string, { unfuse = false, kernel = fal
 }
 
 /** Patch mapping + checkpoint conversion, both scoped to the load; optionally kernelized after. */
-function patchMapping(id: string, label: string, patches: PatchMapping, conversions: ConversionRule[], recipeFiles: string[], { kernel = false } = {}): Approach {
+function patchMapping(id: string, label: string, patches: PatchMapping, conversions: ConversionRule[], recipeFiles: string[], { kernel = false, fusions = 1 } = {}): Approach {
   return {
     id,
     label,
     tolerance: kernel ? KERNEL : EXACT,
     recipeFiles,
+    fusions,
     async setup(dir, load) {
       const steps: Record<string, number> = {};
       const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, patches, conversions }));
       if (kernel) await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
       return { model, steps };
     },
-    // Patches act when classes are constructed: inside the scope, does the loaded model change?
-    async applyToLoaded(model) {
-      const before = model.namedModules().map(([, m]) => m.constructor);
-      return withPatches(patches, async () => model.namedModules().some(([, m], i) => m.constructor !== before[i]));
-    },
+    applyToLoaded: (model) => patchesReachLoaded(model, patches),
     // The only undo is leaving the patch scope (or unregistering), which has already happened; the
     // comparison then checks whether the model went back.
+    reverse: () => true,
+  };
+}
+
+const classesOf = (m: PreTrainedModel) => m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor);
+
+/**
+ * Tries a patch mapping on a loaded model: inside the patch scope a forward runs on it and its classes are
+ * compared with before. A control model built in the same scope must come out patched — else the scope
+ * did nothing and the attempt would prove nothing, so the measurement throws instead of answering "no".
+ */
+export async function patchesReachLoaded(model: PreTrainedModel, patches: PatchMapping): Promise<boolean> {
+  const before = classesOf(model);
+  return withPatches(patches, async () => {
+    const control = buildModel(model.config);
+    const patched = classesOf(control).some((c, i) => c !== classesOf(model)[i]);
+    control.dispose();
+    if (!patched) throw new Error("the patch scope changed nothing even in a model built inside it: cannot tell whether it reaches a loaded one");
+    model.forward({ inputIds: [[1, 2]] }).logits.dispose();
+    const after = classesOf(model);
+    return after.length !== before.length || after.some((c, i) => c !== before[i]);
+  });
+}
+
+/** The same attempt with the patches a load option would install (found on a skeleton of the model). */
+async function loadOptionReachesLoaded(model: PreTrainedModel, plan: (skeleton: () => PreTrainedModel) => Promise<PatchMapping>): Promise<boolean> {
+  return patchesReachLoaded(model, await plan(() => buildModel(model.config)));
+}
+
+// ── derived from one recipe (src/fusion/recipes.ts: NORM_MLP) ──
+
+/** Runtime fusion straight from the recipe: recipe.fuse(model), then the NormMLP kernel. */
+function recipeRuntime(): Approach {
+  return {
+    id: "recipe-runtime",
+    label: "recipe → runtime fusion + kernel",
+    tolerance: KERNEL,
+    recipeFiles: [],
+    userCode: "NORM_MLP.fuse(model);\nawait kernelize(model, { mode: Mode.INFERENCE });",
+    async setup(dir, load) {
+      const steps: Record<string, number> = {};
+      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, load));
+      await timed(steps, "fuse", () => NORM_MLP.fuse(model));
+      await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
+      return { model, steps };
+    },
+    async applyToLoaded(model) {
+      NORM_MLP.fuse(model);
+      return getFusedChains(model).length > 0;
+    },
+    reverse(model) {
+      unkernelize(model);
+      if (getFusedChains(model).length) NORM_MLP.unfuse(model);
+      return true;
+    },
+  };
+}
+
+/** fusionConfig from the recipe's family: load fused, save, then a plain reload of the saved copy (which re-fuses). */
+function recipeFusionConfig(): Approach {
+  const fusionConfig: FusionConfig = { [NORM_MLP.name]: true };
+  let saved: string | undefined;
+  return {
+    id: "fusion-config",
+    label: "fusionConfig norm_mlp, saved + plain reload",
+    tolerance: EXACT,
+    recipeFiles: [],
+    userCode: `AutoModelForCausalLM.fromPretrained(dir, { fusionConfig: { norm_mlp: true } });`,
+    async setup(dir, load) {
+      const steps: Record<string, number> = {};
+      const first = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, fusionConfig }));
+      saved = await mkdtemp(path.join(os.tmpdir(), "fusekit-compare-fusion-"));
+      await timed(steps, "save", () => first.savePretrained(saved!));
+      first.dispose();
+      const model = await timed(steps, "reload", () => AutoModelForCausalLM.fromPretrained(saved!, load));
+      return { model, steps };
+    },
+    applyToLoaded: (model) =>
+      loadOptionReachesLoaded(model, async (skeleton) => planFusionConfig(fusionConfig, Object.getPrototypeOf(model).constructor, model.config, skeleton).patches),
+    reverse: () => true,
+    teardown() {
+      if (saved) rmSync(saved, { recursive: true, force: true });
+      saved = undefined;
+    },
+  };
+}
+
+/** KernelConfig n-to-1 entry from the recipe: the hub's NormMLPLayout in the norm's slot, kernelized at load. */
+function recipeKernelConfig(): Approach {
+  const entry = NORM_MLP.kernelConfigEntry("fusekit/norm-mlp:NormMLP") as KernelConfigEntry;
+  return {
+    id: "kernel-config",
+    label: "KernelConfig n-to-1 (NormMLPLayout)",
+    tolerance: KERNEL,
+    recipeFiles: [],
+    userCode: `AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelConfig: [NORM_MLP.kernelConfigEntry("fusekit/norm-mlp:NormMLP")] });`,
+    async setup(dir, load) {
+      const steps: Record<string, number> = {};
+      const model = await timed(steps, "load+kernelize", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, useKernels: true, kernelConfig: [entry] }));
+      return { model, steps };
+    },
+    applyToLoaded: (model) => loadOptionReachesLoaded(model, async (skeleton) => (await planKernelConfig([entry], skeleton)).patches),
+    reverse: () => true,
+  };
+}
+
+/** The maintainer's approach with classes and rules generated from the recipe instead of written by hand. */
+function recipePatches(): Approach {
+  let patches: PatchMapping = {};
+  return {
+    id: "recipe-patches",
+    label: "recipe → patch classes + conversion",
+    tolerance: EXACT,
+    recipeFiles: [],
+    userCode: "const patches = NORM_MLP.patchesFor(buildModel(config));\nfromPretrained(dir, { patches, conversions: NORM_MLP.makeTransforms() });",
+    async setup(dir, load) {
+      const steps: Record<string, number> = {};
+      const model = await timed(steps, "load", async () => {
+        const probe = await AutoModelForCausalLM.fromPretrained(dir, load);
+        patches = NORM_MLP.patchesFor(buildModel(probe.config));
+        probe.dispose();
+        return AutoModelForCausalLM.fromPretrained(dir, { ...load, patches, conversions: NORM_MLP.makeTransforms() });
+      });
+      return { model, steps };
+    },
+    applyToLoaded: (model) => patchesReachLoaded(model, NORM_MLP.patchesFor(buildModel(model.config))),
     reverse: () => true,
   };
 }
@@ -104,8 +235,12 @@ export function defaultApproaches(): Approach[] {
     runtimeFusion("fused-kernel", "runtime fusion + NormMLP kernel", { kernel: true }),
     patchMapping("patched", "patch mapping + conversion (NormMLP)", qwen3NormMLPPatches, qwen3NormMLPConversions, NORM_MLP_PATCH),
     patchMapping("patched-kernel", "patch mapping + kernelize (NormMLP)", qwen3NormMLPPatches, qwen3NormMLPConversions, NORM_MLP_PATCH, { kernel: true }),
-    patchMapping("gate-up-qkv", "patch mapping + converter (gate_up, qkv)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH),
+    patchMapping("gate-up-qkv", "patch mapping + converter (gate_up, qkv)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH, { fusions: 2 }),
     // no fused gate_up/qkv kernel exists; kernelize gives this model the RMSNorm kernels
-    patchMapping("gate-up-qkv-kernel", "gate_up/qkv + kernelize (RMSNorm)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH, { kernel: true }),
+    patchMapping("gate-up-qkv-kernel", "gate_up/qkv + kernelize (RMSNorm)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH, { kernel: true, fusions: 2 }),
+    recipeRuntime(),
+    recipePatches(),
+    recipeFusionConfig(),
+    recipeKernelConfig(),
   ];
 }

@@ -1,6 +1,7 @@
 // Timing helpers shared by `fusekit compare` and `npm run bench`: medians of repeated runs, with min–max.
 import { tf } from "../tensor/tf.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
+import type { Module } from "../nn/module.js";
 
 import type { Range as Stat } from "./types.js";
 export type { Stat };
@@ -47,6 +48,26 @@ export function decodeTokensPerSecond(model: PreTrainedModel, steps: number): nu
   const ms = performance.now() - t0;
   cache.dispose();
   return (steps / ms) * 1000;
+}
+
+/**
+ * One decode run as `decodeTokensPerSecond`, also timing the decoder layers alone: from the first layer's
+ * forward start to the last layer's forward end, per step (wasm and cpu run ops synchronously, so the wall
+ * clock between the hooks is the layers' compute). Returns tokens/s and the median stack ms per step.
+ */
+export function decodeWithStackMs(model: PreTrainedModel, steps: number, layers: Module[]): { tokensPerSecond: number; stackMs: number } {
+  const times: number[] = [];
+  let t0 = 0;
+  const handles = [
+    layers[0].registerForwardPreHook(() => void (t0 = performance.now())),
+    layers[layers.length - 1].registerForwardHook(() => void times.push(performance.now() - t0)),
+  ];
+  try {
+    const tokensPerSecond = decodeTokensPerSecond(model, steps);
+    return { tokensPerSecond, stackMs: stat(times.slice(-steps)).median };
+  } finally {
+    for (const h of handles) h.remove();
+  }
 }
 
 export function repeat(n: number, fn: () => number): Stat {

@@ -29,6 +29,7 @@ export const COLUMN_LEGEND: [string, string][] = [
   ["greedy = original", "greedy tokens identical to those of the original model, out of the tokens generated"],
   ["prefill ms", "time to run the whole prompt once, median (min–max) of the repeats — lower is better"],
   ["decode tok/s", "new tokens per second while generating with the KV cache, median (min–max) — higher is better"],
+  ["decoder-stack ms/step", "time of the decoder layers alone per decode step (no embedding, no lm_head), median (min–max) — lower is better"],
   ["setup ms", "time of each step that gets the model ready (load, patch, fuse, kernelize)"],
   ["params MB", "tensor memory the loaded model holds"],
   ["live tensors", "tensors the loaded model holds"],
@@ -39,7 +40,7 @@ export const COLUMN_LEGEND: [string, string][] = [
 
 const fmtRange = (r: Range, digits = 1) => `${r.median.toFixed(digits)} (${r.min.toFixed(digits)}–${r.max.toFixed(digits)})`;
 const fmtDiff = (x: number) => (x === 0 ? "0" : x.toExponential(2));
-const yesNo = (b: boolean) => (b ? "yes" : "no");
+const yesNo = (b: boolean | null) => (b === null ? "n/a" : b ? "yes" : "no");
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 const setupText = (s: Record<string, number>) => Object.entries(s).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
 
@@ -50,18 +51,21 @@ const verdictColor = (r: ApproachResult) => (r.pass ? 32 : r.error ? 35 : 31);
 export function terminalReport(result: ComparisonResult, { color = false } = {}): string {
   const style = { head: color ? ["bold"] : [], border: [] as string[], compact: true };
   const main = new Table({
-    head: ["approach", "max |Δ logits|", "greedy = orig", "prefill ms", "decode tok/s", "setup ms", "params MB", "tensors", "user LOC", "saves orig.", "verdict"],
+    head: ["approach", "max |Δ logits|", "greedy = orig", "prefill ms", "decode tok/s", "decoder-stack ms/step", "setup ms", "params MB", "tensors", "user LOC", "saves orig.", "verdict"],
     wordWrap: true,
     style,
   });
   for (const r of result.rows) {
-    main.push([r.label, fmtDiff(r.maxAbsDiff), `${r.tokensIdentical}/${r.tokensTotal}`, fmtRange(r.prefillMs), fmtRange(r.decodeTokensPerSecond), setupText(r.setupMs), mb(r.parameterBytes), r.liveTensors, r.userCodeLines, yesNo(r.savesOriginalLayout), paint(color, verdictColor(r), r.verdict)]);
+    main.push([r.label, fmtDiff(r.maxAbsDiff), `${r.tokensIdentical}/${r.tokensTotal}`, fmtRange(r.prefillMs), fmtRange(r.decodeTokensPerSecond), fmtRange(r.decoderStackMs, 2), setupText(r.setupMs), mb(r.parameterBytes), r.liveTensors, r.userCodeLines, yesNo(r.savesOriginalLayout), paint(color, verdictColor(r), r.verdict)]);
   }
-  const props = new Table({ head: ["approach", "applies to a loaded model", "classes per fusion", "needs weight conversion", "reversible in place", "state-dict layout unchanged"], style });
+  const props = new Table({
+    head: ["approach", "applies to a loaded model", "classes per fusion", "needs weight conversion", "reversible in place", "state-dict layout unchanged", "survives save → reload", "lines the user writes per fusion"],
+    style,
+  });
   for (const r of result.rows) {
     const p = r.properties;
     if (!p) continue;
-    props.push([r.label, yesNo(p.appliesToLoadedModel), p.classesPerFusion, yesNo(p.needsWeightConversion), yesNo(p.reversibleInPlace), yesNo(p.stateDictLayoutUnchanged)]);
+    props.push([r.label, yesNo(p.appliesToLoadedModel), p.classesPerFusion, yesNo(p.needsWeightConversion), yesNo(p.reversibleInPlace), yesNo(p.stateDictLayoutUnchanged), yesNo(p.survivesSaveReload), p.linesPerFusion]);
   }
   return [
     `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens · median of ${result.repeats} (min–max)`,
@@ -130,11 +134,11 @@ ${axis}
 
 export function htmlReport(result: ComparisonResult): string {
   const row = (r: ApproachResult) =>
-    `<tr class="${r.pass ? "pass" : "fail"}"><td>${esc(r.label)}</td><td>${fmtDiff(r.maxAbsDiff)}</td><td>${r.tolerance.toExponential(0)}</td><td>${r.tokensIdentical}/${r.tokensTotal}</td><td>${fmtRange(r.prefillMs)}</td><td>${fmtRange(r.decodeTokensPerSecond)}</td><td>${esc(setupText(r.setupMs))}</td><td>${mb(r.parameterBytes)}</td><td>${r.liveTensors}</td><td>${r.userCodeLines}</td><td>${yesNo(r.savesOriginalLayout)}</td><td>${esc(r.verdict)}</td></tr>`;
+    `<tr class="${r.pass ? "pass" : "fail"}"><td>${esc(r.label)}</td><td>${fmtDiff(r.maxAbsDiff)}</td><td>${r.tolerance.toExponential(0)}</td><td>${r.tokensIdentical}/${r.tokensTotal}</td><td>${fmtRange(r.prefillMs)}</td><td>${fmtRange(r.decodeTokensPerSecond)}</td><td>${fmtRange(r.decoderStackMs, 2)}</td><td>${esc(setupText(r.setupMs))}</td><td>${mb(r.parameterBytes)}</td><td>${r.liveTensors}</td><td>${r.userCodeLines}</td><td>${yesNo(r.savesOriginalLayout)}</td><td>${esc(r.verdict)}</td></tr>`;
   const prop = (r: ApproachResult) => {
     const p = r.properties;
     if (!p) return "";
-    return `<tr><td>${esc(r.label)}</td><td>${yesNo(p.appliesToLoadedModel)}</td><td>${p.classesPerFusion}</td><td>${yesNo(p.needsWeightConversion)}</td><td>${yesNo(p.reversibleInPlace)}</td><td>${yesNo(p.stateDictLayoutUnchanged)}</td></tr>`;
+    return `<tr><td>${esc(r.label)}</td><td>${yesNo(p.appliesToLoadedModel)}</td><td>${p.classesPerFusion}</td><td>${yesNo(p.needsWeightConversion)}</td><td>${yesNo(p.reversibleInPlace)}</td><td>${yesNo(p.stateDictLayoutUnchanged)}</td><td>${yesNo(p.survivesSaveReload)}</td><td>${p.linesPerFusion}</td></tr>`;
   };
   const ok = result.rows.filter((r) => !r.error);
   return `<!doctype html>
@@ -154,11 +158,11 @@ tr.fail td{background:#fdd}tr.pass td:last-child{color:#060}
 ${barChart("Prefill latency", "ms", "lower", ok.map((r) => ({ label: r.label, value: r.prefillMs })))}
 ${barChart("Decode throughput", "tokens/s", "higher", ok.map((r) => ({ label: r.label, value: r.decodeTokensPerSecond })))}
 <h2>Numbers</h2>
-<table id="numbers"><thead><tr><th>approach</th><th>max |Δ logits|</th><th>tolerance</th><th>greedy = original</th><th>prefill ms</th><th>decode tok/s</th><th>setup ms</th><th>params MB</th><th>live tensors</th><th>user LOC</th><th>saves original layout</th><th>verdict</th></tr></thead>
+<table id="numbers"><thead><tr><th>approach</th><th>max |Δ logits|</th><th>tolerance</th><th>greedy = original</th><th>prefill ms</th><th>decode tok/s</th><th>decoder-stack ms/step</th><th>setup ms</th><th>params MB</th><th>live tensors</th><th>user LOC</th><th>saves original layout</th><th>verdict</th></tr></thead>
 <tbody>${result.rows.map(row).join("\n")}</tbody></table>
 <dl class="legend">${COLUMN_LEGEND.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl>
 <h2>Properties (found by trying them)</h2>
-<table id="properties"><thead><tr><th>approach</th><th>applies to a loaded model</th><th>classes per fusion</th><th>needs weight conversion</th><th>reversible in place</th><th>state-dict layout unchanged</th></tr></thead>
+<table id="properties"><thead><tr><th>approach</th><th>applies to a loaded model</th><th>classes per fusion</th><th>needs weight conversion</th><th>reversible in place</th><th>state-dict layout unchanged</th><th>survives save → reload</th><th>lines the user writes per fusion</th></tr></thead>
 <tbody>${result.rows.map(prop).join("\n")}</tbody></table>
 </body></html>
 `;

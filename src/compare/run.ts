@@ -13,7 +13,7 @@ import { generate } from "../generation/generate.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError } from "../errors.js";
 import * as library from "../index.js";
-import { decodeTokensPerSecond, prefillMs, repeat } from "./measure.js";
+import { decodeWithStackMs, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
 import type { WeightStorage } from "../nn/storage.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
@@ -46,23 +46,25 @@ function packageRoot(): string {
 /** Non-blank, non-comment lines of the given repo-relative source files. */
 export function countCodeLines(files: string[]): number {
   const root = packageRoot();
+  return files.reduce((n, f) => n + countTextLines(readFileSync(path.join(root, f), "utf8")), 0);
+}
+
+/** Non-blank, non-comment lines of a source text. */
+export function countTextLines(text: string): number {
   let n = 0;
-  for (const f of files) {
-    const text = readFileSync(path.join(root, f), "utf8");
-    let inBlock = false;
-    for (const raw of text.split("\n")) {
-      const line = raw.trim();
-      if (inBlock) {
-        if (line.includes("*/")) inBlock = false;
-        continue;
-      }
-      if (line.startsWith("/*")) {
-        inBlock = !line.includes("*/");
-        continue;
-      }
-      if (line === "" || line.startsWith("//")) continue;
-      n++;
+  let inBlock = false;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (inBlock) {
+      if (line.includes("*/")) inBlock = false;
+      continue;
     }
+    if (line.startsWith("/*")) {
+      inBlock = !line.includes("*/");
+      continue;
+    }
+    if (line === "" || line.startsWith("//")) continue;
+    n++;
   }
   return n;
 }
@@ -97,6 +99,9 @@ export async function sameCheckpointTensors(sourceDir: string, dir: string): Pro
 }
 
 const classSet = (m: PreTrainedModel) => new Set(m.namedModules().map(([, mod]) => mod.constructor));
+/** The sorted set of class names a model is built of (read from prototypes, so no proxy can disguise one). */
+const classNames = (m: PreTrainedModel | string) =>
+  typeof m === "string" ? m : [...new Set(m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor.name as string))].sort().join(",");
 const stateKeys = (m: PreTrainedModel) => m.namedParameters().map(([k]) => k).join("\n");
 const libraryValues = new Set<unknown>(Object.values(library));
 
@@ -125,12 +130,13 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const refTokens = await greedy(original, ids, newTokens);
   const refClasses = classSet(original);
   const refKeys = stateKeys(original);
+  const refNames = classNames(original);
   original.dispose();
 
   const rows: ApproachResult[] = [];
   for (const approach of options.approaches) {
     log(`${approach.label}…`);
-    rows.push(await measureApproach(approach, { dir, load, ids, refLogits, refTokens, refClasses, refKeys, newTokens, repeats }));
+    rows.push(await measureApproach(approach, { dir, load, ids, refLogits, refTokens, refClasses, refKeys, refNames, newTokens, repeats }));
   }
   return {
     date: new Date().toISOString(),
@@ -154,6 +160,8 @@ interface Reference {
   refTokens: number[];
   refClasses: Set<unknown>;
   refKeys: string;
+  /** The original's class names (for "survives save → reload"). */
+  refNames: string;
   newTokens: number;
   repeats: number;
 }
@@ -166,36 +174,21 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
     const { model: m, steps } = await approach.setup(ref.dir, ref.load);
     model = m;
     const after = tf.memory();
-    const maxAbsDiff = maxAbs(logitsArray(model, ref.ids), ref.refLogits);
-    const tokens = await greedy(model, ref.ids, ref.newTokens);
-    const tokensIdentical = tokens.filter((t, i) => t === ref.refTokens[i]).length;
-    prefillMs(model, ref.ids); // warm-up
-    const prefill = repeat(ref.repeats, () => prefillMs(model!, ref.ids));
-    const decode = repeat(ref.repeats, () => decodeTokensPerSecond(model!, ref.newTokens));
-
-    const saveDir = mkdtempSync(path.join(os.tmpdir(), "fusekit-compare-"));
-    let savesOriginalLayout = false;
-    try {
-      await model.savePretrained(saveDir);
-      savesOriginalLayout = await sameCheckpointTensors(ref.dir, saveDir);
-    } finally {
-      await fsp.rm(saveDir, { recursive: true, force: true });
-    }
-
-    const properties = approach.id === "original" ? undefined : await tryProperties(approach, model, ref);
+    const numbers = await measureNumbers(model, ref);
+    const saved = await saveAndReload(model, ref);
+    const userCodeLines = countCodeLines(approach.recipeFiles) + countTextLines(approach.userCode ?? "");
+    const properties = approach.id === "original" ? undefined : await tryProperties(approach, model, ref, saved.survivesSaveReload, userCodeLines);
+    const { maxAbsDiff, tokensIdentical } = numbers;
     const pass = maxAbsDiff <= approach.tolerance && tokensIdentical === ref.refTokens.length;
     return {
       ...base,
-      maxAbsDiff,
-      tokensIdentical,
+      ...numbers,
       tokensTotal: ref.refTokens.length,
-      prefillMs: prefill,
-      decodeTokensPerSecond: decode,
       setupMs: steps,
       parameterBytes: after.numBytes - before.numBytes,
       liveTensors: after.numTensors - before.numTensors,
-      userCodeLines: countCodeLines(approach.recipeFiles),
-      savesOriginalLayout,
+      userCodeLines,
+      savesOriginalLayout: saved.savesOriginalLayout,
       pass,
       verdict: pass
         ? `pass (Δ ${maxAbsDiff === 0 ? "0" : maxAbsDiff.toExponential(1)} ≤ ${approach.tolerance.toExponential(0)})`
@@ -206,7 +199,7 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
     const error = `${(err as Error).name}: ${(err as Error).message}`;
     const nan = { median: NaN, min: NaN, max: NaN };
     return {
-      ...base, maxAbsDiff: Infinity, tokensIdentical: 0, tokensTotal: ref.refTokens.length, prefillMs: nan, decodeTokensPerSecond: nan,
+      ...base, maxAbsDiff: Infinity, tokensIdentical: 0, tokensTotal: ref.refTokens.length, prefillMs: nan, decodeTokensPerSecond: nan, decoderStackMs: nan,
       setupMs: {}, parameterBytes: 0, liveTensors: 0, userCodeLines: 0, savesOriginalLayout: false, pass: false, verdict: `error: ${error}`, error,
     };
   } finally {
@@ -215,8 +208,48 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
   }
 }
 
+/** Logits against the reference, greedy tokens, prefill latency, decode throughput and decoder-stack time. */
+async function measureNumbers(model: PreTrainedModel, ref: Reference) {
+  const maxAbsDiff = maxAbs(logitsArray(model, ref.ids), ref.refLogits);
+  const tokens = await greedy(model, ref.ids, ref.newTokens);
+  const tokensIdentical = tokens.filter((t, i) => t === ref.refTokens[i]).length;
+  prefillMs(model, ref.ids); // warm-up
+  const prefill = repeat(ref.repeats, () => prefillMs(model, ref.ids));
+  const layers = model.getSubmodule("model.layers").namedChildren().map(([, l]) => l);
+  const runs = Array.from({ length: ref.repeats }, () => decodeWithStackMs(model, ref.newTokens, layers));
+  return {
+    maxAbsDiff,
+    tokensIdentical,
+    prefillMs: prefill,
+    decodeTokensPerSecond: stat(runs.map((r) => r.tokensPerSecond)),
+    decoderStackMs: stat(runs.map((r) => r.stackMs)),
+  };
+}
+
+/**
+ * Saves the model, checks the tensors against the source checkpoint byte for byte, and loads the saved
+ * directory again with no options: "survives" when that plain reload is built of the same classes.
+ */
+async function saveAndReload(model: PreTrainedModel, ref: Reference): Promise<{ savesOriginalLayout: boolean; survivesSaveReload: boolean | null }> {
+  const saveDir = mkdtempSync(path.join(os.tmpdir(), "fusekit-compare-"));
+  try {
+    await model.savePretrained(saveDir);
+    const savesOriginalLayout = await sameCheckpointTensors(ref.dir, saveDir);
+    const names = classNames(model);
+    if (names === classNames(ref.refNames)) return { savesOriginalLayout, survivesSaveReload: null };
+    const reloaded = await AutoModelForCausalLM.fromPretrained(saveDir, ref.load);
+    try {
+      return { savesOriginalLayout, survivesSaveReload: classNames(reloaded) === names };
+    } finally {
+      reloaded.dispose();
+    }
+  } finally {
+    await fsp.rm(saveDir, { recursive: true, force: true });
+  }
+}
+
 /** Each property is observed on a model, not declared by the approach. */
-async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Reference): Promise<Properties> {
+async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Reference, survivesSaveReload: boolean | null, userCodeLines: number): Promise<Properties> {
   const userClasses = [...classSet(model)].filter((c) => !ref.refClasses.has(c) && !libraryValues.has(c));
   const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
 
@@ -239,5 +272,7 @@ async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Re
     needsWeightConversion: (model.loadReport?.convertedKeys.length ?? 0) > 0,
     reversibleInPlace,
     stateDictLayoutUnchanged,
+    survivesSaveReload,
+    linesPerFusion: Math.ceil(userCodeLines / (approach.fusions ?? 1)),
   };
 }

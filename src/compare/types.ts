@@ -15,6 +15,10 @@ export interface Approach {
   tolerance: number;
   /** Recipe files (repo-relative) whose code the user writes for this approach; counted for "lines of user code". */
   recipeFiles: string[];
+  /** Code the user writes besides recipe files (e.g. one load option); counted the same way. */
+  userCode?: string;
+  /** How many fusions the approach applies, for "lines the user writes per fusion" (default 1). */
+  fusions?: number;
   /** Builds the model from a fresh load (with the comparison's load options); reports the time of each setup step. */
   setup(dir: string, load?: FromPretrainedOptions): Promise<{ model: PreTrainedModel; steps: Record<string, number> }>;
   /** Applies the approach to an already-loaded plain model, if the approach can; returns whether anything changed. */
@@ -34,6 +38,8 @@ export interface ApproachResult {
   tokensTotal: number;
   prefillMs: Range;
   decodeTokensPerSecond: Range;
+  /** Wall-clock ms of the decoder layers alone per decode step (embedding, final norm and lm_head excluded). */
+  decoderStackMs: Range;
   setupMs: Record<string, number>;
   parameterBytes: number;
   liveTensors: number;
@@ -53,6 +59,10 @@ export interface Properties {
   needsWeightConversion: boolean;
   reversibleInPlace: boolean;
   stateDictLayoutUnchanged: boolean;
+  /** Saved, then loaded again with no options: is the model fused the same way? Null when nothing differs from the original. */
+  survivesSaveReload: boolean | null;
+  /** User code lines divided by the fusions they apply (rounded up). */
+  linesPerFusion: number;
 }
 
 export interface ComparisonResult {

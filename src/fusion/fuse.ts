@@ -25,6 +25,22 @@ export interface FusedChain {
  * must be the order the parent calls them in. Everything is checked before anything is replaced.
  */
 export function fuseModules(model: Module, patterns: readonly string[], specs: readonly ModuleSpec[], options: FuseOptions = {}): FusedChain[] {
+  checkFuseArguments(patterns, specs, options);
+  const modules = new Map(model.namedModules().filter(([p]) => p !== ""));
+  const matches = matchPatterns(model, modules, patterns);
+  checkNotFused(modules, matches, patterns);
+  const chains = chainsByParent(matches, patterns);
+  checkForwardArity(modules, chains, specs);
+  return chains.map((c) => installChain(model, modules, c, specs, options.kernelLayerName));
+}
+
+/** One chain to install: its parent's path and its members' names in that parent, in chain order. */
+interface PlannedChain {
+  parent: string;
+  names: string[];
+}
+
+function checkFuseArguments(patterns: readonly string[], specs: readonly ModuleSpec[], { kernelLayerName }: FuseOptions): void {
   if (!Array.isArray(patterns) || patterns.length === 0 || patterns.some((p) => typeof p !== "string" || p.trim() === "")) {
     throw new FusionSpecError(`fuseModules needs a non-empty array of non-empty glob patterns, got ${JSON.stringify(patterns)}`);
   }
@@ -36,14 +52,15 @@ export function fuseModules(model: Module, patterns: readonly string[], specs: r
   specs.forEach((s, k) => {
     if (!(s instanceof ModuleSpec)) throw new FusionSpecError(`specs[${k}] is not a ModuleSpec (build it with new ModuleSpec({ inputs, outputs }))`);
   });
-  const { kernelLayerName } = options;
   if (kernelLayerName !== undefined && (typeof kernelLayerName !== "string" || kernelLayerName.trim() === "")) {
     throw new FusionSpecError(`kernelLayerName must be a non-empty string, got ${JSON.stringify(kernelLayerName)}`);
   }
+}
 
-  const modules = new Map(model.namedModules().filter(([p]) => p !== ""));
+/** The module paths each pattern matches; a pattern that matches nothing is an error naming the closest paths. */
+function matchPatterns(model: Module, modules: Map<string, Module>, patterns: readonly string[]): string[][] {
   const allPaths = [...modules.keys()];
-  const matches = patterns.map((pattern) => {
+  return patterns.map((pattern) => {
     const found = allPaths.filter((p) => matchesModulePath(p, pattern));
     if (!found.length) {
       throw new FusionPatternError(
@@ -52,6 +69,9 @@ export function fuseModules(model: Module, patterns: readonly string[], specs: r
     }
     return found;
   });
+}
+
+function checkNotFused(modules: Map<string, Module>, matches: string[][], patterns: readonly string[]): void {
   matches.forEach((found, k) => {
     for (const p of found) {
       const m = modules.get(p);
@@ -63,8 +83,10 @@ export function fuseModules(model: Module, patterns: readonly string[], specs: r
       }
     }
   });
+}
 
-  // Group by parent: parent path → matched child names, per pattern.
+/** Groups matches by parent: each parent with exactly one matching child per pattern is one chain. */
+function chainsByParent(matches: string[][], patterns: readonly string[]): PlannedChain[] {
   const groups = new Map<string, string[][]>();
   matches.forEach((found, k) => {
     for (const p of found) {
@@ -73,7 +95,7 @@ export function fuseModules(model: Module, patterns: readonly string[], specs: r
       groups.get(parent)![k].push(name);
     }
   });
-  const chains: { parent: string; names: string[] }[] = [];
+  const chains: PlannedChain[] = [];
   for (const [parent, perPattern] of groups) {
     if (perPattern.some((names) => names.length === 0)) continue; // this parent lacks a member of the chain
     perPattern.forEach((names, k) => {
@@ -92,8 +114,11 @@ export function fuseModules(model: Module, patterns: readonly string[], specs: r
     const parents = matches.map((found, k) => `"${patterns[k]}" → parents ${summarize([...new Set(found.map((p) => show(splitPath(p)[0])))])}`);
     throw new FusionPatternError(`the patterns' matches do not share a parent, so no chain can be formed: ${parents.join("; ")}`);
   }
+  return chains;
+}
 
-  // A spec may not name more inputs than the forward takes.
+/** A spec may not name more inputs than the forward takes. */
+function checkForwardArity(modules: Map<string, Module>, chains: PlannedChain[], specs: readonly ModuleSpec[]): void {
   for (const { parent, names } of chains) {
     names.forEach((name, k) => {
       const path = join(parent, name);
@@ -107,16 +132,18 @@ export function fuseModules(model: Module, patterns: readonly string[], specs: r
       }
     });
   }
+}
 
-  return chains.map(({ parent, names }) => {
-    const parentModule = parent === "" ? model : modules.get(parent)!;
-    const paths = names.map((n) => join(parent, n));
-    const originals = paths.map((p) => modules.get(p)!);
-    const info: ChainInfo = { parent: parentModule, names, paths, specs: [...specs], registry: new Map() };
-    const fused = new FusedModule(originals, info, { kernelLayerName });
-    names.forEach((name, k) => parentModule.setSubmodule(name, k === names.length - 1 ? fused : new RegistryCollector(originals[k], info, k)));
-    return { parent, paths, fused };
-  });
+/** Replaces the chain's modules: collectors for 0..n-2, the FusedModule for n-1 (one registry per chain). */
+function installChain(model: Module, modules: Map<string, Module>, chain: PlannedChain, specs: readonly ModuleSpec[], kernelLayerName?: string): FusedChain {
+  const { parent, names } = chain;
+  const parentModule = parent === "" ? model : modules.get(parent)!;
+  const paths = names.map((n) => join(parent, n));
+  const originals = paths.map((p) => modules.get(p)!);
+  const info: ChainInfo = { parent: parentModule, names, paths, specs: [...specs], registry: new Map() };
+  const fused = new FusedModule(originals, info, { kernelLayerName });
+  names.forEach((name, k) => parentModule.setSubmodule(name, k === names.length - 1 ? fused : new RegistryCollector(originals[k], info, k)));
+  return { parent, paths, fused };
 }
 
 /** The fused chains currently in `model`, with their current paths. */

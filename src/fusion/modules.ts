@@ -9,6 +9,7 @@ import { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { FusionWiringError } from "../errors.js";
 import { DROP_OUTPUT, type ModuleSpec } from "./spec.js";
+import { tagInstanceLayer, type KernelChainHolder } from "../hub/fused.js";
 
 /** One chain's wires: `in_{i}_{name}` (what module i was called with), `out_{i}_{name}` (what it returned). */
 export type FusionRegistry = Map<string, unknown>;
@@ -96,7 +97,7 @@ export class RegistryCollector extends StandIn {
  * the last module's output. The registry is emptied after every call, also when a module throws, and
  * also when `forward` was replaced on the instance (kernelize does that).
  */
-export class FusedModule extends StandIn {
+export class FusedModule extends StandIn implements KernelChainHolder {
   /** The original modules, in chain order. */
   declare readonly chain: readonly Module[];
   /** The kernel-hub layer name, own property, present only when fuseModules got `kernelLayerName`. */
@@ -105,7 +106,7 @@ export class FusedModule extends StandIn {
   constructor(chain: readonly Module[], chainInfo: ChainInfo, { kernelLayerName }: { kernelLayerName?: string } = {}) {
     super(chain[chain.length - 1], chainInfo, chain.length - 1); // `this` is now the delegating proxy
     hide(this, { chain: Object.freeze([...chain]) });
-    if (kernelLayerName !== undefined) this.kernelLayerName = kernelLayerName; // a plain own property: kernelize looks for it
+    if (kernelLayerName !== undefined) tagInstanceLayer(this, kernelLayerName); // the hub's instance tag
   }
 
   override call(...args: unknown[]): unknown {

@@ -64,3 +64,24 @@ export function editDistance(a: string, b: string): number {
   }
   return prev[b.length];
 }
+
+/**
+ * A dotted-path glob as regex source (no anchors): `*` one segment, `**` any depth, `{a,b}` alternatives,
+ * dots literal. For checkpoint-key rules generated from module globs. Hand-written: minimatch's makeRe works
+ * on slash paths and its output cannot be embedded in a lookbehind.
+ */
+export function globToRegexSource(glob: string): string {
+  let out = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*" && glob[i + 1] === "*") {
+      out += ".*";
+      i++;
+    } else if (c === "*") out += "[^.]+";
+    else if (c === "{") out += "(?:";
+    else if (c === "}") out += ")";
+    else if (c === ",") out += "|";
+    else out += c.replace(/[.+?^$()[\]\\|]/g, "\\$&");
+  }
+  return out;
+}

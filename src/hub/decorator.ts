@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { FusekitError } from "../errors.js";
+import { instanceLayerName } from "./fused.js";
 
 const LAYER_NAME = Symbol.for("fusekit:kernel-layer-name");
 
@@ -27,8 +28,8 @@ export function useKernelForwardFromHub(layerName: string) {
  */
 export function getKernelLayerName(target: object | (abstract new (...args: never[]) => unknown)): string | undefined {
   if (typeof target === "function") return Reflect.getOwnMetadata(LAYER_NAME, target) as string | undefined;
-  const own = Object.getOwnPropertyDescriptor(target, "kernelLayerName");
-  if (own && typeof own.value === "string") return own.value;
+  const own = instanceLayerName(target);
+  if (own !== undefined) return own;
   const cls = Object.getPrototypeOf(target)?.constructor;
   return typeof cls === "function" ? (Reflect.getOwnMetadata(LAYER_NAME, cls) as string | undefined) : undefined;
 }

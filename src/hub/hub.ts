@@ -22,8 +22,10 @@ export interface KernelManifest {
   /** Integer major version. */
   version: number;
   description?: string;
-  /** Layer names the repository exports. */
+  /** Layer names the repository exports (may be empty when it exports functions). */
   layers: string[];
+  /** Function names the repository exports (function kernels, e.g. "rotary_pos_emb"). */
+  functions: string[];
   /** Backend (or "any") → build module file, relative to the repository folder. */
   builds: Record<string, string>;
 }
@@ -69,8 +71,11 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
   if (typeof m.version !== "number" || !Number.isInteger(m.version) || m.version < 0) {
     throw bad(`"version" must be a non-negative integer major version, got ${JSON.stringify(m.version)}`);
   }
-  if (!Array.isArray(m.layers) || m.layers.length === 0 || m.layers.some((l) => typeof l !== "string" || !l)) {
-    throw bad(`"layers" must be a non-empty list of layer names`);
+  const functions = (m as { functions?: unknown }).functions ?? [];
+  if (!Array.isArray(functions) || functions.some((f) => typeof f !== "string" || !f)) throw bad(`"functions" must be a list of function names`);
+  const layersOk = Array.isArray(m.layers) && m.layers.every((l) => typeof l === "string" && l);
+  if (!layersOk || (m.layers!.length === 0 && functions.length === 0)) {
+    throw bad(`"layers" must be a non-empty list of layer names (or empty, when "functions" lists function names)`);
   }
   if (typeof m.builds !== "object" || m.builds === null || Object.keys(m.builds).length === 0) {
     throw bad(`"builds" must map a backend (${KERNEL_BACKENDS.join(", ")}) or "${ANY_BACKEND}" to a module file`);
@@ -83,7 +88,7 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
       throw bad(`build "${backend}" must be a file inside the repository, got ${JSON.stringify(f)}`);
     }
   }
-  return { id: m.id, version: m.version, description: m.description, layers: [...m.layers], builds: { ...m.builds } };
+  return { id: m.id, version: m.version, description: m.description, layers: [...m.layers!], functions: [...functions], builds: { ...m.builds } };
 }
 
 /** Repository folders under a hub root: any folder (up to 3 levels deep) holding a manifest.json. */
@@ -329,7 +334,7 @@ export async function loadBuildLayers(
   let pending = layerCache.get(key);
   if (!pending) {
     pending = (async () => {
-      const mod = fromBytes ? await importFromSnapshot(repo, snapshot, file) : await importBuild(abs);
+      const { mod } = (await importBuildModule(repo, backend, snapshot))!;
       if (typeof mod.createLayers !== "function") {
         throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": ${abs} does not export createLayers(env)`);
       }
@@ -369,4 +374,22 @@ async function importFromSnapshot(repo: HubRepo, snapshot: RepoSnapshot, file: s
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A repository's build module for `backend` (else its "any" build), or undefined when it has neither. The
+ * one place the hub runs a repository's code: callers check trust (bundled, locked or trustRemoteCode) first
+ * and pass the snapshot checkTrust returned, so an outside repository runs from exactly the verified bytes.
+ */
+export async function importBuildModule(
+  repo: HubRepo,
+  backend: string,
+  snapshot?: RepoSnapshot,
+): Promise<{ abs: string; mod: KernelModule & Record<string, unknown> } | undefined> {
+  const file = repo.manifest.builds[backend] ?? repo.manifest.builds[ANY_BACKEND];
+  if (file === undefined) return undefined;
+  const fromBytes = !repo.bundled && snapshot !== undefined;
+  const abs = fromBytes ? path.join(repo.dir, file) : buildFile(repo, file);
+  const mod = fromBytes ? await importFromSnapshot(repo, snapshot, file) : await importBuild(abs);
+  return { abs, mod: mod as KernelModule & Record<string, unknown> };
 }

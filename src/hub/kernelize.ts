@@ -11,6 +11,7 @@ import type { LayerRepositoryProtocol } from "./repository.js";
 import type { KernelLayerClass } from "./types.js";
 import { parameterList, parameterMismatch } from "./signature.js";
 import { DEFAULT_KERNEL_MAPPING } from "./defaults.js";
+import { chainOf } from "./fused.js";
 
 export interface KernelizeOptions {
   /** Mode.INFERENCE or Mode.TRAINING; default the model's own: TRAINING after `train()`, else INFERENCE. */
@@ -51,15 +52,9 @@ function install(module: object, layer: KernelLayerClass, repo: string): void {
   Object.defineProperty(module, "forward", { value: layer.prototype.forward, writable: true, configurable: true, enumerable: false });
 }
 
-/** A runtime-fusion FusedModule (duck-typed: it holds the chain it replays). */
-function fusedChain(module: object): readonly object[] | undefined {
-  const chain = (module as { chain?: unknown }).chain;
-  return Array.isArray(chain) && chain.length > 0 ? chain : undefined;
-}
-
 /** The forward a kernel must stand in for: the class's (for a FusedModule, the chain's last module's class's). */
 function replacedForward(module: object): (...args: unknown[]) => unknown {
-  const target = fusedChain(module)?.at(-1) ?? module;
+  const target = chainOf(module)?.at(-1) ?? module;
   return Object.getPrototypeOf(target).forward;
 }
 

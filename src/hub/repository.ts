@@ -49,7 +49,7 @@ async function layerFrom(
  * Verifies an outside repository against a lock, or requires trustRemoteCode. Returns the files as read
  * (and verified): an outside repository's build is imported from exactly these bytes.
  */
-async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<RepoSnapshot> {
+export async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<RepoSnapshot> {
   const snapshot = await snapshotRepo(repo.dir); // refuses symlinks leading out of the repo, bundled or not
   if (repo.bundled) return snapshot;
   const lockfile = trust.lockfile ?? process.env.FUSEKIT_KERNELS_LOCK;

@@ -15,6 +15,9 @@ import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
+import { planLoad, type PlanOptions } from "./plan.js";
+import { storeFusionConfig } from "../fusion/config.js";
+import { ensureFunctionKernels } from "../hub/functions.js";
 import { fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
 import { readCompanionFiles } from "../io/companions.js";
 import { PreTrainedModel as PreTrainedModelClass } from "./pretrained.js";
@@ -25,7 +28,7 @@ export interface LoadProgress {
   key: string;
 }
 
-export interface FromPretrainedOptions extends KernelLoadOptions {
+export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
   /** Throw a StateDictError if any key is missing, unexpected or mis-shaped (default false: report only). */
   strict?: boolean;
   /** Seed for initialising parameters the checkpoint does not provide. */
@@ -77,6 +80,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     throw new WeightStorageError(`unknown weightStorage "${String(options.weightStorage)}" (use "bf16" or "f32")`);
   }
   await ensureBackend();
+  await ensureFunctionKernels();
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
   warnIgnoredRemoteCode(raw, where);
@@ -87,13 +91,16 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   let model: PreTrainedModel | undefined;
   try {
     checkSizesAgainstCheckpoint(raw, reader, where, undefined);
-    model = buildModel(config, raw, where);
+    const unpatched = causalLMClassFor(family, config).name;
+    const plan = await planLoad(raw, config, causalLMClassFor(family, config), options, where, () => buildModel(config, raw, where));
+    model = withPatches(plan.patches, () => buildModel(config, raw, where));
+    storeFusionConfig(model.config, plan.fusion);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
     if (options.weightStorage === "bf16") packWeightsOnLoad(model);
     const source = fp8Source(reader, raw, where); // FP8 block-quantized weights read dequantized to bf16
     packFp8OnLoad(model, source, options.weightStorage);
-    const unpatched = causalLMClassFor(family, config).name;
-    const conversions = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    const registered = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    const conversions = [...registered, ...plan.conversions];
     // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
@@ -110,7 +117,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     model.companionFiles = await readCompanionFiles(dir);
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
-    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, options), { inherit: false }) : loaded);
+    const kernelOptions = { ...options, kernelMapping: { ...options.kernelMapping, ...plan.kernelMapping } };
+    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, kernelOptions), { inherit: false }) : loaded);
   } catch (err) {
     model?.dispose();
     throw err;

@@ -3,7 +3,6 @@
 // applying them to queries / keys (with the backend fast paths kept here, out of the model files).
 import { tf } from "../tensor/tf.js";
 import { as2d } from "./layers.js";
-import { applyRope, ropeKernelAvailable } from "../kernels/rope.js";
 
 /** cos / sin tables `[batch, seq, headDim]` for the positions of this forward. */
 export type PositionEmbeddings = [tf.Tensor3D, tf.Tensor3D];
@@ -109,14 +108,12 @@ function rotationMatrix(d: number): tf.Tensor2D {
   return r;
 }
 
-/** q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`. */
+/**
+ * q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`, as composed
+ * ops. Models call it through the "rotary_pos_emb" function-kernel tag (models/llama/modeling.ts), so the
+ * bundled fusekit/rope kernel serves it in one bit-identical dispatch once installed.
+ */
 export function applyRotaryPosEmb(x: tf.Tensor, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor {
-  // perf: on wasm / cpu one kernel does exactly these float32 ops (bit-identical) in one dispatch instead of ten
-  const [b, , seq, d] = x.shape;
-  const sameShape = (t: tf.Tensor) => t.rank === 3 && t.shape[0] === b && t.shape[1] === seq && t.shape[2] === d;
-  if (x.rank === 4 && x.dtype === "float32" && sameShape(cos) && sameShape(sin) && ropeKernelAvailable()) {
-    return applyRope(x, cos, sin);
-  }
   const c = tf.expandDims(cos, 1);
   const s = tf.expandDims(sin, 1);
   return tf.add(tf.mul(x, c), tf.mul(rotateHalf(x), s));

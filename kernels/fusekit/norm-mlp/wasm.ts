@@ -77,3 +77,4 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   }
   return makeLayers(env);
 }
+export { createLayouts } from "./layout.js";

@@ -13,9 +13,13 @@ import type { BaseModelOutput, CausalLMInputs, CausalLMOutput } from "../../nn/o
 import { DynamicCache } from "../../cache/dynamic-cache.js";
 import { construct } from "../../patching/construct.js";
 import { useKernelForwardFromHub } from "../../hub/decorator.js";
+import { useKernelFuncFromHub } from "../../hub/functions.js";
 import { PreTrainedModel } from "../../loading/pretrained.js";
 import type { DecoderConfig } from "../config.js";
 import { LlamaConfig } from "./config.js";
+
+/** RoPE as a hub function kernel: "rotary_pos_emb" (bundled: fusekit/rope) replaces the composed ops when installed. */
+const rotaryPosEmb = useKernelFuncFromHub("rotary_pos_emb")(applyRotaryPosEmb);
 
 type AttentionArgs = [tf.Tensor, PositionEmbeddings, tf.Tensor?, DynamicCache?];
 
@@ -107,8 +111,8 @@ export class LlamaAttention extends Module<AttentionArgs, tf.Tensor> {
     const qNorm = (t: tf.Tensor) => (this.q_norm ? this.q_norm.call(t) : t);
     const kNorm = (t: tf.Tensor) => (this.k_norm ? this.k_norm.call(t) : t);
     const [cos, sin] = positionEmbeddings;
-    const queries = applyRotaryPosEmb(headsFirst(qNorm(heads(q, this.numHeads))), cos, sin) as tf.Tensor4D;
-    let keys = applyRotaryPosEmb(headsFirst(kNorm(heads(k, this.numKeyValueHeads))), cos, sin) as tf.Tensor4D;
+    const queries = rotaryPosEmb(headsFirst(qNorm(heads(q, this.numHeads))), cos, sin) as tf.Tensor4D;
+    let keys = rotaryPosEmb(headsFirst(kNorm(heads(k, this.numKeyValueHeads))), cos, sin) as tf.Tensor4D;
     let values = headsFirst(heads(v, this.numKeyValueHeads)) as tf.Tensor4D;
     if (pastKeyValues && !attentionMask && s === 1) {
       // Decode step (perf): attention reads the cache's buffers in place and returns [b, 1, heads·d] for
