@@ -3,7 +3,7 @@
 // weights; cached per spec and model class), generates the fused classes and the weight transforms. The
 // choice is stored in config.json as `fusion_config`, so a plain reload of a saved model fuses again.
 import type { Module } from "../nn/module.js";
-import type { ModelConfig } from "../loading/pretrained.js";
+import type { ModelConfig } from "../io/checkpoint.js";
 import type { ModuleClass } from "../patching/construct.js";
 import type { PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";

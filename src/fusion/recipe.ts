@@ -3,7 +3,7 @@
 // the merged Linear — from which fusekit derives the runtime fusion, the patch classes and conversion rules,
 // a fusionConfig family and a KernelConfig n-to-1 entry.
 import type { Module } from "../nn/module.js";
-import type { ModelConfig } from "../loading/pretrained.js";
+import type { ModelConfig } from "../io/checkpoint.js";
 import type { ModuleClass } from "../patching/construct.js";
 import type { PatchMapping } from "../patching/registry.js";
 import { WeightConverter, WeightRenaming, type ConversionRule } from "../conversion/rules.js";

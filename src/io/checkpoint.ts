@@ -7,6 +7,15 @@ import { SafetensorsFile, type TensorData, type TensorInfo } from "./safetensors
 import { preview, readJsonObject } from "./json.js";
 import { SAVE_JOURNAL, TMP_MARKER, pendingSave, resolveCheckpointFile, type SaveJournal, type WriteTarget } from "./atomic.js";
 
+/** What every model config offers the loader and saver. */
+export interface ModelConfig {
+  model_type: string;
+  architectures: string[];
+  tie_word_embeddings: boolean;
+  torch_dtype: string;
+  toDict(): Record<string, unknown>;
+}
+
 export const CONFIG_NAME = "config.json";
 export const WEIGHTS_NAME = "model.safetensors";
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";

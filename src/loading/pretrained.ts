@@ -2,15 +2,9 @@ import { Module } from "../nn/module.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
 import type { CompanionFiles } from "../io/companions.js";
+import type { ModelConfig } from "../io/checkpoint.js";
 
-/** What every model config offers the loader and saver. */
-export interface ModelConfig {
-  model_type: string;
-  architectures: string[];
-  tie_word_embeddings: boolean;
-  torch_dtype: string;
-  toDict(): Record<string, unknown>;
-}
+export type { ModelConfig };
 
 /** What happened to each checkpoint key during a load. */
 export interface LoadReport {
