@@ -158,6 +158,8 @@ describe("fusionConfig", () => {
       makeFusedClass: (c) => recipe.makeFusedClass(c),
       makeTransforms: (c) => recipe.makeTransforms(c),
     };
+    expect(() => registerFusionSpec("bad", {} as never)).toThrow(/missing: isFusable, makeFusedClass, makeTransforms, targetModulesPatterns/);
+    expect(() => unregisterFusionSpec("bad")).toThrow(/"bad" is not registered \(known: norm_mlp, gate_up, qkv, norm_qkv\)/);
     registerFusionSpec("up_gate", counting);
     try {
       expect(() => registerFusionSpec("up_gate", counting)).toThrow(FusionConfigError);

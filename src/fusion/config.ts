@@ -32,13 +32,23 @@ const registry = new Map<string, FusionSpec>();
 /** spec → model class → patch mapping found on that class's skeleton. */
 const discovered = new WeakMap<FusionSpec, WeakMap<object, PatchMapping>>();
 
+const SPEC_METHODS = ["isFusable", "makeFusedClass", "makeTransforms"];
+
 export function registerFusionSpec(name: string, spec: FusionSpec, { overwrite = false } = {}): void {
-  if (typeof name !== "string" || name.trim() === "") throw new FusionConfigError(`registerFusionSpec: the name must be a non-empty string, got ${JSON.stringify(name)}`);
-  const missing = ["isFusable", "makeFusedClass", "makeTransforms"].filter((k) => typeof (spec as unknown as Record<string, unknown>)?.[k] !== "function");
-  if (missing.length || !Array.isArray(spec.targetModulesPatterns)) {
-    throw new FusionConfigError(`registerFusionSpec("${name}"): a FusionSpec needs targetModulesPatterns and ${["isFusable", "makeFusedClass", "makeTransforms"].join(", ")} (missing: ${missing.join(", ") || "targetModulesPatterns"})`);
+  if (typeof name !== "string" || name.trim() === "") {
+    throw new FusionConfigError(`registerFusionSpec: the name must be a non-empty string, got ${JSON.stringify(name)}`);
   }
-  if (registry.has(name) && !overwrite) throw new FusionConfigError(`registerFusionSpec: "${name}" is already registered; pass { overwrite: true } to replace it`);
+  const fields = spec as unknown as Record<string, unknown> | undefined;
+  const missing = SPEC_METHODS.filter((k) => typeof fields?.[k] !== "function");
+  if (!Array.isArray(fields?.targetModulesPatterns)) missing.push("targetModulesPatterns");
+  if (missing.length) {
+    throw new FusionConfigError(
+      `registerFusionSpec("${name}"): a FusionSpec needs targetModulesPatterns, ${SPEC_METHODS.join(", ")} (missing: ${missing.join(", ")})`,
+    );
+  }
+  if (registry.has(name) && !overwrite) {
+    throw new FusionConfigError(`registerFusionSpec: "${name}" is already registered; pass { overwrite: true } to replace it`);
+  }
   registry.set(name, spec);
 }
 
