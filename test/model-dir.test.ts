@@ -169,7 +169,7 @@ describe("fusekit quantize-fp8", () => {
 
   it("a bad --block is a usage error", async () => {
     const r = await fusekit(["quantize-fp8", "--out", path.join(scratch(), "x"), "--block", "128"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // a usage error, as commander means it
     expect(r.stderr).toContain("fusekit: error: option '--block <rows,cols>' argument '128' is invalid. expected two positive integers");
   });
 });

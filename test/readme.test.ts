@@ -66,7 +66,7 @@ describe("README CLI summary", () => {
 
   it("lists every command with exactly the options its --help shows", () => {
     const commands = leafCommands(buildProgram());
-    expect(commands.map(([name]) => name).sort()).toEqual(["compare", "generate", "inspect", "kernels list", "kernels lock", "make-tiny"]);
+    expect(commands.map(([name]) => name).sort()).toEqual(["compare", "generate", "inspect", "kernels list", "kernels lock", "make-tiny", "quantize-fp8"]);
     for (const [name, options] of commands) {
       const line = summary.split("\n").find((l) => l.startsWith(`fusekit ${name} `));
       expect(line, `README line for ${name}`).toBeDefined();
