@@ -1,5 +1,6 @@
 // The comparison suite: every approach against the original, on the default model and on a random
 // untied F32 checkpoint, through `runComparison` — the same code `fusekit compare` runs.
+import { rmSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { AutoModelForCausalLM, defaultModelDir, setBackend, tf } from "fusekit";
 import { runComparison } from "../src/compare/run.js";
@@ -67,6 +68,7 @@ describe.each(FAMILIES)("comparison on $family (cpu)", ({ config, dtype }) => {
   it("every approach matches the original, saves the original layout, and the properties are as observed", async () => {
     const dir = await savedFamilyModel(config, { seed: 13, dtype });
     const result = await runComparison({ modelDir: dir, promptIds: [5, 17, 3, 42, 8, 60, 2, 9], newTokens: 6, repeats: 1, approaches: defaultApproaches() });
+    rmSync(dir, { recursive: true, force: true });
     expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
     expectProperties(result);
     for (const id of ["gate-up-qkv"]) expect(result.rows.find((r) => r.id === id)!.maxAbsDiff, id).toBe(0);
