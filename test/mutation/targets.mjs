@@ -6,5 +6,5 @@ export const TARGETS = {
   fusion: { mutate: ["src/fusion/fuse.ts", "src/fusion/modules.ts"], testFiles: ["test/fusion.test.ts", "test/fusion-wiring.test.ts"] },
   kernelize: { mutate: ["src/hub/kernelize.ts"], testFiles: ["test/kernelize.test.ts", "test/hub.test.ts"] },
   safetensors: { mutate: ["src/io/safetensors.ts"], testFiles: ["test/checkpoint-io.test.ts", "test/bad-input.test.ts", "test/fuzz-checkpoint.test.ts"] },
-  sampling: { mutate: ["src/generation/sampling.ts"], testFiles: ["test/generation.test.ts"] },
+  sampling: { mutate: ["src/generation/sampling.ts"], testFiles: ["test/sampling.test.ts", "test/generation.test.ts"] },
 };
