@@ -53,3 +53,4 @@ export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeight
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./kernels/kernels.js";
 export { packBf16, unpackBf16 } from "./kernels/bf16.js";
+export { setKernelThreads, kernelThreads } from "./kernels/pool.js";

@@ -1,5 +1,6 @@
 // Assembles src/kernels/bf16.wat and attention.wat with wabt and writes the bytes, base64, to
-// src/kernels/bf16-wasm.ts and attention-wasm.ts. Run after editing a .wat: `node src/kernels/assemble.mjs`.
+// src/kernels/bf16-wasm.ts and attention-wasm.ts, plus bf16-shared-wasm.ts: bf16.wat importing a shared
+// memory instead (the worker pool's heap). Run after editing a .wat: `node src/kernels/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -7,16 +8,25 @@ import wabtInit from "wabt";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 
-/** The wasm bytes of a WAT text (SIMD on). */
-export async function assemble(watText) {
+/** The wasm bytes of a WAT text (SIMD on; `shared`: its imported memory becomes a shared one of up to 4 GiB). */
+export async function assemble(watText, { shared = false } = {}) {
   const wabt = await wabtInit();
-  const mod = wabt.parseWat("bf16.wat", watText, { simd: true });
+  const text = shared ? sharedMemoryText(watText) : watText;
+  const features = { simd: true, threads: shared };
+  const mod = wabt.parseWat("bf16.wat", text, features);
   try {
-    mod.validate();
+    mod.validate(features);
     return new Uint8Array(mod.toBinary({}).buffer);
   } finally {
     mod.destroy();
   }
+}
+
+/** The WAT text with its `(import "env" "memory" (memory N))` declared shared, maximum 65536 pages. */
+function sharedMemoryText(watText) {
+  const re = /\(import "env" "memory" \(memory (\d+)\)\)/;
+  if (!re.test(watText)) throw new Error("no (import \"env\" \"memory\" (memory N)) to share");
+  return watText.replace(re, '(import "env" "memory" (memory $1 65536 shared))');
 }
 
 /** The TS module text holding `bytes`. */
@@ -27,9 +37,12 @@ export function tsModule(bytes, name = "bf16", constName = "BF16_WASM_BASE64") {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  for (const [name, constName] of [["bf16", "BF16_WASM_BASE64"], ["attention", "ATTENTION_WASM_BASE64"]]) {
-    const bytes = await assemble(await readFile(here(`./${name}.wat`), "utf8"));
-    await writeFile(here(`./${name}-wasm.ts`), tsModule(bytes, name, constName));
-    console.log(`wrote src/kernels/${name}-wasm.ts (${bytes.length} bytes of wasm)`);
+  const builds = [["bf16", "BF16_WASM_BASE64", "bf16"], ["attention", "ATTENTION_WASM_BASE64", "attention"],
+    ["bf16", "BF16_SHARED_WASM_BASE64", "bf16-shared"]];
+  for (const [name, constName, out] of builds) {
+    const shared = out.endsWith("-shared");
+    const bytes = await assemble(await readFile(here(`./${name}.wat`), "utf8"), { shared });
+    await writeFile(here(`./${out}-wasm.ts`), tsModule(bytes, name, constName));
+    console.log(`wrote src/kernels/${out}-wasm.ts (${bytes.length} bytes of wasm)`);
   }
 }
