@@ -1,9 +1,15 @@
 import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackendError, Rng, bf16MatMul, kernelThreads, packBf16, setBackend, setKernelThreads, tf } from "fusekit";
-import { threadsFromEnv } from "../src/kernels/pool.js";
+import {
+  AutoModelForCausalLM, BackendError, DynamicCache, Mode, Rng, bf16MatMul, kernelThreads, kernelize, packBf16, setBackend,
+  setKernelThreads, tf, type PreTrainedModel,
+} from "fusekit";
+import { fuseNormMLP } from "fusekit/fusions/qwen3-norm-mlp";
+import { kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/kernels/pool.js";
+import { smallConfig, tmpDir } from "./helpers/models.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -112,4 +118,52 @@ describe("a process using the pool", () => {
     expect(out.trim()).toBe(`${threads} 4096 1024 1024`);
     expect(code).toBe(0);
   }, 60000);
+});
+
+describe("models on the pool (wasm, bf16 weights)", () => {
+  let dir: string;
+  let prevMin: number;
+  beforeAll(async () => {
+    await setBackend("wasm");
+    prevMin = setParallelMinMacs(0); // every matmul of this small model goes to the pool
+    const model = AutoModelForCausalLM.fromConfig(smallConfig({ hidden_size: 64, intermediate_size: 128, vocab_size: 256, head_dim: 16 }), { seed: 4 });
+    dir = tmpDir("fusekit-threads-");
+    await model.savePretrained(dir, { dtype: "BF16" });
+    model.dispose();
+  });
+  afterAll(() => {
+    setParallelMinMacs(prevMin);
+    setKernelThreads();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Prefill + 3 greedy decode steps; every logits row. */
+  function run(model: PreTrainedModel): Float32Array[] {
+    const cache = new DynamicCache();
+    const rows: Float32Array[] = [];
+    let ids = [[5, 17, 99, 3, 42]];
+    for (let s = 0; s < 4; s++) {
+      const { logits } = model.forward({ inputIds: ids, pastKeyValues: cache, useCache: true, logitsToKeep: 1 });
+      rows.push((logits.dataSync() as Float32Array).slice());
+      logits.dispose();
+      ids = [[rows[s].indexOf(Math.max(...rows[s]))]];
+    }
+    cache.dispose();
+    return rows;
+  }
+
+  it.each(["original", "fused NormMLP + kernelize"])("%s: threaded logits equal single-threaded ones bit for bit", async (which) => {
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
+    if (which !== "original") {
+      fuseNormMLP(model, { kernel: true });
+      await kernelize(model, { mode: Mode.INFERENCE });
+    }
+    setKernelThreads(1);
+    const single = run(model);
+    setKernelThreads(2);
+    const threaded = run(model);
+    expect(kernelPool()!.jobs).toBeGreaterThanOrEqual(4 * 2 * 7); // every layer's matmuls ran on the pool
+    for (let s = 0; s < single.length; s++) expect(new Uint32Array(threaded[s].buffer)).toEqual(new Uint32Array(single[s].buffer));
+    model.dispose();
+  });
 });

@@ -5,7 +5,7 @@ import { tf } from "../tensor/tf.js";
 import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "./bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
-import { kernelPool } from "./pool.js";
+import { poolFor } from "./pool.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
 export const BF16_UNPACK = "FusekitBf16Unpack"; // {w: packed [..., k]} → f32 [..., 2k]
@@ -25,8 +25,6 @@ interface Bf16Exports {
 const wasmExports = heapModule<Bf16Exports>(BF16_WASM_BASE64);
 
 const ptr = heapOffset;
-/** Below this many multiply-adds a matmul stays on the calling thread (waking the pool costs more). */
-export const PARALLEL_MIN_MACS = 1 << 18;
 const size = (shape: readonly number[]) => shape.reduce((a, c) => a * c, 1);
 
 /** Checks shared by both builds; returns [rows, n, m]. */
@@ -54,7 +52,7 @@ const wasmKernels: tf.KernelConfig[] = [
       const [rows, n, m] = matmulDims(x, w);
       if (n % 8) throw new Error(`${BF16_MATMUL}: the wasm kernel needs n % 8 == 0, got ${n}`);
       const out = b.makeOutput([rows, m], "float32"); // may grow the heap: offsets stay valid, views would not
-      const pool = rows * n * m >= PARALLEL_MIN_MACS ? kernelPool() : null; // every core, same bits
+      const pool = poolFor(rows * n * m); // every core, same bits
       if (!pool?.gemm(b, x, w, out, rows, n, m)) wasmExports(b).gemm(ptr(b, x), ptr(b, w), ptr(b, out), rows, n, m);
       return out;
     },

@@ -100,6 +100,8 @@ export class KernelPool {
   private readonly weights = new WeakMap<object, number>();
   private readonly reclaim = new FinalizationRegistry<number>((at) => this.closed || this.heap.release(at));
   private scratch = { at: 0, size: 0 };
+  /** Matmuls run on the pool so far. */
+  jobs = 0;
 
   constructor(readonly threads: number) {
     const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
@@ -177,6 +179,7 @@ export class KernelPool {
   private run(x: number, w: number, y: number, rows: number, n: number, m: number): void {
     const c = this.ctrl;
     const t = this.threads;
+    this.jobs++;
     for (let i = 0; i <= t; i++) c[CTRL.RANGES + i] = Math.min(m, Math.round((m * i) / t / 8) * 8);
     c[CTRL.RANGES + t] = m;
     c[CTRL.X] = x;
@@ -209,6 +212,20 @@ export class KernelPool {
 }
 
 let pool: KernelPool | null | undefined;
+/** Below this many multiply-adds a matmul stays on the calling thread (waking the pool costs more). */
+let minMacs = 1 << 18;
+
+/** The pool for a matmul of `macs` multiply-adds, or null to run it on this thread. */
+export function poolFor(macs: number): KernelPool | null {
+  return macs >= minMacs ? kernelPool() : null;
+}
+
+/** Sets the smallest matmul (multiply-adds) the pool takes; returns the previous value (tests use 0). */
+export function setParallelMinMacs(macs: number): number {
+  const prev = minMacs;
+  minMacs = macs;
+  return prev;
+}
 
 /** The process's pool, started on first use; null when one thread is asked for or shared memory is unavailable. */
 export function kernelPool(): KernelPool | null {
