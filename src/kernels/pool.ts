@@ -11,7 +11,7 @@ import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
-import { CTRL, workerMain, type WorkerData } from "./worker.js";
+import { CTRL, OPS, workerMain, type WorkerData } from "./worker.js";
 
 const WA = (globalThis as any).WebAssembly;
 const PAGE = 65536;
@@ -23,6 +23,7 @@ const START_TIMEOUT_MS = 10000;
 
 interface SharedExports {
   gemmCols(x: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
+  readsum(p: number, blocks: number): number;
 }
 interface SharedMemory {
   readonly buffer: SharedArrayBuffer;
@@ -178,26 +179,57 @@ export class KernelPool {
   /** Splits columns [0, m) in multiples of 8, wakes the workers, computes share 0 here, waits for the rest. */
   private run(x: number, w: number, y: number, rows: number, n: number, m: number): void {
     const c = this.ctrl;
-    const t = this.threads;
-    this.jobs++;
-    for (let i = 0; i <= t; i++) c[CTRL.RANGES + i] = Math.min(m, Math.round((m * i) / t / 8) * 8);
-    c[CTRL.RANGES + t] = m;
-    c[CTRL.X] = x;
     c[CTRL.W] = w;
     c[CTRL.Y] = y;
     c[CTRL.ROWS] = rows;
     c[CTRL.N] = n;
     c[CTRL.M] = m;
+    this.dispatch(OPS.GEMM, x, m, 8, (o1) => this.main.gemmCols(x, w, y, rows, n, m, 0, o1));
+  }
+
+  /** Starts job `op` over [0, count) split in multiples of `step`, runs share 0 with `mine`, waits for the rest. */
+  private dispatch(op: number, x: number, count: number, step: number, mine: (end: number) => void): void {
+    const c = this.ctrl;
+    const t = this.threads;
+    this.jobs++;
+    for (let i = 0; i < t; i++) c[CTRL.RANGES + i] = Math.min(count, Math.round((count * i) / t / step) * step);
+    c[CTRL.RANGES + t] = count;
+    c[CTRL.OP] = op;
+    c[CTRL.X] = x;
     Atomics.store(c, CTRL.DONE, 0);
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
     try {
-      if (c[CTRL.RANGES + 1] > 0) this.main.gemmCols(x, w, y, rows, n, m, 0, c[CTRL.RANGES + 1]);
+      if (c[CTRL.RANGES + 1] > 0) mine(c[CTRL.RANGES + 1]);
     } finally {
       let polls = 0; // the workers finish their shares before the scratch is reused, even if this one threw
       for (let d; (d = Atomics.load(c, CTRL.DONE)) < this.workers.length; ) if (++polls > SPIN) Atomics.wait(c, CTRL.DONE, d, 100);
     }
     if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
+  }
+
+  /**
+   * Read bandwidth of every thread together (GB/s, median of `repeats`): a SIMD sum over `bytes` of the shared
+   * heap split like a matmul — the two-core bound of a bandwidth-bound decode. Undefined if it cannot allocate.
+   */
+  readBandwidth(bytes: number, repeats: number): number[] | undefined {
+    if (!this.started()) return undefined;
+    let at: number;
+    try {
+      at = this.heap.alloc(bytes);
+    } catch {
+      return undefined;
+    }
+    const blocks = Math.floor(bytes / 64);
+    const once = () => this.dispatch(OPS.READ, at, blocks, 1, (end) => this.main.readsum(at, end));
+    once();
+    const runs = Array.from({ length: repeats }, () => {
+      const t = performance.now();
+      once();
+      return (blocks * 64) / ((performance.now() - t) / 1000) / 1e9;
+    });
+    this.heap.release(at);
+    return runs;
   }
 
   /** Stops the workers and frees the shared heap's contents (the pool is unusable afterwards). */

@@ -7,7 +7,7 @@
 // trapped). ctrl[STOP] ends the loop.
 
 /** Slots of the control array (shared with pool.ts). */
-export const CTRL = { SEQ: 0, DONE: 1, STOP: 2, READY: 3, FAILED: 10, X: 4, W: 5, Y: 6, ROWS: 7, N: 8, M: 9, RANGES: 16 } as const;
+export const CTRL = { SEQ: 0, DONE: 1, STOP: 2, READY: 3, FAILED: 10, OP: 11, X: 4, W: 5, Y: 6, ROWS: 7, N: 8, M: 9, RANGES: 16 } as const;
 
 export interface WorkerData {
   memory: object; // the shared WebAssembly.Memory
@@ -18,8 +18,12 @@ export interface WorkerData {
   slots: typeof CTRL;
 }
 
-interface GemmCols {
+/** ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X. */
+export const OPS = { GEMM: 0, READ: 1 } as const;
+
+interface SharedExports {
   gemmCols(x: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
+  readsum(p: number, blocks: number): number;
 }
 
 export function workerMain(): void {
@@ -27,7 +31,7 @@ export function workerMain(): void {
   const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
   const { memory, module, index, spin, slots: S } = workerData;
   const WA = (globalThis as any).WebAssembly;
-  const ex = new WA.Instance(module, { env: { memory } }).exports as GemmCols;
+  const ex = new WA.Instance(module, { env: { memory } }).exports as SharedExports;
   const ctrl = new Int32Array(workerData.ctrl);
   let seen = Atomics.load(ctrl, S.SEQ);
   Atomics.add(ctrl, S.READY, 1);
@@ -40,7 +44,8 @@ export function workerMain(): void {
     const o0 = ctrl[S.RANGES + index];
     const o1 = ctrl[S.RANGES + index + 1];
     try {
-      if (o1 > o0) ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
+      if (o1 > o0 && ctrl[S.OP] === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
+      else if (o1 > o0) ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
     } catch {
       Atomics.store(ctrl, S.FAILED, 1); // reported by the main thread; never leave it waiting
     }
