@@ -36,6 +36,8 @@ export interface BenchOptions {
   skipTorch: boolean;
   /** Skip the ONNX Runtime peer (it needs the PyTorch python for the export). */
   skipOrt: boolean;
+  /** Only these configuration ids (default: all). */
+  configs?: string[];
   /** Run configurations in this process instead of child processes (no per-config RSS; used by the test). */
   inProcess: boolean;
   /** Checkpoints above this size are screened first (1 run, prefill 64, 16 decode steps); only each family's best gets the full plan. */
@@ -173,7 +175,7 @@ async function benchModel(o: BenchOptions, backend: string, name: string, dir: s
   o.log(`[${name}] page-cache read speed of ${(fileBytes / 1e9).toFixed(2)} GB`);
   const entry: ModelEntry = { name, dir, fileBytes, pageCacheReadGBps: await pageCacheReadSpeed(file, o.repeats), screened, configs: [], best: {}, torch: [], ort: [] };
 
-  for (const spec of allConfigs()) {
+  for (const spec of allConfigs().filter((c) => !o.configs?.length || o.configs.includes(c.id))) {
     const f32Probe = entry.configs.find((r) => r.spec.id === "none·f32");
     if (spec.storage === "f32" && f32Probe?.error) {
       entry.configs.push({ spec, status: "skipped", error: `not run: float32 storage did not load (original f32: ${f32Probe.error.slice(0, 120)})` });
@@ -260,7 +262,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
   const machine = await machineLimits(o);
   o.log("kernels: micro-bench vs composed ops");
   const kernelMicro = await kernelMicroBench(o.quick ? { iters: 20, rounds: 3 } : {}).catch((e: unknown) => ({ error: errorText(e) }));
-  const python = o.skipTorch ? undefined : findTorchPython();
+  const python = o.skipTorch && o.skipOrt ? undefined : findTorchPython(); // ORT's export needs it too
   const models: ModelEntry[] = [];
   for (const m of o.models) {
     const { name, dir } = typeof m === "string" ? { name: m, dir: await ensureModel(m) } : m;
@@ -315,13 +317,14 @@ async function main(): Promise<void> {
     .option("--figure-budget <s>", "seconds per figure after which no further run starts", String(DEFAULTS.figureBudgetS))
     .option("--skip-torch", "skip the PyTorch baseline")
     .option("--skip-ort", "skip the ONNX Runtime peer")
+    .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
     .option("--out <dir>", "where results.json and RESULTS.md go", path.resolve(here, "..", "..", "bench"))
     .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
     .option("--child <json>", "internal: measure one configuration and print JSON")
     .parse();
-  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; skipOrt?: boolean; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
+  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; skipOrt?: boolean; configs?: string; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
   if (a.child) return childMain(a.child);
   if (a.render) {
     const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;
@@ -339,6 +342,7 @@ async function main(): Promise<void> {
     figureBudgetS: Number(a.figureBudget),
     skipTorch: Boolean(a.skipTorch),
     skipOrt: Boolean(a.skipOrt),
+    ...(a.configs ? { configs: a.configs.split(",") } : {}),
     inProcess: Boolean(a.inProcess),
   });
   results.command = ["npm run bench", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(" ");

@@ -45,6 +45,7 @@ beforeAll(async () => {
     matmulShapes: [[32, 32, 32]],
     bandwidthBytes: 4 << 20,
     skipTorch: true,
+    skipOrt: true,
     inProcess: true,
     log: () => {},
   });
