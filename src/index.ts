@@ -46,7 +46,7 @@ export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type Laye
 export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./hub/kernelize.js";
 export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
 export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./hub/hub.js";
-export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
+export { KERNEL_BACKENDS, type KernelEnv, type KernelHelpers, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
 export { SiluAndMul } from "./hub/layers.js";
 
 export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./kernels/store.js";
