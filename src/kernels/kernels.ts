@@ -6,6 +6,7 @@ import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "./bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { poolFor } from "./pool.js";
+import { registerKernels } from "./registry.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
 export const BF16_UNPACK = "FusekitBf16Unpack"; // {w: packed [..., k]} → f32 [..., 2k]
@@ -171,13 +172,12 @@ const cpuKernels: tf.KernelConfig[] = [
   },
 ];
 
-// Registered once per process, for both backends, before either starts (registration does not need them).
-for (const k of [...wasmKernels, ...cpuKernels]) {
-  if (!tf.getKernel(k.kernelName, k.backendName)) tf.registerKernel(k);
-}
+/** The bf16 kernels, both backends (registered by src/kernels/registry.ts). */
+export const bf16Kernels: tf.KernelConfig[] = [...wasmKernels, ...cpuKernels];
 
 /** True when the bf16 kernels exist for the active backend. */
 export function bf16KernelsAvailable(backendName = tf.getBackend()): boolean {
+  registerKernels();
   return tf.getKernel(BF16_MATMUL, backendName) !== undefined;
 }
 
