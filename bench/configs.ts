@@ -1,7 +1,7 @@
 // The model configurations the bench measures, and the measurement of one of them (run in a child
 // process by bench/run.ts, or in-process by the smoke test). Three families: the original model, runtime
 // fusion + kernelize, patch mapping + conversion + kernelize — each with float32 or packed bf16 weights.
-import { AutoModelForCausalLM, DynamicCache, Mode, kernelize, tf, type PreTrainedModel, type FromPretrainedOptions } from "../src/index.js";
+import { AutoModelForCausalLM, DynamicCache, Mode, kernelize, kernelThreads, setKernelThreads, tf, type PreTrainedModel, type FromPretrainedOptions } from "../src/index.js";
 import { decodeTokensPerSecond, prefillTokensPerSecond, promptIds, repeatWithin, type Figure } from "../src/compare/measure.js";
 import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
 import { qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
@@ -17,6 +17,8 @@ export interface ConfigSpec {
   family: Family;
   storage: Storage;
   label: string;
+  /** Kernel threads (default: FUSEKIT_THREADS, else every core). */
+  threads?: number;
 }
 
 type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "none";
@@ -30,11 +32,17 @@ const CANDIDATES: [Family, Recipe, string][] = [
 
 const recipeOf = (id: string) => id.split("·")[0] as Recipe;
 
-/** Every candidate configuration, float32 and bf16 storage. */
+/** The original model with bf16 weights on one kernel thread: what the pool adds. */
+export const ONE_THREAD: ConfigSpec = { id: "none·bf16·1t", family: "original", storage: "bf16", label: "original (bf16, 1 thread)", threads: 1 };
+
+/** Every candidate configuration, float32 and bf16 storage, and the original on one thread. */
 export function allConfigs(): ConfigSpec[] {
-  return CANDIDATES.flatMap(([family, recipe, label]) =>
-    (["f32", "bf16"] as Storage[]).map((storage) => ({ id: `${recipe}·${storage}`, family, storage, label: `${label} (${storage})` })),
-  );
+  return [
+    ...CANDIDATES.flatMap(([family, recipe, label]) =>
+      (["f32", "bf16"] as Storage[]).map((storage) => ({ id: `${recipe}·${storage}`, family, storage, label: `${label} (${storage})` })),
+    ),
+    ONE_THREAD,
+  ];
 }
 
 /** Loads `dir` as configuration `spec`, ready to run (fused / patched / kernelized as the spec says). */
@@ -74,6 +82,12 @@ export interface ConfigResult {
   decodeWeightBytes: number;
   /** tfjs kernels launched by one decode step. */
   kernelsPerDecodeStep: number;
+  /** Threads the bf16 kernels ran on. */
+  threads: number;
+  /** Multiply-adds per token in the decoder layers' matmuls (prefill FLOPs = 2 × this × tokens). */
+  layerMacsPerToken: number;
+  /** Milliseconds of the lm_head alone for one decoded token (the rest of a step is the decoder stack). */
+  lmHeadMs: number;
   prefill: Record<string, Figure>;
   decode: Figure;
   /** Figures that failed ("prefill 512", …) and why; figures after a failure are not run. */
@@ -88,6 +102,12 @@ export function decodeWeightBytes(model: PreTrainedModel): number {
   return n;
 }
 
+export function layerMacsPerToken(model: PreTrainedModel): number {
+  let n = 0;
+  for (const [name, p] of model.namedParameters()) if (p.stateShape.length === 2 && /layers\./.test(name) && !/norm/.test(name)) n += p.numel;
+  return n;
+}
+
 async function kernelsPerStep(model: PreTrainedModel): Promise<number> {
   const vocab = (model.config as unknown as { vocab_size: number }).vocab_size;
   const cache = new DynamicCache();
@@ -97,10 +117,25 @@ async function kernelsPerStep(model: PreTrainedModel): Promise<number> {
   return info.kernels.length;
 }
 
+/** Median milliseconds of lm_head over one hidden row (as at decode). */
+function lmHeadMs(model: PreTrainedModel, repeats: number): number {
+  const head = (model as unknown as { lm_head: { call(x: tf.Tensor): tf.Tensor; inFeatures: number } }).lm_head;
+  const h = tf.randomNormal([1, 1, head.inFeatures]);
+  const runs: number[] = [];
+  for (let i = 0; i < Math.max(3, repeats) + 1; i++) {
+    const t = performance.now();
+    tf.tidy(() => void head.call(h).dataSync());
+    if (i > 0) runs.push(performance.now() - t); // the first call copies the weight into the pool's heap
+  }
+  h.dispose();
+  return runs.sort((a, b) => a - b)[runs.length >> 1];
+}
+
 const maxRss = () => process.resourceUsage().maxRSS * 1024;
 
 /** Loads and measures one configuration: prefill tokens/s per prompt length and decode tokens/s. */
 export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): Promise<ConfigResult> {
+  setKernelThreads(spec.threads);
   const t0 = performance.now();
   const model = await buildConfig(dir, spec);
   const readyS = (performance.now() - t0) / 1000;
@@ -140,7 +175,10 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
       peakRssAfterLoadBytes,
       peakRssBytes: maxRss(),
       decodeWeightBytes: decodeWeightBytes(model),
+      layerMacsPerToken: layerMacsPerToken(model),
       kernelsPerDecodeStep: kernels,
+      threads: kernelThreads(),
+      lmHeadMs: lmHeadMs(model, plan.repeats),
       prefill,
       decode,
       tensorsLeaked: tf.memory().numTensors - before,

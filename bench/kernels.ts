@@ -1,5 +1,6 @@
 // Micro-bench of the bundled hub kernels: each kernel vs the composed tfjs ops it replaces, µs per call
 // (a section of `npm run bench`; model-level numbers are in bench/configs.ts).
+import { kernelEnv } from "../src/hub/helpers.js";
 import {
   DEFAULT_KERNEL_MAPPING,
   Mode,
@@ -53,7 +54,7 @@ export async function kernelMicroBench({ iters = 200, rounds = 5 } = {}): Promis
     await kernelize(actK, { mode: Mode.INFERENCE });
   });
   const build = new URL(`../kernels/fusekit/norm-mlp/${backend === "wasm" ? "wasm" : "cpu"}.js`, import.meta.url).href;
-  const fusedForward = (await import(build)).createLayers({ tf, backend }).NormMLP.prototype.forward as (x: tf.Tensor) => tf.Tensor;
+  const fusedForward = (await import(build)).createLayers(kernelEnv(backend)).NormMLP.prototype.forward as (x: tf.Tensor) => tf.Tensor;
   const self = { norm_weight: norm.weight, eps: 1e-6, gate_proj: mlp.gate_proj, up_proj: mlp.up_proj, down_proj: mlp.down_proj };
   const t = (fn: () => tf.Tensor) => timeIt(fn, iters, rounds);
 

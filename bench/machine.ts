@@ -2,7 +2,8 @@
 // read over the tfjs heap), the matmul GFLOP/s the active backend reaches, and the page-cache read speed
 // of a checkpoint file. Each figure: median (min–max) of several runs.
 import { open } from "node:fs/promises";
-import { tf } from "../src/index.js";
+import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/index.js";
+import { kernelPool } from "../src/kernels/pool.js";
 import { wasmReadSum } from "../src/kernels/kernels.js";
 import { stat, type Figure } from "../src/compare/measure.js";
 
@@ -47,6 +48,44 @@ export function wasmReadBandwidth(bytes: number, repeats: number): Figure | unde
   } finally {
     t.dispose();
   }
+}
+
+/** Read bandwidth of every kernel thread together over the pool's shared heap; undefined without a pool. */
+export function poolReadBandwidth(bytes: number, repeats: number): Figure | undefined {
+  if (tf.getBackend() !== "wasm") return undefined;
+  const runs = kernelPool()?.readBandwidth(bytes, repeats);
+  return runs ? figure(runs) : undefined;
+}
+
+export interface Bf16GemmFigure {
+  /** [m, k, n]: x [m, k] · bf16 w [n, k]ᵀ (packed), fusekit's bf16 matmul. */
+  shape: [number, number, number];
+  threads: number;
+  gflops: Figure;
+}
+
+/** GFLOP/s of fusekit's bf16 matmul per shape, on one thread and on every kernel thread (wasm only). */
+export function bf16GemmGflops(shapes: [number, number, number][], repeats: number, minMs = 200): Bf16GemmFigure[] {
+  if (tf.getBackend() !== "wasm") return [];
+  const out: Bf16GemmFigure[] = [];
+  for (const threads of [1, undefined]) {
+    setKernelThreads(threads);
+    for (const [m, k, n] of shapes) {
+      const x = tf.randomNormal([m, k], 0, 1, "float32", 1);
+      const w = tf.fill([n, k / 2], 0x3f803f80, "int32"); // a packed bf16 weight of ones (no denormals)
+      const once = () => tf.tidy(() => void bf16MatMul(x as tf.Tensor2D, w).dataSync());
+      once(); // warm-up (copies the weight into the pool's heap)
+      const runs = Array.from({ length: repeats }, () => {
+        let iters = 0;
+        const t0 = performance.now();
+        for (; iters === 0 || performance.now() - t0 < minMs; iters++) once();
+        return (2 * m * k * n * iters) / ((performance.now() - t0) / 1000) / 1e9;
+      });
+      tf.dispose([x, w]);
+      out.push({ shape: [m, k, n], threads: kernelThreads(), gflops: figure(runs) });
+    }
+  }
+  return out;
 }
 
 export interface MatmulFigure {

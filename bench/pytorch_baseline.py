@@ -5,6 +5,11 @@ Reads the safetensors file with numpy (no extra package), runs transformers' Qwe
 ops (float32, eager, 2 threads by default) and prints one JSON object:
   {"torch": "...", "threads": 2, "prefill": {"64": [tok/s...], "512": [...]}, "decode": [tok/s...]}
 
+With --export-onnx FILE it instead writes the same model as one ONNX graph with a KV cache (float32 weights,
+external data next to FILE), for the ONNX Runtime peer (bench/ort.ts): inputs input_ids [1, s] and
+past_key_i / past_value_i [1, kv, past, d] (past may be 0), outputs logits [1, 1, vocab] (the last position)
+and present_key_i / present_value_i.
+
 Needs python3 with torch and numpy (Debian: apt-get install python3-torch python3-numpy
 libopenblas0-pthread). Never needed by `npm test`.
 """
@@ -121,6 +126,74 @@ class Qwen3:
         return F.linear(h, self.lm_head)
 
 
+class Qwen3Graph(torch.nn.Module):
+    """The same math, traceable: shapes come from tensors (dynamic s and past), weights are parameters."""
+
+    def __init__(self, cfg, w):
+        super().__init__()
+        self.m = Qwen3(cfg, w)
+        self.n_layers = cfg["num_hidden_layers"]
+        self.params = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v, requires_grad=False) for k, v in w.items()})
+        self.m.w = {k: self.params[k.replace(".", "__")] for k in w}
+        self.m.lm_head = self.m.w["model.embed_tokens.weight" if cfg.get("tie_word_embeddings") else "lm_head.weight"]
+
+    def forward(self, ids, *past):
+        m, w, d = self.m, self.m.w, self.m.d
+        s = ids.shape[1]
+        p0 = past[0].shape[2]
+        h = F.embedding(ids, w["model.embed_tokens.weight"])
+        pos = torch.arange(s, dtype=torch.float32) + p0
+        freqs = pos[:, None] * m.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        # causal: query i (at p0 + i) sees keys j <= p0 + i; float32 min as transformers' eager attention uses
+        keep = torch.arange(s + p0)[None, :] <= (torch.arange(s) + p0)[:, None]
+        mask = torch.where(keep, torch.tensor(0.0), torch.tensor(torch.finfo(torch.float32).min))
+        present = []
+        for i in range(self.n_layers):
+            p = f"model.layers.{i}."
+            x = m.norm(h, w[p + "input_layernorm.weight"])
+            q = F.linear(x, w[p + "self_attn.q_proj.weight"]).reshape(1, -1, m.nh, d)
+            k = F.linear(x, w[p + "self_attn.k_proj.weight"]).reshape(1, -1, m.nkv, d)
+            v = F.linear(x, w[p + "self_attn.v_proj.weight"]).reshape(1, -1, m.nkv, d).transpose(1, 2)
+            q = m.norm(q, w[p + "self_attn.q_norm.weight"]).transpose(1, 2)
+            k = m.norm(k, w[p + "self_attn.k_norm.weight"]).transpose(1, 2)
+            q = q * cos + m.rotate_half(q) * sin
+            k = k * cos + m.rotate_half(k) * sin
+            k = torch.cat((past[2 * i], k), dim=2)
+            v = torch.cat((past[2 * i + 1], v), dim=2)
+            present += [k, v]
+            rep = m.nh // m.nkv
+            kr = k[:, :, None].expand(-1, -1, rep, -1, -1).reshape(1, m.nh, -1, d)
+            vr = v[:, :, None].expand(-1, -1, rep, -1, -1).reshape(1, m.nh, -1, d)
+            att = (q @ kr.transpose(2, 3)) / math.sqrt(d) + mask
+            o = (att.softmax(-1) @ vr).transpose(1, 2).reshape(1, -1, m.nh * d)
+            h = h + F.linear(o, w[p + "self_attn.o_proj.weight"])
+            x = m.norm(h, w[p + "post_attention_layernorm.weight"])
+            g = F.silu(F.linear(x, w[p + "mlp.gate_proj.weight"])) * F.linear(x, w[p + "mlp.up_proj.weight"])
+            h = h + F.linear(g, w[p + "mlp.down_proj.weight"])
+        h = m.norm(h[:, -1:], w["model.norm.weight"])
+        return (F.linear(h, m.lm_head), *present)
+
+
+def export_onnx(dir_, out):
+    """Writes the checkpoint as one ONNX graph with a KV cache (see the module docstring)."""
+    cfg, w = load(dir_)
+    g = Qwen3Graph(cfg, w).eval()
+    n, kv, d = cfg["num_hidden_layers"], g.m.nkv, g.m.d
+    past = tuple(torch.zeros(1, kv, 3, d) for _ in range(2 * n))
+    names = [f"past_{kind}_{i}" for i in range(n) for kind in ("key", "value")]
+    outs = ["logits"] + [nm.replace("past_", "present_") for nm in names]
+    axes = {"input_ids": {1: "seq"}, **{nm: {2: "past"} for nm in names}, **{nm: {2: "total"} for nm in outs[1:]}}
+    tmp = out + ".tmp"
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(g, (torch.tensor([[1, 2, 3, 4]]), *past), tmp, input_names=["input_ids"] + names,
+                          output_names=outs, dynamic_axes=axes, opset_version=14, do_constant_folding=False)
+    os.replace(tmp, out)
+    json.dump({"onnx": out, "layers": n, "kv_heads": kv, "head_dim": d, "vocab": cfg["vocab_size"]}, sys.stdout)
+    print()
+
+
 def prompt_ids(n, vocab):
     # the same prompt as bench/run.ts's promptIds
     return [(i * 7919 + 13) % min(vocab, 150000) for i in range(n)]
@@ -135,7 +208,10 @@ def main():
     ap.add_argument("--decode-steps", type=int, default=128)
     ap.add_argument("--figure-budget", type=float, default=float("inf"),
                     help="seconds per figure after which no further run starts (at least one run)")
+    ap.add_argument("--export-onnx", metavar="FILE", help="write the model as ONNX (with a KV cache) and exit")
     a = ap.parse_args()
+    if a.export_onnx:
+        return export_onnx(a.dir, a.export_onnx)
     torch.set_num_threads(a.threads)
     cfg, w = load(a.dir)
     m = Qwen3(cfg, w)

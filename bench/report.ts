@@ -3,9 +3,12 @@
 import Table from "cli-table3";
 import type { Figure } from "../src/compare/measure.js";
 import type { BenchResults, ConfigRow, MachineLimits, ModelEntry } from "./run.js";
+import type { OrtResult } from "./ort.js";
 import type { Family } from "./configs.js";
 
 export interface Target {
+  /** The issue that set it. */
+  issue: 8 | 17;
   model: string;
   what: string;
   /** What the ratio is made of, naming the configurations (and their weight storage). */
@@ -31,7 +34,7 @@ export const loadRow = (m: ModelEntry) => [rowOf(m, "none·f32"), rowOf(m, "none
 export function computeTargets(machine: MachineLimits, models: ModelEntry[], prefill: number[]): Target[] {
   const out: Target[] = [];
   const add = (model: string, what: string, basis: string, value: number | undefined, goal: number) =>
-    out.push({ model, what, basis, value, goal, ok: value !== undefined && Number.isFinite(value) && value >= goal });
+    out.push({ issue: 8, model, what, basis, value, goal, ok: value !== undefined && Number.isFinite(value) && value >= goal });
   for (const m of models) {
     // fusion gain: the family's best against the original with the SAME weight storage
     const fused = rowOf(m, m.best.fused);
@@ -58,7 +61,49 @@ export function computeTargets(machine: MachineLimits, models: ModelEntry[], pre
     add(m.name, "load speed ÷ page-cache read speed", lr ? `${name(lr)}: ${(m.fileBytes / 1e9).toFixed(2)} GB in ${lr.result!.readyS.toFixed(1)} s vs ${m.pageCacheReadGBps.median.toFixed(2)} GB/s` : "no original loaded", lr ? m.fileBytes / 1e9 / lr.result!.readyS / m.pageCacheReadGBps.median : undefined, 0.5);
     // lower is better: stored as goal/value so that ≥ 1 passes, shown as the plain ratio
     const rss = lr ? lr.result!.peakRssAfterLoadBytes / (lr.result!.params * 4) : undefined;
-    out.push({ model: m.name, what: "peak RSS after load ÷ float32 weight bytes (≤ 1.3)", basis: lr ? `${name(lr)}, child process` : "no original loaded", value: rss, goal: 1.3, ok: rss !== undefined && rss <= 1.3 });
+    out.push({ issue: 8, model: m.name, what: "peak RSS after load ÷ float32 weight bytes (≤ 1.3)", basis: lr ? `${name(lr)}, child process` : "no original loaded", value: rss, goal: 1.3, ok: rss !== undefined && rss <= 1.3 });
+  }
+  return [...out, ...issue17Targets(machine, models, prefill)];
+}
+
+/** Issue 17's baseline ("today's"): its measured table (0.6B, original bf16, 1 core) and bench/RESULTS.md of 2026-11-29 (tiny). */
+export const ISSUE17_BASELINE = { prefill: { 64: 18.4, 512: 17.7 } as Record<number, number>, tinyDecode: 216 };
+
+const ortBest = (m: ModelEntry, f: (t: OrtResult) => number | undefined) =>
+  m.ort.filter((t) => !t.error && f(t) !== undefined).reduce<OrtResult | undefined>((a, b) => (!a || f(b)! > f(a)! ? b : a), undefined);
+/** Decoder-stack milliseconds per decode step: the step minus the lm_head alone. */
+const stackMs = (r: ConfigRow) => 1000 / r.result!.decode.median - r.result!.lmHeadMs;
+const kernelized = (m: ModelEntry) => [rowOf(m, m.best.fused), rowOf(m, m.best.patched)].filter((r): r is ConfigRow => !!r?.result && r.status === "full");
+
+function issue17Targets(machine: MachineLimits, models: ModelEntry[], prefill: number[]): Target[] {
+  const out: Target[] = [];
+  const add = (model: string, what: string, basis: string, value: number | undefined, goal: number, lower = false) =>
+    out.push({ issue: 17, model, what, basis, value, goal, ok: value !== undefined && Number.isFinite(value) && (lower ? value <= goal : value >= goal) });
+  for (const m of models) {
+    const best = bestBy(full(m), (r) => r.result!.decode.median);
+    const kz = bestBy(kernelized(m), (r) => r.result!.decode.median);
+    const orig = kz && rowOf(m, `none·${kz.spec.storage}`);
+    const both = kz?.result && orig?.result && orig.status === "full";
+    add(m.name, "best kernelized decode ÷ original (same storage, same threads)", both ? `${name(kz!)} ÷ ${name(orig!)}` : "no pair measured", both ? kz!.result!.decode.median / orig!.result!.decode.median : undefined, 1.3);
+    add(m.name, "decoder-stack ms per decode step, kernelized ÷ original (≤ 0.5)", both ? `${name(kz!)} ${stackMs(kz!).toFixed(2)} ms ÷ ${name(orig!)} ${stackMs(orig!).toFixed(2)} ms (step − lm_head alone)` : "no pair measured", both ? stackMs(kz!) / stackMs(orig!) : undefined, 0.5, true);
+    if (isTiny(m)) {
+      add(m.name, "end-to-end decode ÷ today's", best ? `${name(best)} ÷ ${ISSUE17_BASELINE.tinyDecode} tok/s (original bf16, bench/RESULTS.md of 2026-11-29)` : "no configuration ran", best ? best.result!.decode.median / ISSUE17_BASELINE.tinyDecode : undefined, 1.5);
+      continue;
+    }
+    const ob = ortBest(m, (t) => t.decode?.median);
+    add(m.name, "decode ÷ ONNX Runtime (best thread count)", best && ob ? `${name(best)} ÷ ORT ${ob.threads} thread(s)` : "no ORT figure", best && ob ? best.result!.decode.median / ob.decode!.median : undefined, 1.3);
+    const bound = best && machine.poolReadGBps ? (machine.poolReadGBps.median * 1e9) / best.result!.decodeWeightBytes : undefined;
+    add(m.name, "decode ÷ two-core bandwidth bound", bound ? `${name(best!)}: ${(best!.result!.decodeWeightBytes / 1e9).toFixed(2)} GB/token at ${machine.poolReadGBps!.median.toFixed(1)} GB/s` : "no pool bandwidth figure", bound ? best!.result!.decode.median / bound : undefined, 0.7);
+    const gemm = Math.max(0, ...(machine.bf16Gemm ?? []).filter((g) => g.threads > 1).map((g) => g.gflops.median));
+    for (const n of prefill) {
+      const bp = bestBy(full(m).filter((r) => r.result!.prefill[n]), (r) => r.result!.prefill[n].median);
+      const v = bp?.result!.prefill[n].median;
+      const base = ISSUE17_BASELINE.prefill[n];
+      add(m.name, `prefill ${n} ÷ today's`, bp && base ? `${name(bp)} ÷ ${base} tok/s (issue 17's table)` : "no figure", v && base ? v / base : undefined, 2);
+      const rate = v && bp ? (2 * bp.result!.layerMacsPerToken * v) / 1e9 : undefined;
+      const ort = ortBest(m, (t) => t.prefill?.[n]?.median)?.prefill?.[n]?.median;
+      add(m.name, `prefill ${n} matmul GFLOP/s ÷ best two-core GEMM rate`, rate && gemm ? `${rate.toFixed(1)} ÷ ${gemm.toFixed(1)} GFLOP/s (bf16 matmul on the pool)${ort && v ? `; fusekit = ${((100 * v) / ort).toFixed(0)}% of ORT's prefill ${n}` : ""}` : "no figure", rate && gemm ? rate / gemm : undefined, 0.8);
+    }
   }
   return out;
 }
@@ -115,19 +160,26 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
 function torchSection(r: BenchResults, m: ModelEntry): Section {
   const prefill = r.options.prefill;
   const rows: string[][] = m.torch.map((t) => (t.error ? [`PyTorch ${t.torch ?? ""} eager, ${t.threads} thread(s)`, `error: ${t.error}`, ...prefill.map(() => ""), ""] : [`PyTorch ${t.torch} eager, ${t.threads} thread(s)`, "f32", ...prefill.map((n) => fig(t.prefill?.[n])), fig(t.decode)]));
+  for (const o of m.ort ?? []) rows.push(o.error ? [`ONNX Runtime ${o.ort ?? ""}, ${o.threads} thread(s)`, `error: ${o.error}`, ...prefill.map(() => ""), ""] : [`ONNX Runtime ${o.ort}, ${o.threads} intra-op thread(s)`, "f32", ...prefill.map((n) => fig(o.prefill?.[n])), fig(o.decode)]);
   const t2 = torch2(m);
   const t1 = m.torch.find((t) => t.threads === 1 && !t.error);
-  for (const family of ["original", "fused", "patched"] as Family[]) {
-    const c = rowOf(m, m.best[family]);
-    if (!c?.result || c.status !== "full") continue;
-    const cell = (v: Figure | undefined, a?: Figure, b?: Figure) => (v ? `${fig(v)} ${ratio(v.median, a?.median)}${a && b ? " / " : ""}${ratio(v.median, b?.median)}`.trim() : "error (see above)");
-    rows.push([`fusekit ${family}: ${c.spec.label}`, c.spec.storage, ...prefill.map((n) => cell(c.result!.prefill[n], t2?.prefill?.[n], t1?.prefill?.[n])), cell(c.result.decode, t2?.decode, t1?.decode)]);
+  const ort = (f: (t: OrtResult) => Figure | undefined) => (m.ort ?? []).filter((t) => !t.error && f(t)).reduce<Figure | undefined>((a, t) => (!a || f(t)!.median > a.median ? f(t) : a), undefined);
+  const cell = (v: Figure | undefined, a?: Figure, b?: Figure, o?: Figure) =>
+    v ? `${fig(v)} ${ratio(v.median, a?.median)}${a && b ? " / " : ""}${ratio(v.median, b?.median)}${o ? ` · ORT ${ratio(v.median, o.median)}` : ""}`.trim() : "error (see above)";
+  const shown = [...(["original", "fused", "patched"] as Family[]).map((f) => m.best[f]), "none·bf16·1t"];
+  for (const id of [...new Set(shown)]) {
+    const c = rowOf(m, id);
+    if (!c?.result || (c.status !== "full" && id !== "none·bf16·1t")) continue;
+    rows.push([`fusekit ${c.spec.family}: ${c.spec.label}`, c.spec.storage, ...prefill.map((n) => cell(c.result!.prefill[n], t2?.prefill?.[n], t1?.prefill?.[n], ort((t) => t.prefill?.[n]))), cell(c.result.decode, t2?.decode, t1?.decode, ort((t) => t.decode))]);
   }
   return {
-    title: `${m.name} — fusekit vs PyTorch eager (same checkpoint, same prompts)`,
+    title: `${m.name} — fusekit vs PyTorch eager and ONNX Runtime (same checkpoint, same prompts)`,
     head: ["", "weights", ...prefill.map((n) => `prefill ${n} tok/s`), `decode tok/s (${r.options.decodeSteps} new)`],
     rows,
-    notes: [m.torchNote ?? "fusekit rows: ×a / ×b = fusekit ÷ PyTorch with 2 threads / with 1 thread. PyTorch computes in float32 with bf16 weights widened at load."],
+    notes: [
+      m.torchNote ?? "fusekit rows: ×a / ×b = fusekit ÷ PyTorch with 2 threads / with 1 thread; ORT ×c = fusekit ÷ ONNX Runtime's better thread count. PyTorch and ORT compute in float32 with bf16 weights widened at export / load.",
+      ...(m.ortNote ? [m.ortNote] : []),
+    ],
   };
 }
 
@@ -139,7 +191,9 @@ function machineSection(r: BenchResults): Section {
     rows: [
       ["read bandwidth, JS loop over a Float32Array (GB/s)", fig(ma.jsReadGBps)],
       ["read bandwidth, wasm SIMD readsum over the tfjs heap (GB/s)", ma.wasmReadGBps ? fig(ma.wasmReadGBps) : `n/a on ${r.backend}`],
+      ...(ma.poolReadGBps ? [["read bandwidth, wasm SIMD readsum on every kernel thread (shared heap, GB/s)", fig(ma.poolReadGBps)]] : []),
       ...ma.matmul.map((mm) => [`tf.matMul [${mm.shape[0]}×${mm.shape[1]}]·[${mm.shape[1]}×${mm.shape[2]}] persistent weight (GFLOP/s)`, fig(mm.gflops)]),
+      ...(ma.bf16Gemm ?? []).map((g) => [`fusekit bf16 matmul [${g.shape[0]}×${g.shape[1]}]·[${g.shape[1]}×${g.shape[2]}], ${g.threads} thread(s) (GFLOP/s)`, fig(g.gflops)]),
       ...r.models.map((m) => [`page-cache read speed of ${m.name} (${(m.fileBytes / 1e9).toFixed(2)} GB, GB/s)`, fig(m.pageCacheReadGBps)]),
     ],
     notes: [`decode bound = weight bytes per token ÷ ${ma.readGBps.toFixed(2)} GB/s (the higher read bandwidth); best matmul ${ma.bestGflops.toFixed(1)} GFLOP/s.`],
@@ -155,17 +209,21 @@ function kernelSection(r: BenchResults): Section {
   };
 }
 
-function targetSection(r: BenchResults): Section {
+function targetSection(r: BenchResults, issue: 8 | 17): Section {
   return {
-    title: "targets (issue 8)",
+    title: `targets (issue ${issue})`,
     head: ["model", "ratio", "value", "goal", "", "basis"],
-    rows: r.targets.map((t) => [t.model, t.what, t.value === undefined ? "n/a" : t.value.toFixed(2), `${t.what.includes("≤") ? "≤" : "≥"} ${t.goal}`, t.ok ? "✓" : "✗", t.basis]),
-    notes: ["Fusion ratios compare a family's best configuration with the original model loaded with the same weight storage (f32 or bf16), named in the basis column."],
+    rows: r.targets.filter((t) => (t.issue ?? 8) === issue).map((t) => [t.model, t.what, t.value === undefined ? "n/a" : t.value.toFixed(2), `${t.what.includes("≤") ? "≤" : "≥"} ${t.goal}`, t.ok ? "✓" : "✗", t.basis]),
+    notes: [
+      issue === 8
+        ? "Fusion ratios compare a family's best configuration with the original model loaded with the same weight storage (f32 or bf16), named in the basis column."
+        : "Every fusekit configuration runs its bf16 kernels on every core (FUSEKIT_THREADS unset) unless its label says 1 thread; ORT = onnxruntime-node with float32 weights.",
+    ],
   };
 }
 
 function sections(r: BenchResults): Section[] {
-  return [machineSection(r), kernelSection(r), ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m)]), targetSection(r)];
+  return [machineSection(r), kernelSection(r), ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m)]), targetSection(r, 8), targetSection(r, 17)];
 }
 
 export function renderTerminal(r: BenchResults): string {

@@ -5,7 +5,7 @@
 // Each configuration runs in its own child process (`run.js --child …`): its load time and peak RSS are
 // its own, a wasm heap that runs out (0.6B with float32 weights) is a row that says so, not a crash.
 import { execFile } from "node:child_process";
-import { promises as fsp, statSync } from "node:fs";
+import { promises as fsp, readFileSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -13,9 +13,13 @@ import { Command } from "commander";
 import { SafetensorsFile, ensureModel, setBackend, tf, type PresetName } from "../src/index.js";
 import type { Figure } from "../src/compare/measure.js";
 import { allConfigs, measureConfig, type ConfigResult, type ConfigSpec, type Family, type Plan } from "./configs.js";
-import { MATMUL_SHAPES, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, wasmReadBandwidth, type MatmulFigure } from "./machine.js";
+import {
+  MATMUL_SHAPES, bf16GemmGflops, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, poolReadBandwidth, wasmReadBandwidth,
+  type Bf16GemmFigure, type MatmulFigure,
+} from "./machine.js";
 import { kernelMicroBench, type KernelMicroRow } from "./kernels.js";
 import { TORCH_HOWTO, findTorchPython, runTorch, type TorchResult } from "./torch.js";
+import { ensureOnnx, ensureOrt, runOrt, type OrtResult } from "./ort.js";
 import { computeTargets, renderMarkdown, renderTerminal, type Target } from "./report.js";
 import { ensureDir, writeFileAtomically, type WriteTarget } from "../src/io/atomic.js";
 
@@ -41,6 +45,10 @@ export interface BenchOptions {
   /** Seconds per figure after which no further run starts (each figure gets ≥ 1 run). */
   figureBudgetS: number;
   skipTorch: boolean;
+  /** Skip the ONNX Runtime peer (it needs the PyTorch python for the export). */
+  skipOrt: boolean;
+  /** Only these configuration ids (default: all). */
+  configs?: string[];
   /** Run configurations in this process instead of child processes (no per-config RSS; used by the test). */
   inProcess: boolean;
   /** Checkpoints above this size are screened first (1 run, prefill 64, 16 decode steps); only each family's best gets the full plan. */
@@ -60,6 +68,7 @@ export const DEFAULTS: BenchOptions = {
   prefill: [64, 512],
   figureBudgetS: 100,
   skipTorch: false,
+  skipOrt: false,
   inProcess: false,
   screenAboveBytes: 256 << 20,
   bandwidthBytes: 512 << 20,
@@ -104,6 +113,9 @@ export interface ModelEntry {
   best: Partial<Record<Family, string>>;
   torch: TorchResult[];
   torchNote?: string;
+  /** ONNX Runtime (onnxruntime-node) with 1 and 2 intra-op threads, or why it did not run. */
+  ort: OrtResult[];
+  ortNote?: string;
 }
 
 export interface MachineLimits {
@@ -111,8 +123,12 @@ export interface MachineLimits {
   wasmReadGBps?: Figure;
   /** The higher of the two read bandwidths (medians): the decode bound uses it. */
   readGBps: number;
+  /** Read bandwidth of every kernel thread together (the pool's shared heap): the two-core decode bound. */
+  poolReadGBps?: Figure;
   matmul: MatmulFigure[];
   bestGflops: number;
+  /** fusekit's bf16 matmul on one thread and on every kernel thread. */
+  bf16Gemm?: Bf16GemmFigure[];
 }
 
 export interface BenchResults {
@@ -168,9 +184,9 @@ async function benchModel(o: BenchOptions, backend: string, name: string, dir: s
   const full: Plan = { prefill: o.prefill, decodeSteps: o.decodeSteps, repeats: o.repeats, figureBudgetS: o.figureBudgetS };
   const screen: Plan = { prefill: [o.prefill[0]], decodeSteps: Math.min(16, o.decodeSteps), repeats: 1, figureBudgetS: o.figureBudgetS };
   o.log(`[${name}] page-cache read speed of ${(fileBytes / 1e9).toFixed(2)} GB`);
-  const entry: ModelEntry = { name, dir, fileBytes, pageCacheReadGBps: await pageCacheReadSpeed(file, o.repeats), screened, configs: [], best: {}, torch: [] };
+  const entry: ModelEntry = { name, dir, fileBytes, pageCacheReadGBps: await pageCacheReadSpeed(file, o.repeats), screened, configs: [], best: {}, torch: [], ort: [] };
 
-  for (const spec of allConfigs()) {
+  for (const spec of allConfigs().filter((c) => !o.configs?.length || o.configs.includes(c.id))) {
     const f32Probe = entry.configs.find((r) => r.spec.id === "none·f32");
     if (spec.storage === "f32" && f32Probe?.error) {
       entry.configs.push({ spec, status: "skipped", error: `not run: float32 storage did not load (original f32: ${f32Probe.error.slice(0, 120)})` });
@@ -207,20 +223,45 @@ async function benchModel(o: BenchOptions, backend: string, name: string, dir: s
       entry.torch.push(await runTorch(python.python, path.resolve(here, "..", "..", "bench", "pytorch_baseline.py"), dir, { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, figureBudgetS: o.figureBudgetS, timeoutS: o.childTimeoutS }));
     }
   } else entry.torchNote = o.skipTorch ? "PyTorch baseline skipped (--skip-torch)" : TORCH_HOWTO;
+  await benchOrt(o, entry, python);
   return entry;
+}
+
+/** The ONNX Runtime peer on the same checkpoint (exported with the PyTorch python), 1 and 2 intra-op threads. */
+async function benchOrt(o: BenchOptions, entry: ModelEntry, python: { python: string } | undefined): Promise<void> {
+  if (o.skipOrt || !python) {
+    entry.ortNote = o.skipOrt ? "ONNX Runtime skipped (--skip-ort)" : "ONNX Runtime skipped: the ONNX export needs the PyTorch python (see above)";
+    return;
+  }
+  const onnx = ensureOnnx(python.python, entry.dir, o.log);
+  const pkg = "error" in onnx ? onnx : ensureOrt(o.log);
+  if ("error" in onnx || "error" in pkg) {
+    entry.ortNote = `ONNX Runtime skipped: ${"error" in onnx ? onnx.error : (pkg as { error: string }).error}`;
+    return;
+  }
+  const vocab = (JSON.parse(readFileSync(path.join(entry.dir, "config.json"), "utf8")) as { vocab_size: number }).vocab_size;
+  for (const threads of [1, 2]) {
+    o.log(`[${entry.name}] ONNX Runtime, ${threads} intra-op thread(s)…`);
+    const run = { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, figureBudgetS: o.figureBudgetS, timeoutS: o.childTimeoutS, vocab };
+    entry.ort.push(await runOrt(pkg.dir, onnx.file, run));
+  }
 }
 
 async function machineLimits(o: BenchOptions): Promise<MachineLimits> {
   o.log(`machine: read bandwidth over ${o.bandwidthBytes >> 20} MB, matmul GFLOP/s`);
   const jsReadGBps = jsReadBandwidth(o.bandwidthBytes, o.repeats);
   const wasmReadGBps = wasmReadBandwidth(o.bandwidthBytes, o.repeats);
+  const poolReadGBps = poolReadBandwidth(o.bandwidthBytes, o.repeats);
   const matmul = matmulGflops(o.matmulShapes, o.repeats);
+  const bf16Gemm = bf16GemmGflops(o.matmulShapes.filter(([, k]) => k % 8 === 0), o.repeats);
   return {
     jsReadGBps,
     wasmReadGBps,
     readGBps: Math.max(jsReadGBps.median, wasmReadGBps?.median ?? 0),
+    poolReadGBps,
     matmul,
     bestGflops: Math.max(...matmul.map((m) => m.gflops.median)),
+    bf16Gemm,
   };
 }
 
@@ -232,7 +273,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
   const machine = await machineLimits(o);
   o.log("kernels: micro-bench vs composed ops");
   const kernelMicro = await kernelMicroBench(o.quick ? { iters: 20, rounds: 3 } : {}).catch((e: unknown) => ({ error: errorText(e) }));
-  const python = o.skipTorch ? undefined : findTorchPython();
+  const python = o.skipTorch && o.skipOrt ? undefined : findTorchPython(); // ORT's export needs it too
   const models: ModelEntry[] = [];
   for (const m of o.models) {
     const { name, dir } = typeof m === "string" ? { name: m, dir: await ensureModel(m) } : m;
@@ -286,13 +327,15 @@ async function main(): Promise<void> {
     .option("--decode-steps <n>", "new tokens per decode run", String(DEFAULTS.decodeSteps))
     .option("--figure-budget <s>", "seconds per figure after which no further run starts", String(DEFAULTS.figureBudgetS))
     .option("--skip-torch", "skip the PyTorch baseline")
+    .option("--skip-ort", "skip the ONNX Runtime peer")
+    .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
     .option("--out <dir>", "where results.json and RESULTS.md go", path.resolve(here, "..", "..", "bench"))
     .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
     .option("--child <json>", "internal: measure one configuration and print JSON")
     .parse();
-  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
+  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; skipOrt?: boolean; configs?: string; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
   if (a.child) return childMain(a.child);
   if (a.render) {
     const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;
@@ -309,6 +352,8 @@ async function main(): Promise<void> {
     ...(given("decodeSteps") || !a.quick ? { decodeSteps: Number(a.decodeSteps) } : {}),
     figureBudgetS: Number(a.figureBudget),
     skipTorch: Boolean(a.skipTorch),
+    skipOrt: Boolean(a.skipOrt),
+    ...(a.configs ? { configs: a.configs.split(",") } : {}),
     inProcess: Boolean(a.inProcess),
   });
   results.command = ["npm run bench", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(" ");

@@ -60,7 +60,7 @@ export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type Laye
 export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./hub/kernelize.js";
 export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
 export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./hub/hub.js";
-export { KERNEL_BACKENDS, type KernelEnv, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
+export { KERNEL_BACKENDS, type KernelEnv, type KernelHelpers, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
 export { SiluAndMul } from "./hub/layers.js";
 export {
   useKernelFuncFromHub, kernelizeFunctions, unkernelizeFunctions, ensureFunctionKernels, activeFuncKernel, kernelFuncNames, validateKernelFunc,
@@ -71,3 +71,4 @@ export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeight
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./kernels/kernels.js";
 export { packBf16, unpackBf16 } from "./kernels/bf16.js";
+export { setKernelThreads, kernelThreads } from "./kernels/pool.js";

@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AutoModelForCausalLM, Qwen3Config, setBackend } from "fusekit";
+import { threadsFromEnv } from "../src/kernels/pool.js";
 import { QUICK, runBench, type BenchResults } from "../bench/run.js";
 import { renderMarkdown, renderTerminal } from "../bench/report.js";
 import type { Figure } from "../src/compare/measure.js";
@@ -44,6 +45,7 @@ beforeAll(async () => {
     matmulShapes: [[32, 32, 32]],
     bandwidthBytes: 4 << 20,
     skipTorch: true,
+    skipOrt: true,
     inProcess: true,
     log: () => {},
   });
@@ -52,6 +54,25 @@ beforeAll(async () => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("bench (in-process, quick)", () => {
+  it("computes issue 17's targets for a tiny model from the rows they name", () => {
+    const [entry] = results.models;
+    const t17 = results.targets.filter((t) => t.issue === 17);
+    expect(t17.map((t) => t.what)).toEqual([
+      "best kernelized decode ÷ original (same storage, same threads)",
+      "decoder-stack ms per decode step, kernelized ÷ original (≤ 0.5)",
+      "end-to-end decode ÷ today's",
+    ]);
+    const kz = [entry.best.fused, entry.best.patched].map((id) => entry.configs.find((c) => c.spec.id === id)!).filter((r) => r?.status === "full");
+    const best = kz.reduce((a, b) => (b.result!.decode.median > a.result!.decode.median ? b : a));
+    const orig = entry.configs.find((c) => c.spec.id === `none·${best.spec.storage}`)!;
+    expect(t17[0].value).toBeCloseTo(best.result!.decode.median / orig.result!.decode.median, 10);
+    const stack = (r: typeof best) => 1000 / r.result!.decode.median - r.result!.lmHeadMs;
+    expect(t17[1].value).toBeCloseTo(stack(best) / stack(orig), 10);
+    expect(t17[1].ok).toBe(t17[1].value! <= 0.5);
+    const fastest = Math.max(...entry.configs.filter((c) => c.status === "full").map((c) => c.result!.decode.median));
+    expect(t17[2].value).toBeCloseTo(fastest / 216, 10);
+  });
+
   it("measures the machine: read bandwidth, matmul GFLOP/s, kernels vs composed ops", () => {
     const m = results.machine;
     expectFigure(m.jsReadGBps, 2);
@@ -60,6 +81,10 @@ describe("bench (in-process, quick)", () => {
     expect(m.matmul.map((x) => x.shape)).toEqual([[32, 32, 32]]);
     expectFigure(m.matmul[0].gflops, 2);
     expect(m.bestGflops).toBe(m.matmul[0].gflops.median);
+    // the pool: read bandwidth of every kernel thread, and the bf16 matmul on 1 thread and on every thread
+    if (threadsFromEnv() > 1) expectFigure(m.poolReadGBps, 2);
+    expect(m.bf16Gemm!.map((g) => [g.shape, g.threads])).toEqual([[[32, 32, 32], 1], [[32, 32, 32], threadsFromEnv()]]);
+    for (const g of m.bf16Gemm!) expectFigure(g.gflops, 2);
     expect("error" in results.kernelMicro).toBe(false);
     expect((results.kernelMicro as { name: string }[]).map((k) => k.name)).toEqual(
       [1, 32].flatMap((n) => [`RMSNorm [1,${n},128]`, `SiluAndMul [1,${n},768]`, `NormMLP [1,${n},128]→384→128`]),
@@ -77,8 +102,9 @@ describe("bench (in-process, quick)", () => {
     expectFigure(entry.pageCacheReadGBps, 2);
     expect(entry.configs.map((c) => c.spec.id)).toEqual([
       "none·f32", "none·bf16", "norm-mlp-fusion·f32", "norm-mlp-fusion·bf16",
-      "norm-mlp-patch·f32", "norm-mlp-patch·bf16", "gate-up-qkv-patch·f32", "gate-up-qkv-patch·bf16",
+      "norm-mlp-patch·f32", "norm-mlp-patch·bf16", "gate-up-qkv-patch·f32", "gate-up-qkv-patch·bf16", "none·bf16·1t",
     ]);
+    expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(8).fill(threadsFromEnv()), 1]);
     // parameters of the tiny config: tied embedding 512×64, per layer 4 attn projections + q/k norms + 3 MLP + 2 norms, final norm
     const perLayer = 64 * 64 + 64 * 32 * 2 + 64 * 64 + 16 * 2 + 64 * 128 * 3 + 64 * 2;
     expect(entry.params).toBe(512 * 64 + 2 * perLayer + 64);
@@ -97,6 +123,8 @@ describe("bench (in-process, quick)", () => {
       // decode reads every 2-D weight but the norms once: float32 → 4 bytes, packed bf16 → 2
       const weights = 512 * 64 + 2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3);
       expect(r.decodeWeightBytes).toBe(weights * (c.spec.storage === "bf16" ? 2 : 4));
+      expect(r.layerMacsPerToken).toBe(2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3)); // the layers' matmuls only
+      expect(r.lmHeadMs).toBeGreaterThan(0);
     }
     // the original loads in both storages; each family's best is one of its measured rows
     expect(entry.configs.filter((c) => c.spec.family === "original").every((c) => c.status === "full")).toBe(true);
@@ -107,10 +135,12 @@ describe("bench (in-process, quick)", () => {
     }
     expect(entry.torch).toEqual([]);
     expect(entry.torchNote).toMatch(/skipped/);
+    expect(entry.ort).toEqual([]);
+    expect(entry.ortNote).toMatch(/skipped/);
   });
 
   it("computes the fusion targets against the same-storage original and renders the report", () => {
-    const targets = results.targets.filter((t) => t.model === "tiny-random");
+    const targets = results.targets.filter((t) => t.model === "tiny-random" && t.issue === 8);
     expect(targets.map((t) => t.what)).toEqual(["best runtime-fused decode ÷ original decode", "best patched decode ÷ original decode"]);
     const [entry] = results.models;
     for (const t of targets) {
@@ -127,6 +157,7 @@ describe("bench (in-process, quick)", () => {
     expect(md).toContain("## tiny-random");
     expect(md).toContain("| read bandwidth, JS loop");
     expect(md).toMatch(/targets \(issue 8\)/);
+    expect(md).toMatch(/targets \(issue 17\)/);
     expect(renderTerminal(results)).toContain("tiny-random");
   });
 });

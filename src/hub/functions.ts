@@ -8,6 +8,7 @@ import { tf } from "../tensor/tf.js";
 import { FusekitError, KernelIntegrityError, KernelNotFoundError, KernelRepositoryError, KernelValidationError } from "../errors.js";
 import { LOCKFILE_NAME, findRepo, importBuildModule, lockEntry, readLockfile, repoAt, verifyRepo, type HubRepo, type RepoSnapshot } from "./hub.js";
 import { checkTrust, type TrustOptions } from "./repository.js";
+import { kernelEnv } from "./helpers.js";
 import type { KernelEnv } from "./types.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -62,7 +63,7 @@ async function funcFrom(repo: HubRepo, snapshot: RepoSnapshot, funcName: string,
   if (!build) return undefined;
   const mod = build.mod as { createFunctions?: (env: KernelEnv) => Record<string, unknown> };
   if (typeof mod.createFunctions !== "function") throw new KernelRepositoryError(`${what}: its ${backend} build does not export createFunctions(env)`);
-  const fn = mod.createFunctions({ tf, backend })[funcName];
+  const fn = mod.createFunctions(kernelEnv(backend))[funcName];
   if (typeof fn !== "function") throw new KernelRepositoryError(`${what}: the ${backend} build's createFunctions() returned no function "${funcName}"`);
   return fn as AnyFunction;
 }

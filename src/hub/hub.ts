@@ -5,7 +5,7 @@ import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { tf } from "../tensor/tf.js";
+import { kernelEnv } from "./helpers.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
 import { TMP_MARKER, checkWriteTarget, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
@@ -338,7 +338,7 @@ export async function loadBuildLayers(
       if (typeof mod.createLayers !== "function") {
         throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": ${abs} does not export createLayers(env)`);
       }
-      return mod.createLayers({ tf, backend });
+      return mod.createLayers(kernelEnv(backend));
     })();
     layerCache.set(key, pending);
     pending.catch(() => layerCache.delete(key));

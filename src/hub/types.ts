@@ -4,10 +4,29 @@ import type { tf } from "../tensor/tf.js";
 export const KERNEL_BACKENDS = ["wasm", "cpu", "tensorflow", "webgl", "webgpu"] as const;
 export type KernelBackend = (typeof KERNEL_BACKENDS)[number];
 
-/** What a build module receives: the one tfjs instance fusekit runs on, and the backend it is built for. */
+/** What a build module receives: the one tfjs instance fusekit runs on, the backend it is built for, and helpers. */
 export interface KernelEnv {
   tf: typeof tf;
   backend: string;
+  helpers: KernelHelpers;
+}
+
+/** fusekit's shared kernel helpers (src/hub/helpers.ts), so kernel repos need no copies. */
+export interface KernelHelpers {
+  /**
+   * A SIMD wasm module (base64 bytes) that imports `env.memory`, instantiated once per wasm backend on its heap
+   * (it then works on tensors in place, by byte offset); null on a backend where it cannot run (no wasm SIMD).
+   */
+  simdModule<Exports>(base64: string): (backend: object) => Exports | null;
+  /** Byte offset of a tensor's data in a wasm backend's heap. */
+  heapOffset(backend: object, t: tf.TensorInfo): number;
+  /** out[r] = w · x[r] / sqrt(mean(x[r]²) + eps) over float32 rows (sums in float64): the JS reference loop. */
+  rmsNormRows(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, h: number, eps: number): void;
+  /**
+   * fusekit's bf16 matmul kernel ({x: f32 [rows, n], w: packed bf16 int32 [m, n/2]} → f32 [rows, m], on wasm
+   * and cpu; on wasm it runs on every core through the kernel pool): call its kernelFunc for packed weights.
+   */
+  BF16_MATMUL: string;
 }
 
 /**

@@ -1,6 +1,7 @@
 ;; BF16 weight kernels for fusekit, run in place on the tfjs-wasm heap (the memory is imported).
 ;; Hand-written: no library ships bf16 matmul kernels for a foreign wasm heap.
-;; Assemble with `node src/accel/assemble.mjs` (wabt), which regenerates src/accel/bf16-wasm.ts.
+;; Assemble with `node src/kernels/assemble.mjs` (wabt), which regenerates src/kernels/bf16-wasm.ts and the
+;; shared-memory build bf16-shared-wasm.ts (the same code importing a shared memory, for the worker pool).
 ;;
 ;; Layouts (all pointers are byte offsets into the heap):
 ;;   w: bf16 [m, n] row-major (HF checkpoint layout [out, in]), as tfjs int32 [m, n/2] holding two bf16 each
@@ -182,15 +183,15 @@
     (f32.store (local.get $y) (call $hsum (local.get $a30)))
     (f32.store offset=4 (local.get $y) (call $hsum (local.get $a31))))
 
-  ;; y[rows, m] = x[rows, n] · bf16 w[m, n]ᵀ; n must be a multiple of 8.
-  ;; Rows go in blocks of 4 (each weight row read once per block), the rest one at a time, 4 columns per step.
-  (func (export "gemm") (param $x i32) (param $w i32) (param $y i32) (param $rows i32) (param $n i32) (param $m i32)
+  ;; y[r·ys + o] (r < rows, o < m) = x[rows, n] · bf16 w[m, n]ᵀ for one panel of weight rows; n a multiple of 8.
+  ;; Rows go in blocks of 4 (each weight vector feeds 4 rows), the rest one at a time, 8 / 4 / 1 columns per step.
+  (func $panel (param $x i32) (param $w i32) (param $y i32) (param $rows i32) (param $n i32) (param $m i32) (param $ys i32)
     (local $r i32) (local $o i32) (local $j i32) (local $xr i32) (local $yr i32)
     (block $blocksDone
       (loop $blocks
         (br_if $blocksDone (i32.lt_u (i32.sub (local.get $rows) (local.get $r)) (i32.const 4)))
         (local.set $xr (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $n)) (i32.const 2))))
-        (local.set $yr (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $m)) (i32.const 2))))
+        (local.set $yr (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $ys)) (i32.const 2))))
         (local.set $o (i32.const 0))
         (block $pairsDone
           (loop $pairs
@@ -198,7 +199,7 @@
             (call $b4x2 (local.get $xr)
               (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 1)))
               (i32.add (local.get $yr) (i32.shl (local.get $o) (i32.const 2)))
-              (local.get $n) (local.get $m))
+              (local.get $n) (local.get $ys))
             (local.set $o (i32.add (local.get $o) (i32.const 2)))
             (br $pairs)))
         (if (i32.lt_u (local.get $o) (local.get $m))
@@ -206,7 +207,7 @@
             (local.set $j (i32.const 0))
             (loop $tail
               (f32.store
-                (i32.add (local.get $yr) (i32.shl (i32.add (i32.mul (local.get $j) (local.get $m)) (local.get $o)) (i32.const 2)))
+                (i32.add (local.get $yr) (i32.shl (i32.add (i32.mul (local.get $j) (local.get $ys)) (local.get $o)) (i32.const 2)))
                 (call $dot1
                   (i32.add (local.get $xr) (i32.shl (i32.mul (local.get $j) (local.get $n)) (i32.const 2)))
                   (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 1)))
@@ -219,7 +220,7 @@
       (loop $rowsL
         (br_if $rowsDone (i32.ge_u (local.get $r) (local.get $rows)))
         (local.set $xr (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $n)) (i32.const 2))))
-        (local.set $yr (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $m)) (i32.const 2))))
+        (local.set $yr (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $ys)) (i32.const 2))))
         (local.set $o (i32.const 0))
         (block $octetsDone
           (loop $octets
@@ -250,6 +251,38 @@
             (br $singles)))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rowsL))))
+
+;; y[r·ys + o] (r < rows, o < m) = x[rows, n] · bf16 w[m, n]ᵀ, cache-blocked: the weight rows go in panels of
+  ;; ~64 KB that stay in L2 while every row of x passes over them (each weight byte comes from memory once per
+  ;; call, not once per 4 rows). Every output accumulates in the same order whichever block computes it
+  ;; ($dot1 = $b1x4 = $b1x8 = $b4x2 per output), so any split of rows or columns gives the same bits.
+  (func $gemm (param $x i32) (param $w i32) (param $y i32) (param $rows i32) (param $n i32) (param $m i32) (param $ys i32)
+    (local $p i32) (local $pc i32) (local $panelRows i32)
+    (local.set $panelRows (i32.and (i32.div_u (i32.const 32768) (local.get $n)) (i32.const -8)))
+    (if (i32.lt_u (local.get $panelRows) (i32.const 8)) (then (local.set $panelRows (i32.const 8))))
+    (block $done
+      (loop $panels
+        (br_if $done (i32.ge_u (local.get $p) (local.get $m)))
+        (local.set $pc (i32.sub (local.get $m) (local.get $p)))
+        (if (i32.gt_u (local.get $pc) (local.get $panelRows)) (then (local.set $pc (local.get $panelRows))))
+        (call $panel (local.get $x)
+          (i32.add (local.get $w) (i32.shl (i32.mul (local.get $p) (local.get $n)) (i32.const 1)))
+          (i32.add (local.get $y) (i32.shl (local.get $p) (i32.const 2)))
+          (local.get $rows) (local.get $n) (local.get $pc) (local.get $ys))
+        (local.set $p (i32.add (local.get $p) (local.get $pc)))
+        (br $panels))))
+
+  ;; y[rows, m] = x[rows, n] · bf16 w[m, n]ᵀ; n must be a multiple of 8.
+  (func (export "gemm") (param $x i32) (param $w i32) (param $y i32) (param $rows i32) (param $n i32) (param $m i32)
+    (call $gemm (local.get $x) (local.get $w) (local.get $y) (local.get $rows) (local.get $n) (local.get $m) (local.get $m)))
+
+  ;; Output columns [o0, o1) of gemm(x, w, y, rows, n, m): one thread's share of a split by weight rows.
+  (func (export "gemmCols") (param $x i32) (param $w i32) (param $y i32) (param $rows i32) (param $n i32) (param $m i32)
+    (param $o0 i32) (param $o1 i32)
+    (call $gemm (local.get $x)
+      (i32.add (local.get $w) (i32.shl (i32.mul (local.get $o0) (local.get $n)) (i32.const 1)))
+      (i32.add (local.get $y) (i32.shl (local.get $o0) (i32.const 2)))
+      (local.get $rows) (local.get $n) (i32.sub (local.get $o1) (local.get $o0)) (local.get $m)))
 
   ;; Packs f32 src [n, m] (the compute layout [in, out]) into bf16 dst [m, n] (checkpoint layout).
   ;; round=0: truncate (exact for values that came from bf16); round=1: round to nearest even.

@@ -5,6 +5,8 @@ import { tf } from "../tensor/tf.js";
 import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "./bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
+import { poolFor } from "./pool.js";
+import { registerKernels } from "./registry.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
 export const BF16_UNPACK = "FusekitBf16Unpack"; // {w: packed [..., k]} → f32 [..., 2k]
@@ -51,7 +53,8 @@ const wasmKernels: tf.KernelConfig[] = [
       const [rows, n, m] = matmulDims(x, w);
       if (n % 8) throw new Error(`${BF16_MATMUL}: the wasm kernel needs n % 8 == 0, got ${n}`);
       const out = b.makeOutput([rows, m], "float32"); // may grow the heap: offsets stay valid, views would not
-      wasmExports(b).gemm(ptr(b, x), ptr(b, w), ptr(b, out), rows, n, m);
+      const pool = poolFor(rows * n * m); // every core, same bits
+      if (!pool?.gemm(b, x, w, out, rows, n, m)) wasmExports(b).gemm(ptr(b, x), ptr(b, w), ptr(b, out), rows, n, m);
       return out;
     },
   },
@@ -169,13 +172,12 @@ const cpuKernels: tf.KernelConfig[] = [
   },
 ];
 
-// Registered once per process, for both backends, before either starts (registration does not need them).
-for (const k of [...wasmKernels, ...cpuKernels]) {
-  if (!tf.getKernel(k.kernelName, k.backendName)) tf.registerKernel(k);
-}
+/** The bf16 kernels, both backends (registered by src/kernels/registry.ts). */
+export const bf16Kernels: tf.KernelConfig[] = [...wasmKernels, ...cpuKernels];
 
 /** True when the bf16 kernels exist for the active backend. */
 export function bf16KernelsAvailable(backendName = tf.getBackend()): boolean {
+  registerKernels();
   return tf.getKernel(BF16_MATMUL, backendName) !== undefined;
 }
 

@@ -5,6 +5,7 @@
 import { tf } from "../tensor/tf.js";
 import { ATTENTION_WASM_BASE64 } from "./attention-wasm.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
+import { registerKernels } from "./registry.js";
 
 export const KV_READ = "FusekitKVRead"; // {buf: [b, kv, cap, d]}, {length} → [b, kv, length, d]
 export const DECODE_ATTENTION = "FusekitDecodeAttention"; // {q: [b, h, 1, d], k, v: buffers}, {length, scale} → [b, 1, h·d]
@@ -29,6 +30,7 @@ function storage(t: tf.TensorInfo): [Float32Array, number] {
 
 /** True when the active backend can keep a KV cache in place (wasm and cpu). */
 export function kvInPlaceAvailable(): boolean {
+  registerKernels();
   const name = tf.getBackend();
   return name === "wasm" || name === "cpu";
 }
@@ -160,9 +162,8 @@ const cpuKernels: tf.KernelConfig[] = [
   },
 ];
 
-for (const k of [...wasmKernels, ...cpuKernels]) {
-  if (!tf.getKernel(k.kernelName, k.backendName)) tf.registerKernel(k);
-}
+/** The KV-cache kernels, both backends (registered by src/kernels/registry.ts). */
+export const kvKernels: tf.KernelConfig[] = [...wasmKernels, ...cpuKernels];
 
 /** The first `length` rows of every head of a cache buffer, as a new [b, kv, length, d] tensor. */
 export function readRows(buf: tf.Tensor4D, length: number): tf.Tensor4D {

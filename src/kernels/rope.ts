@@ -5,6 +5,7 @@
 // expandDims). Plain JS over the wasm heap / cpu arrays: a decode step's q is a few thousand values.
 import { tf } from "../tensor/tf.js";
 import type { CpuBackend, WasmBackend } from "./heap.js";
+import { registerKernels } from "./registry.js";
 
 export const ROPE = "FusekitRope";
 
@@ -54,10 +55,12 @@ const kernels: tf.KernelConfig[] = [
     },
   },
 ];
-for (const k of kernels) if (!tf.getKernel(k.kernelName, k.backendName)) tf.registerKernel(k);
+/** The rope kernel, both backends (registered by src/kernels/registry.ts). */
+export const ropeKernels = kernels;
 
 /** True when the rope kernel exists for the active backend (wasm, cpu). */
 export function ropeKernelAvailable(): boolean {
+  registerKernels();
   return tf.getKernel(ROPE, tf.getBackend()) !== undefined;
 }
 

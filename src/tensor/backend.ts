@@ -3,6 +3,7 @@ import { tf } from "./tf.js";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { BackendError } from "../errors.js";
+import { registerKernels } from "../kernels/registry.js";
 
 export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -52,6 +53,7 @@ export async function setBackend(name?: string): Promise<BackendName> {
       );
     }
   }
+  registerKernels(); // before the backend starts
   await withoutAddedProcessHandlers(async () => {
     if (tf.engine().backendName !== chosen) {
       const ok = await tf.setBackend(chosen);

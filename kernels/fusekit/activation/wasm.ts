@@ -6,28 +6,11 @@ import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluAndMulRows } from "./kernel.js";
 import { WASM_BASE64 } from "./silu.wasm.js";
 
-// Node's global WebAssembly, typed locally (this project compiles without the DOM lib).
-const WA = (globalThis as any).WebAssembly;
-type SiluMul = (g: number, u: number, out: number, n: number) => void;
-
-/** One SIMD instance per backend (bound to its memory); null when wasm SIMD is unavailable. */
-const simd = new WeakMap<object, SiluMul | null>();
-function simdFor(b: any): SiluMul | null {
-  if (!simd.has(b)) {
-    let fn: SiluMul | null = null;
-    try {
-      const module = new WA.Module(Buffer.from(WASM_BASE64, "base64"));
-      fn = new WA.Instance(module, { env: { memory: b.wasm.asm.memory } }).exports.silu_mul as SiluMul;
-    } catch {
-      fn = null;
-    }
-    simd.set(b, fn);
-  }
-  return simd.get(b)!;
-}
+type SiluMul = { silu_mul(g: number, u: number, out: number, n: number): void };
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
-  const { tf } = env;
+  const { tf, helpers } = env;
+  const simdFor = helpers.simdModule<SiluMul>(WASM_BASE64); // per backend, null without wasm SIMD
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     tf.registerKernel({
       kernelName: KERNEL_NAME,
@@ -38,11 +21,11 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const d = x.shape[x.shape.length - 1] / 2;
         const rows = x.shape.reduce((a, s) => a * s, 1) / (2 * d);
         const out = b.makeOutput([...x.shape.slice(0, -1), d], "float32");
-        const fn = d % 4 === 0 ? simdFor(b) : null;
-        if (fn) {
-          const xp = b.dataIdMap.get(x.dataId).memoryOffset as number;
-          const op = b.dataIdMap.get(out.dataId).memoryOffset as number;
-          for (let r = 0; r < rows; r++) fn(xp + r * 8 * d, xp + r * 8 * d + 4 * d, op + r * 4 * d, d);
+        const fns = d % 4 === 0 ? simdFor(b) : null;
+        if (fns) {
+          const xp = helpers.heapOffset(b, x);
+          const op = helpers.heapOffset(b, out);
+          for (let r = 0; r < rows; r++) fns.silu_mul(xp + r * 8 * d, xp + r * 8 * d + 4 * d, op + r * 4 * d, d);
         } else {
           siluAndMulRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(out), rows, d);
         }

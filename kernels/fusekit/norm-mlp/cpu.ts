@@ -3,7 +3,7 @@
 // bf16 weights (int32 [out, in/2]) are multiplied by src/kernels' cpu bf16 matmul kernel function.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
-import { BF16_MATMUL, KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
+import { KERNEL_NAME, makeLayers, siluMulInPlace } from "./kernel.js";
 
 /** out[rows, n] = a[rows, k] · w[k, n]. */
 function matMulRows(a: Float32Array, w: Float32Array, rows: number, k: number, n: number): Float32Array {
@@ -23,7 +23,7 @@ function matMulRows(a: Float32Array, w: Float32Array, rows: number, k: number, n
 }
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
-  const { tf } = env;
+  const { tf, helpers } = env;
   if (!tf.getKernel(KERNEL_NAME, "cpu")) {
     tf.registerKernel({
       kernelName: KERNEL_NAME,
@@ -37,10 +37,10 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const xs = vals(x);
         const rows = xs.length / h;
         const normed = new Float32Array(xs.length);
-        rmsNormRows(xs, vals(normWeight), normed, rows, h, eps);
+        helpers.rmsNormRows(xs, vals(normWeight), normed, rows, h, eps);
         if (gate.dtype === "int32") {
           // packed bf16: the backend bf16 kernel multiplies; its outputs are freed here once read
-          const mm = tf.getKernel(BF16_MATMUL, "cpu")!.kernelFunc;
+          const mm = tf.getKernel(helpers.BF16_MATMUL, "cpu")!.kernelFunc;
           const run = (a: Float32Array, k: number, w: TensorInfo): Float32Array => {
             const xi = b.makeTensorInfo([rows, k], "float32", a) as TensorInfo;
             const y = mm({ inputs: { x: xi, w }, backend, attrs: {} }) as TensorInfo;

@@ -4,16 +4,6 @@ import type { KernelEnv } from "../../../src/hub/types.js";
 
 export const KERNEL_NAME = "FusekitNormMLP";
 
-/** out[r] = w · x[r] / sqrt(mean(x[r]²) + eps) (sums in float64). */
-export function rmsNormRows(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, h: number, eps: number): void {
-  for (let r = 0, o = 0; r < rows; r++, o += h) {
-    let ss = 0;
-    for (let i = 0; i < h; i++) ss += x[o + i] * x[o + i];
-    const inv = 1 / Math.sqrt(ss / h + eps);
-    for (let i = 0; i < h; i++) out[o + i] = w[i] * (x[o + i] * inv);
-  }
-}
-
 /** gate[i] = silu(gate[i]) · up[i], in place. */
 export function siluMulInPlace(gate: Float32Array, up: Float32Array): void {
   for (let i = 0; i < gate.length; i++) {
@@ -41,10 +31,7 @@ export interface MLPLike {
 /** FusedNormMLP (patch mapping) or a runtime FusedModule whose chain is [RMSNorm, MLP]. */
 export type NormMLPModule = MLPLike & { norm_weight?: Weight; eps?: number; chain?: readonly unknown[] };
 
-/** The bf16 matmul kernel of src/kernels (registered for wasm and cpu when packed weights exist). */
-export const BF16_MATMUL = "FusekitBf16MatMul";
-
-export function makeLayers({ tf }: KernelEnv) {
+export function makeLayers({ tf, helpers }: KernelEnv) {
   /**
    * Replaces forward(x) = mlp(rmsNorm(x)) of a SwiGLU MLP (bias-free in the kernel; biased ones compose). The norm weight and eps come
    * from `this.norm_weight` / `this.eps`, or from `this.chain[0]` for a runtime-fused [norm, mlp] chain.
@@ -65,7 +52,7 @@ export function makeLayers({ tf }: KernelEnv) {
       const packed = linears.filter((l) => l.weight.packed).length;
       const h = x.shape[x.shape.length - 1];
       const inter = mlp.down_proj.weight.packed ? 2 * mlp.down_proj.weight.packedTensor!.shape[1]! : mlp.down_proj.weight.tensor.shape[0];
-      const bf16Ok = packed === 3 && (tf.getBackend() !== "wasm" || (h % 8 === 0 && inter % 8 === 0)) && tf.getKernel(BF16_MATMUL, tf.getBackend()) !== undefined;
+      const bf16Ok = packed === 3 && (tf.getBackend() !== "wasm" || (h % 8 === 0 && inter % 8 === 0)) && tf.getKernel(helpers.BF16_MATMUL, tf.getBackend()) !== undefined;
       // The kernel computes a bias-free MLP; one with biases (Llama's mlp_bias) runs the composed ops.
       const biased = linears.some((l) => l.bias !== undefined);
       if (biased || (packed > 0 && !bf16Ok)) {

@@ -8,43 +8,29 @@
 // heap growth detaches older views.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
-import { BF16_MATMUL, KERNEL_NAME, makeLayers, rmsNormRows, siluMulInPlace } from "./kernel.js";
+import { KERNEL_NAME, makeLayers, siluMulInPlace } from "./kernel.js";
 import { WASM_BASE64 } from "./normmlp.wasm.js";
 
-// Node's global WebAssembly, typed locally (this project compiles without the DOM lib).
-const WA = (globalThis as any).WebAssembly;
 interface Simd {
   rmsnorm(x: number, w: number, out: number, rows: number, h: number, eps: number): void;
   silu_mul(g: number, u: number, out: number, n: number): void;
 }
 
-/** One SIMD instance per backend (bound to its memory); null when wasm SIMD is unavailable. */
-const simd = new WeakMap<object, Simd | null>();
-function simdFor(b: any): Simd | null {
-  if (!simd.has(b)) {
-    let fns: Simd | null = null;
-    try {
-      const module = new WA.Module(Buffer.from(WASM_BASE64, "base64"));
-      fns = new WA.Instance(module, { env: { memory: b.wasm.asm.memory } }).exports as Simd;
-    } catch {
-      fns = null;
-    }
-    simd.set(b, fns);
-  }
-  return simd.get(b)!;
-}
+/** The SIMD module on a backend's heap (null without wasm SIMD); set by createLayers from the env's helpers. */
+let simdFor: ((backend: object) => Simd | null) | undefined;
 
 /** True when the SIMD module runs on this backend (tests use it to know which path they cover). */
 export function simdAvailable(backend: object): boolean {
-  return simdFor(backend) !== null;
+  return simdFor?.(backend) != null;
 }
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
-  const { tf } = env;
+  const { tf, helpers } = env;
+  simdFor ??= helpers.simdModule<Simd>(WASM_BASE64);
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
     // looked up per call: src/kernels registers it when the model code loads, possibly after this build
-    const bf16MatMul = () => tf.getKernel(BF16_MATMUL, "wasm")!.kernelFunc;
+    const bf16MatMul = () => tf.getKernel(helpers.BF16_MATMUL, "wasm")!.kernelFunc;
     tf.registerKernel({
       kernelName: KERNEL_NAME,
       backendName: "wasm",
@@ -56,15 +42,15 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const packed = gate.dtype === "int32"; // bf16 [out, in/2] instead of float32 [in, out]
         const inter = packed ? gate.shape[0] : gate.shape[1];
         const rows = x.shape.reduce((a, d) => a * d, 1) / h;
-        const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset as number;
+        const at = (t: TensorInfo) => helpers.heapOffset(b, t);
         const mm = packed
           ? (a: TensorInfo, w: TensorInfo) => bf16MatMul()({ inputs: { x: a, w }, backend, attrs: {} }) as TensorInfo
           : (a: TensorInfo, w: TensorInfo) => matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
-        const fns = simdFor(b);
+        const fns = simdFor!(b);
 
         const normed = b.makeOutput([rows, h], "float32");
         if (fns && h % 4 === 0) fns.rmsnorm(at(x), at(normWeight), at(normed), rows, h, eps);
-        else rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(normWeight), b.typedArrayFromHeap(normed), rows, h, eps);
+        else helpers.rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(normWeight), b.typedArrayFromHeap(normed), rows, h, eps);
         const g = mm(normed, gate);
         const u = mm(normed, up);
         if (fns && inter % 4 === 0) fns.silu_mul(at(g), at(u), at(g), rows * inter);

@@ -1,9 +1,9 @@
 // cpu build: the kernel works on the cpu backend's typed arrays.
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
-import { KERNEL_NAME, makeLayers, rmsNormRows } from "./kernel.js";
+import { KERNEL_NAME, makeLayers } from "./kernel.js";
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
-  const { tf } = env;
+  const { tf, helpers } = env;
   if (!tf.getKernel(KERNEL_NAME, "cpu")) {
     tf.registerKernel({
       kernelName: KERNEL_NAME,
@@ -14,7 +14,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const h = x.shape[x.shape.length - 1];
         const xs = b.data.get(x.dataId).values as Float32Array;
         const out = new Float32Array(xs.length);
-        rmsNormRows(xs, b.data.get(weight.dataId).values, out, xs.length / h, h, (attrs as { eps: number }).eps);
+        helpers.rmsNormRows(xs, b.data.get(weight.dataId).values, out, xs.length / h, h, (attrs as { eps: number }).eps);
         return b.makeTensorInfo(x.shape, "float32", out);
       },
     });

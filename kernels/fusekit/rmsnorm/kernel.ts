@@ -4,16 +4,6 @@ import type { KernelEnv } from "../../../src/hub/types.js";
 
 export const KERNEL_NAME = "FusekitRMSNorm";
 
-/** out[r] = w · x[r] / sqrt(mean(x[r]²) + eps) for `rows` rows of length `h` (sums in float64). */
-export function rmsNormRows(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, h: number, eps: number): void {
-  for (let r = 0, o = 0; r < rows; r++, o += h) {
-    let ss = 0;
-    for (let i = 0; i < h; i++) ss += x[o + i] * x[o + i];
-    const inv = 1 / Math.sqrt(ss / h + eps);
-    for (let i = 0; i < h; i++) out[o + i] = w[i] * (x[o + i] * inv);
-  }
-}
-
 export function makeLayers({ tf }: KernelEnv) {
   /** Replaces RMSNorm.forward: reads `this.weight` and `this.eps` of the module it serves. */
   class RMSNorm {

@@ -4,36 +4,22 @@
 // heap growth detaches older views).
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
-import { KERNEL_NAME, makeLayers, rmsNormRows } from "./kernel.js";
+import { KERNEL_NAME, makeLayers } from "./kernel.js";
 import { WASM_BASE64 } from "./rmsnorm.wasm.js";
 
-// Node's global WebAssembly, typed locally (this project compiles without the DOM lib).
-const WA = (globalThis as any).WebAssembly;
-type SimdRMSNorm = (x: number, w: number, out: number, rows: number, h: number, eps: number) => void;
+type SimdRMSNorm = { rmsnorm(x: number, w: number, out: number, rows: number, h: number, eps: number): void };
 
-/** One SIMD instance per backend (it is bound to that backend's memory); null when SIMD is unavailable. */
-const simd = new WeakMap<object, SimdRMSNorm | null>();
-function simdFor(b: any): SimdRMSNorm | null {
-  if (!simd.has(b)) {
-    let fn: SimdRMSNorm | null = null;
-    try {
-      const module = new WA.Module(Buffer.from(WASM_BASE64, "base64"));
-      fn = new WA.Instance(module, { env: { memory: b.wasm.asm.memory } }).exports.rmsnorm as SimdRMSNorm;
-    } catch {
-      fn = null; // no wasm SIMD here: the JS loop below serves
-    }
-    simd.set(b, fn);
-  }
-  return simd.get(b)!;
-}
+/** The SIMD module on a backend's heap (null without wasm SIMD); set by createLayers from the env's helpers. */
+let simdFor: ((backend: object) => SimdRMSNorm | null) | undefined;
 
 /** True when the SIMD module runs on this backend (tests use it to know which path they cover). */
 export function simdAvailable(backend: object): boolean {
-  return simdFor(backend) !== null;
+  return simdFor?.(backend) != null;
 }
 
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
-  const { tf } = env;
+  const { tf, helpers } = env;
+  simdFor ??= helpers.simdModule<SimdRMSNorm>(WASM_BASE64);
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     tf.registerKernel({
       kernelName: KERNEL_NAME,
@@ -45,12 +31,12 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const h = x.shape[x.shape.length - 1];
         const rows = x.shape.reduce((a, d) => a * d, 1) / h;
         const out = b.makeOutput(x.shape, "float32");
-        const fn = h % 4 === 0 ? simdFor(b) : null;
-        if (fn) {
-          const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset as number;
-          fn(at(x), at(weight), at(out), rows, h, eps);
+        const fns = h % 4 === 0 ? simdFor!(b) : null;
+        if (fns) {
+          const at = (t: TensorInfo) => helpers.heapOffset(b, t);
+          fns.rmsnorm(at(x), at(weight), at(out), rows, h, eps);
         } else {
-          rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(weight), b.typedArrayFromHeap(out), rows, h, eps);
+          helpers.rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(weight), b.typedArrayFromHeap(out), rows, h, eps);
         }
         return out;
       },

@@ -1,0 +1,293 @@
+// A worker pool for the bf16 matmul on every core. tfjs-wasm's heap is not shared (its threads cannot start in
+// Node), so the pool owns a shared WebAssembly.Memory: each packed weight is copied into it once (on first
+// use), activations are copied in and out per call (small at decode). The main thread and each worker run the
+// same SIMD module (bf16.wat built for a shared memory) on their own slice of output columns (weight rows),
+// woken through Atomics on a SharedArrayBuffer — no messages per call. Every output is computed by one thread
+// in the single-threaded kernel's order, so results are bit-identical to it. Hand-written: no npm library
+// runs SIMD wasm kernels over a shared heap with futex-style wake-ups.
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import type { tf } from "../tensor/tf.js";
+import { BackendError } from "../errors.js";
+import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
+import { heapOffset, type WasmBackend } from "./heap.js";
+import { CTRL, OPS, workerMain, type WorkerData } from "./worker.js";
+
+const WA = (globalThis as any).WebAssembly;
+const PAGE = 65536;
+const ALIGN = 64;
+/** Polls of the control word before a thread sleeps in Atomics.wait (wake-ups cost ~10–50 µs). */
+const SPIN = 20000;
+/** How long the first call waits for the workers to start before running on one thread. */
+const START_TIMEOUT_MS = 10000;
+
+interface SharedExports {
+  gemmCols(x: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
+  readsum(p: number, blocks: number): number;
+}
+interface SharedMemory {
+  readonly buffer: SharedArrayBuffer;
+  grow(pages: number): number;
+}
+
+/** First-fit allocator over the shared memory (64-byte aligned blocks; grows the memory when full). */
+class SharedHeap {
+  readonly memory: SharedMemory = new WA.Memory({ initial: 1, maximum: 65536, shared: true });
+  private free: { at: number; size: number }[] = [];
+  private top = ALIGN; // offset 0 is never handed out
+  private readonly sizes = new Map<number, number>();
+
+  alloc(bytes: number): number {
+    const size = Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN;
+    const i = this.free.findIndex((b) => b.size >= size);
+    let at: number;
+    if (i >= 0) {
+      at = this.free[i].at;
+      if (this.free[i].size > size) this.free[i] = { at: at + size, size: this.free[i].size - size };
+      else this.free.splice(i, 1);
+    } else {
+      at = this.top;
+      const need = at + size - this.memory.buffer.byteLength;
+      if (need > 0) this.memory.grow(Math.ceil(need / PAGE)); // RangeError past 4 GiB: the caller falls back
+      this.top = at + size;
+    }
+    this.sizes.set(at, size);
+    return at;
+  }
+
+  release(at: number): void {
+    const size = this.sizes.get(at);
+    if (size === undefined) return;
+    this.sizes.delete(at);
+    this.free.push({ at, size });
+    this.free.sort((a, b) => a.at - b.at);
+    const merged: { at: number; size: number }[] = [];
+    for (const b of this.free) {
+      const last = merged[merged.length - 1];
+      if (last && last.at + last.size === b.at) last.size += b.size;
+      else merged.push({ ...b });
+    }
+    if (merged.length && merged[merged.length - 1].at + merged[merged.length - 1].size === this.top) {
+      this.top = merged.pop()!.at;
+    }
+    this.free = merged;
+  }
+
+  bytes(at: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, at, length);
+  }
+}
+
+/** The threads to use: FUSEKIT_THREADS, else the core count. */
+export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.FUSEKIT_THREADS;
+  if (raw === undefined || raw === "") return availableParallelism();
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 256) {
+    throw new BackendError(`FUSEKIT_THREADS must be an integer from 1 to 256 (1 = one thread), got "${raw}"`);
+  }
+  return n;
+}
+
+/** The main thread plus `threads - 1` workers over one shared heap. */
+export class KernelPool {
+  readonly heap = new SharedHeap();
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * (CTRL.RANGES + 258)));
+  private readonly workers: Worker[] = [];
+  private readonly main: SharedExports;
+  private ready = false;
+  private closed = false;
+  /** Packed weights already copied into the shared heap, by tfjs dataId; freed when the dataId is collected. */
+  private readonly weights = new WeakMap<object, number>();
+  private readonly reclaim = new FinalizationRegistry<number>((at) => this.closed || this.heap.release(at));
+  private scratch = { at: 0, size: 0 };
+  /** Matmuls run on the pool so far. */
+  jobs = 0;
+
+  constructor(readonly threads: number) {
+    const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
+    this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
+    const source = `(${workerMain.toString()})()`;
+    for (let index = 1; index < threads; index++) {
+      const workerData: WorkerData = { memory: this.heap.memory, module, ctrl: this.ctrl.buffer as SharedArrayBuffer, index, spin: SPIN, slots: CTRL };
+      const worker = new Worker(source, { eval: true, workerData });
+      worker.unref(); // never keeps the process alive: an idle worker sleeps in Atomics.wait
+      worker.on("error", () => this.close());
+      this.workers.push(worker);
+    }
+  }
+
+  /** Waits (once) for every worker to instantiate its module; false when they did not start in time. */
+  private started(): boolean {
+    if (this.ready) return true;
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (let r; (r = Atomics.load(this.ctrl, CTRL.READY)) < this.workers.length; ) {
+      if (this.closed || Date.now() > deadline) return false;
+      Atomics.wait(this.ctrl, CTRL.READY, r, 50);
+    }
+    return (this.ready = true);
+  }
+
+  /** The weight's offset in the shared heap (copied from the tfjs heap on first use); undefined if it cannot fit. */
+  private weightAt(b: WasmBackend, w: tf.TensorInfo, bytes: number): number | undefined {
+    let at = this.weights.get(w.dataId);
+    if (at !== undefined) return at;
+    try {
+      at = this.heap.alloc(bytes);
+    } catch {
+      return undefined;
+    }
+    this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, w) >>> 0, bytes));
+    this.weights.set(w.dataId, at);
+    this.reclaim.register(w.dataId, at);
+    return at;
+  }
+
+  private scratchAt(bytes: number): number | undefined {
+    if (this.scratch.size < bytes) {
+      if (this.scratch.size) this.heap.release(this.scratch.at);
+      this.scratch = { at: 0, size: 0 };
+      try {
+        this.scratch = { at: this.heap.alloc(bytes), size: bytes };
+      } catch {
+        return undefined;
+      }
+    }
+    return this.scratch.at;
+  }
+
+  /**
+   * out = x · wᵀ on every thread, for tfjs-wasm tensors x f32 [rows, n], w packed bf16 [m, n/2], out f32
+   * [rows, m] (already allocated). False (nothing written) when the pool cannot take it: the caller runs the
+   * single-threaded kernel instead.
+   */
+  gemm(b: WasmBackend, x: tf.TensorInfo, w: tf.TensorInfo, out: tf.TensorInfo, rows: number, n: number, m: number): boolean {
+    if (this.closed || !this.started()) return false;
+    const xBytes = rows * n * 4;
+    const yBytes = rows * m * 4;
+    const wAt = this.weightAt(b, w, m * n * 2);
+    const xAt = wAt === undefined ? undefined : this.scratchAt(xBytes + yBytes);
+    if (wAt === undefined || xAt === undefined) return false;
+    const yAt = xAt + xBytes;
+    const tfHeap = b.wasm.asm.memory.buffer;
+    this.heap.bytes(xAt, xBytes).set(new Uint8Array(tfHeap, heapOffset(b, x) >>> 0, xBytes));
+    this.run(xAt, wAt, yAt, rows, n, m);
+    new Uint8Array(tfHeap, heapOffset(b, out) >>> 0, yBytes).set(this.heap.bytes(yAt, yBytes));
+    return true;
+  }
+
+  /** Splits columns [0, m) in multiples of 8, wakes the workers, computes share 0 here, waits for the rest. */
+  private run(x: number, w: number, y: number, rows: number, n: number, m: number): void {
+    const c = this.ctrl;
+    c[CTRL.W] = w;
+    c[CTRL.Y] = y;
+    c[CTRL.ROWS] = rows;
+    c[CTRL.N] = n;
+    c[CTRL.M] = m;
+    this.dispatch(OPS.GEMM, x, m, 8, (o1) => this.main.gemmCols(x, w, y, rows, n, m, 0, o1));
+  }
+
+  /** Starts job `op` over [0, count) split in multiples of `step`, runs share 0 with `mine`, waits for the rest. */
+  private dispatch(op: number, x: number, count: number, step: number, mine: (end: number) => void): void {
+    const c = this.ctrl;
+    const t = this.threads;
+    this.jobs++;
+    for (let i = 0; i < t; i++) c[CTRL.RANGES + i] = Math.min(count, Math.round((count * i) / t / step) * step);
+    c[CTRL.RANGES + t] = count;
+    c[CTRL.OP] = op;
+    c[CTRL.X] = x;
+    Atomics.store(c, CTRL.DONE, 0);
+    Atomics.add(c, CTRL.SEQ, 1);
+    Atomics.notify(c, CTRL.SEQ);
+    try {
+      if (c[CTRL.RANGES + 1] > 0) mine(c[CTRL.RANGES + 1]);
+    } finally {
+      let polls = 0; // the workers finish their shares before the scratch is reused, even if this one threw
+      for (let d; (d = Atomics.load(c, CTRL.DONE)) < this.workers.length; ) if (++polls > SPIN) Atomics.wait(c, CTRL.DONE, d, 100);
+    }
+    if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
+  }
+
+  /**
+   * Read bandwidth of every thread together (GB/s, median of `repeats`): a SIMD sum over `bytes` of the shared
+   * heap split like a matmul — the two-core bound of a bandwidth-bound decode. Undefined if it cannot allocate.
+   */
+  readBandwidth(bytes: number, repeats: number): number[] | undefined {
+    if (!this.started()) return undefined;
+    let at: number;
+    try {
+      at = this.heap.alloc(bytes);
+    } catch {
+      return undefined;
+    }
+    const blocks = Math.floor(bytes / 64);
+    const once = () => this.dispatch(OPS.READ, at, blocks, 1, (end) => this.main.readsum(at, end));
+    once();
+    const runs = Array.from({ length: repeats }, () => {
+      const t = performance.now();
+      once();
+      return (blocks * 64) / ((performance.now() - t) / 1000) / 1e9;
+    });
+    this.heap.release(at);
+    return runs;
+  }
+
+  /** Stops the workers and frees the shared heap's contents (the pool is unusable afterwards). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctrl, CTRL.STOP, 1);
+    Atomics.add(this.ctrl, CTRL.SEQ, 1);
+    Atomics.notify(this.ctrl, CTRL.SEQ);
+    for (const w of this.workers) void w.terminate();
+  }
+}
+
+let pool: KernelPool | null | undefined;
+/** Below this many multiply-adds a matmul stays on the calling thread (waking the pool costs more). */
+let minMacs = 1 << 18;
+
+/** The pool for a matmul of `macs` multiply-adds, or null to run it on this thread. */
+export function poolFor(macs: number): KernelPool | null {
+  return macs >= minMacs ? kernelPool() : null;
+}
+
+/** Sets the smallest matmul (multiply-adds) the pool takes; returns the previous value (tests use 0). */
+export function setParallelMinMacs(macs: number): number {
+  const prev = minMacs;
+  minMacs = macs;
+  return prev;
+}
+
+/** The process's pool, started on first use; null when one thread is asked for or shared memory is unavailable. */
+export function kernelPool(): KernelPool | null {
+  if (pool === undefined) pool = startPool(threadsFromEnv());
+  return pool;
+}
+
+function startPool(threads: number): KernelPool | null {
+  if (threads < 2 || typeof SharedArrayBuffer !== "function") return null;
+  try {
+    return new KernelPool(threads);
+  } catch {
+    return null; // no shared wasm memory / no workers here: one thread
+  }
+}
+
+/**
+ * Sets how many threads the bf16 kernels use from now on (1 = the single-threaded kernel; default: the
+ * FUSEKIT_THREADS environment variable, else the core count). Stops the current pool; returns the count in use.
+ */
+export function setKernelThreads(threads?: number): number {
+  const n = threads ?? threadsFromEnv();
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new BackendError(`kernel threads must be an integer from 1 to 256, got ${n}`);
+  pool?.close();
+  pool = startPool(n);
+  return kernelThreads();
+}
+
+/** Threads the bf16 kernels run on (1 when the pool is off or unavailable). */
+export function kernelThreads(): number {
+  const p = kernelPool();
+  return p ? p.threads : 1;
+}

@@ -1,0 +1,22 @@
+// Every backend kernel fusekit registers with tfjs, in one list. Each kernel file exports its KernelConfigs;
+// nothing registers as an import side effect. registerKernels() runs from setBackend (before a backend starts:
+// registration does not need it) and from each kernel family's availability check, so any path that uses a
+// kernel has registered them all first. The lists are read at call time, so the import cycle is harmless.
+import { tf } from "../tensor/tf.js";
+import { bf16Kernels } from "./kernels.js";
+import { kvKernels } from "./kv.js";
+import { ropeKernels } from "./rope.js";
+
+/** fusekit's backend kernels (wasm and cpu builds of each). */
+export function fusekitKernels(): tf.KernelConfig[] {
+  return [...bf16Kernels, ...ropeKernels, ...kvKernels];
+}
+
+let registered = false;
+
+/** Registers every kernel of fusekitKernels() not registered yet (once per process). */
+export function registerKernels(): void {
+  if (registered) return;
+  registered = true;
+  for (const k of fusekitKernels()) if (!tf.getKernel(k.kernelName, k.backendName)) tf.registerKernel(k);
+}
