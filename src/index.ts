@@ -3,7 +3,7 @@ import "reflect-metadata";
 
 export * from "./errors.js";
 export { tf } from "./tensor/tf.js";
-export { setBackend, ensureBackend, getBackend, tensorflowAvailable, BACKENDS, type BackendName } from "./tensor/backend.js";
+export { setBackend, ensureBackend, getBackend, tensorflowAvailable, BACKENDS, type BackendName } from "./kernels/backend.js";
 export * from "./tensor/dtypes.js";
 
 export { Module, ModuleList, type ForwardHook, type ForwardPreHook, type HookHandle, type LoadStateDictResult } from "./nn/module.js";

@@ -2,7 +2,7 @@
 // progress bar (TTY only), and printing errors as one line.
 import { InvalidArgumentError, Option, type Command } from "commander";
 import cliProgress from "cli-progress";
-import { setBackend, BACKENDS } from "../tensor/backend.js";
+import { setBackend, BACKENDS } from "../kernels/backend.js";
 import { defaultModelDir } from "../models/presets.js";
 import { readConfigJson } from "../io/checkpoint.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { Option, type Command } from "commander";
 import { makeModel, PRESETS, DEFAULT_PRESET, cacheDir, type PresetName } from "../models/presets.js";
-import { BACKENDS } from "../tensor/backend.js";
+import { BACKENDS } from "../kernels/backend.js";
 import { preflightWrite } from "../io/atomic.js";
 import { checkpointFolderTarget } from "../io/checkpoint.js";
 import { addForceOption, integerIn, nonEmptyText, setBackend } from "./common.js";

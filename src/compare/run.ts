@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { tf } from "../tensor/tf.js";
-import { getBackend } from "../tensor/backend.js";
+import { getBackend } from "../kernels/backend.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import { defaultModelDir } from "../models/presets.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";

@@ -6,7 +6,7 @@ import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "./bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { poolFor } from "./pool.js";
-import { registerKernels } from "./registry.js";
+import { registerKernelConfigs } from "./register.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
 export const BF16_UNPACK = "FusekitBf16Unpack"; // {w: packed [..., k]} → f32 [..., 2k]
@@ -177,7 +177,7 @@ export const bf16Kernels: tf.KernelConfig[] = [...wasmKernels, ...cpuKernels];
 
 /** True when the bf16 kernels exist for the active backend. */
 export function bf16KernelsAvailable(backendName = tf.getBackend()): boolean {
-  registerKernels();
+  registerKernelConfigs(bf16Kernels);
   return tf.getKernel(BF16_MATMUL, backendName) !== undefined;
 }
 

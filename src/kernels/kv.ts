@@ -5,7 +5,7 @@
 import { tf } from "../tensor/tf.js";
 import { ATTENTION_WASM_BASE64 } from "./attention-wasm.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
-import { registerKernels } from "./registry.js";
+import { registerKernelConfigs } from "./register.js";
 
 export const KV_READ = "FusekitKVRead"; // {buf: [b, kv, cap, d]}, {length} → [b, kv, length, d]
 export const DECODE_ATTENTION = "FusekitDecodeAttention"; // {q: [b, h, 1, d], k, v: buffers}, {length, scale} → [b, 1, h·d]
@@ -30,7 +30,7 @@ function storage(t: tf.TensorInfo): [Float32Array, number] {
 
 /** True when the active backend can keep a KV cache in place (wasm and cpu). */
 export function kvInPlaceAvailable(): boolean {
-  registerKernels();
+  registerKernelConfigs(kvKernels);
   const name = tf.getBackend();
   return name === "wasm" || name === "cpu";
 }

@@ -1,11 +1,12 @@
 // Every backend kernel fusekit registers with tfjs, in one list. Each kernel file exports its KernelConfigs;
 // nothing registers as an import side effect. registerKernels() runs from setBackend (before a backend starts:
-// registration does not need it) and from each kernel family's availability check, so any path that uses a
-// kernel has registered them all first. The lists are read at call time, so the import cycle is harmless.
+// registration does not need it); each kernel family's availability check also registers its own configs, so
+// any path that uses a kernel has it registered first.
 import { tf } from "../tensor/tf.js";
 import { bf16Kernels } from "./kernels.js";
 import { kvKernels } from "./kv.js";
 import { ropeKernels } from "./rope.js";
+import { registerKernelConfigs } from "./register.js";
 
 /** fusekit's backend kernels (wasm and cpu builds of each). */
 export function fusekitKernels(): tf.KernelConfig[] {
@@ -18,5 +19,5 @@ let registered = false;
 export function registerKernels(): void {
   if (registered) return;
   registered = true;
-  for (const k of fusekitKernels()) if (!tf.getKernel(k.kernelName, k.backendName)) tf.registerKernel(k);
+  registerKernelConfigs(fusekitKernels());
 }

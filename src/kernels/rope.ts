@@ -5,7 +5,7 @@
 // expandDims). Plain JS over the wasm heap / cpu arrays: a decode step's q is a few thousand values.
 import { tf } from "../tensor/tf.js";
 import type { CpuBackend, WasmBackend } from "./heap.js";
-import { registerKernels } from "./registry.js";
+import { registerKernelConfigs } from "./register.js";
 
 export const ROPE = "FusekitRope";
 
@@ -60,7 +60,7 @@ export const ropeKernels = kernels;
 
 /** True when the rope kernel exists for the active backend (wasm, cpu). */
 export function ropeKernelAvailable(): boolean {
-  registerKernels();
+  registerKernelConfigs(ropeKernels);
   return tf.getKernel(ROPE, tf.getBackend()) !== undefined;
 }
 

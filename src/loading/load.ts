@@ -5,7 +5,7 @@ import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
-import { ensureBackend } from "../tensor/backend.js";
+import { ensureBackend } from "../kernels/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
 import { packWeightsOnLoad, type WeightStorage } from "../nn/storage.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";

@@ -12,7 +12,7 @@ import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError, OutputPathError } from "../errors.js";
 import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/atomic.js";
 import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
-import { ensureBackend } from "../tensor/backend.js";
+import { ensureBackend } from "../kernels/backend.js";
 
 const QWEN3_COMMON = {
   vocab_size: 151936,

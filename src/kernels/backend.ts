@@ -1,9 +1,9 @@
 import { createRequire } from "node:module";
-import { tf } from "./tf.js";
+import { tf } from "../tensor/tf.js";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { BackendError } from "../errors.js";
-import { registerKernels } from "../kernels/registry.js";
+import { registerKernels } from "./registry.js";
 
 export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];
