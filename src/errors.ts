@@ -124,3 +124,10 @@ export class PackedParameterError extends FusekitError {}
 
 /** `storeWeightsAs` refused: a weight is not exactly representable in the requested storage (pass `lossy`). */
 export class WeightStorageError extends FusekitError {}
+
+/**
+ * A load was refused before reading any weight: the model (weights in the chosen storage, the backend's copy,
+ * the KV cache for the requested context, activations) would not fit the backend's memory. The message gives
+ * the numbers and what would fit.
+ */
+export class MemoryPlanError extends FusekitError {}

@@ -22,7 +22,11 @@ export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cache
 
 export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME } from "./io/checkpoint.js";
-export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
+export { fromPretrained, loadWeights, modelShape, weightInventory, type FromPretrainedOptions, type LoadWeightsOptions, type LoadProgress } from "./loading/load.js";
+export {
+  planMemory, backendLimits, describePlan, activationBytes, kvCapacity, WASM_HEAP_BYTES, WEIGHT_STORAGE_CHOICES,
+  type MemoryPlan, type PlanRequest, type BackendLimits, type ModelShape, type WeightEntry, type WeightStorageChoice,
+} from "./loading/plan.js";
 export { savePretrained, parseSize } from "./loading/save.js";
 
 export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";

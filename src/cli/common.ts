@@ -7,6 +7,7 @@ import { defaultModelDir } from "../models/presets.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
+import { WEIGHT_STORAGE_CHOICES } from "../loading/plan.js";
 
 /** Checkpoints at least this big get a progress bar while loading (on a TTY); $FUSEKIT_PROGRESS_MIN_BYTES overrides. */
 export const PROGRESS_MIN_BYTES = 64 * 1024 * 1024;
@@ -33,11 +34,16 @@ export function parseNumber(value: string): number {
   return n;
 }
 
-/** Adds `--model DIR` and `--backend NAME`, shared by the commands that load a model. */
+/** Adds `--model DIR`, `--backend NAME` and `--weight-storage KIND`, shared by the commands that load a model. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)")
-    .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]));
+    .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]))
+    .addOption(
+      new Option("-w, --weight-storage <kind>", "weights as packed bf16 (exact for BF16 checkpoints, half the memory) or float32; auto: bf16 when exact or when float32 would not fit")
+        .choices([...WEIGHT_STORAGE_CHOICES])
+        .default("auto"),
+    );
 }
 
 export async function resolveModelDir(model: string | undefined): Promise<string> {

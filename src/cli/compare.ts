@@ -1,6 +1,7 @@
 // `fusekit compare`: every approach side by side on one checkpoint (the main job; `npm start` runs it).
 import { promises as fsp } from "node:fs";
-import { Option, type Command } from "commander";
+import type { Command } from "commander";
+import type { WeightStorageChoice } from "../loading/plan.js";
 import { addModelOptions, parseInteger, resolveModelDir, setBackend } from "./common.js";
 import { runComparison, DEFAULT_PROMPT } from "../compare/run.js";
 import { defaultApproaches } from "../compare/approaches.js";
@@ -15,10 +16,9 @@ export function registerCompare(program: Command): void {
     .option("-p, --prompt <text>", "prompt to measure on", DEFAULT_PROMPT)
     .option("-n, --new-tokens <n>", "greedy tokens generated per approach", parseInteger, 16)
     .option("-r, --repeats <n>", "timing runs per figure (median, min–max)", parseInteger, 3)
-    .addOption(new Option("-w, --weight-storage <kind>", "keep weights as float32, or packed bf16 (exact for BF16 checkpoints; half the memory)").choices(["f32", "bf16"]).default("f32"))
     .option("--json", "print the result as JSON instead of tables")
     .option("--report <file.html>", "also write a self-contained HTML report")
-    .action(async (opts: { model?: string; backend?: string; prompt: string; newTokens: number; repeats: number; json?: boolean; report?: string; weightStorage: "f32" | "bf16" }) => {
+    .action(async (opts: { model?: string; backend?: string; prompt: string; newTokens: number; repeats: number; json?: boolean; report?: string; weightStorage: WeightStorageChoice }) => {
       await setBackend(opts.backend);
       const dir = await resolveModelDir(opts.model);
       const result = await runComparison({

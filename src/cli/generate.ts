@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { loadGenerationConfig, streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
 import { TextStreamer } from "../generation/streamer.js";
+import type { WeightStorageChoice } from "../loading/plan.js";
 import { addModelOptions, loadModel, parseInteger, parseNumber, resolveModelDir, setBackend } from "./common.js";
 
 interface GenerateCliOptions {
@@ -17,6 +18,7 @@ interface GenerateCliOptions {
   repetitionPenalty?: number;
   seed?: number;
   stop?: string[];
+  weightStorage: WeightStorageChoice;
 }
 
 /** `fusekit generate`: streams the continuation to stdout, then prints timings and tokens/s to stderr. */
@@ -42,15 +44,17 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
   const backend = await setBackend(opts.backend);
   const dir = await resolveModelDir(opts.model);
   const t0 = performance.now();
-  const model = await loadModel(dir);
+  const tokenizer = await AutoTokenizer.fromPretrained(dir);
+  const generationConfig = (await loadGenerationConfig(dir)) ?? {};
+  const text = opts.chat
+    ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
+    : opts.prompt;
+  const inputIds = tokenizer.encode(text);
+  // the memory plan reserves exactly this run's context: a model that cannot hold it fails before loading
+  const contextLength = inputIds.length + Math.max(opts.maxNewTokens, 0);
+  const model = await loadModel(dir, { weightStorage: opts.weightStorage, contextLength, promptLength: inputIds.length });
   try {
-    const tokenizer = await AutoTokenizer.fromPretrained(dir);
-    const generationConfig = (await loadGenerationConfig(dir)) ?? {};
     const loadMs = performance.now() - t0;
-    const text = opts.chat
-      ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
-      : opts.prompt;
-    const inputIds = tokenizer.encode(text);
 
     const doSample = opts.temperature !== undefined ? opts.temperature > 0 : (generationConfig.do_sample ?? false);
     const seed = doSample ? (opts.seed ?? Math.floor(Math.random() * 2 ** 31)) : undefined;
@@ -85,7 +89,7 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
     const decodeTokens = newTokens - 1;
     const rate = (n: number, ms: number) => (ms > 0 ? (n / ms) * 1000 : 0).toFixed(1);
     const lines = [
-      `model ${dir} · backend ${backend} · loaded in ${(loadMs / 1000).toFixed(2)} s`,
+      `model ${dir} · backend ${backend} · ${model.memoryPlan?.storage ?? "f32"} weights · loaded in ${(loadMs / 1000).toFixed(2)} s`,
       `prompt ${inputIds.length} tokens · prefill ${prefillMs.toFixed(0)} ms (${rate(inputIds.length, prefillMs)} tokens/s)`,
       `generated ${newTokens} tokens in ${(totalMs / 1000).toFixed(2)} s · ${rate(newTokens, totalMs)} tokens/s` +
         (decodeTokens > 0 ? ` · decode ${rate(decodeTokens, totalMs - prefillMs)} tokens/s` : "") +

@@ -27,7 +27,7 @@ export interface StoreWeightsReport {
 }
 
 /** The weight Parameters of every Linear and Embedding, by first name (tied ones once). */
-function weightParameters(model: Module): [string, Parameter][] {
+export function weightParameters(model: Module): [string, Parameter][] {
   const names = new Map<Parameter, string>();
   for (const [name, p] of model.namedParameters()) if (!names.has(p)) names.set(p, name);
   const out = new Map<Parameter, string>();
@@ -98,6 +98,11 @@ export function storeWeightsAs(model: Module, storage: WeightStorage, options: S
     report.converted.push(name);
   }
   return report;
+}
+
+/** The Linear / Embedding weights bf16 storage packs (transposed layout, an even number of columns). */
+export function packableWeights(model: Module): [string, Parameter][] {
+  return weightParameters(model).filter(([, p]) => p.layout === "transpose" && p.packedShape !== undefined);
 }
 
 /**
