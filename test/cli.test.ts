@@ -45,7 +45,10 @@ describe("fusekit --help", () => {
     [[], ["Usage: fusekit [options] [command]", "generate [options]", "inspect [options]", "make-tiny [options]"]],
     [["generate"], ["Usage: fusekit generate [options]", "--prompt <text>", "--max-new-tokens <n>", "--temperature <t>", "--seed <n>", "--chat", "--model <dir>", "--backend <name>"]],
     [["inspect"], ["Usage: fusekit inspect [options]", "--model <dir>", "--expand"]],
-    [["make-tiny"], ["Usage: fusekit make-tiny [options]", "--out <dir>", "--seed <n>", '--preset <name>', '"qwen3-tiny", "qwen3-0.6b"']],
+    [["make-tiny"], ["Usage: fusekit make-model|make-tiny [options]", "--out <dir>", "--seed <n>", '--preset <name>', '"qwen3-tiny", "qwen3-0.6b", "qwen3-1.7b"', "--dtype <dtype>"]],
+    [["generate"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', '(default: "auto")']],
+    [["compare"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', '(default: "auto")']],
+    [["inspect"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', '(default: "auto")']],
   ])("%j --help", async (cmd, expected) => {
     const r = await fusekit([...cmd, "--help"]);
     expect(r.code).toBe(0);
@@ -180,7 +183,7 @@ describe("fusekit make-tiny", () => {
   it("an unknown preset is rejected by the parser", async () => {
     const r = await fusekit(["make-tiny", "--preset", "qwen3-70b", "--out", path.join(tmp, "x")]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("fusekit: error: option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are qwen3-tiny, qwen3-0.6b.");
+    expect(r.stderr).toContain("fusekit: error: option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are qwen3-tiny, qwen3-0.6b, qwen3-1.7b.");
     expect(existsSync(path.join(tmp, "x"))).toBe(false);
   });
 });

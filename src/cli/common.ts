@@ -52,31 +52,50 @@ export async function resolveModelDir(model: string | undefined): Promise<string
 
 export { setBackend };
 
-/** Loads a checkpoint; large ones show a progress bar on stderr when it is a terminal, nothing otherwise. */
-export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<PreTrainedModel> {
-  const { progressStream = process.stderr, ...loadOptions } = options;
-  const tty = Boolean(progressStream.isTTY);
+type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean };
+
+/**
+ * A byte-progress callback that draws a bar on `stream` when it is a terminal and the total is large
+ * enough, nothing otherwise; `stop()` clears it.
+ */
+export function byteProgressBar(label: string, stream: ProgressStream = process.stderr): { update(done: number, total: number): void; stop(): void } {
+  const tty = Boolean(stream.isTTY);
   const minBytes = progressMinBytes();
   let bar: cliProgress.SingleBar | undefined;
   const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
+  return {
+    update(done, total) {
+      if (!tty || total < minBytes) return;
+      if (!bar) {
+        bar = new cliProgress.SingleBar(
+          { format: `${label} |{bar}| {percentage}% | {value}/{total} MiB`, stream, hideCursor: true, clearOnComplete: true },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(mb(total), 0);
+      }
+      bar.update(mb(done));
+    },
+    stop() {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}
+
+/** Loads a checkpoint; large ones show a progress bar on stderr when it is a terminal, nothing otherwise. */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<PreTrainedModel> {
+  const { progressStream = process.stderr, ...loadOptions } = options;
+  const bar = byteProgressBar("loading", progressStream);
   try {
     return await AutoModelForCausalLM.fromPretrained(dir, {
       ...loadOptions,
       onProgress: (p) => {
         loadOptions.onProgress?.(p);
-        if (!tty || p.bytesTotal < minBytes) return;
-        if (!bar) {
-          bar = new cliProgress.SingleBar(
-            { format: "loading |{bar}| {percentage}% | {value}/{total} MiB", stream: progressStream, hideCursor: true, clearOnComplete: true },
-            cliProgress.Presets.shades_classic,
-          );
-          bar.start(mb(p.bytesTotal), 0);
-        }
-        bar.update(mb(p.bytesDone));
+        bar.update(p.bytesDone, p.bytesTotal);
       },
     });
   } finally {
-    bar?.stop();
+    bar.stop();
   }
 }
 

@@ -138,6 +138,11 @@ export class CheckpointReader {
     return (await this.file(name)).readBytes(name);
   }
 
+  /** Reads a tensor's raw bytes into the view `target()` returns, taken only once its file is open (see readBytesIntoSync). */
+  async readBytesInto(name: string, target: () => Uint8Array): Promise<void> {
+    (await this.file(name)).readBytesIntoSync(name, target());
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.open.values()].map(async (f) => (await f).close()));
   }

@@ -6,6 +6,7 @@ import { Embedding, Linear } from "../nn/layers.js";
 import { PackedParameterError, WeightStorageError } from "../errors.js";
 import { BF16_PACK } from "./kernels.js";
 import { checkBf16Backend } from "./ops.js";
+import { heapOffset, type WasmBackend } from "./heap.js";
 
 export type WeightStorage = "bf16" | "f32";
 
@@ -114,3 +115,27 @@ export function packWeightsOnLoad(model: Module, on = true): void {
   for (const [, p] of weightParameters(model)) if (p.layout === "transpose") p.packOnLoad = on;
 }
 
+
+/**
+ * A new backend tensor whose bytes `fill` writes in place through the view its argument returns: on wasm a view
+ * of the tensor's own heap memory (taken when called, after any growth), elsewhere the array the tensor is made
+ * from. A checkpoint read this way lands in its final place with no intermediate copy.
+ */
+export async function tensorFilledInPlace(shape: number[], dtype: "int32" | "float32", fill: (bytes: () => Uint8Array) => Promise<void>): Promise<tf.Tensor> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (tf.getBackend() === "wasm") {
+    const b = tf.backend() as unknown as WasmBackend;
+    const info = b.makeOutput(shape, dtype);
+    const t = tf.engine().makeTensorFromTensorInfo(info);
+    try {
+      await fill(() => new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, info), n * 4));
+    } catch (err) {
+      t.dispose();
+      throw err;
+    }
+    return t;
+  }
+  const values = dtype === "int32" ? new Int32Array(n) : new Float32Array(n);
+  await fill(() => new Uint8Array(values.buffer));
+  return tf.tensor(values, shape, dtype);
+}

@@ -8,7 +8,7 @@ import { describe } from "../nn/module.js";
 import { construct } from "../patching/construct.js";
 import { ensureBackend } from "../tensor/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
-import { packableWeights } from "../kernels/store.js";
+import { packableWeights, tensorFilledInPlace } from "../kernels/store.js";
 import { bf16KernelsAvailable } from "../kernels/kernels.js";
 import { backendLimits, planMemory, WEIGHT_STORAGE_CHOICES, type MemoryPlan, type ModelShape, type WeightEntry, type WeightStorageChoice } from "./plan.js";
 import { Linear } from "../nn/layers.js";
@@ -331,14 +331,12 @@ async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], re
 
 /**
  * Reads one checkpoint tensor into its parameter. A BF16 tensor bound for packed storage goes from the file
- * into the backend as it is (its little-endian bytes are the packed layout): no float32 copy is ever made.
+ * into the backend's memory as it is (its little-endian bytes are the packed layout): no copy is ever made.
  */
 async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
   const info = state.reader.infos.get(key)!;
   if (state.packed.has(p) && info.dtype === "BF16") {
-    const bytes = await state.reader.readBytes(key);
-    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-    p.setPacked(tf.tensor(new Int32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4), p.packedShape!, "int32"));
+    p.setPacked(await tensorFilledInPlace(p.packedShape!, "int32", (bytes) => state.reader.readBytesInto(key, bytes)));
     p.storedDtype = "BF16";
     return;
   }

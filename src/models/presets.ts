@@ -1,4 +1,4 @@
-// Random checkpoints with real shapes: the embedded default model (tiny) and a Qwen3-0.6B-shaped one.
+// Random checkpoints with real shapes: the embedded default model (tiny) and Qwen3-0.6B / 1.7B-shaped ones.
 // Real weights cannot be downloaded here; these keep the loader and the math honest on real layouts.
 import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
@@ -9,6 +9,7 @@ import { Qwen3Config } from "./qwen3/config.js";
 import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError } from "../errors.js";
 import { ensureBackend } from "../tensor/backend.js";
+import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";
 
 const QWEN3_COMMON = {
   vocab_size: 151936,
@@ -29,6 +30,10 @@ export const PRESETS = {
   "qwen3-0.6b": {
     name: "qwen3-0.6b-shaped-random",
     config: { ...QWEN3_COMMON, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
+  },
+  "qwen3-1.7b": {
+    name: "qwen3-1.7b-shaped-random",
+    config: { ...QWEN3_COMMON, hidden_size: 2048, intermediate_size: 6144, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
   },
 } as const;
 export type PresetName = keyof typeof PRESETS;
@@ -51,14 +56,20 @@ export interface MakeModelOptions {
   out?: string;
   seed?: number;
   preset?: PresetName;
+  /** Weight dtype (default BF16, as Qwen3 ships). */
+  dtype?: RandomCheckpointDtype;
+  /** Called as the weights are written (real-size presets). */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
 }
 
 /**
- * Writes a random checkpoint (BF16 weights, config.json, generation_config.json, the Qwen3 tokenizer) to
- * `out` (default: the cache folder). The folder appears complete or not at all: it is built under a
- * temporary name and renamed into place. Returns the folder.
+ * Writes a random checkpoint (BF16 weights unless `dtype`, config.json, generation_config.json, the Qwen3
+ * tokenizer) to `out` (default: the cache folder). The folder appears complete or not at all: it is built
+ * under a temporary name and renamed into place. Returns the folder. The embedded default model is built
+ * in the backend and saved (its bytes stay those of earlier releases); every other preset or dtype is
+ * written tensor by tensor (see random-checkpoint.ts), so real sizes need no backend memory.
  */
-export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET }: MakeModelOptions = {}): Promise<string> {
+export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET, dtype = "BF16", onProgress }: MakeModelOptions = {}): Promise<string> {
   const spec = PRESETS[preset];
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
@@ -66,11 +77,15 @@ export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET }: Make
   await ensureBackend();
   await fsp.mkdir(tmp, { recursive: true });
   try {
-    const model = AutoModelForCausalLM.fromConfig(new Qwen3Config(spec.config), { seed });
-    try {
-      await model.savePretrained(tmp, { dtype: "BF16" });
-    } finally {
-      model.dispose();
+    if (preset === DEFAULT_PRESET && dtype === "BF16") {
+      const model = AutoModelForCausalLM.fromConfig(new Qwen3Config(spec.config), { seed });
+      try {
+        await model.savePretrained(tmp, { dtype: "BF16" });
+      } finally {
+        model.dispose();
+      }
+    } else {
+      await writeRandomCheckpoint(new Qwen3Config(spec.config), tmp, { seed, dtype, onProgress });
     }
     const generation = { bos_token_id: spec.config.bos_token_id, eos_token_id: [151645, 151643], pad_token_id: 151643, do_sample: false };
     await fsp.writeFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
