@@ -3,6 +3,7 @@ import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { loadGenerationConfig, streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
 import { TextStreamer } from "../generation/streamer.js";
 import type { WeightStorageChoice } from "../loading/plan.js";
+import { readConfigJson } from "../io/checkpoint.js";
 import { addModelOptions, loadModel, parseInteger, parseNumber, resolveModelDir, setBackend } from "./common.js";
 
 interface GenerateCliOptions {
@@ -44,6 +45,7 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
   const backend = await setBackend(opts.backend);
   const dir = await resolveModelDir(opts.model);
   const t0 = performance.now();
+  await readConfigJson(dir); // a path that is no checkpoint says so before its tokenizer is looked for
   const tokenizer = await AutoTokenizer.fromPretrained(dir);
   const generationConfig = (await loadGenerationConfig(dir)) ?? {};
   const text = opts.chat

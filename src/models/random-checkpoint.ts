@@ -6,7 +6,7 @@ import { promises as fsp } from "node:fs";
 import { CONFIG_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
 import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
-import { initValues, Rng } from "../nn/init.js";
+import { initValues, Rng, type Initializer } from "../nn/init.js";
 import { withoutPatches } from "../patching/registry.js";
 import { buildModel } from "../loading/load.js";
 import type { ModelConfig } from "./pretrained.js";
@@ -46,7 +46,7 @@ export async function writeRandomCheckpoint(config: ModelConfig, dir: string, op
       dtype,
       shape: p.stateShape,
       bytes: () => {
-        const bytes = encode(initValues(p.init, p.numel, rng), dtype);
+        const bytes = encode(randomValues(p.init, p.numel, rng), dtype);
         onProgress?.((done += bytes.byteLength), total);
         return bytes;
       },
@@ -57,4 +57,17 @@ export async function writeRandomCheckpoint(config: ModelConfig, dir: string, op
   } finally {
     model.dispose();
   }
+}
+
+/** As initValues, but a normal draw uses both Box–Muller outputs (half the work; real sizes draw billions). */
+function randomValues(init: Initializer, n: number, rng: Rng): Float32Array {
+  if (init.kind !== "normal") return initValues(init, n, rng);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - rng.next())) * init.std;
+    const angle = 2 * Math.PI * rng.next();
+    out[i] = r * Math.cos(angle);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(angle);
+  }
+  return out;
 }
