@@ -17,6 +17,7 @@ import { MATMUL_SHAPES, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, wasmR
 import { kernelMicroBench, type KernelMicroRow } from "./kernels.js";
 import { TORCH_HOWTO, findTorchPython, runTorch, type TorchResult } from "./torch.js";
 import { computeTargets, renderMarkdown, renderTerminal, type Target } from "./report.js";
+import { realSizeRows, type RealSizeRow } from "./realsize.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -39,6 +40,8 @@ export interface BenchOptions {
   childTimeoutS: number;
   /** Fewer iterations in the kernel micro-bench. */
   quick: boolean;
+  /** The real-size rows (0.6B / 1.7B loaded with no options; bench/realsize.ts). Default: on unless quick. */
+  realSize?: boolean;
   log: (line: string) => void;
 }
 
@@ -117,6 +120,8 @@ export interface BenchResults {
   kernelMicro: KernelMicroRow[] | { error: string };
   models: ModelEntry[];
   targets: Target[];
+  /** Real-size rows (bench/realsize.ts), when run. */
+  realSize?: RealSizeRow[];
   elapsedS: number;
 }
 
@@ -228,6 +233,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     models.push(await benchModel(o, backend, name, dir, python));
   }
   for (const m of models) m.params = m.configs.find((c) => c.result)?.result?.params; // float32 weights = 4 × params
+  const realSize = (o.realSize ?? !o.quick) ? await realSizeRows(backend, { prefill: o.prefill[0], decodeSteps: o.decodeSteps, timeoutS: o.childTimeoutS, log: o.log }) : undefined;
   return {
     date: new Date().toISOString(),
     command: process.argv.slice(1).length ? `node ${path.relative(process.cwd(), process.argv[1])} ${process.argv.slice(2).join(" ")}`.trim() : "runBench()",
@@ -240,6 +246,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     kernelMicro,
     models,
     targets: computeTargets(machine, models, o.prefill),
+    realSize,
     elapsedS: (performance.now() - t0) / 1000,
   };
 }
@@ -277,11 +284,12 @@ async function main(): Promise<void> {
     .option("--skip-torch", "skip the PyTorch baseline")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
+    .option("--no-real-size", "skip the real-size rows (0.6B / 1.7B loaded with no options)")
     .option("--out <dir>", "where results.json and RESULTS.md go", path.resolve(here, "..", "..", "bench"))
     .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
     .option("--child <json>", "internal: measure one configuration and print JSON")
     .parse();
-  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
+  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string; realSize: boolean }>();
   if (a.child) return childMain(a.child);
   if (a.render) {
     const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;
@@ -299,6 +307,7 @@ async function main(): Promise<void> {
     figureBudgetS: Number(a.figureBudget),
     skipTorch: Boolean(a.skipTorch),
     inProcess: Boolean(a.inProcess),
+    ...(a.realSize ? {} : { realSize: false }),
   });
   results.command = ["npm run bench", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(" ");
   console.log(renderTerminal(results));
