@@ -19,6 +19,7 @@ export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } 
 export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./models/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, type PresetName } from "./models/presets.js";
+export { writeRandomCheckpoint, checkpointBytes, RANDOM_CHECKPOINT_DTYPES, type RandomCheckpointDtype, type RandomCheckpointOptions } from "./models/random-checkpoint.js";
 
 export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME } from "./io/checkpoint.js";
