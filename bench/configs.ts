@@ -47,7 +47,7 @@ export function allConfigs(): ConfigSpec[] {
 
 /** Loads `dir` as configuration `spec`, ready to run (fused / patched / kernelized as the spec says). */
 export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTrainedModel> {
-  const storage: FromPretrainedOptions = spec.storage === "bf16" ? { weightStorage: "bf16" } : {};
+  const storage: FromPretrainedOptions = { weightStorage: spec.storage };
   const recipe = recipeOf(spec.id);
   if (recipe === "none") return AutoModelForCausalLM.fromPretrained(dir, storage);
   if (recipe === "norm-mlp-fusion") {

@@ -1,5 +1,6 @@
 // The bench report: the issue's target ratios (✓/✗), and the same tables rendered for the terminal
 // (cli-table3) and as Markdown (bench/RESULTS.md).
+import { realSizeSection } from "./realsize.js";
 import Table from "cli-table3";
 import type { Figure } from "../src/compare/measure.js";
 import type { BenchResults, ConfigRow, MachineLimits, ModelEntry } from "./run.js";
@@ -223,7 +224,8 @@ function targetSection(r: BenchResults, issue: 8 | 17): Section {
 }
 
 function sections(r: BenchResults): Section[] {
-  return [machineSection(r), kernelSection(r), ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m)]), targetSection(r, 8), targetSection(r, 17)];
+  const realSize = r.realSize?.length ? [realSizeSection(r.realSize, r.options.prefill[0], r.options.decodeSteps)] : [];
+  return [machineSection(r), kernelSection(r), ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m)]), ...realSize, targetSection(r, 8), targetSection(r, 17)];
 }
 
 export function renderTerminal(r: BenchResults): string {

@@ -32,6 +32,7 @@ const BENCH_OUTPUT: WriteTarget = {
     return file.endsWith(".json") ? "elapsedS" in JSON.parse(text) : text.startsWith("# Benchmark results");
   },
 };
+import { realSizeRows, type RealSizeRow } from "./realsize.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -58,6 +59,8 @@ export interface BenchOptions {
   childTimeoutS: number;
   /** Fewer iterations in the kernel micro-bench. */
   quick: boolean;
+  /** The real-size rows (0.6B / 1.7B loaded with no options; bench/realsize.ts). Default: on unless quick. */
+  realSize?: boolean;
   log: (line: string) => void;
 }
 
@@ -144,6 +147,8 @@ export interface BenchResults {
   kernelMicro: KernelMicroRow[] | { error: string };
   models: ModelEntry[];
   targets: Target[];
+  /** Real-size rows (bench/realsize.ts), when run. */
+  realSize?: RealSizeRow[];
   elapsedS: number;
 }
 
@@ -280,6 +285,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     models.push(await benchModel(o, backend, name, dir, python));
   }
   for (const m of models) m.params = m.configs.find((c) => c.result)?.result?.params; // float32 weights = 4 × params
+  const realSize = (o.realSize ?? !o.quick) ? await realSizeRows(backend, { prefill: o.prefill[0], decodeSteps: o.decodeSteps, timeoutS: o.childTimeoutS, log: o.log }) : undefined;
   return {
     date: new Date().toISOString(),
     command: process.argv.slice(1).length ? `node ${path.relative(process.cwd(), process.argv[1])} ${process.argv.slice(2).join(" ")}`.trim() : "runBench()",
@@ -292,6 +298,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     kernelMicro,
     models,
     targets: computeTargets(machine, models, o.prefill),
+    realSize,
     elapsedS: (performance.now() - t0) / 1000,
   };
 }
@@ -331,11 +338,12 @@ async function main(): Promise<void> {
     .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
+    .option("--no-real-size", "skip the real-size rows (0.6B / 1.7B loaded with no options)")
     .option("--out <dir>", "where results.json and RESULTS.md go", path.resolve(here, "..", "..", "bench"))
     .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
     .option("--child <json>", "internal: measure one configuration and print JSON")
     .parse();
-  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; skipOrt?: boolean; configs?: string; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string }>();
+  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; skipOrt?: boolean; configs?: string; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string; realSize: boolean }>();
   if (a.child) return childMain(a.child);
   if (a.render) {
     const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;
@@ -355,6 +363,7 @@ async function main(): Promise<void> {
     skipOrt: Boolean(a.skipOrt),
     ...(a.configs ? { configs: a.configs.split(",") } : {}),
     inProcess: Boolean(a.inProcess),
+    ...(a.realSize ? {} : { realSize: false }),
   });
   results.command = ["npm run bench", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(" ");
   console.log(renderTerminal(results));

@@ -177,3 +177,10 @@ export class ArgumentError extends FusekitError {
     return Array.isArray(v) ? `an array of ${v.length}` : `a ${v.constructor?.name ?? "object"}`;
   }
 }
+
+/**
+ * A load was refused before reading any weight: the model (weights in the chosen storage, the backend's copy,
+ * the KV cache for the requested context, activations) would not fit the backend's memory. The message gives
+ * the numbers and what would fit.
+ */
+export class MemoryPlanError extends FusekitError {}

@@ -25,10 +25,15 @@ export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } 
 export { registerModelFamily, registeredModelTypes, buildModel, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, tokenizerDir, type PresetName } from "./models/presets.js";
+export { writeRandomCheckpoint, checkpointBytes, RANDOM_CHECKPOINT_DTYPES, type RandomCheckpointDtype, type RandomCheckpointOptions } from "./models/random-checkpoint.js";
 
 export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrder, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
 export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";
-export { fromPretrained, loadWeights, type FromPretrainedOptions, type LoadProgress } from "./loading/load.js";
+export { fromPretrained, loadWeights, modelShape, weightInventory, type FromPretrainedOptions, type LoadWeightsOptions, type LoadProgress } from "./loading/load.js";
+export {
+  planMemory, backendLimits, describePlan, activationBytes, kvCapacity, WASM_HEAP_BYTES, WEIGHT_STORAGE_CHOICES,
+  type MemoryPlan, type PlanRequest, type BackendLimits, type ModelShape, type WeightEntry, type WeightStorageChoice,
+} from "./loading/memory-plan.js";
 export { savePretrained, parseSize } from "./loading/save.js";
 export { TOKENIZER_FILES, loadGenerationConfig, GENERATION_CONFIG_NAME, type CompanionFiles, type GenerationConfig } from "./io/companions.js";
 export {

@@ -105,8 +105,8 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
     let bf16: PreTrainedModel;
     beforeAll(async () => {
       dir = await defaultModelDir();
-      f32 = await AutoModelForCausalLM.fromPretrained(dir);
-      bf16 = await AutoModelForCausalLM.fromPretrained(dir);
+      f32 = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "f32" });
+      bf16 = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "f32" });
     });
     afterAll(() => {
       f32.dispose();
@@ -175,8 +175,8 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
     });
 
     it("matches float32 storage within 4e-7, round-trips to f32 exactly, numTensors flat over 200 forwards", async () => {
-      const f32 = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
-      const m = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
+      const f32 = await AutoModelForCausalLM.fromPretrained(dir, { strict: true, weightStorage: "f32" });
+      const m = await AutoModelForCausalLM.fromPretrained(dir, { strict: true, weightStorage: "f32" });
       const ids = [[3, 14, 15, 9, 26, 5, 35, 63], [1, 2, 3, 4, 5, 6, 7, 8]];
       const want = logitsOf(f32, ids);
       const report = storeWeightsAs(m, "bf16");
@@ -226,7 +226,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
     });
 
     it("keeps a packed parameter packed on setStateData and refuses values that are not bf16", async () => {
-      const m = await AutoModelForCausalLM.fromPretrained(dir);
+      const m = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "f32" });
       storeWeightsAs(m, "bf16");
       const p = m.namedParameters().find(([k]) => k === "model.layers.0.mlp.up_proj.weight")![1];
       const v = p.stateData() as Float32Array;

@@ -24,7 +24,10 @@ describe("fusekit --help", () => {
     [[], ["Usage: fusekit [options] [command]", "generate [options]", "inspect [options]", "make-tiny [options]"]],
     [["generate"], ["Usage: fusekit generate [options]", "--prompt <text>", "--max-new-tokens <n>", "--temperature <t>", "--seed <n>", "--chat", "--model <dir>", "--backend <name>"]],
     [["inspect"], ["Usage: fusekit inspect [options]", "--model <dir>", "--expand"]],
-    [["make-tiny"], ["Usage: fusekit make-tiny [options]", "--out <dir>", "--seed <n>", '--preset <name>', '"qwen3-tiny", "qwen3-0.6b"']],
+    [["make-tiny"], ["Usage: fusekit make-model|make-tiny [options]", "--out <dir>", "--seed <n>", '--preset <name>', '"qwen3-tiny", "qwen3-0.6b",', '"qwen3-1.7b"', "--dtype <dtype>"]],
+    [["generate"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],
+    [["compare"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],
+    [["inspect"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],
   ])("%j --help", async (cmd, expected) => {
     const r = await fusekit([...cmd, "--help"]);
     expect(r.code).toBe(0);
@@ -45,7 +48,7 @@ describe("fusekit generate", () => {
     } finally {
       model.dispose();
     }
-    expect(r.stderr).toMatch(/^model .* · backend wasm · loaded in [\d.]+ s$/m);
+    expect(r.stderr).toMatch(/^model .* · backend wasm · bf16 weights · loaded in [\d.]+ s$/m);
     expect(r.stderr).toMatch(/^prompt 6 tokens · prefill \d+ ms \([\d.]+ tokens\/s\)$/m);
     expect(r.stderr).toMatch(/^generated 6 tokens in [\d.]+ s · [\d.]+ tokens\/s · decode [\d.]+ tokens\/s · stopped: length · greedy$/m);
     expect(r.stderr).not.toContain("loading |"); // piped: no progress bar
@@ -71,6 +74,17 @@ describe("fusekit generate", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toBe(`fusekit: ConfigError: ${missing}: not a checkpoint directory (it does not exist or is not a folder)\n`);
+  });
+
+  it("plans the run's context before loading: one that cannot fit the wasm heap is a MemoryPlanError with what would fit", async () => {
+    const r = await fusekit(["generate", "--prompt", "Hi", "--max-new-tokens", "50000000", "--backend", "wasm"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/^fusekit: MemoryPlanError: the model does not fit: bf16 weights [\d.]+ GiB \+ KV cache [\d.]+ GiB \(50000001 tokens\)/);
+    expect(r.stderr).toMatch(/What would fit: a context of \d+ tokens in bf16; the tensorflow backend/);
+    const f32 = await fusekit(["inspect", "--weight-storage", "f32", "--backend", "wasm"]);
+    expect(f32.code).toBe(0);
+    expect(f32.stdout).toMatch(/^memory plan: f32 weights [\d.]+ GiB \+ backend copy [\d.]+ GiB \+ KV cache/m);
   });
 
   it("usage mistakes exit 2 with commander's message on one line", async () => {

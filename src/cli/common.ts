@@ -9,6 +9,7 @@ import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
+import { WEIGHT_STORAGE_CHOICES } from "../loading/memory-plan.js";
 
 /** Checkpoints at least this big get a progress bar while loading (on a TTY); $FUSEKIT_PROGRESS_MIN_BYTES overrides. */
 export const PROGRESS_MIN_BYTES = 64 * 1024 * 1024;
@@ -56,11 +57,16 @@ export function addForceOption(cmd: Command, what: string): Command {
   return cmd.option("-f, --force", `replace ${what} fusekit wrote earlier at that path (anything else there is never replaced)`);
 }
 
-/** Adds `--model DIR` and `--backend NAME`, shared by the commands that load a model. */
+/** Adds `--model DIR`, `--backend NAME` and `--weight-storage KIND`, shared by the commands that load a model. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)", nonEmptyText)
-    .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]));
+    .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]))
+    .addOption(
+      new Option("-w, --weight-storage <kind>", "weights as packed bf16 (exact for BF16 checkpoints, half the memory) or float32; auto: bf16 when exact or when float32 would not fit")
+        .choices([...WEIGHT_STORAGE_CHOICES])
+        .default("auto"),
+    );
 }
 
 /**
@@ -77,31 +83,50 @@ export async function resolveModelDir(model: string | undefined, { tokenizer = f
 
 export { setBackend };
 
-/** Loads a checkpoint; large ones show a progress bar on stderr when it is a terminal, nothing otherwise. */
-export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<PreTrainedModel> {
-  const { progressStream = process.stderr, ...loadOptions } = options;
-  const tty = Boolean(progressStream.isTTY);
+type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean };
+
+/**
+ * A byte-progress callback that draws a bar on `stream` when it is a terminal and the total is large
+ * enough, nothing otherwise; `stop()` clears it.
+ */
+export function byteProgressBar(label: string, stream: ProgressStream = process.stderr): { update(done: number, total: number): void; stop(): void } {
+  const tty = Boolean(stream.isTTY);
   const minBytes = progressMinBytes();
   let bar: cliProgress.SingleBar | undefined;
   const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
+  return {
+    update(done, total) {
+      if (!tty || total < minBytes) return;
+      if (!bar) {
+        bar = new cliProgress.SingleBar(
+          { format: `${label} |{bar}| {percentage}% | {value}/{total} MiB`, stream, hideCursor: true, clearOnComplete: true },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(mb(total), 0);
+      }
+      bar.update(mb(done));
+    },
+    stop() {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}
+
+/** Loads a checkpoint; large ones show a progress bar on stderr when it is a terminal, nothing otherwise. */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<PreTrainedModel> {
+  const { progressStream = process.stderr, ...loadOptions } = options;
+  const bar = byteProgressBar("loading", progressStream);
   try {
     return await AutoModelForCausalLM.fromPretrained(dir, {
       ...loadOptions,
       onProgress: (p) => {
         loadOptions.onProgress?.(p);
-        if (!tty || p.bytesTotal < minBytes) return;
-        if (!bar) {
-          bar = new cliProgress.SingleBar(
-            { format: "loading |{bar}| {percentage}% | {value}/{total} MiB", stream: progressStream, hideCursor: true, clearOnComplete: true },
-            cliProgress.Presets.shades_classic,
-          );
-          bar.start(mb(p.bytesTotal), 0);
-        }
-        bar.update(mb(p.bytesDone));
+        bar.update(p.bytesDone, p.bytesTotal);
       },
     });
   } finally {
-    bar?.stop();
+    bar.stop();
   }
 }
 

@@ -1,6 +1,7 @@
 // `fusekit compare`: every approach side by side on one checkpoint (the main job; `npm start` runs it).
-import { Option, type Command } from "commander";
-import { addForceOption, addModelOptions, integerIn, nonEmptyText, resolveModelDir, setBackend, useColor } from "./common.js";
+import type { WeightStorageChoice } from "../loading/memory-plan.js";
+import type { Command } from "commander";
+import { addModelOptions, resolveModelDir, setBackend, addForceOption, integerIn, nonEmptyText, useColor } from "./common.js";
 import { runComparison, DEFAULT_PROMPT } from "../compare/run.js";
 import { defaultApproaches } from "../compare/approaches.js";
 import { htmlReport, reportTarget, terminalReport } from "../compare/report.js";
@@ -15,7 +16,7 @@ interface CompareCliOptions {
   json?: boolean;
   report?: string;
   force?: boolean;
-  weightStorage: "f32" | "bf16";
+  weightStorage: WeightStorageChoice;
 }
 
 export function registerCompare(program: Command): void {
@@ -27,7 +28,6 @@ export function registerCompare(program: Command): void {
     .option("-p, --prompt <text>", "prompt to measure on (non-empty)", nonEmptyText, DEFAULT_PROMPT)
     .option("-n, --new-tokens <n>", "greedy tokens generated per approach (≥ 1)", integerIn(1), 16)
     .option("-r, --repeats <n>", "timing runs per figure, 1 to 1000 (median, min–max)", integerIn(1, 1000), 3)
-    .addOption(new Option("-w, --weight-storage <kind>", "keep weights as float32, or packed bf16 (exact for BF16 checkpoints; half the memory)").choices(["f32", "bf16"]).default("f32"))
     .option("--json", "print the result as JSON instead of tables")
     .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)", nonEmptyText);
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {

@@ -3,7 +3,8 @@ import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
 import { loadGenerationConfig } from "../io/companions.js";
 import { TextStreamer } from "../generation/streamer.js";
-import { addModelOptions, integerIn, loadModel, nonEmptyText, numberWhere, resolveModelDir, setBackend } from "./common.js";
+import type { WeightStorageChoice } from "../loading/memory-plan.js";
+import { addModelOptions, loadModel, resolveModelDir, setBackend, integerIn, nonEmptyText, numberWhere } from "./common.js";
 
 interface GenerateCliOptions {
   model?: string;
@@ -19,6 +20,7 @@ interface GenerateCliOptions {
   repetitionPenalty?: number;
   seed?: number;
   stop?: string[];
+  weightStorage: WeightStorageChoice;
 }
 
 /** `fusekit generate`: streams the continuation to stdout, then prints timings and tokens/s to stderr. */
@@ -49,17 +51,19 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
   const dir = await resolveModelDir(opts.model, { tokenizer: true });
   const backend = await setBackend(opts.backend);
   const t0 = performance.now();
-  const model = await loadModel(dir);
+  const tokenizer = await AutoTokenizer.fromPretrained(dir);
+  const generationConfig = (await loadGenerationConfig(dir)) ?? {};
+  const text = opts.chat
+    ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
+    : opts.prompt;
+  // A rendered chat template already holds the special tokens it wants (Llama 3's starts with its BOS).
+  const inputIds = tokenizer.encode(text, { addSpecialTokens: !opts.chat });
+  if (opts.showPrompt) process.stderr.write(`prompt: ${JSON.stringify(tokenizer.decode(inputIds))}\n`);
+  // the memory plan reserves exactly this run's context: a model that cannot hold it fails before loading
+  const contextLength = inputIds.length + Math.max(opts.maxNewTokens, 0);
+  const model = await loadModel(dir, { weightStorage: opts.weightStorage, contextLength, promptLength: inputIds.length });
   try {
-    const tokenizer = await AutoTokenizer.fromPretrained(dir);
-    const generationConfig = (await loadGenerationConfig(dir)) ?? {};
     const loadMs = performance.now() - t0;
-    const text = opts.chat
-      ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
-      : opts.prompt;
-    // A rendered chat template already holds the special tokens it wants (Llama 3's starts with its BOS).
-    const inputIds = tokenizer.encode(text, { addSpecialTokens: !opts.chat });
-    if (opts.showPrompt) process.stderr.write(`prompt: ${JSON.stringify(tokenizer.decode(inputIds))}\n`);
 
     const doSample = opts.temperature !== undefined ? opts.temperature > 0 : (generationConfig.do_sample ?? false);
     const seed = doSample ? (opts.seed ?? Math.floor(Math.random() * 2 ** 31)) : undefined;
@@ -94,7 +98,7 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     const decodeTokens = newTokens - 1;
     const rate = (n: number, ms: number) => (ms > 0 ? (n / ms) * 1000 : 0).toFixed(1);
     const lines = [
-      `model ${dir} · backend ${backend} · loaded in ${(loadMs / 1000).toFixed(2)} s`,
+      `model ${dir} · backend ${backend} · ${model.memoryPlan?.storage ?? "f32"} weights · loaded in ${(loadMs / 1000).toFixed(2)} s`,
       `prompt ${inputIds.length} tokens · prefill ${prefillMs.toFixed(0)} ms (${rate(inputIds.length, prefillMs)} tokens/s)`,
       `generated ${newTokens} tokens in ${(totalMs / 1000).toFixed(2)} s · ${rate(newTokens, totalMs)} tokens/s` +
         (decodeTokens > 0 ? ` · decode ${rate(decodeTokens, totalMs - prefillMs)} tokens/s` : "") +

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { Module, ModuleList } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { LoadReport } from "../loading/pretrained.js";
+import { describePlan, type WeightStorageChoice } from "../loading/memory-plan.js";
 import { addModelOptions, formatCount, loadModel, resolveModelDir, setBackend } from "./common.js";
 
 /** `fusekit inspect`: the module tree (classes, parameter counts, stored dtypes) and the load report. */
@@ -9,16 +10,17 @@ export function registerInspect(program: Command): void {
   const cmd = program.command("inspect").description("print a model's module tree (class, parameter count, stored dtype) and its load report");
   addModelOptions(cmd)
     .option("--expand", "list every layer instead of folding runs of identical ones")
-    .action(async (opts: { model?: string; backend?: string; expand?: boolean }) => {
+    .action(async (opts: { model?: string; backend?: string; expand?: boolean; weightStorage: WeightStorageChoice }) => {
       await setBackend(opts.backend);
       const dir = await resolveModelDir(opts.model);
       const t0 = performance.now();
-      const model = await loadModel(dir);
+      const model = await loadModel(dir, { weightStorage: opts.weightStorage });
       try {
         const loadMs = performance.now() - t0;
         const cfg = model.config.toDict();
         console.log(`${dir}`);
         console.log(`model_type ${cfg.model_type} · ${model.constructor.name} · ${formatCount(model.numParameters())} parameters · loaded in ${(loadMs / 1000).toFixed(2)} s`);
+        if (model.memoryPlan) console.log(`memory plan: ${describePlan(model.memoryPlan)}`);
         console.log("");
         for (const line of moduleTree(model, { expand: opts.expand })) console.log(line);
         console.log("");

@@ -15,6 +15,7 @@ import { ArgumentError } from "../errors.js";
 import * as library from "../index.js";
 import { decodeWithStackMs, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
+import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import type { WeightStorage } from "../nn/storage.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
 
@@ -28,8 +29,8 @@ export interface CompareOptions {
   newTokens?: number;
   repeats?: number;
   approaches: Approach[];
-  /** Weight storage for every load, the reference's included (default "f32"). */
-  weightStorage?: WeightStorage;
+  /** Weight storage for every load: "auto" (default) is resolved once, by the reference load. */
+  weightStorage?: WeightStorageChoice;
   /** Progress lines (default: silent). */
   log?: (line: string) => void;
 }
@@ -124,8 +125,10 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const ids = options.promptIds ?? (await AutoTokenizer.fromPretrained(dir)).encode(prompt);
 
   log(`reference: plain load of ${dir}`);
-  const load: FromPretrainedOptions = { weightStorage: options.weightStorage ?? "f32" };
+  const load: FromPretrainedOptions = { weightStorage: options.weightStorage ?? "auto" };
   const original = await AutoModelForCausalLM.fromPretrained(dir, load);
+  // every approach loads in the storage "auto" resolved to for the reference
+  load.weightStorage = original.memoryPlan?.storage ?? load.weightStorage;
   const refLogits = logitsArray(original, ids);
   const refTokens = await greedy(original, ids, newTokens);
   const refClasses = classSet(original);

@@ -29,7 +29,8 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
 }
 
 /** What loading reads tensors through: a CheckpointReader, or a view over one (e.g. loading/fp8.ts). */
-export type TensorSource = Pick<CheckpointReader, "keys" | "infos" | "totalBytes" | "read" | "readBytes">;
+export type TensorSource = Pick<CheckpointReader, "keys" | "infos" | "totalBytes" | "read" | "readBytes"> &
+  Partial<Pick<CheckpointReader, "readBytesInto">>;
 
 /** The tensors of a checkpoint directory, across shards. */
 export class CheckpointReader {
@@ -115,6 +116,11 @@ export class CheckpointReader {
 
   async readBytes(name: string): Promise<Uint8Array> {
     return (await this.file(name)).readBytes(name);
+  }
+
+  /** Reads a tensor's raw bytes into the view `target()` returns, taken only once its file is open (see readBytesIntoSync). */
+  async readBytesInto(name: string, target: () => Uint8Array): Promise<void> {
+    (await this.file(name)).readBytesIntoSync(name, target());
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 // safetensors: an 8-byte little-endian header length, a JSON header, then the tensors' bytes.
 // Validation follows the format's reference implementation: a bounded header, offsets that tile the
 // data region exactly (contiguous, in order, inside the file), and byte counts that equal shape × dtype size.
-import { constants as fsc, promises as fsp } from "node:fs";
+import fs, { constants as fsc, promises as fsp } from "node:fs";
 import { CheckpointFormatError, UnsupportedDtypeError } from "../errors.js";
 import { parseJsonStrict, preview } from "./json.js";
 import { RAW_ONLY_DTYPES, STORAGE_DTYPES, type StorageDtype, decode, isStorageDtype, tensorByteLength } from "../tensor/dtypes.js";
@@ -146,6 +146,25 @@ export class SafetensorsFile {
     const buf = Buffer.allocUnsafe(info.end - info.begin);
     await readExactly(this.handle, buf, this.dataStart + info.begin, this.path, name);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /**
+   * One tensor's raw bytes read straight into `target` (e.g. a view of a wasm heap, so the bytes land in their
+   * final place with no copy). Synchronous, so the memory behind the view cannot move while it is filled.
+   */
+  readBytesIntoSync(name: string, target: Uint8Array): void {
+    const info = this.info(name);
+    if (target.byteLength !== info.end - info.begin) throw new CheckpointFormatError(`target holds ${target.byteLength} bytes, the tensor ${info.end - info.begin}`, this.path, name);
+    for (let done = 0; done < target.byteLength; ) {
+      let n: number;
+      try {
+        n = fs.readSync(this.handle.fd, target, done, target.byteLength - done, this.dataStart + info.begin + done);
+      } catch (err) {
+        throw new CheckpointFormatError(`read failed at byte ${this.dataStart + info.begin + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, this.path, name);
+      }
+      if (n === 0) throw new CheckpointFormatError(`unexpected end of file at byte ${this.dataStart + info.begin + done}`, this.path, name);
+      done += n;
+    }
   }
 
   /**

@@ -33,8 +33,11 @@ export interface CpuBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values: tf.backend_util.BackendValues): tf.TensorInfo;
 }
 
-/** Byte offset of a tensor's data in the wasm heap. */
-export const heapOffset = (b: WasmBackend, t: tf.TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+/** Byte offset of a tensor's data in the wasm heap (unsigned: the heap reaches 4 GiB). */
+export const heapOffset = (b: WasmBackend, t: tf.TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset >>> 0;
+
+/** Index of a float32 tensor's first element in HEAPF32: `>>> 2`, never `>> 2` (negative past 2 GiB). */
+export const heapIndexF32 = (b: WasmBackend, t: tf.TensorInfo) => heapOffset(b, t) >>> 2;
 
 /**
  * A module (given as base64 bytes) that imports `env.memory`, instantiated on a backend's heap: compiled

@@ -4,7 +4,7 @@
 // SIMD module, attention.wat); cpu on the backend's typed arrays. Other backends use none of this.
 import { tf } from "../tensor/tf.js";
 import { ATTENTION_WASM_BASE64 } from "./attention-wasm.js";
-import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
+import { heapIndexF32, heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { registerKernelConfigs } from "./register.js";
 
 export const KV_READ = "FusekitKVRead"; // {buf: [b, kv, cap, d]}, {length} → [b, kv, length, d]
@@ -22,7 +22,7 @@ function storage(t: tf.TensorInfo): [Float32Array, number] {
   const name = tf.getBackend();
   if (name === "wasm") {
     const b = tf.backend() as unknown as WasmBackend;
-    return [b.wasm.HEAPF32, heapOffset(b, t) >> 2]; // HEAPF32 is re-read after any growth
+    return [b.wasm.HEAPF32, heapIndexF32(b, t)]; // HEAPF32 is re-read after any growth
   }
   const b = tf.backend() as unknown as CpuBackend;
   return [b.data.get(t.dataId).values as Float32Array, 0];
@@ -62,8 +62,8 @@ const wasmKernels: tf.KernelConfig[] = [
       const length = attrs!.length as number;
       const out = b.makeOutput([bs, kv, length, d], "float32");
       const heap = b.wasm.HEAPF32; // after the allocation
-      const src = heapOffset(b, buf) >> 2;
-      const dst = heapOffset(b, out) >> 2;
+      const src = heapIndexF32(b, buf);
+      const dst = heapIndexF32(b, out);
       for (let h = 0; h < bs * kv; h++) heap.copyWithin(dst + h * length * d, src + h * cap * d, src + (h * cap + length) * d);
       return out;
     },

@@ -7,13 +7,18 @@ import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
 import { ensureBackend } from "../kernels/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
-import { packWeightsOnLoad, type WeightStorage } from "../nn/storage.js";
+import { bf16KernelsAvailable } from "../kernels/kernels.js";
+import { backendLimits, planMemory, WEIGHT_STORAGE_CHOICES, type MemoryPlan, type ModelShape, type WeightEntry, type WeightStorageChoice } from "./memory-plan.js";
+import { Linear } from "../nn/layers.js";
+import { tf } from "../tensor/tf.js";
+import { encode, type StorageDtype } from "../tensor/dtypes.js";
+import { packableWeights, packWeightsOnLoad, tensorFilledInPlace, type WeightStorage } from "../nn/storage.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
-import { convertGroup, planConversions, type ConversionRecord } from "../conversion/apply.js";
+import { convertGroup, planConversions, type ConversionPlan, type ConversionRecord } from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { planLoad, type PlanOptions } from "./plan.js";
 import { storeFusionConfig } from "../fusion/config.js";
@@ -43,11 +48,29 @@ export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
    */
   conversions?: ConversionRule[];
   /**
-   * "bf16" keeps BF16-stored Linear / Embedding weights packed as bf16 in the backend (half the memory and
-   * bandwidth of float32, exact; wasm and cpu), packed as they are read. Default "f32".
+   * How Linear / Embedding weights are kept. "bf16": packed as bf16 in the backend (half the memory and
+   * bandwidth of float32; exact for BF16 checkpoints, rounded with a warning otherwise; wasm and cpu), packed
+   * as they are read. "f32": float32. Default "auto": bf16 when exact or when float32 would not fit the
+   * backend's memory, else f32 — decided by a memory plan made before any weight is read.
    */
-  weightStorage?: WeightStorage;
+  weightStorage?: WeightStorageChoice;
+  /**
+   * Tokens (prompt + generated) the memory plan reserves KV cache for. Default: max_position_embeddings,
+   * at most 4096, halved until the plan fits; given explicitly, a plan that does not fit is a MemoryPlanError.
+   */
+  contextLength?: number;
+  /** Longest prompt the plan reserves prefill activations for (default 512, at most `contextLength`). */
+  promptLength?: number;
 }
+
+/** What `loadWeights` takes beyond FromPretrainedOptions. */
+export interface LoadWeightsOptions extends FromPretrainedOptions {
+  /** Load Linear / Embedding weights straight into packed bf16 storage (BF16 bytes as they are; others rounded). */
+  packBf16?: boolean;
+}
+
+const DEFAULT_CONTEXT = 4096;
+const DEFAULT_PROMPT = 512;
 
 /**
  * fusekit never runs code from a checkpoint directory: `auto_map` (transformers' pointer to modeling_*.py
@@ -67,8 +90,8 @@ export function warnIgnoredRemoteCode(raw: Record<string, unknown>, where: strin
 }
 
 /**
- * config.json → class → construct (under `options.patches`) → load weights through the conversion
- * rules → model with `loadReport`, in eval mode.
+ * config.json → class → construct (under `options.patches`) → plan the memory → load weights through the
+ * conversion rules → model with `loadReport` (incl. its `memoryPlan`), in eval mode.
  */
 export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
   if (options.patches) {
@@ -76,9 +99,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     return withPatches(patches, () => fromPretrained(dir, rest));
   }
   if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
-  if (options.weightStorage !== undefined && options.weightStorage !== "f32" && options.weightStorage !== "bf16") {
-    throw new WeightStorageError(`unknown weightStorage "${String(options.weightStorage)}" (use "bf16" or "f32")`);
-  }
+  checkStorageChoice(options.weightStorage);
   await ensureBackend();
   await ensureFunctionKernels();
   const raw = await readConfigJson(dir);
@@ -96,7 +117,6 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     model = withPatches(plan.patches, () => buildModel(config, raw, where));
     storeFusionConfig(model.config, plan.fusion);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
-    if (options.weightStorage === "bf16") packWeightsOnLoad(model);
     const source = fp8Source(reader, raw, where); // FP8 block-quantized weights read dequantized to bf16
     packFp8OnLoad(model, source, options.weightStorage);
     const registered = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
@@ -104,16 +124,13 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
-    const report = await loadWeights(model, source, { ...options, conversions });
+    const memoryPlan = planMemoryForLoad(model, reader, raw, conversions, options);
+    const report = await loadWeights(model, source, { ...options, conversions, packBf16: memoryPlan.storage === "bf16" });
     keepFp8Layouts(model, source, model.checkpointConversion?.renamed);
     packWeightsOnLoad(model, false);
-    const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
-    checkWeightsLoaded(model, report, dir, { warn: !(options.strict && bad) });
-    if (options.strict && bad) {
-      const errors = report.conversionErrors.map((e) => e.message).join("; ");
-      throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
-    }
-    model.loadReport = report;
+    checkWeightsLoaded(model, report, dir, { warn: !options.strict });
+    model.loadReport = checkStrict(dir, model, report, options.strict);
+    model.memoryPlan = memoryPlan;
     model.companionFiles = await readCompanionFiles(dir);
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
@@ -125,6 +142,85 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   } finally {
     await reader.close();
   }
+}
+
+function checkStorageChoice(choice: unknown): void {
+  if (choice !== undefined && !WEIGHT_STORAGE_CHOICES.includes(choice as WeightStorageChoice)) {
+    throw new WeightStorageError(`unknown weightStorage "${String(choice)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`);
+  }
+}
+
+function checkStrict(dir: string, model: PreTrainedModel, report: LoadReport, strict: boolean | undefined): LoadReport {
+  const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
+  if (strict && bad) {
+    const errors = report.conversionErrors.map((e) => e.message).join("; ");
+    throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
+  }
+  return report;
+}
+
+/** The sizes of a decoder-only config.json that set its KV cache and activations. */
+export function modelShape(raw: Record<string, unknown>): ModelShape {
+  const n = (k: string, fallback?: number) => (typeof raw[k] === "number" ? (raw[k] as number) : (fallback ?? 0));
+  const heads = n("num_attention_heads", 1);
+  return {
+    numLayers: n("num_hidden_layers"),
+    hidden: n("hidden_size"),
+    intermediate: n("intermediate_size"),
+    heads,
+    kvHeads: n("num_key_value_heads", heads),
+    headDim: n("head_dim", Math.floor(n("hidden_size") / heads)),
+    vocab: n("vocab_size"),
+  };
+}
+
+/**
+ * Every parameter as the memory planner sees it: its size, the dtype of the checkpoint tensor that fills it
+ * (parameters nothing fills stay float32), and whether bf16 storage packs it / a matmul reads it.
+ */
+export function weightInventory(model: Module, reader: CheckpointReader, conversions: ConversionRule[]): WeightEntry[] {
+  const plan = planConversions(reader.keys(), conversions);
+  const sourceOf = new Map<string, string>(plan.direct.map((d) => [d.target, d.source]));
+  for (const g of plan.groups) for (const t of g.targets) sourceOf.set(t, g.sources[0][0]);
+  const dtypes = new Map<Parameter, StorageDtype>();
+  for (const [name, p] of parameterAliases(model)) {
+    const source = sourceOf.get(name);
+    if (source && !dtypes.has(p)) dtypes.set(p, reader.infos.get(source)!.dtype);
+  }
+  const packable = new Set(packableWeights(model).map(([, p]) => p));
+  const matmul = new Set(model.namedModules().flatMap(([, m]) => (m instanceof Linear ? [m.weight] : [])));
+  return model.namedParameters().map(([name, p]) => ({
+    name,
+    numel: p.numel,
+    storedDtype: plannedDtype(dtypes.get(p)),
+    packable: packable.has(p) && dtypes.has(p),
+    matmul: matmul.has(p),
+  }));
+}
+
+/** FP8 weights load dequantized into bf16 (see fp8.ts): for the plan they are BF16 weights. */
+const plannedDtype = (stored: StorageDtype | undefined): StorageDtype => (stored?.startsWith("F8_") ? "BF16" : (stored ?? "F32"));
+
+/** Plans the load's memory on the active backend (see memory-plan.ts); warns when bf16 storage will round weights. */
+function planMemoryForLoad(model: Module, reader: CheckpointReader, raw: Record<string, unknown>, conversions: ConversionRule[], options: FromPretrainedOptions): MemoryPlan {
+  const maxPositions = typeof raw.max_position_embeddings === "number" ? raw.max_position_embeddings : DEFAULT_CONTEXT;
+  const contextLength = options.contextLength ?? Math.min(maxPositions, DEFAULT_CONTEXT);
+  const request = {
+    weights: weightInventory(model, reader, conversions),
+    shape: modelShape(raw),
+    contextLength,
+    promptLength: Math.min(options.promptLength ?? DEFAULT_PROMPT, contextLength),
+    contextExplicit: options.contextLength !== undefined,
+  };
+  const plan = planMemory(request, options.weightStorage ?? "auto", backendLimits(tf.getBackend(), bf16KernelsAvailable()));
+  if (plan.roundedWeights) {
+    process.emitWarning(
+      `${reader.dir}: ${plan.roundedWeights} weight tensor(s) not stored as BF16 are rounded to bf16 (${plan.reason}); ` +
+        `load with weightStorage "f32" on a backend with room for exact values`,
+      { type: "FusekitWeightStorageWarning", code: "FUSEKIT_WEIGHTS_ROUNDED" },
+    );
+  }
+  return plan;
 }
 
 /**
@@ -164,84 +260,128 @@ export function parameterAliases(model: Module): Map<string, Parameter> {
   return out;
 }
 
+interface LoadState {
+  reader: TensorSource;
+  params: Map<string, Parameter>;
+  aliases: Map<string, Parameter>;
+  report: LoadReport;
+  loaded: Set<Parameter>;
+  /** Parameters loaded straight into packed bf16 storage. */
+  packed: Set<Parameter>;
+  progress: (key: string) => void;
+}
+
 /**
  * Loads every checkpoint tensor into the parameter of its runtime key — the same key, or the one
  * `options.conversions` moves it to — one tensor (or one conversion group) in memory at a time.
  * On a PreTrainedModel the conversions done are recorded in `checkpointConversion` for saving.
  */
-export async function loadWeights(model: Module, reader: TensorSource, options: FromPretrainedOptions = {}): Promise<LoadReport> {
+export async function loadWeights(model: Module, reader: TensorSource, options: LoadWeightsOptions = {}): Promise<LoadReport> {
   const rules = options.conversions ?? [];
-  const params = new Map(model.namedParameters());
-  const aliases = parameterAliases(model);
-  const plan = planConversions(reader.keys(), rules, (k) => (params.get(k) ?? aliases.get(k))?.stateShape);
-  const report: LoadReport = {
-    missingKeys: [],
-    unexpectedKeys: [],
-    mismatchedKeys: [],
-    conversionErrors: plan.errors,
-    unmatchedRules: plan.unmatchedRules,
-    convertedKeys: [],
-  };
+  const state = startLoad(model, reader, options);
+  const plan = planConversions(reader.keys(), rules, (k) => (state.params.get(k) ?? state.aliases.get(k))?.stateShape);
+  state.report.conversionErrors = plan.errors;
+  state.report.unmatchedRules = plan.unmatchedRules;
   const record: ConversionRecord = { rules: [...rules], renamed: new Map(), groups: [] };
-  const loaded = new Set<Parameter>();
-  const bytesTotal = reader.totalBytes;
-  let bytesDone = 0;
-  const progress = (key: string) => {
-    bytesDone += reader.infos.get(key)!.end - reader.infos.get(key)!.begin;
-    options.onProgress?.({ bytesDone, bytesTotal, key });
-  };
-  /** The parameter to fill for `target`, or undefined (reported) if there is none or it does not fit. */
-  const slotFor = (target: string, shape: number[]): Parameter | undefined => {
-    const p = params.get(target) ?? aliases.get(target);
-    if (!p) report.unexpectedKeys.push(target);
-    else if (loaded.has(p)) return undefined; // a tied alias (e.g. lm_head.weight next to embed_tokens.weight): the first copy wins
-    else if (p.stateShape.length !== shape.length || p.stateShape.some((d, i) => d !== shape[i])) {
-      report.mismatchedKeys.push({ key: target, expected: [...p.stateShape], got: shape });
-    } else return p;
-    return undefined;
-  };
+  await loadDirect(state, plan.direct, record);
+  await loadGroups(state, plan.groups, record);
+  for (const e of plan.errors) for (const k of e.keys) state.progress(k);
+  for (const [key, p] of state.params) if (!state.loaded.has(p)) state.report.missingKeys.push(key);
+  model.initializeWeights(options.seed ?? 0, { onlyMissing: true });
+  if (rules.length && model instanceof PreTrainedModelClass) model.checkpointConversion = record;
+  return state.report;
+}
 
-  for (const { source, target, rules: by } of plan.direct) {
-    const p = slotFor(target, reader.infos.get(source)!.shape);
+function startLoad(model: Module, reader: TensorSource, options: LoadWeightsOptions): LoadState {
+  let bytesDone = 0;
+  return {
+    reader,
+    params: new Map(model.namedParameters()),
+    aliases: parameterAliases(model),
+    report: { missingKeys: [], unexpectedKeys: [], mismatchedKeys: [], conversionErrors: [], unmatchedRules: [], convertedKeys: [] },
+    loaded: new Set(),
+    packed: new Set(options.packBf16 ? packableWeights(model).map(([, p]) => p) : []),
+    progress: (key) => {
+      bytesDone += reader.infos.get(key)!.end - reader.infos.get(key)!.begin;
+      options.onProgress?.({ bytesDone, bytesTotal: reader.totalBytes, key });
+    },
+  };
+}
+
+/** The parameter to fill for `target`, or undefined (reported) if there is none or it does not fit. */
+function slotFor(state: LoadState, target: string, shape: number[]): Parameter | undefined {
+  const p = state.params.get(target) ?? state.aliases.get(target);
+  if (!p) state.report.unexpectedKeys.push(target);
+  else if (state.loaded.has(p)) return undefined; // a tied alias (e.g. lm_head.weight next to embed_tokens.weight): the first copy wins
+  else if (p.stateShape.length !== shape.length || p.stateShape.some((d, i) => d !== shape[i])) {
+    state.report.mismatchedKeys.push({ key: target, expected: [...p.stateShape], got: shape });
+  } else return p;
+  return undefined;
+}
+
+/** Checkpoint tensors that fill a parameter as they are (possibly renamed). */
+async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], record: ConversionRecord): Promise<void> {
+  for (const { source, target, rules: by } of direct) {
+    const p = slotFor(state, target, state.reader.infos.get(source)!.shape);
     if (p) {
-      const t = await reader.read(source);
-      p.setStateData(t.data, t.dtype);
-      loaded.add(p);
+      await readInto(state, p, source);
+      state.loaded.add(p);
     }
     if (by.length) {
       record.renamed.set(target, source);
-      report.convertedKeys.push({ rule: by.join(" then "), sources: [source], targets: [target] });
+      state.report.convertedKeys.push({ rule: by.join(" then "), sources: [source], targets: [target] });
     }
-    progress(source);
+    state.progress(source);
   }
+}
 
-  for (const group of plan.groups) {
+/**
+ * Reads one checkpoint tensor into its parameter. A BF16 tensor bound for packed storage goes from the file
+ * into the backend's memory as it is (its little-endian bytes are the packed layout): no copy is ever made.
+ */
+async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
+  const info = state.reader.infos.get(key)!;
+  if (state.packed.has(p) && info.dtype === "BF16" && state.reader.readBytesInto) {
+    const readBytesInto = state.reader.readBytesInto.bind(state.reader);
+    p.setPacked(await tensorFilledInPlace(p.packedShape!, "int32", (bytes) => readBytesInto(key, bytes)));
+    p.storedDtype = "BF16";
+    return;
+  }
+  const t = await state.reader.read(key);
+  setValue(state, p, t.data, t.dtype);
+}
+
+/** Sets decoded checkpoint-layout values; a parameter bound for packed storage is packed (rounded unless BF16). */
+function setValue(state: LoadState, p: Parameter, data: Float32Array | Int32Array, dtype: StorageDtype): void {
+  if (!state.packed.has(p) || !(data instanceof Float32Array)) return p.setStateData(data, dtype);
+  const bytes = encode(data, "BF16"); // round to nearest even; exact for values that came from BF16
+  p.setPacked(tf.tensor(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), p.packedShape!, "int32"));
+  p.storedDtype = dtype;
+}
+
+/** Conversion groups: read their sources, convert, fill their targets; a ConversionError is reported, not thrown. */
+async function loadGroups(state: LoadState, groups: ConversionPlan["groups"], record: ConversionRecord): Promise<void> {
+  for (const group of groups) {
     try {
       const inputs: HostTensor[][] = [];
-      for (const keys of group.sources) inputs.push(await Promise.all(keys.map((k) => reader.read(k))));
+      for (const keys of group.sources) inputs.push(await Promise.all(keys.map((k) => state.reader.read(k))));
       const { outputs, reverse } = convertGroup(group, inputs.map((l) => (l.length === 1 ? l[0] : l)));
       outputs.forEach((t, i) => {
-        const p = slotFor(group.targets[i], t.shape);
+        const p = slotFor(state, group.targets[i], t.shape);
         if (p) {
-          p.setStateData(t.data, t.dtype);
-          loaded.add(p);
+          setValue(state, p, t.data, t.dtype);
+          state.loaded.add(p);
         }
       });
       const sources = inputs.map((l, i) => l.map((t, j) => ({ key: group.sources[i][j], shape: t.shape, dtype: t.dtype })));
       record.groups.push({ rule: group.rule, targets: group.targets, reverse, sources });
-      report.convertedKeys.push({ rule: group.rule.toString(), sources: group.sources.flat(), targets: group.targets });
+      state.report.convertedKeys.push({ rule: group.rule.toString(), sources: group.sources.flat(), targets: group.targets });
     } catch (err) {
       if (!(err instanceof ConversionError)) throw err;
-      report.conversionErrors.push({ rule: group.rule.toString(), keys: group.sources.flat(), message: err.message });
+      state.report.conversionErrors.push({ rule: group.rule.toString(), keys: group.sources.flat(), message: err.message });
     }
-    for (const k of group.sources.flat()) progress(k);
+    for (const k of group.sources.flat()) state.progress(k);
   }
-  for (const e of plan.errors) for (const k of e.keys) progress(k);
-
-  for (const [key, p] of params) if (!loaded.has(p)) report.missingKeys.push(key);
-  model.initializeWeights(options.seed ?? 0, { onlyMissing: true });
-  if (rules.length && model instanceof PreTrainedModelClass) model.checkpointConversion = record;
-  return report;
 }
 
 /**

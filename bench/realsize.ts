@@ -1,0 +1,129 @@
+// Real-size rows of `npm run bench` (issue 13): per preset (Qwen3-0.6B and 1.7B shapes, BF16) a load with no
+// options, as a new user runs it — its speed against the checkpoint's page-cache read speed measured in the
+// same run, its peak RSS against the bytes the chosen storage needs, then prefill and decode tokens/s; or the
+// memory planner's reason it cannot run. Each preset runs in its own child process (`realsize.js --child`),
+// so its RSS is its own.
+import { execFile } from "node:child_process";
+import { statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { AutoModelForCausalLM, ensureModel, setBackend, type PresetName } from "../src/index.js";
+import { decodeTokensPerSecond, prefillTokensPerSecond } from "../src/compare/measure.js";
+import { pageCacheReadSpeed } from "./machine.js";
+
+export const REAL_SIZE_PRESETS: PresetName[] = ["qwen3-0.6b", "qwen3-1.7b"];
+
+export interface RealSizeRow {
+  preset: string;
+  fileBytes: number;
+  /** Page-cache read speed of model.safetensors, GB/s (median). */
+  readGBps: number;
+  storage?: string;
+  loadS?: number;
+  /** Load speed (file bytes ÷ load time) ÷ page-cache read speed: the issue's target is ≥ 0.5. */
+  loadRatio?: number;
+  /** maxRSS of the child after loading. */
+  peakRssBytes?: number;
+  /** Bytes the chosen storage needs: weights + the backend's copy of them (memory plan). */
+  storageBytes?: number;
+  /** peakRss ÷ storageBytes: the issue's target is ≤ 1.3. */
+  rssRatio?: number;
+  prefillTokS?: number;
+  decodeTokS?: number;
+  error?: string;
+}
+
+interface ChildResult {
+  storage: string;
+  loadS: number;
+  peakRssBytes: number;
+  storageBytes: number;
+  prefillTokS: number;
+  decodeTokS: number;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const maxRss = () => process.resourceUsage().maxRSS * 1024;
+
+/** The real-size rows: each preset is created if missing (the 1.7B shape is written once, ~3.4 GB, several minutes). */
+export async function realSizeRows(backend: string, o: { prefill: number; decodeSteps: number; timeoutS: number; log: (l: string) => void }): Promise<RealSizeRow[]> {
+  const rows: RealSizeRow[] = [];
+  for (const preset of REAL_SIZE_PRESETS) {
+    o.log(`[real size ${preset}] checkpoint, page-cache read speed, load with no options…`);
+    const dir = await ensureModel(preset);
+    const file = path.join(dir, "model.safetensors");
+    const fileBytes = statSync(file).size;
+    const readGBps = (await pageCacheReadSpeed(file, 2)).median;
+    const { result, error } = await runRealSizeChild({ dir, backend, prefill: o.prefill, decodeSteps: o.decodeSteps }, o.timeoutS);
+    if (!result) {
+      rows.push({ preset, fileBytes, readGBps, error });
+      continue;
+    }
+    const loadRatio = fileBytes / 1e9 / result.loadS / readGBps;
+    rows.push({ preset, fileBytes, readGBps, ...result, loadRatio, rssRatio: result.peakRssBytes / result.storageBytes });
+  }
+  return rows;
+}
+
+function runRealSizeChild(payload: object, timeoutS: number): Promise<{ result?: ChildResult; error?: string }> {
+  return new Promise((resolve) => {
+    const args = [path.join(here, "realsize.js"), "--child", JSON.stringify(payload)];
+    execFile(process.execPath, args, { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+      try {
+        return resolve(JSON.parse(stdout.trim().split("\n").pop() ?? ""));
+      } catch {
+        resolve({ error: `${err?.killed ? `killed after ${timeoutS} s` : "child failed"}: ${stderr.trim().split("\n").slice(-1)[0] ?? ""}` });
+      }
+    });
+  });
+}
+
+/** The child: load with no options (weightStorage "auto", the planner first), then prefill and decode. */
+async function childMain(payload: string): Promise<void> {
+  const { dir, backend, prefill, decodeSteps } = JSON.parse(payload) as { dir: string; backend: string; prefill: number; decodeSteps: number };
+  let out: { result?: ChildResult; error?: string };
+  try {
+    await setBackend(backend);
+    const t0 = performance.now();
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { contextLength: prefill + decodeSteps + 16, promptLength: prefill });
+    const loadS = (performance.now() - t0) / 1000;
+    const peakRssBytes = maxRss();
+    const plan = model.memoryPlan!;
+    prefillTokensPerSecond(model, 8); // warm-up
+    const result = {
+      storage: plan.storage,
+      loadS,
+      peakRssBytes,
+      storageBytes: plan.weightBytes + plan.backendCopyBytes,
+      prefillTokS: prefillTokensPerSecond(model, prefill),
+      decodeTokS: decodeTokensPerSecond(model, decodeSteps),
+    };
+    model.dispose();
+    out = { result };
+  } catch (e) {
+    out = { error: e instanceof Error ? `${e.name}: ${e.message}`.slice(0, 400) : String(e) };
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+/** The rows as a report section (bench/report.ts renders it with the others). */
+export function realSizeSection(rows: RealSizeRow[], prefill: number, decodeSteps: number) {
+  const g = (x?: number, d = 2) => (x === undefined ? "" : x.toFixed(d));
+  return {
+    title: "real sizes: load with no options (issue 13)",
+    head: ["preset", "file GB", "page cache GB/s", "storage", "load s", "load ÷ read speed (≥ 0.5)", "peak RSS GiB", "RSS ÷ storage bytes (≤ 1.3)", `prefill ${prefill} tok/s`, `decode ${decodeSteps} tok/s`],
+    rows: rows.map((r) =>
+      r.error
+        ? [r.preset, g(r.fileBytes / 1e9), g(r.readGBps), "", "", "", "", "", "", r.error]
+        : [r.preset, g(r.fileBytes / 1e9), g(r.readGBps), r.storage!, g(r.loadS), g(r.loadRatio), g(r.peakRssBytes! / 2 ** 30), g(r.rssRatio), g(r.prefillTokS, 1), g(r.decodeTokS, 1)],
+    ),
+    notes: ["Each preset loads in its own child process with no options (weightStorage auto, planned before reading); RSS is that child's maxRSS after loading, storage bytes are the plan's weights plus the backend's copy."],
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2] === "--child") {
+  childMain(process.argv[3]).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

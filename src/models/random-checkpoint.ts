@@ -1,0 +1,73 @@
+// Random checkpoints of real size written tensor by tensor: the model is built (no weights allocated), and
+// each weight is drawn, encoded and written in turn, so a 1.7B-shaped checkpoint never has to fit a backend
+// (its float32 weights alone would overflow wasm's 4 GiB heap) and at most one tensor lives in memory.
+import path from "node:path";
+import { promises as fsp } from "node:fs";
+import { CONFIG_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
+import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
+import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
+import { initValues, Rng, type Initializer } from "../nn/init.js";
+import { withoutPatches } from "../patching/registry.js";
+import { buildModel } from "../loading/registry.js";
+import type { ModelConfig } from "../io/checkpoint.js";
+
+/** The float dtypes a random checkpoint can be written in, with config.json's torch_dtype for each. */
+export const RANDOM_CHECKPOINT_DTYPES = { BF16: "bfloat16", F16: "float16", F32: "float32" } as const;
+export type RandomCheckpointDtype = keyof typeof RANDOM_CHECKPOINT_DTYPES;
+
+export interface RandomCheckpointOptions {
+  seed?: number;
+  dtype?: RandomCheckpointDtype;
+  /** Called after each tensor is written. */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+}
+
+/** Bytes of the weights a checkpoint of `config` holds in `dtype` (tied parameters once). */
+export function checkpointBytes(config: ModelConfig, dtype: StorageDtype): number {
+  const model = withoutPatches(() => buildModel(config));
+  try {
+    return model.namedParameters().reduce((n, [, p]) => n + p.numel * DTYPE_BYTES[dtype], 0);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Writes config.json and model.safetensors of a seeded random model of `config` into `dir` (which must exist). */
+export async function writeRandomCheckpoint(config: ModelConfig, dir: string, options: RandomCheckpointOptions = {}): Promise<void> {
+  const { seed = 0, dtype = "BF16", onProgress } = options;
+  const model = withoutPatches(() => buildModel(config));
+  try {
+    const rng = new Rng(seed);
+    const params = model.namedParameters();
+    const total = params.reduce((n, [, p]) => n + p.numel * DTYPE_BYTES[dtype], 0);
+    let done = 0;
+    const tensors: TensorToWrite[] = params.map(([name, p]) => ({
+      name,
+      dtype,
+      shape: p.stateShape,
+      bytes: () => {
+        const bytes = encode(randomValues(p.init, p.numel, rng), dtype);
+        onProgress?.((done += bytes.byteLength), total);
+        return bytes;
+      },
+    }));
+    await writeSafetensors(path.join(dir, WEIGHTS_NAME), tensors, { format: "pt" });
+    const json = { ...config.toDict(), torch_dtype: RANDOM_CHECKPOINT_DTYPES[dtype] };
+    await fsp.writeFile(path.join(dir, CONFIG_NAME), JSON.stringify(json, null, 2) + "\n");
+  } finally {
+    model.dispose();
+  }
+}
+
+/** As initValues, but a normal draw uses both Box–Muller outputs (half the work; real sizes draw billions). */
+function randomValues(init: Initializer, n: number, rng: Rng): Float32Array {
+  if (init.kind !== "normal") return initValues(init, n, rng);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - rng.next())) * init.std;
+    const angle = 2 * Math.PI * rng.next();
+    out[i] = r * Math.cos(angle);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(angle);
+  }
+  return out;
+}

@@ -1,0 +1,115 @@
+// Real sizes (issue 13 items 2–3) on small models: the streamed random-checkpoint writer behind
+// `make-model` (any dtype, progress), F16 weights under "auto" / "bf16" storage (rounded exactly as
+// round-to-nearest-even says), and the planner's verdict on the Qwen3-1.7B shape, computed by hand.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import {
+  AutoModelForCausalLM, PRESETS, Qwen3Config, SafetensorsFile, WASM_HEAP_BYTES, checkpointBytes, makeModel, planMemory, setBackend,
+  type WeightEntry,
+} from "fusekit";
+import { tmpDir } from "./helpers/models.js";
+
+/** Elements where `got` differs from bf16(`want`), bf16 by round-to-nearest-even on the bit pattern (NaN-free). */
+function bf16Mismatches(got: Float32Array | Int32Array, want: Float32Array | Int32Array): number {
+  const g = new Uint32Array(Float32Array.from(got).buffer);
+  const w = new Uint32Array(Float32Array.from(want).buffer);
+  let bad = g.length === w.length ? 0 : Infinity;
+  for (let i = 0; i < w.length; i++) if (g[i] !== ((((w[i] + 0x7fff + ((w[i] >>> 16) & 1)) >>> 16) << 16) >>> 0)) bad++;
+  return bad;
+}
+
+/** Elements where `got` and `want` differ (a loop: toEqual is too slow for 19M-element embeddings). */
+function mismatches(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let bad = got.length === want.length ? 0 : Infinity;
+  for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) bad++;
+  return bad;
+}
+
+describe("make-model's streamed writer (F16) and F16 weights under each storage", () => {
+  let out: string;
+  const progress: [number, number][] = [];
+  beforeAll(async () => {
+    await setBackend("wasm");
+    out = path.join(tmpDir(), "f16");
+    await makeModel({ out, preset: "qwen3-tiny", dtype: "F16", seed: 4, onProgress: (d, t) => progress.push([d, t]) });
+  });
+  afterAll(() => rmSync(path.dirname(out), { recursive: true, force: true }));
+
+  it("writes every tensor as F16, says so in config.json, and reports progress up to the data size", async () => {
+    const file = await SafetensorsFile.open(path.join(out, "model.safetensors"));
+    const infos = [...file.tensors.values()];
+    await file.close();
+    expect(new Set(infos.map((i) => i.dtype))).toEqual(new Set(["F16"]));
+    const dataBytes = infos.reduce((n, i) => n + i.end - i.begin, 0);
+    expect(progress.at(-1)).toEqual([dataBytes, dataBytes]);
+    expect(progress.every(([d], i) => i === 0 || d > progress[i - 1][0])).toBe(true);
+    expect(JSON.parse(readFileSync(path.join(out, "config.json"), "utf8")).torch_dtype).toBe("float16");
+    expect(checkpointBytes(new Qwen3Config(PRESETS["qwen3-tiny"].config), "F16")).toBe(dataBytes);
+  });
+
+  it('"auto" keeps F16 weights as float32 when they fit; "bf16" rounds them to nearest even, with a warning', async () => {
+    const f32 = await AutoModelForCausalLM.fromPretrained(out);
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code));
+    process.on("warning", onWarning);
+    const bf16 = await AutoModelForCausalLM.fromPretrained(out, { weightStorage: "bf16" });
+    await new Promise((r) => setImmediate(r));
+    process.off("warning", onWarning);
+    try {
+      expect(f32.memoryPlan!.storage).toBe("f32");
+      expect(f32.parameters().some((p) => p.packed)).toBe(false);
+      expect(bf16.memoryPlan!.roundedWeights).toBeGreaterThan(0);
+      expect(warnings).toContain("FUSEKIT_WEIGHTS_ROUNDED");
+      const exact = new Map(f32.namedParameters());
+      let packed = 0;
+      for (const [name, p] of bf16.namedParameters()) {
+        const want = exact.get(name)!.stateData();
+        if (!p.packed) {
+          expect(mismatches(p.stateData(), want), name).toBe(0);
+          continue;
+        }
+        packed++;
+        expect(p.storedDtype).toBe("F16");
+        expect(bf16Mismatches(p.stateData(), want), name).toBe(0);
+      }
+      expect(packed).toBe(1 + 4 * 7); // the tied embedding and 7 Linears in each of 4 layers
+    } finally {
+      f32.dispose();
+      bf16.dispose();
+    }
+  });
+});
+
+describe("the Qwen3-1.7B shape", () => {
+  const c = PRESETS["qwen3-1.7b"].config;
+  it("is the preset the issue names", () => {
+    expect([c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.tie_word_embeddings]).toEqual([28, 2048, 6144, 16, 8, 128, true]);
+  });
+
+  // By hand: embedding 151936 × 2048 (tied); per layer q 2048·2048, k and v 1024·2048, o 2048·2048, gate/up/down 3 · 6144·2048
+  // (the Linears), q_norm + k_norm 2·128 and two layer norms 2·2048; a final norm 2048.
+  const embed = 151936 * 2048;
+  const linearPerLayer = 2048 * 2048 + 2 * 1024 * 2048 + 2048 * 2048 + 3 * 6144 * 2048;
+  const normsPerLayer = 2 * 128 + 2 * 2048;
+  const weights: WeightEntry[] = [
+    { name: "embed", numel: embed, storedDtype: "BF16", packable: true, matmul: true },
+    { name: "linears", numel: 28 * linearPerLayer, storedDtype: "BF16", packable: true, matmul: true },
+    { name: "norms", numel: 28 * normsPerLayer + 2048, storedDtype: "BF16", packable: false, matmul: false },
+  ];
+  const shape = { numLayers: 28, hidden: 2048, intermediate: 6144, heads: 16, kvHeads: 8, headDim: 128, vocab: 151936 };
+  const wasm = { backend: "wasm", ceilingBytes: WASM_HEAP_BYTES, bf16: true, packedCopy: true };
+
+  it("holds the bytes counted by hand", () => {
+    expect(checkpointBytes(new Qwen3Config(c), "BF16")).toBe(2 * (embed + 28 * (linearPerLayer + normsPerLayer) + 2048));
+  });
+
+  it("fits wasm's heap as bf16 for a 256-token generation, not as float32 (weights + XNNPACK's copy)", () => {
+    const request = { weights, shape, contextLength: 1 + 256, promptLength: 1, contextExplicit: true };
+    const plan = planMemory(request, "auto", wasm);
+    expect(plan.storage).toBe("bf16");
+    expect(plan.weightBytes).toBe(2 * (embed + 28 * linearPerLayer) + 4 * (28 * normsPerLayer + 2048));
+    expect(plan.totalBytes).toBeLessThanOrEqual(WASM_HEAP_BYTES);
+    expect(() => planMemory(request, "f32", wasm)).toThrow(/f32 weights 6\.\d\d GiB \+ backend copy 6\.\d\d GiB/);
+  });
+});
