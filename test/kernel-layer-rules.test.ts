@@ -50,11 +50,22 @@ describe("validateKernelLayer", () => {
     function Plain() {}
     Plain.prototype.forward = function (x: unknown) { return x; };
     expect(rejection(Plain)).toMatch(/must be a class \(a plain function is its own constructor\)/);
+    function Sneaky() { return "class"; } // "class" in its text, but not at the start
+    Sneaky.prototype.forward = function (x: unknown) { return x; };
+    expect(rejection(Sneaky)).toMatch(/must be a class \(a plain function/);
+    expect(rejection(() => 1)).toMatch(/must be a class with a forward method/); // an arrow has no prototype
+    expect(rejection({ prototype: { forward() {} } })).toMatch(/must be a class with a forward method/);
+    expect(rejection(null)).toMatch(/must be a class with a forward method/);
     class WithCtor {
       constructor() {}
       forward(x: unknown) { return x; }
     }
     expect(rejection(WithCtor)).toMatch(/must not define its own constructor/);
+    class CtorLast {
+      forward(x: unknown) { return { x }; }
+      constructor() {}
+    }
+    expect(rejection(CtorLast)).toMatch(/must not define its own constructor/); // after a method body's braces
     class BadFlag {
       static hasBackward = "yes";
       forward(x: unknown) { return x; }

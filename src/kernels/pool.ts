@@ -1,8 +1,8 @@
 // A worker pool for the bf16 matmul on every core. tfjs-wasm's heap is not shared (its threads cannot start in
 // Node), so the pool owns a shared WebAssembly.Memory: each packed weight is copied into it once (on first
 // use), activations are copied in and out per call (small at decode). The main thread and each worker run the
-// same SIMD module (bf16.wat built for a shared memory) on their own slice of output columns (weight rows),
-// woken through Atomics on a SharedArrayBuffer — no messages per call. Every output is computed by one thread
+// same SIMD module (bf16.wat built for a shared memory) on chunks of output columns (weight rows) taken from
+// an atomic counter, woken through Atomics on a SharedArrayBuffer — no messages per call. Every output is computed by one thread
 // in the single-threaded kernel's order, so results are bit-identical to it. Hand-written: no npm library
 // runs SIMD wasm kernels over a shared heap with futex-style wake-ups.
 import { availableParallelism } from "node:os";
@@ -92,7 +92,7 @@ export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
 /** The main thread plus `threads - 1` workers over one shared heap. */
 export class KernelPool {
   readonly heap = new SharedHeap();
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * (CTRL.RANGES + 258)));
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL.SLOTS));
   private readonly workers: Worker[] = [];
   private readonly main: SharedExports;
   private ready = false;
@@ -176,7 +176,7 @@ export class KernelPool {
     return true;
   }
 
-  /** Splits columns [0, m) in multiples of 8, wakes the workers, computes share 0 here, waits for the rest. */
+  /** Output columns [0, m) in chunks of multiples of 8, taken by whichever thread is free (this one too). */
   private run(x: number, w: number, y: number, rows: number, n: number, m: number): void {
     const c = this.ctrl;
     c[CTRL.W] = w;
@@ -184,25 +184,30 @@ export class KernelPool {
     c[CTRL.ROWS] = rows;
     c[CTRL.N] = n;
     c[CTRL.M] = m;
-    this.dispatch(OPS.GEMM, x, m, 8, (o1) => this.main.gemmCols(x, w, y, rows, n, m, 0, o1));
+    this.dispatch(OPS.GEMM, x, m, 8, (o0, o1) => this.main.gemmCols(x, w, y, rows, n, m, o0, o1));
   }
 
-  /** Starts job `op` over [0, count) split in multiples of `step`, runs share 0 with `mine`, waits for the rest. */
-  private dispatch(op: number, x: number, count: number, step: number, mine: (end: number) => void): void {
+  /**
+   * Starts job `op` over [0, count) in ~4 chunks per thread (multiples of `step`), takes chunks here with
+   * `mine` until none is left, then waits for the workers. Threads that get less of a (shared) core simply
+   * take fewer chunks; each output is still computed by exactly one thread.
+   */
+  private dispatch(op: number, x: number, count: number, step: number, mine: (o0: number, o1: number) => void): void {
     const c = this.ctrl;
-    const t = this.threads;
+    const chunk = Math.max(step, Math.ceil(count / (4 * this.threads) / step) * step);
     this.jobs++;
-    for (let i = 0; i < t; i++) c[CTRL.RANGES + i] = Math.min(count, Math.round((count * i) / t / step) * step);
-    c[CTRL.RANGES + t] = count;
     c[CTRL.OP] = op;
     c[CTRL.X] = x;
+    c[CTRL.COUNT] = count;
+    c[CTRL.CHUNK] = chunk;
+    Atomics.store(c, CTRL.NEXT, 0);
     Atomics.store(c, CTRL.DONE, 0);
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
     try {
-      if (c[CTRL.RANGES + 1] > 0) mine(c[CTRL.RANGES + 1]);
+      for (let o0; (o0 = Atomics.add(c, CTRL.NEXT, chunk)) < count; ) mine(o0, Math.min(count, o0 + chunk));
     } finally {
-      let polls = 0; // the workers finish their shares before the scratch is reused, even if this one threw
+      let polls = 0; // the workers finish their chunks before the scratch is reused, even if this one threw
       for (let d; (d = Atomics.load(c, CTRL.DONE)) < this.workers.length; ) if (++polls > SPIN) Atomics.wait(c, CTRL.DONE, d, 100);
     }
     if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
@@ -221,7 +226,7 @@ export class KernelPool {
       return undefined;
     }
     const blocks = Math.floor(bytes / 64);
-    const once = () => this.dispatch(OPS.READ, at, blocks, 1, (end) => this.main.readsum(at, end));
+    const once = () => this.dispatch(OPS.READ, at, blocks, 1024, (o0, o1) => this.main.readsum(at + 64 * o0, o1 - o0));
     once();
     const runs = Array.from({ length: repeats }, () => {
       const t = performance.now();

@@ -7,13 +7,13 @@
 // trapped). ctrl[STOP] ends the loop.
 
 /** Slots of the control array (shared with pool.ts). */
-export const CTRL = { SEQ: 0, DONE: 1, STOP: 2, READY: 3, FAILED: 10, OP: 11, X: 4, W: 5, Y: 6, ROWS: 7, N: 8, M: 9, RANGES: 16 } as const;
+export const CTRL = { SEQ: 0, DONE: 1, STOP: 2, READY: 3, FAILED: 10, OP: 11, NEXT: 12, COUNT: 13, CHUNK: 14, X: 4, W: 5, Y: 6, ROWS: 7, N: 8, M: 9, SLOTS: 16 } as const;
 
 export interface WorkerData {
   memory: object; // the shared WebAssembly.Memory
   module: object; // the compiled shared-memory bf16 module
   ctrl: SharedArrayBuffer;
-  index: number; // this worker's share: columns [ctrl[RANGES + index], ctrl[RANGES + index + 1])
+  index: number; // 1, 2, … (the main thread is 0)
   spin: number; // polls of ctrl[SEQ] before sleeping in Atomics.wait
   slots: typeof CTRL;
 }
@@ -41,11 +41,16 @@ export function workerMain(): void {
     while (Atomics.load(ctrl, S.SEQ) === seen) if (++polls > spin) Atomics.wait(ctrl, S.SEQ, seen);
     seen = Atomics.load(ctrl, S.SEQ);
     if (Atomics.load(ctrl, S.STOP)) return;
-    const o0 = ctrl[S.RANGES + index];
-    const o1 = ctrl[S.RANGES + index + 1];
     try {
-      if (o1 > o0 && ctrl[S.OP] === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
-      else if (o1 > o0) ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
+      // take chunks of [0, COUNT) until none is left (the main thread takes them too): a thread that gets less
+      // of a core does less of the work
+      const count = ctrl[S.COUNT];
+      const chunk = ctrl[S.CHUNK];
+      for (let o0; (o0 = Atomics.add(ctrl, S.NEXT, chunk)) < count; ) {
+        const o1 = Math.min(count, o0 + chunk);
+        if (ctrl[S.OP] === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
+        else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
+      }
     } catch {
       Atomics.store(ctrl, S.FAILED, 1); // reported by the main thread; never leave it waiting
     }
