@@ -3,13 +3,13 @@
 // against hand computation and against decoders written here from the formats' bit layouts.
 import path from "node:path";
 import { promises as fsp } from "node:fs";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  CheckpointFormatError, MAX_HEADER_BYTES, SafetensorsFile, UnsupportedDtypeError, decode, e4m3FromFloat32Bits, encode, floatToFp8, fp8Table,
-  writeSafetensors, type StorageDtype, type TensorToWrite,
+  AutoModelForCausalLM, CheckpointFormatError, MAX_HEADER_BYTES, SafetensorsFile, UnsupportedDtypeError, decode, e4m3FromFloat32Bits, encode, floatToFp8, fp8Table,
+  setBackend, writeSafetensors, type StorageDtype, type TensorToWrite,
 } from "fusekit";
 import { assemble, referenceFp8, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
-import { tmpDir } from "./helpers/models.js";
+import { savedSmallModel, tmpDir } from "./helpers/models.js";
 
 const dirs: string[] = [];
 const scratch = () => {
@@ -128,6 +128,41 @@ describe("a file holding every safetensors dtype (hand-built bytes)", () => {
       if (c.values === "raw") continue;
       if (c.values.some(Number.isNaN)) continue; // NaN payloads: only the raw-bytes path keeps them (checked below)
       expect(Buffer.from(encode(decode(c.bytes, c.dtype), c.dtype)).equals(Buffer.from(c.bytes)), c.dtype).toBe(true);
+    }
+  });
+});
+
+describe("a checkpoint with tensors of every dtype", () => {
+  beforeAll(() => setBackend("cpu"));
+  it("loads a model: extra tensors of raw-only dtypes are reported unexpected, not fatal; a U8 norm weight loads as its values", async () => {
+    const dir = await savedSmallModel({ num_hidden_layers: 1 });
+    const file = path.join(dir, "model.safetensors");
+    const src = await SafetensorsFile.open(file);
+    const tensors: TensorToWrite[] = [];
+    for (const k of src.keys()) {
+      const bytes = await src.readBytes(k);
+      if (k === "model.norm.weight") tensors.push({ name: k, dtype: "U8", shape: src.info(k).shape, bytes: () => Uint8Array.from({ length: 32 }, (_, i) => i) });
+      else tensors.push({ name: k, dtype: src.info(k).dtype, shape: src.info(k).shape, bytes: () => bytes });
+    }
+    await src.close();
+    for (const c of CASES.filter((x) => x.values === "raw" || x.dtype === "BOOL")) tensors.push({ name: `extra.${c.name}`, dtype: c.dtype, shape: c.shape, bytes: () => c.bytes });
+    await writeSafetensors(file, tensors, { format: "pt" });
+    const model = await AutoModelForCausalLM.fromPretrained(dir);
+    try {
+      expect(model.loadReport!.unexpectedKeys.sort()).toEqual(["extra.bool", "extra.c64", "extra.f4", "extra.f6a", "extra.f6b"]);
+      expect(model.loadReport!.missingKeys).toEqual([]);
+      const norm = model.namedParameters().find(([k]) => k === "model.norm.weight")![1];
+      expect(Array.from(norm.stateData())).toEqual(Array.from({ length: 32 }, (_, i) => i));
+      expect(norm.storedDtype).toBe("U8");
+      const out = scratch();
+      await model.savePretrained(out); // written back as U8, byte-identical
+      const saved = await SafetensorsFile.open(path.join(out, "model.safetensors"));
+      expect(saved.info("model.norm.weight").dtype).toBe("U8");
+      expect(Array.from(await saved.readBytes("model.norm.weight"))).toEqual(Array.from({ length: 32 }, (_, i) => i));
+      await saved.close();
+    } finally {
+      model.dispose();
+      dirs.push(dir);
     }
   });
 });
