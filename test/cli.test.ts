@@ -5,7 +5,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
-import { fileURLToPath } from "node:url";
 import { AutoModelForCausalLM, AutoTokenizer, PRESETS, Qwen3Config, defaultModelDir, generate, setBackend } from "fusekit";
 import { loadModel } from "../src/cli/common.js";
 import { fusekit } from "./helpers/cli.js";

@@ -16,7 +16,6 @@ import * as library from "../index.js";
 import { decodeWithStackMs, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
-import type { WeightStorage } from "../nn/storage.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
 
 export interface CompareOptions {
@@ -257,7 +256,7 @@ async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Re
   const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
 
   const plain = await AutoModelForCausalLM.fromPretrained(ref.dir, ref.load);
-  let appliesToLoadedModel = false;
+  let appliesToLoadedModel: boolean;
   try {
     appliesToLoadedModel = await approach.applyToLoaded(plain);
   } finally {

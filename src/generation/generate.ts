@@ -1,7 +1,6 @@
 // Autoregressive generation for causal LMs: a prefill over the prompt, then one token per step through
 // the KV cache (logitsToKeep: 1, so only the last position reaches lm_head). Batches are left-padded;
 // the model derives positions from the attention mask. Token choice happens on the host (sampling.ts).
-import path from "node:path";
 import { tf } from "../tensor/tf.js";
 import { DynamicCache } from "../cache/dynamic-cache.js";
 import { Rng, selectToken, type SamplingParams } from "./sampling.js";

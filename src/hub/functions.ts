@@ -11,7 +11,6 @@ import { checkTrust, type TrustOptions } from "./repository.js";
 import { kernelEnv } from "./helpers.js";
 import type { KernelEnv } from "./types.js";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyFunction = (...args: any[]) => unknown;
 
 interface Tagged {

@@ -29,7 +29,7 @@ interface SharedExports {
 export function workerMain(): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
-  const { memory, module, index, spin, slots: S } = workerData;
+  const { memory, module, spin, slots: S } = workerData;
   const WA = (globalThis as any).WebAssembly;
   const ex = new WA.Instance(module, { env: { memory } }).exports as SharedExports;
   const ctrl = new Int32Array(workerData.ctrl);

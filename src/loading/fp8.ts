@@ -200,7 +200,10 @@ export function fp8Entries(key: string, p: Parameter, layout: Fp8BlockLayout): T
   const take = <K extends "weight" | "scaleBytes">(k: K) => {
     cached ??= fp8Encode(p.stateData() as Float32Array, p.stateShape, layout);
     const out = cached[k];
-    if (++taken === 2) (cached = undefined), (taken = 0);
+    if (++taken === 2) {
+      cached = undefined;
+      taken = 0;
+    }
     return out;
   };
   return [

@@ -12,7 +12,7 @@ import { backendLimits, planMemory, WEIGHT_STORAGE_CHOICES, type MemoryPlan, typ
 import { Linear } from "../nn/layers.js";
 import { tf } from "../tensor/tf.js";
 import { encode, type StorageDtype } from "../tensor/dtypes.js";
-import { packableWeights, packWeightsOnLoad, tensorFilledInPlace, type WeightStorage } from "../nn/storage.js";
+import { packableWeights, packWeightsOnLoad, tensorFilledInPlace } from "../nn/storage.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";

@@ -62,7 +62,10 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
         }),
       );
       const t = cache[i];
-      if (++taken === sources.length) (cache = undefined), (taken = 0);
+      if (++taken === sources.length) {
+        cache = undefined;
+        taken = 0;
+      }
       return t;
     };
     sources.forEach((s, i) => {

@@ -6,8 +6,6 @@ import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
-import { randomBytes } from "node:crypto";
-import { Qwen3Config } from "./qwen3/config.js";
 import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError, OutputPathError } from "../errors.js";
 import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";

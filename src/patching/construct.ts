@@ -1,6 +1,5 @@
 import type { Module } from "../nn/module.js";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type ModuleClass<M extends Module = Module> = abstract new (...args: any[]) => M;
 
 /** Maps a class to the one that should be built in its place (the patch mapping installs this). */
@@ -22,7 +21,6 @@ const replacing = new Set<ModuleClass>();
  * Inside a replacement's constructor, `construct` of the class it replaces builds the original, so a
  * replacement may wrap the class it stands for without recursing forever.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function construct<C extends new (...args: any[]) => Module>(cls: C, ...args: ConstructorParameters<C>): InstanceType<C> {
   const Cls = replacing.has(cls) ? cls : (resolver(cls) as unknown as C);
   if (Cls === cls) return new cls(...args) as InstanceType<C>;

@@ -1,6 +1,3 @@
-import os from "node:os";
-import path from "node:path";
-import { mkdtempSync } from "node:fs";
 import { AutoModelForCausalLM, Qwen3Config, Rng, tf, type PreTrainedModel } from "fusekit";
 import { tmpDir } from "./tmp.js";
 
