@@ -17,7 +17,10 @@ export default tseslint.config(
       "@typescript-eslint/no-this-alias": "off",
       // `declare global { namespace WebAssembly … }` types the runtime's global (tsconfig has no DOM lib).
       "@typescript-eslint/no-namespace": ["error", { allowDeclarations: true }],
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" },
+      ],
     },
   },
   { files: ["**/*.cjs"], languageOptions: { sourceType: "commonjs" } },

@@ -5,7 +5,8 @@ import { TARGETS } from "./test/mutation/targets.mjs";
 
 const name = process.env.FUSEKIT_MUTATION_TARGET;
 const picked = name ? [TARGETS[name]] : Object.values(TARGETS);
-if (picked.includes(undefined)) throw new Error(`unknown mutation target "${name}" (known: ${Object.keys(TARGETS).join(", ")})`);
+if (picked.includes(undefined))
+  throw new Error(`unknown mutation target "${name}" (known: ${Object.keys(TARGETS).join(", ")})`);
 
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {

@@ -3,8 +3,14 @@
 // same math), next to a plain SIMD read, over ~528 MB of bf16 weights. Run: node bench/bf16-gemv-rows.mjs
 import wabtInit from "wabt";
 const wabt = await wabtInit();
-const shuf = (v) => [`(i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) ${v})`, `(i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) ${v})`];
-const bits = (v) => [`(i32x4.shl ${v} (i32.const 16))`, `(v128.and ${v} (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))`];
+const shuf = (v) => [
+  `(i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i64x2 0 0) ${v})`,
+  `(i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i64x2 0 0) ${v})`,
+];
+const bits = (v) => [
+  `(i32x4.shl ${v} (i32.const 16))`,
+  `(v128.and ${v} (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))`,
+];
 function kernel(name, widen, R) {
   // one x row vs R w rows; x (or xe/xo) loaded once per step
   const accs = Array.from({ length: R }, (_, i) => `(local $a${i} v128)`).join(" ");
@@ -46,18 +52,27 @@ const wat = `(module (memory (export "mem") 20000)
      (local.set $p (i32.add (local.get $p) (i32.const 64))) (local.set $bl (i32.sub (local.get $bl) (i32.const 1))) (br $l)))
    (call $hsum (f32x4.add (local.get $a) (local.get $b))))
  ${kernel("shuf4", shuf, 4)} ${kernel("bits4", bits, 4)} ${kernel("shuf8", shuf, 8)} ${kernel("bits8", bits, 8)})`;
-const mod = wabt.parseWat("g.wat", wat, { simd: true }); mod.validate();
+const mod = wabt.parseWat("g.wat", wat, { simd: true });
+mod.validate();
 const inst = new WebAssembly.Instance(new WebAssembly.Module(mod.toBinary({}).buffer), {});
 const e = inst.exports;
-const n = 1024, m = 3072 * 28 * 3; // ~528 MB bf16
+const n = 1024,
+  m = 3072 * 28 * 3; // ~528 MB bf16
 const wBytes = n * m * 2;
-const W = 1 << 16, X = W + wBytes + 64, Y = X + n * 4 + 64;
-const f = new Float32Array(e.mem.buffer); f.fill(0.5, W >> 2, (W + wBytes) >> 2);
-const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const W = 1 << 16,
+  X = W + wBytes + 64,
+  Y = X + n * 4 + 64;
+const f = new Float32Array(e.mem.buffer);
+f.fill(0.5, W >> 2, (W + wBytes) >> 2);
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 for (let rep = 0; rep < 4; rep++) {
   for (const name of ["readsum", "shuf4", "bits4", "shuf8", "bits8"]) {
     const c0 = cpu();
-    if (name === "readsum") e.readsum(W, wBytes / 64); else e[name + "_all"](X, W, Y, n, m);
+    if (name === "readsum") e.readsum(W, wBytes / 64);
+    else e[name + "_all"](X, W, Y, n, m);
     console.log(name.padEnd(8), (wBytes / (cpu() - c0) / 1e9).toFixed(2), "GB/s per CPU-s");
   }
 }

@@ -1,8 +1,24 @@
 // The model configurations the bench measures, and the measurement of one of them (run in a child
 // process by bench/run.ts, or in-process by the smoke test). Three families: the original model, runtime
 // fusion + kernelize, patch mapping + conversion + kernelize — each with float32 or packed bf16 weights.
-import { AutoModelForCausalLM, DynamicCache, Mode, kernelize, kernelThreads, setKernelThreads, tf, type PreTrainedModel, type FromPretrainedOptions } from "../src/index.js";
-import { decodeTokensPerSecond, prefillTokensPerSecond, promptIds, repeatWithin, type Figure } from "../src/compare/measure.js";
+import {
+  AutoModelForCausalLM,
+  DynamicCache,
+  Mode,
+  kernelize,
+  kernelThreads,
+  setKernelThreads,
+  tf,
+  type PreTrainedModel,
+  type FromPretrainedOptions,
+} from "../src/index.js";
+import {
+  decodeTokensPerSecond,
+  prefillTokensPerSecond,
+  promptIds,
+  repeatWithin,
+  type Figure,
+} from "../src/compare/measure.js";
 import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
 import { qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
 import { qwen3NormMLPConversions } from "../conversions/qwen3-norm-mlp.js";
@@ -33,13 +49,24 @@ const CANDIDATES: [Family, Recipe, string][] = [
 const recipeOf = (id: string) => id.split("·")[0] as Recipe;
 
 /** The original model with bf16 weights on one kernel thread: what the pool adds. */
-export const ONE_THREAD: ConfigSpec = { id: "none·bf16·1t", family: "original", storage: "bf16", label: "original (bf16, 1 thread)", threads: 1 };
+export const ONE_THREAD: ConfigSpec = {
+  id: "none·bf16·1t",
+  family: "original",
+  storage: "bf16",
+  label: "original (bf16, 1 thread)",
+  threads: 1,
+};
 
 /** Every candidate configuration, float32 and bf16 storage, and the original on one thread. */
 export function allConfigs(): ConfigSpec[] {
   return [
     ...CANDIDATES.flatMap(([family, recipe, label]) =>
-      (["f32", "bf16"] as Storage[]).map((storage) => ({ id: `${recipe}·${storage}`, family, storage, label: `${label} (${storage})` })),
+      (["f32", "bf16"] as Storage[]).map((storage) => ({
+        id: `${recipe}·${storage}`,
+        family,
+        storage,
+        label: `${label} (${storage})`,
+      })),
     ),
     ONE_THREAD,
   ];
@@ -55,7 +82,10 @@ export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTra
     fuseNormMLP(model, { kernel: true });
     return kernelize(model, { mode: Mode.INFERENCE });
   }
-  const [patches, conversions] = recipe === "norm-mlp-patch" ? [qwen3NormMLPPatches, qwen3NormMLPConversions] : [qwen3GateUpQKVPatches, qwen3GateUpQKVConversions];
+  const [patches, conversions] =
+    recipe === "norm-mlp-patch"
+      ? [qwen3NormMLPPatches, qwen3NormMLPConversions]
+      : [qwen3GateUpQKVPatches, qwen3GateUpQKVConversions];
   const model = await AutoModelForCausalLM.fromPretrained(dir, { ...storage, patches, conversions });
   return kernelize(model, { mode: Mode.INFERENCE });
 }
@@ -98,21 +128,27 @@ export interface ConfigResult {
 
 export function decodeWeightBytes(model: PreTrainedModel): number {
   let n = 0;
-  for (const [name, p] of model.namedParameters()) if (p.stateShape.length === 2 && !/norm/.test(name)) n += p.numel * (p.packed ? 2 : 4);
+  for (const [name, p] of model.namedParameters())
+    if (p.stateShape.length === 2 && !/norm/.test(name)) n += p.numel * (p.packed ? 2 : 4);
   return n;
 }
 
 export function layerMacsPerToken(model: PreTrainedModel): number {
   let n = 0;
-  for (const [name, p] of model.namedParameters()) if (p.stateShape.length === 2 && /layers\./.test(name) && !/norm/.test(name)) n += p.numel;
+  for (const [name, p] of model.namedParameters())
+    if (p.stateShape.length === 2 && /layers\./.test(name) && !/norm/.test(name)) n += p.numel;
   return n;
 }
 
 async function kernelsPerStep(model: PreTrainedModel): Promise<number> {
   const vocab = (model.config as unknown as { vocab_size: number }).vocab_size;
   const cache = new DynamicCache();
-  model.forward({ inputIds: [promptIds(8, vocab)], pastKeyValues: cache, useCache: true, logitsToKeep: 1 }).logits.dispose();
-  const info = await tf.profile(() => model.forward({ inputIds: [[13]], pastKeyValues: cache, useCache: true, logitsToKeep: 1 }).logits);
+  model
+    .forward({ inputIds: [promptIds(8, vocab)], pastKeyValues: cache, useCache: true, logitsToKeep: 1 })
+    .logits.dispose();
+  const info = await tf.profile(
+    () => model.forward({ inputIds: [[13]], pastKeyValues: cache, useCache: true, logitsToKeep: 1 }).logits,
+  );
   cache.dispose();
   return info.kernels.length;
 }
@@ -153,8 +189,16 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
     const prefill: Record<string, Figure> = {};
     let decode: Figure | undefined;
     const figures: [string, () => void][] = [
-      ["decode", () => (decode = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps)))],
-      ...[...plan.prefill].sort((a, b) => a - b).map((n): [string, () => void] => [`prefill ${n}`, () => (prefill[n] = repeatWithin(plan.repeats, budget, () => prefillTokensPerSecond(model, n)))]),
+      [
+        "decode",
+        () => (decode = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps))),
+      ],
+      ...[...plan.prefill]
+        .sort((a, b) => a - b)
+        .map((n): [string, () => void] => [
+          `prefill ${n}`,
+          () => (prefill[n] = repeatWithin(plan.repeats, budget, () => prefillTokensPerSecond(model, n))),
+        ]),
     ];
     for (const [name, run] of figures) {
       const failed = Object.keys(errors).length > 0;

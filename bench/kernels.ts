@@ -41,7 +41,15 @@ export async function kernelMicroBench({ iters = 200, rounds = 5 } = {}): Promis
   const backend = tf.getBackend();
   const h = 128;
   const inter = 384;
-  const cfg = new Qwen3Config({ vocab_size: 16, hidden_size: h, intermediate_size: inter, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 32 });
+  const cfg = new Qwen3Config({
+    vocab_size: 16,
+    hidden_size: h,
+    intermediate_size: inter,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 32,
+  });
   const norm = new Qwen3RMSNorm(h, 1e-6);
   const normK = new Qwen3RMSNorm(h, 1e-6);
   normK.weight = norm.weight;
@@ -54,16 +62,32 @@ export async function kernelMicroBench({ iters = 200, rounds = 5 } = {}): Promis
     await kernelize(actK, { mode: Mode.INFERENCE });
   });
   const build = new URL(`../kernels/fusekit/norm-mlp/${backend === "wasm" ? "wasm" : "cpu"}.js`, import.meta.url).href;
-  const fusedForward = (await import(build)).createLayers(kernelEnv(backend)).NormMLP.prototype.forward as (x: tf.Tensor) => tf.Tensor;
-  const self = { norm_weight: norm.weight, eps: 1e-6, gate_proj: mlp.gate_proj, up_proj: mlp.up_proj, down_proj: mlp.down_proj };
+  const fusedForward = (await import(build)).createLayers(kernelEnv(backend)).NormMLP.prototype.forward as (
+    x: tf.Tensor,
+  ) => tf.Tensor;
+  const self = {
+    norm_weight: norm.weight,
+    eps: 1e-6,
+    gate_proj: mlp.gate_proj,
+    up_proj: mlp.up_proj,
+    down_proj: mlp.down_proj,
+  };
   const t = (fn: () => tf.Tensor) => timeIt(fn, iters, rounds);
 
   const rows: KernelMicroRow[] = [];
   for (const n of [1, 32]) {
     const x = tf.randomNormal([1, n, h], 0, 1, "float32", 1);
     const x2 = tf.randomNormal([1, n, 2 * inter], 0, 1, "float32", 2);
-    rows.push({ name: `RMSNorm [1,${n},${h}]`, composedUs: t(() => tf.tidy(() => norm.call(x))), kernelUs: t(() => tf.tidy(() => normK.call(x))) });
-    rows.push({ name: `SiluAndMul [1,${n},${2 * inter}]`, composedUs: t(() => tf.tidy(() => act.call(x2))), kernelUs: t(() => tf.tidy(() => actK.call(x2))) });
+    rows.push({
+      name: `RMSNorm [1,${n},${h}]`,
+      composedUs: t(() => tf.tidy(() => norm.call(x))),
+      kernelUs: t(() => tf.tidy(() => normK.call(x))),
+    });
+    rows.push({
+      name: `SiluAndMul [1,${n},${2 * inter}]`,
+      composedUs: t(() => tf.tidy(() => act.call(x2))),
+      kernelUs: t(() => tf.tidy(() => actK.call(x2))),
+    });
     rows.push({
       name: `NormMLP [1,${n},${h}]→${inter}→${h}`,
       composedUs: t(() => tf.tidy(() => mlp.call(rmsNorm(x, norm.weight.tensor, 1e-6)))),

@@ -26,7 +26,10 @@ export function jsReadBandwidth(bytes: number, repeats: number): Figure {
   const a = new Float32Array(bytes / 4).fill(1);
   let sink = 0;
   const fig = bandwidth(a.byteLength, repeats, () => {
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    let s0 = 0,
+      s1 = 0,
+      s2 = 0,
+      s3 = 0;
     for (let i = 0; i < a.length; i += 4) {
       s0 += a[i];
       s1 += a[i + 1];

@@ -5,19 +5,37 @@ import { createRequire } from "node:module";
 import { promptIds } from "../src/compare/measure.js";
 import { ortVersion } from "./ort.js";
 
-interface Payload { ortDir: string; onnx: string; threads: number; repeats: number; prefill: number[]; decodeSteps: number; figureBudgetS: number; vocab: number }
-interface OrtTensor { dims: readonly number[]; data: Float32Array }
+interface Payload {
+  ortDir: string;
+  onnx: string;
+  threads: number;
+  repeats: number;
+  prefill: number[];
+  decodeSteps: number;
+  figureBudgetS: number;
+  vocab: number;
+}
+interface OrtTensor {
+  dims: readonly number[];
+  data: Float32Array;
+}
 type Feeds = Record<string, unknown>;
 
 const p = JSON.parse(process.argv[2]) as Payload;
 const ort = createRequire(p.ortDir + "/")(p.ortDir);
-const session = await ort.InferenceSession.create(p.onnx, { intraOpNumThreads: p.threads, interOpNumThreads: 1, graphOptimizationLevel: "all" });
+const session = await ort.InferenceSession.create(p.onnx, {
+  intraOpNumThreads: p.threads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: "all",
+});
 const pastNames: string[] = session.inputNames.filter((n: string) => n.startsWith("past_"));
-const meta = session.inputMetadata?.find?.((m: { name: string }) => m.name === pastNames[0]) as { shape?: (number | string)[] } | undefined;
+const meta = session.inputMetadata?.find?.((m: { name: string }) => m.name === pastNames[0]) as
+  { shape?: (number | string)[] } | undefined;
 const [kv, d] = [Number(meta?.shape?.[1]), Number(meta?.shape?.[3])];
 
 const ids = (xs: number[]) => new ort.Tensor("int64", BigInt64Array.from(xs.map(BigInt)), [1, xs.length]);
-const empty = () => Object.fromEntries(pastNames.map((n) => [n, new ort.Tensor("float32", new Float32Array(0), [1, kv, 0, d])]));
+const empty = () =>
+  Object.fromEntries(pastNames.map((n) => [n, new ort.Tensor("float32", new Float32Array(0), [1, kv, 0, d])]));
 const argmax = (t: OrtTensor) => t.data.reduce((b, v, i, a) => (v > a[b] ? i : b), 0);
 
 /** Runs up to `repeats` times, stopping once one more run would pass the budget (≥ 1 run). */

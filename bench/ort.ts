@@ -31,9 +31,14 @@ export function ensureOrt(log: (l: string) => void): { dir: string } | { error: 
   try {
     mkdirSync(PEERS_DIR, { recursive: true });
     const pkg = path.join(PEERS_DIR, "package.json");
-    if (!existsSync(pkg)) writeFileSync(pkg, JSON.stringify({ name: "fusekit-bench-peers", private: true }, null, 2) + "\n");
+    if (!existsSync(pkg))
+      writeFileSync(pkg, JSON.stringify({ name: "fusekit-bench-peers", private: true }, null, 2) + "\n");
     log(`installing ${ORT_PACKAGE} into ${PEERS_DIR} (npm install --ignore-scripts)…`);
-    execFileSync("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund", ORT_PACKAGE], { cwd: PEERS_DIR, stdio: ["ignore", "ignore", "pipe"], timeout: 600_000 });
+    execFileSync("npm", ["install", "--ignore-scripts", "--no-audit", "--no-fund", ORT_PACKAGE], {
+      cwd: PEERS_DIR,
+      stdio: ["ignore", "ignore", "pipe"],
+      timeout: 600_000,
+    });
     return { dir };
   } catch (e) {
     return { error: `could not install ${ORT_PACKAGE}: ${(e as Error).message.split("\n")[0]}` };
@@ -44,9 +49,16 @@ export function ensureOrt(log: (l: string) => void): { dir: string } | { error: 
  * The ONNX export of checkpoint `dir` (cached under the fusekit cache folder, keyed by the checkpoint's path,
  * size and mtime), made with `python` running bench/pytorch_baseline.py --export-onnx when missing.
  */
-export function ensureOnnx(python: string, dir: string, log: (l: string) => void): { file: string } | { error: string } {
+export function ensureOnnx(
+  python: string,
+  dir: string,
+  log: (l: string) => void,
+): { file: string } | { error: string } {
   const st = statSync(path.join(dir, "model.safetensors"));
-  const key = createHash("sha256").update(`${path.resolve(dir)}:${st.size}:${st.mtimeMs}`).digest("hex").slice(0, 16);
+  const key = createHash("sha256")
+    .update(`${path.resolve(dir)}:${st.size}:${st.mtimeMs}`)
+    .digest("hex")
+    .slice(0, 16);
   const out = path.join(cacheDir(), "onnx", key);
   const file = path.join(out, "model.onnx");
   if (existsSync(file)) return { file };
@@ -56,7 +68,11 @@ export function ensureOnnx(python: string, dir: string, log: (l: string) => void
     mkdirSync(tmp, { recursive: true });
     log(`exporting ${dir} to ONNX (torch.onnx.export, float32, KV cache)…`);
     const script = path.resolve(here, "..", "..", "bench", "pytorch_baseline.py");
-    execFileSync(python, [script, dir, "--export-onnx", path.join(tmp, "model.onnx")], { stdio: ["ignore", "ignore", "pipe"], timeout: 3_600_000, maxBuffer: 1 << 26 });
+    execFileSync(python, [script, dir, "--export-onnx", path.join(tmp, "model.onnx")], {
+      stdio: ["ignore", "ignore", "pipe"],
+      timeout: 3_600_000,
+      maxBuffer: 1 << 26,
+    });
     rmSync(out, { recursive: true, force: true });
     renameSync(tmp, out); // the folder appears complete or not at all
     return { file };
@@ -69,21 +85,53 @@ export function ensureOnnx(python: string, dir: string, log: (l: string) => void
 const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
 
 /** Runs bench/ort-child.js (built to dist/bench) in a child process with `threads` intra-op threads. */
-export function runOrt(ortDir: string, onnx: string, o: { threads: number; repeats: number; prefill: number[]; decodeSteps: number; figureBudgetS: number; timeoutS: number; vocab: number }): Promise<OrtResult> {
+export function runOrt(
+  ortDir: string,
+  onnx: string,
+  o: {
+    threads: number;
+    repeats: number;
+    prefill: number[];
+    decodeSteps: number;
+    figureBudgetS: number;
+    timeoutS: number;
+    vocab: number;
+  },
+): Promise<OrtResult> {
   const child = path.join(here, "ort-child.js");
   const payload = JSON.stringify({ ortDir, onnx, ...o });
   return new Promise((resolve) => {
-    execFile(process.execPath, [child, payload], { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      if (err) return resolve({ threads: o.threads, error: `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim() });
-      try {
-        const j = JSON.parse(stdout.trim().split("\n").pop()!) as { ort: string; prefill: Record<string, number[]>; decode: number[] };
-        resolve({ threads: o.threads, ort: j.ort, prefill: Object.fromEntries(Object.entries(j.prefill).map(([k, v]) => [k, fig(v)])), decode: fig(j.decode) });
-      } catch (e) {
-        resolve({ threads: o.threads, error: `unreadable output: ${(e as Error).message}` });
-      }
-    });
+    execFile(
+      process.execPath,
+      [child, payload],
+      { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 },
+      (err, stdout, stderr) => {
+        if (err)
+          return resolve({
+            threads: o.threads,
+            error:
+              `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim(),
+          });
+        try {
+          const j = JSON.parse(stdout.trim().split("\n").pop()!) as {
+            ort: string;
+            prefill: Record<string, number[]>;
+            decode: number[];
+          };
+          resolve({
+            threads: o.threads,
+            ort: j.ort,
+            prefill: Object.fromEntries(Object.entries(j.prefill).map(([k, v]) => [k, fig(v)])),
+            decode: fig(j.decode),
+          });
+        } catch (e) {
+          resolve({ threads: o.threads, error: `unreadable output: ${(e as Error).message}` });
+        }
+      },
+    );
   });
 }
 
 /** The installed onnxruntime-node version. */
-export const ortVersion = (ortDir: string) => (JSON.parse(readFileSync(path.join(ortDir, "package.json"), "utf8")) as { version: string }).version;
+export const ortVersion = (ortDir: string) =>
+  (JSON.parse(readFileSync(path.join(ortDir, "package.json"), "utf8")) as { version: string }).version;

@@ -71,7 +71,9 @@ function run(model: Model, prompt: number, steps: number): [number, number, numb
 function layersMsPerStep(model: Model, steps: number): number {
   const inner = (model as unknown as { model: { call(i: object): { lastHiddenState: tf.Tensor } } }).model;
   const cache = new DynamicCache();
-  inner.call({ inputIds: [Array.from({ length: 64 }, (_, i) => i + 10)], pastKeyValues: cache, useCache: true }).lastHiddenState.dispose();
+  inner
+    .call({ inputIds: [Array.from({ length: 64 }, (_, i) => i + 10)], pastKeyValues: cache, useCache: true })
+    .lastHiddenState.dispose();
   const c0 = cpu();
   for (let s = 0; s < steps; s++) {
     const h = inner.call({ inputIds: [[11 + s]], pastKeyValues: cache, useCache: true }).lastHiddenState;
@@ -96,7 +98,11 @@ async function opsPerDecodeStep(model: Model): Promise<number> {
 
 async function load(dir: string, config: string, weightStorage: WeightStorage): Promise<Model> {
   if (config === "patched-kernel") {
-    const m = await AutoModelForCausalLM.fromPretrained(dir, { patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions, weightStorage });
+    const m = await AutoModelForCausalLM.fromPretrained(dir, {
+      patches: qwen3NormMLPPatches,
+      conversions: qwen3NormMLPConversions,
+      weightStorage,
+    });
     await kernelize(m, { mode: Mode.INFERENCE });
     return m as unknown as Model;
   }
@@ -127,7 +133,8 @@ async function measure(label: string, dir: string, weightStorage: WeightStorage,
     const after = tf.memory().numTensors;
     const ops = await opsPerDecodeStep(model);
     const layerMs = median(Array.from({ length: RUNS }, () => layersMsPerStep(model, tokens)));
-    const fmt = (xs: number[]) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
+    const fmt = (xs: number[]) =>
+      `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`;
     console.log(
       `${label.padEnd(10)} ${config.padEnd(15)} prefill64 ${fmt(pre).padEnd(22)} tok/s  decode ${fmt(dec).padEnd(22)} tok/s  per CPU-s ${fmt(decCpu).padEnd(22)}  layers ${layerMs.toFixed(2)} CPU-ms/step  ops/step ${ops}  numTensors ${before}→${after}`,
     );
@@ -136,9 +143,12 @@ async function measure(label: string, dir: string, weightStorage: WeightStorage,
 }
 
 await setBackend(opt("backend", "wasm") as "wasm" | "cpu");
-console.log(`backend ${tf.getBackend()}, ${RUNS} runs, decode ${TOKENS} tokens after a 64-token prompt; median (min–max)`);
+console.log(
+  `backend ${tf.getBackend()}, ${RUNS} runs, decode ${TOKENS} tokens after a 64-token prompt; median (min–max)`,
+);
 if (!flag("skip-tiny")) {
   const tiny = await defaultModelDir();
-  for (const storage of opt("tiny-storage", "f32,bf16").split(",")) await measure(`tiny ${storage}`, tiny, storage as WeightStorage, TOKENS * 4);
+  for (const storage of opt("tiny-storage", "f32,bf16").split(","))
+    await measure(`tiny ${storage}`, tiny, storage as WeightStorage, TOKENS * 4);
 }
 if (!flag("skip-06b")) await measure("0.6B bf16", await ensureModel("qwen3-0.6b"), "bf16", TOKENS);

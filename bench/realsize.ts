@@ -46,7 +46,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const maxRss = () => process.resourceUsage().maxRSS * 1024;
 
 /** The real-size rows: each preset is created if missing (the 1.7B shape is written once, ~3.4 GB, several minutes). */
-export async function realSizeRows(backend: string, o: { prefill: number; decodeSteps: number; timeoutS: number; log: (l: string) => void }): Promise<RealSizeRow[]> {
+export async function realSizeRows(
+  backend: string,
+  o: { prefill: number; decodeSteps: number; timeoutS: number; log: (l: string) => void },
+): Promise<RealSizeRow[]> {
   const rows: RealSizeRow[] = [];
   for (const preset of REAL_SIZE_PRESETS) {
     o.log(`[real size ${preset}] checkpoint, page-cache read speed, load with no options…`);
@@ -54,13 +57,23 @@ export async function realSizeRows(backend: string, o: { prefill: number; decode
     const file = path.join(dir, "model.safetensors");
     const fileBytes = statSync(file).size;
     const readGBps = (await pageCacheReadSpeed(file, 2)).median;
-    const { result, error } = await runRealSizeChild({ dir, backend, prefill: o.prefill, decodeSteps: o.decodeSteps }, o.timeoutS);
+    const { result, error } = await runRealSizeChild(
+      { dir, backend, prefill: o.prefill, decodeSteps: o.decodeSteps },
+      o.timeoutS,
+    );
     if (!result) {
       rows.push({ preset, fileBytes, readGBps, error });
       continue;
     }
     const loadRatio = fileBytes / 1e9 / result.loadS / readGBps;
-    rows.push({ preset, fileBytes, readGBps, ...result, loadRatio, rssRatio: result.peakRssBytes / result.storageBytes });
+    rows.push({
+      preset,
+      fileBytes,
+      readGBps,
+      ...result,
+      loadRatio,
+      rssRatio: result.peakRssBytes / result.storageBytes,
+    });
   }
   return rows;
 }
@@ -68,24 +81,39 @@ export async function realSizeRows(backend: string, o: { prefill: number; decode
 function runRealSizeChild(payload: object, timeoutS: number): Promise<{ result?: ChildResult; error?: string }> {
   return new Promise((resolve) => {
     const args = [path.join(here, "realsize.js"), "--child", JSON.stringify(payload)];
-    execFile(process.execPath, args, { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      try {
-        return resolve(JSON.parse(stdout.trim().split("\n").pop() ?? ""));
-      } catch {
-        resolve({ error: `${err?.killed ? `killed after ${timeoutS} s` : "child failed"}: ${stderr.trim().split("\n").slice(-1)[0] ?? ""}` });
-      }
-    });
+    execFile(
+      process.execPath,
+      args,
+      { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 24 },
+      (err, stdout, stderr) => {
+        try {
+          return resolve(JSON.parse(stdout.trim().split("\n").pop() ?? ""));
+        } catch {
+          resolve({
+            error: `${err?.killed ? `killed after ${timeoutS} s` : "child failed"}: ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`,
+          });
+        }
+      },
+    );
   });
 }
 
 /** The child: load with no options (weightStorage "auto", the planner first), then prefill and decode. */
 async function childMain(payload: string): Promise<void> {
-  const { dir, backend, prefill, decodeSteps } = JSON.parse(payload) as { dir: string; backend: string; prefill: number; decodeSteps: number };
+  const { dir, backend, prefill, decodeSteps } = JSON.parse(payload) as {
+    dir: string;
+    backend: string;
+    prefill: number;
+    decodeSteps: number;
+  };
   let out: { result?: ChildResult; error?: string };
   try {
     await setBackend(backend);
     const t0 = performance.now();
-    const model = await AutoModelForCausalLM.fromPretrained(dir, { contextLength: prefill + decodeSteps + 16, promptLength: prefill });
+    const model = await AutoModelForCausalLM.fromPretrained(dir, {
+      contextLength: prefill + decodeSteps + 16,
+      promptLength: prefill,
+    });
     const loadS = (performance.now() - t0) / 1000;
     const peakRssBytes = maxRss();
     const plan = model.memoryPlan!;
@@ -111,13 +139,37 @@ export function realSizeSection(rows: RealSizeRow[], prefill: number, decodeStep
   const g = (x?: number, d = 2) => (x === undefined ? "" : x.toFixed(d));
   return {
     title: "real sizes: load with no options (issue 13)",
-    head: ["preset", "file GB", "page cache GB/s", "storage", "load s", "load ÷ read speed (≥ 0.5)", "peak RSS GiB", "RSS ÷ storage bytes (≤ 1.3)", `prefill ${prefill} tok/s`, `decode ${decodeSteps} tok/s`],
+    head: [
+      "preset",
+      "file GB",
+      "page cache GB/s",
+      "storage",
+      "load s",
+      "load ÷ read speed (≥ 0.5)",
+      "peak RSS GiB",
+      "RSS ÷ storage bytes (≤ 1.3)",
+      `prefill ${prefill} tok/s`,
+      `decode ${decodeSteps} tok/s`,
+    ],
     rows: rows.map((r) =>
       r.error
         ? [r.preset, g(r.fileBytes / 1e9), g(r.readGBps), "", "", "", "", "", "", r.error]
-        : [r.preset, g(r.fileBytes / 1e9), g(r.readGBps), r.storage!, g(r.loadS), g(r.loadRatio), g(r.peakRssBytes! / 2 ** 30), g(r.rssRatio), g(r.prefillTokS, 1), g(r.decodeTokS, 1)],
+        : [
+            r.preset,
+            g(r.fileBytes / 1e9),
+            g(r.readGBps),
+            r.storage!,
+            g(r.loadS),
+            g(r.loadRatio),
+            g(r.peakRssBytes! / 2 ** 30),
+            g(r.rssRatio),
+            g(r.prefillTokS, 1),
+            g(r.decodeTokS, 1),
+          ],
     ),
-    notes: ["Each preset loads in its own child process with no options (weightStorage auto, planned before reading); RSS is that child's maxRSS after loading, storage bytes are the plan's weights plus the backend's copy."],
+    notes: [
+      "Each preset loads in its own child process with no options (weightStorage auto, planned before reading); RSS is that child's maxRSS after loading, storage bytes are the plan's weights plus the backend's copy.",
+    ],
   };
 }
 

@@ -14,8 +14,15 @@ import { SafetensorsFile, ensureModel, setBackend, tf, type PresetName } from ".
 import type { Figure } from "../src/compare/measure.js";
 import { allConfigs, measureConfig, type ConfigResult, type ConfigSpec, type Family, type Plan } from "./configs.js";
 import {
-  MATMUL_SHAPES, bf16GemmGflops, jsReadBandwidth, matmulGflops, pageCacheReadSpeed, poolReadBandwidth, wasmReadBandwidth,
-  type Bf16GemmFigure, type MatmulFigure,
+  MATMUL_SHAPES,
+  bf16GemmGflops,
+  jsReadBandwidth,
+  matmulGflops,
+  pageCacheReadSpeed,
+  poolReadBandwidth,
+  wasmReadBandwidth,
+  type Bf16GemmFigure,
+  type MatmulFigure,
 } from "./machine.js";
 import { kernelMicroBench, type KernelMicroRow } from "./kernels.js";
 import { TORCH_HOWTO, findTorchPython, runTorch, type TorchResult } from "./torch.js";
@@ -88,7 +95,10 @@ export const QUICK: Partial<BenchOptions> = {
   decodeSteps: 8,
   prefill: [16, 64],
   bandwidthBytes: 64 << 20,
-  matmulShapes: [[256, 256, 256], [8, 256, 768]],
+  matmulShapes: [
+    [256, 256, 256],
+    [8, 256, 768],
+  ],
   quick: true,
 };
 
@@ -153,25 +163,49 @@ export interface BenchResults {
 }
 
 /** Runs one configuration in a child process; its measurement or the reason it failed. */
-function runChild(dir: string, spec: ConfigSpec, plan: Plan, backend: string, timeoutS: number): Promise<{ result?: ConfigResult; error?: string }> {
+function runChild(
+  dir: string,
+  spec: ConfigSpec,
+  plan: Plan,
+  backend: string,
+  timeoutS: number,
+): Promise<{ result?: ConfigResult; error?: string }> {
   const payload = JSON.stringify({ dir, spec, plan, backend });
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(here, "run.js"), "--child", payload], { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
-      const last = stdout.trim().split("\n").pop() ?? "";
-      try {
-        const j = JSON.parse(last) as { result?: ConfigResult; error?: string };
-        return resolve(j);
-      } catch {
-        // the child died before reporting: say how, with the last lines it wrote
-      }
-      const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => /error|abort|memory|killed/i.test(l) && !/^at /.test(l));
-      const how = err?.killed ? `killed after the ${timeoutS} s timeout` : `child exited (${err?.code ?? ""}${err?.signal ? ` ${err.signal}` : ""})`;
-      resolve({ error: `${how}: ${lines.slice(-2).join(" | ").slice(0, 300) || stderr.trim().split("\n").slice(-1)[0]}` });
-    });
+    execFile(
+      process.execPath,
+      [path.join(here, "run.js"), "--child", payload],
+      { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 26 },
+      (err, stdout, stderr) => {
+        const last = stdout.trim().split("\n").pop() ?? "";
+        try {
+          const j = JSON.parse(last) as { result?: ConfigResult; error?: string };
+          return resolve(j);
+        } catch {
+          // the child died before reporting: say how, with the last lines it wrote
+        }
+        const lines = stderr
+          .split("\n")
+          .map((l) => l.trim())
+          .filter((l) => /error|abort|memory|killed/i.test(l) && !/^at /.test(l));
+        const how = err?.killed
+          ? `killed after the ${timeoutS} s timeout`
+          : `child exited (${err?.code ?? ""}${err?.signal ? ` ${err.signal}` : ""})`;
+        resolve({
+          error: `${how}: ${lines.slice(-2).join(" | ").slice(0, 300) || stderr.trim().split("\n").slice(-1)[0]}`,
+        });
+      },
+    );
   });
 }
 
-async function runConfig(o: BenchOptions, backend: string, dir: string, spec: ConfigSpec, plan: Plan): Promise<{ result?: ConfigResult; error?: string }> {
+async function runConfig(
+  o: BenchOptions,
+  backend: string,
+  dir: string,
+  spec: ConfigSpec,
+  plan: Plan,
+): Promise<{ result?: ConfigResult; error?: string }> {
   if (!o.inProcess) return runChild(dir, spec, plan, backend, o.childTimeoutS);
   try {
     return { result: await measureConfig(dir, spec, plan) };
@@ -180,27 +214,64 @@ async function runConfig(o: BenchOptions, backend: string, dir: string, spec: Co
   }
 }
 
-const errorText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e)).split("\n")[0].slice(0, 300);
+const errorText = (e: unknown) =>
+  (e instanceof Error ? `${e.name}: ${e.message}` : String(e)).split("\n")[0].slice(0, 300);
 
-async function benchModel(o: BenchOptions, backend: string, name: string, dir: string, python: { python: string } | undefined): Promise<ModelEntry> {
+async function benchModel(
+  o: BenchOptions,
+  backend: string,
+  name: string,
+  dir: string,
+  python: { python: string } | undefined,
+): Promise<ModelEntry> {
   const file = path.join(dir, "model.safetensors");
   const fileBytes = statSync(file).size;
   const screened = fileBytes > o.screenAboveBytes;
-  const full: Plan = { prefill: o.prefill, decodeSteps: o.decodeSteps, repeats: o.repeats, figureBudgetS: o.figureBudgetS };
-  const screen: Plan = { prefill: [o.prefill[0]], decodeSteps: Math.min(16, o.decodeSteps), repeats: 1, figureBudgetS: o.figureBudgetS };
+  const full: Plan = {
+    prefill: o.prefill,
+    decodeSteps: o.decodeSteps,
+    repeats: o.repeats,
+    figureBudgetS: o.figureBudgetS,
+  };
+  const screen: Plan = {
+    prefill: [o.prefill[0]],
+    decodeSteps: Math.min(16, o.decodeSteps),
+    repeats: 1,
+    figureBudgetS: o.figureBudgetS,
+  };
   o.log(`[${name}] page-cache read speed of ${(fileBytes / 1e9).toFixed(2)} GB`);
-  const entry: ModelEntry = { name, dir, fileBytes, pageCacheReadGBps: await pageCacheReadSpeed(file, o.repeats), screened, configs: [], best: {}, torch: [], ort: [] };
+  const entry: ModelEntry = {
+    name,
+    dir,
+    fileBytes,
+    pageCacheReadGBps: await pageCacheReadSpeed(file, o.repeats),
+    screened,
+    configs: [],
+    best: {},
+    torch: [],
+    ort: [],
+  };
 
   for (const spec of allConfigs().filter((c) => !o.configs?.length || o.configs.includes(c.id))) {
     const f32Probe = entry.configs.find((r) => r.spec.id === "none·f32");
     if (spec.storage === "f32" && f32Probe?.error) {
-      entry.configs.push({ spec, status: "skipped", error: `not run: float32 storage did not load (original f32: ${f32Probe.error.slice(0, 120)})` });
+      entry.configs.push({
+        spec,
+        status: "skipped",
+        error: `not run: float32 storage did not load (original f32: ${f32Probe.error.slice(0, 120)})`,
+      });
       continue;
     }
     o.log(`[${name}] ${spec.label}: ${screened ? "screening" : "measuring"}…`);
     const { result, error } = await runConfig(o, backend, dir, spec, screened ? screen : full);
     if (error) o.log(`[${name}]   error: ${error}`);
-    entry.configs.push(error ? { spec, status: "error", error } : screened ? { spec, status: "screened", result, screen: result } : { spec, status: "full", result });
+    entry.configs.push(
+      error
+        ? { spec, status: "error", error }
+        : screened
+          ? { spec, status: "screened", result, screen: result }
+          : { spec, status: "full", result },
+    );
   }
 
   const families: Family[] = ["original", "fused", "patched"];
@@ -225,7 +296,16 @@ async function benchModel(o: BenchOptions, backend: string, name: string, dir: s
   if (python && !o.skipTorch) {
     for (const threads of [2, 1]) {
       o.log(`[${name}] PyTorch eager, ${threads} thread(s)…`);
-      entry.torch.push(await runTorch(python.python, path.resolve(here, "..", "..", "bench", "pytorch_baseline.py"), dir, { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, figureBudgetS: o.figureBudgetS, timeoutS: o.childTimeoutS }));
+      entry.torch.push(
+        await runTorch(python.python, path.resolve(here, "..", "..", "bench", "pytorch_baseline.py"), dir, {
+          threads,
+          repeats: o.repeats,
+          prefill: o.prefill,
+          decodeSteps: o.decodeSteps,
+          figureBudgetS: o.figureBudgetS,
+          timeoutS: o.childTimeoutS,
+        }),
+      );
     }
   } else entry.torchNote = o.skipTorch ? "PyTorch baseline skipped (--skip-torch)" : TORCH_HOWTO;
   await benchOrt(o, entry, python);
@@ -235,7 +315,9 @@ async function benchModel(o: BenchOptions, backend: string, name: string, dir: s
 /** The ONNX Runtime peer on the same checkpoint (exported with the PyTorch python), 1 and 2 intra-op threads. */
 async function benchOrt(o: BenchOptions, entry: ModelEntry, python: { python: string } | undefined): Promise<void> {
   if (o.skipOrt || !python) {
-    entry.ortNote = o.skipOrt ? "ONNX Runtime skipped (--skip-ort)" : "ONNX Runtime skipped: the ONNX export needs the PyTorch python (see above)";
+    entry.ortNote = o.skipOrt
+      ? "ONNX Runtime skipped (--skip-ort)"
+      : "ONNX Runtime skipped: the ONNX export needs the PyTorch python (see above)";
     return;
   }
   const onnx = ensureOnnx(python.python, entry.dir, o.log);
@@ -244,10 +326,19 @@ async function benchOrt(o: BenchOptions, entry: ModelEntry, python: { python: st
     entry.ortNote = `ONNX Runtime skipped: ${"error" in onnx ? onnx.error : (pkg as { error: string }).error}`;
     return;
   }
-  const vocab = (JSON.parse(readFileSync(path.join(entry.dir, "config.json"), "utf8")) as { vocab_size: number }).vocab_size;
+  const vocab = (JSON.parse(readFileSync(path.join(entry.dir, "config.json"), "utf8")) as { vocab_size: number })
+    .vocab_size;
   for (const threads of [1, 2]) {
     o.log(`[${entry.name}] ONNX Runtime, ${threads} intra-op thread(s)…`);
-    const run = { threads, repeats: o.repeats, prefill: o.prefill, decodeSteps: o.decodeSteps, figureBudgetS: o.figureBudgetS, timeoutS: o.childTimeoutS, vocab };
+    const run = {
+      threads,
+      repeats: o.repeats,
+      prefill: o.prefill,
+      decodeSteps: o.decodeSteps,
+      figureBudgetS: o.figureBudgetS,
+      timeoutS: o.childTimeoutS,
+      vocab,
+    };
     entry.ort.push(await runOrt(pkg.dir, onnx.file, run));
   }
 }
@@ -258,7 +349,10 @@ async function machineLimits(o: BenchOptions): Promise<MachineLimits> {
   const wasmReadGBps = wasmReadBandwidth(o.bandwidthBytes, o.repeats);
   const poolReadGBps = poolReadBandwidth(o.bandwidthBytes, o.repeats);
   const matmul = matmulGflops(o.matmulShapes, o.repeats);
-  const bf16Gemm = bf16GemmGflops(o.matmulShapes.filter(([, k]) => k % 8 === 0), o.repeats);
+  const bf16Gemm = bf16GemmGflops(
+    o.matmulShapes.filter(([, k]) => k % 8 === 0),
+    o.repeats,
+  );
   return {
     jsReadGBps,
     wasmReadGBps,
@@ -277,7 +371,9 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
   const backend = await setBackend(o.backend);
   const machine = await machineLimits(o);
   o.log("kernels: micro-bench vs composed ops");
-  const kernelMicro = await kernelMicroBench(o.quick ? { iters: 20, rounds: 3 } : {}).catch((e: unknown) => ({ error: errorText(e) }));
+  const kernelMicro = await kernelMicroBench(o.quick ? { iters: 20, rounds: 3 } : {}).catch((e: unknown) => ({
+    error: errorText(e),
+  }));
   const python = o.skipTorch && o.skipOrt ? undefined : findTorchPython(); // ORT's export needs it too
   const models: ModelEntry[] = [];
   for (const m of o.models) {
@@ -285,15 +381,31 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     models.push(await benchModel(o, backend, name, dir, python));
   }
   for (const m of models) m.params = m.configs.find((c) => c.result)?.result?.params; // float32 weights = 4 × params
-  const realSize = (o.realSize ?? !o.quick) ? await realSizeRows(backend, { prefill: o.prefill[0], decodeSteps: o.decodeSteps, timeoutS: o.childTimeoutS, log: o.log }) : undefined;
+  const realSize =
+    (o.realSize ?? !o.quick)
+      ? await realSizeRows(backend, {
+          prefill: o.prefill[0],
+          decodeSteps: o.decodeSteps,
+          timeoutS: o.childTimeoutS,
+          log: o.log,
+        })
+      : undefined;
   return {
     date: new Date().toISOString(),
-    command: process.argv.slice(1).length ? `node ${path.relative(process.cwd(), process.argv[1])} ${process.argv.slice(2).join(" ")}`.trim() : "runBench()",
+    command: process.argv.slice(1).length
+      ? `node ${path.relative(process.cwd(), process.argv[1])} ${process.argv.slice(2).join(" ")}`.trim()
+      : "runBench()",
     backend,
     node: process.version,
     cpus: os.cpus().length,
     loadAverage: os.loadavg(),
-    options: { repeats: o.repeats, decodeSteps: o.decodeSteps, prefill: o.prefill, figureBudgetS: o.figureBudgetS, inProcess: o.inProcess },
+    options: {
+      repeats: o.repeats,
+      decodeSteps: o.decodeSteps,
+      prefill: o.prefill,
+      figureBudgetS: o.figureBudgetS,
+      inProcess: o.inProcess,
+    },
     machine,
     kernelMicro,
     models,
@@ -314,14 +426,21 @@ async function heapNote(dir: string): Promise<string> {
 }
 
 async function childMain(payload: string): Promise<void> {
-  const { dir, spec, plan, backend } = JSON.parse(payload) as { dir: string; spec: ConfigSpec; plan: Plan; backend: string };
+  const { dir, spec, plan, backend } = JSON.parse(payload) as {
+    dir: string;
+    spec: ConfigSpec;
+    plan: Plan;
+    backend: string;
+  };
   let out: string;
   try {
     await setBackend(backend);
     out = JSON.stringify({ result: await measureConfig(dir, spec, plan) });
   } catch (e) {
     const text = errorText(e);
-    out = JSON.stringify({ error: text + (/memory|alloc|abort|grow/i.test(text) ? await heapNote(dir).catch(() => "") : "") });
+    out = JSON.stringify({
+      error: text + (/memory|alloc|abort|grow/i.test(text) ? await heapNote(dir).catch(() => "") : ""),
+    });
   }
   process.stdout.write(out + "\n");
 }
@@ -332,7 +451,11 @@ async function main(): Promise<void> {
     .option("--presets <list>", "comma-separated presets", DEFAULTS.models.join(","))
     .option("--repeats <n>", "runs per figure (median, min–max)", String(DEFAULTS.repeats))
     .option("--decode-steps <n>", "new tokens per decode run", String(DEFAULTS.decodeSteps))
-    .option("--figure-budget <s>", "seconds per figure after which no further run starts", String(DEFAULTS.figureBudgetS))
+    .option(
+      "--figure-budget <s>",
+      "seconds per figure after which no further run starts",
+      String(DEFAULTS.figureBudgetS),
+    )
     .option("--skip-torch", "skip the PyTorch baseline")
     .option("--skip-ort", "skip the ONNX Runtime peer")
     .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
@@ -343,7 +466,22 @@ async function main(): Promise<void> {
     .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
     .option("--child <json>", "internal: measure one configuration and print JSON")
     .parse();
-  const a = program.opts<{ backend?: string; presets: string; repeats: string; decodeSteps: string; figureBudget: string; skipTorch?: boolean; skipOrt?: boolean; configs?: string; quick?: boolean; inProcess?: boolean; out: string; child?: string; render?: string; realSize: boolean }>();
+  const a = program.opts<{
+    backend?: string;
+    presets: string;
+    repeats: string;
+    decodeSteps: string;
+    figureBudget: string;
+    skipTorch?: boolean;
+    skipOrt?: boolean;
+    configs?: string;
+    quick?: boolean;
+    inProcess?: boolean;
+    out: string;
+    child?: string;
+    render?: string;
+    realSize: boolean;
+  }>();
   if (a.child) return childMain(a.child);
   if (a.render) {
     const results = JSON.parse(await fsp.readFile(a.render, "utf8")) as BenchResults;

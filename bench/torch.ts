@@ -7,10 +7,16 @@ export const TORCH_HOWTO =
   "PyTorch baseline skipped: no python3 that imports torch and numpy. On Debian: apt-get install python3-torch python3-numpy libopenblas0-pthread";
 
 /** The first of `python3`, `/usr/bin/python3` that imports torch and numpy, with torch's version. */
-export function findTorchPython(candidates = ["python3", "/usr/bin/python3"]): { python: string; torch: string } | undefined {
+export function findTorchPython(
+  candidates = ["python3", "/usr/bin/python3"],
+): { python: string; torch: string } | undefined {
   for (const python of candidates) {
     try {
-      const torch = execFileSync(python, ["-c", "import numpy, torch; print(torch.__version__)"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 60_000 }).trim();
+      const torch = execFileSync(python, ["-c", "import numpy, torch; print(torch.__version__)"], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+        timeout: 60_000,
+      }).trim();
       return { python, torch };
     } catch {
       // not this one
@@ -30,17 +36,62 @@ export interface TorchResult {
 const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
 
 /** Runs the baseline script on `dir`; errors are returned, not thrown. */
-export function runTorch(python: string, script: string, dir: string, o: { threads: number; repeats: number; prefill: number[]; decodeSteps: number; figureBudgetS: number; timeoutS: number }): Promise<TorchResult> {
-  const args = [script, dir, "--threads", String(o.threads), "--repeats", String(o.repeats), "--prefill", o.prefill.join(","), "--decode-steps", String(o.decodeSteps), "--figure-budget", String(o.figureBudgetS)];
+export function runTorch(
+  python: string,
+  script: string,
+  dir: string,
+  o: {
+    threads: number;
+    repeats: number;
+    prefill: number[];
+    decodeSteps: number;
+    figureBudgetS: number;
+    timeoutS: number;
+  },
+): Promise<TorchResult> {
+  const args = [
+    script,
+    dir,
+    "--threads",
+    String(o.threads),
+    "--repeats",
+    String(o.repeats),
+    "--prefill",
+    o.prefill.join(","),
+    "--decode-steps",
+    String(o.decodeSteps),
+    "--figure-budget",
+    String(o.figureBudgetS),
+  ];
   return new Promise((resolve) => {
-    execFile(python, args, { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      if (err) return resolve({ threads: o.threads, error: `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim() });
-      try {
-        const j = JSON.parse(stdout.trim().split("\n").pop()!) as { torch: string; threads: number; prefill: Record<string, number[]>; decode: number[] };
-        resolve({ threads: j.threads, torch: j.torch, prefill: Object.fromEntries(Object.entries(j.prefill).map(([k, v]) => [k, fig(v)])), decode: fig(j.decode) });
-      } catch (e) {
-        resolve({ threads: o.threads, error: `unreadable output: ${(e as Error).message}` });
-      }
-    });
+    execFile(
+      python,
+      args,
+      { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 },
+      (err, stdout, stderr) => {
+        if (err)
+          return resolve({
+            threads: o.threads,
+            error:
+              `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim(),
+          });
+        try {
+          const j = JSON.parse(stdout.trim().split("\n").pop()!) as {
+            torch: string;
+            threads: number;
+            prefill: Record<string, number[]>;
+            decode: number[];
+          };
+          resolve({
+            threads: j.threads,
+            torch: j.torch,
+            prefill: Object.fromEntries(Object.entries(j.prefill).map(([k, v]) => [k, fig(v)])),
+            decode: fig(j.decode),
+          });
+        } catch (e) {
+          resolve({ threads: o.threads, error: `unreadable output: ${(e as Error).message}` });
+        }
+      },
+    );
   });
 }

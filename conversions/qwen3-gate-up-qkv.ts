@@ -2,7 +2,12 @@
 // q/k/v, Llama's attention_bias / mlp_bias) are concatenated along the output dim on load; saving chunks
 // them back with the sizes they had (q, k and v differ under grouped-query attention). Llama, Qwen2 and
 // Qwen3 checkpoints name them alike, so one rule list serves the three model types.
-import { Concatenate, getCheckpointConversionMapping, registerCheckpointConversionMapping, WeightConverter } from "../src/index.js";
+import {
+  Concatenate,
+  getCheckpointConversionMapping,
+  registerCheckpointConversionMapping,
+  WeightConverter,
+} from "../src/index.js";
 
 export const gateUpQKVConversions = [
   new WeightConverter({
@@ -11,7 +16,11 @@ export const gateUpQKVConversions = [
     operations: [new Concatenate(0)],
   }),
   new WeightConverter({
-    sourcePatterns: ["self_attn\\.q_proj\\.(weight|bias)", "self_attn\\.k_proj\\.(weight|bias)", "self_attn\\.v_proj\\.(weight|bias)"],
+    sourcePatterns: [
+      "self_attn\\.q_proj\\.(weight|bias)",
+      "self_attn\\.k_proj\\.(weight|bias)",
+      "self_attn\\.v_proj\\.(weight|bias)",
+    ],
     targetPatterns: "self_attn.qkv_proj.\\1",
     operations: [new Concatenate(0)],
   }),
@@ -25,7 +34,8 @@ export function registerGateUpQKVConversions(options?: { overwrite?: boolean }):
   // All or nothing: a type that already has rules fails (the registry's own error) before any is added.
   const taken = GATE_UP_QKV_MODEL_TYPES.find((t) => getCheckpointConversionMapping(t) !== undefined);
   if (taken && !options?.overwrite) registerCheckpointConversionMapping(taken, gateUpQKVConversions);
-  for (const modelType of GATE_UP_QKV_MODEL_TYPES) registerCheckpointConversionMapping(modelType, gateUpQKVConversions, options);
+  for (const modelType of GATE_UP_QKV_MODEL_TYPES)
+    registerCheckpointConversionMapping(modelType, gateUpQKVConversions, options);
 }
 
 /** Earlier names (kept for one release): the same rules, registered for "qwen3" only. */

@@ -15,7 +15,8 @@ export function registerNormMLPConversions(options?: { overwrite?: boolean }): v
   // All or nothing: a type that already has rules fails (the registry's own error) before any is added.
   const taken = NORM_MLP_MODEL_TYPES.find((t) => getCheckpointConversionMapping(t) !== undefined);
   if (taken && !options?.overwrite) registerCheckpointConversionMapping(taken, normMLPConversions);
-  for (const modelType of NORM_MLP_MODEL_TYPES) registerCheckpointConversionMapping(modelType, normMLPConversions, options);
+  for (const modelType of NORM_MLP_MODEL_TYPES)
+    registerCheckpointConversionMapping(modelType, normMLPConversions, options);
 }
 
 /** Earlier names (kept for one release): the same rules, registered for "qwen3" only. */

@@ -14,7 +14,10 @@ export class FusedGateUpMLP extends LlamaMLP {
     delete (this as { gate_proj?: unknown }).gate_proj;
     delete (this as { up_proj?: unknown }).up_proj;
     const bias = config.mlp_bias ?? false;
-    this.gate_up_proj = construct(Linear, config.hidden_size, 2 * config.intermediate_size, { bias, std: config.initializer_range });
+    this.gate_up_proj = construct(Linear, config.hidden_size, 2 * config.intermediate_size, {
+      bias,
+      std: config.initializer_range,
+    });
   }
 
   forward(x: tf.Tensor): tf.Tensor {

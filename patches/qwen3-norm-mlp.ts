@@ -3,7 +3,15 @@
 // layers are the same blocks under each family's names). Pair it with conversions/qwen3-norm-mlp.ts,
 // which moves `post_attention_layernorm.weight` to `mlp.norm_weight` on load and back on save.
 // (Outside this repo, import from "fusekit".)
-import { LlamaDecoderLayer, LlamaMLP, Parameter, registerPatchMapping, rmsNorm, tf, useKernelForwardFromHub } from "../src/index.js";
+import {
+  LlamaDecoderLayer,
+  LlamaMLP,
+  Parameter,
+  registerPatchMapping,
+  rmsNorm,
+  tf,
+  useKernelForwardFromHub,
+} from "../src/index.js";
 import type { DecoderConfig, DecoderFamily, DynamicCache, PositionEmbeddings } from "../src/index.js";
 
 /** RMSNorm (exactly as the families' RMSNorm computes it) followed by the SwiGLU MLP. */
@@ -30,8 +38,16 @@ export class FusedNormMLPDecoderLayer extends LlamaDecoderLayer {
     delete (this as { post_attention_layernorm?: unknown }).post_attention_layernorm;
   }
 
-  forward(hiddenStates: tf.Tensor, positionEmbeddings: PositionEmbeddings, attentionMask?: tf.Tensor, pastKeyValues?: DynamicCache): tf.Tensor {
-    const h = tf.add(hiddenStates, this.self_attn.call(this.input_layernorm.call(hiddenStates), positionEmbeddings, attentionMask, pastKeyValues));
+  forward(
+    hiddenStates: tf.Tensor,
+    positionEmbeddings: PositionEmbeddings,
+    attentionMask?: tf.Tensor,
+    pastKeyValues?: DynamicCache,
+  ): tf.Tensor {
+    const h = tf.add(
+      hiddenStates,
+      this.self_attn.call(this.input_layernorm.call(hiddenStates), positionEmbeddings, attentionMask, pastKeyValues),
+    );
     return tf.add(h, this.mlp.call(h));
   }
 }

@@ -3,10 +3,24 @@ import "reflect-metadata";
 
 export * from "./errors.js";
 export { tf } from "./tensor/tf.js";
-export { setBackend, ensureBackend, getBackend, tensorflowAvailable, BACKENDS, type BackendName } from "./kernels/backend.js";
+export {
+  setBackend,
+  ensureBackend,
+  getBackend,
+  tensorflowAvailable,
+  BACKENDS,
+  type BackendName,
+} from "./kernels/backend.js";
 export * from "./tensor/dtypes.js";
 
-export { Module, ModuleList, type ForwardHook, type ForwardPreHook, type HookHandle, type LoadStateDictResult } from "./nn/module.js";
+export {
+  Module,
+  ModuleList,
+  type ForwardHook,
+  type ForwardPreHook,
+  type HookHandle,
+  type LoadStateDictResult,
+} from "./nn/module.js";
 export { Parameter, type Layout } from "./nn/parameter.js";
 export { Linear, Embedding, RMSNorm, rmsNorm, silu, ACT2FN } from "./nn/layers.js";
 export { Rng, type Initializer } from "./nn/init.js";
@@ -14,7 +28,14 @@ export { Rng, type Initializer } from "./nn/init.js";
 export { construct, type ModuleClass } from "./patching/construct.js";
 export { DynamicCache } from "./cache/dynamic-cache.js";
 
-export { RotaryEmbedding, ropeInvFreq, rotateHalf, applyRotaryPosEmb, type PositionEmbeddings, type RopeConfig } from "./nn/rope.js";
+export {
+  RotaryEmbedding,
+  ropeInvFreq,
+  rotateHalf,
+  applyRotaryPosEmb,
+  type PositionEmbeddings,
+  type RopeConfig,
+} from "./nn/rope.js";
 export { scaledDotProductAttention, LOOP_THRESHOLD } from "./nn/attention.js";
 export type { CausalLMInputs, BaseModelOutput, CausalLMOutput } from "./nn/outputs.js";
 export { DecoderConfig } from "./models/config.js";
@@ -24,20 +45,84 @@ export * from "./models/qwen3/index.js";
 export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } from "./loading/pretrained.js";
 export { registerModelFamily, registeredModelTypes, buildModel, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
-export { PRESETS, DEFAULT_PRESET, makeModel, ensureModel, defaultModelDir, cacheDir, qwen3TokenizerDir, tokenizerDir, type PresetName } from "./models/presets.js";
-export { writeRandomCheckpoint, checkpointBytes, RANDOM_CHECKPOINT_DTYPES, type RandomCheckpointDtype, type RandomCheckpointOptions } from "./models/random-checkpoint.js";
-
-export { SafetensorsFile, writeSafetensors, parseHeader, buildHeader, layoutOrder, MAX_HEADER_BYTES, type TensorInfo, type TensorData, type TensorToWrite } from "./io/safetensors.js";
-export { CheckpointReader, readConfigJson, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";
-export { fromPretrained, loadWeights, modelShape, weightInventory, type FromPretrainedOptions, type LoadWeightsOptions, type LoadProgress } from "./loading/load.js";
 export {
-  planMemory, backendLimits, describePlan, activationBytes, kvCapacity, WASM_HEAP_BYTES, WEIGHT_STORAGE_CHOICES,
-  type MemoryPlan, type PlanRequest, type BackendLimits, type ModelShape, type WeightEntry, type WeightStorageChoice,
+  PRESETS,
+  DEFAULT_PRESET,
+  makeModel,
+  ensureModel,
+  defaultModelDir,
+  cacheDir,
+  qwen3TokenizerDir,
+  tokenizerDir,
+  type PresetName,
+} from "./models/presets.js";
+export {
+  writeRandomCheckpoint,
+  checkpointBytes,
+  RANDOM_CHECKPOINT_DTYPES,
+  type RandomCheckpointDtype,
+  type RandomCheckpointOptions,
+} from "./models/random-checkpoint.js";
+
+export {
+  SafetensorsFile,
+  writeSafetensors,
+  parseHeader,
+  buildHeader,
+  layoutOrder,
+  MAX_HEADER_BYTES,
+  type TensorInfo,
+  type TensorData,
+  type TensorToWrite,
+} from "./io/safetensors.js";
+export {
+  CheckpointReader,
+  readConfigJson,
+  CONFIG_NAME,
+  WEIGHTS_NAME,
+  WEIGHTS_INDEX_NAME,
+  type TensorSource,
+} from "./io/checkpoint.js";
+export {
+  fromPretrained,
+  loadWeights,
+  modelShape,
+  weightInventory,
+  type FromPretrainedOptions,
+  type LoadWeightsOptions,
+  type LoadProgress,
+} from "./loading/load.js";
+export {
+  planMemory,
+  backendLimits,
+  describePlan,
+  activationBytes,
+  kvCapacity,
+  WASM_HEAP_BYTES,
+  WEIGHT_STORAGE_CHOICES,
+  type MemoryPlan,
+  type PlanRequest,
+  type BackendLimits,
+  type ModelShape,
+  type WeightEntry,
+  type WeightStorageChoice,
 } from "./loading/memory-plan.js";
 export { savePretrained, parseSize } from "./loading/save.js";
-export { TOKENIZER_FILES, loadGenerationConfig, GENERATION_CONFIG_NAME, type CompanionFiles, type GenerationConfig } from "./io/companions.js";
 export {
-  quantizeToFp8, dequantizeFp8, fp8ConfigOf, scaleKeyFor, Fp8CheckpointView, FP8_E4M3_MAX, type QuantizeFp8Options,
+  TOKENIZER_FILES,
+  loadGenerationConfig,
+  GENERATION_CONFIG_NAME,
+  type CompanionFiles,
+  type GenerationConfig,
+} from "./io/companions.js";
+export {
+  quantizeToFp8,
+  dequantizeFp8,
+  fp8ConfigOf,
+  scaleKeyFor,
+  Fp8CheckpointView,
+  FP8_E4M3_MAX,
+  type QuantizeFp8Options,
 } from "./loading/fp8.js";
 export type { Fp8QuantizationConfig, Fp8BlockLayout } from "./io/fp8-layout.js";
 
@@ -46,33 +131,141 @@ export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js"
 export * from "./fusion/index.js";
 
 export {
-  registerPatchMapping, unregisterPatchMapping, getPatchMapping, clearPatchMapping, withPatches, withoutPatches,
-  applyPatches, resolvePatchedClass, type PatchMapping,
+  registerPatchMapping,
+  unregisterPatchMapping,
+  getPatchMapping,
+  clearPatchMapping,
+  withPatches,
+  withoutPatches,
+  applyPatches,
+  resolvePatchedClass,
+  type PatchMapping,
 } from "./patching/registry.js";
 export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
-export { ConversionOperation, Concatenate, Chunk, Transpose, MergeModulelist, SplitModulelist, type HostTensor, type Slot } from "./conversion/ops.js";
-export { registerCheckpointConversionMapping, getCheckpointConversionMapping, clearCheckpointConversionMapping } from "./conversion/registry.js";
+export {
+  ConversionOperation,
+  Concatenate,
+  Chunk,
+  Transpose,
+  MergeModulelist,
+  SplitModulelist,
+  type HostTensor,
+  type Slot,
+} from "./conversion/ops.js";
+export {
+  registerCheckpointConversionMapping,
+  getCheckpointConversionMapping,
+  clearCheckpointConversionMapping,
+} from "./conversion/registry.js";
 export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";
 
-export { AutoTokenizer, PreTrainedTokenizer, TOKENIZER_NAME, TOKENIZER_CONFIG_NAME, type ChatMessage, type ChatTemplateOptions, type EncodeOptions, type DecodeOptions, type EncodedBatch } from "./tokenizer/tokenizer.js";
-export { generate, streamGenerate, type GenerateOptions, type GenerateOutput, type GenerationStep, type FinishReason, type CausalLM, type PromptInput } from "./generation/generate.js";
-export { selectToken, applyRepetitionPenalty, applyTemperature, topKFilter, topPFilter, softmax, argmax, sampleFrom, kthLargest, type SamplingParams } from "./generation/sampling.js";
+export {
+  AutoTokenizer,
+  PreTrainedTokenizer,
+  TOKENIZER_NAME,
+  TOKENIZER_CONFIG_NAME,
+  type ChatMessage,
+  type ChatTemplateOptions,
+  type EncodeOptions,
+  type DecodeOptions,
+  type EncodedBatch,
+} from "./tokenizer/tokenizer.js";
+export {
+  generate,
+  streamGenerate,
+  type GenerateOptions,
+  type GenerateOutput,
+  type GenerationStep,
+  type FinishReason,
+  type CausalLM,
+  type PromptInput,
+} from "./generation/generate.js";
+export {
+  selectToken,
+  applyRepetitionPenalty,
+  applyTemperature,
+  topKFilter,
+  topPFilter,
+  softmax,
+  argmax,
+  sampleFrom,
+  kthLargest,
+  type SamplingParams,
+} from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
 
 export { Mode, checkMode, combineModes, modeName, MODE_FALLBACK_PRIORITY } from "./hub/mode.js";
-export { registerKernelMapping, useKernelMapping, getKernelMapping, clearKernelMapping, type KernelMapping } from "./hub/mapping.js";
-export { LayerRepository, LocalLayerRepository, LockedLayerRepository, type LayerRepositoryProtocol, type TrustOptions } from "./hub/repository.js";
-export { kernelize, unkernelize, activeKernel, validateKernelLayer, applyKernelsAfterLoad, type KernelizeOptions, type KernelLoadOptions } from "./hub/kernelize.js";
+export {
+  registerKernelMapping,
+  useKernelMapping,
+  getKernelMapping,
+  clearKernelMapping,
+  type KernelMapping,
+} from "./hub/mapping.js";
+export {
+  LayerRepository,
+  LocalLayerRepository,
+  LockedLayerRepository,
+  type LayerRepositoryProtocol,
+  type TrustOptions,
+} from "./hub/repository.js";
+export {
+  kernelize,
+  unkernelize,
+  activeKernel,
+  validateKernelLayer,
+  applyKernelsAfterLoad,
+  type KernelizeOptions,
+  type KernelLoadOptions,
+} from "./hub/kernelize.js";
 export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
-export { discoverRepos, findRepo, hashRepo, readLockfile, writeLockfile, bundledHubDir, hubRoots, LOCKFILE_NAME, MANIFEST_NAME, type KernelManifest, type HubRepo, type Lockfile, type LockEntry } from "./hub/hub.js";
-export { KERNEL_BACKENDS, type KernelEnv, type KernelHelpers, type KernelLayerClass, type KernelBuildModule } from "./hub/types.js";
+export {
+  discoverRepos,
+  findRepo,
+  hashRepo,
+  readLockfile,
+  writeLockfile,
+  bundledHubDir,
+  hubRoots,
+  LOCKFILE_NAME,
+  MANIFEST_NAME,
+  type KernelManifest,
+  type HubRepo,
+  type Lockfile,
+  type LockEntry,
+} from "./hub/hub.js";
+export {
+  KERNEL_BACKENDS,
+  type KernelEnv,
+  type KernelHelpers,
+  type KernelLayerClass,
+  type KernelBuildModule,
+} from "./hub/types.js";
 export { SiluAndMul } from "./hub/layers.js";
 export {
-  useKernelFuncFromHub, kernelizeFunctions, unkernelizeFunctions, ensureFunctionKernels, activeFuncKernel, kernelFuncNames, validateKernelFunc,
-  FuncRepository, LocalFuncRepository, LockedFuncRepository, DEFAULT_FUNC_MAPPING, type FuncRepositoryProtocol, type FuncMapping, type KernelizeFuncsOptions,
+  useKernelFuncFromHub,
+  kernelizeFunctions,
+  unkernelizeFunctions,
+  ensureFunctionKernels,
+  activeFuncKernel,
+  kernelFuncNames,
+  validateKernelFunc,
+  FuncRepository,
+  LocalFuncRepository,
+  LockedFuncRepository,
+  DEFAULT_FUNC_MAPPING,
+  type FuncRepositoryProtocol,
+  type FuncMapping,
+  type KernelizeFuncsOptions,
 } from "./hub/functions.js";
 
-export { storeWeightsAs, packWeightsOnLoad, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./nn/storage.js";
+export {
+  storeWeightsAs,
+  packWeightsOnLoad,
+  type WeightStorage,
+  type StoreWeightsOptions,
+  type StoreWeightsReport,
+} from "./nn/storage.js";
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./kernels/kernels.js";
 export { packBf16, unpackBf16 } from "./kernels/bf16.js";

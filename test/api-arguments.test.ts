@@ -6,8 +6,21 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSyn
 import os from "node:os";
 import path from "node:path";
 import {
-  ArgumentError, AutoModelForCausalLM, AutoTokenizer, Mode, OutputPathError, activeKernel, defaultModelDir, discoverRepos,
-  generate, kernelize, makeModel, setBackend, writeLockfile, type PreTrainedModel, type PreTrainedTokenizer,
+  ArgumentError,
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  Mode,
+  OutputPathError,
+  activeKernel,
+  defaultModelDir,
+  discoverRepos,
+  generate,
+  kernelize,
+  makeModel,
+  setBackend,
+  writeLockfile,
+  type PreTrainedModel,
+  type PreTrainedTokenizer,
 } from "fusekit";
 import { runComparison } from "../src/compare/run.js";
 import { ensureDir, writeFileAtomically, writeFolderAtomically } from "../src/io/atomic.js";
@@ -29,7 +42,11 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const kernelsOf = (m: PreTrainedModel) => m.namedModules().map(([p, x]) => [p, activeKernel(x)]).filter(([, k]) => k);
+const kernelsOf = (m: PreTrainedModel) =>
+  m
+    .namedModules()
+    .map(([p, x]) => [p, activeKernel(x)])
+    .filter(([, k]) => k);
 
 describe("kernelize", () => {
   it("with no options uses the model's own mode (INFERENCE in eval, TRAINING after train())", async () => {
@@ -51,8 +68,12 @@ describe("kernelize", () => {
   });
 
   it("without a model names what it expected", async () => {
-    await expect(kernelize(undefined as never)).rejects.toThrow(new ArgumentError("kernelize: expected a model (a Module), got undefined"));
-    await expect(kernelize("model" as never)).rejects.toThrow('kernelize: expected a model (a Module), got a string ("model")');
+    await expect(kernelize(undefined as never)).rejects.toThrow(
+      new ArgumentError("kernelize: expected a model (a Module), got undefined"),
+    );
+    await expect(kernelize("model" as never)).rejects.toThrow(
+      'kernelize: expected a model (a Module), got a string ("model")',
+    );
   });
 });
 
@@ -66,11 +87,17 @@ describe("generate", () => {
 
   it("names the expected types when the prompt cannot be used", async () => {
     await expect(generate(model, "hello")).rejects.toThrow(
-      new ArgumentError("generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)"),
+      new ArgumentError(
+        "generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)",
+      ),
     );
-    await expect(generate(model, "", { tokenizer: tok })).rejects.toThrow(new ArgumentError("generate: the prompt is empty"));
+    await expect(generate(model, "", { tokenizer: tok })).rejects.toThrow(
+      new ArgumentError("generate: the prompt is empty"),
+    );
     await expect(generate(model, 42 as never)).rejects.toThrow(
-      new ArgumentError("inputIds: expected number[][] or a 2-D tf.Tensor, or a string with options.tokenizer, got number 42"),
+      new ArgumentError(
+        "inputIds: expected number[][] or a 2-D tf.Tensor, or a string with options.tokenizer, got number 42",
+      ),
     );
   });
 });
@@ -78,8 +105,12 @@ describe("generate", () => {
 describe("runComparison", () => {
   it("rejects repeats and newTokens below 1 before loading anything", async () => {
     const base = { modelDir: path.join(tmp, "no-model"), approaches: [] };
-    await expect(runComparison({ ...base, repeats: 0 })).rejects.toThrow(new ArgumentError("runComparison: repeats must be an integer ≥ 1, got 0"));
-    await expect(runComparison({ ...base, newTokens: 1.5 })).rejects.toThrow(new ArgumentError("runComparison: newTokens must be an integer ≥ 1, got 1.5"));
+    await expect(runComparison({ ...base, repeats: 0 })).rejects.toThrow(
+      new ArgumentError("runComparison: repeats must be an integer ≥ 1, got 0"),
+    );
+    await expect(runComparison({ ...base, newTokens: 1.5 })).rejects.toThrow(
+      new ArgumentError("runComparison: newTokens must be an integer ≥ 1, got 1.5"),
+    );
   });
 });
 
@@ -104,7 +135,10 @@ describe("writers never replace what fusekit did not write", () => {
     const ws = userFolder();
     const repos = (await discoverRepos()).filter((r) => r.bundled).slice(0, 1);
     await expect(writeLockfile(path.join(ws, "notes.txt"), repos)).rejects.toThrow(
-      new OutputPathError("a file that is not a kernel lockfile fusekit wrote is already there; refusing to replace it (choose another path)", path.join(ws, "notes.txt")),
+      new OutputPathError(
+        "a file that is not a kernel lockfile fusekit wrote is already there; refusing to replace it (choose another path)",
+        path.join(ws, "notes.txt"),
+      ),
     );
     expect(readFileSync(path.join(ws, "notes.txt"), "utf8")).toBe("mine\n");
     const lock = path.join(ws, "kernels.lock");
@@ -117,10 +151,16 @@ describe("writers never replace what fusekit did not write", () => {
   it("writeFolderAtomically: a failing fill leaves nothing behind; a recognised folder is replaced only with overwrite", async () => {
     const ws = userFolder();
     const dest = path.join(ws, "ckpt");
-    await expect(writeFolderAtomically(dest, async (t) => {
-      writeFileSync(path.join(t, "config.json"), "{}");
-      throw new Error("disk full");
-    }, checkpointFolderTarget())).rejects.toThrow("disk full");
+    await expect(
+      writeFolderAtomically(
+        dest,
+        async (t) => {
+          writeFileSync(path.join(t, "config.json"), "{}");
+          throw new Error("disk full");
+        },
+        checkpointFolderTarget(),
+      ),
+    ).rejects.toThrow("disk full");
     expect(readdirSync(ws)).toEqual(["notes.txt"]);
     const fill = (text: string) => async (t: string) => writeFileSync(path.join(t, "config.json"), text);
     await writeFolderAtomically(dest, fill("1"), checkpointFolderTarget());
@@ -139,7 +179,9 @@ describe("writers never replace what fusekit did not write", () => {
     await expect(writeFileAtomically(path.join(ws, "notes.txt"), "x", target)).rejects.toThrow(OutputPathError);
     await writeFileAtomically(path.join(ws, "new.txt"), "new", target);
     expect(readFileSync(path.join(ws, "new.txt"), "utf8")).toBe("new");
-    await expect(ensureDir("/proc/nope/deeper")).rejects.toThrow(new OutputPathError("cannot create this folder (ENOENT)", "/proc/nope"));
+    await expect(ensureDir("/proc/nope/deeper")).rejects.toThrow(
+      new OutputPathError("cannot create this folder (ENOENT)", "/proc/nope"),
+    );
     expect(existsSync("/proc/nope")).toBe(false);
   });
 });
@@ -147,11 +189,14 @@ describe("writers never replace what fusekit did not write", () => {
 describe("a user's uncaught error after the wasm backend started", () => {
   const script = (body: string) => {
     const file = path.join(tmp, `user-${Math.random().toString(36).slice(2)}.mjs`);
-    writeFileSync(file, `import { setBackend, defaultModelDir, AutoModelForCausalLM } from ${JSON.stringify(path.join(root, "dist", "src", "index.js"))};
+    writeFileSync(
+      file,
+      `import { setBackend, defaultModelDir, AutoModelForCausalLM } from ${JSON.stringify(path.join(root, "dist", "src", "index.js"))};
 await setBackend("wasm");
 const model = await AutoModelForCausalLM.fromPretrained(await defaultModelDir());
 ${body}
-`);
+`,
+    );
     return file;
   };
 

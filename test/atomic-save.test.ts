@@ -12,19 +12,30 @@ import { AutoModelForCausalLM, Qwen3Config, SafetensorsFile, setBackend, type Pr
 import { readFileSync } from "node:fs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const { "//": _, ...MODEL_CONFIG } = JSON.parse(readFileSync(path.join(root, "test/fixtures/atomic-config.json"), "utf8"));
+const { "//": _, ...MODEL_CONFIG } = JSON.parse(
+  readFileSync(path.join(root, "test/fixtures/atomic-config.json"), "utf8"),
+);
 const child = path.join(root, "test/fixtures/save-child.mjs");
 const dist = path.join(root, "dist/src/index.js");
 const TMP_MARKER = ".fusekit-tmp-";
 const JOURNAL = ".fusekit-save-journal.json";
 
 type Layout = "single" | "sharded";
-const saveOptions = (layout: Layout) => (layout === "sharded" ? { maxShardSize: "2MB", dtype: "F32" as const } : { dtype: "F32" as const });
+const saveOptions = (layout: Layout) =>
+  layout === "sharded" ? { maxShardSize: "2MB", dtype: "F32" as const } : { dtype: "F32" as const };
 
 /** Runs the child; resolves with the signal that ended it. `killWhen` lets the parent kill it from outside. */
-function runChild(dir: string, seed: number, layout: Layout, killAt: string[], killWhen?: () => Promise<boolean>): Promise<NodeJS.Signals | null> {
+function runChild(
+  dir: string,
+  seed: number,
+  layout: Layout,
+  killAt: string[],
+  killWhen?: () => Promise<boolean>,
+): Promise<NodeJS.Signals | null> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, dist, dir, String(seed), layout, ...killAt], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(process.execPath, [child, dist, dir, String(seed), layout, ...killAt], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stderr = "";
     p.stderr.on("data", (d) => (stderr += d));
     let polling: NodeJS.Timeout | undefined;
@@ -58,7 +69,13 @@ async function seedsMatching(dir: string, seeds: number[]): Promise<number[]> {
     const got = loaded.namedParameters();
     return seeds.filter((seed) => {
       const want = new Map(model(seed).namedParameters());
-      return got.length === want.size && got.every(([k, p]) => want.has(k) && Buffer.from(p.stateData().buffer).equals(Buffer.from(want.get(k)!.stateData().buffer)));
+      return (
+        got.length === want.size &&
+        got.every(
+          ([k, p]) =>
+            want.has(k) && Buffer.from(p.stateData().buffer).equals(Buffer.from(want.get(k)!.stateData().buffer)),
+        )
+      );
     });
   } finally {
     loaded.dispose();
@@ -110,24 +127,27 @@ const cases: [Layout, Layout, string[], "old" | "new"][] = [
 ];
 
 describe("savePretrained killed mid-save (SIGKILL in a child process)", () => {
-  it.each(cases)("old %s checkpoint, new %s save killed at %j → the %s checkpoint loads", async (oldLayout, newLayout, killAt, expected) => {
-    const dir = path.join(work, `${oldLayout}-${newLayout}-${killAt.join("-")}`);
-    await model(1).savePretrained(dir, saveOptions(oldLayout));
-    await expectCheckpointOf(dir, 1);
+  it.each(cases)(
+    "old %s checkpoint, new %s save killed at %j → the %s checkpoint loads",
+    async (oldLayout, newLayout, killAt, expected) => {
+      const dir = path.join(work, `${oldLayout}-${newLayout}-${killAt.join("-")}`);
+      await model(1).savePretrained(dir, saveOptions(oldLayout));
+      await expectCheckpointOf(dir, 1);
 
-    const signal = await runChild(dir, 2, newLayout, killAt);
-    expect(signal).toBe("SIGKILL");
-    const left = await fsp.readdir(dir);
-    // A save killed after the commit point leaves its journal; one killed before it leaves only temporaries.
-    expect(left.includes(JOURNAL)).toBe(expected === "new");
-    await expectNoPartialFinalFiles(dir);
-    await expectCheckpointOf(dir, expected === "old" ? 1 : 2);
+      const signal = await runChild(dir, 2, newLayout, killAt);
+      expect(signal).toBe("SIGKILL");
+      const left = await fsp.readdir(dir);
+      // A save killed after the commit point leaves its journal; one killed before it leaves only temporaries.
+      expect(left.includes(JOURNAL)).toBe(expected === "new");
+      await expectNoPartialFinalFiles(dir);
+      await expectCheckpointOf(dir, expected === "old" ? 1 : 2);
 
-    // The next save finishes or discards the killed one's leftovers and stands alone.
-    await model(3).savePretrained(dir, saveOptions(oldLayout));
-    expect((await fsp.readdir(dir)).filter((n) => n.includes(TMP_MARKER) || n === JOURNAL)).toEqual([]);
-    await expectCheckpointOf(dir, 3);
-  });
+      // The next save finishes or discards the killed one's leftovers and stands alone.
+      await model(3).savePretrained(dir, saveOptions(oldLayout));
+      expect((await fsp.readdir(dir)).filter((n) => n.includes(TMP_MARKER) || n === JOURNAL)).toEqual([]);
+      await expectCheckpointOf(dir, 3);
+    },
+  );
 
   it("killed from outside as soon as a temporary file appears: the old checkpoint or the new one, never a mix", async () => {
     const dir = path.join(work, "external");

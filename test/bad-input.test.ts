@@ -4,7 +4,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { AutoModelForCausalLM, CheckpointFormatError, ConfigError, Qwen3Config, SafetensorsFile, UnknownModelTypeError, setBackend, type PreTrainedModel } from "fusekit";
+import {
+  AutoModelForCausalLM,
+  CheckpointFormatError,
+  ConfigError,
+  Qwen3Config,
+  SafetensorsFile,
+  UnknownModelTypeError,
+  setBackend,
+  type PreTrainedModel,
+} from "fusekit";
 import { assemble, validFile } from "./fixtures/fuzz-helpers.js";
 
 const f32 = (...v: number[]) => new Uint8Array(new Float32Array(v).buffer);
@@ -61,7 +70,10 @@ describe("bad safetensors files", () => {
   });
 
   it("overlapping offsets", async () => {
-    const h = header({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } });
+    const h = header({
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+    });
     const { err, file } = await openError(assemble(h, new Uint8Array(12)));
     expect(err.message).toBe(`${file}: tensor "b": data_offsets [4, 12] overlap the previous tensor (which ends at 8)`);
   });
@@ -69,7 +81,9 @@ describe("bad safetensors files", () => {
   it("out-of-range offsets (a 1 TB tensor in a small file)", async () => {
     const h = header({ big: { dtype: "U8", shape: [1e12], data_offsets: [0, 1e12] } });
     const { err, file } = await openError(assemble(h, new Uint8Array(16)));
-    expect(err.message).toBe(`${file}: tensor "big": data_offsets [0, 1000000000000] run past the end of the data region (16 bytes)`);
+    expect(err.message).toBe(
+      `${file}: tensor "big": data_offsets [0, 1000000000000] run past the end of the data region (16 bytes)`,
+    );
   });
 
   it("reversed offsets", async () => {
@@ -103,18 +117,31 @@ describe("bad safetensors files", () => {
   });
 
   it("deeply nested header JSON", async () => {
-    const { err, file } = await openError(assemble(`{"w":{"shape":${"[".repeat(1000)}${"]".repeat(1000)}}}`, new Uint8Array(0)));
+    const { err, file } = await openError(
+      assemble(`{"w":{"shape":${"[".repeat(1000)}${"]".repeat(1000)}}}`, new Uint8Array(0)),
+    );
     expect(err.message).toBe(`${file}: header is invalid: nested deeper than 128 levels`);
   });
 
   it("header that is not UTF-8", async () => {
-    const { err, file } = await openError(assemble(Uint8Array.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]), new Uint8Array(0)));
+    const { err, file } = await openError(
+      assemble(Uint8Array.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]), new Uint8Array(0)),
+    );
     expect(err.message).toBe(`${file}: header is not valid UTF-8`);
   });
 });
 
 describe("bad checkpoint directories", () => {
-  const TINY = { vocab_size: 16, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 4, tie_word_embeddings: true };
+  const TINY = {
+    vocab_size: 16,
+    hidden_size: 8,
+    intermediate_size: 12,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    head_dim: 4,
+    tie_word_embeddings: true,
+  };
   let model: PreTrainedModel;
   beforeAll(async () => {
     await setBackend("cpu");
@@ -160,7 +187,9 @@ describe("bad checkpoint directories", () => {
     const index = await editIndex(dir, (m) => (m["model.norm.weight"] = "../../etc/passwd"));
     const err = await loadError(dir);
     expect(err).toBeInstanceOf(CheckpointFormatError);
-    expect(err.message).toBe(`${index}: shard path "../../etc/passwd" for "model.norm.weight" escapes the checkpoint directory`);
+    expect(err.message).toBe(
+      `${index}: shard path "../../etc/passwd" for "model.norm.weight" escapes the checkpoint directory`,
+    );
   });
 
   it("shard that is a directory", async () => {
@@ -217,7 +246,11 @@ describe("bad checkpoint directories", () => {
     const file = await editConfig(dir, (c) => (c.vocab_size = 2 ** 31));
     const err = await loadError(dir);
     expect(err).toBeInstanceOf(ConfigError);
-    expect(err.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: "vocab_size" is 2147483648, more than the checkpoint's element count \\(\\d+\\) can justify$`));
+    expect(err.message).toMatch(
+      new RegExp(
+        `^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: "vocab_size" is 2147483648, more than the checkpoint's element count \\(\\d+\\) can justify$`,
+      ),
+    );
   });
 
   it("config.json with a duplicate key", async () => {

@@ -29,8 +29,16 @@ function expectFigure(f: Figure | undefined, runs: number): void {
 beforeAll(async () => {
   await setBackend("wasm");
   const config = new Qwen3Config({
-    vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 16, tie_word_embeddings: true, model_type: "qwen3", architectures: ["Qwen3ForCausalLM"],
+    vocab_size: 512,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 16,
+    tie_word_embeddings: true,
+    model_type: "qwen3",
+    architectures: ["Qwen3ForCausalLM"],
   });
   const model = await AutoModelForCausalLM.fromConfig(config, { seed: 3 });
   await model.savePretrained(tmp, { dtype: "BF16" });
@@ -62,7 +70,9 @@ describe("bench (in-process, quick)", () => {
       "decoder-stack ms per decode step, kernelized ÷ original (≤ 0.5)",
       "end-to-end decode ÷ today's",
     ]);
-    const kz = [entry.best.fused, entry.best.patched].map((id) => entry.configs.find((c) => c.spec.id === id)!).filter((r) => r?.status === "full");
+    const kz = [entry.best.fused, entry.best.patched]
+      .map((id) => entry.configs.find((c) => c.spec.id === id)!)
+      .filter((r) => r?.status === "full");
     const best = kz.reduce((a, b) => (b.result!.decode.median > a.result!.decode.median ? b : a));
     const orig = entry.configs.find((c) => c.spec.id === `none·${best.spec.storage}`)!;
     expect(t17[0].value).toBeCloseTo(best.result!.decode.median / orig.result!.decode.median, 10);
@@ -83,7 +93,10 @@ describe("bench (in-process, quick)", () => {
     expect(m.bestGflops).toBe(m.matmul[0].gflops.median);
     // the pool: read bandwidth of every kernel thread, and the bf16 matmul on 1 thread and on every thread
     if (threadsFromEnv() > 1) expectFigure(m.poolReadGBps, 2);
-    expect(m.bf16Gemm!.map((g) => [g.shape, g.threads])).toEqual([[[32, 32, 32], 1], [[32, 32, 32], threadsFromEnv()]]);
+    expect(m.bf16Gemm!.map((g) => [g.shape, g.threads])).toEqual([
+      [[32, 32, 32], 1],
+      [[32, 32, 32], threadsFromEnv()],
+    ]);
     for (const g of m.bf16Gemm!) expectFigure(g.gflops, 2);
     expect("error" in results.kernelMicro).toBe(false);
     expect((results.kernelMicro as { name: string }[]).map((k) => k.name)).toEqual(
@@ -101,8 +114,15 @@ describe("bench (in-process, quick)", () => {
     expect(entry.screened).toBe(false); // far below the screening size
     expectFigure(entry.pageCacheReadGBps, 2);
     expect(entry.configs.map((c) => c.spec.id)).toEqual([
-      "none·f32", "none·bf16", "norm-mlp-fusion·f32", "norm-mlp-fusion·bf16",
-      "norm-mlp-patch·f32", "norm-mlp-patch·bf16", "gate-up-qkv-patch·f32", "gate-up-qkv-patch·bf16", "none·bf16·1t",
+      "none·f32",
+      "none·bf16",
+      "norm-mlp-fusion·f32",
+      "norm-mlp-fusion·bf16",
+      "norm-mlp-patch·f32",
+      "norm-mlp-patch·bf16",
+      "gate-up-qkv-patch·f32",
+      "gate-up-qkv-patch·bf16",
+      "none·bf16·1t",
     ]);
     expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(8).fill(threadsFromEnv()), 1]);
     // parameters of the tiny config: tied embedding 512×64, per layer 4 attn projections + q/k norms + 3 MLP + 2 norms, final norm
@@ -141,7 +161,10 @@ describe("bench (in-process, quick)", () => {
 
   it("computes the fusion targets against the same-storage original and renders the report", () => {
     const targets = results.targets.filter((t) => t.model === "tiny-random" && t.issue === 8);
-    expect(targets.map((t) => t.what)).toEqual(["best runtime-fused decode ÷ original decode", "best patched decode ÷ original decode"]);
+    expect(targets.map((t) => t.what)).toEqual([
+      "best runtime-fused decode ÷ original decode",
+      "best patched decode ÷ original decode",
+    ]);
     const [entry] = results.models;
     for (const t of targets) {
       expect(t.goal).toBe(1.5); // a "tiny" model's goal

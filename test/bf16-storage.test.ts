@@ -2,8 +2,21 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, DynamicCache, Linear, PackedParameterError, Rng, WeightStorageError, bf16MatMul, defaultModelDir,
-  packBf16, setBackend, setBf16Options, storeWeightsAs, tf, unpackBf16, type PreTrainedModel,
+  AutoModelForCausalLM,
+  DynamicCache,
+  Linear,
+  PackedParameterError,
+  Rng,
+  WeightStorageError,
+  bf16MatMul,
+  defaultModelDir,
+  packBf16,
+  setBackend,
+  setBf16Options,
+  storeWeightsAs,
+  tf,
+  unpackBf16,
+  type PreTrainedModel,
 } from "fusekit";
 import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
 
@@ -20,11 +33,12 @@ function bf16Values(n: number, rng: Rng): Float32Array {
 /** y = x · Wᵀ in float64, from W [m, n] row-major. */
 function reference(x: Float32Array, w: Float32Array, rows: number, n: number, m: number): Float64Array {
   const y = new Float64Array(rows * m);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < m; o++) {
-    let s = 0;
-    for (let i = 0; i < n; i++) s += x[r * n + i] * w[o * n + i];
-    y[r * m + o] = s;
-  }
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < m; o++) {
+      let s = 0;
+      for (let i = 0; i < n; i++) s += x[r * n + i] * w[o * n + i];
+      y[r * m + o] = s;
+    }
   return y;
 }
 
@@ -80,7 +94,15 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
   it("bf16MatMul equals a float64 x·Wᵀ for every row/column tail and both many-row paths", () => {
     const rng = new Rng(5);
     // n = 12 is not a multiple of 8 (the wasm kernel's step): that case widens W for XNNPACK instead
-    for (const [rows, n, m] of [[1, 8, 1], [1, 16, 7], [3, 24, 5], [4, 32, 3], [6, 64, 9], [9, 128, 33], [2, 12, 5]]) {
+    for (const [rows, n, m] of [
+      [1, 8, 1],
+      [1, 16, 7],
+      [3, 24, 5],
+      [4, 32, 3],
+      [6, 64, 9],
+      [9, 128, 33],
+      [2, 12, 5],
+    ]) {
       const x = Float32Array.from({ length: rows * n }, () => rng.normal());
       const w = bf16Values(m * n, rng);
       const want = reference(x, w, rows, n, m);
@@ -146,16 +168,23 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       expect(got.equals(src)).toBe(true);
     });
 
-    it("fromPretrained(dir, { weightStorage: \"bf16\" }) loads packed directly: same logits as converting after load, same bytes on save", async () => {
+    it('fromPretrained(dir, { weightStorage: "bf16" }) loads packed directly: same logits as converting after load, same bytes on save', async () => {
       const direct = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16", strict: true });
       expect(direct.parameters().filter((p) => p.packed)).toHaveLength(1 + 4 * 7);
-      expect(direct.parameters().filter((p) => !p.packed).every((p) => p.stateShape.length === 1)).toBe(true); // only norms
+      expect(
+        direct
+          .parameters()
+          .filter((p) => !p.packed)
+          .every((p) => p.stateShape.length === 1),
+      ).toBe(true); // only norms
       const a = logitsOf(direct, [PROMPT])[0];
       const b = logitsOf(bf16, [PROMPT])[0];
       for (let t = 0; t < PROMPT.length; t++) expect(maxAbsDiff(a[t], b[t])).toBe(0);
       const out = tmpDir("fusekit-bf16-save-");
       await direct.savePretrained(out);
-      expect(readFileSync(path.join(out, "model.safetensors")).equals(readFileSync(path.join(dir, "model.safetensors")))).toBe(true);
+      expect(
+        readFileSync(path.join(out, "model.safetensors")).equals(readFileSync(path.join(dir, "model.safetensors"))),
+      ).toBe(true);
       expect(direct.parameters().some((p) => p.packOnLoad)).toBe(false);
       direct.dispose();
     });
@@ -177,14 +206,23 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
     it("matches float32 storage within 4e-7, round-trips to f32 exactly, numTensors flat over 200 forwards", async () => {
       const f32 = await AutoModelForCausalLM.fromPretrained(dir, { strict: true, weightStorage: "f32" });
       const m = await AutoModelForCausalLM.fromPretrained(dir, { strict: true, weightStorage: "f32" });
-      const ids = [[3, 14, 15, 9, 26, 5, 35, 63], [1, 2, 3, 4, 5, 6, 7, 8]];
+      const ids = [
+        [3, 14, 15, 9, 26, 5, 35, 63],
+        [1, 2, 3, 4, 5, 6, 7, 8],
+      ];
       const want = logitsOf(f32, ids);
       const report = storeWeightsAs(m, "bf16");
       expect(report.converted).toHaveLength(2 * 7 + 2); // untied: embedding and lm_head separately
       const got = logitsOf(m, ids);
       // measured 9.1e-8 (prefill) and 8.9e-8 (decode)
-      for (let b = 0; b < 2; b++) for (let t = 0; t < 8; t++) expect(maxAbsDiff(got[b][t], want[b][t])).toBeLessThan(4e-7);
-      expect(maxAbsDiff(decodeLogits(m, ids[0], 4).flatMap((r) => [...r]), decodeLogits(f32, ids[0], 4).flatMap((r) => [...r]))).toBeLessThan(4e-7);
+      for (let b = 0; b < 2; b++)
+        for (let t = 0; t < 8; t++) expect(maxAbsDiff(got[b][t], want[b][t])).toBeLessThan(4e-7);
+      expect(
+        maxAbsDiff(
+          decodeLogits(m, ids[0], 4).flatMap((r) => [...r]),
+          decodeLogits(f32, ids[0], 4).flatMap((r) => [...r]),
+        ),
+      ).toBeLessThan(4e-7);
 
       const before = tf.memory().numTensors;
       for (let i = 0; i < 200; i++) tf.dispose(m.forward({ inputIds: [[i % 80, (i * 7) % 80]] }).logits);
@@ -202,7 +240,9 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       const config = smallConfig({ hidden_size: 40 });
       const m = AutoModelForCausalLM.fromConfig(config, { seed: 9 }); // F32 weights
       expect(() => storeWeightsAs(m, "bf16")).toThrow(WeightStorageError);
-      expect(() => storeWeightsAs(m, "bf16")).toThrow(/not stored as BF16: model\.embed_tokens\.weight \(F32\).*lossy: true/);
+      expect(() => storeWeightsAs(m, "bf16")).toThrow(
+        /not stored as BF16: model\.embed_tokens\.weight \(F32\).*lossy: true/,
+      );
       expect(m.parameters().some((p) => p.packed)).toBe(false); // nothing converted
 
       // reference: the same model with every Linear/Embedding weight rounded to bf16 by hand

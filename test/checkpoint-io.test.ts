@@ -2,8 +2,16 @@ import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, CheckpointReader, SafetensorsFile, WEIGHTS_INDEX_NAME, decode, defaultModelDir, encode, floatToHalf,
-  setBackend, writeSafetensors,
+  AutoModelForCausalLM,
+  CheckpointReader,
+  SafetensorsFile,
+  WEIGHTS_INDEX_NAME,
+  decode,
+  defaultModelDir,
+  encode,
+  floatToHalf,
+  setBackend,
+  writeSafetensors,
 } from "fusekit";
 import { savedSmallModel, smallConfig, tmpDir } from "./helpers/models.js";
 
@@ -65,7 +73,12 @@ describe.each(["wasm", "cpu"])("checkpoint round trips on %s", (backend) => {
       expect(b.get(k)!.bytes.equals(t.bytes), k).toBe(true);
     }
     const config = JSON.parse(await fsp.readFile(path.join(out, "config.json"), "utf8"));
-    expect(config).toMatchObject({ model_type: "qwen3", tie_word_embeddings: true, torch_dtype: "bfloat16", hidden_size: 128 });
+    expect(config).toMatchObject({
+      model_type: "qwen3",
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+      hidden_size: 128,
+    });
   });
 
   it("sharded save (maxShardSize) writes an index and loads back identically", async () => {
@@ -106,8 +119,14 @@ describe.each(["wasm", "cpu"])("checkpoint round trips on %s", (backend) => {
       expect(new Set([...file.tensors.values()].map((t) => t.dtype))).toEqual(new Set([dtype]));
       await file.close();
       const m = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
-      expect(m.namedParameters().map(([k]) => k).sort()).toEqual([...written.keys()].sort());
-      for (const [k, p] of m.namedParameters()) expect(Array.from(p.stateData()), `${dtype} ${k}`).toEqual(written.get(k));
+      expect(
+        m
+          .namedParameters()
+          .map(([k]) => k)
+          .sort(),
+      ).toEqual([...written.keys()].sort());
+      for (const [k, p] of m.namedParameters())
+        expect(Array.from(p.stateData()), `${dtype} ${k}`).toEqual(written.get(k));
       m.dispose();
     }
     model.dispose();
@@ -116,15 +135,23 @@ describe.each(["wasm", "cpu"])("checkpoint round trips on %s", (backend) => {
   it("writes safetensors the reference layout expects (8-byte aligned header, contiguous offsets)", async () => {
     const dir = tmpDir();
     const file = path.join(dir, "x.safetensors");
-    await writeSafetensors(file, [
-      { name: "a", dtype: "F32", shape: [2], bytes: () => new Uint8Array(new Float32Array([1, 2]).buffer) },
-      { name: "b", dtype: "BF16", shape: [3], bytes: () => new Uint8Array(6) },
-    ], { format: "pt" });
+    await writeSafetensors(
+      file,
+      [
+        { name: "a", dtype: "F32", shape: [2], bytes: () => new Uint8Array(new Float32Array([1, 2]).buffer) },
+        { name: "b", dtype: "BF16", shape: [3], bytes: () => new Uint8Array(6) },
+      ],
+      { format: "pt" },
+    );
     const raw = await fsp.readFile(file);
     const n = Number(raw.readBigUInt64LE(0));
     expect(n % 8).toBe(0);
     const header = JSON.parse(raw.subarray(8, 8 + n).toString());
-    expect(header).toEqual({ __metadata__: { format: "pt" }, a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "BF16", shape: [3], data_offsets: [8, 14] } });
+    expect(header).toEqual({
+      __metadata__: { format: "pt" },
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      b: { dtype: "BF16", shape: [3], data_offsets: [8, 14] },
+    });
     expect(raw.length).toBe(8 + n + 14);
   });
 });

@@ -31,7 +31,11 @@ async function misuse(args: (ws: string) => string[], env: Record<string, string
 
 async function misuseIn(ws: string, argv: string[], env: Record<string, string> = {}): Promise<Run & { ws: string }> {
   const before = folderChecksum(ws);
-  const r = await fusekit(argv, { cwd: ws, env: { FUSEKIT_CACHE_DIR: path.join(ws, "cache"), ...env }, timeoutMs: 60_000 });
+  const r = await fusekit(argv, {
+    cwd: ws,
+    env: { FUSEKIT_CACHE_DIR: path.join(ws, "cache"), ...env },
+    timeoutMs: 60_000,
+  });
   expect(folderChecksum(ws), "nothing written or deleted").toBe(before);
   expect(r.stdout).toBe("");
   expect(r.stderr.split("\n")).toEqual([expect.any(String), ""]); // exactly one line
@@ -41,29 +45,77 @@ async function misuseIn(ws: string, argv: string[], env: Record<string, string> 
 
 describe("usage errors: exit 2, one line naming the option and what is allowed", () => {
   it.each([
-    [["compare", "--repeats", "0"], "option '-r, --repeats <n>' argument '0' is invalid. expected an integer from 1 to 1000."],
-    [["compare", "--repeats", "2.5"], "option '-r, --repeats <n>' argument '2.5' is invalid. expected an integer from 1 to 1000."],
-    [["compare", "--new-tokens", "-1"], "option '-n, --new-tokens <n>' argument '-1' is invalid. expected an integer ≥ 1."],
+    [
+      ["compare", "--repeats", "0"],
+      "option '-r, --repeats <n>' argument '0' is invalid. expected an integer from 1 to 1000.",
+    ],
+    [
+      ["compare", "--repeats", "2.5"],
+      "option '-r, --repeats <n>' argument '2.5' is invalid. expected an integer from 1 to 1000.",
+    ],
+    [
+      ["compare", "--new-tokens", "-1"],
+      "option '-n, --new-tokens <n>' argument '-1' is invalid. expected an integer ≥ 1.",
+    ],
     [["compare", "--prompt", ""], "option '-p, --prompt <text>' argument '' is invalid. expected non-empty text."],
-    [["compare", "--weight-storage", "f16"], "option '-w, --weight-storage <kind>' argument 'f16' is invalid. Allowed choices are f32, bf16."],
+    [
+      ["compare", "--weight-storage", "f16"],
+      "option '-w, --weight-storage <kind>' argument 'f16' is invalid. Allowed choices are f32, bf16.",
+    ],
     [["generate", "--prompt", ""], "option '-p, --prompt <text>' argument '' is invalid. expected non-empty text."],
-    [["generate", "--prompt", "   "], "option '-p, --prompt <text>' argument '   ' is invalid. expected non-empty text."],
-    [["generate", "--prompt", "hi", "--temperature", "-1"], "option '-t, --temperature <t>' argument '-1' is invalid. expected a number ≥ 0 (0 = greedy)."],
-    [["generate", "--prompt", "hi", "--temperature", "warm"], "option '-t, --temperature <t>' argument 'warm' is invalid. expected a number ≥ 0 (0 = greedy)."],
-    [["generate", "--prompt", "hi", "--top-p", "0"], "option '--top-p <p>' argument '0' is invalid. expected a number in (0, 1]."],
-    [["generate", "--prompt", "hi", "--top-k", "-3"], "option '--top-k <k>' argument '-3' is invalid. expected an integer ≥ 0."],
-    [["generate", "--prompt", "hi", "--repetition-penalty", "0"], "option '--repetition-penalty <r>' argument '0' is invalid. expected a number > 0."],
-    [["generate", "--prompt", "hi", "--seed", "-5"], "option '-s, --seed <n>' argument '-5' is invalid. expected an integer from 0 to 4294967295."],
-    [["generate", "--prompt", "hi", "--max-new-tokens", "0"], "option '-n, --max-new-tokens <n>' argument '0' is invalid. expected an integer ≥ 1."],
-    [["generate", "--prompt", "hi", "--stop", ""], "option '--stop <text...>' argument '' is invalid. expected non-empty text."],
+    [
+      ["generate", "--prompt", "   "],
+      "option '-p, --prompt <text>' argument '   ' is invalid. expected non-empty text.",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--temperature", "-1"],
+      "option '-t, --temperature <t>' argument '-1' is invalid. expected a number ≥ 0 (0 = greedy).",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--temperature", "warm"],
+      "option '-t, --temperature <t>' argument 'warm' is invalid. expected a number ≥ 0 (0 = greedy).",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--top-p", "0"],
+      "option '--top-p <p>' argument '0' is invalid. expected a number in (0, 1].",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--top-k", "-3"],
+      "option '--top-k <k>' argument '-3' is invalid. expected an integer ≥ 0.",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--repetition-penalty", "0"],
+      "option '--repetition-penalty <r>' argument '0' is invalid. expected a number > 0.",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--seed", "-5"],
+      "option '-s, --seed <n>' argument '-5' is invalid. expected an integer from 0 to 4294967295.",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--max-new-tokens", "0"],
+      "option '-n, --max-new-tokens <n>' argument '0' is invalid. expected an integer ≥ 1.",
+    ],
+    [
+      ["generate", "--prompt", "hi", "--stop", ""],
+      "option '--stop <text...>' argument '' is invalid. expected non-empty text.",
+    ],
     [["generate", "--promt", "hi"], "unknown option '--promt' (Did you mean --prompt?)"],
     [["generate"], "required option '-p, --prompt <text>' not specified"],
     [["generate", "--prompt", "hi", "--no-thinking"], "option '--no-thinking' needs --chat"],
     [["generate", "--prompt", "hi", "extra"], "too many arguments for 'generate'. Expected 0 arguments but got 1."],
     [["genrate", "--prompt", "hi"], "unknown command 'genrate' (Did you mean generate?)"],
-    [["inspect", "--backend", "gpu"], "option '-b, --backend <name>' argument 'gpu' is invalid. Allowed choices are tensorflow, wasm, cpu."],
-    [["make-tiny", "--seed", "-1"], "option '-s, --seed <n>' argument '-1' is invalid. expected an integer from 0 to 4294967295."],
-    [["make-tiny", "--preset", "qwen3-70b"], "option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are qwen3-tiny, qwen3-0.6b."],
+    [
+      ["inspect", "--backend", "gpu"],
+      "option '-b, --backend <name>' argument 'gpu' is invalid. Allowed choices are tensorflow, wasm, cpu.",
+    ],
+    [
+      ["make-tiny", "--seed", "-1"],
+      "option '-s, --seed <n>' argument '-1' is invalid. expected an integer from 0 to 4294967295.",
+    ],
+    [
+      ["make-tiny", "--preset", "qwen3-70b"],
+      "option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are qwen3-tiny, qwen3-0.6b.",
+    ],
     [["kernels", "lok"], "unknown command 'lok' (Did you mean lock?)"],
     [["make-tiny", "--out", ""], "option '-o, --out <dir>' argument '' is invalid. expected non-empty text."],
     [["compare", "--report", ""], "option '--report <file.html>' argument '' is invalid. expected non-empty text."],
@@ -77,35 +129,111 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
 
 describe("failures found before any work: exit 1, one line naming the path", () => {
   it.each([
-    ["make-tiny --out <folder with a user's files>", (ws: string) => ["make-tiny", "--out", ws], "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["… even with --force", (ws: string) => ["make-tiny", "--out", ws, "--force"], "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["make-tiny --out .", () => ["make-tiny", "--out", "."], "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["make-tiny --out <a user's file>", (ws: string) => ["make-tiny", "--out", path.join(ws, "notes.txt"), "--force"], "OutputPathError: {ws}/notes.txt: a file that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["make-tiny --out below a file", (ws: string) => ["make-tiny", "--out", path.join(ws, "notes.txt", "model")], "OutputPathError: {ws}/notes.txt/model: cannot write here (ENOTDIR)"],
-    ["make-tiny --out /proc/nope (used to spin forever)", () => ["make-tiny", "--out", "/proc/nope"], "OutputPathError: /proc/nope: cannot create files in /proc (ENOENT)"],
-    ["make-tiny --out /etc/passwd", () => ["make-tiny", "--out", "/etc/passwd"], "OutputPathError: /etc/passwd: a file that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["compare --report in a missing folder", () => ["compare", "--report", "/nonexistent/x.html"], "OutputPathError: /nonexistent/x.html: folder /nonexistent does not exist"],
-    ["compare --report <a user's HTML file>", (ws: string) => ["compare", "--report", path.join(ws, "page.html"), "--force"], "OutputPathError: {ws}/page.html: a file that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["compare --report <a folder>", (ws: string) => ["compare", "--report", path.join(ws, "photos")], "OutputPathError: {ws}/photos: a folder that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["compare --model /etc/passwd (same ConfigError as generate)", () => ["compare", "--model", "/etc/passwd"], "ConfigError: /etc/passwd: not a checkpoint directory (it does not exist or is not a folder)"],
-    ["generate --model /etc/passwd", () => ["generate", "--model", "/etc/passwd", "--prompt", "hi"], "ConfigError: /etc/passwd: not a checkpoint directory (it does not exist or is not a folder)"],
-    ["inspect --model <a folder without config.json>", (ws: string) => ["inspect", "--model", path.join(ws, "photos")], "ConfigError: {ws}/photos/config.json: file not found"],
-    ["kernels lock -o in a missing folder", () => ["kernels", "lock", "-o", "/nonexistent/dir/k.lock"], "OutputPathError: /nonexistent/dir/k.lock: folder /nonexistent/dir does not exist"],
-    ["kernels lock over a user's file named kernels.lock", () => ["kernels", "lock", "--force"], "OutputPathError: {ws}/kernels.lock: a file that is not a kernel lockfile fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["compare --report <a symlink to a user's file>", (ws: string) => {
-      symlinkSync(path.join(ws, "notes.txt"), path.join(ws, "link.html"));
-      return ["compare", "--report", path.join(ws, "link.html"), "--force"];
-    }, "OutputPathError: {ws}/link.html: a symlink that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["compare --report <a FIFO> (never opened, so never blocks)", (ws: string) => {
-      execFileSync("mkfifo", [path.join(ws, "pipe.html")]);
-      return ["compare", "--report", path.join(ws, "pipe.html"), "--force"];
-    }, "OutputPathError: {ws}/pipe.html: a special file that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)"],
-    ["generate --model <a checkpoint without a tokenizer>", (ws: string) => {
-      mkdirSync(path.join(ws, "ckpt"));
-      writeFileSync(path.join(ws, "ckpt", "config.json"), JSON.stringify({ model_type: "qwen3" }));
-      return ["generate", "--model", path.join(ws, "ckpt"), "--prompt", "hi"];
-    }, "TokenizerError: "],
-    ["kernels lock of an unknown repo", (ws: string) => ["kernels", "lock", "nope/missing", "-o", path.join(ws, "k.lock")], "KernelRepositoryError: kernels lock: not in the hub: nope/missing (available: "],
+    [
+      "make-tiny --out <folder with a user's files>",
+      (ws: string) => ["make-tiny", "--out", ws],
+      "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "… even with --force",
+      (ws: string) => ["make-tiny", "--out", ws, "--force"],
+      "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "make-tiny --out .",
+      () => ["make-tiny", "--out", "."],
+      "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "make-tiny --out <a user's file>",
+      (ws: string) => ["make-tiny", "--out", path.join(ws, "notes.txt"), "--force"],
+      "OutputPathError: {ws}/notes.txt: a file that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "make-tiny --out below a file",
+      (ws: string) => ["make-tiny", "--out", path.join(ws, "notes.txt", "model")],
+      "OutputPathError: {ws}/notes.txt/model: cannot write here (ENOTDIR)",
+    ],
+    [
+      "make-tiny --out /proc/nope (used to spin forever)",
+      () => ["make-tiny", "--out", "/proc/nope"],
+      "OutputPathError: /proc/nope: cannot create files in /proc (ENOENT)",
+    ],
+    [
+      "make-tiny --out /etc/passwd",
+      () => ["make-tiny", "--out", "/etc/passwd"],
+      "OutputPathError: /etc/passwd: a file that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "compare --report in a missing folder",
+      () => ["compare", "--report", "/nonexistent/x.html"],
+      "OutputPathError: /nonexistent/x.html: folder /nonexistent does not exist",
+    ],
+    [
+      "compare --report <a user's HTML file>",
+      (ws: string) => ["compare", "--report", path.join(ws, "page.html"), "--force"],
+      "OutputPathError: {ws}/page.html: a file that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "compare --report <a folder>",
+      (ws: string) => ["compare", "--report", path.join(ws, "photos")],
+      "OutputPathError: {ws}/photos: a folder that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "compare --model /etc/passwd (same ConfigError as generate)",
+      () => ["compare", "--model", "/etc/passwd"],
+      "ConfigError: /etc/passwd: not a checkpoint directory (it does not exist or is not a folder)",
+    ],
+    [
+      "generate --model /etc/passwd",
+      () => ["generate", "--model", "/etc/passwd", "--prompt", "hi"],
+      "ConfigError: /etc/passwd: not a checkpoint directory (it does not exist or is not a folder)",
+    ],
+    [
+      "inspect --model <a folder without config.json>",
+      (ws: string) => ["inspect", "--model", path.join(ws, "photos")],
+      "ConfigError: {ws}/photos/config.json: file not found",
+    ],
+    [
+      "kernels lock -o in a missing folder",
+      () => ["kernels", "lock", "-o", "/nonexistent/dir/k.lock"],
+      "OutputPathError: /nonexistent/dir/k.lock: folder /nonexistent/dir does not exist",
+    ],
+    [
+      "kernels lock over a user's file named kernels.lock",
+      () => ["kernels", "lock", "--force"],
+      "OutputPathError: {ws}/kernels.lock: a file that is not a kernel lockfile fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "compare --report <a symlink to a user's file>",
+      (ws: string) => {
+        symlinkSync(path.join(ws, "notes.txt"), path.join(ws, "link.html"));
+        return ["compare", "--report", path.join(ws, "link.html"), "--force"];
+      },
+      "OutputPathError: {ws}/link.html: a symlink that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "compare --report <a FIFO> (never opened, so never blocks)",
+      (ws: string) => {
+        execFileSync("mkfifo", [path.join(ws, "pipe.html")]);
+        return ["compare", "--report", path.join(ws, "pipe.html"), "--force"];
+      },
+      "OutputPathError: {ws}/pipe.html: a special file that is not a fusekit HTML report fusekit wrote is already there; refusing to replace it (choose another path)",
+    ],
+    [
+      "generate --model <a checkpoint without a tokenizer>",
+      (ws: string) => {
+        mkdirSync(path.join(ws, "ckpt"));
+        writeFileSync(path.join(ws, "ckpt", "config.json"), JSON.stringify({ model_type: "qwen3" }));
+        return ["generate", "--model", path.join(ws, "ckpt"), "--prompt", "hi"];
+      },
+      "TokenizerError: ",
+    ],
+    [
+      "kernels lock of an unknown repo",
+      (ws: string) => ["kernels", "lock", "nope/missing", "-o", path.join(ws, "k.lock")],
+      "KernelRepositoryError: kernels lock: not in the hub: nope/missing (available: ",
+    ],
   ])("%s", async (_, args, message) => {
     const r = await misuse(args);
     expect(r.code).toBe(1);
@@ -128,7 +256,10 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
 
   it("make-tiny into a new folder works; again refuses without --force; --force replaces it; user files stay", async () => {
     const out = path.join(ws, "models", "tiny"); // missing parents are created
-    const userFiles = () => ["notes.txt", "page.html", "kernels.lock", "photos/cat.jpg"].map((f) => readFileSync(path.join(ws, f), "utf8")).join("|");
+    const userFiles = () =>
+      ["notes.txt", "page.html", "kernels.lock", "photos/cat.jpg"]
+        .map((f) => readFileSync(path.join(ws, f), "utf8"))
+        .join("|");
     const mine = userFiles();
     expect((await fusekit(["make-tiny", "--out", out, "--seed", "1"])).code).toBe(0);
     const first = readFileSync(path.join(out, "model.safetensors"));
@@ -136,7 +267,9 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     const sum = folderChecksum(ws);
     const again = await fusekit(["make-tiny", "--out", out, "--seed", "2"]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toBe(`fusekit: OutputPathError: ${out}: a checkpoint folder is already there; pass --force (API: overwrite: true) to replace it\n`);
+    expect(again.stderr).toBe(
+      `fusekit: OutputPathError: ${out}: a checkpoint folder is already there; pass --force (API: overwrite: true) to replace it\n`,
+    );
     expect(folderChecksum(ws)).toBe(sum);
 
     const forced = await fusekit(["make-tiny", "--out", out, "--seed", "2", "--force"]);
@@ -161,7 +294,9 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     const text = readFileSync(lock, "utf8");
     const r = await fusekit(["kernels", "lock", "-o", lock]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`fusekit: OutputPathError: ${lock}: a kernel lockfile is already there; pass --force (API: overwrite: true) to replace it\n`);
+    expect(r.stderr).toBe(
+      `fusekit: OutputPathError: ${lock}: a kernel lockfile is already there; pass --force (API: overwrite: true) to replace it\n`,
+    );
     expect(readFileSync(lock, "utf8")).toBe(text);
     expect((await fusekit(["kernels", "lock", "-o", lock, "--force"])).code).toBe(0);
     expect(JSON.parse(readFileSync(lock, "utf8")).kernels.length).toBeGreaterThan(1);
@@ -173,7 +308,10 @@ describe("compare end to end (piped, so never coloured)", () => {
     const ws = userFolder();
     const report = path.join(ws, "report.html");
     const before = folderChecksum(ws);
-    const r = await fusekit(["compare", "--new-tokens", "2", "--repeats", "1", "--report", report], { cwd: ws, timeoutMs: 600_000 });
+    const r = await fusekit(["compare", "--new-tokens", "2", "--repeats", "1", "--report", report], {
+      cwd: ws,
+      timeoutMs: 600_000,
+    });
     expect(r.code).toBe(0);
     expect(r.stdout).not.toContain("\x1b[");
     expect(r.stdout).toMatch(/^│ approach +│ max \|Δ logits\| +│/m);
@@ -185,7 +323,8 @@ describe("compare end to end (piped, so never coloured)", () => {
     writeFileSync(report, html);
     const again = await misuseIn(ws, ["compare", "--report", report]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toBe(`fusekit: OutputPathError: ${report}: a fusekit HTML report is already there; pass --force (API: overwrite: true) to replace it\n`);
+    expect(again.stderr).toBe(
+      `fusekit: OutputPathError: ${report}: a fusekit HTML report is already there; pass --force (API: overwrite: true) to replace it\n`,
+    );
   });
 });
-

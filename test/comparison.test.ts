@@ -17,21 +17,46 @@ function expectProperties(result: ComparisonResult) {
     expect(r.savesOriginalLayout, r.label).toBe(true);
     expect(r.pass, r.label).toBe(true);
   }
-  const runtime = { appliesToLoadedModel: true, classesPerFusion: 0, needsWeightConversion: false, reversibleInPlace: true, stateDictLayoutUnchanged: true };
-  for (const id of ["fused", "fused-unfused", "fused-kernel", "recipe-runtime"]) expect(row(id).properties, id).toMatchObject(runtime);
+  const runtime = {
+    appliesToLoadedModel: true,
+    classesPerFusion: 0,
+    needsWeightConversion: false,
+    reversibleInPlace: true,
+    stateDictLayoutUnchanged: true,
+  };
+  for (const id of ["fused", "fused-unfused", "fused-kernel", "recipe-runtime"])
+    expect(row(id).properties, id).toMatchObject(runtime);
   // a plain reload of a runtime-fused model is plain; "fused, then unfused" has nothing left to survive
-  for (const id of ["fused", "fused-kernel", "recipe-runtime"]) expect(row(id).properties!.survivesSaveReload, id).toBe(false);
+  for (const id of ["fused", "fused-kernel", "recipe-runtime"])
+    expect(row(id).properties!.survivesSaveReload, id).toBe(false);
   expect(row("fused-unfused").properties!.survivesSaveReload).toBeNull();
   for (const id of ["fused", "fused-unfused"]) expect(row(id).maxAbsDiff, id).toBe(0); // same op order: exactly equal
   for (const id of ["fused-kernel", "patched-kernel", "gate-up-qkv-kernel"]) expect(row(id).tolerance, id).toBe(1e-5);
-  const beforeLoad = { appliesToLoadedModel: false, needsWeightConversion: true, reversibleInPlace: false, stateDictLayoutUnchanged: false };
+  const beforeLoad = {
+    appliesToLoadedModel: false,
+    needsWeightConversion: true,
+    reversibleInPlace: false,
+    stateDictLayoutUnchanged: false,
+  };
   for (const id of ["patched", "patched-kernel", "gate-up-qkv", "gate-up-qkv-kernel"]) {
     expect(row(id).properties, id).toMatchObject({ ...beforeLoad, classesPerFusion: 2, survivesSaveReload: false });
   }
   // generated classes: one Fused{Parent} (the chain module is the library's); KernelConfig adds the hub's Layout
-  expect(row("recipe-patches").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 1, survivesSaveReload: false });
-  expect(row("fusion-config").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 1, survivesSaveReload: true });
-  expect(row("kernel-config").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 2, survivesSaveReload: false });
+  expect(row("recipe-patches").properties).toMatchObject({
+    ...beforeLoad,
+    classesPerFusion: 1,
+    survivesSaveReload: false,
+  });
+  expect(row("fusion-config").properties).toMatchObject({
+    ...beforeLoad,
+    classesPerFusion: 1,
+    survivesSaveReload: true,
+  });
+  expect(row("kernel-config").properties).toMatchObject({
+    ...beforeLoad,
+    classesPerFusion: 2,
+    survivesSaveReload: false,
+  });
   for (const id of ["patched", "recipe-patches", "fusion-config"]) expect(row(id).maxAbsDiff, id).toBe(0);
   const perFusion = (id: string) => row(id).properties!.linesPerFusion;
   expect(perFusion("fusion-config")).toBe(1);
@@ -47,7 +72,13 @@ describe.each(["wasm", "cpu"])("comparison on %s", (backend) => {
 
   it("every approach matches the original on a random untied F32 checkpoint, with KV-cache generation", async () => {
     const dir = await savedSmallModel({ num_hidden_layers: 3 }, { seed: 11 });
-    const result = await runComparison({ modelDir: dir, promptIds: [5, 17, 3, 42, 8, 60], newTokens: 8, repeats: 1, approaches: defaultApproaches() });
+    const result = await runComparison({
+      modelDir: dir,
+      promptIds: [5, 17, 3, 42, 8, 60],
+      newTokens: 8,
+      repeats: 1,
+      approaches: defaultApproaches(),
+    });
     expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
     expectProperties(result);
   });
@@ -55,11 +86,39 @@ describe.each(["wasm", "cpu"])("comparison on %s", (backend) => {
 
 // The same recipes, unchanged, on the other families (random norms and biases, so a recipe that drops a
 // norm or a bias fails): every row passes, exact where the op order is unchanged, and saves the original.
-const SMALL = { vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 };
+const SMALL = {
+  vocab_size: 64,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 8,
+};
 const FAMILIES = [
-  { family: "llama (attention_bias, mlp_bias, llama3 RoPE, untied F32)", dtype: "F32", config: { model_type: "llama", ...SMALL, attention_bias: true, mlp_bias: true, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 4 } } },
+  {
+    family: "llama (attention_bias, mlp_bias, llama3 RoPE, untied F32)",
+    dtype: "F32",
+    config: {
+      model_type: "llama",
+      ...SMALL,
+      attention_bias: true,
+      mlp_bias: true,
+      rope_scaling: {
+        rope_type: "llama3",
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 4,
+      },
+    },
+  },
   { family: "llama (tied BF16)", dtype: "BF16", config: { model_type: "llama", ...SMALL, tie_word_embeddings: true } },
-  { family: "qwen2 (q/k/v bias, tied BF16)", dtype: "BF16", config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: true } },
+  {
+    family: "qwen2 (q/k/v bias, tied BF16)",
+    dtype: "BF16",
+    config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: true },
+  },
 ] as const;
 
 describe.each(FAMILIES)("comparison on $family (cpu)", ({ config, dtype }) => {
@@ -67,7 +126,13 @@ describe.each(FAMILIES)("comparison on $family (cpu)", ({ config, dtype }) => {
 
   it("every approach matches the original, saves the original layout, and the properties are as observed", async () => {
     const dir = await savedFamilyModel(config, { seed: 13, dtype });
-    const result = await runComparison({ modelDir: dir, promptIds: [5, 17, 3, 42, 8, 60, 2, 9], newTokens: 6, repeats: 1, approaches: defaultApproaches() });
+    const result = await runComparison({
+      modelDir: dir,
+      promptIds: [5, 17, 3, 42, 8, 60, 2, 9],
+      newTokens: 6,
+      repeats: 1,
+      approaches: defaultApproaches(),
+    });
     rmSync(dir, { recursive: true, force: true });
     expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
     expectProperties(result);
@@ -79,7 +144,12 @@ describe("comparison on the default model (wasm)", () => {
   beforeAll(() => setBackend("wasm"));
 
   it("every approach matches the original, saves the original layout, and the properties are as observed", async () => {
-    const result = await runComparison({ modelDir: await defaultModelDir(), newTokens: 8, repeats: 1, approaches: defaultApproaches() });
+    const result = await runComparison({
+      modelDir: await defaultModelDir(),
+      newTokens: 8,
+      repeats: 1,
+      approaches: defaultApproaches(),
+    });
     expectProperties(result);
     const lines = Object.fromEntries(result.rows.map((r) => [r.id, r.userCodeLines]));
     expect(lines.original).toBe(0);
@@ -88,7 +158,13 @@ describe("comparison on the default model (wasm)", () => {
   });
 
   it("with packed bf16 weights every approach still matches the bf16 original", async () => {
-    const result = await runComparison({ modelDir: await defaultModelDir(), newTokens: 8, repeats: 1, approaches: defaultApproaches(), weightStorage: "bf16" });
+    const result = await runComparison({
+      modelDir: await defaultModelDir(),
+      newTokens: 8,
+      repeats: 1,
+      approaches: defaultApproaches(),
+      weightStorage: "bf16",
+    });
     expect(result.weightStorage).toBe("bf16");
     expectProperties(result);
   });
@@ -107,7 +183,13 @@ describe("comparison on the default model (wasm)", () => {
       },
     };
     const dir = await savedSmallModel({}, { seed: 2 });
-    const result = await runComparison({ modelDir: dir, promptIds: [1, 2, 3], newTokens: 4, repeats: 1, approaches: [base, broken] });
+    const result = await runComparison({
+      modelDir: dir,
+      promptIds: [1, 2, 3],
+      newTokens: 4,
+      repeats: 1,
+      approaches: [base, broken],
+    });
     const row = result.rows[1];
     expect(row.pass).toBe(false);
     expect(row.maxAbsDiff).toBeGreaterThan(EXACT);
@@ -127,8 +209,18 @@ describe("comparison on the default model (wasm)", () => {
         throw new Error("recipe exploded");
       },
     };
-    const result = await runComparison({ modelDir: dir, promptIds: [1, 2], newTokens: 2, repeats: 1, approaches: [throwing] });
-    expect(result.rows[0]).toMatchObject({ pass: false, error: "Error: recipe exploded", verdict: "error: Error: recipe exploded" });
+    const result = await runComparison({
+      modelDir: dir,
+      promptIds: [1, 2],
+      newTokens: 2,
+      repeats: 1,
+      approaches: [throwing],
+    });
+    expect(result.rows[0]).toMatchObject({
+      pass: false,
+      error: "Error: recipe exploded",
+      verdict: "error: Error: recipe exploded",
+    });
     expect(tf.memory().numTensors).toBe(before);
   });
 });

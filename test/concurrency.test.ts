@@ -11,10 +11,29 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import {
-  LocalLayerRepository, Mode, Qwen3Attention, Qwen3RMSNorm, activeKernel, clearCheckpointConversionMapping, clearPatchMapping,
-  AutoModelForCausalLM, getCheckpointConversionMapping, getKernelMapping, getPatchMapping, kernelize, registerCheckpointConversionMapping,
-  registerKernelMapping, registerPatchMapping, setBackend, unregisterPatchMapping, useKernelMapping, withoutPatches,
-  type FromPretrainedOptions, type KernelMapping, type Module, type PreTrainedModel,
+  LocalLayerRepository,
+  Mode,
+  Qwen3Attention,
+  Qwen3RMSNorm,
+  activeKernel,
+  clearCheckpointConversionMapping,
+  clearPatchMapping,
+  AutoModelForCausalLM,
+  getCheckpointConversionMapping,
+  getKernelMapping,
+  getPatchMapping,
+  kernelize,
+  registerCheckpointConversionMapping,
+  registerKernelMapping,
+  registerPatchMapping,
+  setBackend,
+  unregisterPatchMapping,
+  useKernelMapping,
+  withoutPatches,
+  type FromPretrainedOptions,
+  type KernelMapping,
+  type Module,
+  type PreTrainedModel,
 } from "fusekit";
 import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
 import { FusedGateUpMLP, qwen3GateUpQKVPatches } from "fusekit/patches/qwen3-gate-up-qkv";
@@ -31,7 +50,10 @@ class GlobalAttention extends Qwen3Attention {}
 /** A trusted local kernel repo whose RMSNorm is composed tf ops (which repo served is visible in activeKernel). */
 async function rmsRepo(dir: string, id: string): Promise<LocalLayerRepository> {
   await fsp.mkdir(dir, { recursive: true });
-  await fsp.writeFile(path.join(dir, "manifest.json"), JSON.stringify({ id, version: 1, layers: ["RMSNorm"], builds: { any: "any.js" } }));
+  await fsp.writeFile(
+    path.join(dir, "manifest.json"),
+    JSON.stringify({ id, version: 1, layers: ["RMSNorm"], builds: { any: "any.js" } }),
+  );
   await fsp.writeFile(
     path.join(dir, "any.js"),
     `export function createLayers({ tf }) {
@@ -81,44 +103,92 @@ const BUNDLED_NORM_MLP = 'NormMLP from repo "fusekit/norm-mlp"';
 function specs(repos: Repos): Spec[] {
   const both = (r: LocalLayerRepository): KernelMapping => ({ RMSNorm: { cpu: r, wasm: r } });
   return [
-    { name: "plain", load: fp({}), kernels: false, global: true, has: ["Qwen3MLP", "Qwen3Attention", "Qwen3RMSNorm"], lacks: ["RegexNorm"], kernelSet: () => [] },
+    {
+      name: "plain",
+      load: fp({}),
+      kernels: false,
+      global: true,
+      has: ["Qwen3MLP", "Qwen3Attention", "Qwen3RMSNorm"],
+      lacks: ["RegexNorm"],
+      kernelSet: () => [],
+    },
     {
       name: "isolated (withoutPatches, no conversions)",
       load: (dir) => withoutPatches(() => AutoModelForCausalLM.fromPretrained(dir, { conversions: [] })),
-      kernels: false, global: false, has: ["Qwen3MLP", "Qwen3Attention"], lacks: ["GlobalGateUpMLP"], kernelSet: () => [],
+      kernels: false,
+      global: false,
+      has: ["Qwen3MLP", "Qwen3Attention"],
+      lacks: ["GlobalGateUpMLP"],
+      kernelSet: () => [],
     },
     {
       name: "NormMLP patch + conversion",
       load: fp({ patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions }),
       // scoped patches sit on top of the global ones: the racer's attention patch reaches it, its MLP patch cannot
-      kernels: false, global: true, has: ["FusedNormMLP", "FusedNormMLPDecoderLayer", "Qwen3Attention"], lacks: ["Qwen3MLP", "Qwen3DecoderLayer"], kernelSet: () => [],
+      kernels: false,
+      global: true,
+      has: ["FusedNormMLP", "FusedNormMLPDecoderLayer", "Qwen3Attention"],
+      lacks: ["Qwen3MLP", "Qwen3DecoderLayer"],
+      kernelSet: () => [],
     },
     {
       name: "gate_up/qkv patch + conversion",
       load: fp({ patches: qwen3GateUpQKVPatches, conversions: qwen3GateUpQKVConversions }),
-      kernels: false, global: false, has: ["FusedGateUpMLP", "FusedQKVAttention"], lacks: ["Qwen3MLP", "Qwen3Attention", "GlobalAttention"], kernelSet: () => [],
+      kernels: false,
+      global: false,
+      has: ["FusedGateUpMLP", "FusedQKVAttention"],
+      lacks: ["Qwen3MLP", "Qwen3Attention", "GlobalAttention"],
+      kernelSet: () => [],
     },
     {
       name: "regex-keyed patch",
       load: fp({ patches: { "Qwen3.*Norm": RegexNorm } }),
-      kernels: false, global: true, has: ["RegexNorm", "Qwen3MLP"], lacks: ["Qwen3RMSNorm"], kernelSet: () => [],
+      kernels: false,
+      global: true,
+      has: ["RegexNorm", "Qwen3MLP"],
+      lacks: ["Qwen3RMSNorm"],
+      kernelSet: () => [],
     },
     {
       name: "useKernels under a scoped kernel mapping",
-      load: (dir) => useKernelMapping(both(repos.scoped), () => AutoModelForCausalLM.fromPretrained(dir, { useKernels: true })),
+      load: (dir) =>
+        useKernelMapping(both(repos.scoped), () => AutoModelForCausalLM.fromPretrained(dir, { useKernels: true })),
       // the scope is a copy taken before the load, so the racer's RMSNorm kernel never reaches it (its patches do)
-      kernels: true, global: true, has: ["Qwen3RMSNorm", "Qwen3MLP"], lacks: [], kernelSet: (r) => [`RMSNorm from ${r.scoped}`],
+      kernels: true,
+      global: true,
+      has: ["Qwen3RMSNorm", "Qwen3MLP"],
+      lacks: [],
+      kernelSet: (r) => [`RMSNorm from ${r.scoped}`],
     },
-    { name: "useKernels, registered mapping", load: fp({ useKernels: true }), kernels: true, global: true, has: ["Qwen3RMSNorm"], lacks: [], kernelSet: () => [BUNDLED_RMS] },
+    {
+      name: "useKernels, registered mapping",
+      load: fp({ useKernels: true }),
+      kernels: true,
+      global: true,
+      has: ["Qwen3RMSNorm"],
+      lacks: [],
+      kernelSet: () => [BUNDLED_RMS],
+    },
     {
       name: "NormMLP patch + useKernels",
       load: fp({ patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions, useKernels: true }),
-      kernels: true, global: true, has: ["FusedNormMLP"], lacks: ["Qwen3MLP"], kernelSet: () => [BUNDLED_RMS, BUNDLED_NORM_MLP],
+      kernels: true,
+      global: true,
+      has: ["FusedNormMLP"],
+      lacks: ["Qwen3MLP"],
+      kernelSet: () => [BUNDLED_RMS, BUNDLED_NORM_MLP],
     },
     {
       name: "plain load, then kernelize with no scope",
-      load: async (dir) => kernelize(await withoutPatches(() => AutoModelForCausalLM.fromPretrained(dir, { conversions: [] })), { mode: Mode.INFERENCE }),
-      kernels: true, global: true, has: ["Qwen3RMSNorm"], lacks: [], kernelSet: () => [BUNDLED_RMS],
+      load: async (dir) =>
+        kernelize(await withoutPatches(() => AutoModelForCausalLM.fromPretrained(dir, { conversions: [] })), {
+          mode: Mode.INFERENCE,
+        }),
+      kernels: true,
+      global: true,
+      has: ["Qwen3RMSNorm"],
+      lacks: [],
+      kernelSet: () => [BUNDLED_RMS],
     },
   ];
 }
@@ -150,7 +220,10 @@ describe.each(["cpu", "wasm"] as const)("concurrent fromPretrained on %s", (back
     await setBackend(backend);
     dirs = [await savedSmallModel({}, { seed: 1 }), await savedSmallModel({}, { seed: 2 })];
     const kdir = tmpDir("fusekit-race-kernels-");
-    repos = { scoped: await rmsRepo(path.join(kdir, "scoped"), "test/scoped-rms"), race: await rmsRepo(path.join(kdir, "race"), "test/race-rms") };
+    repos = {
+      scoped: await rmsRepo(path.join(kdir, "scoped"), "test/scoped-rms"),
+      race: await rmsRepo(path.join(kdir, "race"), "test/race-rms"),
+    };
     for (const dir of dirs) {
       const m = await withoutPatches(() => AutoModelForCausalLM.fromPretrained(dir, { conversions: [], strict: true }));
       reference.set(dir, logitsOf(m, IDS));
@@ -227,13 +300,20 @@ describe.each(["cpu", "wasm"] as const)("concurrent fromPretrained on %s", (back
         const { s, dir } = jobs[i];
         const sig = signature(m);
         const { off, on } = refs.get(s.name)!;
-        const which = JSON.stringify(sig) === JSON.stringify(off) ? "off" : JSON.stringify(sig) === JSON.stringify(on) ? "on" : "mixed";
+        const which =
+          JSON.stringify(sig) === JSON.stringify(off)
+            ? "off"
+            : JSON.stringify(sig) === JSON.stringify(on)
+              ? "on"
+              : "mixed";
         expect(which, `${s.name}: signature is neither quiet one:\n${sig.join("\n")}`).not.toBe("mixed");
         (seen[s.name] ??= { off: 0, on: 0 })[which as "off" | "on"]++;
         // Its own weights: the unpatched logits of ITS checkpoint, and clearly not the other one's.
         const got = logitsOf(m, IDS).flat(2);
         const tol = s.kernels ? KERNEL : EXACT;
-        expect(maxAbsDiff(got, reference.get(dir)!.flat(2)), `${s.name} on ${path.basename(dir)}`).toBeLessThanOrEqual(tol);
+        expect(maxAbsDiff(got, reference.get(dir)!.flat(2)), `${s.name} on ${path.basename(dir)}`).toBeLessThanOrEqual(
+          tol,
+        );
         const other = dirs.find((d) => d !== dir)!;
         expect(maxAbsDiff(got, reference.get(other)!.flat(2))).toBeGreaterThan(1000 * tol);
         expect(m.loadReport!.missingKeys.concat(m.loadReport!.unexpectedKeys), `${s.name}: load report`).toEqual([]);
@@ -248,7 +328,9 @@ describe.each(["cpu", "wasm"] as const)("concurrent fromPretrained on %s", (back
     expect(toggles).toBeGreaterThanOrEqual(jobs.length);
     console.log(
       `concurrency (${backend}): ${jobs.length} loads in flight, ${toggles} global register/unregister toggles; signature seen per spec (globals off / on):\n` +
-        Object.entries(seen).map(([n, c]) => `  ${n}: ${c.off} / ${c.on}`).join("\n"),
+        Object.entries(seen)
+          .map(([n, c]) => `  ${n}: ${c.off} / ${c.on}`)
+          .join("\n"),
     );
   });
 

@@ -3,10 +3,34 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, CheckpointReader, Chunk, Concatenate, ConversionError, ConversionRuleError, MergeModulelist, NoWeightsLoadedError, Parameter, PreTrainedModel,
-  SplitModulelist, StateDictError, Transpose, WeightConverter, WeightRenaming, clearCheckpointConversionMapping, getCheckpointConversionMapping,
-  planConversions, registerCheckpointConversionMapping, registerModelFamily, setBackend, tf, writeSafetensors, encode, decode, withPatches,
-  type HostTensor, type ModelConfig,
+  AutoModelForCausalLM,
+  CheckpointReader,
+  Chunk,
+  Concatenate,
+  ConversionError,
+  ConversionRuleError,
+  MergeModulelist,
+  NoWeightsLoadedError,
+  Parameter,
+  PreTrainedModel,
+  SplitModulelist,
+  StateDictError,
+  Transpose,
+  WeightConverter,
+  WeightRenaming,
+  clearCheckpointConversionMapping,
+  getCheckpointConversionMapping,
+  planConversions,
+  registerCheckpointConversionMapping,
+  registerModelFamily,
+  setBackend,
+  tf,
+  writeSafetensors,
+  encode,
+  decode,
+  withPatches,
+  type HostTensor,
+  type ModelConfig,
 } from "fusekit";
 import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
 
@@ -94,26 +118,44 @@ describe("rules", () => {
   };
 
   it("renames with a capture group and \\1, searching anywhere in the key", () => {
-    const r = new WeightRenaming({ sourcePatterns: "layers\\.(\\d+)\\.post_attention_layernorm", targetPatterns: "blocks.\\1.norm2" });
+    const r = new WeightRenaming({
+      sourcePatterns: "layers\\.(\\d+)\\.post_attention_layernorm",
+      targetPatterns: "blocks.\\1.norm2",
+    });
     expect(r.rename("model.layers.12.post_attention_layernorm.weight")).toBe("model.blocks.12.norm2.weight");
     expect(r.rename("model.layers.12.input_layernorm.weight")).toBeUndefined();
     expect(new WeightRenaming({ sourcePatterns: "a\\.b", targetPatterns: "c\\.d" }).rename("x.a.b.y")).toBe("x.c.d.y");
   });
 
   it("rejects malformed rules with messages", () => {
-    expect(ruleError(() => new WeightRenaming({ sourcePatterns: "a(", targetPatterns: "b" }))).toMatch(/^WeightRenaming\(a\( → b\): source pattern "a\(" is not a valid regex \(/);
+    expect(ruleError(() => new WeightRenaming({ sourcePatterns: "a(", targetPatterns: "b" }))).toMatch(
+      /^WeightRenaming\(a\( → b\): source pattern "a\(" is not a valid regex \(/,
+    );
     expect(ruleError(() => new WeightRenaming({ sourcePatterns: "(a)(b)", targetPatterns: "c" }))).toBe(
       'WeightRenaming((a)(b) → c): source pattern "(a)(b)" has 2 capture groups; at most one is allowed (use (?:…) for the others)',
     );
-    expect(ruleError(() => new WeightRenaming({ sourcePatterns: "(a)", targetPatterns: "\\2" }))).toBe('WeightRenaming((a) → \\2): target pattern "\\2" may only refer to \\1');
-    expect(ruleError(() => new WeightRenaming({ sourcePatterns: "a", targetPatterns: "b\\1" }))).toBe('WeightRenaming(a → b\\1): target pattern "b\\1" uses \\1 but a source pattern has no capture group');
+    expect(ruleError(() => new WeightRenaming({ sourcePatterns: "(a)", targetPatterns: "\\2" }))).toBe(
+      'WeightRenaming((a) → \\2): target pattern "\\2" may only refer to \\1',
+    );
+    expect(ruleError(() => new WeightRenaming({ sourcePatterns: "a", targetPatterns: "b\\1" }))).toBe(
+      'WeightRenaming(a → b\\1): target pattern "b\\1" uses \\1 but a source pattern has no capture group',
+    );
     expect(ruleError(() => new WeightRenaming({ sourcePatterns: ["a", "b", "c"], targetPatterns: ["x", "y"] }))).toBe(
       "WeightRenaming(a, b, c → x, y): needs one target pattern or one per source pattern (3), got 2",
     );
-    expect(ruleError(() => new WeightRenaming({ sourcePatterns: [], targetPatterns: "x" }))).toBe("WeightRenaming: sourcePatterns must be a non-empty string or a non-empty list of them, got []");
-    expect(ruleError(() => new WeightConverter({ sourcePatterns: ["a", "b"], targetPatterns: ["c", "d"], operations: [new Concatenate(0)] }))).toBe(
-      "WeightConverter(a, b → c, d): many-to-many is not supported; use one source or one target pattern",
+    expect(ruleError(() => new WeightRenaming({ sourcePatterns: [], targetPatterns: "x" }))).toBe(
+      "WeightRenaming: sourcePatterns must be a non-empty string or a non-empty list of them, got []",
     );
+    expect(
+      ruleError(
+        () =>
+          new WeightConverter({
+            sourcePatterns: ["a", "b"],
+            targetPatterns: ["c", "d"],
+            operations: [new Concatenate(0)],
+          }),
+      ),
+    ).toBe("WeightConverter(a, b → c, d): many-to-many is not supported; use one source or one target pattern");
     expect(ruleError(() => new WeightConverter({ sourcePatterns: "a", targetPatterns: "b", operations: [] }))).toBe(
       "WeightConverter(a → b): operations must be a non-empty list of conversion operations (Concatenate, Chunk, Transpose, …)",
     );
@@ -124,12 +166,20 @@ describe("rules", () => {
     const second = new WeightRenaming({ sourcePatterns: "mid\\.", targetPatterns: "new." });
     const unused = new WeightRenaming({ sourcePatterns: "nothing", targetPatterns: "x" });
     const plan = planConversions(
-      ["m.old.w", "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.gate_proj.weight"],
+      [
+        "m.old.w",
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight",
+        "model.layers.1.mlp.gate_proj.weight",
+      ],
       [first, second, unused, ...qwen3GateUpQKVConversions],
     );
     expect(plan.direct).toEqual([{ source: "m.old.w", target: "m.new.w", rules: [first, second] }]);
     expect(plan.groups.map((g) => [g.sources, g.targets])).toEqual([
-      [[["model.layers.0.mlp.gate_proj.weight"], ["model.layers.0.mlp.up_proj.weight"]], ["model.layers.0.mlp.gate_up_proj.weight"]],
+      [
+        [["model.layers.0.mlp.gate_proj.weight"], ["model.layers.0.mlp.up_proj.weight"]],
+        ["model.layers.0.mlp.gate_up_proj.weight"],
+      ],
     ]);
     expect(plan.errors).toEqual([
       {
@@ -144,9 +194,16 @@ describe("rules", () => {
   it("two keys landing on one target without a converter is a ConversionError", () => {
     const r = new WeightRenaming({ sourcePatterns: ["q_proj", "k_proj"], targetPatterns: "qk_proj" });
     expect(() => planConversions(["a.q_proj.weight", "a.k_proj.weight"], [r])).toThrow(
-      new ConversionError('checkpoint tensors "a.q_proj.weight" and "a.k_proj.weight" both land on "a.qk_proj.weight"; only a WeightConverter (e.g. with Concatenate) can combine tensors'),
+      new ConversionError(
+        'checkpoint tensors "a.q_proj.weight" and "a.k_proj.weight" both land on "a.qk_proj.weight"; only a WeightConverter (e.g. with Concatenate) can combine tensors',
+      ),
     );
-    expect(() => planConversions(["x.norm", "x.mlp.norm"], [new WeightRenaming({ sourcePatterns: "^x\\.norm", targetPatterns: "x.mlp.norm" })])).toThrow(ConversionError);
+    expect(() =>
+      planConversions(
+        ["x.norm", "x.mlp.norm"],
+        [new WeightRenaming({ sourcePatterns: "^x\\.norm", targetPatterns: "x.mlp.norm" })],
+      ),
+    ).toThrow(ConversionError);
   });
 });
 
@@ -158,12 +215,16 @@ describe("registry", () => {
     got.pop();
     expect(getCheckpointConversionMapping("toy")).toEqual(rules);
     expect(() => registerCheckpointConversionMapping("toy", [])).toThrow(
-      new ConversionRuleError('registerCheckpointConversionMapping: "toy" already has conversion rules; pass { overwrite: true } to replace them'),
+      new ConversionRuleError(
+        'registerCheckpointConversionMapping: "toy" already has conversion rules; pass { overwrite: true } to replace them',
+      ),
     );
     registerCheckpointConversionMapping("toy", [], { overwrite: true });
     expect(getCheckpointConversionMapping()).toEqual({ toy: [] });
     expect(() => registerCheckpointConversionMapping("x", [{} as never])).toThrow(
-      new ConversionRuleError('registerCheckpointConversionMapping("x"): rule 0 is not a WeightRenaming or WeightConverter (got Object)'),
+      new ConversionRuleError(
+        'registerCheckpointConversionMapping("x"): rule 0 is not a WeightRenaming or WeightConverter (got Object)',
+      ),
     );
     clearCheckpointConversionMapping();
     expect(getCheckpointConversionMapping()).toEqual({});
@@ -196,7 +257,11 @@ registerModelFamily({ modelType: "toy", configFromDict: () => new ToyConfig(), a
 const TOY_RULES = [
   new WeightRenaming({ sourcePatterns: "^old\\.", targetPatterns: "mid." }),
   new WeightRenaming({ sourcePatterns: "^mid\\.", targetPatterns: "" }),
-  new WeightConverter({ sourcePatterns: "^experts\\.\\d+\\.w$", targetPatterns: "experts", operations: [new MergeModulelist(0)] }),
+  new WeightConverter({
+    sourcePatterns: "^experts\\.\\d+\\.w$",
+    targetPatterns: "experts",
+    operations: [new MergeModulelist(0)],
+  }),
   new WeightConverter({ sourcePatterns: "^t_src$", targetPatterns: "t", operations: [new Transpose(0, 1)] }),
   new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b"], operations: [new Chunk(0)] }),
 ];
@@ -216,7 +281,13 @@ describe("load and save through conversions", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-"));
-    await writeSafetensors(path.join(dir, "model.safetensors"), Object.entries(tensors).sort().map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: () => encode(t.data, t.dtype) })), { format: "pt" });
+    await writeSafetensors(
+      path.join(dir, "model.safetensors"),
+      Object.entries(tensors)
+        .sort()
+        .map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: () => encode(t.data, t.dtype) })),
+      { format: "pt" },
+    );
     await writeFile(path.join(dir, "config.json"), JSON.stringify(new ToyConfig().toDict()));
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -224,7 +295,13 @@ describe("load and save through conversions", () => {
   it("converts every key, reports which rule moved what, and saves the original tensors byte for byte", async () => {
     const model = (await AutoModelForCausalLM.fromPretrained(dir, { conversions: TOY_RULES })) as Toy;
     const r = model.loadReport!;
-    expect([r.missingKeys, r.unexpectedKeys, r.mismatchedKeys, r.conversionErrors, r.unmatchedRules]).toEqual([[], [], [], [], []]);
+    expect([r.missingKeys, r.unexpectedKeys, r.mismatchedKeys, r.conversionErrors, r.unmatchedRules]).toEqual([
+      [],
+      [],
+      [],
+      [],
+      [],
+    ]);
     expect(r.convertedKeys).toEqual([
       { rule: `${TOY_RULES[0]} then ${TOY_RULES[1]}`, sources: ["old.c"], targets: ["c"] },
       // groups in checkpoint key order
@@ -240,7 +317,8 @@ describe("load and save through conversions", () => {
       b: tf.slice(asTf(tensors.ab), [2, 0], [2, 4]),
       c: asTf(tensors["old.c"]),
     };
-    for (const [k, w] of Object.entries(want)) expectEqualTf({ data: model[k as keyof typeof want].stateData(), shape: [...w.shape], dtype: "F32" }, w);
+    for (const [k, w] of Object.entries(want))
+      expectEqualTf({ data: model[k as keyof typeof want].stateData(), shape: [...w.shape], dtype: "F32" }, w);
     expect(model.experts.storedDtype).toBe("F32");
 
     const out = path.join(dir, "saved");
@@ -259,7 +337,9 @@ describe("load and save through conversions", () => {
     const model = (await AutoModelForCausalLM.fromPretrained(dir, { conversions: TOY_RULES })) as Toy;
     model.checkpointConversion!.renamed.set("c", "ab"); // as if a module added after the load claimed the name of a converted source
     await expect(model.savePretrained(path.join(dir, "dup"))).rejects.toThrow(
-      new ConversionError('cannot save in the original format: two tensors would be written as "ab" (check the conversion rules)'),
+      new ConversionError(
+        'cannot save in the original format: two tensors would be written as "ab" (check the conversion rules)',
+      ),
     );
     await model.savePretrained(path.join(dir, "runtime"), { saveOriginalFormat: false });
     const r = await CheckpointReader.open(path.join(dir, "runtime"));
@@ -285,21 +365,35 @@ describe("load and save through conversions", () => {
   });
 
   it("conversion failures are reported per group, and strict loads throw them", async () => {
-    const bad = [...TOY_RULES.slice(0, 4), new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b"], operations: [new Chunk(0, [1, 3])] })];
+    const bad = [
+      ...TOY_RULES.slice(0, 4),
+      new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b"], operations: [new Chunk(0, [1, 3])] }),
+    ];
     const m = await AutoModelForCausalLM.fromPretrained(dir, { conversions: bad });
     expect(m.loadReport!.mismatchedKeys).toEqual([
       { key: "a", expected: [2, 4], got: [1, 4] },
       { key: "b", expected: [2, 4], got: [3, 4] },
     ]);
-    const failing = [...TOY_RULES.slice(0, 4), new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b", "c2"], operations: [new Chunk(0)] })];
+    const failing = [
+      ...TOY_RULES.slice(0, 4),
+      new WeightConverter({ sourcePatterns: "^ab$", targetPatterns: ["a", "b", "c2"], operations: [new Chunk(0)] }),
+    ];
     const m2 = await AutoModelForCausalLM.fromPretrained(dir, { conversions: failing });
     expect(m2.loadReport!.conversionErrors).toEqual([
-      { rule: String(failing[4]), keys: ["ab"], message: "Chunk(dim 0): 4 does not split into 3 equal parts (shape [4,4]); give explicit sizes" },
+      {
+        rule: String(failing[4]),
+        keys: ["ab"],
+        message: "Chunk(dim 0): 4 does not split into 3 equal parts (shape [4,4]); give explicit sizes",
+      },
     ]);
     expect(m2.loadReport!.missingKeys).toEqual(["a", "b"]);
-    await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: failing, strict: true })).rejects.toThrow(StateDictError);
+    await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: failing, strict: true })).rejects.toThrow(
+      StateDictError,
+    );
     // Only the failing group: nothing at all is loaded, which is an error even when not strict.
-    await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: [failing[4]] })).rejects.toThrow(NoWeightsLoadedError);
+    await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: [failing[4]] })).rejects.toThrow(
+      NoWeightsLoadedError,
+    );
     await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: failing, strict: true })).rejects.toThrow(
       /conversion errors: Chunk\(dim 0\): 4 does not split into 3 equal parts/,
     );
@@ -308,10 +402,14 @@ describe("load and save through conversions", () => {
   it("a collision rejects the load before any tensor is read; bad per-call rules are rejected", async () => {
     const collide = [new WeightRenaming({ sourcePatterns: ["^t_src$", "^ab$"], targetPatterns: "t" })];
     await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: collide })).rejects.toThrow(
-      new ConversionError('checkpoint tensors "ab" and "t_src" both land on "t"; only a WeightConverter (e.g. with Concatenate) can combine tensors'),
+      new ConversionError(
+        'checkpoint tensors "ab" and "t_src" both land on "t"; only a WeightConverter (e.g. with Concatenate) can combine tensors',
+      ),
     );
     await expect(AutoModelForCausalLM.fromPretrained(dir, { conversions: "nope" as never })).rejects.toThrow(
-      new ConversionRuleError("fromPretrained: conversions: rules must be a list of WeightRenaming / WeightConverter, got string"),
+      new ConversionRuleError(
+        "fromPretrained: conversions: rules must be a list of WeightRenaming / WeightConverter, got string",
+      ),
     );
   });
 });
@@ -323,14 +421,29 @@ describe("weights left at their initial values", () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-fresh-"));
-    const tensors: Record<string, HostTensor> = { "experts.0.w": host([4, 2], 1), "experts.1.w": host([4, 2], 2), "experts.2.w": host([4, 2], 3), t_src: host([3, 2], 4), ab: host([4, 4], 5), "old.c": host([5], 6) };
-    await writeSafetensors(path.join(dir, "model.safetensors"), Object.entries(tensors).sort().map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: () => encode(t.data, t.dtype) })), { format: "pt" });
+    const tensors: Record<string, HostTensor> = {
+      "experts.0.w": host([4, 2], 1),
+      "experts.1.w": host([4, 2], 2),
+      "experts.2.w": host([4, 2], 3),
+      t_src: host([3, 2], 4),
+      ab: host([4, 4], 5),
+      "old.c": host([5], 6),
+    };
+    await writeSafetensors(
+      path.join(dir, "model.safetensors"),
+      Object.entries(tensors)
+        .sort()
+        .map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: () => encode(t.data, t.dtype) })),
+      { format: "pt" },
+    );
     await writeFile(path.join(dir, "config.json"), JSON.stringify(new ToyConfig().toDict()));
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
   afterEach(() => vi.restoreAllMocks());
   const warnings = (spy: { mock: { calls: unknown[][] } }) =>
-    spy.mock.calls.filter(([, o]) => (o as { code?: string })?.code === "FUSEKIT_NEWLY_INITIALIZED").map(([m]) => String(m));
+    spy.mock.calls
+      .filter(([, o]) => (o as { code?: string })?.code === "FUSEKIT_NEWLY_INITIALIZED")
+      .map(([m]) => String(m));
 
   it("a mapping that matches nothing raises NoWeightsLoadedError (a StateDictError), strict or not", async () => {
     const nothing = [new WeightRenaming({ sourcePatterns: "^nope\\.", targetPatterns: "" })];
@@ -380,32 +493,61 @@ describe("Chunk without sizes splits by the target parameters' shapes (GQA qkv)"
       return undefined;
     }
   }
-  registerModelFamily({ modelType: "gqa-toy", configFromDict: () => new GqaConfig(), architectures: { GqaToy }, causalLM: GqaToy });
+  registerModelFamily({
+    modelType: "gqa-toy",
+    configFromDict: () => new GqaConfig(),
+    architectures: { GqaToy },
+    causalLM: GqaToy,
+  });
   const qkv = host([8, 3], 7);
-  const rule = new WeightConverter({ sourcePatterns: "^qkv$", targetPatterns: ["q", "k", "v"], operations: [new Chunk(0)] });
+  const rule = new WeightConverter({
+    sourcePatterns: "^qkv$",
+    targetPatterns: ["q", "k", "v"],
+    operations: [new Chunk(0)],
+  });
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-gqa-"));
-    await writeSafetensors(path.join(dir, "model.safetensors"), [{ name: "qkv", dtype: "F32", shape: qkv.shape, bytes: () => encode(qkv.data, "F32") }], { format: "pt" });
+    await writeSafetensors(
+      path.join(dir, "model.safetensors"),
+      [{ name: "qkv", dtype: "F32", shape: qkv.shape, bytes: () => encode(qkv.data, "F32") }],
+      { format: "pt" },
+    );
     await writeFile(path.join(dir, "config.json"), JSON.stringify(new GqaConfig().toDict()));
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it("the operation: sizes from the target shapes, equal parts when they are unknown or do not add up", () => {
-    const pieces = new Chunk(0).apply([qkv], 3, [[4, 3], [2, 3], [2, 3]]) as HostTensor[];
+    const pieces = new Chunk(0).apply([qkv], 3, [
+      [4, 3],
+      [2, 3],
+      [2, 3],
+    ]) as HostTensor[];
     const want = tf.split(asTf(qkv), [4, 2, 2], 0);
     pieces.forEach((p, i) => expectEqualTf(p, want[i]));
     const halves = new Chunk(1).apply([host([2, 6])], 2, [[2, 4], undefined]) as HostTensor[];
-    expect(halves.map((h) => h.shape)).toEqual([[2, 3], [2, 3]]);
-    expect(() => new Chunk(0).apply([host([5, 3])], 2, [[2, 3], [2, 3]])).toThrow(
-      new ConversionError("Chunk(dim 0): 5 does not split into 2 equal parts (shape [5,3]) (the targets' sizes [2,2] do not add up to it either); give explicit sizes"),
+    expect(halves.map((h) => h.shape)).toEqual([
+      [2, 3],
+      [2, 3],
+    ]);
+    expect(() =>
+      new Chunk(0).apply([host([5, 3])], 2, [
+        [2, 3],
+        [2, 3],
+      ]),
+    ).toThrow(
+      new ConversionError(
+        "Chunk(dim 0): 5 does not split into 2 equal parts (shape [5,3]) (the targets' sizes [2,2] do not add up to it either); give explicit sizes",
+      ),
     );
   });
 
   it("loads q/k/v of different sizes from one qkv tensor and saves the qkv tensor back byte for byte", async () => {
     const model = (await AutoModelForCausalLM.fromPretrained(dir, { conversions: [rule], strict: true })) as GqaToy;
     const want = tf.split(asTf(qkv), [4, 2, 2], 0);
-    (["q", "k", "v"] as const).forEach((k, i) => expectEqualTf({ data: model[k].stateData(), shape: [...model[k].stateShape], dtype: "F32" }, want[i]));
+    (["q", "k", "v"] as const).forEach((k, i) =>
+      expectEqualTf({ data: model[k].stateData(), shape: [...model[k].stateShape], dtype: "F32" }, want[i]),
+    );
     expect(model.loadReport!.conversionErrors).toEqual([]);
     const out = path.join(dir, "saved");
     await model.savePretrained(out);
@@ -427,9 +569,16 @@ describe("Chunk without sizes splits by the target parameters' shapes (GQA qkv)"
       }
     }
     class GqaSplit extends GqaToy {}
-    registerModelFamily({ modelType: "gqa-fused", configFromDict: () => new FusedConfig(), architectures: { GqaFused }, causalLM: GqaFused });
+    registerModelFamily({
+      modelType: "gqa-fused",
+      configFromDict: () => new FusedConfig(),
+      architectures: { GqaFused },
+      causalLM: GqaFused,
+    });
     registerCheckpointConversionMapping("gqa-fused", [rule]);
-    const model = withPatches({ GqaFused: GqaSplit }, () => AutoModelForCausalLM.fromConfig(new FusedConfig(), { seed: 3 })) as GqaSplit;
+    const model = withPatches({ GqaFused: GqaSplit }, () =>
+      AutoModelForCausalLM.fromConfig(new FusedConfig(), { seed: 3 }),
+    ) as GqaSplit;
     expect(model).toBeInstanceOf(GqaSplit);
     [model.q, model.k, model.v].forEach((p, i) => p.setStateData(host([...p.stateShape], 10 + i).data, "F32")); // distinct values
     const out = await mkdtemp(path.join(os.tmpdir(), "fusekit-conversion-gqa-save-"));
@@ -437,7 +586,10 @@ describe("Chunk without sizes splits by the target parameters' shapes (GQA qkv)"
       await model.savePretrained(out);
       const r = await CheckpointReader.open(out);
       expect(r.keys()).toEqual(["qkv"]);
-      const want = tf.concat([model.q, model.k, model.v].map((p) => tf.tensor(p.stateData(), [...p.stateShape])), 0);
+      const want = tf.concat(
+        [model.q, model.k, model.v].map((p) => tf.tensor(p.stateData(), [...p.stateShape])),
+        0,
+      );
       expectEqualTf(await r.read("qkv"), want);
       await r.close();
     } finally {

@@ -8,7 +8,9 @@ import * as errors from "../src/errors.js";
 import * as api from "fusekit";
 
 const doc = readFileSync(fileURLToPath(new URL("../docs/errors.md", import.meta.url)), "utf8");
-const classes = (Object.entries(errors) as [string, unknown][]).filter((e): e is [string, new (...a: never[]) => Error] => typeof e[1] === "function");
+const classes = (Object.entries(errors) as [string, unknown][]).filter(
+  (e): e is [string, new (...a: never[]) => Error] => typeof e[1] === "function",
+);
 
 /** Catalogue table rows whose first cell is a class name: [name, indented, cells]. */
 const rows = doc
@@ -34,7 +36,10 @@ describe("docs/errors.md", () => {
     expect(twice).toEqual([]);
     for (const r of rows) {
       expect(r.cells.length, r.name).toBe(2);
-      expect(r.cells.every((c) => c.length > 20), `${r.name}: cause and remedy`).toBe(true);
+      expect(
+        r.cells.every((c) => c.length > 20),
+        `${r.name}: cause and remedy`,
+      ).toBe(true);
     }
   });
 

@@ -6,7 +6,13 @@ import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, CheckpointReader, Qwen3Config, QuantizationError, SafetensorsFile, quantizeToFp8, setBackend,
+  AutoModelForCausalLM,
+  CheckpointReader,
+  Qwen3Config,
+  QuantizationError,
+  SafetensorsFile,
+  quantizeToFp8,
+  setBackend,
 } from "fusekit";
 import { referenceFp8, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
 import { logitsOf, maxAbsDiff, tmpDir } from "./helpers/models.js";
@@ -21,8 +27,16 @@ afterAll(async () => Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, fo
 
 // Dimensions that are not multiples of the block: 136 = 128 + 8, 200 = 128 + 72, 68 < 128 — edge blocks everywhere.
 const CONFIG = {
-  vocab_size: 64, hidden_size: 136, intermediate_size: 200, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1,
-  head_dim: 68, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
+  vocab_size: 64,
+  hidden_size: 136,
+  intermediate_size: 200,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  head_dim: 68,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: false,
 };
 
 /** Deterministic pseudo-random stream (xorshift32). */
@@ -78,7 +92,12 @@ async function buildFp8Checkpoint(block: [number, number], seed: number): Promis
       const [sr, sc] = [Math.ceil(shape[0] / block[0]), Math.ceil(shape[1] / block[1])];
       const scales = Float32Array.from({ length: sr * sc }, () => f32(2 ** -8 * (1 + next())));
       entries.set(key, { name: key, dtype: "F8_E4M3", shape, bytes: codes });
-      entries.set(`${key}_scale_inv`, { name: `${key}_scale_inv`, dtype: "F32", shape: [sr, sc], bytes: new Uint8Array(scales.buffer) });
+      entries.set(`${key}_scale_inv`, {
+        name: `${key}_scale_inv`,
+        dtype: "F32",
+        shape: [sr, sc],
+        bytes: new Uint8Array(scales.buffer),
+      });
       const want = new Float32Array(n);
       for (let r = 0; r < shape[0]; r++) {
         for (let c = 0; c < shape[1]; c++) {
@@ -89,12 +108,19 @@ async function buildFp8Checkpoint(block: [number, number], seed: number): Promis
       expected.set(key, want);
     } else {
       // Other weights BF16: bit patterns of values in ±[2^-4, 2) — norms near 1 keep the forward finite.
-      const bits = Uint16Array.from({ length: n }, () => ((next() < 0.5 ? 0x8000 : 0) | ((123 + Math.floor(next() * 5)) << 7) | Math.floor(next() * 128)));
+      const bits = Uint16Array.from(
+        { length: n },
+        () => (next() < 0.5 ? 0x8000 : 0) | ((123 + Math.floor(next() * 5)) << 7) | Math.floor(next() * 128),
+      );
       entries.set(key, { name: key, dtype: "BF16", shape, bytes: new Uint8Array(bits.buffer) });
     }
   }
   const dir = scratch();
-  const config = { ...new Qwen3Config(CONFIG).toDict(), torch_dtype: "bfloat16", quantization_config: { activation_scheme: "dynamic", fmt: "e4m3", quant_method: "fp8", weight_block_size: block } };
+  const config = {
+    ...new Qwen3Config(CONFIG).toDict(),
+    torch_dtype: "bfloat16",
+    quantization_config: { activation_scheme: "dynamic", fmt: "e4m3", quant_method: "fp8", weight_block_size: block },
+  };
   await fsp.writeFile(path.join(dir, "config.json"), JSON.stringify(config));
   await fsp.writeFile(path.join(dir, "model.safetensors"), validFile([...entries.values()], { format: "pt" }).file);
   return { dir, entries, expected };
@@ -103,7 +129,12 @@ async function buildFp8Checkpoint(block: [number, number], seed: number): Promis
 async function bytesOf(dir: string): Promise<Map<string, { dtype: string; shape: number[]; bytes: Buffer }>> {
   const reader = await CheckpointReader.open(dir);
   const out = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
-  for (const k of reader.keys()) out.set(k, { dtype: reader.infos.get(k)!.dtype, shape: reader.infos.get(k)!.shape, bytes: Buffer.from(await reader.readBytes(k)) });
+  for (const k of reader.keys())
+    out.set(k, {
+      dtype: reader.infos.get(k)!.dtype,
+      shape: reader.infos.get(k)!.shape,
+      bytes: Buffer.from(await reader.readBytes(k)),
+    });
   await reader.close();
   return out;
 }
@@ -148,7 +179,12 @@ describe.each(["wasm", "cpu"])("FP8 block-quantized checkpoints on %s", (backend
       expect(saved.get(k)!.bytes.equals(Buffer.from(e.bytes)), k).toBe(true);
     }
     const config = JSON.parse(await fsp.readFile(path.join(out, "config.json"), "utf8"));
-    expect(config.quantization_config).toEqual({ activation_scheme: "dynamic", fmt: "e4m3", quant_method: "fp8", weight_block_size: [128, 128] });
+    expect(config.quantization_config).toEqual({
+      activation_scheme: "dynamic",
+      fmt: "e4m3",
+      quant_method: "fp8",
+      weight_block_size: [128, 128],
+    });
   });
 
   it("a weight changed after loading is re-quantized with fresh scales (448 / max|w| per block); dtype: BF16 saves dequantized", async () => {
@@ -166,8 +202,12 @@ describe.each(["wasm", "cpu"])("FP8 block-quantized checkpoints on %s", (backend
     // every block holds both ±14/8, so each inverse scale is 1 / (448 / 1.75) in float32
     expect(Array.from(scales)).toEqual(Array(4).fill(f32(1 / f32(448 / 1.75))));
     const reloaded = await AutoModelForCausalLM.fromPretrained(out);
-    const back = reloaded.namedParameters().find(([k]) => k === key)![1].stateData();
-    for (let i = 0; i < values.length; i += 97) expect(Math.abs(back[i] - values[i]), `element ${i}`).toBeLessThanOrEqual(Math.abs(values[i]) / 16 + 1e-6);
+    const back = reloaded
+      .namedParameters()
+      .find(([k]) => k === key)![1]
+      .stateData();
+    for (let i = 0; i < values.length; i += 97)
+      expect(Math.abs(back[i] - values[i]), `element ${i}`).toBeLessThanOrEqual(Math.abs(values[i]) / 16 + 1e-6);
     reloaded.dispose();
 
     const plain = scratch();
@@ -195,10 +235,21 @@ describe.each(["wasm", "cpu"])("FP8 block-quantized checkpoints on %s", (backend
     expect(maxAbsDiff(logitsOf(loaded, [[5, 6, 7]]).flat(2), logitsOf(model, [[5, 6, 7]]).flat(2))).toBeLessThan(1e-5);
     const again = scratch();
     await loaded.savePretrained(again);
-    expect((await fsp.readFile(path.join(again, "model.safetensors"))).equals(await fsp.readFile(path.join(dir, "model.safetensors")))).toBe(true);
-    const configs = await Promise.all([again, dir].map(async (d) => JSON.parse(await fsp.readFile(path.join(d, "config.json"), "utf8"))));
+    expect(
+      (await fsp.readFile(path.join(again, "model.safetensors"))).equals(
+        await fsp.readFile(path.join(dir, "model.safetensors")),
+      ),
+    ).toBe(true);
+    const configs = await Promise.all(
+      [again, dir].map(async (d) => JSON.parse(await fsp.readFile(path.join(d, "config.json"), "utf8"))),
+    );
     expect(configs[0]).toEqual(configs[1]);
-    expect(configs[0].quantization_config).toEqual({ quant_method: "fp8", weight_block_size: [64, 64], activation_scheme: "dynamic", fmt: "e4m3" });
+    expect(configs[0].quantization_config).toEqual({
+      quant_method: "fp8",
+      weight_block_size: [64, 64],
+      activation_scheme: "dynamic",
+      fmt: "e4m3",
+    });
     model.dispose();
     loaded.dispose();
   });
@@ -207,7 +258,9 @@ describe.each(["wasm", "cpu"])("FP8 block-quantized checkpoints on %s", (backend
 describe("FP8 checkpoints that cannot be honoured are named errors", () => {
   beforeAll(() => setBackend("cpu"));
 
-  async function mutated(edit: (config: Record<string, unknown>, entries: Map<string, Entry>) => void): Promise<string> {
+  async function mutated(
+    edit: (config: Record<string, unknown>, entries: Map<string, Entry>) => void,
+  ): Promise<string> {
     const { dir, entries } = await buildFp8Checkpoint([128, 128], 11);
     const config = JSON.parse(await fsp.readFile(path.join(dir, "config.json"), "utf8"));
     edit(config, entries);
@@ -218,11 +271,34 @@ describe("FP8 checkpoints that cannot be honoured are named errors", () => {
   const q = "model.layers.0.self_attn.q_proj.weight";
 
   it.each([
-    ["a missing weight_scale_inv", (_: Record<string, unknown>, e: Map<string, Entry>) => void e.delete(`${q}_scale_inv`), /q_proj.weight" is F8_E4M3 but the checkpoint has no ".*q_proj.weight_scale_inv"/],
-    ["a scale of the wrong shape", (_: Record<string, unknown>, e: Map<string, Entry>) => void e.set(`${q}_scale_inv`, { name: `${q}_scale_inv`, dtype: "F32", shape: [1, 1], bytes: new Uint8Array(4) }), /must be a float tensor of shape \[2,2\] .* got F32 \[1,1\]/],
-    ["another quant_method", (c: Record<string, unknown>) => void (c.quantization_config = { quant_method: "gptq", bits: 4 }), /quant_method "gptq" is not supported/],
-    ["static activation scales", (c: Record<string, unknown>) => void ((c.quantization_config as Record<string, unknown>).activation_scheme = "static"), /activation_scheme "static" is not supported/],
-    ["a bad block size", (c: Record<string, unknown>) => void ((c.quantization_config as Record<string, unknown>).weight_block_size = [128]), /weight_block_size must be two positive integers/],
+    [
+      "a missing weight_scale_inv",
+      (_: Record<string, unknown>, e: Map<string, Entry>) => void e.delete(`${q}_scale_inv`),
+      /q_proj.weight" is F8_E4M3 but the checkpoint has no ".*q_proj.weight_scale_inv"/,
+    ],
+    [
+      "a scale of the wrong shape",
+      (_: Record<string, unknown>, e: Map<string, Entry>) =>
+        void e.set(`${q}_scale_inv`, { name: `${q}_scale_inv`, dtype: "F32", shape: [1, 1], bytes: new Uint8Array(4) }),
+      /must be a float tensor of shape \[2,2\] .* got F32 \[1,1\]/,
+    ],
+    [
+      "another quant_method",
+      (c: Record<string, unknown>) => void (c.quantization_config = { quant_method: "gptq", bits: 4 }),
+      /quant_method "gptq" is not supported/,
+    ],
+    [
+      "static activation scales",
+      (c: Record<string, unknown>) =>
+        void ((c.quantization_config as Record<string, unknown>).activation_scheme = "static"),
+      /activation_scheme "static" is not supported/,
+    ],
+    [
+      "a bad block size",
+      (c: Record<string, unknown>) =>
+        void ((c.quantization_config as Record<string, unknown>).weight_block_size = [128]),
+      /weight_block_size must be two positive integers/,
+    ],
   ])("%s", async (_, edit, message) => {
     const dir = await mutated(edit);
     const err = await AutoModelForCausalLM.fromPretrained(dir).catch((e) => e);

@@ -4,8 +4,22 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, FuncRepository, KernelIntegrityError, KernelRepositoryError, KernelValidationError, LocalFuncRepository, LockedFuncRepository,
-  UntrustedKernelError, activeFuncKernel, applyRotaryPosEmb, discoverRepos, kernelizeFunctions, setBackend, tf, unkernelizeFunctions, writeLockfile,
+  AutoModelForCausalLM,
+  FuncRepository,
+  KernelIntegrityError,
+  KernelRepositoryError,
+  KernelValidationError,
+  LocalFuncRepository,
+  LockedFuncRepository,
+  UntrustedKernelError,
+  activeFuncKernel,
+  applyRotaryPosEmb,
+  discoverRepos,
+  kernelizeFunctions,
+  setBackend,
+  tf,
+  unkernelizeFunctions,
+  writeLockfile,
 } from "fusekit";
 import { savedSmallModel, tmpDir } from "./helpers/models.js";
 
@@ -15,8 +29,20 @@ const hub = path.join(tmp, "hub");
 async function funcRepo(name: string, body: string): Promise<string> {
   const dir = path.join(hub, "ext", name);
   await fsp.mkdir(dir, { recursive: true });
-  await fsp.writeFile(path.join(dir, "manifest.json"), JSON.stringify({ id: `ext/${name}`, version: 1, layers: [], functions: ["rotary_pos_emb"], builds: { any: "any.js" } }));
-  await fsp.writeFile(path.join(dir, "any.js"), `export function createFunctions({ tf }) {\n  ${body}\n  return { rotary_pos_emb };\n}\n`);
+  await fsp.writeFile(
+    path.join(dir, "manifest.json"),
+    JSON.stringify({
+      id: `ext/${name}`,
+      version: 1,
+      layers: [],
+      functions: ["rotary_pos_emb"],
+      builds: { any: "any.js" },
+    }),
+  );
+  await fsp.writeFile(
+    path.join(dir, "any.js"),
+    `export function createFunctions({ tf }) {\n  ${body}\n  return { rotary_pos_emb };\n}\n`,
+  );
   return dir;
 }
 
@@ -60,7 +86,11 @@ describe("function kernels", () => {
   });
 
   it("a local repository's function replaces the original when trusted; refused when not", async () => {
-    const local = new LocalFuncRepository({ path: path.join(hub, "ext/double"), funcName: "rotary_pos_emb", trustRemoteCode: true });
+    const local = new LocalFuncRepository({
+      path: path.join(hub, "ext/double"),
+      funcName: "rotary_pos_emb",
+      trustRemoteCode: true,
+    });
     await kernelizeFunctions({ mapping: { rotary_pos_emb: local } });
     const { x, cos, sin } = inputs();
     expect(applyRotaryPosEmb(x, cos, sin).arraySync()).toEqual(tf.mul(x, 2).arraySync());
@@ -72,7 +102,11 @@ describe("function kernels", () => {
   it("validation: arity and async functions are refused and nothing is installed; unknown names are repository errors", async () => {
     unkernelizeFunctions();
     for (const name of ["arity", "async"]) {
-      const repo = new LocalFuncRepository({ path: path.join(hub, "ext", name), funcName: "rotary_pos_emb", trustRemoteCode: true });
+      const repo = new LocalFuncRepository({
+        path: path.join(hub, "ext", name),
+        funcName: "rotary_pos_emb",
+        trustRemoteCode: true,
+      });
       await expect(kernelizeFunctions({ mapping: { rotary_pos_emb: repo } })).rejects.toThrow(KernelValidationError);
       expect(activeFuncKernel("rotary_pos_emb")).toBeUndefined();
     }
@@ -83,7 +117,10 @@ describe("function kernels", () => {
   it("a locked repository loads while its files match the lock and is refused after a change", async () => {
     process.env.FUSEKIT_KERNELS_PATH = hub;
     const lockfile = path.join(tmp, "kernels.lock");
-    await writeLockfile(lockfile, (await discoverRepos()).filter((r) => r.manifest.id === "ext/double"));
+    await writeLockfile(
+      lockfile,
+      (await discoverRepos()).filter((r) => r.manifest.id === "ext/double"),
+    );
     const locked = new LockedFuncRepository({ repoId: "ext/double", funcName: "rotary_pos_emb", lockfile });
     expect(typeof (await locked.loadFunc("cpu"))).toBe("function");
     await fsp.appendFile(path.join(hub, "ext/double/any.js"), "// changed\n");

@@ -4,8 +4,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, FusedChainModule, FusionConfigError, Linear, ModuleSpec, Rng, defineFusionRecipe, registerFusionSpec,
-  setBackend, unregisterFusionSpec, type FusionConfig, type FusionSpec, type PreTrainedModel,
+  AutoModelForCausalLM,
+  FusedChainModule,
+  FusionConfigError,
+  Linear,
+  ModuleSpec,
+  Rng,
+  defineFusionRecipe,
+  registerFusionSpec,
+  setBackend,
+  unregisterFusionSpec,
+  type FusionConfig,
+  type FusionSpec,
+  type PreTrainedModel,
 } from "fusekit";
 import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
 import { qwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
@@ -19,7 +30,8 @@ const newDir = () => {
   dirs.push(d);
   return d;
 };
-const classes = (m: PreTrainedModel) => new Set(m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor.name));
+const classes = (m: PreTrainedModel) =>
+  new Set(m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor.name));
 const flat = (m: PreTrainedModel) => logitsOf(m, IDS).flat(2);
 
 /** A checkpoint whose norm weights are random too, so a norm weight in the wrong place changes the logits. */
@@ -27,7 +39,11 @@ async function checkpoint(over: Parameters<typeof smallConfig>[0] = {}): Promise
   const model = AutoModelForCausalLM.fromConfig(smallConfig(over), { seed: 7 });
   const rng = new Rng(11);
   for (const [key, p] of model.namedParameters()) {
-    if (key.endsWith("norm.weight")) p.setStateData(Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()), "F32");
+    if (key.endsWith("norm.weight"))
+      p.setStateData(
+        Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()),
+        "F32",
+      );
   }
   const dir = newDir();
   await model.savePretrained(dir);
@@ -44,7 +60,10 @@ beforeAll(async () => {
   await setBackend("cpu");
   plainDir = await checkpoint();
   biasDir = await checkpoint({ attention_bias: true });
-  for (const [dir, set] of [[plainDir, (l: number[]) => (plainLogits = l)], [biasDir, (l: number[]) => (biasLogits = l)]] as const) {
+  for (const [dir, set] of [
+    [plainDir, (l: number[]) => (plainLogits = l)],
+    [biasDir, (l: number[]) => (biasLogits = l)],
+  ] as const) {
     const m = await AutoModelForCausalLM.fromPretrained(dir);
     set(flat(m));
     m.dispose();
@@ -101,7 +120,9 @@ describe("fusionConfig", () => {
   });
 
   it("norm_qkv + qkv compose on the same decoder layer", async () => {
-    const model = await AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { norm_qkv: true, norm_mlp: true, qkv: true } });
+    const model = await AutoModelForCausalLM.fromPretrained(plainDir, {
+      fusionConfig: { norm_qkv: true, norm_mlp: true, qkv: true },
+    });
     const keys = model.namedParameters().map(([k]) => k);
     expect(keys).toContain("model.layers.0.self_attn.input_layernorm.weight");
     expect(keys).toContain("model.layers.0.mlp.post_attention_layernorm.weight");
@@ -114,28 +135,57 @@ describe("fusionConfig", () => {
   });
 
   it("an unknown family is a FusionConfigError listing the known ones; bad values too", async () => {
-    const err = await AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { norm_mpl: true } }).catch((e) => e);
+    const err = await AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { norm_mpl: true } }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(FusionConfigError);
     expect(err.message).toMatch(/unknown fusion "norm_mpl" \(known: .*norm_mlp.*gate_up.*qkv/);
-    await expect(AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { qkv: "yes" } as never })).rejects.toThrow(/must be true, false or an options object/);
+    await expect(
+      AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { qkv: "yes" } as never }),
+    ).rejects.toThrow(/must be true, false or an options object/);
     const stored = newDir();
     await fsp.cp(plainDir, stored, { recursive: true });
     const cfg = JSON.parse(await fsp.readFile(path.join(stored, "config.json"), "utf8"));
     await fsp.writeFile(path.join(stored, "config.json"), JSON.stringify({ ...cfg, fusion_config: { nope: true } }));
-    await expect(AutoModelForCausalLM.fromPretrained(stored)).rejects.toThrow(/config\.json: "fusion_config": unknown fusion "nope"/);
+    await expect(AutoModelForCausalLM.fromPretrained(stored)).rejects.toThrow(
+      /config\.json: "fusion_config": unknown fusion "nope"/,
+    );
   });
 
   it("scoped to its load: the next load and concurrent loads are plain unless they ask", async () => {
-    const fused = await AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { norm_mlp: true, gate_up: true } });
+    const fused = await AutoModelForCausalLM.fromPretrained(plainDir, {
+      fusionConfig: { norm_mlp: true, gate_up: true },
+    });
     const plain = await AutoModelForCausalLM.fromPretrained(plainDir);
     expect(classes(plain)).not.toContain("FusedQwen3DecoderLayer");
     expect(classes(plain)).not.toContain("FusedQwen3MLP");
     fused.dispose();
     plain.dispose();
-    const configs: (FusionConfig | undefined)[] = [{ norm_mlp: true }, undefined, { gate_up: true }, {}, { qkv: true, norm_qkv: true }, undefined];
-    const models = await Promise.all(configs.map((fusionConfig) => AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig })));
-    const seen = models.map((m) => [...classes(m)].filter((c) => c.startsWith("Fused")).sort().join(","));
-    expect(seen).toEqual(["FusedChainModule,FusedQwen3DecoderLayer", "", "FusedQwen3MLP", "", "FusedChainModule,FusedQwen3DecoderLayer", ""]);
+    const configs: (FusionConfig | undefined)[] = [
+      { norm_mlp: true },
+      undefined,
+      { gate_up: true },
+      {},
+      { qkv: true, norm_qkv: true },
+      undefined,
+    ];
+    const models = await Promise.all(
+      configs.map((fusionConfig) => AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig })),
+    );
+    const seen = models.map((m) =>
+      [...classes(m)]
+        .filter((c) => c.startsWith("Fused"))
+        .sort()
+        .join(","),
+    );
+    expect(seen).toEqual([
+      "FusedChainModule,FusedQwen3DecoderLayer",
+      "",
+      "FusedQwen3MLP",
+      "",
+      "FusedChainModule,FusedQwen3DecoderLayer",
+      "",
+    ]);
     const merged = models.map((m) => m.namedParameters().some(([k]) => k.includes("qkv_proj")));
     expect(merged).toEqual([false, false, false, false, true, false]);
     for (const m of models) {
@@ -158,8 +208,12 @@ describe("fusionConfig", () => {
       makeFusedClass: (c) => recipe.makeFusedClass(c),
       makeTransforms: (c) => recipe.makeTransforms(c),
     };
-    expect(() => registerFusionSpec("bad", {} as never)).toThrow(/missing: isFusable, makeFusedClass, makeTransforms, targetModulesPatterns/);
-    expect(() => unregisterFusionSpec("bad")).toThrow(/"bad" is not registered \(known: norm_mlp, gate_up, qkv, norm_qkv\)/);
+    expect(() => registerFusionSpec("bad", {} as never)).toThrow(
+      /missing: isFusable, makeFusedClass, makeTransforms, targetModulesPatterns/,
+    );
+    expect(() => unregisterFusionSpec("bad")).toThrow(
+      /"bad" is not registered \(known: norm_mlp, gate_up, qkv, norm_qkv\)/,
+    );
     registerFusionSpec("up_gate", counting);
     try {
       expect(() => registerFusionSpec("up_gate", counting)).toThrow(FusionConfigError);
@@ -179,7 +233,10 @@ describe("fusionConfig", () => {
 
   it("generated (norm_mlp family) and hand-written (patches/ + conversions/) give the same logits and saved bytes", async () => {
     const generated = await AutoModelForCausalLM.fromPretrained(plainDir, { fusionConfig: { norm_mlp: true } });
-    const hand = await AutoModelForCausalLM.fromPretrained(plainDir, { patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions });
+    const hand = await AutoModelForCausalLM.fromPretrained(plainDir, {
+      patches: qwen3NormMLPPatches,
+      conversions: qwen3NormMLPConversions,
+    });
     expect(flat(generated)).toEqual(flat(hand));
     const [a, b] = [newDir(), newDir()];
     await generated.savePretrained(a);

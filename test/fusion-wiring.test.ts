@@ -94,10 +94,17 @@ const values = (t: tf.Tensor) => {
 };
 
 function tinyQwen(layers: number, seed = 3): PreTrainedModel {
-  const config = new Qwen3Config({ vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: layers, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8 });
+  const config = new Qwen3Config({
+    vocab_size: 40,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: layers,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    head_dim: 8,
+  });
   return AutoModelForCausalLM.fromConfig(config, { seed });
 }
-
 
 beforeAll(async () => {
   await setBackend("cpu");
@@ -106,7 +113,13 @@ beforeAll(async () => {
 describe("ModuleSpec and forward parameters", () => {
   it("reads positional parameter names, counting defaults, skipping comments and ending at a rest parameter", () => {
     class M {
-      forward(a: number, b = Math.max(1, 2), c = "x,y)", /* d, */ e = [1, [2, 3]], f = { g: (h: number, i: number) => h + i }) {
+      forward(
+        a: number,
+        b = Math.max(1, 2),
+        c = "x,y)",
+        /* d, */ e = [1, [2, 3]],
+        f = { g: (h: number, i: number) => h + i },
+      ) {
         return [a, b, c, e, f];
       }
       rest(a: number, ...more: number[]) {
@@ -116,7 +129,11 @@ describe("ModuleSpec and forward parameters", () => {
     expect(forwardParameters(M.prototype.forward)).toEqual({ names: ["a", "b", "c", "e", "f"], rest: false });
     expect(forwardParameters(M.prototype.rest)).toEqual({ names: ["a"], rest: true });
     expect(forwardParameters((x: number) => x)).toEqual({ names: ["x"], rest: false });
-    expect(forwardParameters(function named(p: number, q?: number) { return [p, q]; })).toEqual({ names: ["p", "q"], rest: false });
+    expect(
+      forwardParameters(function named(p: number, q?: number) {
+        return [p, q];
+      }),
+    ).toEqual({ names: ["p", "q"], rest: false });
     expect(forwardParameters(Math.max).rest).toBe(false);
     expect(forwardParameters(((a: number, b: number) => a + b).bind(null)).names).toHaveLength(2); // native code: falls back to length
     expect(forwardParameters(Qwen3MLP.prototype.forward).names).toEqual(["x"]);
@@ -126,7 +143,9 @@ describe("ModuleSpec and forward parameters", () => {
     expect(() => spec(["x", ""], ["y"])).toThrow(FusionSpecError);
     expect(() => spec(["_"], ["y"])).toThrow(/inputs cannot use "_"/);
     expect(() => spec(["x", "x"], ["y"])).toThrow(/"x" appears twice/);
-    expect(() => new ModuleSpec({ inputs: "x" as unknown as string[], outputs: [] })).toThrow(/array of non-empty strings/);
+    expect(() => new ModuleSpec({ inputs: "x" as unknown as string[], outputs: [] })).toThrow(
+      /array of non-empty strings/,
+    );
     expect(spec(["x"], ["_", "_"]).outputs).toEqual(["_", "_"]); // several dropped outputs are fine
   });
 });
@@ -137,16 +156,27 @@ describe("glob patterns on module paths", () => {
     expect(matchModulePaths(model, "model.layers.*.mlp")).toEqual([0, 1, 2, 3].map((i) => `model.layers.${i}.mlp`));
     expect(matchModulePaths(model, "model.*.mlp")).toEqual([]);
     expect(matchModulePaths(model, "**.mlp")).toHaveLength(4);
-    expect(matchModulePaths(model, "model.**.down_proj")).toEqual([0, 1, 2, 3].map((i) => `model.layers.${i}.mlp.down_proj`));
+    expect(matchModulePaths(model, "model.**.down_proj")).toEqual(
+      [0, 1, 2, 3].map((i) => `model.layers.${i}.mlp.down_proj`),
+    );
     expect(matchModulePaths(model, "model.layers.{0,2}.mlp")).toEqual(["model.layers.0.mlp", "model.layers.2.mlp"]);
     expect(matchModulePaths(model, "model.layers.{0..1}.mlp")).toEqual(["model.layers.0.mlp", "model.layers.1.mlp"]);
-    expect(matchModulePaths(model, "model.layers.3.{mlp,self_attn.o_proj}")).toEqual(["model.layers.3.self_attn.o_proj", "model.layers.3.mlp"]);
+    expect(matchModulePaths(model, "model.layers.3.{mlp,self_attn.o_proj}")).toEqual([
+      "model.layers.3.self_attn.o_proj",
+      "model.layers.3.mlp",
+    ]);
     model.dispose();
   });
 
   it("suggests the closest real paths, one per family of numbered paths", () => {
-    const paths = ["model.norm", ...[0, 1, 2].flatMap((i) => [`model.layers.${i}.mlp`, `model.layers.${i}.post_attention_layernorm`])];
-    expect(closestPaths(paths, "model.layers.*.post_attn_layernorm", 2)).toEqual(["model.layers.0.post_attention_layernorm", "model.layers.0.mlp"]);
+    const paths = [
+      "model.norm",
+      ...[0, 1, 2].flatMap((i) => [`model.layers.${i}.mlp`, `model.layers.${i}.post_attention_layernorm`]),
+    ];
+    expect(closestPaths(paths, "model.layers.*.post_attn_layernorm", 2)).toEqual([
+      "model.layers.0.post_attention_layernorm",
+      "model.layers.0.mlp",
+    ]);
   });
 });
 
@@ -157,7 +187,11 @@ describe("chains of three toy modules", () => {
     const p = new Straight();
     const expected = [1, 2, 3].map((v) => 10 * (2 * v + 5));
     expect(values(p.call(x(), 5))).toEqual(expected);
-    const [chain] = fuseModules(p, ["a", "b", "c"], [spec(["x"], ["h"]), spec(["h", "shift"], ["h"]), spec(["h"], ["y"])]);
+    const [chain] = fuseModules(
+      p,
+      ["a", "b", "c"],
+      [spec(["x"], ["h"]), spec(["h", "shift"], ["h"]), spec(["h"], ["y"])],
+    );
     expect(chain.paths).toEqual(["a", "b", "c"]);
     let seen: string[] = [];
     const orig = chain.fused.chain;
@@ -201,7 +235,9 @@ describe("chains of three toy modules", () => {
     const p = new Straight();
     fuseModules(p, ["a", "b", "c"], [spec(["x"], ["h", "g"]), spec(["h", "shift"], ["h"]), spec(["h"], ["y"])]);
     expect(() => p.call(x(), 5)).toThrow(FusionWiringError);
-    expect(() => p.call(x(), 5)).toThrow(/module 0 \(a, Scale\) returned a single value, but its spec names 2 outputs \[h, g\]/);
+    expect(() => p.call(x(), 5)).toThrow(
+      /module 0 \(a, Scale\) returned a single value, but its spec names 2 outputs \[h, g\]/,
+    );
     expect((p.c as FusedModule).registry.size).toBe(0);
   });
 
@@ -219,7 +255,11 @@ describe("chains of three toy modules", () => {
 
   it("lets kernelize-style per-instance forwards run with `this` = the FusedModule, registry cleared even on throw", () => {
     const p = new Straight();
-    const [{ fused }] = fuseModules(p, ["a", "b", "c"], [spec(["x"], ["h"]), spec(["h", "shift"], ["h"]), spec(["h"], ["y"])]);
+    const [{ fused }] = fuseModules(
+      p,
+      ["a", "b", "c"],
+      [spec(["x"], ["h"]), spec(["h", "shift"], ["h"]), spec(["h"], ["y"])],
+    );
     // A "kernel": same args as the last forward, weights read through this.chain.
     fused.forward = function (this: FusedModule, h: tf.Tensor) {
       const [a, , c] = this.chain as [Scale, Shift, Scale];
@@ -253,13 +293,21 @@ describe("fusing a tiny Qwen3", () => {
           keys: [...reg.keys()].sort(),
           othersEmpty: registries.every((r, j) => j === i || r.size === 0),
           // the collector passed the un-normed hidden state on; the mlp gets the norm's output instead
-          passThrough: reg.get("in_1_hidden_states") === reg.get("in_0_hidden_states") && args[0] === reg.get("out_0_hidden_states") && args[0] !== reg.get("in_0_hidden_states"),
+          passThrough:
+            reg.get("in_1_hidden_states") === reg.get("in_0_hidden_states") &&
+            args[0] === reg.get("out_0_hidden_states") &&
+            args[0] !== reg.get("in_0_hidden_states"),
         };
       });
     });
     expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
     expect(snapshots).toHaveLength(5);
-    for (const s of snapshots) expect(s).toEqual({ keys: ["in_0_hidden_states", "in_1_hidden_states", "out_0_hidden_states"], othersEmpty: true, passThrough: true });
+    for (const s of snapshots)
+      expect(s).toEqual({
+        keys: ["in_0_hidden_states", "in_1_hidden_states", "out_0_hidden_states"],
+        othersEmpty: true,
+        passThrough: true,
+      });
     expect(registries.every((r) => r.size === 0)).toBe(true);
     unfuseModules(model);
     model.dispose();
@@ -311,7 +359,9 @@ describe("fusing a tiny Qwen3", () => {
     expect(restored.map((c) => c.parent)).toEqual(["model.layers.0", "model.layers.1"]);
     expect(getFusedChains(model).map((c) => c.parent)).toEqual(["model.layers.2", "model.layers.3"]);
     expect(() => unfuseModules(model, ["model.layers.0.*"])).toThrow(FusionPatternError);
-    expect(() => unfuseModules(model, ["model.layers.0.*"])).toThrow(/"model\.layers\.0\.\*" matches no fused module; closest fused paths: model\.layers\.2\./);
+    expect(() => unfuseModules(model, ["model.layers.0.*"])).toThrow(
+      /"model\.layers\.0\.\*" matches no fused module; closest fused paths: model\.layers\.2\./,
+    );
     unfuseModules(model);
     expect(getFusedChains(model)).toEqual([]);
     const after = model.namedModules();
@@ -327,7 +377,11 @@ describe("fusing a tiny Qwen3", () => {
     fuseModules(model, ["model.layers.{1,3}.post_attention_layernorm", "model.layers.*.mlp"], [HS(), HS()]);
     expect(getFusedChains(model).map((c) => c.parent)).toEqual(["model.layers.1", "model.layers.3"]);
     expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
-    fuseModules(model, ["model.layers.0.self_attn"], [spec(["hidden_states", "position_embeddings", "attention_mask", "past_key_values"], ["h"])]);
+    fuseModules(
+      model,
+      ["model.layers.0.self_attn"],
+      [spec(["hidden_states", "position_embeddings", "attention_mask", "past_key_values"], ["h"])],
+    );
     expect(maxAbsDiff(flatLogitsOf(model, ids), ref)).toBe(0);
     unfuseModules(model);
     model.dispose();
@@ -342,8 +396,12 @@ describe("errors", () => {
 
   it("patterns and specs of different lengths", () => {
     expect(() => fuseModules(model, NORM_MLP, [HS()])).toThrow(FusionSpecError);
-    expect(() => fuseModules(model, NORM_MLP, [HS()])).toThrow("fuseModules got 2 pattern(s) but 1 spec(s): give one ModuleSpec per pattern, in chain order");
-    expect(() => fuseModules(model, NORM_MLP, [HS(), { inputs: ["x"], outputs: ["y"] } as ModuleSpec])).toThrow(/specs\[1\] is not a ModuleSpec/);
+    expect(() => fuseModules(model, NORM_MLP, [HS()])).toThrow(
+      "fuseModules got 2 pattern(s) but 1 spec(s): give one ModuleSpec per pattern, in chain order",
+    );
+    expect(() => fuseModules(model, NORM_MLP, [HS(), { inputs: ["x"], outputs: ["y"] } as ModuleSpec])).toThrow(
+      /specs\[1\] is not a ModuleSpec/,
+    );
   });
 
   it("a pattern that matches nothing lists the closest real paths", () => {
@@ -357,20 +415,26 @@ describe("errors", () => {
   it("matches that do not share a parent", () => {
     const call = () => fuseModules(model, ["model.layers.*.mlp", "model.norm"], [HS(), HS()]);
     expect(call).toThrow(FusionPatternError);
-    expect(call).toThrow('the patterns\' matches do not share a parent, so no chain can be formed: "model.layers.*.mlp" → parents "model.layers.0", "model.layers.1"; "model.norm" → parents "model"');
+    expect(call).toThrow(
+      'the patterns\' matches do not share a parent, so no chain can be formed: "model.layers.*.mlp" → parents "model.layers.0", "model.layers.1"; "model.norm" → parents "model"',
+    );
   });
 
   it("a pattern matching two children of one parent", () => {
     expect(() => fuseModules(model, ["model.layers.*.*_layernorm", "model.layers.*.mlp"], [HS(), HS()])).toThrow(
       'pattern "model.layers.*.*_layernorm" matches 2 children of "model.layers.0" (input_layernorm, post_attention_layernorm); a chain takes exactly one module per pattern',
     );
-    expect(() => fuseModules(model, ["model.layers.*.mlp", "model.layers.*.{mlp,x}"], [HS(), HS()])).toThrow(/two patterns match the same module "model\.layers\.0\.mlp"/);
+    expect(() => fuseModules(model, ["model.layers.*.mlp", "model.layers.*.{mlp,x}"], [HS(), HS()])).toThrow(
+      /two patterns match the same module "model\.layers\.0\.mlp"/,
+    );
   });
 
   it("a spec with more inputs than the forward takes", () => {
     const call = () => fuseModules(model, NORM_MLP, [HS(), spec(["hidden_states", "scale"], ["hidden_states"])]);
     expect(call).toThrow(FusionSpecError);
-    expect(call).toThrow('specs[1] names 2 inputs [hidden_states, scale] but Qwen3MLP.forward at "model.layers.0.mlp" takes 1 (x)');
+    expect(call).toThrow(
+      'specs[1] names 2 inputs [hidden_states, scale] but Qwen3MLP.forward at "model.layers.0.mlp" takes 1 (x)',
+    );
     expect(getFusedChains(model)).toEqual([]); // nothing was replaced
   });
 
@@ -387,13 +451,19 @@ describe("errors", () => {
   });
 
   it("a missing wire says which module needs which name (chain given in the wrong order)", () => {
-    const [{ fused }] = fuseModules(model, ["model.layers.*.mlp", "model.layers.*.post_attention_layernorm"], [HS(), HS()]);
+    const [{ fused }] = fuseModules(
+      model,
+      ["model.layers.*.mlp", "model.layers.*.post_attention_layernorm"],
+      [HS(), HS()],
+    );
     try {
       const inputIds = tf.tensor2d([[1, 2]], [1, 2], "int32");
       const before = tf.memory().numTensors;
       const call = () => model.forward({ inputIds });
       expect(call).toThrow(FusionWiringError);
-      expect(call).toThrow(/module 0 \(model\.layers\.0\.mlp, Qwen3MLP\) needs "hidden_states", but "in_0_hidden_states" is not in the registry \(registry: in_1_hidden_states\)/);
+      expect(call).toThrow(
+        /module 0 \(model\.layers\.0\.mlp, Qwen3MLP\) needs "hidden_states", but "in_0_hidden_states" is not in the registry \(registry: in_1_hidden_states\)/,
+      );
       expect(fused.registry.size).toBe(0);
       expect(tf.memory().numTensors).toBe(before);
       inputIds.dispose();
@@ -403,8 +473,12 @@ describe("errors", () => {
   });
 
   it("bad kernelLayerName and bad unfuse patterns", () => {
-    expect(() => fuseModules(model, NORM_MLP, [HS(), HS()], { kernelLayerName: "" })).toThrow(/kernelLayerName must be a non-empty string/);
-    expect(() => unfuseModules(model, ["model.layers.*.mlp"])).toThrow('pattern "model.layers.*.mlp" matches no fused module; nothing is fused');
+    expect(() => fuseModules(model, NORM_MLP, [HS(), HS()], { kernelLayerName: "" })).toThrow(
+      /kernelLayerName must be a non-empty string/,
+    );
+    expect(() => unfuseModules(model, ["model.layers.*.mlp"])).toThrow(
+      'pattern "model.layers.*.mlp" matches no fused module; nothing is fused',
+    );
   });
 });
 

@@ -30,7 +30,11 @@ const specs = () => [
 const PROMPT = [[151643, 9707, 11, 1879, 0, 220, 3555, 374]];
 
 /** Greedy decoding with a KV cache: prefill the prompt, then one token per step. Returns tokens and each step's logits. */
-function greedy(model: PreTrainedModel, prompt: number[][], steps: number): { tokens: number[]; stepLogits: Float32Array[] } {
+function greedy(
+  model: PreTrainedModel,
+  prompt: number[][],
+  steps: number,
+): { tokens: number[]; stepLogits: Float32Array[] } {
   const cache = new DynamicCache();
   const tokens: number[] = [];
   const stepLogits: Float32Array[] = [];
@@ -74,7 +78,9 @@ describe.each(["wasm", "cpu"] as const)("fuseModules on the default tiny checkpo
   it("fused logits equal the original exactly; unfuse puts back the very same modules", () => {
     const before = model.namedModules();
     const chains = fuseModules(model, PATTERNS, specs());
-    expect(chains.map((c) => c.paths)).toEqual([0, 1, 2, 3].map((i) => [`model.layers.${i}.post_attention_layernorm`, `model.layers.${i}.mlp`]));
+    expect(chains.map((c) => c.paths)).toEqual(
+      [0, 1, 2, 3].map((i) => [`model.layers.${i}.post_attention_layernorm`, `model.layers.${i}.mlp`]),
+    );
     for (const i of [0, 1, 2, 3]) {
       expect(model.getSubmodule(`model.layers.${i}.post_attention_layernorm`)).toBeInstanceOf(RegistryCollector);
       expect(model.getSubmodule(`model.layers.${i}.mlp`)).toBeInstanceOf(FusedModule);
@@ -149,7 +155,10 @@ describe.each(["wasm", "cpu"] as const)("fuseModules on the default tiny checkpo
         await dst.close();
       }
       // Even the whole file: same header, same order, same bytes.
-      const [a, b] = await Promise.all([fsp.readFile(path.join(dir, "model.safetensors")), fsp.readFile(path.join(out, "model.safetensors"))]);
+      const [a, b] = await Promise.all([
+        fsp.readFile(path.join(dir, "model.safetensors")),
+        fsp.readFile(path.join(out, "model.safetensors")),
+      ]);
       expect(a.equals(b)).toBe(true);
     } finally {
       unfuseModules(model);

@@ -43,7 +43,10 @@ async function settle(category: string, run: () => Promise<void>): Promise<strin
   const t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`case did not settle within ${CASE_TIME_LIMIT_MS} ms (hang)`)), CASE_TIME_LIMIT_MS);
+    timer = setTimeout(
+      () => reject(new Error(`case did not settle within ${CASE_TIME_LIMIT_MS} ms (hang)`)),
+      CASE_TIME_LIMIT_MS,
+    );
   });
   let outcome: string;
   try {
@@ -93,12 +96,24 @@ function specialBytes(dtype: string, pick: number[]): Uint8Array {
   const size = DTYPE_SIZE[dtype];
   const out = new Uint8Array(pick.length * size);
   const v = new DataView(out.buffer);
-  pick.forEach((p, i) => (size === 4 ? v.setUint32(4 * i, pool[p % pool.length], true) : v.setUint16(2 * i, pool[p % pool.length], true)));
+  pick.forEach((p, i) =>
+    size === 4 ? v.setUint32(4 * i, pool[p % pool.length], true) : v.setUint16(2 * i, pool[p % pool.length], true),
+  );
   return out;
 }
 
 const nameArb = fc.oneof(
-  fc.constantFrom("a", "b", "model.embed_tokens.weight", "lm_head.weight", "__proto__", "constructor", "w\u00e9ight", "日本", ""),
+  fc.constantFrom(
+    "a",
+    "b",
+    "model.embed_tokens.weight",
+    "lm_head.weight",
+    "__proto__",
+    "constructor",
+    "w\u00e9ight",
+    "日本",
+    "",
+  ),
   fc.string({ minLength: 0, maxLength: 12 }),
 );
 
@@ -115,17 +130,23 @@ const entryArb: fc.Arbitrary<Entry> = fc
     const n = numel * DTYPE_SIZE[dtype];
     let bytes: Uint8Array;
     if (special && (dtype === "F32" || dtype === "BF16" || dtype === "F16")) {
-      bytes = specialBytes(dtype, Array.from({ length: numel }, (_, i) => seed[i % 64] + i));
+      bytes = specialBytes(
+        dtype,
+        Array.from({ length: numel }, (_, i) => seed[i % 64] + i),
+      );
     } else {
       bytes = Uint8Array.from({ length: n }, (_, i) => (seed[i % 64] * 31 + i * 7) & 0xff);
       // I64 payloads must fit int32 to load: keep the high half a sign extension most of the time.
-      if (dtype === "I64" && seed[0] % 4 !== 0) for (let i = 0; i < numel; i++) bytes.fill(bytes[8 * i + 3] & 0x80 ? 0xff : 0, 8 * i + 4, 8 * i + 8);
+      if (dtype === "I64" && seed[0] % 4 !== 0)
+        for (let i = 0; i < numel; i++) bytes.fill(bytes[8 * i + 3] & 0x80 ? 0xff : 0, 8 * i + 4, 8 * i + 8);
     }
     return { name, dtype, shape, bytes };
   });
 
 /** Unique names so the base file is valid (duplicates are a mutation of their own). */
-const entriesArb = fc.uniqueArray(entryArb, { minLength: 0, maxLength: 4, selector: (e) => e.name }).filter((es) => es.every((e) => e.name !== "__metadata__"));
+const entriesArb = fc
+  .uniqueArray(entryArb, { minLength: 0, maxLength: 4, selector: (e) => e.name })
+  .filter((es) => es.every((e) => e.name !== "__metadata__"));
 
 type Mutation =
   | { kind: "valid" }
@@ -143,9 +164,16 @@ type Mutation =
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.constant({ kind: "valid" as const }),
-  fc.record({ kind: fc.constant("flip" as const), at: fc.array(fc.nat(), { minLength: 1, maxLength: 8 }), xor: fc.array(fc.integer({ min: 1, max: 255 }), { minLength: 8, maxLength: 8 }) }),
+  fc.record({
+    kind: fc.constant("flip" as const),
+    at: fc.array(fc.nat(), { minLength: 1, maxLength: 8 }),
+    xor: fc.array(fc.integer({ min: 1, max: 255 }), { minLength: 8, maxLength: 8 }),
+  }),
   fc.record({ kind: fc.constant("truncate" as const), keep: fc.nat() }),
-  fc.record({ kind: fc.constant("append" as const), extra: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 16 }) }),
+  fc.record({
+    kind: fc.constant("append" as const),
+    extra: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 16 }),
+  }),
   fc.record({
     kind: fc.constant("header-length" as const),
     value: fc.oneof(
@@ -153,11 +181,27 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
       fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
     ),
   }),
-  fc.record({ kind: fc.constant("offsets" as const), which: fc.nat(), how: fc.nat({ max: 9 }), k: fc.integer({ min: 1, max: 64 }) }),
-  fc.record({ kind: fc.constant("dtype-shape" as const), which: fc.nat(), dtype: fc.constantFrom(...ALL_DTYPES, "F8_E4M3", "float32", "", "bf16"), shape: fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constantFrom(2 ** 40, 2 ** 53, -1, 1.5)), { maxLength: 4 }) }),
+  fc.record({
+    kind: fc.constant("offsets" as const),
+    which: fc.nat(),
+    how: fc.nat({ max: 9 }),
+    k: fc.integer({ min: 1, max: 64 }),
+  }),
+  fc.record({
+    kind: fc.constant("dtype-shape" as const),
+    which: fc.nat(),
+    dtype: fc.constantFrom(...ALL_DTYPES, "F8_E4M3", "float32", "", "bf16"),
+    shape: fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), fc.constantFrom(2 ** 40, 2 ** 53, -1, 1.5)), {
+      maxLength: 4,
+    }),
+  }),
   fc.record({ kind: fc.constant("duplicate" as const), which: fc.nat(), sameValue: fc.boolean() }),
   fc.record({ kind: fc.constant("non-utf8" as const), at: fc.nat(), seq: fc.nat({ max: 5 }) }),
-  fc.record({ kind: fc.constant("deep-json" as const), depth: fc.oneof(fc.integer({ min: 120, max: 140 }), fc.integer({ min: 1000, max: 200_000 })), where: fc.nat({ max: 2 }) }),
+  fc.record({
+    kind: fc.constant("deep-json" as const),
+    depth: fc.oneof(fc.integer({ min: 120, max: 140 }), fc.integer({ min: 1000, max: 200_000 })),
+    where: fc.nat({ max: 2 }),
+  }),
   fc.record({ kind: fc.constant("random-json" as const), value: fc.jsonValue({ maxDepth: 4 }) }),
   fc.record({ kind: fc.constant("metadata" as const), value: fc.jsonValue({ maxDepth: 2 }) }),
 );
@@ -167,10 +211,16 @@ const BAD_UTF8 = [[0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0x80], [0xe2, 0x82]
 /** Applies a mutation. `mustReject` is set when the result is invalid whatever the random details. */
 function mutate(entries: Entry[], m: Mutation): { bytes: Uint8Array; mustReject: boolean } {
   const base = validFile(entries);
-  const headerObj = JSON.parse(base.header) as Record<string, { dtype: unknown; shape: unknown; data_offsets: number[] }>;
+  const headerObj = JSON.parse(base.header) as Record<
+    string,
+    { dtype: unknown; shape: unknown; data_offsets: number[] }
+  >;
   const names = Object.keys(headerObj);
   const pick = (i: number) => names[i % names.length];
-  const withHeader = (h: unknown, mustReject: boolean) => ({ bytes: assemble(JSON.stringify(h), base.data), mustReject });
+  const withHeader = (h: unknown, mustReject: boolean) => ({
+    bytes: assemble(JSON.stringify(h), base.data),
+    mustReject,
+  });
   switch (m.kind) {
     case "valid":
       return { bytes: base.file, mustReject: false };
@@ -216,7 +266,14 @@ function mutate(entries: Entry[], m: Mutation): { bytes: Uint8Array; mustReject:
       return withHeader(headerObj, false); // may happen to be consistent again; the oracle checks
     }
     case "duplicate": {
-      if (!names.length) return { bytes: assemble('{"a":{"dtype":"F32","shape":[],"data_offsets":[0,0]},"a":{"dtype":"F32","shape":[],"data_offsets":[0,0]}}', new Uint8Array(0)), mustReject: true };
+      if (!names.length)
+        return {
+          bytes: assemble(
+            '{"a":{"dtype":"F32","shape":[],"data_offsets":[0,0]},"a":{"dtype":"F32","shape":[],"data_offsets":[0,0]}}',
+            new Uint8Array(0),
+          ),
+          mustReject: true,
+        };
       const name = pick(m.which);
       const e = headerObj[name];
       const second = m.sameValue ? e : { ...e, shape: [e.data_offsets[1] - e.data_offsets[0]], dtype: "U8" };
@@ -230,12 +287,19 @@ function mutate(entries: Entry[], m: Mutation): { bytes: Uint8Array; mustReject:
       const quotes = [...h.keys()].filter((i) => h[i] === 0x22);
       const at = quotes.length ? quotes[m.at % quotes.length] + 1 : m.at % (h.length + 1);
       const bad = BAD_UTF8[m.seq];
-      return { bytes: assemble(Uint8Array.from([...h.slice(0, at), ...bad, ...h.slice(at)]), base.data), mustReject: true };
+      return {
+        bytes: assemble(Uint8Array.from([...h.slice(0, at), ...bad, ...h.slice(at)]), base.data),
+        mustReject: true,
+      };
     }
     case "deep-json": {
       const nest = "[".repeat(m.depth) + "]".repeat(m.depth);
       const text =
-        m.where === 0 ? nest : m.where === 1 ? `{"__metadata__":${nest}}` : `{"t":{"dtype":"F32","shape":${nest},"data_offsets":[0,0]}}`;
+        m.where === 0
+          ? nest
+          : m.where === 1
+            ? `{"__metadata__":${nest}}`
+            : `{"t":{"dtype":"F32","shape":${nest},"data_offsets":[0,0]}}`;
       return { bytes: assemble(text, new Uint8Array(0)), mustReject: true };
     }
     case "random-json":
@@ -252,7 +316,10 @@ type RawHeader = Record<string, { dtype: string; shape: number[]; data_offsets: 
  * {dtype, shape, data_offsets} entries whose offsets tile the data region and match shape × dtype size,
  * and the reader reports each entry as written. Returns the header and data region.
  */
-function checkAcceptedHeader(bytes: Uint8Array, tensors: ReadonlyMap<string, { dtype: string; shape: number[]; begin: number; end: number }>): { header: RawHeader; names: string[]; data: Uint8Array } {
+function checkAcceptedHeader(
+  bytes: Uint8Array,
+  tensors: ReadonlyMap<string, { dtype: string; shape: number[]; begin: number; end: number }>,
+): { header: RawHeader; names: string[]; data: Uint8Array } {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
   const header = JSON.parse(text) as RawHeader;
@@ -268,7 +335,11 @@ function checkAcceptedHeader(bytes: Uint8Array, tensors: ReadonlyMap<string, { d
   }
   expect(cursor).toBe(data.length);
   for (const k of names) {
-    const { dtype, shape, data_offsets: [b, e] } = header[k];
+    const {
+      dtype,
+      shape,
+      data_offsets: [b, e],
+    } = header[k];
     expect(tensors.get(k)!.dtype).toBe(dtype);
     expect(tensors.get(k)!.shape).toEqual(shape);
     expect([tensors.get(k)!.begin, tensors.get(k)!.end]).toEqual([b, e]);
@@ -282,7 +353,10 @@ async function checkAcceptedFile(bytes: Uint8Array, f: SafetensorsFile): Promise
   const infos = new Map(f.keys().map((k) => [k, f.info(k)]));
   const { header, names, data } = checkAcceptedHeader(bytes, infos);
   for (const k of names) {
-    const { dtype, data_offsets: [b, e] } = header[k];
+    const {
+      dtype,
+      data_offsets: [b, e],
+    } = header[k];
     const raw = data.subarray(b, e);
     expect(Buffer.from(await f.readBytes(k)).equals(Buffer.from(raw))).toBe(true);
     const expected = referenceDecode(raw, dtype);
@@ -305,7 +379,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await fsp.rm(work, { recursive: true, force: true });
   const kinds = [...new Set([...outcomes.values()].flatMap((r) => [...r.keys()]))].sort();
-  const rows = [...outcomes.entries()].sort().map(([cat, r]) => [cat, ...kinds.map((k) => String(r.get(k) ?? 0)), String([...r.values()].reduce((a, b) => a + b, 0))]);
+  const rows = [...outcomes.entries()]
+    .sort()
+    .map(([cat, r]) => [
+      cat,
+      ...kinds.map((k) => String(r.get(k) ?? 0)),
+      String([...r.values()].reduce((a, b) => a + b, 0)),
+    ]);
   const table = [["category", ...kinds, "total"], ...rows];
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const lines = table.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  "));
@@ -364,7 +444,16 @@ describe("fuzz: safetensors reader", () => {
 
 // ---------- the loader: checkpoint directories around a tiny model ----------
 
-const TINY = { vocab_size: 16, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 4, tie_word_embeddings: true };
+const TINY = {
+  vocab_size: 16,
+  hidden_size: 8,
+  intermediate_size: 12,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  head_dim: 4,
+  tie_word_embeddings: true,
+};
 
 type DirFiles = Map<string, Uint8Array>;
 interface LoaderMutation {
@@ -380,14 +469,37 @@ function setJson(files: DirFiles, name: string, edit: (v: Record<string, unknown
 }
 
 const wrongValues: unknown[] = ["8", true, null, [8], { v: 8 }, -8, 0, 2.5, 2 ** 31, 1e308, ""];
-const CONFIG_FIELDS = ["model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "architectures", "hidden_act", "torch_dtype", "eos_token_id", "rope_scaling", "sliding_window"];
+const CONFIG_FIELDS = [
+  "model_type",
+  "vocab_size",
+  "hidden_size",
+  "intermediate_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "num_key_value_heads",
+  "head_dim",
+  "rms_norm_eps",
+  "rope_theta",
+  "tie_word_embeddings",
+  "architectures",
+  "hidden_act",
+  "torch_dtype",
+  "eos_token_id",
+  "rope_scaling",
+  "sliding_window",
+];
 
 function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
   const shardNames = (files: DirFiles) => [...files.keys()].filter((n) => n.endsWith(".safetensors")).sort();
   return fc.oneof(
     fc.constant<LoaderMutation>({ kind: "valid", apply: (files) => ({ files, mustReject: false }) }),
-    fc.record({ which: fc.nat(), pick: fc.array(fc.nat(), { minLength: 64, maxLength: 64 }), dtype: fc.constantFrom("F32", "BF16", "F16") }).map(
-      ({ which, pick, dtype }): LoaderMutation => ({
+    fc
+      .record({
+        which: fc.nat(),
+        pick: fc.array(fc.nat(), { minLength: 64, maxLength: 64 }),
+        dtype: fc.constantFrom("F32", "BF16", "F16"),
+      })
+      .map(({ which, pick, dtype }): LoaderMutation => ({
         kind: "nan-inf payload",
         apply: (files) => {
           // Rewrite one shard with the same tensors but NaN/±Inf/-0/subnormal values in the chosen float dtype.
@@ -397,14 +509,22 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
           const header = JSON.parse(dec(bytes.subarray(8, 8 + n))) as Record<string, { shape: number[] }>;
           const entries = Object.entries(header)
             .filter(([k]) => k !== "__metadata__")
-            .map(([k, v], j) => ({ name: k, dtype, shape: v.shape, bytes: specialBytes(dtype, Array.from({ length: v.shape.reduce((a, b) => a * b, 1) }, (_, i) => pick[(i + j) % 64] + i)) }));
+            .map(([k, v], j) => ({
+              name: k,
+              dtype,
+              shape: v.shape,
+              bytes: specialBytes(
+                dtype,
+                Array.from({ length: v.shape.reduce((a, b) => a * b, 1) }, (_, i) => pick[(i + j) % 64] + i),
+              ),
+            }));
           files.set(name, validFile(entries).file);
           return { files, mustReject: false };
         },
-      }),
-    ),
-    fc.record({ field: fc.constantFrom(...CONFIG_FIELDS), value: fc.constantFrom(...wrongValues, "__delete__") }).map(
-      ({ field, value }): LoaderMutation => ({
+      })),
+    fc
+      .record({ field: fc.constantFrom(...CONFIG_FIELDS), value: fc.constantFrom(...wrongValues, "__delete__") })
+      .map(({ field, value }): LoaderMutation => ({
         kind: value === "__delete__" ? "config: field missing" : "config: wrong type/value",
         apply: (files) => {
           setJson(files, "config.json", (c) => {
@@ -414,10 +534,10 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
           });
           return { files, mustReject: false };
         },
-      }),
-    ),
-    fc.record({ how: fc.nat({ max: 6 }), depth: fc.integer({ min: 129, max: 50_000 }) }).map(
-      ({ how, depth }): LoaderMutation => ({
+      })),
+    fc
+      .record({ how: fc.nat({ max: 6 }), depth: fc.integer({ min: 129, max: 50_000 }) })
+      .map(({ how, depth }): LoaderMutation => ({
         kind: "config: malformed json",
         apply: (files) => {
           const text = dec(files.get("config.json")!);
@@ -433,10 +553,15 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
           files.set("config.json", variants[how]());
           return { files, mustReject: true };
         },
-      }),
-    ),
-    fc.record({ at: fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), xor: fc.integer({ min: 1, max: 255 }), which: fc.nat(), cut: fc.oneof(fc.constant(null), fc.nat()) }).map(
-      ({ at, xor, which, cut }): LoaderMutation => ({
+      })),
+    fc
+      .record({
+        at: fc.array(fc.nat(), { minLength: 1, maxLength: 6 }),
+        xor: fc.integer({ min: 1, max: 255 }),
+        which: fc.nat(),
+        cut: fc.oneof(fc.constant(null), fc.nat()),
+      })
+      .map(({ at, xor, which, cut }): LoaderMutation => ({
         kind: cut === null ? "weights: flipped bytes" : "weights: truncated",
         apply: (files) => {
           const name = shardNames(files)[which % shardNames(files).length];
@@ -446,65 +571,78 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
           files.set(name, cut === null ? b : files.get(name)!.slice(0, cut % files.get(name)!.length));
           return { files, mustReject: cut !== null };
         },
-      }),
-    ),
-    fc.record({ which: fc.nat(), delta: fc.integer({ min: 1, max: 3 }) }).map(
-      ({ which, delta }): LoaderMutation => ({
-        kind: "weights: shape mismatch",
-        apply: (files) => {
-          // A valid file whose tensor has a different shape than the model's parameter: a load that reports it.
-          const name = shardNames(files)[which % shardNames(files).length];
-          const bytes = files.get(name)!;
-          const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-          const header = JSON.parse(dec(bytes.subarray(8, 8 + n))) as Record<string, { shape: number[] }>;
-          const entries = Object.entries(header)
-            .filter(([k]) => k !== "__metadata__")
-            .map(([k, v], j) => {
-              const shape = j === 0 ? [...v.shape.slice(0, -1), (v.shape.at(-1) ?? 1) + delta] : v.shape;
-              return { name: k, dtype: "F32", shape, bytes: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4).fill(0x3f) };
-            });
-          files.set(name, validFile(entries).file);
-          return { files, mustReject: false };
-        },
-      }),
-    ),
-    fc.record({ how: fc.nat({ max: sharded ? 12 : 3 }), which: fc.nat() }).map(
-      ({ how, which }): LoaderMutation => ({
-        kind: "shard index",
-        apply: (files) => {
-          if (!sharded) {
-            // A single-file checkpoint gains a hostile index (the index takes precedence, as in transformers).
-            const variants = [{ weight_map: { "model.norm.weight": "../outside.safetensors" } }, { weight_map: [] }, { weight_map: { x: "missing.safetensors" } }, { nope: 1 }];
-            files.set("model.safetensors.index.json", enc(JSON.stringify(variants[how])));
-            return { files, mustReject: true };
-          }
-          let mustReject = true;
-          let extra: ((dir: string) => Promise<void>) | undefined;
-          setJson(files, "model.safetensors.index.json", (idx) => {
-            const map = idx.weight_map as Record<string, string>;
-            const key = Object.keys(map)[which % Object.keys(map).length];
-            const escape = ["../outside.safetensors", "/etc/passwd", "sub/../../x.safetensors", "..", ".", "", "a\u0000b"];
-            if (how < escape.length) map[key] = escape[how];
-            else if (how === 7) map[key] = "missing-00009.safetensors";
-            else if (how === 8) (map as Record<string, unknown>)[key] = { file: "x" };
-            else if (how === 9) {
-              map[key] = "subdir";
-              extra = (dir) => fsp.mkdir(path.join(dir, "subdir"));
-            } else if (how === 10) {
-              map[key] = "fifo.safetensors";
-              extra = async (dir) => void execFileSync("mkfifo", [path.join(dir, "fifo.safetensors")]);
-            } else if (how === 11) {
-              // The tensor exists but in another shard than the index says.
-              const other = [...new Set(Object.values(map))].find((s) => s !== map[key]);
-              if (other) map[key] = other;
-              else mustReject = false;
-            } else idx.weight_map = null;
-            return idx;
+      })),
+    fc.record({ which: fc.nat(), delta: fc.integer({ min: 1, max: 3 }) }).map(({ which, delta }): LoaderMutation => ({
+      kind: "weights: shape mismatch",
+      apply: (files) => {
+        // A valid file whose tensor has a different shape than the model's parameter: a load that reports it.
+        const name = shardNames(files)[which % shardNames(files).length];
+        const bytes = files.get(name)!;
+        const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+        const header = JSON.parse(dec(bytes.subarray(8, 8 + n))) as Record<string, { shape: number[] }>;
+        const entries = Object.entries(header)
+          .filter(([k]) => k !== "__metadata__")
+          .map(([k, v], j) => {
+            const shape = j === 0 ? [...v.shape.slice(0, -1), (v.shape.at(-1) ?? 1) + delta] : v.shape;
+            return {
+              name: k,
+              dtype: "F32",
+              shape,
+              bytes: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4).fill(0x3f),
+            };
           });
-          return { files, mustReject, extra };
-        },
-      }),
-    ),
+        files.set(name, validFile(entries).file);
+        return { files, mustReject: false };
+      },
+    })),
+    fc.record({ how: fc.nat({ max: sharded ? 12 : 3 }), which: fc.nat() }).map(({ how, which }): LoaderMutation => ({
+      kind: "shard index",
+      apply: (files) => {
+        if (!sharded) {
+          // A single-file checkpoint gains a hostile index (the index takes precedence, as in transformers).
+          const variants = [
+            { weight_map: { "model.norm.weight": "../outside.safetensors" } },
+            { weight_map: [] },
+            { weight_map: { x: "missing.safetensors" } },
+            { nope: 1 },
+          ];
+          files.set("model.safetensors.index.json", enc(JSON.stringify(variants[how])));
+          return { files, mustReject: true };
+        }
+        let mustReject = true;
+        let extra: ((dir: string) => Promise<void>) | undefined;
+        setJson(files, "model.safetensors.index.json", (idx) => {
+          const map = idx.weight_map as Record<string, string>;
+          const key = Object.keys(map)[which % Object.keys(map).length];
+          const escape = [
+            "../outside.safetensors",
+            "/etc/passwd",
+            "sub/../../x.safetensors",
+            "..",
+            ".",
+            "",
+            "a\u0000b",
+          ];
+          if (how < escape.length) map[key] = escape[how];
+          else if (how === 7) map[key] = "missing-00009.safetensors";
+          else if (how === 8) (map as Record<string, unknown>)[key] = { file: "x" };
+          else if (how === 9) {
+            map[key] = "subdir";
+            extra = (dir) => fsp.mkdir(path.join(dir, "subdir"));
+          } else if (how === 10) {
+            map[key] = "fifo.safetensors";
+            extra = async (dir) => void execFileSync("mkfifo", [path.join(dir, "fifo.safetensors")]);
+          } else if (how === 11) {
+            // The tensor exists but in another shard than the index says.
+            const other = [...new Set(Object.values(map))].find((s) => s !== map[key]);
+            if (other) map[key] = other;
+            else mustReject = false;
+          } else idx.weight_map = null;
+          return idx;
+        });
+        return { files, mustReject, extra };
+      },
+    })),
   );
 }
 
@@ -513,7 +651,10 @@ describe("fuzz: checkpoint loader (fromPretrained)", () => {
   let reference: PreTrainedModel;
   beforeAll(async () => {
     reference = AutoModelForCausalLM.fromConfig(new Qwen3Config(TINY), { seed: 3 });
-    for (const [name, opts] of [["single", {}], ["sharded", { maxShardSize: 300 }]] as const) {
+    for (const [name, opts] of [
+      ["single", {}],
+      ["sharded", { maxShardSize: 300 }],
+    ] as const) {
       const dir = path.join(work, `base-${name}`);
       await reference.savePretrained(dir, opts);
       const files: DirFiles = new Map();
@@ -524,40 +665,48 @@ describe("fuzz: checkpoint loader (fromPretrained)", () => {
   });
   afterAll(() => reference.dispose());
 
-  it.each(["single", "sharded"])(`loads ${LOADER_RUNS / 2} mutated %s checkpoints: a correct load or a named error, no tensor leaked`, async (layout) => {
-    let n = 0;
-    await fc.assert(
-      fc.asyncProperty(loaderMutationArb(layout === "sharded"), async (m) => {
-        const dir = path.join(work, `case-${layout}-${n++}`);
-        const { files, mustReject, extra } = m.apply(new Map([...bases[layout]].map(([k, v]) => [k, v.slice()])));
-        await fsp.mkdir(dir);
-        for (const [name, bytes] of files) await fsp.writeFile(path.join(dir, name), bytes);
-        await extra?.(dir);
-        const before = tf.memory().numTensors;
-        let model: PreTrainedModel | undefined;
-        const outcome = await settle(`loader ${layout}: ${m.kind}`, async () => {
-          model = await AutoModelForCausalLM.fromPretrained(dir);
-        });
-        if (mustReject) expect(outcome).not.toBe("loaded OK");
-        // Untouched, or only NaN/±Inf/-0/subnormal values: every parameter loads, nothing to report.
-        if (m.kind === "valid" || m.kind === "nan-inf payload") {
-          expect(outcome).toBe("loaded OK");
-          const { missingKeys, unexpectedKeys, mismatchedKeys, conversionErrors } = model!.loadReport!;
-          expect({ missingKeys, unexpectedKeys, mismatchedKeys, conversionErrors }).toEqual({ missingKeys: [], unexpectedKeys: [], mismatchedKeys: [], conversionErrors: [] });
-        }
-        if (model) {
-          try {
-            await checkLoadedModel(model, dir);
-          } finally {
-            model.dispose();
+  it.each(["single", "sharded"])(
+    `loads ${LOADER_RUNS / 2} mutated %s checkpoints: a correct load or a named error, no tensor leaked`,
+    async (layout) => {
+      let n = 0;
+      await fc.assert(
+        fc.asyncProperty(loaderMutationArb(layout === "sharded"), async (m) => {
+          const dir = path.join(work, `case-${layout}-${n++}`);
+          const { files, mustReject, extra } = m.apply(new Map([...bases[layout]].map(([k, v]) => [k, v.slice()])));
+          await fsp.mkdir(dir);
+          for (const [name, bytes] of files) await fsp.writeFile(path.join(dir, name), bytes);
+          await extra?.(dir);
+          const before = tf.memory().numTensors;
+          let model: PreTrainedModel | undefined;
+          const outcome = await settle(`loader ${layout}: ${m.kind}`, async () => {
+            model = await AutoModelForCausalLM.fromPretrained(dir);
+          });
+          if (mustReject) expect(outcome).not.toBe("loaded OK");
+          // Untouched, or only NaN/±Inf/-0/subnormal values: every parameter loads, nothing to report.
+          if (m.kind === "valid" || m.kind === "nan-inf payload") {
+            expect(outcome).toBe("loaded OK");
+            const { missingKeys, unexpectedKeys, mismatchedKeys, conversionErrors } = model!.loadReport!;
+            expect({ missingKeys, unexpectedKeys, mismatchedKeys, conversionErrors }).toEqual({
+              missingKeys: [],
+              unexpectedKeys: [],
+              mismatchedKeys: [],
+              conversionErrors: [],
+            });
           }
-        }
-        expect(tf.memory().numTensors).toBe(before);
-        await fsp.rm(dir, { recursive: true, force: true });
-      }),
-      { numRuns: LOADER_RUNS / 2 },
-    );
-  });
+          if (model) {
+            try {
+              await checkLoadedModel(model, dir);
+            } finally {
+              model.dispose();
+            }
+          }
+          expect(tf.memory().numTensors).toBe(before);
+          await fsp.rm(dir, { recursive: true, force: true });
+        }),
+        { numRuns: LOADER_RUNS / 2 },
+      );
+    },
+  );
 });
 
 /**
@@ -569,19 +718,36 @@ async function checkLoadedModel(model: PreTrainedModel, dir: string): Promise<vo
   const names = await fsp.readdir(dir);
   const tensors = new Map<string, { dtype: string; shape: number[]; raw: Uint8Array }>();
   const indexed = names.includes("model.safetensors.index.json");
-  const files = indexed ? [...new Set(Object.values(JSON.parse(await fsp.readFile(path.join(dir, "model.safetensors.index.json"), "utf8")).weight_map as Record<string, string>))] : ["model.safetensors"];
+  const files = indexed
+    ? [
+        ...new Set(
+          Object.values(
+            JSON.parse(await fsp.readFile(path.join(dir, "model.safetensors.index.json"), "utf8")).weight_map as Record<
+              string,
+              string
+            >,
+          ),
+        ),
+      ]
+    : ["model.safetensors"];
   for (const f of files) {
     const bytes = new Uint8Array(await fsp.readFile(path.join(dir, f)));
     const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-    const header = JSON.parse(dec(bytes.subarray(8, 8 + n))) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-    for (const [k, v] of Object.entries(header)) if (k !== "__metadata__") tensors.set(k, { ...v, raw: bytes.subarray(8 + n + v.data_offsets[0], 8 + n + v.data_offsets[1]) });
+    const header = JSON.parse(dec(bytes.subarray(8, 8 + n))) as Record<
+      string,
+      { dtype: string; shape: number[]; data_offsets: [number, number] }
+    >;
+    for (const [k, v] of Object.entries(header))
+      if (k !== "__metadata__")
+        tensors.set(k, { ...v, raw: bytes.subarray(8 + n + v.data_offsets[0], 8 + n + v.data_offsets[1]) });
   }
   const report = model.loadReport!;
   const skipped = new Set([...report.missingKeys, ...report.mismatchedKeys.map((m) => m.key)]);
   for (const m of report.mismatchedKeys) expect(tensors.get(m.key)?.shape).toEqual(m.got);
   // A key reported missing is really absent from the files (a mis-shaped one is reported as mismatched too).
   const mismatched = new Set(report.mismatchedKeys.map((m) => m.key));
-  for (const key of report.missingKeys) expect(tensors.has(key) && !mismatched.has(key), `${key} reported missing but in the checkpoint`).toBe(false);
+  for (const key of report.missingKeys)
+    expect(tensors.has(key) && !mismatched.has(key), `${key} reported missing but in the checkpoint`).toBe(false);
   let compared = 0;
   for (const [key, p] of model.namedParameters()) {
     if (skipped.has(key)) continue;

@@ -104,7 +104,9 @@ function greedyReference(model: PreTrainedModel, prompt: number[], n: number): n
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const { logits } = model.forward({ inputIds: [seq] });
-    const next = tf.tidy(() => tf.argMax(tf.reshape(tf.slice(logits, [0, seq.length - 1, 0], [1, 1, -1]), [-1])).dataSync()[0]);
+    const next = tf.tidy(
+      () => tf.argMax(tf.reshape(tf.slice(logits, [0, seq.length - 1, 0], [1, 1, -1]), [-1])).dataSync()[0],
+    );
     logits.dispose();
     seq.push(next);
     out.push(next);
@@ -138,7 +140,9 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
     const full = await generate(model, [prompt], { ...opts, useCache: false });
     expect(cached.newTokens).toEqual(full.newTokens);
     const s = { ...opts, doSample: true, temperature: 1.5, topK: 40, topP: 0.95, seed: 11 };
-    expect((await generate(model, [prompt], s)).newTokens).toEqual((await generate(model, [prompt], { ...s, useCache: false })).newTokens);
+    expect((await generate(model, [prompt], s)).newTokens).toEqual(
+      (await generate(model, [prompt], { ...s, useCache: false })).newTokens,
+    );
   });
 
   it("seeded sampling is reproducible and different seeds differ", async () => {
@@ -149,7 +153,9 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
     expect(a.newTokens).toEqual(b.newTokens);
     expect(c.newTokens).not.toEqual(a.newTokens);
     // Sampling at temperature 2 over 97 tokens should not just reproduce greedy.
-    expect(a.newTokens).not.toEqual((await generate(model, [prompt], { maxNewTokens: 20, eosTokenId: null })).newTokens);
+    expect(a.newTokens).not.toEqual(
+      (await generate(model, [prompt], { maxNewTokens: 20, eosTokenId: null })).newTokens,
+    );
   });
 
   it("eos stops a row at its first eos token (from options, generation config or model config)", async () => {
@@ -159,7 +165,10 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
     const viaOption = await generate(model, [prompt], { maxNewTokens: 12, eosTokenId: eos });
     expect(viaOption.newTokens[0]).toEqual(cut);
     expect(viaOption.finishReasons).toEqual(["eos"]);
-    const viaGenConfig = await generate(model, [prompt], { maxNewTokens: 12, generationConfig: { eos_token_id: [1000, eos] } });
+    const viaGenConfig = await generate(model, [prompt], {
+      maxNewTokens: 12,
+      generationConfig: { eos_token_id: [1000, eos] },
+    });
     expect(viaGenConfig.newTokens[0]).toEqual(cut);
     // The model config says eos 96; give the model a config whose eos is our token instead.
     const m2 = { config: { eos_token_id: eos }, call: model.call.bind(model) };
@@ -167,7 +176,11 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
   });
 
   it("a left-padded batch gives each row the tokens it gets alone (greedy, with repetition penalty)", async () => {
-    const rows = [[5, 17, 42, 8, 3], [9, 2], [60, 61, 62]];
+    const rows = [
+      [5, 17, 42, 8, 3],
+      [9, 2],
+      [60, 61, 62],
+    ];
     const opts = { maxNewTokens: 8, eosTokenId: null, repetitionPenalty: 1.3 };
     const alone = [];
     for (const r of rows) alone.push((await generate(model, [r], opts)).newTokens[0]);
@@ -180,25 +193,36 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
     const batch = await generate(model, inputIds, { ...opts, attentionMask, padTokenId: pad });
     expect(batch.newTokens).toEqual(alone);
     // ...and the same without the cache.
-    expect((await generate(model, inputIds, { ...opts, attentionMask, padTokenId: pad, useCache: false })).newTokens).toEqual(alone);
+    expect(
+      (await generate(model, inputIds, { ...opts, attentionMask, padTokenId: pad, useCache: false })).newTokens,
+    ).toEqual(alone);
   });
 
   it("rows that finish early are padded on the right while the others go on", async () => {
-    const rows = [[5, 17, 42], [9, 2, 7]];
+    const rows = [
+      [5, 17, 42],
+      [9, 2, 7],
+    ];
     const free = (await generate(model, rows, { maxNewTokens: 10, eosTokenId: null })).newTokens;
     const eos = free[0][2];
     const out = await generate(model, rows, { maxNewTokens: 10, eosTokenId: eos, padTokenId: 77 });
     const expected = free.map((r) => (r.includes(eos) ? r.slice(0, r.indexOf(eos) + 1) : r));
     expect(out.newTokens).toEqual(expected);
     const longest = Math.max(...expected.map((r) => r.length));
-    out.sequences.forEach((seq, i) => expect(seq).toEqual([...rows[i], ...expected[i], ...Array(longest - expected[i].length).fill(77)]));
+    out.sequences.forEach((seq, i) =>
+      expect(seq).toEqual([...rows[i], ...expected[i], ...Array(longest - expected[i].length).fill(77)]),
+    );
     expect(out.finishReasons[0]).toBe("eos");
   });
 
   it("streams the same tokens it returns, and frees everything even when the consumer stops early", async () => {
     const before = tf.memory().numTensors;
     const seen: number[] = [];
-    const out = await generate(model, [prompt], { maxNewTokens: 6, eosTokenId: null, onStep: (s) => seen.push(s.tokens[0]) });
+    const out = await generate(model, [prompt], {
+      maxNewTokens: 6,
+      eosTokenId: null,
+      onStep: (s) => seen.push(s.tokens[0]),
+    });
     expect(seen).toEqual(out.newTokens[0]);
     const streamed: number[] = [];
     for await (const step of streamGenerate(model, [prompt], { maxNewTokens: 6, eosTokenId: null })) {
@@ -215,7 +239,22 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
     for (let i = 0; i < 5; i++) {
       await generate(model, [prompt], { maxNewTokens: 10, eosTokenId: null });
       await generate(model, [prompt], { maxNewTokens: 4, eosTokenId: null, useCache: false });
-      await generate(model, [[0, 1, 2], [3, 4, 5]], { maxNewTokens: 4, attentionMask: [[0, 1, 1], [1, 1, 1]], doSample: true, seed: i });
+      await generate(
+        model,
+        [
+          [0, 1, 2],
+          [3, 4, 5],
+        ],
+        {
+          maxNewTokens: 4,
+          attentionMask: [
+            [0, 1, 1],
+            [1, 1, 1],
+          ],
+          doSample: true,
+          seed: i,
+        },
+      );
       expect(tf.memory().numTensors).toBe(before);
     }
   });
@@ -223,7 +262,9 @@ describe.each(["wasm", "cpu"])("generate on %s (tiny random model)", (backend) =
   it("accepts an int32 tensor prompt and leaves it alive", async () => {
     const t = tf.tensor2d([prompt], [1, prompt.length], "int32");
     const out = await generate(model, t, { maxNewTokens: 3, eosTokenId: null });
-    expect(out.newTokens[0]).toEqual((await generate(model, [prompt], { maxNewTokens: 3, eosTokenId: null })).newTokens[0]);
+    expect(out.newTokens[0]).toEqual(
+      (await generate(model, [prompt], { maxNewTokens: 3, eosTokenId: null })).newTokens[0],
+    );
     expect(t.isDisposed).toBe(false);
     t.dispose();
   });
@@ -238,7 +279,10 @@ describe("generate: bad options are named errors", () => {
   afterAll(() => model.dispose());
 
   it.each([
-    [{ doSample: true, temperature: 0 }, "temperature must be > 0 when sampling, got 0 (use doSample: false for greedy)"],
+    [
+      { doSample: true, temperature: 0 },
+      "temperature must be > 0 when sampling, got 0 (use doSample: false for greedy)",
+    ],
     [{ topP: 0 }, "topP must be in (0, 1], got 0"],
     [{ topK: 1.5 }, "topK must be a non-negative integer, got 1.5"],
     [{ maxNewTokens: -1 }, "maxNewTokens must be a non-negative integer, got -1"],
@@ -285,11 +329,15 @@ describe("generate with the default model and its tokenizer", () => {
     expect(await loadGenerationConfig(tmp)).toBeUndefined();
     writeFileSync(path.join(tmp, "generation_config.json"), "{ nope");
     await expect(loadGenerationConfig(tmp)).rejects.toThrow(GenerationConfigError);
-    await expect(loadGenerationConfig(tmp)).rejects.toThrow(`${path.join(tmp, "generation_config.json")}: not valid JSON`);
+    await expect(loadGenerationConfig(tmp)).rejects.toThrow(
+      `${path.join(tmp, "generation_config.json")}: not valid JSON`,
+    );
   });
 
   it("a stop string stops generation at the token that completes it", async () => {
-    const ids = tok.encode(tok.applyChatTemplate([{ role: "user", content: "Hello, how are you?" }], { addGenerationPrompt: true }));
+    const ids = tok.encode(
+      tok.applyChatTemplate([{ role: "user", content: "Hello, how are you?" }], { addGenerationPrompt: true }),
+    );
     // The random model's greedy output repeats one token; seeded sampling gives varied text, reproducibly.
     const opts = { maxNewTokens: 16, eosTokenId: null, doSample: true, seed: 1 };
     const free = (await generate(model, [ids], opts)).newTokens[0];
@@ -298,7 +346,13 @@ describe("generate with the default model and its tokenizer", () => {
     let stop = "";
     for (; k < free.length; k++) {
       stop = tok.decode([free[k]]);
-      if (stop.trim() && !stop.includes("\uFFFD") && !tok.decode(free.slice(0, k)).includes(stop) && tok.decode(free.slice(0, k + 1)).endsWith(stop)) break;
+      if (
+        stop.trim() &&
+        !stop.includes("\uFFFD") &&
+        !tok.decode(free.slice(0, k)).includes(stop) &&
+        tok.decode(free.slice(0, k + 1)).endsWith(stop)
+      )
+        break;
     }
     expect(k).toBeLessThan(free.length);
     const out = await generate(model, [ids], { ...opts, stopStrings: ["never-appears-xyz", stop], tokenizer: tok });
@@ -310,7 +364,13 @@ describe("generate with the default model and its tokenizer", () => {
     const ids = tok.encode("Hello, how are you?");
     let text = "";
     const streamer = new TextStreamer(tok, (t) => (text += t));
-    const out = await generate(model, [ids], { maxNewTokens: 24, eosTokenId: null, doSample: true, seed: 5, onStep: (s) => streamer.put(s.tokens[0]) });
+    const out = await generate(model, [ids], {
+      maxNewTokens: 24,
+      eosTokenId: null,
+      doSample: true,
+      seed: 5,
+      onStep: (s) => streamer.put(s.tokens[0]),
+    });
     streamer.end();
     expect(text).toBe(tok.decode(out.newTokens[0]));
   });

@@ -15,8 +15,16 @@ function project(source: string): string {
   symlinkSync(path.join(projectRoot, "node_modules"), path.join(root, "node_modules"), "dir");
   mkdirSync(path.join(root, "src", "cli"), { recursive: true });
   writeFileSync(path.join(root, "src", "cli", "main.ts"), source);
-  writeFileSync(path.join(root, "tsconfig.json"), JSON.stringify({ compilerOptions: { strict: true, target: "ES2022", module: "NodeNext", outDir: "dist", rootDir: ".", types: [] } }));
-  writeFileSync(path.join(root, "tsconfig.build.json"), JSON.stringify({ extends: "./tsconfig.json", include: ["src"] }));
+  writeFileSync(
+    path.join(root, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: { strict: true, target: "ES2022", module: "NodeNext", outDir: "dist", rootDir: ".", types: [] },
+    }),
+  );
+  writeFileSync(
+    path.join(root, "tsconfig.build.json"),
+    JSON.stringify({ extends: "./tsconfig.json", include: ["src"] }),
+  );
   return root;
 }
 

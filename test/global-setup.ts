@@ -28,13 +28,20 @@ export default function setup(): void {
 export function buildDist(root: string): void {
   const entry = path.join(root, "dist", "src", "cli", "main.js");
   const built = existsSync(entry) ? statSync(entry).mtimeMs : 0;
-  const newest = Math.max(...SOURCES.map((d) => newestSourceMtime(path.join(root, d))), statSync(path.join(root, "tsconfig.json")).mtimeMs);
+  const newest = Math.max(
+    ...SOURCES.map((d) => newestSourceMtime(path.join(root, d))),
+    statSync(path.join(root, "tsconfig.json")).mtimeMs,
+  );
   if (built >= newest) return;
   try {
-    execFileSync(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(root, "tsconfig.build.json")], {
-      cwd: root,
-      stdio: "inherit",
-    });
+    execFileSync(
+      process.execPath,
+      [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(root, "tsconfig.build.json")],
+      {
+        cwd: root,
+        stdio: "inherit",
+      },
+    );
   } catch (err) {
     // A failed build fails the run: the CLI tests must not run a stale or half-built dist/. The entry
     // point goes too, so the next run builds again instead of taking what this one emitted as fresh.

@@ -23,7 +23,15 @@ import {
   withPatches,
 } from "fusekit";
 import { FusedNormMLP, qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
-import { F32_MIN_NORMAL, kernelCalls, matmulT64, maxRelErr, maxScaledErr, rmsNorm64, silu64 } from "./helpers/float64.js";
+import {
+  F32_MIN_NORMAL,
+  kernelCalls,
+  matmulT64,
+  maxRelErr,
+  maxScaledErr,
+  rmsNorm64,
+  silu64,
+} from "./helpers/float64.js";
 
 const onBoth = (repoId: string, layerName: string) => {
   const r = new LayerRepository({ repoId, layerName });
@@ -54,7 +62,16 @@ function rowwiseRelErr(got: ArrayLike<number>, ref: ArrayLike<number>, width: nu
 }
 
 /** The NormMLP chain in float64: down(silu(gate(n)) · up(n)), n = rmsNorm(x); weights in checkpoint layout [out, in]. */
-function normMLP64(x: Float32Array, normW: ArrayLike<number>, g: ArrayLike<number>, u: ArrayLike<number>, d: ArrayLike<number>, h: number, inter: number, eps: number): Float64Array {
+function normMLP64(
+  x: Float32Array,
+  normW: ArrayLike<number>,
+  g: ArrayLike<number>,
+  u: ArrayLike<number>,
+  d: ArrayLike<number>,
+  h: number,
+  inter: number,
+  eps: number,
+): Float64Array {
   const rows = x.length / h;
   const n = rmsNorm64(x, normW, h, eps);
   const gate = matmulT64(n, g, rows, h, inter).y;
@@ -73,7 +90,13 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
   // measured worst relative error per element: wasm 2.4e-7 (SIMD, [2,3,1024]), cpu 5.9e-8; float32 ulp is 1.2e-7
   it("RMSNorm rows: every element within 5e-7 relative, SIMD (width % 4 = 0) and JS widths", async () => {
     registerKernelMapping({ RMSNorm: onBoth("fusekit/rmsnorm", "RMSNorm") });
-    for (const [shape, eps] of [[[3, 7, 64], 1e-6], [[2, 3, 1024], 1e-6], [[1, 1, 4], 1e-6], [[2, 5, 6], 1e-5], [[4, 13], 1e-6]] as const) {
+    for (const [shape, eps] of [
+      [[3, 7, 64], 1e-6],
+      [[2, 3, 1024], 1e-6],
+      [[1, 1, 4], 1e-6],
+      [[2, 5, 6], 1e-5],
+      [[4, 13], 1e-6],
+    ] as const) {
       const h = shape[shape.length - 1];
       const norm = new Qwen3RMSNorm(h, eps);
       const w = uniform(h, -1.5, 1.5, h);
@@ -93,7 +116,11 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
   // measured worst relative error per element: wasm 3.7e-7 (SIMD exp polynomial), cpu 5.6e-8
   it("SiluAndMul: every element within 1e-6 relative, SIMD (d % 4 = 0) and JS widths, extreme gates included", async () => {
     registerKernelMapping({ SiluAndMul: onBoth("fusekit/activation", "SiluAndMul") });
-    for (const [rows, d] of [[15, 8], [15, 7], [4, 256]]) {
+    for (const [rows, d] of [
+      [15, 8],
+      [15, 7],
+      [4, 256],
+    ]) {
       const m = new SiluAndMul();
       const x = new Float32Array(rows * 2 * d);
       x.set(uniform(rows * 2 * d, -12, 12, d));
@@ -111,7 +138,8 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
         for (let j = 0; j < d; j++) {
           const [g, u] = [x[r * 2 * d + j], x[r * 2 * d + d + j]];
           ref[r * d + j] = silu64(g) * u;
-          scale[r * d + j] = g < -87 ? Math.abs(g * u) * Math.exp(-87) * 1e6 : Math.max(Math.abs(ref[r * d + j]), F32_MIN_NORMAL);
+          scale[r * d + j] =
+            g < -87 ? Math.abs(g * u) * Math.exp(-87) * 1e6 : Math.max(Math.abs(ref[r * d + j]), F32_MIN_NORMAL);
         }
       }
       expect(maxScaledErr(y.dataSync(), ref, scale), `d = ${d}`).toBeLessThan(1e-6);
@@ -120,30 +148,61 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
   });
 
   // measured worst row-wise relative error: f32 wasm 6.3e-7 / cpu 1.3e-7; bf16 wasm 3.9e-7 / cpu 1.5e-7
-  it.each(["f32", "bf16"] as const)("NormMLP with %s weights: each row within 1.5e-6 (‖err‖∞ / ‖ref‖∞), decode and prefill rows", async (storage) => {
-    registerKernelMapping({ NormMLP: onBoth("fusekit/norm-mlp", "NormMLP") });
-    // f32: 32/48 take the SIMD path on wasm, 30/46 the JS loops; bf16: widths the bf16 matmul takes (multiples of 8)
-    for (const [hidden, inter] of storage === "f32" ? [[32, 48], [30, 46]] : [[32, 48], [64, 128]]) {
-      const cfg = new Qwen3Config({ vocab_size: 16, hidden_size: hidden, intermediate_size: inter, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 });
-      const mlp = withPatches(qwen3NormMLPPatches, () => new FusedNormMLP(cfg));
-      mlp.initializeWeights(hidden);
-      mlp.norm_weight.setStateData(uniform(hidden, 0.5, 1.5, inter), "F32");
-      if (storage === "bf16") storeWeightsAs(mlp, "bf16", { lossy: true });
-      // the values the kernel multiplies with (bf16-rounded when packed), in checkpoint layout
-      const [g, u, d] = [mlp.gate_proj, mlp.up_proj, mlp.down_proj].map((l) => l.weight.stateData());
-      await kernelize(mlp, { mode: Mode.INFERENCE });
-      expect(activeKernel(mlp)).toMatch(/^NormMLP/);
-      for (const rows of [[1, 1], [2, 30]]) {
-        const x = tf.randomNormal([...rows, hidden], 0, 1, "float32", rows[1]);
-        const { result: y, calls } = kernelCalls(() => mlp.call(x));
-        expect(calls("FusekitNormMLP"), `[${rows}, ${hidden}]`).toBe(1);
-        const ref = normMLP64(x.dataSync() as Float32Array, mlp.norm_weight.stateData(), g, u, d, hidden, inter, cfg.rms_norm_eps);
-        expect(rowwiseRelErr(y.dataSync(), ref, hidden), `[${rows}, ${hidden}] ${storage}`).toBeLessThan(1.5e-6);
-        tf.dispose([x, y]);
+  it.each(["f32", "bf16"] as const)(
+    "NormMLP with %s weights: each row within 1.5e-6 (‖err‖∞ / ‖ref‖∞), decode and prefill rows",
+    async (storage) => {
+      registerKernelMapping({ NormMLP: onBoth("fusekit/norm-mlp", "NormMLP") });
+      // f32: 32/48 take the SIMD path on wasm, 30/46 the JS loops; bf16: widths the bf16 matmul takes (multiples of 8)
+      for (const [hidden, inter] of storage === "f32"
+        ? [
+            [32, 48],
+            [30, 46],
+          ]
+        : [
+            [32, 48],
+            [64, 128],
+          ]) {
+        const cfg = new Qwen3Config({
+          vocab_size: 16,
+          hidden_size: hidden,
+          intermediate_size: inter,
+          num_hidden_layers: 1,
+          num_attention_heads: 4,
+          num_key_value_heads: 2,
+          head_dim: 8,
+        });
+        const mlp = withPatches(qwen3NormMLPPatches, () => new FusedNormMLP(cfg));
+        mlp.initializeWeights(hidden);
+        mlp.norm_weight.setStateData(uniform(hidden, 0.5, 1.5, inter), "F32");
+        if (storage === "bf16") storeWeightsAs(mlp, "bf16", { lossy: true });
+        // the values the kernel multiplies with (bf16-rounded when packed), in checkpoint layout
+        const [g, u, d] = [mlp.gate_proj, mlp.up_proj, mlp.down_proj].map((l) => l.weight.stateData());
+        await kernelize(mlp, { mode: Mode.INFERENCE });
+        expect(activeKernel(mlp)).toMatch(/^NormMLP/);
+        for (const rows of [
+          [1, 1],
+          [2, 30],
+        ]) {
+          const x = tf.randomNormal([...rows, hidden], 0, 1, "float32", rows[1]);
+          const { result: y, calls } = kernelCalls(() => mlp.call(x));
+          expect(calls("FusekitNormMLP"), `[${rows}, ${hidden}]`).toBe(1);
+          const ref = normMLP64(
+            x.dataSync() as Float32Array,
+            mlp.norm_weight.stateData(),
+            g,
+            u,
+            d,
+            hidden,
+            inter,
+            cfg.rms_norm_eps,
+          );
+          expect(rowwiseRelErr(y.dataSync(), ref, hidden), `[${rows}, ${hidden}] ${storage}`).toBeLessThan(1.5e-6);
+          tf.dispose([x, y]);
+        }
+        mlp.dispose();
       }
-      mlp.dispose();
-    }
-  });
+    },
+  );
 
   // measured worst error relative to Σ|x·w|: wasm 7.1e-8, cpu 2.3e-8
   it("bf16 matmul: every output within 2e-7 of Σ|x·w|, one row (matvec) to many, every row-count remainder", () => {

@@ -2,8 +2,20 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import {
-  AutoModelForCausalLM, Identity, KernelConfig, KernelConfigError, Qwen3RMSNorm, Rng, activeKernel, getCheckpointConversionMapping,
-  getKernelLayerName, setBackend, unkernelize, useKernelForwardFromHub, type KernelConfigEntry, type PreTrainedModel,
+  AutoModelForCausalLM,
+  Identity,
+  KernelConfig,
+  KernelConfigError,
+  Qwen3RMSNorm,
+  Rng,
+  activeKernel,
+  getCheckpointConversionMapping,
+  getKernelLayerName,
+  setBackend,
+  unkernelize,
+  useKernelForwardFromHub,
+  type KernelConfigEntry,
+  type PreTrainedModel,
 } from "fusekit";
 import { sameCheckpointTensors } from "../src/compare/run.js";
 import { KERNEL } from "../src/compare/approaches.js";
@@ -11,7 +23,10 @@ import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
 
 const IDS = [[3, 17, 5, 42, 9, 1, 60, 22]];
 const NORM_MLP: KernelConfigEntry = [
-  [["RMSNorm", "model.layers.*.post_attention_layernorm"], ["MLP", "model.layers.*.mlp"]],
+  [
+    ["RMSNorm", "model.layers.*.post_attention_layernorm"],
+    ["MLP", "model.layers.*.mlp"],
+  ],
   "fusekit/norm-mlp:NormMLP",
 ];
 const dirs: string[] = [];
@@ -24,7 +39,11 @@ beforeAll(async () => {
   const model = AutoModelForCausalLM.fromConfig(smallConfig(), { seed: 3 });
   const rng = new Rng(5);
   for (const [key, p] of model.namedParameters()) {
-    if (key.endsWith("norm.weight")) p.setStateData(Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()), "F32");
+    if (key.endsWith("norm.weight"))
+      p.setStateData(
+        Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()),
+        "F32",
+      );
   }
   dir = tmpDir("fusekit-kernel-config-");
   dirs.push(dir);
@@ -68,7 +87,13 @@ describe("KernelConfig n-to-1", () => {
   });
 
   it("norm + q/k/v: NormQKVLayout in the attention's slot with one merged qkv_proj; original bytes on save", async () => {
-    const entry: KernelConfigEntry = [[["Attention", "model.layers.*.self_attn"], ["RMSNorm", "model.layers.*.input_layernorm"]], "fusekit/norm-qkv:NormQKV"];
+    const entry: KernelConfigEntry = [
+      [
+        ["Attention", "model.layers.*.self_attn"],
+        ["RMSNorm", "model.layers.*.input_layernorm"],
+      ],
+      "fusekit/norm-qkv:NormQKV",
+    ];
     const model = await AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelConfig: [entry, NORM_MLP] });
     const layout = model.getSubmodule("model.layers.0.self_attn");
     expect(layout.constructor.name).toBe("NormQKVLayout");
@@ -105,13 +130,51 @@ describe("KernelConfig n-to-1", () => {
 
   it("errors: no Layout, nothing matched, missing children, paths without one parent, malformed, no useKernels", async () => {
     const load = (entry: unknown, useKernels = true) =>
-      AutoModelForCausalLM.fromPretrained(dir, { useKernels, kernelConfig: [entry as KernelConfigEntry] }).catch((e) => e);
+      AutoModelForCausalLM.fromPretrained(dir, { useKernels, kernelConfig: [entry as KernelConfigEntry] }).catch(
+        (e) => e,
+      );
     const cases: [unknown, RegExp][] = [
       [[NORM_MLP[0], "fusekit/rmsnorm:RMSNorm"], /"fusekit\/rmsnorm" has no RMSNormLayout/],
-      [[[["RMSNorm", "model.blocks.*.norm"], ["MLP", "model.blocks.*.mlp"]], NORM_MLP[1]], /no module matches the parent path "model\.blocks\.\*"/],
-      [[[["RMSNorm", "model.layers.*.post_attention_layernorm"], ["MLP", "model.layers.*.ffn"]], NORM_MLP[1]], /module "model\.layers\.0" \(Qwen3DecoderLayer\) lacks the children MLP at model\.layers\.\*\.ffn/],
-      [[[["RMSNorm", "model.layers.*.post_attention_layernorm"], ["Linear", "model.layers.*.mlp.up_proj"]], NORM_MLP[1]], /do not share one parent module/],
-      [[[["Attention", "model.layers.*.post_attention_layernorm"], ["MLP", "model.layers.*.mlp"]], NORM_MLP[1]], /lacks the children Attention at/],
+      [
+        [
+          [
+            ["RMSNorm", "model.blocks.*.norm"],
+            ["MLP", "model.blocks.*.mlp"],
+          ],
+          NORM_MLP[1],
+        ],
+        /no module matches the parent path "model\.blocks\.\*"/,
+      ],
+      [
+        [
+          [
+            ["RMSNorm", "model.layers.*.post_attention_layernorm"],
+            ["MLP", "model.layers.*.ffn"],
+          ],
+          NORM_MLP[1],
+        ],
+        /module "model\.layers\.0" \(Qwen3DecoderLayer\) lacks the children MLP at model\.layers\.\*\.ffn/,
+      ],
+      [
+        [
+          [
+            ["RMSNorm", "model.layers.*.post_attention_layernorm"],
+            ["Linear", "model.layers.*.mlp.up_proj"],
+          ],
+          NORM_MLP[1],
+        ],
+        /do not share one parent module/,
+      ],
+      [
+        [
+          [
+            ["Attention", "model.layers.*.post_attention_layernorm"],
+            ["MLP", "model.layers.*.mlp"],
+          ],
+          NORM_MLP[1],
+        ],
+        /lacks the children Attention at/,
+      ],
       [["RMSNorm", "no-colon"], /is not "org\/repo:Layer"/],
     ];
     for (const [entry, message] of cases) {

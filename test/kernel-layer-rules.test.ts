@@ -35,7 +35,11 @@ describe("validateKernelLayer", () => {
       static hasBackward = false;
       forward(x: unknown) {
         // a nested object with a method called constructor is not the class's own constructor
-        const helper = { constructor(y: unknown) { return y; } };
+        const helper = {
+          constructor(y: unknown) {
+            return y;
+          },
+        };
         return helper.constructor(x);
       }
     }
@@ -48,31 +52,45 @@ describe("validateKernelLayer", () => {
     expect(rejection({ forward() {} })).toMatch(/must be a class with a forward method/);
     expect(rejection(class NoForward {})).toMatch(/must be a class with a forward method/);
     function Plain() {}
-    Plain.prototype.forward = function (x: unknown) { return x; };
+    Plain.prototype.forward = function (x: unknown) {
+      return x;
+    };
     expect(rejection(Plain)).toMatch(/must be a class \(a plain function is its own constructor\)/);
-    function Sneaky() { return "class"; } // "class" in its text, but not at the start
-    Sneaky.prototype.forward = function (x: unknown) { return x; };
+    function Sneaky() {
+      return "class";
+    } // "class" in its text, but not at the start
+    Sneaky.prototype.forward = function (x: unknown) {
+      return x;
+    };
     expect(rejection(Sneaky)).toMatch(/must be a class \(a plain function/);
     expect(rejection(() => 1)).toMatch(/must be a class with a forward method/); // an arrow has no prototype
     expect(rejection({ prototype: { forward() {} } })).toMatch(/must be a class with a forward method/);
     expect(rejection(null)).toMatch(/must be a class with a forward method/);
     class WithCtor {
       constructor() {}
-      forward(x: unknown) { return x; }
+      forward(x: unknown) {
+        return x;
+      }
     }
     expect(rejection(WithCtor)).toMatch(/must not define its own constructor/);
     class CtorLast {
-      forward(x: unknown) { return { x }; }
+      forward(x: unknown) {
+        return { x };
+      }
       constructor() {}
     }
     expect(rejection(CtorLast)).toMatch(/must not define its own constructor/); // after a method body's braces
     class BadFlag {
       static hasBackward = "yes";
-      forward(x: unknown) { return x; }
+      forward(x: unknown) {
+        return x;
+      }
     }
     expect(rejection(BadFlag)).toMatch(/hasBackward must be a boolean/);
     class Two {
-      forward(x: unknown, y: unknown) { return [x, y]; }
+      forward(x: unknown, y: unknown) {
+        return [x, y];
+      }
     }
     expect(rejection(Two)).toMatch(/forward takes 2 arguments but the forward it replaces takes 1/);
     expect(rejection(Two, 2)).toBe("accepted");
@@ -106,7 +124,12 @@ describe("kernelize on a module with its own forward", () => {
     expect([d.value === own, d.writable, d.configurable, d.enumerable]).toEqual([false, true, true, false]);
     unkernelize(norm);
     expect(activeKernel(norm)).toBeUndefined();
-    expect(Object.getOwnPropertyDescriptor(norm, "forward")).toEqual({ value: own, writable: true, configurable: true, enumerable: true });
+    expect(Object.getOwnPropertyDescriptor(norm, "forward")).toEqual({
+      value: own,
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
     norm.dispose();
   });
 });

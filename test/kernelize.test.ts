@@ -96,17 +96,20 @@ function fuseChains(model: PreTrainedModel): void {
   }
 }
 
-it.each(["rmsnorm/rmsnorm", "activation/silu", "norm-mlp/normmlp"])("the embedded SIMD module %s is exactly its .wat assembled by wabt", async (name) => {
-  const { readFile } = await import("node:fs/promises");
-  const wabt = await (await import("wabt")).default();
-  const wat = await readFile(new URL(`../kernels/fusekit/${name}.wat`, import.meta.url), "utf8");
-  const mod = wabt.parseWat(`${name}.wat`, wat);
-  mod.validate();
-  const generated = await readFile(new URL(`../kernels/fusekit/${name}.wasm.ts`, import.meta.url), "utf8");
-  const WASM_BASE64 = /"([A-Za-z0-9+/=]+)"/.exec(generated)![1];
-  expect(Buffer.from(WASM_BASE64, "base64").equals(Buffer.from(mod.toBinary({}).buffer))).toBe(true);
-  mod.destroy();
-});
+it.each(["rmsnorm/rmsnorm", "activation/silu", "norm-mlp/normmlp"])(
+  "the embedded SIMD module %s is exactly its .wat assembled by wabt",
+  async (name) => {
+    const { readFile } = await import("node:fs/promises");
+    const wabt = await (await import("wabt")).default();
+    const wat = await readFile(new URL(`../kernels/fusekit/${name}.wat`, import.meta.url), "utf8");
+    const mod = wabt.parseWat(`${name}.wat`, wat);
+    mod.validate();
+    const generated = await readFile(new URL(`../kernels/fusekit/${name}.wasm.ts`, import.meta.url), "utf8");
+    const WASM_BASE64 = /"([A-Za-z0-9+/=]+)"/.exec(generated)![1];
+    expect(Buffer.from(WASM_BASE64, "base64").equals(Buffer.from(mod.toBinary({}).buffer))).toBe(true);
+    mod.destroy();
+  },
+);
 
 afterEach(() => {
   clearKernelMapping();
@@ -214,7 +217,10 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
       const w = tf.randomUniform([cfg.hidden_size], 0.5, 1.5, "float32", 14);
       fused.norm_weight.setStateTensor(w);
       w.dispose();
-      for (const rows of [[1, 1], [2, 30]]) {
+      for (const rows of [
+        [1, 1],
+        [2, 30],
+      ]) {
         const x = tf.randomNormal([...rows, cfg.hidden_size], 0, 1, "float32", 17);
         unkernelize(fused);
         const expected = fused.call(x).dataSync() as Float32Array;
@@ -237,7 +243,11 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
       const { simdAvailable } = await import("../kernels/fusekit/rmsnorm/wasm.js");
       expect(simdAvailable(tf.backend())).toBe(true); // Node's wasm has SIMD: the [3,7,64] and [1,1,4] cases run it
     }
-    for (const [shape, eps] of [[[3, 7, 64], 1e-6], [[2, 5, 6], 1e-5], [[1, 1, 4], 1e-6]] as const) {
+    for (const [shape, eps] of [
+      [[3, 7, 64], 1e-6],
+      [[2, 5, 6], 1e-5],
+      [[1, 1, 4], 1e-6],
+    ] as const) {
       const n = new Qwen3RMSNorm(shape[2], eps);
       const w = tf.randomUniform([shape[2]], 0.5, 1.5, "float32", 4);
       n.weight.setStateTensor(w);
@@ -254,10 +264,21 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
 
   it("SiluAndMul kernel matches the composed ops within 2.5e-7 relative (d = 8: SIMD on wasm; d = 7: JS), extremes included", async () => {
     registerKernelMapping({ SiluAndMul: onBoth(repo("fusekit/activation", "SiluAndMul")) });
-    for (const shape of [[3, 5, 16], [3, 5, 14]]) {
+    for (const shape of [
+      [3, 5, 16],
+      [3, 5, 14],
+    ]) {
       const m = new SiluAndMul();
       // the first 4 gate values are extremes (exp clamps in the SIMD module)
-      const x = tf.tidy(() => tf.concat([tf.add(tf.fill([...shape.slice(0, -1), 4], 0), tf.tensor1d([-120, -30, 40, 95])), tf.randomNormal([...shape.slice(0, -1), shape[2] - 4], 0, 3, "float32", 11)], -1));
+      const x = tf.tidy(() =>
+        tf.concat(
+          [
+            tf.add(tf.fill([...shape.slice(0, -1), 4], 0), tf.tensor1d([-120, -30, 40, 95])),
+            tf.randomNormal([...shape.slice(0, -1), shape[2] - 4], 0, 3, "float32", 11),
+          ],
+          -1,
+        ),
+      );
       const expected = m.call(x).dataSync() as Float32Array;
       // kernelize walks modules; a lone layer is its own root
       await kernelize(m, { mode: Mode.INFERENCE });
@@ -266,7 +287,8 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
       expect(y.shape).toEqual([...shape.slice(0, -1), shape[2] / 2]);
       const got = y.dataSync() as Float32Array;
       // measured at most 6.0e-8 · max(1, |expected|)
-      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - expected[i])).toBeLessThanOrEqual(2.5e-7 * Math.max(1, Math.abs(expected[i])));
+      for (let i = 0; i < got.length; i++)
+        expect(Math.abs(got[i] - expected[i])).toBeLessThanOrEqual(2.5e-7 * Math.max(1, Math.abs(expected[i])));
       tf.dispose([x, y]);
     }
   });

@@ -3,8 +3,18 @@
 // fromPretrained's default ("auto") picking bf16 for a BF16 checkpoint and f32 for an F32 one.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, MemoryPlanError, Qwen3Config, WeightStorageError, activationBytes, kvCapacity, planMemory, setBackend,
-  type BackendLimits, type ModelShape, type PlanRequest, type WeightEntry,
+  AutoModelForCausalLM,
+  MemoryPlanError,
+  Qwen3Config,
+  WeightStorageError,
+  activationBytes,
+  kvCapacity,
+  planMemory,
+  setBackend,
+  type BackendLimits,
+  type ModelShape,
+  type PlanRequest,
+  type WeightEntry,
 } from "fusekit";
 import { rmSync } from "node:fs";
 import { tmpDir } from "./helpers/models.js";
@@ -13,14 +23,38 @@ const shape: ModelShape = { numLayers: 2, hidden: 16, intermediate: 32, heads: 4
 
 /** The parameters of a tied Qwen3 of `shape`, written out by hand. */
 function weights(dtype: "BF16" | "F32" | "F16"): WeightEntry[] {
-  const linear = (name: string, out: number, inp: number): WeightEntry => ({ name, numel: out * inp, storedDtype: dtype, packable: true, matmul: true });
-  const norm = (name: string, n: number): WeightEntry => ({ name, numel: n, storedDtype: dtype, packable: false, matmul: false });
+  const linear = (name: string, out: number, inp: number): WeightEntry => ({
+    name,
+    numel: out * inp,
+    storedDtype: dtype,
+    packable: true,
+    matmul: true,
+  });
+  const norm = (name: string, n: number): WeightEntry => ({
+    name,
+    numel: n,
+    storedDtype: dtype,
+    packable: false,
+    matmul: false,
+  });
   const out: WeightEntry[] = [linear("model.embed_tokens.weight", 64, 16)]; // tied: lm_head reads it in a matmul
   for (let l = 0; l < 2; l++) {
     const p = `model.layers.${l}.`;
-    out.push(linear(`${p}self_attn.q_proj.weight`, 32, 16), linear(`${p}self_attn.k_proj.weight`, 16, 16), linear(`${p}self_attn.v_proj.weight`, 16, 16));
-    out.push(linear(`${p}self_attn.o_proj.weight`, 16, 32), norm(`${p}self_attn.q_norm.weight`, 8), norm(`${p}self_attn.k_norm.weight`, 8));
-    out.push(linear(`${p}mlp.gate_proj.weight`, 32, 16), linear(`${p}mlp.up_proj.weight`, 32, 16), linear(`${p}mlp.down_proj.weight`, 16, 32));
+    out.push(
+      linear(`${p}self_attn.q_proj.weight`, 32, 16),
+      linear(`${p}self_attn.k_proj.weight`, 16, 16),
+      linear(`${p}self_attn.v_proj.weight`, 16, 16),
+    );
+    out.push(
+      linear(`${p}self_attn.o_proj.weight`, 16, 32),
+      norm(`${p}self_attn.q_norm.weight`, 8),
+      norm(`${p}self_attn.k_norm.weight`, 8),
+    );
+    out.push(
+      linear(`${p}mlp.gate_proj.weight`, 32, 16),
+      linear(`${p}mlp.up_proj.weight`, 32, 16),
+      linear(`${p}mlp.down_proj.weight`, 16, 32),
+    );
     out.push(norm(`${p}input_layernorm.weight`, 16), norm(`${p}post_attention_layernorm.weight`, 16));
   }
   out.push(norm("model.norm.weight", 16));
@@ -31,7 +65,11 @@ const LINEAR = 1024 + 2 * (512 + 256 + 256 + 512 + 3 * 512);
 const NORMS = 2 * (8 + 8 + 16 + 16) + 16;
 
 const request = (dtype: "BF16" | "F32" | "F16", extra: Partial<PlanRequest> = {}): PlanRequest => ({
-  weights: weights(dtype), shape, contextLength: 100, promptLength: 10, ...extra,
+  weights: weights(dtype),
+  shape,
+  contextLength: 100,
+  promptLength: 10,
+  ...extra,
 });
 const wasm = (ceilingBytes: number): BackendLimits => ({ backend: "wasm", ceilingBytes, bf16: true, packedCopy: true });
 const roomy = wasm(2 ** 40);
@@ -46,7 +84,9 @@ describe("planMemory", () => {
     expect(f32.kvCacheBytes).toBe(2 * 2 * 2 * 128 * 8 * 4);
     // one layer at a 64-token prefill: 64 × (8·16 + 5·32 + 6·4·8 + 8·2·8) + 4·4·64² scores + 64² mask + 2·64 logits, × 4 bytes
     expect(activationBytes(shape, 64)).toBe(4 * (64 * 608 + 4 * 4 * 64 * 64 + 64 * 64 + 2 * 64));
-    expect(f32.totalBytes).toBe(f32.weightBytes + f32.backendCopyBytes + f32.kvCacheBytes + f32.activationBytes + f32.reserveBytes);
+    expect(f32.totalBytes).toBe(
+      f32.weightBytes + f32.backendCopyBytes + f32.kvCacheBytes + f32.activationBytes + f32.reserveBytes,
+    );
     const bf16 = planMemory(request("BF16"), "bf16", roomy);
     expect(bf16.weightBytes).toBe(2 * LINEAR + 4 * NORMS);
     expect(bf16.backendCopyBytes).toBe(0);
@@ -101,18 +141,29 @@ describe("planMemory", () => {
     expect(msg).toContain("the tensorflow backend");
     // nothing fits at all: says so
     expect(() => planMemory(req, "bf16", wasm(1024))).toThrow(/What would fit: the tensorflow backend/);
-    expect(() => planMemory(req, "bf16", { ...wasm(1024), backend: "cpu" })).toThrow(/What would fit: nothing on this machine/);
+    expect(() => planMemory(req, "bf16", { ...wasm(1024), backend: "cpu" })).toThrow(
+      /What would fit: nothing on this machine/,
+    );
   });
 
   it("refuses unknown storage names and bf16 on a backend without its kernels", () => {
     expect(() => planMemory(request("F32"), "f16" as never, roomy)).toThrow(WeightStorageError);
-    expect(() => planMemory(request("BF16"), "bf16", { ...roomy, backend: "tensorflow", bf16: false })).toThrow(WeightStorageError);
+    expect(() => planMemory(request("BF16"), "bf16", { ...roomy, backend: "tensorflow", bf16: false })).toThrow(
+      WeightStorageError,
+    );
   });
 });
 
 describe.each(["wasm", "cpu"])("fromPretrained's default weight storage on %s", (backend) => {
   const config = new Qwen3Config({
-    vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, tie_word_embeddings: true,
+    vocab_size: 64,
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+    tie_word_embeddings: true,
   });
   const dirs: Record<string, string> = {};
   beforeAll(async () => {

@@ -7,7 +7,14 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizer, SafetensorsFile, SaveTargetError, TokenizerError, defaultModelDir, generate,
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  PreTrainedTokenizer,
+  SafetensorsFile,
+  SaveTargetError,
+  TokenizerError,
+  defaultModelDir,
+  generate,
   setBackend,
 } from "fusekit";
 import { smallConfig, tmpDir } from "./helpers/models.js";
@@ -25,7 +32,10 @@ afterAll(async () => Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, fo
 /** Runs the built CLI with piped output; resolves with exit code and output. */
 function fusekit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, FUSEKIT_BACKEND: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, FUSEKIT_BACKEND: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let [stdout, stderr] = ["", ""];
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
@@ -52,7 +62,9 @@ describe("savePretrained writes a complete model directory", () => {
     for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
       expect((await fsp.readFile(path.join(out, f))).equals(await fsp.readFile(path.join(src, f))), f).toBe(true);
     }
-    const [gSrc, gOut] = await Promise.all([src, out].map(async (d) => JSON.parse(await fsp.readFile(path.join(d, "generation_config.json"), "utf8"))));
+    const [gSrc, gOut] = await Promise.all(
+      [src, out].map(async (d) => JSON.parse(await fsp.readFile(path.join(d, "generation_config.json"), "utf8"))),
+    );
     expect(gOut).toEqual(gSrc);
 
     const args = ["generate", "--prompt", "Hello, how are you?", "-n", "6", "-b", "wasm"];
@@ -94,7 +106,9 @@ describe("tokenizer.savePretrained", () => {
     const text = "Hello, wörld! <|im_end|>";
     expect(copy.encode(text)).toEqual(tok.encode(text));
     const chat = [{ role: "user", content: "Hi" }];
-    expect(copy.applyChatTemplate(chat, { addGenerationPrompt: true })).toBe(tok.applyChatTemplate(chat, { addGenerationPrompt: true }));
+    expect(copy.applyChatTemplate(chat, { addGenerationPrompt: true })).toBe(
+      tok.applyChatTemplate(chat, { addGenerationPrompt: true }),
+    );
   });
 
   it("a tokenizer built without files has nothing to save: a TokenizerError", async () => {
@@ -114,7 +128,9 @@ describe("saves never write into a folder that is not a checkpoint", () => {
     const err = await model.savePretrained(dir).catch((e) => e);
     model.dispose();
     expect(err).toBeInstanceOf(SaveTargetError);
-    expect(err.message).toBe(`${dir}: not a checkpoint folder (no config.json; it holds "notes.txt"); refusing to write into it — save to a new or empty folder`);
+    expect(err.message).toBe(
+      `${dir}: not a checkpoint folder (no config.json; it holds "notes.txt"); refusing to write into it — save to a new or empty folder`,
+    );
     const tok = await AutoTokenizer.fromPretrained(src);
     await expect(tok.savePretrained(dir)).rejects.toThrow(SaveTargetError);
     expect(await fsp.readdir(dir)).toEqual(["notes.txt"]);
@@ -170,6 +186,8 @@ describe("fusekit quantize-fp8", () => {
   it("a bad --block is a usage error", async () => {
     const r = await fusekit(["quantize-fp8", "--out", path.join(scratch(), "x"), "--block", "128"]);
     expect(r.code).toBe(2); // a usage error, as commander means it
-    expect(r.stderr).toContain("fusekit: error: option '--block <rows,cols>' argument '128' is invalid. expected two positive integers");
+    expect(r.stderr).toContain(
+      "fusekit: error: option '--block <rows,cols>' argument '128' is invalid. expected two positive integers",
+    );
   });
 });

@@ -1,7 +1,15 @@
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AutoModelForCausalLM, DynamicCache, LOOP_THRESHOLD, defaultModelDir, setBackend, tf, type PreTrainedModel } from "fusekit";
+import {
+  AutoModelForCausalLM,
+  DynamicCache,
+  LOOP_THRESHOLD,
+  defaultModelDir,
+  setBackend,
+  tf,
+  type PreTrainedModel,
+} from "fusekit";
 import { referenceLogits } from "./helpers/reference.js";
 import { logitsOf, maxAbsDiff, savedFamilyModel } from "./helpers/models.js";
 
@@ -23,7 +31,14 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
   });
 
   it("loads the default checkpoint with a clean report", () => {
-    expect(model.loadReport).toEqual({ missingKeys: [], unexpectedKeys: [], mismatchedKeys: [], conversionErrors: [], unmatchedRules: [], convertedKeys: [] });
+    expect(model.loadReport).toEqual({
+      missingKeys: [],
+      unexpectedKeys: [],
+      mismatchedKeys: [],
+      conversionErrors: [],
+      unmatchedRules: [],
+      convertedKeys: [],
+    });
     expect(model.constructor.name).toBe("Qwen3ForCausalLM");
     // tied: the lm_head shares the embedding parameter, so the state dict has no lm_head.weight
     expect(model.namedParameters().map(([k]) => k)).not.toContain("lm_head.weight");
@@ -64,7 +79,14 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
   it("a left-padded batch gives each row what it gives alone", () => {
     const short = [9707, 11, 1246];
     const pad = 151643;
-    const batch = logitsOf(model, [PROMPT, [pad, pad, pad, ...short]], [[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]]);
+    const batch = logitsOf(
+      model,
+      [PROMPT, [pad, pad, pad, ...short]],
+      [
+        [1, 1, 1, 1, 1, 1],
+        [0, 0, 0, 1, 1, 1],
+      ],
+    );
     const alone = logitsOf(model, [short])[0];
     expect(maxAbsDiff(batch[0].flat(), logitsOf(model, [PROMPT])[0].flat())).toBeLessThan(1e-5);
     for (let t = 0; t < short.length; t++) expect(maxAbsDiff(batch[1][3 + t], alone[t])).toBeLessThan(1e-5);
@@ -73,10 +95,22 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
   it("a left-padded batch decodes with the cache like each row alone", () => {
     const short = [9707, 11];
     const pad = 151643;
-    const mask = [[1, 1, 1, 1], [0, 0, 1, 1]];
-    const first = model.forward({ inputIds: [PROMPT.slice(0, 4), [pad, pad, ...short]], attentionMask: mask, useCache: true, logitsToKeep: 1 });
+    const mask = [
+      [1, 1, 1, 1],
+      [0, 0, 1, 1],
+    ];
+    const first = model.forward({
+      inputIds: [PROMPT.slice(0, 4), [pad, pad, ...short]],
+      attentionMask: mask,
+      useCache: true,
+      logitsToKeep: 1,
+    });
     first.logits.dispose();
-    const next = model.forward({ inputIds: [[PROMPT[4]], [1246]], attentionMask: mask.map((r) => [...r, 1]), pastKeyValues: first.pastKeyValues });
+    const next = model.forward({
+      inputIds: [[PROMPT[4]], [1246]],
+      attentionMask: mask.map((r) => [...r, 1]),
+      pastKeyValues: first.pastKeyValues,
+    });
     const got = next.logits.arraySync() as number[][][];
     next.logits.dispose();
     first.pastKeyValues!.dispose();
@@ -103,7 +137,9 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
     expect(() => model.forward({ inputIds: bad })).toThrow(/inputIds: expected an int32 tensor, got float32/);
     bad.dispose();
     expect(() => model.forward({ inputIds: [[1, 2], [3]] })).toThrow(/rectangular/);
-    expect(() => model.forward({ inputIds: [[1, 2]], attentionMask: [[1]] })).toThrow(/attentionMask: expected shape \[1, 2\]/);
+    expect(() => model.forward({ inputIds: [[1, 2]], attentionMask: [[1]] })).toThrow(
+      /attentionMask: expected shape \[1, 2\]/,
+    );
   });
 
   it("keeps tf.memory().numTensors flat over 200 forwards (with and without cache)", () => {
@@ -123,14 +159,66 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
 // Every family against the float64 reference, with random RMSNorm weights and biases (a norm in the wrong
 // place or a bias never added shows), tied and untied, F32 and BF16, both RoPE scalings, and prompts long
 // enough for the per-group attention path (100 tokens).
-const SMALL = { vocab_size: 64, hidden_size: 48, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, rms_norm_eps: 1e-6, rope_theta: 10000 };
-const LLAMA3_ROPE = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+const SMALL = {
+  vocab_size: 64,
+  hidden_size: 48,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 16,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+};
+const LLAMA3_ROPE = {
+  rope_type: "llama3",
+  factor: 8,
+  low_freq_factor: 1,
+  high_freq_factor: 4,
+  original_max_position_embeddings: 64,
+};
 const FAMILY_CASES = [
-  { name: "llama, untied F32, attention_bias + mlp_bias, llama3 RoPE", dtype: "F32", config: { model_type: "llama", ...SMALL, tie_word_embeddings: false, attention_bias: true, mlp_bias: true, rope_scaling: LLAMA3_ROPE, max_position_embeddings: 512 } },
-  { name: "llama, tied BF16, linear RoPE, head_dim from hidden/heads, no GQA", dtype: "BF16", config: { model_type: "llama", ...SMALL, hidden_size: 128, head_dim: undefined, num_key_value_heads: 4, tie_word_embeddings: true, rope_scaling: { type: "linear", factor: 4 } } },
-  { name: "qwen2, tied BF16 (q/k/v bias)", dtype: "BF16", config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: true } },
-  { name: "qwen2, untied F32 (q/k/v bias)", dtype: "F32", config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: false } },
-  { name: "qwen3, untied F32, attention_bias", dtype: "F32", config: { model_type: "qwen3", ...SMALL, tie_word_embeddings: false, attention_bias: true } },
+  {
+    name: "llama, untied F32, attention_bias + mlp_bias, llama3 RoPE",
+    dtype: "F32",
+    config: {
+      model_type: "llama",
+      ...SMALL,
+      tie_word_embeddings: false,
+      attention_bias: true,
+      mlp_bias: true,
+      rope_scaling: LLAMA3_ROPE,
+      max_position_embeddings: 512,
+    },
+  },
+  {
+    name: "llama, tied BF16, linear RoPE, head_dim from hidden/heads, no GQA",
+    dtype: "BF16",
+    config: {
+      model_type: "llama",
+      ...SMALL,
+      hidden_size: 128,
+      head_dim: undefined,
+      num_key_value_heads: 4,
+      tie_word_embeddings: true,
+      rope_scaling: { type: "linear", factor: 4 },
+    },
+  },
+  {
+    name: "qwen2, tied BF16 (q/k/v bias)",
+    dtype: "BF16",
+    config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: true },
+  },
+  {
+    name: "qwen2, untied F32 (q/k/v bias)",
+    dtype: "F32",
+    config: { model_type: "qwen2", ...SMALL, tie_word_embeddings: false },
+  },
+  {
+    name: "qwen3, untied F32, attention_bias",
+    dtype: "F32",
+    config: { model_type: "qwen3", ...SMALL, tie_word_embeddings: false, attention_bias: true },
+  },
   { name: "qwen3, tied BF16", dtype: "BF16", config: { model_type: "qwen3", ...SMALL, tie_word_embeddings: true } },
 ] as const;
 const LONG = Array.from({ length: 100 }, (_, i) => (i * 37 + 11) % 64);
@@ -161,7 +249,11 @@ describe.each(["wasm", "cpu"])("every family against the float64 reference on %s
     });
 
     it("short and long (per-group attention) prompts match the reference", () => {
-      const [h, kv, d] = [config.num_attention_heads, config.num_key_value_heads, (model.config as unknown as { head_dim: number }).head_dim];
+      const [h, kv, d] = [
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        (model.config as unknown as { head_dim: number }).head_dim,
+      ];
       expect((h / kv) * LONG.length * LONG.length * d).toBeGreaterThanOrEqual(LOOP_THRESHOLD); // the long path runs
       if ("rope_scaling" in config && config.rope_scaling === LLAMA3_ROPE) expect(LONG.length).toBeGreaterThan(64); // past original_max
       const short = worst(logitsOf(model, [SHORT])[0], referenceLogits(dir, SHORT));
@@ -172,7 +264,11 @@ describe.each(["wasm", "cpu"])("every family against the float64 reference on %s
 
     it("KV-cache decoding after a long prefill equals the full forward", () => {
       const full = logitsOf(model, [LONG])[0];
-      const { logits, pastKeyValues } = model.forward({ inputIds: [LONG.slice(0, 90)], useCache: true, logitsToKeep: 1 });
+      const { logits, pastKeyValues } = model.forward({
+        inputIds: [LONG.slice(0, 90)],
+        useCache: true,
+        logitsToKeep: 1,
+      });
       logits.dispose();
       for (let t = 90; t < LONG.length; t++) {
         const out = model.forward({ inputIds: [[LONG[t]]], pastKeyValues });

@@ -1,7 +1,17 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, BackendError, ConfigError, Linear, Module, ModulePathError, Qwen3Config, Qwen3MLP, Qwen3RMSNorm,
-  StateDictError, setBackend, tf,
+  AutoModelForCausalLM,
+  BackendError,
+  ConfigError,
+  Linear,
+  Module,
+  ModulePathError,
+  Qwen3Config,
+  Qwen3MLP,
+  Qwen3RMSNorm,
+  StateDictError,
+  setBackend,
+  tf,
 } from "fusekit";
 import { smallConfig } from "./helpers/models.js";
 
@@ -14,10 +24,17 @@ describe("Module", () => {
     const keys = model.namedParameters().map(([k]) => k);
     expect(keys.slice(0, 12)).toEqual([
       "model.embed_tokens.weight",
-      "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight",
-      "model.layers.0.self_attn.o_proj.weight", "model.layers.0.self_attn.q_norm.weight", "model.layers.0.self_attn.k_norm.weight",
-      "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
-      "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+      "model.layers.0.self_attn.q_proj.weight",
+      "model.layers.0.self_attn.k_proj.weight",
+      "model.layers.0.self_attn.v_proj.weight",
+      "model.layers.0.self_attn.o_proj.weight",
+      "model.layers.0.self_attn.q_norm.weight",
+      "model.layers.0.self_attn.k_norm.weight",
+      "model.layers.0.mlp.gate_proj.weight",
+      "model.layers.0.mlp.up_proj.weight",
+      "model.layers.0.mlp.down_proj.weight",
+      "model.layers.0.input_layernorm.weight",
+      "model.layers.0.post_attention_layernorm.weight",
     ]);
     expect(keys.at(-1)).toBe("lm_head.weight");
     expect(model.namedModules().map(([p]) => p)).toContain("model.layers.1.mlp.down_proj");
@@ -33,7 +50,9 @@ describe("Module", () => {
     const mlp = model.getSubmodule("model.layers.1.mlp");
     expect(mlp).toBeInstanceOf(Qwen3MLP);
     class Zero extends Module<[tf.Tensor], tf.Tensor> {
-      forward(x: tf.Tensor) { return tf.zerosLike(x); }
+      forward(x: tf.Tensor) {
+        return tf.zerosLike(x);
+      }
     }
     const before = model.forward({ inputIds: [[1, 2, 3]] }).logits;
     model.setSubmodule("model.layers.1.mlp", new Zero());
@@ -44,7 +63,9 @@ describe("Module", () => {
     const restored = model.forward({ inputIds: [[1, 2, 3]] }).logits;
     expect(tf.max(tf.abs(tf.sub(before, restored))).dataSync()[0]).toBe(0);
     expect(() => model.getSubmodule("model.layers.7.mlp")).toThrow(ModulePathError);
-    expect(() => model.getSubmodule("model.layerz")).toThrow(/"layerz" is not a child of Qwen3Model \(children: embed_tokens, layers, norm\)/);
+    expect(() => model.getSubmodule("model.layerz")).toThrow(
+      /"layerz" is not a child of Qwen3Model \(children: embed_tokens, layers, norm\)/,
+    );
     expect(() => model.setSubmodule("model.layers.0.nope", new Zero())).toThrow(/has no child "nope"/);
     tf.dispose([before, after, restored]);
     model.dispose();
@@ -54,10 +75,15 @@ describe("Module", () => {
     const norm = new Qwen3RMSNorm(2, 1e-6);
     const seen: number[][] = [];
     const h1 = norm.registerForwardPreHook((_m, args) => [tf.mul(args[0] as tf.Tensor, 2)]);
-    const h2 = norm.registerForwardHook((_m, _a, out) => { seen.push(Array.from((out as tf.Tensor).dataSync())); return tf.add(out as tf.Tensor, 1); });
+    const h2 = norm.registerForwardHook((_m, _a, out) => {
+      seen.push(Array.from((out as tf.Tensor).dataSync()));
+      return tf.add(out as tf.Tensor, 1);
+    });
     const y = norm.call(tf.tensor2d([[3, 4]]));
     const r = 1 / Math.sqrt((36 + 64) / 2 + 1e-6);
-    expect(Array.from(y.dataSync()).map((v) => +v.toFixed(5))).toEqual([6 * r + 1, 8 * r + 1].map((v) => +v.toFixed(5)));
+    expect(Array.from(y.dataSync()).map((v) => +v.toFixed(5))).toEqual(
+      [6 * r + 1, 8 * r + 1].map((v) => +v.toFixed(5)),
+    );
     expect(seen).toHaveLength(1);
     h1.remove();
     h2.remove();
@@ -70,12 +96,15 @@ describe("Module", () => {
     const b = AutoModelForCausalLM.fromConfig(smallConfig(), { seed: 2 });
     const sd = a.stateDict();
     expect(b.loadStateDict(sd)).toEqual({ missingKeys: [], unexpectedKeys: [], mismatchedKeys: [] });
-    const la = a.forward({ inputIds: [[1, 2]] }).logits, lb = b.forward({ inputIds: [[1, 2]] }).logits;
+    const la = a.forward({ inputIds: [[1, 2]] }).logits,
+      lb = b.forward({ inputIds: [[1, 2]] }).logits;
     expect(Array.from(lb.dataSync())).toEqual(Array.from(la.dataSync()));
     const bad = { ...sd, extra: tf.zeros([1]), "lm_head.weight": tf.zeros([2, 2]) } as Record<string, tf.Tensor>;
     delete bad["model.norm.weight"];
     expect(() => b.loadStateDict(bad)).toThrow(StateDictError);
-    expect(() => b.loadStateDict(bad)).toThrow(/missing keys: model.norm.weight; unexpected keys: extra; mismatched shapes: lm_head.weight expected \[64,32\] got \[2,2\]/);
+    expect(() => b.loadStateDict(bad)).toThrow(
+      /missing keys: model.norm.weight; unexpected keys: extra; mismatched shapes: lm_head.weight expected \[64,32\] got \[2,2\]/,
+    );
     const loose = b.loadStateDict(bad, { strict: false });
     expect(loose.missingKeys).toEqual(["model.norm.weight"]);
     tf.dispose(Object.values(bad));
@@ -102,13 +131,25 @@ describe("Module", () => {
 
 describe("config and backend errors", () => {
   it("Qwen3Config validates fields with ConfigError", () => {
-    expect(() => Qwen3Config.fromDict({ model_type: "qwen3", hidden_size: 8 }, "x/config.json")).toThrow(/x\/config.json: required field "intermediate_size" is missing/);
-    expect(() => Qwen3Config.fromDict({ ...smallConfig().toDict(), hidden_size: "big" }, "c.json")).toThrow(/c.json: field "hidden_size" must be a number, got "big"/);
+    expect(() => Qwen3Config.fromDict({ model_type: "qwen3", hidden_size: 8 }, "x/config.json")).toThrow(
+      /x\/config.json: required field "intermediate_size" is missing/,
+    );
+    expect(() => Qwen3Config.fromDict({ ...smallConfig().toDict(), hidden_size: "big" }, "c.json")).toThrow(
+      /c.json: field "hidden_size" must be a number, got "big"/,
+    );
     expect(() => new Qwen3Config({ ...smallConfig(), num_key_value_heads: 3 })).toThrow(ConfigError);
-    expect(() => Qwen3Config.fromDict({ ...smallConfig().toDict(), rope_scaling: { rope_type: "yarn", factor: 4 } })).toThrow(/rope_scaling type "yarn" is not supported/);
+    expect(() =>
+      Qwen3Config.fromDict({ ...smallConfig().toDict(), rope_scaling: { rope_type: "yarn", factor: 4 } }),
+    ).toThrow(/rope_scaling type "yarn" is not supported/);
     const round = Qwen3Config.fromDict({ ...smallConfig().toDict(), some_future_field: 42 });
     expect(round.toDict().some_future_field).toBe(42);
-    expect(Qwen3Config.fromDict({ ...smallConfig().toDict(), rope_theta: undefined, rope_parameters: { rope_theta: 5e5, rope_type: "default" } }).rope_theta).toBe(5e5);
+    expect(
+      Qwen3Config.fromDict({
+        ...smallConfig().toDict(),
+        rope_theta: undefined,
+        rope_parameters: { rope_theta: 5e5, rope_type: "default" },
+      }).rope_theta,
+    ).toBe(5e5);
   });
 
   it("an unknown backend name lists the valid ones", async () => {

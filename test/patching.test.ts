@@ -3,12 +3,38 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, Linear, Module, PatchMappingError, PatchTypeError, Qwen3Attention, Qwen3Config, Qwen3DecoderLayer, Qwen3ForCausalLM,
-  Qwen3MLP, Qwen3RMSNorm, applyPatches, clearPatchMapping, construct, getPatchMapping, registerPatchMapping, setBackend, tf, unregisterPatchMapping,
-  withPatches, withoutPatches,
+  AutoModelForCausalLM,
+  Linear,
+  Module,
+  PatchMappingError,
+  PatchTypeError,
+  Qwen3Attention,
+  Qwen3Config,
+  Qwen3DecoderLayer,
+  Qwen3ForCausalLM,
+  Qwen3MLP,
+  Qwen3RMSNorm,
+  applyPatches,
+  clearPatchMapping,
+  construct,
+  getPatchMapping,
+  registerPatchMapping,
+  setBackend,
+  tf,
+  unregisterPatchMapping,
+  withPatches,
+  withoutPatches,
 } from "fusekit";
 
-const config = new Qwen3Config({ vocab_size: 32, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8 });
+const config = new Qwen3Config({
+  vocab_size: 32,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  head_dim: 8,
+});
 const build = () => AutoModelForCausalLM.fromConfig(config, { seed: 1 }) as Qwen3ForCausalLM;
 
 class MLPA extends Qwen3MLP {}
@@ -43,19 +69,27 @@ describe("patch mapping registry", () => {
       const err = catchError(() => registerPatchMapping({ Qwen3RMSNorm: NormA, Qwen3MLP: bad as never }));
       expect(err).toBeInstanceOf(PatchTypeError);
       expect(err).toBeInstanceOf(PatchMappingError);
-      expect(err.message).toMatch(/^registerPatchMapping: the replacement for "Qwen3MLP" must be a Module subclass \(TypeError\), got /);
+      expect(err.message).toMatch(
+        /^registerPatchMapping: the replacement for "Qwen3MLP" must be a Module subclass \(TypeError\), got /,
+      );
     }
-    expect(catchError(() => registerPatchMapping({ Qwen3MLP: NotAModule as never })).message).toContain("got function NotAModule (not a Module subclass)");
+    expect(catchError(() => registerPatchMapping({ Qwen3MLP: NotAModule as never })).message).toContain(
+      "got function NotAModule (not a Module subclass)",
+    );
     expect(catchError(() => registerPatchMapping({ Qwen3MLP: 42 as never })).message).toContain("got number 42");
     expect(getPatchMapping()).toEqual({});
-    expect(catchError(() => registerPatchMapping([] as never)).message).toBe("registerPatchMapping: expected an object of class name → Module subclass, got an object (Array)");
+    expect(catchError(() => registerPatchMapping([] as never)).message).toBe(
+      "registerPatchMapping: expected an object of class name → Module subclass, got an object (Array)",
+    );
   });
 
   it("re-registering a key needs overwrite", () => {
     registerPatchMapping({ Qwen3MLP: MLPA });
     const err = catchError(() => registerPatchMapping({ Qwen3MLP: MLPB }));
     expect(err).toBeInstanceOf(PatchMappingError);
-    expect(err.message).toBe('registerPatchMapping: "Qwen3MLP" already patched (by MLPA); pass { overwrite: true } to replace');
+    expect(err.message).toBe(
+      'registerPatchMapping: "Qwen3MLP" already patched (by MLPA); pass { overwrite: true } to replace',
+    );
     expect(getPatchMapping().Qwen3MLP).toBe(MLPA);
     registerPatchMapping({ Qwen3MLP: MLPB }, { overwrite: true });
     expect(getPatchMapping().Qwen3MLP).toBe(MLPB);
@@ -111,11 +145,14 @@ describe("patches apply at construction", () => {
   // transformers' register_patch_mapping: "Exact matches take precedence over patterns. Patterns are matched
   // using `re.search()`, so they can match anywhere in the class name unless you use anchors (`^` for start,
   // `$` for end)." — `".*Attention"` (and plain "Attention") patch LlamaAttention.
-  it("regex keys are searched in the class name (re.search): \"Attention\" patches Qwen3Attention; anchors restrict", () => {
+  it('regex keys are searched in the class name (re.search): "Attention" patches Qwen3Attention; anchors restrict', () => {
     class AttnA extends Qwen3Attention {}
-    registerPatchMapping({ Attention: AttnA, "^MLP": MLPA, "Norm$": NormA });
+    registerPatchMapping({ Attention: AttnA, "^MLP": MLPA, Norm$: NormA });
     const m = build();
-    expect([...m.model.layers].map((l) => [l.self_attn.constructor, l.mlp.constructor])).toEqual([[AttnA, Qwen3MLP], [AttnA, Qwen3MLP]]);
+    expect([...m.model.layers].map((l) => [l.self_attn.constructor, l.mlp.constructor])).toEqual([
+      [AttnA, Qwen3MLP],
+      [AttnA, Qwen3MLP],
+    ]);
     expect(m.model.norm.constructor).toBe(NormA);
     expect(m.model.layers.at(0).constructor).toBe(Qwen3DecoderLayer); // "Attention" is not in "Qwen3DecoderLayer"
   });
@@ -143,7 +180,10 @@ describe("patches apply at construction", () => {
     }
     registerPatchMapping({ Qwen3MLP: WrappedMLP as never });
     const mlps = [...build().model.layers].map((l) => l.mlp as unknown as WrappedMLP);
-    expect(mlps.map((m) => [m.constructor, m.inner.constructor])).toEqual([[WrappedMLP, Qwen3MLP], [WrappedMLP, Qwen3MLP]]);
+    expect(mlps.map((m) => [m.constructor, m.inner.constructor])).toEqual([
+      [WrappedMLP, Qwen3MLP],
+      [WrappedMLP, Qwen3MLP],
+    ]);
     expect(applyPatches(() => construct(Qwen3MLP, config))).toBeInstanceOf(WrappedMLP); // the guard is gone afterwards
   });
 
@@ -162,7 +202,10 @@ describe("registered patches apply only inside fromPretrained / fromConfig / app
   it("`new Qwen3ForCausalLM(config)` and construct(Linear, …) outside any scope are plain", () => {
     registerPatchMapping({ Qwen3MLP: MLPA, "^Linear$": LinearA });
     const direct = new Qwen3ForCausalLM(config);
-    expect([...direct.model.layers].map((l) => [l.mlp.constructor, l.mlp.gate_proj.constructor])).toEqual([[Qwen3MLP, Linear], [Qwen3MLP, Linear]]);
+    expect([...direct.model.layers].map((l) => [l.mlp.constructor, l.mlp.gate_proj.constructor])).toEqual([
+      [Qwen3MLP, Linear],
+      [Qwen3MLP, Linear],
+    ]);
     expect(construct(Linear, 4, 2).constructor).toBe(Linear);
     expect(construct(Qwen3MLP, config).constructor).toBe(Qwen3MLP);
     direct.dispose();
@@ -174,8 +217,17 @@ describe("registered patches apply only inside fromPretrained / fromConfig / app
     expect(inside.model.layers.at(0).mlp).toBeInstanceOf(MLPA);
     expect(inside.lm_head.constructor).toBe(LinearA);
     expect(applyPatches(() => construct(Linear, 4, 2)).constructor).toBe(LinearA);
-    expect(() => applyPatches(() => { throw new RangeError("boom"); })).toThrow("boom");
-    await expect(applyPatches(async () => { await new Promise((r) => setTimeout(r, 1)); throw new RangeError("late"); })).rejects.toThrow("late");
+    expect(() =>
+      applyPatches(() => {
+        throw new RangeError("boom");
+      }),
+    ).toThrow("boom");
+    await expect(
+      applyPatches(async () => {
+        await new Promise((r) => setTimeout(r, 1));
+        throw new RangeError("late");
+      }),
+    ).rejects.toThrow("late");
     expect(new Qwen3ForCausalLM(config).model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
     // inside withoutPatches, applyPatches keeps the plain scope (fromPretrained / fromConfig there stay plain)
     expect(withoutPatches(() => applyPatches(() => construct(Linear, 4, 2))).constructor).toBe(Linear);
@@ -196,9 +248,18 @@ describe("scoped patches", () => {
     expect(inside.model.norm).toBeInstanceOf(NormA);
     expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
 
-    expect(() => withPatches({ Qwen3MLP: MLPA }, () => { throw new RangeError("boom"); })).toThrow("boom");
+    expect(() =>
+      withPatches({ Qwen3MLP: MLPA }, () => {
+        throw new RangeError("boom");
+      }),
+    ).toThrow("boom");
     expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
-    await expect(withPatches({ Qwen3MLP: MLPA }, async () => { await new Promise((r) => setTimeout(r, 1)); throw new RangeError("late boom"); })).rejects.toThrow("late boom");
+    await expect(
+      withPatches({ Qwen3MLP: MLPA }, async () => {
+        await new Promise((r) => setTimeout(r, 1));
+        throw new RangeError("late boom");
+      }),
+    ).rejects.toThrow("late boom");
     expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
   });
 
@@ -247,14 +308,21 @@ describe("scoped patches", () => {
     it("two concurrent loads with different scoped patches each get their own classes", async () => {
       class AttnA extends Qwen3Attention {}
       class LayerB extends Qwen3DecoderLayer {}
-      const [a, b, c] = await Promise.all([
+      const [a, b, c] = (await Promise.all([
         AutoModelForCausalLM.fromPretrained(dir, { patches: { Qwen3MLP: MLPA, Qwen3Attention: AttnA } }),
         AutoModelForCausalLM.fromPretrained(dir, { patches: { Qwen3MLP: MLPB, Qwen3DecoderLayer: LayerB } }),
         AutoModelForCausalLM.fromPretrained(dir),
-      ]) as Qwen3ForCausalLM[];
-      for (const l of a.model.layers) expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([Qwen3DecoderLayer, MLPA, AttnA]);
-      for (const l of b.model.layers) expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([LayerB, MLPB, Qwen3Attention]);
-      for (const l of c.model.layers) expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([Qwen3DecoderLayer, Qwen3MLP, Qwen3Attention]);
+      ])) as Qwen3ForCausalLM[];
+      for (const l of a.model.layers)
+        expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([Qwen3DecoderLayer, MLPA, AttnA]);
+      for (const l of b.model.layers)
+        expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([LayerB, MLPB, Qwen3Attention]);
+      for (const l of c.model.layers)
+        expect([l.constructor, l.mlp.constructor, l.self_attn.constructor]).toEqual([
+          Qwen3DecoderLayer,
+          Qwen3MLP,
+          Qwen3Attention,
+        ]);
       // Same weights, same math: the subclasses change nothing but the class.
       const out = [a, b, c].map((m) => m.forward({ inputIds: [[1, 2, 3]] }).logits);
       expect(out[0].arraySync()).toEqual(out[2].arraySync());
@@ -265,7 +333,11 @@ describe("scoped patches", () => {
     });
 
     it("a bad scoped mapping rejects the load with a PatchTypeError", async () => {
-      await expect(AutoModelForCausalLM.fromPretrained(dir, { patches: { Qwen3MLP: Linear as never, Qwen3RMSNorm: "x" as never } })).rejects.toThrow(
+      await expect(
+        AutoModelForCausalLM.fromPretrained(dir, {
+          patches: { Qwen3MLP: Linear as never, Qwen3RMSNorm: "x" as never },
+        }),
+      ).rejects.toThrow(
         /withPatches: the replacement for "Qwen3RMSNorm" must be a Module subclass \(TypeError\), got string "x"/,
       );
     });

@@ -56,7 +56,11 @@ describe.each(["wasm", "cpu"] as const)("NormMLP kernel on bf16-packed weights (
   });
 
   it("patched FusedNormMLP + kernelize: logits within 2e-6 of the unkernelized bf16 model", async () => {
-    const model = await AutoModelForCausalLM.fromPretrained(dir, { patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions, weightStorage: "bf16" });
+    const model = await AutoModelForCausalLM.fromPretrained(dir, {
+      patches: qwen3NormMLPPatches,
+      conversions: qwen3NormMLPConversions,
+      weightStorage: "bf16",
+    });
     expect(maxAbsDiff(flatLogitsOf(model, IDS), reference)).toBe(0); // the patch alone is exact
     await kernelize(model, { mode: Mode.INFERENCE });
     expect(activeKernel(layersOf(model)[0].mlp)).toMatch(/^NormMLP/);
@@ -67,7 +71,15 @@ describe.each(["wasm", "cpu"] as const)("NormMLP kernel on bf16-packed weights (
   });
 
   it("widths the wasm bf16 matmul cannot take (not multiples of 8) fall back to the composed ops, exactly", async () => {
-    const cfg = new Qwen3Config({ vocab_size: 16, hidden_size: 36, intermediate_size: 44, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 });
+    const cfg = new Qwen3Config({
+      vocab_size: 16,
+      hidden_size: 36,
+      intermediate_size: 44,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 8,
+    });
     const mlp = withPatches(qwen3NormMLPPatches, () => new FusedNormMLP(cfg));
     mlp.initializeWeights(3);
     storeWeightsAs(mlp, "bf16", { lossy: true });
@@ -87,7 +99,15 @@ describe.each(["wasm", "cpu"] as const)("NormMLP kernel on bf16-packed weights (
 });
 
 describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) => {
-  const cfg = new Qwen3Config({ vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 });
+  const cfg = new Qwen3Config({
+    vocab_size: 64,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+  });
   beforeAll(async () => {
     await setBackend(backend);
   });
@@ -106,13 +126,16 @@ describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) 
     const got0 = first.logits.arraySync() as number[][][];
     first.logits.dispose();
     // measured 4.5e-8 (prefill) and 7.5e-8 (decode steps) on wasm and cpu
-    for (let r = 0; r < rows; r++) for (let t = 0; t < 3; t++) expect(maxAbsDiff(Float32Array.from(got0[r][t]), Float32Array.from(expected[r][t]))).toBeLessThan(2e-7);
+    for (let r = 0; r < rows; r++)
+      for (let t = 0; t < 3; t++)
+        expect(maxAbsDiff(Float32Array.from(got0[r][t]), Float32Array.from(expected[r][t]))).toBeLessThan(2e-7);
     let tensors = -1;
     for (let t = 3; t < ids.length; t++) {
       const { logits } = model.forward({ inputIds: batch.map((r) => [r[t]]), pastKeyValues: cache });
       const got = logits.arraySync() as number[][][];
       logits.dispose();
-      for (let r = 0; r < rows; r++) expect(maxAbsDiff(Float32Array.from(got[r][0]), Float32Array.from(expected[r][t]))).toBeLessThan(3e-7);
+      for (let r = 0; r < rows; r++)
+        expect(maxAbsDiff(Float32Array.from(got[r][0]), Float32Array.from(expected[r][t]))).toBeLessThan(3e-7);
       if (t >= 8) {
         if (tensors < 0) tensors = tf.memory().numTensors; // capacity 16 reached at t = 8
         expect(tf.memory().numTensors).toBe(tensors);
@@ -125,18 +148,29 @@ describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) 
 
   it("update returns exactly the concatenation of everything appended", () => {
     const cache = new DynamicCache({ maxLength: 3 });
-    const parts = [2, 1, 1, 4].map((s, i) => [tf.randomNormal([2, 3, s, 4], 0, 1, "float32", i), tf.randomNormal([2, 3, s, 4], 0, 1, "float32", 10 + i)]);
+    const parts = [2, 1, 1, 4].map((s, i) => [
+      tf.randomNormal([2, 3, s, 4], 0, 1, "float32", i),
+      tf.randomNormal([2, 3, s, 4], 0, 1, "float32", 10 + i),
+    ]);
     for (let i = 0; i < parts.length; i++) {
       const [k, v] = cache.update(parts[i][0] as any, parts[i][1] as any, 0);
-      const ek = tf.concat(parts.slice(0, i + 1).map((p) => p[0]), 2);
-      const ev = tf.concat(parts.slice(0, i + 1).map((p) => p[1]), 2);
+      const ek = tf.concat(
+        parts.slice(0, i + 1).map((p) => p[0]),
+        2,
+      );
+      const ev = tf.concat(
+        parts.slice(0, i + 1).map((p) => p[1]),
+        2,
+      );
       expect(k.shape).toEqual(ek.shape);
       expect(maxAbsDiff(k.dataSync() as Float32Array, ek.dataSync() as Float32Array)).toBe(0);
       expect(maxAbsDiff(v.dataSync() as Float32Array, ev.dataSync() as Float32Array)).toBe(0);
       tf.dispose([k, v, ek, ev]);
     }
     expect(cache.getSeqLength()).toBe(8);
-    expect(() => cache.update(tf.zeros([1, 3, 1, 4]) as any, tf.zeros([1, 3, 1, 4]) as any, 0)).toThrow(/DynamicCache layer 0: cached \[2, 3, \*, 4\], got keys \[1,3,1,4\]/);
+    expect(() => cache.update(tf.zeros([1, 3, 1, 4]) as any, tf.zeros([1, 3, 1, 4]) as any, 0)).toThrow(
+      /DynamicCache layer 0: cached \[2, 3, \*, 4\], got keys \[1,3,1,4\]/,
+    );
     cache.dispose();
     tf.dispose(parts.flat());
   });
@@ -147,8 +181,20 @@ describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) 
     const k = tf.randomNormal([b, kv, T, d], 0, 1, "float32", 1) as tf.Tensor4D;
     const v = tf.randomNormal([b, kv, T, d], 0, 1, "float32", 2) as tf.Tensor4D;
     const q = tf.randomNormal([b, h, 1, d], 0, 1, "float32", 3) as tf.Tensor4D;
-    tf.dispose(cache.update(tf.slice(k, [0, 0, 0, 0], [-1, -1, T - 1, -1]) as tf.Tensor4D, tf.slice(v, [0, 0, 0, 0], [-1, -1, T - 1, -1]) as tf.Tensor4D, 0));
-    const out = cache.attend(q, tf.slice(k, [0, 0, T - 1, 0], [-1, -1, 1, -1]) as tf.Tensor4D, tf.slice(v, [0, 0, T - 1, 0], [-1, -1, 1, -1]) as tf.Tensor4D, 0, 0.3)!;
+    tf.dispose(
+      cache.update(
+        tf.slice(k, [0, 0, 0, 0], [-1, -1, T - 1, -1]) as tf.Tensor4D,
+        tf.slice(v, [0, 0, 0, 0], [-1, -1, T - 1, -1]) as tf.Tensor4D,
+        0,
+      ),
+    );
+    const out = cache.attend(
+      q,
+      tf.slice(k, [0, 0, T - 1, 0], [-1, -1, 1, -1]) as tf.Tensor4D,
+      tf.slice(v, [0, 0, T - 1, 0], [-1, -1, 1, -1]) as tf.Tensor4D,
+      0,
+      0.3,
+    )!;
     expect(out.shape).toEqual([b, 1, h * d]);
     // reference: repeat each KV head over its group of query heads (transformers' repeat_kv), plain ops
     const rep = (x: tf.Tensor4D) => tf.reshape(tf.tile(tf.expandDims(x, 2), [1, 1, h / kv, 1, 1]), [b, h, T, d]);
@@ -163,7 +209,9 @@ describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) 
     const { readFileSync } = await import("node:fs");
     const { assemble, tsModule } = await import("../src/kernels/assemble.mjs");
     const fresh = await assemble(readFileSync(new URL("../src/kernels/attention.wat", import.meta.url), "utf8"));
-    expect(readFileSync(new URL("../src/kernels/attention-wasm.ts", import.meta.url), "utf8")).toBe(tsModule(fresh, "attention", "ATTENTION_WASM_BASE64"));
+    expect(readFileSync(new URL("../src/kernels/attention-wasm.ts", import.meta.url), "utf8")).toBe(
+      tsModule(fresh, "attention", "ATTENTION_WASM_BASE64"),
+    );
   });
 });
 
@@ -180,7 +228,13 @@ describe("bf16 matvec on wasm (8 weight rows per pass)", () => {
       const masked = tf.tidy(() => tf.bitwiseAnd(w, tf.fill([m, n / 2], 0x3fff3fff, "int32")));
       const x = tf.randomNormal([1, n], 0, 1, "float32", 7);
       const all = tf.engine().runKernel(BF16_MATMUL, { x, w: masked }) as tf.Tensor;
-      const each = tf.concat(Array.from({ length: m }, (_, o) => tf.engine().runKernel(BF16_MATMUL, { x, w: tf.slice(masked, [o, 0], [1, -1]) }) as tf.Tensor), 1);
+      const each = tf.concat(
+        Array.from(
+          { length: m },
+          (_, o) => tf.engine().runKernel(BF16_MATMUL, { x, w: tf.slice(masked, [o, 0], [1, -1]) }) as tf.Tensor,
+        ),
+        1,
+      );
       expect(maxAbsDiff(all.dataSync() as Float32Array, each.dataSync() as Float32Array)).toBe(0);
       expect(Math.max(...(all.dataSync() as Float32Array).map(Math.abs))).toBeGreaterThan(0);
       tf.dispose([w, masked, x, all, each]);
@@ -196,7 +250,10 @@ describe.each(["wasm", "cpu"] as const)("rope kernel (%s)", (backend) => {
   it("is bit-identical to x·cos + rotate_half(x)·sin composed from tfjs ops", async () => {
     const { applyRope } = await import("../src/kernels/rope.js");
     const { rotateHalf } = await import("fusekit");
-    for (const [b, h, s, d] of [[1, 16, 1, 128], [2, 3, 5, 8]]) {
+    for (const [b, h, s, d] of [
+      [1, 16, 1, 128],
+      [2, 3, 5, 8],
+    ]) {
       const x = tf.randomNormal([b, h, s, d], 0, 3, "float32", 1);
       const cos = tf.randomUniform([b, s, d], -1, 1, "float32", 2);
       const sin = tf.randomUniform([b, s, d], -1, 1, "float32", 3);

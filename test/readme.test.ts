@@ -28,7 +28,11 @@ describe("README code blocks", () => {
   });
 
   it("type-check as they are written", () => {
-    const config = ts.getParsedCommandLineOfConfigFile(path.join(root, "tsconfig.json"), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} })!;
+    const config = ts.getParsedCommandLineOfConfigFile(
+      path.join(root, "tsconfig.json"),
+      {},
+      { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} },
+    )!;
     const program = ts.createProgram(files, { ...config.options, noEmit: true, declaration: false });
     const problems = ts
       .getPreEmitDiagnostics(program)
@@ -39,12 +43,22 @@ describe("README code blocks", () => {
 
   it.each(files.map((f, i) => [i + 1, f]))("block %i runs to completion", async (_, file) => {
     const js = ts.transpileModule(readFileSync(file, "utf8"), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, experimentalDecorators: true, useDefineForClassFields: true },
+      compilerOptions: {
+        module: ts.ModuleKind.ESNext,
+        target: ts.ScriptTarget.ES2022,
+        experimentalDecorators: true,
+        useDefineForClassFields: true,
+      },
     }).outputText;
     const mjs = file.replace(/\.ts$/, ".mjs");
     writeFileSync(mjs, js);
     const r = await runNode(mjs, [], { cwd: root, env: { FUSEKIT_BACKEND: "wasm" } });
-    expect(r.stderr.replace(/\(node:\d+\) \[FUSEKIT_[A-Z_]+\] FusekitKernelWarning.*\n|\(Use `node --trace-warnings.*\n/g, "")).toBe("");
+    expect(
+      r.stderr.replace(
+        /\(node:\d+\) \[FUSEKIT_[A-Z_]+\] FusekitKernelWarning.*\n|\(Use `node --trace-warnings.*\n/g,
+        "",
+      ),
+    ).toBe("");
     expect(r.code).toBe(0);
   });
 });
@@ -53,7 +67,9 @@ describe("README code blocks", () => {
 function leafCommands(cmd: Command, prefix: string[] = []): [string, string[]][] {
   return cmd.commands.flatMap((c) => {
     const name = [...prefix, c.name()];
-    const own: [string, string[]][] = c.commands.length ? [] : [[name.join(" "), c.options.map((o: Option) => o.long!)]];
+    const own: [string, string[]][] = c.commands.length
+      ? []
+      : [[name.join(" "), c.options.map((o: Option) => o.long!)]];
     return [...own, ...leafCommands(c, name)];
   });
 }
@@ -66,7 +82,15 @@ describe("README CLI summary", () => {
 
   it("lists every command with exactly the options its --help shows", () => {
     const commands = leafCommands(buildProgram());
-    expect(commands.map(([name]) => name).sort()).toEqual(["compare", "generate", "inspect", "kernels list", "kernels lock", "make-tiny", "quantize-fp8"]);
+    expect(commands.map(([name]) => name).sort()).toEqual([
+      "compare",
+      "generate",
+      "inspect",
+      "kernels list",
+      "kernels lock",
+      "make-tiny",
+      "quantize-fp8",
+    ]);
     for (const [name, options] of commands) {
       const line = summary.split("\n").find((l) => l.startsWith(`fusekit ${name} `));
       expect(line, `README line for ${name}`).toBeDefined();

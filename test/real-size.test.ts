@@ -5,7 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, PRESETS, Qwen3Config, SafetensorsFile, WASM_HEAP_BYTES, checkpointBytes, makeModel, planMemory, setBackend,
+  AutoModelForCausalLM,
+  PRESETS,
+  Qwen3Config,
+  SafetensorsFile,
+  WASM_HEAP_BYTES,
+  checkpointBytes,
+  makeModel,
+  planMemory,
+  setBackend,
   type WeightEntry,
 } from "fusekit";
 import { tmpDir } from "./helpers/models.js";
@@ -15,7 +23,7 @@ function bf16Mismatches(got: Float32Array | Int32Array, want: Float32Array | Int
   const g = new Uint32Array(Float32Array.from(got).buffer);
   const w = new Uint32Array(Float32Array.from(want).buffer);
   let bad = g.length === w.length ? 0 : Infinity;
-  for (let i = 0; i < w.length; i++) if (g[i] !== ((((w[i] + 0x7fff + ((w[i] >>> 16) & 1)) >>> 16) << 16) >>> 0)) bad++;
+  for (let i = 0; i < w.length; i++) if (g[i] !== (((w[i] + 0x7fff + ((w[i] >>> 16) & 1)) >>> 16) << 16) >>> 0) bad++;
   return bad;
 }
 
@@ -84,7 +92,15 @@ describe("make-model's streamed writer (F16) and F16 weights under each storage"
 describe("the Qwen3-1.7B shape", () => {
   const c = PRESETS["qwen3-1.7b"].config;
   it("is the preset the issue names", () => {
-    expect([c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.tie_word_embeddings]).toEqual([28, 2048, 6144, 16, 8, 128, true]);
+    expect([
+      c.num_hidden_layers,
+      c.hidden_size,
+      c.intermediate_size,
+      c.num_attention_heads,
+      c.num_key_value_heads,
+      c.head_dim,
+      c.tie_word_embeddings,
+    ]).toEqual([28, 2048, 6144, 16, 8, 128, true]);
   });
 
   // By hand: embedding 151936 × 2048 (tied); per layer q 2048·2048, k and v 1024·2048, o 2048·2048, gate/up/down 3 · 6144·2048
@@ -101,7 +117,9 @@ describe("the Qwen3-1.7B shape", () => {
   const wasm = { backend: "wasm", ceilingBytes: WASM_HEAP_BYTES, bf16: true, packedCopy: true };
 
   it("holds the bytes counted by hand", () => {
-    expect(checkpointBytes(new Qwen3Config(c), "BF16")).toBe(2 * (embed + 28 * (linearPerLayer + normsPerLayer) + 2048));
+    expect(checkpointBytes(new Qwen3Config(c), "BF16")).toBe(
+      2 * (embed + 28 * (linearPerLayer + normsPerLayer) + 2048),
+    );
   });
 
   it("fits wasm's heap as bf16 for a 256-token generation, not as float32 (weights + XNNPACK's copy)", () => {

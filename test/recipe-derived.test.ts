@@ -4,8 +4,21 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import {
-  AutoModelForCausalLM, FusedModule, FusionRecipeError, GATE_UP, ModuleSpec, NORM_MLP, NORM_QKV, QKV, Qwen3MLP, Rng, buildModel, defineFusionRecipe,
-  getFusedChains, setBackend, type PreTrainedModel,
+  AutoModelForCausalLM,
+  FusedModule,
+  FusionRecipeError,
+  GATE_UP,
+  ModuleSpec,
+  NORM_MLP,
+  NORM_QKV,
+  QKV,
+  Qwen3MLP,
+  Rng,
+  buildModel,
+  defineFusionRecipe,
+  getFusedChains,
+  setBackend,
+  type PreTrainedModel,
 } from "fusekit";
 import { sameCheckpointTensors } from "../src/compare/run.js";
 import { KERNEL } from "../src/compare/approaches.js";
@@ -22,7 +35,11 @@ beforeAll(async () => {
   const model = AutoModelForCausalLM.fromConfig(smallConfig({ attention_bias: true }), { seed: 9 });
   const rng = new Rng(2);
   for (const [key, p] of model.namedParameters()) {
-    if (key.endsWith("norm.weight")) p.setStateData(Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()), "F32");
+    if (key.endsWith("norm.weight"))
+      p.setStateData(
+        Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()),
+        "F32",
+      );
   }
   dir = tmpDir("fusekit-recipe-");
   dirs.push(dir);
@@ -79,7 +96,13 @@ describe("recipes", () => {
     const probe = await AutoModelForCausalLM.fromPretrained(dir);
     const entry = NORM_MLP.kernelConfigEntry("fusekit/norm-mlp:NormMLP", probe);
     probe.dispose();
-    expect(entry).toEqual([[["^Qwen3RMSNorm$", "model.layers.*.post_attention_layernorm"], ["^Qwen3MLP$", "model.layers.*.mlp"]], "fusekit/norm-mlp:NormMLP"]);
+    expect(entry).toEqual([
+      [
+        ["^Qwen3RMSNorm$", "model.layers.*.post_attention_layernorm"],
+        ["^Qwen3MLP$", "model.layers.*.mlp"],
+      ],
+      "fusekit/norm-mlp:NormMLP",
+    ]);
     const model = await AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelConfig: [entry] });
     expect(model.getSubmodule("model.layers.1.post_attention_layernorm").constructor.name).toBe("NormMLPLayout");
     expect(maxAbsDiff(flat(model), plain)).toBeLessThanOrEqual(KERNEL);
@@ -93,9 +116,15 @@ describe("recipes", () => {
       { name: "x", modules: ["a.b", "a.c"], specs: [hs()] },
       { name: "x y", modules: ["a.b", "a.c"], specs: [hs(), hs()] },
       { name: "x", modules: ["a.b", "a.c"], specs: [new ModuleSpec({ inputs: ["h"], outputs: ["g"] }), hs()] },
-      { name: "x", modules: ["a.b", "a.c"], specs: [hs(), new ModuleSpec({ inputs: ["k"], outputs: ["h"] })], merged: "bc" },
+      {
+        name: "x",
+        modules: ["a.b", "a.c"],
+        specs: [hs(), new ModuleSpec({ inputs: ["k"], outputs: ["h"] })],
+        merged: "bc",
+      },
     ];
-    for (const init of bad) expect(() => defineFusionRecipe(init), JSON.stringify(init.modules)).toThrow(FusionRecipeError);
+    for (const init of bad)
+      expect(() => defineFusionRecipe(init), JSON.stringify(init.modules)).toThrow(FusionRecipeError);
     expect(NORM_MLP.isFusable(new Qwen3MLP(smallConfig()))).toBe(false);
   });
 });

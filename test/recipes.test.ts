@@ -3,17 +3,53 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-  AutoModelForCausalLM, CheckpointReader, ConversionRuleError, getCheckpointConversionMapping, Qwen3Config, withPatches, registerCheckpointConversionMapping, Qwen3Attention, Qwen3DecoderLayer, Qwen3ForCausalLM, Qwen3MLP, clearCheckpointConversionMapping,
-  clearPatchMapping, defaultModelDir, getKernelLayerName, setBackend, tf, unregisterPatchMapping, type PreTrainedModel,
+  AutoModelForCausalLM,
+  CheckpointReader,
+  ConversionRuleError,
+  getCheckpointConversionMapping,
+  Qwen3Config,
+  withPatches,
+  registerCheckpointConversionMapping,
+  Qwen3Attention,
+  Qwen3DecoderLayer,
+  Qwen3ForCausalLM,
+  Qwen3MLP,
+  clearCheckpointConversionMapping,
+  clearPatchMapping,
+  defaultModelDir,
+  getKernelLayerName,
+  setBackend,
+  tf,
+  unregisterPatchMapping,
+  type PreTrainedModel,
 } from "fusekit";
-import { FusedNormMLP, FusedQwen3DecoderLayer, normMLPPatches, qwen3NormMLPPatches, registerQwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
-import { normMLPConversions, qwen3NormMLPConversions, registerNormMLPConversions, registerQwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
-import { FusedGateUpMLP, FusedQKVAttention, gateUpQKVPatches, qwen3GateUpQKVPatches } from "fusekit/patches/qwen3-gate-up-qkv";
-import { gateUpQKVConversions, qwen3GateUpQKVConversions, registerGateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
+import {
+  FusedNormMLP,
+  FusedQwen3DecoderLayer,
+  normMLPPatches,
+  qwen3NormMLPPatches,
+  registerQwen3NormMLPPatches,
+} from "fusekit/patches/qwen3-norm-mlp";
+import {
+  normMLPConversions,
+  qwen3NormMLPConversions,
+  registerNormMLPConversions,
+  registerQwen3NormMLPConversions,
+} from "fusekit/conversions/qwen3-norm-mlp";
+import {
+  FusedGateUpMLP,
+  FusedQKVAttention,
+  gateUpQKVPatches,
+  qwen3GateUpQKVPatches,
+} from "fusekit/patches/qwen3-gate-up-qkv";
+import {
+  gateUpQKVConversions,
+  qwen3GateUpQKVConversions,
+  registerGateUpQKVConversions,
+} from "fusekit/conversions/qwen3-gate-up-qkv";
 import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
 
 const INPUT = [[151643, 872, 3838, 374, 220, 17, 10, 17, 30]];
-
 
 const layers = (m: PreTrainedModel) => [...(m as Qwen3ForCausalLM).model.layers];
 
@@ -88,7 +124,12 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
       const out = path.join(tmp, `norm-mlp-${backend}`);
       await model.savePretrained(out);
       await expectSameTensors(dir, out);
-      expect(Buffer.compare(await readFile(path.join(out, "model.safetensors")), await readFile(path.join(dir, "model.safetensors")))).toBe(0);
+      expect(
+        Buffer.compare(
+          await readFile(path.join(out, "model.safetensors")),
+          await readFile(path.join(dir, "model.safetensors")),
+        ),
+      ).toBe(0);
 
       // saveOriginalFormat: false keeps the runtime layout.
       const runtime = path.join(tmp, `norm-mlp-runtime-${backend}`);
@@ -118,11 +159,16 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
   });
 
   it("scoped NormMLP load: patched inside the call, plain right after, and memory flat over forwards", async () => {
-    const model = await AutoModelForCausalLM.fromPretrained(dir, { patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions });
+    const model = await AutoModelForCausalLM.fromPretrained(dir, {
+      patches: qwen3NormMLPPatches,
+      conversions: qwen3NormMLPConversions,
+    });
     const after = await AutoModelForCausalLM.fromPretrained(dir);
     try {
       expect(layers(model).every((l) => l.mlp instanceof FusedNormMLP)).toBe(true);
-      expect(layers(after).every((l) => l.mlp.constructor === Qwen3MLP && l.constructor === Qwen3DecoderLayer)).toBe(true);
+      expect(layers(after).every((l) => l.mlp.constructor === Qwen3MLP && l.constructor === Qwen3DecoderLayer)).toBe(
+        true,
+      );
       expect(model.loadReport!.missingKeys).toEqual([]);
       expect(model.loadReport!.unexpectedKeys).toEqual([]);
       expect(maxAbsDiff(flatLogitsOf(model, INPUT), reference)).toBe(0); // same ops, same order (measured 0)
@@ -138,7 +184,10 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
   });
 
   it("fused gate_up + qkv: one matmul each, logits match, and saving restores the original checkpoint byte for byte", async () => {
-    const model = await AutoModelForCausalLM.fromPretrained(dir, { patches: qwen3GateUpQKVPatches, conversions: qwen3GateUpQKVConversions });
+    const model = await AutoModelForCausalLM.fromPretrained(dir, {
+      patches: qwen3GateUpQKVPatches,
+      conversions: qwen3GateUpQKVConversions,
+    });
     try {
       const cfg = (model as Qwen3ForCausalLM).config;
       for (const layer of layers(model)) {
@@ -150,15 +199,26 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
       expect(names).toContain("model.layers.0.mlp.gate_up_proj.weight");
       expect(names).toContain("model.layers.0.self_attn.qkv_proj.weight");
       const qkv = (layers(model)[0].self_attn as FusedQKVAttention).qkv_proj.weight;
-      expect(qkv.stateShape).toEqual([(cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * cfg.head_dim, cfg.hidden_size]);
+      expect(qkv.stateShape).toEqual([
+        (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * cfg.head_dim,
+        cfg.hidden_size,
+      ]);
       // The fused weight's rows are q, then k, then v — compare against the plain model's weights.
       const plainAttn = layers(plain)[0].self_attn as Qwen3Attention;
       const fused = qwen3Rows(qkv.stateData() as Float32Array, cfg.hidden_size);
-      const expected = [plainAttn.q_proj, plainAttn.k_proj, plainAttn.v_proj].flatMap((l) => qwen3Rows(l.weight.stateData() as Float32Array, cfg.hidden_size));
+      const expected = [plainAttn.q_proj, plainAttn.k_proj, plainAttn.v_proj].flatMap((l) =>
+        qwen3Rows(l.weight.stateData() as Float32Array, cfg.hidden_size),
+      );
       expect(fused).toEqual(expected);
 
       const report = model.loadReport!;
-      expect([report.missingKeys, report.unexpectedKeys, report.mismatchedKeys, report.conversionErrors, report.unmatchedRules]).toEqual([[], [], [], [], []]);
+      expect([
+        report.missingKeys,
+        report.unexpectedKeys,
+        report.mismatchedKeys,
+        report.conversionErrors,
+        report.unmatchedRules,
+      ]).toEqual([[], [], [], [], []]);
       expect(report.convertedKeys).toHaveLength(2 * cfg.num_hidden_layers);
       const delta = maxAbsDiff(flatLogitsOf(model, INPUT), reference);
       console.log(`[${backend}] gate_up+qkv patched vs plain logits: max |Δ| = ${delta}`);
@@ -169,7 +229,12 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
       const out = path.join(tmp, `gate-up-qkv-${backend}`);
       await model.savePretrained(out);
       await expectSameTensors(dir, out);
-      expect(Buffer.compare(await readFile(path.join(out, "model.safetensors")), await readFile(path.join(dir, "model.safetensors")))).toBe(0);
+      expect(
+        Buffer.compare(
+          await readFile(path.join(out, "model.safetensors")),
+          await readFile(path.join(dir, "model.safetensors")),
+        ),
+      ).toBe(0);
 
       // And the saved checkpoint loads plain with the same logits.
       const reloaded = await AutoModelForCausalLM.fromPretrained(out);
@@ -181,19 +246,35 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
   });
 
   it("fused qkv with attention biases: \\1 carries weight/bias into separate groups, unequal GQA chunks round-trip", async () => {
-    const config = new Qwen3Config({ vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 8, attention_bias: true });
+    const config = new Qwen3Config({
+      vocab_size: 64,
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 1,
+      head_dim: 8,
+      attention_bias: true,
+    });
     const src = path.join(tmp, `bias-${backend}`);
     const original = AutoModelForCausalLM.fromConfig(config, { seed: 3 });
     const biases = original.namedParameters().filter(([name]) => name.endsWith("_proj.bias"));
     expect(biases).toHaveLength(2 * 4); // q, k, v, o per layer
-    for (const [name, p] of biases) p.setStateData(Float32Array.from({ length: p.numel }, (_, i) => Math.sin(i + name.length) * 0.5)); // non-zero
+    for (const [name, p] of biases)
+      p.setStateData(Float32Array.from({ length: p.numel }, (_, i) => Math.sin(i + name.length) * 0.5)); // non-zero
     await original.savePretrained(src);
     const ids = [[5, 9, 2, 40, 7]];
     const want = original.forward({ inputIds: ids }).logits;
-    const model = await AutoModelForCausalLM.fromPretrained(src, { patches: qwen3GateUpQKVPatches, conversions: qwen3GateUpQKVConversions });
+    const model = await AutoModelForCausalLM.fromPretrained(src, {
+      patches: qwen3GateUpQKVPatches,
+      conversions: qwen3GateUpQKVConversions,
+    });
     try {
       expect(model.loadReport!.convertedKeys.map((c) => c.targets[0]).filter((t) => t.includes("qkv"))).toEqual([
-        "model.layers.0.self_attn.qkv_proj.bias", "model.layers.0.self_attn.qkv_proj.weight", "model.layers.1.self_attn.qkv_proj.bias", "model.layers.1.self_attn.qkv_proj.weight",
+        "model.layers.0.self_attn.qkv_proj.bias",
+        "model.layers.0.self_attn.qkv_proj.weight",
+        "model.layers.1.self_attn.qkv_proj.bias",
+        "model.layers.1.self_attn.qkv_proj.weight",
       ]);
       expect([model.loadReport!.missingKeys, model.loadReport!.unexpectedKeys]).toEqual([[], []]);
       const got = model.forward({ inputIds: ids }).logits;
@@ -210,11 +291,22 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
   });
 
   it("a patched model that was never loaded (fromConfig) also saves the original layout, and reloads to the same logits", async () => {
-    const config = new Qwen3Config({ vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8 });
+    const config = new Qwen3Config({
+      vocab_size: 64,
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 8,
+    });
     registerQwen3NormMLPConversions();
     const patched = withPatches(qwen3NormMLPPatches, () => AutoModelForCausalLM.fromConfig(config, { seed: 5 }));
     // Non-trivial norm weights, so a lost or misplaced norm would change the logits.
-    for (const l of layers(patched)) (l.mlp as FusedNormMLP).norm_weight.setStateData(Float32Array.from({ length: 32 }, (_, i) => 1 + Math.sin(i + l.layerIdx)));
+    for (const l of layers(patched))
+      (l.mlp as FusedNormMLP).norm_weight.setStateData(
+        Float32Array.from({ length: 32 }, (_, i) => 1 + Math.sin(i + l.layerIdx)),
+      );
     const out = path.join(tmp, `from-config-${backend}`);
     await patched.savePretrained(out);
     const r = await CheckpointReader.open(out);
@@ -238,7 +330,11 @@ describe.each(["wasm", "cpu"] as const)("recipes on %s", (backend) => {
     await fused.savePretrained(out2);
     clearCheckpointConversionMapping();
     const plain2 = await AutoModelForCausalLM.fromPretrained(out2);
-    expect([plain2.loadReport!.missingKeys, plain2.loadReport!.unexpectedKeys, plain2.loadReport!.mismatchedKeys]).toEqual([[], [], []]);
+    expect([
+      plain2.loadReport!.missingKeys,
+      plain2.loadReport!.unexpectedKeys,
+      plain2.loadReport!.mismatchedKeys,
+    ]).toEqual([[], [], []]);
     const [c, d] = [fused, plain2].map((m) => m.forward({ inputIds: ids }).logits);
     expect(maxAbsDiff(c.dataSync() as Float32Array, d.dataSync() as Float32Array)).toBeLessThanOrEqual(1e-7); // measured 0
     tf.dispose([c, d]);
@@ -256,7 +352,10 @@ function qwen3Rows(data: Float32Array, width: number): number[][] {
 
 describe("recipes reach every family", () => {
   it("registerNormMLPConversions / registerGateUpQKVConversions cover llama, qwen2, qwen3 — all or none", () => {
-    for (const [register, rules] of [[registerNormMLPConversions, normMLPConversions], [registerGateUpQKVConversions, gateUpQKVConversions]] as const) {
+    for (const [register, rules] of [
+      [registerNormMLPConversions, normMLPConversions],
+      [registerGateUpQKVConversions, gateUpQKVConversions],
+    ] as const) {
       register();
       for (const t of ["llama", "qwen2", "qwen3"]) expect(getCheckpointConversionMapping(t), t).toEqual(rules);
       clearCheckpointConversionMapping();
@@ -277,6 +376,7 @@ describe("recipes reach every family", () => {
       expect(matches(`${fam}DecoderLayer`)).toHaveLength(1);
       expect(matches(`${fam}Attention`)).toHaveLength(1);
     }
-    for (const other of ["MyLlamaMLP", "LlamaMLPx", "Qwen2MoeMLP", "MistralMLP", "Qwen3MoeDecoderLayer"]) expect(matches(other), other).toEqual([]);
+    for (const other of ["MyLlamaMLP", "LlamaMLPx", "Qwen2MoeMLP", "MistralMLP", "Qwen3MoeDecoderLayer"])
+      expect(matches(other), other).toEqual([]);
   });
 });

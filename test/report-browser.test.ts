@@ -13,20 +13,37 @@ import { savedSmallModel, tmpDir } from "./helpers/models.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium) console.warn(`report-browser.test: no Chromium at ${CHROMIUM} (apt-get install chromium); skipping the browser check`);
+if (!hasChromium)
+  console.warn(
+    `report-browser.test: no Chromium at ${CHROMIUM} (apt-get install chromium); skipping the browser check`,
+  );
 
 describe.skipIf(!hasChromium)("HTML report in headless Chromium", () => {
   beforeAll(() => setBackend("wasm"));
 
   it("renders both charts (one bar per approach), the numeric and property tables, and logs no errors", async () => {
     const dir = await savedSmallModel({}, { seed: 5 });
-    const result = await runComparison({ modelDir: dir, promptIds: [3, 1, 4, 1, 5], newTokens: 4, repeats: 2, approaches: defaultApproaches() });
+    const result = await runComparison({
+      modelDir: dir,
+      promptIds: [3, 1, 4, 1, 5],
+      newTokens: 4,
+      repeats: 2,
+      approaches: defaultApproaches(),
+    });
     const file = path.join(tmpDir(), "report.html");
     await fsp.writeFile(file, htmlReport(result));
 
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
     try {
       const page = await browser.newPage();

@@ -5,8 +5,20 @@ import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, CheckpointFormatError, MAX_HEADER_BYTES, SafetensorsFile, UnsupportedDtypeError, decode, e4m3FromFloat32Bits, encode, floatToFp8, fp8Table,
-  setBackend, writeSafetensors, type StorageDtype, type TensorToWrite,
+  AutoModelForCausalLM,
+  CheckpointFormatError,
+  MAX_HEADER_BYTES,
+  SafetensorsFile,
+  UnsupportedDtypeError,
+  decode,
+  e4m3FromFloat32Bits,
+  encode,
+  floatToFp8,
+  fp8Table,
+  setBackend,
+  writeSafetensors,
+  type StorageDtype,
+  type TensorToWrite,
 } from "fusekit";
 import { assemble, referenceFp8, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
 import { savedSmallModel, tmpDir } from "./helpers/models.js";
@@ -20,19 +32,49 @@ const scratch = () => {
 afterAll(async () => Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true }))));
 
 const le = (bytes: number[]) => Uint8Array.from(bytes);
-function typed(values: number[], Ctor: Float64ArrayConstructor | Float32ArrayConstructor | Int16ArrayConstructor | Uint16ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor | Int8ArrayConstructor | Uint8ArrayConstructor): Uint8Array {
+function typed(
+  values: number[],
+  Ctor:
+    | Float64ArrayConstructor
+    | Float32ArrayConstructor
+    | Int16ArrayConstructor
+    | Uint16ArrayConstructor
+    | Int32ArrayConstructor
+    | Uint32ArrayConstructor
+    | Int8ArrayConstructor
+    | Uint8ArrayConstructor,
+): Uint8Array {
   return new Uint8Array(new Ctor(values).buffer);
 }
-const big = (values: bigint[], signed: boolean) => new Uint8Array((signed ? BigInt64Array.from(values) : BigUint64Array.from(values)).buffer);
+const big = (values: bigint[], signed: boolean) =>
+  new Uint8Array((signed ? BigInt64Array.from(values) : BigUint64Array.from(values)).buffer);
 
 /** One tensor of every dtype, with the values a reader must produce (hand-computed), or "raw" / "refuse". */
 const CASES: { name: string; dtype: StorageDtype; shape: number[]; bytes: Uint8Array; values: number[] | "raw" }[] = [
-  { name: "f64", dtype: "F64", shape: [3], bytes: typed([1.5, -2.25, 2 ** -30], Float64Array), values: [1.5, -2.25, 2 ** -30] },
+  {
+    name: "f64",
+    dtype: "F64",
+    shape: [3],
+    bytes: typed([1.5, -2.25, 2 ** -30], Float64Array),
+    values: [1.5, -2.25, 2 ** -30],
+  },
   { name: "f32", dtype: "F32", shape: [2], bytes: typed([0.1, -3], Float32Array), values: [Math.fround(0.1), -3] },
   // F16 0x3c00 = 1, 0xc000 = -2, 0x0001 = 2^-24 (smallest subnormal), 0x7bff = 65504 (largest)
-  { name: "f16", dtype: "F16", shape: [4], bytes: typed([0x3c00, 0xc000, 0x0001, 0x7bff], Uint16Array), values: [1, -2, 2 ** -24, 65504] },
+  {
+    name: "f16",
+    dtype: "F16",
+    shape: [4],
+    bytes: typed([0x3c00, 0xc000, 0x0001, 0x7bff], Uint16Array),
+    values: [1, -2, 2 ** -24, 65504],
+  },
   // BF16 0x3f80 = 1, 0xc040 = -3, 0x3e20 = 0.15625
-  { name: "bf16", dtype: "BF16", shape: [3], bytes: typed([0x3f80, 0xc040, 0x3e20], Uint16Array), values: [1, -3, 0.15625] },
+  {
+    name: "bf16",
+    dtype: "BF16",
+    shape: [3],
+    bytes: typed([0x3f80, 0xc040, 0x3e20], Uint16Array),
+    values: [1, -3, 0.15625],
+  },
   { name: "i8", dtype: "I8", shape: [3], bytes: le([0x80, 0x7f, 0xff]), values: [-128, 127, -1] },
   { name: "i16", dtype: "I16", shape: [2], bytes: le([0x00, 0x80, 0x34, 0x12]), values: [-32768, 0x1234] },
   { name: "i32", dtype: "I32", shape: [2], bytes: typed([-(2 ** 31), 7], Int32Array), values: [-(2 ** 31), 7] },
@@ -43,9 +85,21 @@ const CASES: { name: string; dtype: StorageDtype; shape: number[]; bytes: Uint8A
   { name: "u64", dtype: "U64", shape: [1], bytes: big([123456789n], false), values: [123456789] },
   { name: "bool", dtype: "BOOL", shape: [3], bytes: le([1, 0, 1]), values: [1, 0, 1] },
   // E4M3 (bias 7): 0x38 = 2^(7-7) = 1, 0x7e = 1.75·2^8 = 448 (largest), 0x01 = 1/8·2^-6 = 2^-9, 0xb8 = -1, 0x7f = NaN
-  { name: "e4m3", dtype: "F8_E4M3", shape: [6], bytes: le([0x00, 0x38, 0x7e, 0x01, 0xb8, 0x7f]), values: [0, 1, 448, 2 ** -9, -1, NaN] },
+  {
+    name: "e4m3",
+    dtype: "F8_E4M3",
+    shape: [6],
+    bytes: le([0x00, 0x38, 0x7e, 0x01, 0xb8, 0x7f]),
+    values: [0, 1, 448, 2 ** -9, -1, NaN],
+  },
   // E5M2 (bias 15): 0x3c = 1, 0x7b = 1.75·2^15 = 57344, 0x7c = +Inf, 0x01 = 1/4·2^-14 = 2^-16, 0xc0 = -2
-  { name: "e5m2", dtype: "F8_E5M2", shape: [5], bytes: le([0x3c, 0x7b, 0x7c, 0x01, 0xc0]), values: [1, 57344, Infinity, 2 ** -16, -2] },
+  {
+    name: "e5m2",
+    dtype: "F8_E5M2",
+    shape: [5],
+    bytes: le([0x3c, 0x7b, 0x7c, 0x01, 0xc0]),
+    values: [1, 57344, Infinity, 2 ** -16, -2],
+  },
   // E4M3FNUZ (bias 8): 0x40 = 1, 0x80 = NaN; E5M2FNUZ (bias 16): 0x40 = 1; E8M0: 0x7f = 2^0, 0x80 = 2
   { name: "e4m3fnuz", dtype: "F8_E4M3FNUZ", shape: [2], bytes: le([0x40, 0x80]), values: [1, NaN] },
   { name: "e5m2fnuz", dtype: "F8_E5M2FNUZ", shape: [1], bytes: le([0x40]), values: [1] },
@@ -64,7 +118,10 @@ async function writeFile(bytes: Uint8Array): Promise<string> {
 }
 
 describe("a file holding every safetensors dtype (hand-built bytes)", () => {
-  const entries: Entry[] = [...CASES, { name: "u32-big", dtype: "U32" as StorageDtype, shape: [1], bytes: le([0, 0, 0, 0x80]), values: [] }];
+  const entries: Entry[] = [
+    ...CASES,
+    { name: "u32-big", dtype: "U32" as StorageDtype, shape: [1], bytes: le([0, 0, 0, 0x80]), values: [] },
+  ];
 
   it("opens; every tensor's raw bytes and decoded values match the hand computation", async () => {
     const f = await SafetensorsFile.open(await writeFile(validFile(entries, { format: "pt" }).file));
@@ -93,7 +150,9 @@ describe("a file holding every safetensors dtype (hand-built bytes)", () => {
         expect(err.message).toContain(`tensor "${c.name}": dtype ${c.dtype} cannot be decoded`);
       }
       // 2^31 does not fit the int32 a tfjs tensor holds: refused by name, the file stays usable.
-      await expect(f.read("u32-big")).rejects.toThrow(/tensor "u32-big": U32 value 2147483648 at element 0 does not fit in int32/);
+      await expect(f.read("u32-big")).rejects.toThrow(
+        /tensor "u32-big": U32 value 2147483648 at element 0 does not fit in int32/,
+      );
       expect(Array.from((await f.read("i8")).data)).toEqual([-128, 127, -1]);
     } finally {
       await f.close();
@@ -101,9 +160,14 @@ describe("a file holding every safetensors dtype (hand-built bytes)", () => {
   });
 
   it("writes every tensor back byte-identical, whatever the order it is given in, with __metadata__ intact", async () => {
-    const src = await SafetensorsFile.open(await writeFile(validFile(entries, { format: "pt", note: "ünï\"code" }).file));
-    const raw = await Promise.all(src.keys().map(async (k) => ({ name: k, info: src.info(k), bytes: await src.readBytes(k) })));
-    const toWrite = (list: typeof raw): TensorToWrite[] => list.map((r) => ({ name: r.name, dtype: r.info.dtype, shape: r.info.shape, bytes: () => r.bytes }));
+    const src = await SafetensorsFile.open(
+      await writeFile(validFile(entries, { format: "pt", note: 'ünï"code' }).file),
+    );
+    const raw = await Promise.all(
+      src.keys().map(async (k) => ({ name: k, info: src.info(k), bytes: await src.readBytes(k) })),
+    );
+    const toWrite = (list: typeof raw): TensorToWrite[] =>
+      list.map((r) => ({ name: r.name, dtype: r.info.dtype, shape: r.info.shape, bytes: () => r.bytes }));
     const dir = scratch();
     const [a, b] = [path.join(dir, "a.safetensors"), path.join(dir, "b.safetensors")];
     await writeSafetensors(a, toWrite(raw), src.metadata);
@@ -112,7 +176,7 @@ describe("a file holding every safetensors dtype (hand-built bytes)", () => {
     expect((await fsp.readFile(a)).equals(await fsp.readFile(b))).toBe(true);
     const back = await SafetensorsFile.open(a);
     try {
-      expect(back.metadata).toEqual({ format: "pt", note: "ünï\"code" });
+      expect(back.metadata).toEqual({ format: "pt", note: 'ünï"code' });
       for (const r of raw) {
         expect(back.info(r.name).dtype).toBe(r.info.dtype);
         expect(back.info(r.name).shape).toEqual(r.info.shape);
@@ -141,15 +205,28 @@ describe("a checkpoint with tensors of every dtype", () => {
     const tensors: TensorToWrite[] = [];
     for (const k of src.keys()) {
       const bytes = await src.readBytes(k);
-      if (k === "model.norm.weight") tensors.push({ name: k, dtype: "U8", shape: src.info(k).shape, bytes: () => Uint8Array.from({ length: 32 }, (_, i) => i) });
+      if (k === "model.norm.weight")
+        tensors.push({
+          name: k,
+          dtype: "U8",
+          shape: src.info(k).shape,
+          bytes: () => Uint8Array.from({ length: 32 }, (_, i) => i),
+        });
       else tensors.push({ name: k, dtype: src.info(k).dtype, shape: src.info(k).shape, bytes: () => bytes });
     }
     await src.close();
-    for (const c of CASES.filter((x) => x.values === "raw" || x.dtype === "BOOL")) tensors.push({ name: `extra.${c.name}`, dtype: c.dtype, shape: c.shape, bytes: () => c.bytes });
+    for (const c of CASES.filter((x) => x.values === "raw" || x.dtype === "BOOL"))
+      tensors.push({ name: `extra.${c.name}`, dtype: c.dtype, shape: c.shape, bytes: () => c.bytes });
     await writeSafetensors(file, tensors, { format: "pt" });
     const model = await AutoModelForCausalLM.fromPretrained(dir);
     try {
-      expect(model.loadReport!.unexpectedKeys.sort()).toEqual(["extra.bool", "extra.c64", "extra.f4", "extra.f6a", "extra.f6b"]);
+      expect(model.loadReport!.unexpectedKeys.sort()).toEqual([
+        "extra.bool",
+        "extra.c64",
+        "extra.f4",
+        "extra.f6a",
+        "extra.f6b",
+      ]);
       expect(model.loadReport!.missingKeys).toEqual([]);
       const norm = model.namedParameters().find(([k]) => k === "model.norm.weight")![1];
       expect(Array.from(norm.stateData())).toEqual(Array.from({ length: 32 }, (_, i) => i));
@@ -169,18 +246,27 @@ describe("a checkpoint with tensors of every dtype", () => {
 
 describe("8-bit floats against decoders written from the bit layouts", () => {
   const formats: [StorageDtype, number, number, number, "fn" | "ieee" | "fnuz"][] = [
-    ["F8_E4M3", 4, 3, 7, "fn"], ["F8_E5M2", 5, 2, 15, "ieee"], ["F8_E4M3FNUZ", 4, 3, 8, "fnuz"], ["F8_E5M2FNUZ", 5, 2, 16, "fnuz"],
+    ["F8_E4M3", 4, 3, 7, "fn"],
+    ["F8_E5M2", 5, 2, 15, "ieee"],
+    ["F8_E4M3FNUZ", 4, 3, 8, "fnuz"],
+    ["F8_E5M2FNUZ", 5, 2, 16, "fnuz"],
   ];
-  it.each(formats)("%s: all 256 codes decode as the formula says and encode back to the same code", (dtype, e, m, bias, flavour) => {
-    const table = fp8Table(dtype);
-    for (let code = 0; code < 256; code++) {
-      const expected = referenceFp8(code, e, m, bias, flavour);
-      expect(Object.is(table[code], expected) || (Number.isNaN(table[code]) && Number.isNaN(expected)), `${dtype} 0x${code.toString(16)}`).toBe(true);
-      if (Number.isNaN(expected)) continue;
-      // fnuz has no -0: 0x80 is NaN, and -0 encodes as +0
-      expect(floatToFp8(expected, dtype), `${dtype} 0x${code.toString(16)}`).toBe(code);
-    }
-  });
+  it.each(formats)(
+    "%s: all 256 codes decode as the formula says and encode back to the same code",
+    (dtype, e, m, bias, flavour) => {
+      const table = fp8Table(dtype);
+      for (let code = 0; code < 256; code++) {
+        const expected = referenceFp8(code, e, m, bias, flavour);
+        expect(
+          Object.is(table[code], expected) || (Number.isNaN(table[code]) && Number.isNaN(expected)),
+          `${dtype} 0x${code.toString(16)}`,
+        ).toBe(true);
+        if (Number.isNaN(expected)) continue;
+        // fnuz has no -0: 0x80 is NaN, and -0 encodes as +0
+        expect(floatToFp8(expected, dtype), `${dtype} 0x${code.toString(16)}`).toBe(code);
+      }
+    },
+  );
 
   it("E4M3 rounds to nearest even and overflows to NaN past 464, as torch's float8_e4m3fn cast does", () => {
     // 1 + 1/16 is halfway between 1 (0x38, even) and 1.125 (0x39): even. 1 + 3/16 → 1.25 (0x3a).
@@ -223,7 +309,13 @@ describe("8-bit floats against decoders written from the bit layouts", () => {
 });
 
 describe("the writer behaves as safetensors' serialize_file", () => {
-  const t = (name: string, dtype: StorageDtype, n = 1): TensorToWrite => ({ name, dtype, shape: [n], bytes: () => new Uint8Array(n * ({ F64: 8, U64: 8, I64: 8, F32: 4, F16: 2, BF16: 2 } as Record<string, number>)[dtype] || n) });
+  const t = (name: string, dtype: StorageDtype, n = 1): TensorToWrite => ({
+    name,
+    dtype,
+    shape: [n],
+    bytes: () =>
+      new Uint8Array(n * ({ F64: 8, U64: 8, I64: 8, F32: 4, F16: 2, BF16: 2 } as Record<string, number>)[dtype] || n),
+  });
   const header = async (file: string) => {
     const raw = await fsp.readFile(file);
     const n = Number(raw.readBigUInt64LE(0));
@@ -234,14 +326,28 @@ describe("the writer behaves as safetensors' serialize_file", () => {
   // safetensors/src/tensor.rs, prepare(): "Make sure we're sorting by descending dtype alignment / Then by name",
   // with dtypes ordered as its Dtype enum (BOOL < U8 < I8 < F8_* < I16 < U16 < F16 < BF16 < I32 < U32 < F32 < F64 < I64 < U64).
   it("lays tensors out 'sorting by descending dtype alignment, then by name', independent of the given order", async () => {
-    const tensors = [t("z", "BOOL"), t("b", "F16"), t("a", "F16"), t("c", "I64"), t("d", "F32"), t("e", "F64"), t("f", "U64"), t("g", "I8"), t("h", "F8_E4M3"), t("i", "BF16"), t("j", "U8")];
+    const tensors = [
+      t("z", "BOOL"),
+      t("b", "F16"),
+      t("a", "F16"),
+      t("c", "I64"),
+      t("d", "F32"),
+      t("e", "F64"),
+      t("f", "U64"),
+      t("g", "I8"),
+      t("h", "F8_E4M3"),
+      t("i", "BF16"),
+      t("j", "U8"),
+    ];
     const dir = scratch();
     const files = [path.join(dir, "1.safetensors"), path.join(dir, "2.safetensors")];
     await writeSafetensors(files[0], tensors);
     await writeSafetensors(files[1], [...tensors].reverse());
     expect((await fsp.readFile(files[0])).equals(await fsp.readFile(files[1]))).toBe(true);
     const { json } = await header(files[0]);
-    const order = Object.entries(json).sort((x, y) => x[1].data_offsets[0] - y[1].data_offsets[0]).map(([k]) => k);
+    const order = Object.entries(json)
+      .sort((x, y) => x[1].data_offsets[0] - y[1].data_offsets[0])
+      .map(([k]) => k);
     expect(order).toEqual(["f", "c", "e", "d", "i", "a", "b", "h", "g", "j", "z"]);
     // the JSON text lists them in that order too, as serde serializes the reference's Metadata
     expect(Object.keys(json)).toEqual(order);
@@ -265,33 +371,69 @@ describe("the writer behaves as safetensors' serialize_file", () => {
   }
 
   it("refuses a header over 100 MB (the reader's limit, tensor.rs MAX_HEADER_SIZE) before writing anything", async () => {
-    await refusedWithoutTrace((f) => writeSafetensors(f, [t("x", "F32")], { big: "a".repeat(MAX_HEADER_BYTES) }), /header would be \d+ bytes, over the 100000000-byte limit/);
+    await refusedWithoutTrace(
+      (f) => writeSafetensors(f, [t("x", "F32")], { big: "a".repeat(MAX_HEADER_BYTES) }),
+      /header would be \d+ bytes, over the 100000000-byte limit/,
+    );
   });
 
   it("an unknown dtype is refused before the first byte: no partial file", async () => {
     let produced = 0;
-    const tensors = [{ ...t("ok", "F32"), bytes: () => (produced++, new Uint8Array(4)) }, { ...t("bad", "F32"), dtype: "F8_E9M9" as StorageDtype }];
-    await refusedWithoutTrace((f) => writeSafetensors(f, tensors), /tensor "bad": cannot write: unknown dtype "F8_E9M9"/);
+    const tensors = [
+      { ...t("ok", "F32"), bytes: () => (produced++, new Uint8Array(4)) },
+      { ...t("bad", "F32"), dtype: "F8_E9M9" as StorageDtype },
+    ];
+    await refusedWithoutTrace(
+      (f) => writeSafetensors(f, tensors),
+      /tensor "bad": cannot write: unknown dtype "F8_E9M9"/,
+    );
     expect(produced).toBe(0);
   });
 
   it("a tensor producing the wrong byte count (or throwing) midway leaves no partial file", async () => {
-    await refusedWithoutTrace((f) => writeSafetensors(f, [t("a", "F64"), { ...t("b", "F32"), bytes: () => new Uint8Array(3) }]), /tensor "b": writer got 3 bytes, expected 4/);
-    await refusedWithoutTrace((f) => writeSafetensors(f, [t("a", "F64"), { ...t("b", "F32"), bytes: () => { throw new RangeError("boom"); } }]), /boom/);
+    await refusedWithoutTrace(
+      (f) => writeSafetensors(f, [t("a", "F64"), { ...t("b", "F32"), bytes: () => new Uint8Array(3) }]),
+      /tensor "b": writer got 3 bytes, expected 4/,
+    );
+    await refusedWithoutTrace(
+      (f) =>
+        writeSafetensors(f, [
+          t("a", "F64"),
+          {
+            ...t("b", "F32"),
+            bytes: () => {
+              throw new RangeError("boom");
+            },
+          },
+        ]),
+      /boom/,
+    );
   });
 
   it("refuses names the reader could not tell apart: duplicates and __metadata__", async () => {
-    await refusedWithoutTrace((f) => writeSafetensors(f, [t("a", "F32"), t("a", "F16")]), /tensor "a": cannot write: the name is given twice/);
+    await refusedWithoutTrace(
+      (f) => writeSafetensors(f, [t("a", "F32"), t("a", "F16")]),
+      /tensor "a": cannot write: the name is given twice/,
+    );
     await refusedWithoutTrace((f) => writeSafetensors(f, [t("__metadata__", "F32")]), /reserved/);
     await refusedWithoutTrace((f) => writeSafetensors(f, [t("odd", "F4", 3)]), /does not fill whole bytes/);
   });
 
   it("hand-built file and fusekit's writer agree on the layout of a sorted input", async () => {
     const bytes = [new Uint8Array(new Float64Array([1]).buffer), new Uint8Array(new Float32Array([2]).buffer)];
-    const text = JSON.stringify({ a: { dtype: "F64", shape: [1], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [8, 12] } });
-    const expected = assemble(text.padEnd(Math.ceil(text.length / 8) * 8, " "), Uint8Array.from([...bytes[0], ...bytes[1]]));
+    const text = JSON.stringify({
+      a: { dtype: "F64", shape: [1], data_offsets: [0, 8] },
+      b: { dtype: "F32", shape: [1], data_offsets: [8, 12] },
+    });
+    const expected = assemble(
+      text.padEnd(Math.ceil(text.length / 8) * 8, " "),
+      Uint8Array.from([...bytes[0], ...bytes[1]]),
+    );
     const file = path.join(scratch(), "h.safetensors");
-    await writeSafetensors(file, [{ name: "b", dtype: "F32", shape: [1], bytes: () => bytes[1] }, { name: "a", dtype: "F64", shape: [1], bytes: () => bytes[0] }]);
+    await writeSafetensors(file, [
+      { name: "b", dtype: "F32", shape: [1], bytes: () => bytes[1] },
+      { name: "a", dtype: "F64", shape: [1], bytes: () => bytes[0] },
+    ]);
     expect((await fsp.readFile(file)).equals(Buffer.from(expected))).toBe(true);
   });
 });

@@ -2,7 +2,17 @@
 // multinomial draw, ties, huge logits, and the order of the steps in selectToken. Expected values are
 // hand-computed; a scripted Rng makes each draw land exactly where the test needs it.
 import { describe, expect, it } from "vitest";
-import { Rng, argmax, kthLargest, sampleFrom, selectToken, softmax, topKFilter, topPFilter, type SamplingParams } from "fusekit";
+import {
+  Rng,
+  argmax,
+  kthLargest,
+  sampleFrom,
+  selectToken,
+  softmax,
+  topKFilter,
+  topPFilter,
+  type SamplingParams,
+} from "fusekit";
 
 /** An Rng whose draws are the given numbers, in order. */
 const scripted = (...draws: number[]): Rng => ({ next: () => draws.shift()!, normal: () => 0 }) as unknown as Rng;
@@ -106,7 +116,9 @@ describe("selectToken: the steps in transformers' order", () => {
     // penalty 4 on token 3 (positive logit ln 4 → ln 4 / 4 = ln √2): weights 1, 2, 3, √2
     const w = [1, 2, 3, Math.SQRT2];
     const total = w.reduce((a, b) => a + b, 0);
-    expect(selectToken(logits(), [3], { ...SAMPLE, repetitionPenalty: 4 }, scripted((6 + 0.5 * Math.SQRT2) / total))).toBe(3);
+    expect(
+      selectToken(logits(), [3], { ...SAMPLE, repetitionPenalty: 4 }, scripted((6 + 0.5 * Math.SQRT2) / total)),
+    ).toBe(3);
     expect(selectToken(logits(), [3], { ...SAMPLE, repetitionPenalty: 4 }, scripted(5.9 / total))).toBe(2);
   });
 });

@@ -13,8 +13,20 @@
 // The figures are printed at the end.
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, Mode, activeKernel, defaultModelDir, generate, getCheckpointConversionMapping, getFusedChains,
-  getKernelMapping, getPatchMapping, kernelize, setBackend, tf, unkernelize, type PreTrainedModel,
+  AutoModelForCausalLM,
+  Mode,
+  activeKernel,
+  defaultModelDir,
+  generate,
+  getCheckpointConversionMapping,
+  getFusedChains,
+  getKernelMapping,
+  getPatchMapping,
+  kernelize,
+  setBackend,
+  tf,
+  unkernelize,
+  type PreTrainedModel,
 } from "fusekit";
 import { fuseNormMLP, unfuseNormMLP } from "fusekit/fusions/qwen3-norm-mlp";
 import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
@@ -44,9 +56,15 @@ interface Approach {
   /** What makes it this approach (so a soak of the wrong model cannot pass). */
   is: (m: PreTrainedModel) => boolean;
 }
-const classes = (m: PreTrainedModel) => new Set(m.namedModules().map(([, mod]) => Object.getPrototypeOf(mod).constructor.name));
+const classes = (m: PreTrainedModel) =>
+  new Set(m.namedModules().map(([, mod]) => Object.getPrototypeOf(mod).constructor.name));
 const APPROACHES: Approach[] = [
-  { name: "original", tolerance: EXACT, build: (dir) => AutoModelForCausalLM.fromPretrained(dir), is: (m) => classes(m).has("Qwen3MLP") && structure(m).kernels === 0 },
+  {
+    name: "original",
+    tolerance: EXACT,
+    build: (dir) => AutoModelForCausalLM.fromPretrained(dir),
+    is: (m) => classes(m).has("Qwen3MLP") && structure(m).kernels === 0,
+  },
   {
     name: "runtime-fused",
     tolerance: EXACT,
@@ -60,10 +78,16 @@ const APPROACHES: Approach[] = [
   {
     name: "patched",
     tolerance: EXACT,
-    build: (dir) => AutoModelForCausalLM.fromPretrained(dir, { patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions }),
+    build: (dir) =>
+      AutoModelForCausalLM.fromPretrained(dir, { patches: qwen3NormMLPPatches, conversions: qwen3NormMLPConversions }),
     is: (m) => classes(m).has("FusedNormMLP") && !classes(m).has("Qwen3MLP"),
   },
-  { name: "kernelized", tolerance: KERNEL, build: async (dir) => kernelize(await AutoModelForCausalLM.fromPretrained(dir), { mode: Mode.INFERENCE }), is: (m) => structure(m).kernels > 0 },
+  {
+    name: "kernelized",
+    tolerance: KERNEL,
+    build: async (dir) => kernelize(await AutoModelForCausalLM.fromPretrained(dir), { mode: Mode.INFERENCE }),
+    is: (m) => structure(m).kernels > 0,
+  },
 ];
 
 /** A small deterministic generator for prompts of varying lengths (different shapes every call). */
@@ -111,7 +135,15 @@ const rows: Row[] = [];
 const cycleRows: string[] = [];
 
 /** Warm-up, then `forwards` forwards and `generations` generations; returns memory before and after. */
-async function soak(model: PreTrainedModel, vocab: number, forwards: number, generations: number, reference: Float32Array, probe: number[][], tolerance: number) {
+async function soak(
+  model: PreTrainedModel,
+  vocab: number,
+  forwards: number,
+  generations: number,
+  reference: Float32Array,
+  probe: number[][],
+  tolerance: number,
+) {
   const next = prompts(7, vocab);
   for (let i = 0; i < 3; i++) logits(model, next());
   await generate(model, [[1, 2, 3]], { maxNewTokens: NEW_TOKENS, eosTokenId: null });
@@ -140,83 +172,89 @@ describe.each([
   let vocab: number;
   let reference: Float32Array;
 
-  it.each(APPROACHES)(`$name: ${forwards} forwards and ${generations} generations keep numTensors and numBytes flat`, async ({ name, build, tolerance, is }) => {
-    await setBackend(backend);
-    if (!dir) {
-      dir = which === "default" ? await defaultModelDir() : await savedSmallModel({}, { seed: 3 });
-      const plain = await AutoModelForCausalLM.fromPretrained(dir);
-      vocab = (plain.config as unknown as { vocab_size: number }).vocab_size;
-      reference = logits(plain, probe);
-      plain.dispose();
-    }
-    const model = await build(dir);
-    try {
-      expect(is(model)).toBe(true);
-      const { before, after } = await soak(model, vocab, forwards, generations, reference, probe, tolerance);
-      rows.push({ model: which, backend, approach: name, forwards, generations, before, after });
-      expect(after).toEqual(before);
-    } finally {
-      model.dispose();
-    }
-  });
+  it.each(APPROACHES)(
+    `$name: ${forwards} forwards and ${generations} generations keep numTensors and numBytes flat`,
+    async ({ name, build, tolerance, is }) => {
+      await setBackend(backend);
+      if (!dir) {
+        dir = which === "default" ? await defaultModelDir() : await savedSmallModel({}, { seed: 3 });
+        const plain = await AutoModelForCausalLM.fromPretrained(dir);
+        vocab = (plain.config as unknown as { vocab_size: number }).vocab_size;
+        reference = logits(plain, probe);
+        plain.dispose();
+      }
+      const model = await build(dir);
+      try {
+        expect(is(model)).toBe(true);
+        const { before, after } = await soak(model, vocab, forwards, generations, reference, probe, tolerance);
+        rows.push({ model: which, backend, approach: name, forwards, generations, before, after });
+        expect(after).toEqual(before);
+      } finally {
+        model.dispose();
+      }
+    },
+  );
 });
 
 describe("fuse/unfuse and kernelize/unkernelize cycles", () => {
   const probe = [[5, 3, 9, 1, 7, 2]];
 
-  it.each(["cpu", "wasm"] as const)(`${CYCLES} cycles on %s: no growth of tensors, bytes, modules, properties or registries; same logits`, async (backend) => {
-    await setBackend(backend);
-    const dir = await savedSmallModel({}, { seed: 4 });
-    const model = await AutoModelForCausalLM.fromPretrained(dir);
-    try {
-      const start = logits(model, probe);
-      // One warm-up round of each, so one-time caches (kernel modules, their buffers) exist before counting.
-      fuseNormMLP(model, { kernel: true });
-      await kernelize(model, { mode: Mode.INFERENCE });
-      logits(model, probe);
-      unkernelize(model);
-      unfuseNormMLP(model);
-      await kernelize(model, { mode: Mode.INFERENCE });
-      logits(model, probe);
-      unkernelize(model);
-
-      const memBefore = memory();
-      const structBefore = structure(model);
-      expect(structBefore.fusedChains).toBe(0);
-      expect(structBefore.kernels).toBe(0);
-      for (let i = 0; i < CYCLES; i++) {
-        fuseNormMLP(model);
-        expect(getFusedChains(model).length).toBe(2);
-        expect(maxAbsDiff(logits(model, probe), start)).toBeLessThanOrEqual(EXACT);
-        unfuseNormMLP(model);
-
-        await kernelize(model, { mode: Mode.INFERENCE });
-        expect(structure(model).kernels).toBeGreaterThan(0);
-        expect(maxAbsDiff(logits(model, probe), start)).toBeLessThanOrEqual(KERNEL);
-        unkernelize(model);
-
-        // both at once: the fused chains get the NormMLP kernel
+  it.each(["cpu", "wasm"] as const)(
+    `${CYCLES} cycles on %s: no growth of tensors, bytes, modules, properties or registries; same logits`,
+    async (backend) => {
+      await setBackend(backend);
+      const dir = await savedSmallModel({}, { seed: 4 });
+      const model = await AutoModelForCausalLM.fromPretrained(dir);
+      try {
+        const start = logits(model, probe);
+        // One warm-up round of each, so one-time caches (kernel modules, their buffers) exist before counting.
         fuseNormMLP(model, { kernel: true });
         await kernelize(model, { mode: Mode.INFERENCE });
-        expect(getFusedChains(model).every((c) => activeKernel(c.fused)?.startsWith("NormMLP from"))).toBe(true);
-        expect(maxAbsDiff(logits(model, probe), start)).toBeLessThanOrEqual(KERNEL);
+        logits(model, probe);
         unkernelize(model);
         unfuseNormMLP(model);
+        await kernelize(model, { mode: Mode.INFERENCE });
+        logits(model, probe);
+        unkernelize(model);
+
+        const memBefore = memory();
+        const structBefore = structure(model);
+        expect(structBefore.fusedChains).toBe(0);
+        expect(structBefore.kernels).toBe(0);
+        for (let i = 0; i < CYCLES; i++) {
+          fuseNormMLP(model);
+          expect(getFusedChains(model).length).toBe(2);
+          expect(maxAbsDiff(logits(model, probe), start)).toBeLessThanOrEqual(EXACT);
+          unfuseNormMLP(model);
+
+          await kernelize(model, { mode: Mode.INFERENCE });
+          expect(structure(model).kernels).toBeGreaterThan(0);
+          expect(maxAbsDiff(logits(model, probe), start)).toBeLessThanOrEqual(KERNEL);
+          unkernelize(model);
+
+          // both at once: the fused chains get the NormMLP kernel
+          fuseNormMLP(model, { kernel: true });
+          await kernelize(model, { mode: Mode.INFERENCE });
+          expect(getFusedChains(model).every((c) => activeKernel(c.fused)?.startsWith("NormMLP from"))).toBe(true);
+          expect(maxAbsDiff(logits(model, probe), start)).toBeLessThanOrEqual(KERNEL);
+          unkernelize(model);
+          unfuseNormMLP(model);
+        }
+        const memAfter = memory();
+        const structAfter = structure(model);
+        expect(structAfter).toEqual(structBefore);
+        expect(memAfter).toEqual(memBefore);
+        // The very same module objects and forwards as before: bit-identical logits.
+        expect(Array.from(logits(model, probe))).toEqual(Array.from(start));
+        cycleRows.push(
+          `${backend}: ${CYCLES} × (fuse, unfuse, kernelize, unkernelize, fuse+kernelize, unkernelize+unfuse) — tensors ${memBefore.tensors} → ${memAfter.tensors}, ` +
+            `bytes ${memBefore.bytes} → ${memAfter.bytes}, modules ${structBefore.modules} → ${structAfter.modules}, own properties ${structBefore.ownProperties} → ${structAfter.ownProperties}`,
+        );
+      } finally {
+        model.dispose();
       }
-      const memAfter = memory();
-      const structAfter = structure(model);
-      expect(structAfter).toEqual(structBefore);
-      expect(memAfter).toEqual(memBefore);
-      // The very same module objects and forwards as before: bit-identical logits.
-      expect(Array.from(logits(model, probe))).toEqual(Array.from(start));
-      cycleRows.push(
-        `${backend}: ${CYCLES} × (fuse, unfuse, kernelize, unkernelize, fuse+kernelize, unkernelize+unfuse) — tensors ${memBefore.tensors} → ${memAfter.tensors}, ` +
-          `bytes ${memBefore.bytes} → ${memAfter.bytes}, modules ${structBefore.modules} → ${structAfter.modules}, own properties ${structBefore.ownProperties} → ${structAfter.ownProperties}`,
-      );
-    } finally {
-      model.dispose();
-    }
-  });
+    },
+  );
 });
 
 afterAll(() => {
@@ -225,5 +263,7 @@ afterAll(() => {
       `${r.model.padEnd(12)} ${r.backend.padEnd(5)} ${r.approach.padEnd(14)} ${String(r.forwards).padStart(5)} fwd ${String(r.generations).padStart(3)} gen×${NEW_TOKENS} tok   ` +
       `tensors ${r.before.tensors} → ${r.after.tensors}   bytes ${r.before.bytes} → ${r.after.bytes}`,
   );
-  console.log(`soak figures (${full ? "FUSEKIT_SOAK=full" : "CI counts"}):\n${lines.join("\n")}\n${cycleRows.join("\n")}`);
+  console.log(
+    `soak figures (${full ? "FUSEKIT_SOAK=full" : "CI counts"}):\n${lines.join("\n")}\n${cycleRows.join("\n")}`,
+  );
 });

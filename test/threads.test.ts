@@ -4,8 +4,19 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  AutoModelForCausalLM, BackendError, DynamicCache, Mode, Rng, bf16MatMul, kernelThreads, kernelize, packBf16, setBackend,
-  setKernelThreads, tf, type PreTrainedModel,
+  AutoModelForCausalLM,
+  BackendError,
+  DynamicCache,
+  Mode,
+  Rng,
+  bf16MatMul,
+  kernelThreads,
+  kernelize,
+  packBf16,
+  setBackend,
+  setKernelThreads,
+  tf,
+  type PreTrainedModel,
 } from "fusekit";
 import { fuseNormMLP } from "fusekit/fusions/qwen3-norm-mlp";
 import { kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/kernels/pool.js";
@@ -58,7 +69,11 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
     // and both are the product: against float64 on a few outputs
     const { x, w } = operands(rows, n, m, rows + m);
     const y = new Float32Array(single.buffer);
-    for (const [r, o] of [[0, 0], [rows - 1, m - 1], [rows >> 1, m >> 1]]) {
+    for (const [r, o] of [
+      [0, 0],
+      [rows - 1, m - 1],
+      [rows >> 1, m >> 1],
+    ]) {
       let s = 0;
       for (let i = 0; i < n; i++) s += x[r * n + i] * w[o * n + i];
       expect(Math.abs(y[r * m + o] - s)).toBeLessThan(1e-4 * Math.sqrt(n));
@@ -79,7 +94,8 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
     expect(threadsFromEnv({ FUSEKIT_THREADS: "1" })).toBe(1);
     expect(threadsFromEnv({ FUSEKIT_THREADS: "3" })).toBe(3);
     expect(threadsFromEnv({})).toBeGreaterThanOrEqual(1);
-    for (const bad of ["0", "two", "1.5", "-2"]) expect(() => threadsFromEnv({ FUSEKIT_THREADS: bad })).toThrow(BackendError);
+    for (const bad of ["0", "two", "1.5", "-2"])
+      expect(() => threadsFromEnv({ FUSEKIT_THREADS: bad })).toThrow(BackendError);
     const before = process.env.FUSEKIT_THREADS;
     process.env.FUSEKIT_THREADS = "1";
     try {
@@ -95,7 +111,10 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
 /** Runs a script with node against the built package (dist/); resolves with its exit code and output. */
 function runNode(script: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: root, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: root,
+      env: { ...process.env, ...env },
+    });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (out += d));
@@ -113,11 +132,15 @@ console.log(kernelThreads(), y.length, y[0], y[4095]);
 `;
 
 describe("a process using the pool", () => {
-  it.each(["2", "1"])("exits on its own (FUSEKIT_THREADS=%s) with the right product", async (threads) => {
-    const { code, out } = await runNode(SCRIPT, { FUSEKIT_THREADS: threads });
-    expect(out.trim()).toBe(`${threads} 4096 1024 1024`);
-    expect(code).toBe(0);
-  }, 60000);
+  it.each(["2", "1"])(
+    "exits on its own (FUSEKIT_THREADS=%s) with the right product",
+    async (threads) => {
+      const { code, out } = await runNode(SCRIPT, { FUSEKIT_THREADS: threads });
+      expect(out.trim()).toBe(`${threads} 4096 1024 1024`);
+      expect(code).toBe(0);
+    },
+    60000,
+  );
 });
 
 describe("models on the pool (wasm, bf16 weights)", () => {
@@ -126,7 +149,10 @@ describe("models on the pool (wasm, bf16 weights)", () => {
   beforeAll(async () => {
     await setBackend("wasm");
     prevMin = setParallelMinMacs(0); // every matmul of this small model goes to the pool
-    const model = AutoModelForCausalLM.fromConfig(smallConfig({ hidden_size: 64, intermediate_size: 128, vocab_size: 256, head_dim: 16 }), { seed: 4 });
+    const model = AutoModelForCausalLM.fromConfig(
+      smallConfig({ hidden_size: 64, intermediate_size: 128, vocab_size: 256, head_dim: 16 }),
+      { seed: 4 },
+    );
     dir = tmpDir("fusekit-threads-");
     await model.savePretrained(dir, { dtype: "BF16" });
     model.dispose();
@@ -152,18 +178,22 @@ describe("models on the pool (wasm, bf16 weights)", () => {
     return rows;
   }
 
-  it.each(["original", "fused NormMLP + kernelize"])("%s: threaded logits equal single-threaded ones bit for bit", async (which) => {
-    const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
-    if (which !== "original") {
-      fuseNormMLP(model, { kernel: true });
-      await kernelize(model, { mode: Mode.INFERENCE });
-    }
-    setKernelThreads(1);
-    const single = run(model);
-    setKernelThreads(2);
-    const threaded = run(model);
-    expect(kernelPool()!.jobs).toBeGreaterThanOrEqual(4 * 2 * 7); // every layer's matmuls ran on the pool
-    for (let s = 0; s < single.length; s++) expect(new Uint32Array(threaded[s].buffer)).toEqual(new Uint32Array(single[s].buffer));
-    model.dispose();
-  });
+  it.each(["original", "fused NormMLP + kernelize"])(
+    "%s: threaded logits equal single-threaded ones bit for bit",
+    async (which) => {
+      const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
+      if (which !== "original") {
+        fuseNormMLP(model, { kernel: true });
+        await kernelize(model, { mode: Mode.INFERENCE });
+      }
+      setKernelThreads(1);
+      const single = run(model);
+      setKernelThreads(2);
+      const threaded = run(model);
+      expect(kernelPool()!.jobs).toBeGreaterThanOrEqual(4 * 2 * 7); // every layer's matmuls ran on the pool
+      for (let s = 0; s < single.length; s++)
+        expect(new Uint32Array(threaded[s].buffer)).toEqual(new Uint32Array(single[s].buffer));
+      model.dispose();
+    },
+  );
 });

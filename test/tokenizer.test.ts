@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { AutoTokenizer, ChatTemplateError, PreTrainedTokenizer, TokenizerError, defaultModelDir, qwen3TokenizerDir } from "fusekit";
+import {
+  AutoTokenizer,
+  ChatTemplateError,
+  PreTrainedTokenizer,
+  TokenizerError,
+  defaultModelDir,
+  qwen3TokenizerDir,
+} from "fusekit";
 
 let tok: PreTrainedTokenizer;
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-tok-"));
@@ -86,15 +93,34 @@ describe("chat template (Qwen3, from tokenizer_config.json)", () => {
   });
 
   it("the rendered prompt tokenizes with the chat markers as single tokens", () => {
-    const ids = tok.encode(tok.applyChatTemplate([{ role: "user", content: "Hello, how are you?" }], { addGenerationPrompt: true }));
+    const ids = tok.encode(
+      tok.applyChatTemplate([{ role: "user", content: "Hello, how are you?" }], { addGenerationPrompt: true }),
+    );
     const imStart = tok.tokenToId("<|im_start|>")!;
     // <|im_start|> user \n Hello , how are you ? <|im_end|> \n <|im_start|> assistant \n
-    expect(ids).toEqual([imStart, tok.encode("user")[0], 198, 9707, 11, 1246, 525, 498, 30, 151645, 198, imStart, tok.encode("assistant")[0], 198]);
+    expect(ids).toEqual([
+      imStart,
+      tok.encode("user")[0],
+      198,
+      9707,
+      11,
+      1246,
+      525,
+      498,
+      30,
+      151645,
+      198,
+      imStart,
+      tok.encode("assistant")[0],
+      198,
+    ]);
   });
 
   it("bad messages are a ChatTemplateError", () => {
     expect(() => tok.applyChatTemplate([{ role: "user" } as never])).toThrow(ChatTemplateError);
-    expect(() => tok.applyChatTemplate([{ role: "user" } as never])).toThrow(/messages must be an array of \{ role: string, content: string \}/);
+    expect(() => tok.applyChatTemplate([{ role: "user" } as never])).toThrow(
+      /messages must be an array of \{ role: string, content: string \}/,
+    );
   });
 });
 
@@ -126,7 +152,9 @@ describe("broken tokenizer directories", () => {
     const d = dir("badcfg");
     copyFileSync(path.join(src, "tokenizer.json"), path.join(d, "tokenizer.json"));
     writeFileSync(path.join(d, "tokenizer_config.json"), "[1, 2]");
-    await expect(AutoTokenizer.fromPretrained(d)).rejects.toThrow(`${path.join(d, "tokenizer_config.json")}: expected a JSON object`);
+    await expect(AutoTokenizer.fromPretrained(d)).rejects.toThrow(
+      `${path.join(d, "tokenizer_config.json")}: expected a JSON object`,
+    );
   });
 
   it("a JSON file that is not a tokenizer is rejected", async () => {
@@ -142,7 +170,9 @@ describe("broken tokenizer directories", () => {
     expect(t.encode("Hello, how are you?")).toEqual([9707, 11, 1246, 525, 498, 30]);
     expect(t.eosToken).toBeUndefined();
     expect(() => t.applyChatTemplate([{ role: "user", content: "x" }])).toThrow(ChatTemplateError);
-    expect(() => t.applyChatTemplate([{ role: "user", content: "x" }])).toThrow(`${d}: tokenizer_config.json has no chat_template`);
+    expect(() => t.applyChatTemplate([{ role: "user", content: "x" }])).toThrow(
+      `${d}: tokenizer_config.json has no chat_template`,
+    );
   });
 });
 

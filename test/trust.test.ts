@@ -16,9 +16,26 @@ import { existsSync, promises as fsp, readdirSync, readFileSync } from "node:fs"
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  AutoModelForCausalLM, AutoTokenizer, KernelIntegrityError, KernelRepositoryError, KernelSymlinkError, LayerRepository,
-  LocalLayerRepository, Mode, Module, UnknownModelTypeError, UntrustedKernelError, discoverRepos, kernelize, qwen3TokenizerDir,
-  readLockfile, setBackend, tf, useKernelForwardFromHub, useKernelMapping, writeLockfile,
+  AutoModelForCausalLM,
+  AutoTokenizer,
+  KernelIntegrityError,
+  KernelRepositoryError,
+  KernelSymlinkError,
+  LayerRepository,
+  LocalLayerRepository,
+  Mode,
+  Module,
+  UnknownModelTypeError,
+  UntrustedKernelError,
+  discoverRepos,
+  kernelize,
+  qwen3TokenizerDir,
+  readLockfile,
+  setBackend,
+  tf,
+  useKernelForwardFromHub,
+  useKernelMapping,
+  writeLockfile,
 } from "fusekit";
 import { logitsOf, savedSmallModel, tmpDir } from "./helpers/models.js";
 
@@ -40,7 +57,8 @@ afterEach(() => {
 const planted = (marker: string) =>
   `import { writeFileSync } from "node:fs";\nwriteFileSync(${JSON.stringify(marker)}, "ran");\nglobalThis.__fusekitPlantedCodeRan = true;\n` +
   `export function createLayers({ tf }) { class Scale { forward(x) { return tf.mul(x, 3); } } return { Scale }; }\nexport default class EvilForCausalLM {}\n`;
-const ran = (marker: string) => existsSync(marker) || (globalThis as { __fusekitPlantedCodeRan?: boolean }).__fusekitPlantedCodeRan === true;
+const ran = (marker: string) =>
+  existsSync(marker) || (globalThis as { __fusekitPlantedCodeRan?: boolean }).__fusekitPlantedCodeRan === true;
 
 describe("no code is ever loaded from a checkpoint directory", () => {
   it("modeling files, auto_map and trust_remote_code next to the weights are ignored: nothing runs, the built-in model loads", async () => {
@@ -48,20 +66,49 @@ describe("no code is ever loaded from a checkpoint directory", () => {
     const dir = await savedSmallModel({}, { seed: 5 });
     const marker = path.join(work, "checkpoint-code-ran");
     const config = JSON.parse(await fsp.readFile(path.join(dir, "config.json"), "utf8"));
-    config.auto_map = { AutoConfig: "configuration_evil.EvilConfig", AutoModelForCausalLM: "modeling_evil.EvilForCausalLM" };
+    config.auto_map = {
+      AutoConfig: "configuration_evil.EvilConfig",
+      AutoModelForCausalLM: "modeling_evil.EvilForCausalLM",
+    };
     config.trust_remote_code = true;
     await fsp.writeFile(path.join(dir, "config.json"), JSON.stringify(config));
     // Every name a loader might be tempted to import, in every flavour.
-    for (const f of ["modeling_evil.js", "modeling_evil.mjs", "modeling_evil.cjs", "modeling_evil.ts", "configuration_evil.js", "index.js", "model.js", "tokenization_evil.js"]) {
-      await fsp.writeFile(path.join(dir, f), f.endsWith(".cjs") ? `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran");` : planted(marker));
+    for (const f of [
+      "modeling_evil.js",
+      "modeling_evil.mjs",
+      "modeling_evil.cjs",
+      "modeling_evil.ts",
+      "configuration_evil.js",
+      "index.js",
+      "model.js",
+      "tokenization_evil.js",
+    ]) {
+      await fsp.writeFile(
+        path.join(dir, f),
+        f.endsWith(".cjs") ? `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran");` : planted(marker),
+      );
     }
-    await fsp.writeFile(path.join(dir, "modeling_evil.py"), `import os\nopen(${JSON.stringify(marker)}, "w").write("ran")\n`);
+    await fsp.writeFile(
+      path.join(dir, "modeling_evil.py"),
+      `import os\nopen(${JSON.stringify(marker)}, "w").write("ran")\n`,
+    );
     await fsp.writeFile(path.join(dir, "__init__.py"), "from .modeling_evil import *\n");
-    await fsp.writeFile(path.join(dir, "package.json"), JSON.stringify({ name: "evil", type: "module", main: "index.js", exports: "./index.js" }));
+    await fsp.writeFile(
+      path.join(dir, "package.json"),
+      JSON.stringify({ name: "evil", type: "module", main: "index.js", exports: "./index.js" }),
+    );
     // A tokenizer too, whose config names a custom tokenizer class.
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await fsp.copyFile(path.join(qwen3TokenizerDir(), f), path.join(dir, f));
+    for (const f of ["tokenizer.json", "tokenizer_config.json"])
+      await fsp.copyFile(path.join(qwen3TokenizerDir(), f), path.join(dir, f));
     const tcfg = JSON.parse(await fsp.readFile(path.join(dir, "tokenizer_config.json"), "utf8"));
-    await fsp.writeFile(path.join(dir, "tokenizer_config.json"), JSON.stringify({ ...tcfg, auto_map: { AutoTokenizer: ["tokenization_evil.EvilTokenizer", null] }, trust_remote_code: true }));
+    await fsp.writeFile(
+      path.join(dir, "tokenizer_config.json"),
+      JSON.stringify({
+        ...tcfg,
+        auto_map: { AutoTokenizer: ["tokenization_evil.EvilTokenizer", null] },
+        trust_remote_code: true,
+      }),
+    );
 
     const warn = vi.spyOn(process, "emitWarning").mockImplementation(() => {});
     const model = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
@@ -75,7 +122,9 @@ describe("no code is ever loaded from a checkpoint directory", () => {
     model.dispose();
     reference.dispose();
 
-    const warnings = warn.mock.calls.filter(([, o]) => (o as { code?: string })?.code === "FUSEKIT_REMOTE_CODE_IGNORED");
+    const warnings = warn.mock.calls.filter(
+      ([, o]) => (o as { code?: string })?.code === "FUSEKIT_REMOTE_CODE_IGNORED",
+    );
     expect(warnings.length).toBe(1);
     expect(warnings[0][0]).toBe(
       `${path.join(dir, "config.json")}: "auto_map" and "trust_remote_code" ignored (auto_map: ${JSON.stringify(config.auto_map)}): ` +
@@ -87,7 +136,14 @@ describe("no code is ever loaded from a checkpoint directory", () => {
     const dir = await savedSmallModel({}, { seed: 5 });
     const marker = path.join(work, "unknown-type-code-ran");
     const config = JSON.parse(await fsp.readFile(path.join(dir, "config.json"), "utf8"));
-    await fsp.writeFile(path.join(dir, "config.json"), JSON.stringify({ ...config, model_type: "evil", auto_map: { AutoModelForCausalLM: "modeling_evil.EvilForCausalLM" } }));
+    await fsp.writeFile(
+      path.join(dir, "config.json"),
+      JSON.stringify({
+        ...config,
+        model_type: "evil",
+        auto_map: { AutoModelForCausalLM: "modeling_evil.EvilForCausalLM" },
+      }),
+    );
     await fsp.writeFile(path.join(dir, "modeling_evil.js"), planted(marker));
     vi.spyOn(process, "emitWarning").mockImplementation(() => {});
     const err = await AutoModelForCausalLM.fromPretrained(dir).catch((e) => e);
@@ -120,12 +176,16 @@ describe("no code is ever loaded from a checkpoint directory", () => {
         const bad =
           /\b(?:import|require)\s*\((?!\s*["'][^"']+["']\s*\))/.test(line) ||
           /createRequire\([^)]*\)\s*\((?!\s*["'][^"']+["']\s*\))/.test(line) ||
-          /(?<![.\w])eval\s*\((?!\s*\)\s*[:{])|\bnew\s+Function\s*\(|(?<![.\w])Function\s*\(\s*["'`]|["']node:vm["']|["']node:child_process["']/.test(line);
+          /(?<![.\w])eval\s*\((?!\s*\)\s*[:{])|\bnew\s+Function\s*\(|(?<![.\w])Function\s*\(\s*["'`]|["']node:vm["']|["']node:child_process["']/.test(
+            line,
+          );
         if (bad) found.push(`${rel}:${i + 1}: ${line.trim()}`);
       });
     }
     // The kernel hub imports a repository's build only after checkTrust (bundled, locked, or trustRemoteCode).
-    expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual(["src/hub/hub.ts: return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;"]);
+    expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual([
+      "src/hub/hub.ts: return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;",
+    ]);
   });
 });
 
@@ -144,17 +204,25 @@ describe("a refused kernel repository's code never runs", () => {
     const dir = path.join(work, `kernels-${++n}`, "ext", `scale${n}`);
     const marker = path.join(work, `kernel-${n}-ran`);
     await fsp.mkdir(dir, { recursive: true });
-    await fsp.writeFile(path.join(dir, "manifest.json"), JSON.stringify({ id: `ext/scale${n}`, version: 1, layers: ["Scale"], builds: { any: "any.js" }, ...manifest }));
+    await fsp.writeFile(
+      path.join(dir, "manifest.json"),
+      JSON.stringify({ id: `ext/scale${n}`, version: 1, layers: ["Scale"], builds: { any: "any.js" }, ...manifest }),
+    );
     await fsp.writeFile(path.join(dir, "any.js"), planted(marker));
     return [dir, marker];
   }
-  const kernelizeWith = (r: LayerRepository | LocalLayerRepository) => useKernelMapping({ Scale: { cpu: r } }, () => kernelize(new Scale(), { mode: Mode.INFERENCE }));
+  const kernelizeWith = (r: LayerRepository | LocalLayerRepository) =>
+    useKernelMapping({ Scale: { cpu: r } }, () => kernelize(new Scale(), { mode: Mode.INFERENCE }));
 
   it("unlocked and untrusted: refused before import; the same repo trusted does run (so the marker would show)", async () => {
     const [dir, marker] = await repo();
-    await expect(kernelizeWith(new LocalLayerRepository({ path: dir, layerName: "Scale" }))).rejects.toThrow(UntrustedKernelError);
+    await expect(kernelizeWith(new LocalLayerRepository({ path: dir, layerName: "Scale" }))).rejects.toThrow(
+      UntrustedKernelError,
+    );
     process.env.FUSEKIT_KERNELS_PATH = path.dirname(path.dirname(dir));
-    await expect(kernelizeWith(new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale" }))).rejects.toThrow(UntrustedKernelError);
+    await expect(kernelizeWith(new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale" }))).rejects.toThrow(
+      UntrustedKernelError,
+    );
     expect(ran(marker)).toBe(false);
     await kernelizeWith(new LocalLayerRepository({ path: dir, layerName: "Scale", trustRemoteCode: true }));
     expect(existsSync(marker)).toBe(true);
@@ -165,9 +233,14 @@ describe("a refused kernel repository's code never runs", () => {
     const [dir, marker] = await repo();
     process.env.FUSEKIT_KERNELS_PATH = path.dirname(path.dirname(dir));
     const lockfile = path.join(work, "tamper.lock");
-    await writeLockfile(lockfile, (await discoverRepos()).filter((r) => r.manifest.id === `ext/scale${n}`));
+    await writeLockfile(
+      lockfile,
+      (await discoverRepos()).filter((r) => r.manifest.id === `ext/scale${n}`),
+    );
     await fsp.appendFile(path.join(dir, "any.js"), "\n// changed after locking\n");
-    await expect(kernelizeWith(new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale", lockfile }))).rejects.toThrow(KernelIntegrityError);
+    await expect(
+      kernelizeWith(new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale", lockfile })),
+    ).rejects.toThrow(KernelIntegrityError);
     expect(ran(marker)).toBe(false);
   });
 
@@ -176,14 +249,21 @@ describe("a refused kernel repository's code never runs", () => {
   it("locked: a build swapped on disk right after it was hashed never runs; the verified bytes do", async () => {
     const [dir, marker] = await repo();
     process.env.FUSEKIT_KERNELS_PATH = path.dirname(path.dirname(dir));
-    const good = "export function createLayers({ tf }) { class Scale { forward(x) { return tf.mul(x, 5); } } return { Scale }; }\n";
+    const good =
+      "export function createLayers({ tf }) { class Scale { forward(x) { return tf.mul(x, 5); } } return { Scale }; }\n";
     await fsp.writeFile(path.join(dir, "any.js"), good);
     const lockfile = path.join(work, `swap-${n}.lock`);
-    await writeLockfile(lockfile, (await discoverRepos()).filter((r) => r.manifest.id === `ext/scale${n}`));
+    await writeLockfile(
+      lockfile,
+      (await discoverRepos()).filter((r) => r.manifest.id === `ext/scale${n}`),
+    );
     const build = path.join(dir, "any.js");
     const realRead = fsp.readFile.bind(fsp);
     let swapped = false;
-    vi.spyOn(fsp, "readFile").mockImplementation((async (file: Parameters<typeof fsp.readFile>[0], opts?: Parameters<typeof fsp.readFile>[1]) => {
+    vi.spyOn(fsp, "readFile").mockImplementation((async (
+      file: Parameters<typeof fsp.readFile>[0],
+      opts?: Parameters<typeof fsp.readFile>[1],
+    ) => {
       const bytes = await realRead(file, opts as never);
       if (String(file) === build && !swapped) {
         swapped = true; // the verifier has read the good bytes; now an attacker replaces the file
@@ -199,8 +279,9 @@ describe("a refused kernel repository's code never runs", () => {
       return made;
     }) as typeof fsp.mkdtemp);
     const m = new Scale();
-    await useKernelMapping({ Scale: { cpu: new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale", lockfile }) } }, () =>
-      kernelize(m, { mode: Mode.INFERENCE }),
+    await useKernelMapping(
+      { Scale: { cpu: new LayerRepository({ repoId: `ext/scale${n}`, layerName: "Scale", lockfile }) } },
+      () => kernelize(m, { mode: Mode.INFERENCE }),
     );
     vi.restoreAllMocks();
     expect(swapped).toBe(true);
@@ -221,18 +302,26 @@ describe("a refused kernel repository's code never runs", () => {
     await fsp.mkdir(outside, { recursive: true });
     await fsp.rename(path.join(dir, "any.js"), path.join(outside, "any.js"));
     await fsp.symlink(outside, path.join(dir, "lib"));
-    const err = await kernelizeWith(new LocalLayerRepository({ path: dir, layerName: "Scale", trustRemoteCode: true })).catch((e) => e);
+    const err = await kernelizeWith(
+      new LocalLayerRepository({ path: dir, layerName: "Scale", trustRemoteCode: true }),
+    ).catch((e) => e);
     expect(err).toBeInstanceOf(KernelSymlinkError);
-    expect(err.message).toBe(`${path.join(dir, "lib")}: symlink leads outside the kernel repository ${dir} (to ${await fsp.realpath(outside)}); refused`);
+    expect(err.message).toBe(
+      `${path.join(dir, "lib")}: symlink leads outside the kernel repository ${dir} (to ${await fsp.realpath(outside)}); refused`,
+    );
     expect(ran(marker)).toBe(false);
   });
 
   it("a manifest whose build path leaves the repo is refused, trusted or not", async () => {
     const [dir, marker] = await repo({ builds: { any: "../../outside.js" } });
     await fsp.writeFile(path.join(work, "outside.js"), planted(marker));
-    const err = await kernelizeWith(new LocalLayerRepository({ path: dir, layerName: "Scale", trustRemoteCode: true })).catch((e) => e);
+    const err = await kernelizeWith(
+      new LocalLayerRepository({ path: dir, layerName: "Scale", trustRemoteCode: true }),
+    ).catch((e) => e);
     expect(err).toBeInstanceOf(KernelRepositoryError);
-    expect(err.message).toBe(`${path.join(dir, "manifest.json")}: build "any" must be a file inside the repository, got "../../outside.js"`);
+    expect(err.message).toBe(
+      `${path.join(dir, "manifest.json")}: build "any" must be a file inside the repository, got "../../outside.js"`,
+    );
     expect(ran(marker)).toBe(false);
   });
 });
@@ -246,7 +335,9 @@ describe("fusekit kernels lock writes atomically (SIGKILL in a child process)", 
       let stderr = "";
       p.stderr.on("data", (d) => (stderr += d));
       p.on("error", reject);
-      p.on("exit", (code, signal) => (code !== 0 && signal === null ? reject(new Error(`child failed (${code}): ${stderr}`)) : resolve(signal)));
+      p.on("exit", (code, signal) =>
+        code !== 0 && signal === null ? reject(new Error(`child failed (${code}): ${stderr}`)) : resolve(signal),
+      );
     });
 
   // [kill point, which lock must be under the final name afterwards]

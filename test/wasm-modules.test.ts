@@ -6,10 +6,16 @@ import { BF16_WASM_BASE64 } from "../src/kernels/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/kernels/bf16-shared-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
-interface Desc { module?: string; name: string; kind: string }
-const WA = (globalThis as unknown as {
-  WebAssembly: { Module: { new (b: Uint8Array): object; imports(m: object): Desc[]; exports(m: object): Desc[] } };
-}).WebAssembly;
+interface Desc {
+  module?: string;
+  name: string;
+  kind: string;
+}
+const WA = (
+  globalThis as unknown as {
+    WebAssembly: { Module: { new (b: Uint8Array): object; imports(m: object): Desc[]; exports(m: object): Desc[] } };
+  }
+).WebAssembly;
 
 const src = (p: string) => fileURLToPath(new URL(`../src/kernels/${p}`, import.meta.url));
 
@@ -23,7 +29,11 @@ describe("the committed bf16 wasm module", () => {
   it("exports the kernels and imports only the host heap", () => {
     const mod = new WA.Module(Buffer.from(BF16_WASM_BASE64, "base64"));
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
-    expect(WA.Module.exports(mod).map((e) => e.name).sort()).toEqual(["gemm", "gemmCols", "pack", "readsum", "unpack", "unpackT"]);
+    expect(
+      WA.Module.exports(mod)
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(["gemm", "gemmCols", "pack", "readsum", "unpack", "unpackT"]);
   });
 
   it("has a shared-memory build for the worker pool: the same code assembled with its memory declared shared", async () => {
@@ -31,10 +41,23 @@ describe("the committed bf16 wasm module", () => {
     expect(Buffer.from(BF16_SHARED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(tsModule(fresh, "bf16", "BF16_SHARED_WASM_BASE64"));
     const mod = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
-    expect(WA.Module.exports(mod).map((e) => e.name).sort()).toEqual(["gemm", "gemmCols", "pack", "readsum", "unpack", "unpackT"]);
+    expect(
+      WA.Module.exports(mod)
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(["gemm", "gemmCols", "pack", "readsum", "unpack", "unpackT"]);
     // it instantiates only on a shared memory
-    const G = globalThis as unknown as { WebAssembly: { Memory: new (d: object) => object; Instance: new (m: object, i: object) => object } };
-    expect(() => new G.WebAssembly.Instance(mod, { env: { memory: new G.WebAssembly.Memory({ initial: 1 }) } })).toThrow();
-    expect(() => new G.WebAssembly.Instance(mod, { env: { memory: new G.WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) } })).not.toThrow();
+    const G = globalThis as unknown as {
+      WebAssembly: { Memory: new (d: object) => object; Instance: new (m: object, i: object) => object };
+    };
+    expect(
+      () => new G.WebAssembly.Instance(mod, { env: { memory: new G.WebAssembly.Memory({ initial: 1 }) } }),
+    ).toThrow();
+    expect(
+      () =>
+        new G.WebAssembly.Instance(mod, {
+          env: { memory: new G.WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) },
+        }),
+    ).not.toThrow();
   });
 });

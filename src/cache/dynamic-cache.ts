@@ -45,9 +45,16 @@ export class DynamicCache {
    * appending its keys/values: softmax(q kᵀ · scale) v as `[batch, 1, heads · headDim]`, read straight from
    * the buffers. Undefined when this backend keeps no buffers (the caller then uses `update`).
    */
-  attend(queries: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, layerIdx: number, scale: number): tf.Tensor3D | undefined {
+  attend(
+    queries: tf.Tensor4D,
+    keys: tf.Tensor4D,
+    values: tf.Tensor4D,
+    layerIdx: number,
+    scale: number,
+  ): tf.Tensor3D | undefined {
     const d = queries.shape[3];
-    if (!kvInPlaceAvailable() || queries.shape[2] !== 1 || (tf.getBackend() === "wasm" && d % 4 !== 0)) return undefined;
+    if (!kvInPlaceAvailable() || queries.shape[2] !== 1 || (tf.getBackend() === "wasm" && d % 4 !== 0))
+      return undefined;
     const layer = this.append(keys, values, layerIdx);
     return decodeAttention(queries, layer.keys, layer.values, layer.length, scale);
   }
@@ -64,7 +71,10 @@ export class DynamicCache {
 
   private inPlace(): boolean {
     this.backend ??= tf.getBackend();
-    if (this.backend !== tf.getBackend()) throw new BackendError(`DynamicCache: filled on "${this.backend}", now used on "${tf.getBackend()}"; use a new cache`);
+    if (this.backend !== tf.getBackend())
+      throw new BackendError(
+        `DynamicCache: filled on "${this.backend}", now used on "${tf.getBackend()}"; use a new cache`,
+      );
     return kvInPlaceAvailable();
   }
 
@@ -85,7 +95,9 @@ export class DynamicCache {
     if (layer) {
       const [lb, lkv, , ld] = layer.keys.shape;
       if (lb !== b || lkv !== kv || ld !== d) {
-        throw new ShapeError(`DynamicCache layer ${layerIdx}: cached [${lb}, ${lkv}, *, ${ld}], got keys [${keys.shape}]`);
+        throw new ShapeError(
+          `DynamicCache layer ${layerIdx}: cached [${lb}, ${lkv}, *, ${ld}], got keys [${keys.shape}]`,
+        );
       }
     }
     if (!layer || needed > layer.keys.shape[2]) {

@@ -32,7 +32,8 @@ export function integerIn(min: number, max = Number.MAX_SAFE_INTEGER): Parser<nu
   const allowed = max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`;
   return (value) => {
     const n = Number(value);
-    if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${allowed}.`);
+    if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`expected ${allowed}.`);
     return n;
   };
 }
@@ -54,16 +55,31 @@ export function nonEmptyText(value: string): string {
 
 /** Adds `--force`: replace what fusekit wrote at the output path before (never anything else). */
 export function addForceOption(cmd: Command, what: string): Command {
-  return cmd.option("-f, --force", `replace ${what} fusekit wrote earlier at that path (anything else there is never replaced)`);
+  return cmd.option(
+    "-f, --force",
+    `replace ${what} fusekit wrote earlier at that path (anything else there is never replaced)`,
+  );
 }
 
 /** Adds `--model DIR`, `--backend NAME` and `--weight-storage KIND`, shared by the commands that load a model. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .option("-m, --model <dir>", "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)", nonEmptyText)
-    .addOption(new Option("-b, --backend <name>", "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)").choices([...BACKENDS]))
+    .option(
+      "-m, --model <dir>",
+      "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)",
+      nonEmptyText,
+    )
     .addOption(
-      new Option("-w, --weight-storage <kind>", "weights as packed bf16 (exact for BF16 checkpoints, half the memory) or float32; auto: bf16 when exact or when float32 would not fit")
+      new Option(
+        "-b, --backend <name>",
+        "tfjs backend (default: $FUSEKIT_BACKEND, else tensorflow if tfjs-node loads, else wasm)",
+      ).choices([...BACKENDS]),
+    )
+    .addOption(
+      new Option(
+        "-w, --weight-storage <kind>",
+        "weights as packed bf16 (exact for BF16 checkpoints, half the memory) or float32; auto: bf16 when exact or when float32 would not fit",
+      )
         .choices([...WEIGHT_STORAGE_CHOICES])
         .default("auto"),
     );
@@ -89,7 +105,10 @@ type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean };
  * A byte-progress callback that draws a bar on `stream` when it is a terminal and the total is large
  * enough, nothing otherwise; `stop()` clears it.
  */
-export function byteProgressBar(label: string, stream: ProgressStream = process.stderr): { update(done: number, total: number): void; stop(): void } {
+export function byteProgressBar(
+  label: string,
+  stream: ProgressStream = process.stderr,
+): { update(done: number, total: number): void; stop(): void } {
   const tty = Boolean(stream.isTTY);
   const minBytes = progressMinBytes();
   let bar: cliProgress.SingleBar | undefined;
@@ -99,7 +118,12 @@ export function byteProgressBar(label: string, stream: ProgressStream = process.
       if (!tty || total < minBytes) return;
       if (!bar) {
         bar = new cliProgress.SingleBar(
-          { format: `${label} |{bar}| {percentage}% | {value}/{total} MiB`, stream, hideCursor: true, clearOnComplete: true },
+          {
+            format: `${label} |{bar}| {percentage}% | {value}/{total} MiB`,
+            stream,
+            hideCursor: true,
+            clearOnComplete: true,
+          },
           cliProgress.Presets.shades_classic,
         );
         bar.start(mb(total), 0);

@@ -1,7 +1,15 @@
 // `fusekit compare`: every approach side by side on one checkpoint (the main job; `npm start` runs it).
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import type { Command } from "commander";
-import { addModelOptions, resolveModelDir, setBackend, addForceOption, integerIn, nonEmptyText, useColor } from "./common.js";
+import {
+  addModelOptions,
+  resolveModelDir,
+  setBackend,
+  addForceOption,
+  integerIn,
+  nonEmptyText,
+  useColor,
+} from "./common.js";
 import { runComparison, DEFAULT_PROMPT } from "../compare/run.js";
 import { defaultApproaches } from "../compare/approaches.js";
 import { htmlReport, reportTarget, terminalReport } from "../compare/report.js";
@@ -23,7 +31,9 @@ export function registerCompare(program: Command): void {
   const cmd = addModelOptions(
     program
       .command("compare")
-      .description("compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size; exits 1 if any approach breaks its tolerance or crashes"),
+      .description(
+        "compare runtime fusion and patch mapping (± kernels) against the original model: numbers, speed, memory, code size; exits 1 if any approach breaks its tolerance or crashes",
+      ),
   )
     .option("-p, --prompt <text>", "prompt to measure on (non-empty)", nonEmptyText, DEFAULT_PROMPT)
     .option("-n, --new-tokens <n>", "greedy tokens generated per approach (≥ 1)", integerIn(1), 16)
@@ -44,7 +54,9 @@ export function registerCompare(program: Command): void {
       approaches: defaultApproaches(),
       log: opts.json ? undefined : (line) => process.stderr.write(`… ${line}\n`),
     });
-    process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + "\n" : terminalReport(result, { color: useColor() }) + "\n");
+    process.stdout.write(
+      opts.json ? JSON.stringify(result, null, 2) + "\n" : terminalReport(result, { color: useColor() }) + "\n",
+    );
     if (opts.report) {
       await writeFileAtomically(opts.report, htmlReport(result), reportTarget(opts.force));
       if (!opts.json) process.stdout.write(`report written to ${opts.report}\n`);

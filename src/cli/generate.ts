@@ -1,10 +1,18 @@
 import type { Command } from "commander";
-import { AutoTokenizer } from "../tokenizer/tokenizer.js";
+import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
-import { loadGenerationConfig } from "../io/companions.js";
+import { loadGenerationConfig, type GenerationConfig } from "../io/companions.js";
 import { TextStreamer } from "../generation/streamer.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
-import { addModelOptions, loadModel, resolveModelDir, setBackend, integerIn, nonEmptyText, numberWhere } from "./common.js";
+import {
+  addModelOptions,
+  loadModel,
+  resolveModelDir,
+  setBackend,
+  integerIn,
+  nonEmptyText,
+  numberWhere,
+} from "./common.js";
 
 interface GenerateCliOptions {
   model?: string;
@@ -36,49 +44,93 @@ export function registerGenerate(program: Command): void {
     .option("--no-thinking", "with --chat: render enable_thinking=false (Qwen3 answers without a think block)")
     .option("--show-prompt", "print the prompt as the model gets it (after the chat template) to stderr first")
     .option("-n, --max-new-tokens <n>", "new tokens at most (≥ 1)", integerIn(1), 32)
-    .option("-t, --temperature <t>", "sample at this temperature (≥ 0); 0 = greedy (default: generation_config.json)", numberWhere((t) => t >= 0, "a number ≥ 0 (0 = greedy)"))
+    .option(
+      "-t, --temperature <t>",
+      "sample at this temperature (≥ 0); 0 = greedy (default: generation_config.json)",
+      numberWhere((t) => t >= 0, "a number ≥ 0 (0 = greedy)"),
+    )
     .option("--top-k <k>", "keep the k most likely tokens when sampling (≥ 0; 0 = all)", integerIn(0))
-    .option("--top-p <p>", "nucleus sampling mass, in (0, 1]", numberWhere((p) => p > 0 && p <= 1, "a number in (0, 1]"))
-    .option("--repetition-penalty <r>", "penalise tokens already present (> 0; > 1 penalises)", numberWhere((r) => r > 0, "a number > 0"))
-    .option("-s, --seed <n>", "sampling seed, 0 to 2^32-1 (default: random, printed so the run can be repeated)", integerIn(0, 2 ** 32 - 1))
-    .option("--stop <text...>", "stop once the output contains one of these (non-empty) strings", (v: string, prev: string[] = []) => [...prev, nonEmptyText(v)])
+    .option(
+      "--top-p <p>",
+      "nucleus sampling mass, in (0, 1]",
+      numberWhere((p) => p > 0 && p <= 1, "a number in (0, 1]"),
+    )
+    .option(
+      "--repetition-penalty <r>",
+      "penalise tokens already present (> 0; > 1 penalises)",
+      numberWhere((r) => r > 0, "a number > 0"),
+    )
+    .option(
+      "-s, --seed <n>",
+      "sampling seed, 0 to 2^32-1 (default: random, printed so the run can be repeated)",
+      integerIn(0, 2 ** 32 - 1),
+    )
+    .option(
+      "--stop <text...>",
+      "stop once the output contains one of these (non-empty) strings",
+      (v: string, prev: string[] = []) => [...prev, nonEmptyText(v)],
+    )
     .action(runGenerate);
 }
 
+/** The prompt's token ids: the text as given, or rendered by the chat template (`--chat`). */
+function promptIds(tokenizer: PreTrainedTokenizer, opts: GenerateCliOptions & { prompt: string }): number[] {
+  const text = opts.chat
+    ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], {
+        addGenerationPrompt: true,
+        enableThinking: opts.thinking ? undefined : false,
+      })
+    : opts.prompt;
+  // A rendered chat template already holds the special tokens it wants (Llama 3's starts with its BOS).
+  const inputIds = tokenizer.encode(text, { addSpecialTokens: !opts.chat });
+  if (opts.showPrompt) process.stderr.write(`prompt: ${JSON.stringify(tokenizer.decode(inputIds))}\n`);
+  return inputIds;
+}
+
+/** Sampling options from the flags, falling back to generation_config.json; a random seed is drawn (and printed). */
+function generateOptions(
+  opts: GenerateCliOptions,
+  tokenizer: PreTrainedTokenizer,
+  generationConfig: GenerationConfig,
+): GenerateOptions {
+  const doSample = opts.temperature !== undefined ? opts.temperature > 0 : (generationConfig.do_sample ?? false);
+  return {
+    maxNewTokens: opts.maxNewTokens,
+    doSample,
+    temperature: doSample ? opts.temperature : undefined,
+    topK: opts.topK,
+    topP: opts.topP,
+    repetitionPenalty: opts.repetitionPenalty,
+    seed: doSample ? (opts.seed ?? Math.floor(Math.random() * 2 ** 31)) : undefined,
+    stopStrings: opts.stop,
+    tokenizer,
+    generationConfig,
+  };
+}
+
 async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<void> {
-  if (opts.prompt === undefined) this.error("error: required option '-p, --prompt <text>' not specified", { exitCode: 2, code: "fusekit.usage" });
-  if (!opts.thinking && !opts.chat) this.error("error: option '--no-thinking' needs --chat", { exitCode: 2, code: "fusekit.usage" });
+  if (opts.prompt === undefined)
+    this.error("error: required option '-p, --prompt <text>' not specified", { exitCode: 2, code: "fusekit.usage" });
+  if (!opts.thinking && !opts.chat)
+    this.error("error: option '--no-thinking' needs --chat", { exitCode: 2, code: "fusekit.usage" });
   const dir = await resolveModelDir(opts.model, { tokenizer: true });
   const backend = await setBackend(opts.backend);
   const t0 = performance.now();
   const tokenizer = await AutoTokenizer.fromPretrained(dir);
   const generationConfig = (await loadGenerationConfig(dir)) ?? {};
-  const text = opts.chat
-    ? tokenizer.applyChatTemplate([{ role: "user", content: opts.prompt }], { addGenerationPrompt: true, enableThinking: opts.thinking ? undefined : false })
-    : opts.prompt;
-  // A rendered chat template already holds the special tokens it wants (Llama 3's starts with its BOS).
-  const inputIds = tokenizer.encode(text, { addSpecialTokens: !opts.chat });
-  if (opts.showPrompt) process.stderr.write(`prompt: ${JSON.stringify(tokenizer.decode(inputIds))}\n`);
+  const inputIds = promptIds(tokenizer, { ...opts, prompt: opts.prompt! }); // checked above
   // the memory plan reserves exactly this run's context: a model that cannot hold it fails before loading
   const contextLength = inputIds.length + Math.max(opts.maxNewTokens, 0);
-  const model = await loadModel(dir, { weightStorage: opts.weightStorage, contextLength, promptLength: inputIds.length });
+  const model = await loadModel(dir, {
+    weightStorage: opts.weightStorage,
+    contextLength,
+    promptLength: inputIds.length,
+  });
   try {
     const loadMs = performance.now() - t0;
 
-    const doSample = opts.temperature !== undefined ? opts.temperature > 0 : (generationConfig.do_sample ?? false);
-    const seed = doSample ? (opts.seed ?? Math.floor(Math.random() * 2 ** 31)) : undefined;
-    const genOpts: GenerateOptions = {
-      maxNewTokens: opts.maxNewTokens,
-      doSample,
-      temperature: doSample ? opts.temperature : undefined,
-      topK: opts.topK,
-      topP: opts.topP,
-      repetitionPenalty: opts.repetitionPenalty,
-      seed,
-      stopStrings: opts.stop,
-      tokenizer,
-      generationConfig,
-    };
+    const genOpts = generateOptions(opts, tokenizer, generationConfig);
+    const { doSample, seed } = genOpts;
 
     const streamer = new TextStreamer(tokenizer, (piece) => process.stdout.write(piece), { skipSpecialTokens: true });
     let prefillMs = 0;

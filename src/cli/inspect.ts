@@ -7,28 +7,34 @@ import { addModelOptions, formatCount, loadModel, resolveModelDir, setBackend } 
 
 /** `fusekit inspect`: the module tree (classes, parameter counts, stored dtypes) and the load report. */
 export function registerInspect(program: Command): void {
-  const cmd = program.command("inspect").description("print a model's module tree (class, parameter count, stored dtype) and its load report");
+  const cmd = program
+    .command("inspect")
+    .description("print a model's module tree (class, parameter count, stored dtype) and its load report");
   addModelOptions(cmd)
     .option("--expand", "list every layer instead of folding runs of identical ones")
-    .action(async (opts: { model?: string; backend?: string; expand?: boolean; weightStorage: WeightStorageChoice }) => {
-      await setBackend(opts.backend);
-      const dir = await resolveModelDir(opts.model);
-      const t0 = performance.now();
-      const model = await loadModel(dir, { weightStorage: opts.weightStorage });
-      try {
-        const loadMs = performance.now() - t0;
-        const cfg = model.config.toDict();
-        console.log(`${dir}`);
-        console.log(`model_type ${cfg.model_type} · ${model.constructor.name} · ${formatCount(model.numParameters())} parameters · loaded in ${(loadMs / 1000).toFixed(2)} s`);
-        if (model.memoryPlan) console.log(`memory plan: ${describePlan(model.memoryPlan)}`);
-        console.log("");
-        for (const line of moduleTree(model, { expand: opts.expand })) console.log(line);
-        console.log("");
-        for (const line of formatLoadReport(model.loadReport)) console.log(line);
-      } finally {
-        model.dispose();
-      }
-    });
+    .action(
+      async (opts: { model?: string; backend?: string; expand?: boolean; weightStorage: WeightStorageChoice }) => {
+        await setBackend(opts.backend);
+        const dir = await resolveModelDir(opts.model);
+        const t0 = performance.now();
+        const model = await loadModel(dir, { weightStorage: opts.weightStorage });
+        try {
+          const loadMs = performance.now() - t0;
+          const cfg = model.config.toDict();
+          console.log(`${dir}`);
+          console.log(
+            `model_type ${cfg.model_type} · ${model.constructor.name} · ${formatCount(model.numParameters())} parameters · loaded in ${(loadMs / 1000).toFixed(2)} s`,
+          );
+          if (model.memoryPlan) console.log(`memory plan: ${describePlan(model.memoryPlan)}`);
+          console.log("");
+          for (const line of moduleTree(model, { expand: opts.expand })) console.log(line);
+          console.log("");
+          for (const line of formatLoadReport(model.loadReport)) console.log(line);
+        } finally {
+          model.dispose();
+        }
+      },
+    );
 }
 
 /** Structure fingerprint: equal for modules of the same classes, parameter shapes and stored dtypes. */
@@ -54,11 +60,12 @@ export function moduleTree(root: Module, { expand = false } = {}): string[] {
     for (const [name, p] of m.ownParameters()) {
       const key = path ? `${path}.${name}` : name;
       const owner = firstPath.get(p);
-      const text = owner === key ? `${name}  [${p.stateShape.join(", ")}]  ${p.storedDtype}` : `${name}  → tied to ${owner}`;
+      const text =
+        owner === key ? `${name}  [${p.stateShape.join(", ")}]  ${p.storedDtype}` : `${name}  → tied to ${owner}`;
       entries.push({ label: text, render: () => {} });
     }
     const children = m.namedChildren();
-    for (let i = 0; i < children.length; ) {
+    for (let i = 0; i < children.length;) {
       const [name, child] = children[i];
       let j = i + 1;
       if (m instanceof ModuleList && !expand) {
@@ -87,7 +94,9 @@ export function moduleTree(root: Module, { expand = false } = {}): string[] {
 export function formatLoadReport(report: LoadReport | undefined): string[] {
   if (!report) return ["load report: none (model was not loaded from a checkpoint)"];
   const { missingKeys, unexpectedKeys, mismatchedKeys } = report;
-  const lines = [`load report: ${missingKeys.length} missing, ${unexpectedKeys.length} unexpected, ${mismatchedKeys.length} mismatched keys`];
+  const lines = [
+    `load report: ${missingKeys.length} missing, ${unexpectedKeys.length} unexpected, ${mismatchedKeys.length} mismatched keys`,
+  ];
   const list = (title: string, items: string[]) => {
     if (!items.length) return;
     lines.push(`  ${title}:`);
@@ -96,6 +105,9 @@ export function formatLoadReport(report: LoadReport | undefined): string[] {
   };
   list("missing (randomly initialised)", missingKeys);
   list("unexpected (ignored)", unexpectedKeys);
-  list("mismatched (randomly initialised)", mismatchedKeys.map((m) => `${m.key}: checkpoint [${m.got.join(", ")}], model [${m.expected.join(", ")}]`));
+  list(
+    "mismatched (randomly initialised)",
+    mismatchedKeys.map((m) => `${m.key}: checkpoint [${m.got.join(", ")}], model [${m.expected.join(", ")}]`),
+  );
   return lines;
 }

@@ -8,7 +8,9 @@ import { addForceOption, nonEmptyText } from "./common.js";
 import { KernelRepositoryError } from "../errors.js";
 
 export function registerKernelsCommand(program: Command): Command {
-  const kernels = program.command("kernels").description("the local kernel hub (bundled kernels/ plus $FUSEKIT_KERNELS_PATH)");
+  const kernels = program
+    .command("kernels")
+    .description("the local kernel hub (bundled kernels/ plus $FUSEKIT_KERNELS_PATH)");
 
   kernels
     .command("list")
@@ -27,8 +29,12 @@ export function registerKernelsCommand(program: Command): Command {
         console.log(JSON.stringify(rows, null, 2));
         return;
       }
-      const table = new Table({ head: ["repo", "version", "layers", "backends", "location"], style: { head: [], border: [], compact: true } });
-      for (const r of rows) table.push([r.repoId, String(r.version), r.layers.join(", "), r.backends.join(", "), r.location]);
+      const table = new Table({
+        head: ["repo", "version", "layers", "backends", "location"],
+        style: { head: [], border: [], compact: true },
+      });
+      for (const r of rows)
+        table.push([r.repoId, String(r.version), r.layers.join(", "), r.backends.join(", "), r.location]);
       console.log(table.toString());
       console.log(`bundled hub: ${bundledHubDir()}`);
     });
@@ -38,20 +44,23 @@ export function registerKernelsCommand(program: Command): Command {
     .description(`write ${LOCKFILE_NAME}: version and sha256 of every file of each repository (default: all)`)
     .argument("[repos...]", "repository ids to lock (org/name)")
     .option("-o, --out <file>", "lockfile to write (its folder must exist)", nonEmptyText, LOCKFILE_NAME);
-  addForceOption(lock, "a kernels.lock")
-    .action(async (ids: string[], opts: { out: string; force?: boolean }) => {
-      const all = await discoverRepos();
-      const picked = ids.length ? all.filter((r) => ids.includes(r.manifest.id)) : all;
-      const unknown = ids.filter((id) => !all.some((r) => r.manifest.id === id));
-      if (unknown.length) {
-        throw new KernelRepositoryError(`kernels lock: not in the hub: ${unknown.join(", ")} (available: ${[...new Set(all.map((r) => r.manifest.id))].join(", ")})`);
-      }
-      const out = path.resolve(opts.out);
-      await preflightWrite(out, lockfileTarget(Boolean(opts.force))); // before hashing every file of the hub
-      const lock = await writeLockfile(out, picked, { overwrite: Boolean(opts.force) });
-      const files = lock.kernels.reduce((n, k) => n + Object.keys(k.files).length, 0);
-      console.log(`locked ${lock.kernels.length} kernel repositor${lock.kernels.length === 1 ? "y" : "ies"} (${files} files) in ${out}`);
-    });
+  addForceOption(lock, "a kernels.lock").action(async (ids: string[], opts: { out: string; force?: boolean }) => {
+    const all = await discoverRepos();
+    const picked = ids.length ? all.filter((r) => ids.includes(r.manifest.id)) : all;
+    const unknown = ids.filter((id) => !all.some((r) => r.manifest.id === id));
+    if (unknown.length) {
+      throw new KernelRepositoryError(
+        `kernels lock: not in the hub: ${unknown.join(", ")} (available: ${[...new Set(all.map((r) => r.manifest.id))].join(", ")})`,
+      );
+    }
+    const out = path.resolve(opts.out);
+    await preflightWrite(out, lockfileTarget(Boolean(opts.force))); // before hashing every file of the hub
+    const lock = await writeLockfile(out, picked, { overwrite: Boolean(opts.force) });
+    const files = lock.kernels.reduce((n, k) => n + Object.keys(k.files).length, 0);
+    console.log(
+      `locked ${lock.kernels.length} kernel repositor${lock.kernels.length === 1 ? "y" : "ies"} (${files} files) in ${out}`,
+    );
+  });
 
   return kernels;
 }

@@ -24,21 +24,43 @@ export function registerMakeTiny(program: Command): void {
   const cmd = program
     .command("make-model")
     .alias("make-tiny")
-    .description("write a random checkpoint (real tokenizer) shaped like a real model — Qwen3 tiny / 0.6B / 1.7B, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)")
-    .option("-o, --out <dir>", "a new folder to write it to (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)", nonEmptyText)
+    .description(
+      "write a random checkpoint (real tokenizer) shaped like a real model — Qwen3 tiny / 0.6B / 1.7B, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)",
+    )
+    .option(
+      "-o, --out <dir>",
+      "a new folder to write it to (default: the cache folder, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit)",
+      nonEmptyText,
+    )
     .option("-s, --seed <n>", "seed of the random weights (integer ≥ 0)", integerIn(0, 2 ** 32 - 1), 0)
     .addOption(new Option("-p, --preset <name>", "model shape").choices(Object.keys(PRESETS)).default(DEFAULT_PRESET))
-    .addOption(new Option("-d, --dtype <dtype>", "weight dtype").choices(Object.keys(RANDOM_CHECKPOINT_DTYPES)).default("BF16"))
-    .addOption(new Option("-b, --backend <name>", "tfjs backend used to initialise the weights (the result is the same on every backend)").choices([...BACKENDS]));
+    .addOption(
+      new Option("-d, --dtype <dtype>", "weight dtype").choices(Object.keys(RANDOM_CHECKPOINT_DTYPES)).default("BF16"),
+    )
+    .addOption(
+      new Option(
+        "-b, --backend <name>",
+        "tfjs backend used to initialise the weights (the result is the same on every backend)",
+      ).choices([...BACKENDS]),
+    );
   addForceOption(cmd, "a checkpoint folder").action(async (opts: MakeModelCliOptions) => {
     const out = path.resolve(opts.out ?? path.join(cacheDir(), PRESETS[opts.preset].name));
     await preflightWrite(out, checkpointFolderTarget(opts.force));
     await setBackend(opts.backend);
     const bar = byteProgressBar("writing");
     try {
-      const dir = await makeModel({ out, seed: opts.seed, preset: opts.preset, dtype: opts.dtype, overwrite: opts.force, onProgress: bar.update });
+      const dir = await makeModel({
+        out,
+        seed: opts.seed,
+        preset: opts.preset,
+        dtype: opts.dtype,
+        overwrite: opts.force,
+        onProgress: bar.update,
+      });
       bar.stop();
-      console.log(`wrote ${PRESETS[opts.preset].name}${opts.dtype === "BF16" ? "" : ` (${opts.dtype})`} (seed ${opts.seed}) to ${dir}`);
+      console.log(
+        `wrote ${PRESETS[opts.preset].name}${opts.dtype === "BF16" ? "" : ` (${opts.dtype})`} (seed ${opts.seed}) to ${dir}`,
+      );
     } finally {
       bar.stop();
     }

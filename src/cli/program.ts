@@ -22,7 +22,9 @@ export const oneLine = (text: string) => text.trim().replace(/\s*\n\s*/g, " ");
 
 export function buildProgram(): Command {
   const program = new Command("fusekit")
-    .description("Run Hugging Face Qwen3 checkpoints on TensorFlow.js and compare two ways of plugging in fused kernels.")
+    .description(
+      "Run Hugging Face Qwen3 checkpoints on TensorFlow.js and compare two ways of plugging in fused kernels.",
+    )
     .version(version())
     .showSuggestionAfterError(true)
     // Usage errors are one line; commander then throws (exitOverride) and the caller exits with status 2.

@@ -4,7 +4,8 @@ import { addModelOptions, loadModel, resolveModelDir, setBackend } from "./commo
 
 function parseBlock(value: string): [number, number] {
   const parts = value.split(/[x,×]/).map(Number);
-  if (parts.length !== 2 || !parts.every((n) => Number.isSafeInteger(n) && n > 0)) throw new InvalidArgumentError('expected two positive integers, e.g. "128,128".');
+  if (parts.length !== 2 || !parts.every((n) => Number.isSafeInteger(n) && n > 0))
+    throw new InvalidArgumentError('expected two positive integers, e.g. "128,128".');
   return parts as [number, number];
 }
 
@@ -12,9 +13,14 @@ function parseBlock(value: string): [number, number] {
 export function registerQuantizeFp8(program: Command): void {
   const cmd = program
     .command("quantize-fp8")
-    .description("write an FP8 block-quantized copy of a checkpoint (F8_E4M3 Linear weights + weight_scale_inv, as Qwen3-*-FP8 ships)");
+    .description(
+      "write an FP8 block-quantized copy of a checkpoint (F8_E4M3 Linear weights + weight_scale_inv, as Qwen3-*-FP8 ships)",
+    );
   addModelOptions(cmd)
-    .requiredOption("-o, --out <dir>", "new folder for the quantized checkpoint (with the source's tokenizer and generation config)")
+    .requiredOption(
+      "-o, --out <dir>",
+      "new folder for the quantized checkpoint (with the source's tokenizer and generation config)",
+    )
     .option("--block <rows,cols>", "weight_block_size", parseBlock, [128, 128] as [number, number])
     .action(async (opts: { model?: string; backend?: string; out: string; block: [number, number] }) => {
       await setBackend(opts.backend);

@@ -81,7 +81,14 @@ function runtimeFusion(id: string, label: string, { unfuse = false, kernel = fal
 }
 
 /** Patch mapping + checkpoint conversion, both scoped to the load; optionally kernelized after. */
-function patchMapping(id: string, label: string, patches: PatchMapping, conversions: ConversionRule[], recipeFiles: string[], { kernel = false, fusions = 1 } = {}): Approach {
+function patchMapping(
+  id: string,
+  label: string,
+  patches: PatchMapping,
+  conversions: ConversionRule[],
+  recipeFiles: string[],
+  { kernel = false, fusions = 1 } = {},
+): Approach {
   return {
     id,
     label,
@@ -90,7 +97,9 @@ function patchMapping(id: string, label: string, patches: PatchMapping, conversi
     fusions,
     async setup(dir, load) {
       const steps: Record<string, number> = {};
-      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, patches, conversions }));
+      const model = await timed(steps, "load", () =>
+        AutoModelForCausalLM.fromPretrained(dir, { ...load, patches, conversions }),
+      );
       if (kernel) await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
       return { model, steps };
     },
@@ -114,7 +123,10 @@ export async function patchesReachLoaded(model: PreTrainedModel, patches: PatchM
     const control = buildModel(model.config);
     const patched = classesOf(control).some((c, i) => c !== classesOf(model)[i]);
     control.dispose();
-    if (!patched) throw new Error("the patch scope changed nothing even in a model built inside it: cannot tell whether it reaches a loaded one");
+    if (!patched)
+      throw new Error(
+        "the patch scope changed nothing even in a model built inside it: cannot tell whether it reaches a loaded one",
+      );
     model.forward({ inputIds: [[1, 2]] }).logits.dispose();
     const after = classesOf(model);
     return after.length !== before.length || after.some((c, i) => c !== before[i]);
@@ -122,7 +134,10 @@ export async function patchesReachLoaded(model: PreTrainedModel, patches: PatchM
 }
 
 /** The same attempt with the patches a load option would install (found on a skeleton of the model). */
-async function loadOptionReachesLoaded(model: PreTrainedModel, plan: (skeleton: () => PreTrainedModel) => Promise<PatchMapping>): Promise<boolean> {
+async function loadOptionReachesLoaded(
+  model: PreTrainedModel,
+  plan: (skeleton: () => PreTrainedModel) => Promise<PatchMapping>,
+): Promise<boolean> {
   return patchesReachLoaded(model, await plan(() => buildModel(model.config)));
 }
 
@@ -167,7 +182,9 @@ function recipeFusionConfig(): Approach {
     userCode: `AutoModelForCausalLM.fromPretrained(dir, { fusionConfig: { norm_mlp: true } });`,
     async setup(dir, load) {
       const steps: Record<string, number> = {};
-      const first = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, fusionConfig }));
+      const first = await timed(steps, "load", () =>
+        AutoModelForCausalLM.fromPretrained(dir, { ...load, fusionConfig }),
+      );
       saved = await mkdtemp(path.join(os.tmpdir(), "fusekit-compare-fusion-"));
       await timed(steps, "save", () => first.savePretrained(saved!));
       first.dispose();
@@ -175,7 +192,11 @@ function recipeFusionConfig(): Approach {
       return { model, steps };
     },
     applyToLoaded: (model) =>
-      loadOptionReachesLoaded(model, async (skeleton) => planFusionConfig(fusionConfig, Object.getPrototypeOf(model).constructor, model.config, skeleton).patches),
+      loadOptionReachesLoaded(
+        model,
+        async (skeleton) =>
+          planFusionConfig(fusionConfig, Object.getPrototypeOf(model).constructor, model.config, skeleton).patches,
+      ),
     reverse: () => true,
     teardown() {
       if (saved) rmSync(saved, { recursive: true, force: true });
@@ -195,10 +216,13 @@ function recipeKernelConfig(): Approach {
     userCode: `AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelConfig: [NORM_MLP.kernelConfigEntry("fusekit/norm-mlp:NormMLP")] });`,
     async setup(dir, load) {
       const steps: Record<string, number> = {};
-      const model = await timed(steps, "load+kernelize", () => AutoModelForCausalLM.fromPretrained(dir, { ...load, useKernels: true, kernelConfig: [entry] }));
+      const model = await timed(steps, "load+kernelize", () =>
+        AutoModelForCausalLM.fromPretrained(dir, { ...load, useKernels: true, kernelConfig: [entry] }),
+      );
       return { model, steps };
     },
-    applyToLoaded: (model) => loadOptionReachesLoaded(model, async (skeleton) => (await planKernelConfig([entry], skeleton)).patches),
+    applyToLoaded: (model) =>
+      loadOptionReachesLoaded(model, async (skeleton) => (await planKernelConfig([entry], skeleton)).patches),
     reverse: () => true,
   };
 }
@@ -211,7 +235,8 @@ function recipePatches(): Approach {
     label: "recipe → patch classes + conversion",
     tolerance: EXACT,
     recipeFiles: [],
-    userCode: "const patches = NORM_MLP.patchesFor(buildModel(config));\nfromPretrained(dir, { patches, conversions: NORM_MLP.makeTransforms() });",
+    userCode:
+      "const patches = NORM_MLP.patchesFor(buildModel(config));\nfromPretrained(dir, { patches, conversions: NORM_MLP.makeTransforms() });",
     async setup(dir, load) {
       const steps: Record<string, number> = {};
       const model = await timed(steps, "load", async () => {
@@ -233,11 +258,38 @@ export function defaultApproaches(): Approach[] {
     runtimeFusion("fused", "runtime fusion (norm+mlp)"),
     runtimeFusion("fused-unfused", "runtime fusion, then unfused", { unfuse: true }),
     runtimeFusion("fused-kernel", "runtime fusion + NormMLP kernel", { kernel: true }),
-    patchMapping("patched", "patch mapping + conversion (NormMLP)", qwen3NormMLPPatches, qwen3NormMLPConversions, NORM_MLP_PATCH),
-    patchMapping("patched-kernel", "patch mapping + kernelize (NormMLP)", qwen3NormMLPPatches, qwen3NormMLPConversions, NORM_MLP_PATCH, { kernel: true }),
-    patchMapping("gate-up-qkv", "patch mapping + converter (gate_up, qkv)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH, { fusions: 2 }),
+    patchMapping(
+      "patched",
+      "patch mapping + conversion (NormMLP)",
+      qwen3NormMLPPatches,
+      qwen3NormMLPConversions,
+      NORM_MLP_PATCH,
+    ),
+    patchMapping(
+      "patched-kernel",
+      "patch mapping + kernelize (NormMLP)",
+      qwen3NormMLPPatches,
+      qwen3NormMLPConversions,
+      NORM_MLP_PATCH,
+      { kernel: true },
+    ),
+    patchMapping(
+      "gate-up-qkv",
+      "patch mapping + converter (gate_up, qkv)",
+      qwen3GateUpQKVPatches,
+      qwen3GateUpQKVConversions,
+      GATE_UP_QKV_PATCH,
+      { fusions: 2 },
+    ),
     // no fused gate_up/qkv kernel exists; kernelize gives this model the RMSNorm kernels
-    patchMapping("gate-up-qkv-kernel", "gate_up/qkv + kernelize (RMSNorm)", qwen3GateUpQKVPatches, qwen3GateUpQKVConversions, GATE_UP_QKV_PATCH, { kernel: true, fusions: 2 }),
+    patchMapping(
+      "gate-up-qkv-kernel",
+      "gate_up/qkv + kernelize (RMSNorm)",
+      qwen3GateUpQKVPatches,
+      qwen3GateUpQKVConversions,
+      GATE_UP_QKV_PATCH,
+      { kernel: true, fusions: 2 },
+    ),
     recipeRuntime(),
     recipePatches(),
     recipeFusionConfig(),

@@ -55,7 +55,11 @@ export function decodeTokensPerSecond(model: PreTrainedModel, steps: number): nu
  * forward start to the last layer's forward end, per step (wasm and cpu run ops synchronously, so the wall
  * clock between the hooks is the layers' compute). Returns tokens/s and the median stack ms per step.
  */
-export function decodeWithStackMs(model: PreTrainedModel, steps: number, layers: Module[]): { tokensPerSecond: number; stackMs: number } {
+export function decodeWithStackMs(
+  model: PreTrainedModel,
+  steps: number,
+  layers: Module[],
+): { tokensPerSecond: number; stackMs: number } {
   const times: number[] = [];
   let t0 = 0;
   const handles = [

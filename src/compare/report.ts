@@ -29,7 +29,10 @@ export const COLUMN_LEGEND: [string, string][] = [
   ["greedy = original", "greedy tokens identical to those of the original model, out of the tokens generated"],
   ["prefill ms", "time to run the whole prompt once, median (min–max) of the repeats — lower is better"],
   ["decode tok/s", "new tokens per second while generating with the KV cache, median (min–max) — higher is better"],
-  ["decoder-stack ms/step", "time of the decoder layers alone per decode step (no embedding, no lm_head), median (min–max) — lower is better"],
+  [
+    "decoder-stack ms/step",
+    "time of the decoder layers alone per decode step (no embedding, no lm_head), median (min–max) — lower is better",
+  ],
   ["setup ms", "time of each step that gets the model ready (load, patch, fuse, kernelize)"],
   ["params MB", "tensor memory the loaded model holds"],
   ["live tensors", "tensors the loaded model holds"],
@@ -38,40 +41,96 @@ export const COLUMN_LEGEND: [string, string][] = [
   ["verdict", "pass / FAIL against the tolerance, or error: … when the approach crashed"],
 ];
 
-const fmtRange = (r: Range, digits = 1) => `${r.median.toFixed(digits)} (${r.min.toFixed(digits)}–${r.max.toFixed(digits)})`;
+const fmtRange = (r: Range, digits = 1) =>
+  `${r.median.toFixed(digits)} (${r.min.toFixed(digits)}–${r.max.toFixed(digits)})`;
 const fmtDiff = (x: number) => (x === 0 ? "0" : x.toExponential(2));
 const yesNo = (b: boolean | null) => (b === null ? "n/a" : b ? "yes" : "no");
 const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-const setupText = (s: Record<string, number>) => Object.entries(s).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
+const setupText = (s: Record<string, number>) =>
+  Object.entries(s)
+    .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+    .join(", ");
 
 const paint = (on: boolean, code: number, text: string) => (on ? `\x1b[${code}m${text}\x1b[0m` : text);
 const verdictColor = (r: ApproachResult) => (r.pass ? 32 : r.error ? 35 : 31);
 
-/** The comparison as compact terminal tables; `color` (the CLI: a TTY without NO_COLOR) adds ANSI colour. */
-export function terminalReport(result: ComparisonResult, { color = false } = {}): string {
-  const style = { head: color ? ["bold"] : [], border: [] as string[], compact: true };
-  const main = new Table({
-    head: ["approach", "max |Δ logits|", "greedy = orig", "prefill ms", "decode tok/s", "decoder-stack ms/step", "setup ms", "params MB", "tensors", "user LOC", "saves orig.", "verdict"],
-    wordWrap: true,
-    style,
-  });
+type TableStyle = { head: string[]; border: string[]; compact: boolean };
+
+/** The numbers table: one row per approach. */
+function numbersTable(result: ComparisonResult, style: TableStyle, color: boolean): string {
+  const head = [
+    "approach",
+    "max |Δ logits|",
+    "greedy = orig",
+    "prefill ms",
+    "decode tok/s",
+    "decoder-stack ms/step",
+    "setup ms",
+    "params MB",
+    "tensors",
+    "user LOC",
+    "saves orig.",
+    "verdict",
+  ];
+  const table = new Table({ head, wordWrap: true, style });
   for (const r of result.rows) {
-    main.push([r.label, fmtDiff(r.maxAbsDiff), `${r.tokensIdentical}/${r.tokensTotal}`, fmtRange(r.prefillMs), fmtRange(r.decodeTokensPerSecond), fmtRange(r.decoderStackMs, 2), setupText(r.setupMs), mb(r.parameterBytes), r.liveTensors, r.userCodeLines, yesNo(r.savesOriginalLayout), paint(color, verdictColor(r), r.verdict)]);
+    table.push([
+      r.label,
+      fmtDiff(r.maxAbsDiff),
+      `${r.tokensIdentical}/${r.tokensTotal}`,
+      fmtRange(r.prefillMs),
+      fmtRange(r.decodeTokensPerSecond),
+      fmtRange(r.decoderStackMs, 2),
+      setupText(r.setupMs),
+      mb(r.parameterBytes),
+      r.liveTensors,
+      r.userCodeLines,
+      yesNo(r.savesOriginalLayout),
+      paint(color, verdictColor(r), r.verdict),
+    ]);
   }
-  const props = new Table({
-    head: ["approach", "applies to a loaded model", "classes per fusion", "needs weight conversion", "reversible in place", "state-dict layout unchanged", "survives save → reload", "lines the user writes per fusion"],
-    style,
-  });
+  return table.toString();
+}
+
+/** The properties table: what was found by trying each approach on a model. */
+function propertiesTable(result: ComparisonResult, style: TableStyle): string {
+  const head = [
+    "approach",
+    "applies to a loaded model",
+    "classes per fusion",
+    "needs weight conversion",
+    "reversible in place",
+    "state-dict layout unchanged",
+    "survives save → reload",
+    "lines the user writes per fusion",
+  ];
+  const table = new Table({ head, style });
   for (const r of result.rows) {
     const p = r.properties;
     if (!p) continue;
-    props.push([r.label, yesNo(p.appliesToLoadedModel), p.classesPerFusion, yesNo(p.needsWeightConversion), yesNo(p.reversibleInPlace), yesNo(p.stateDictLayoutUnchanged), yesNo(p.survivesSaveReload), p.linesPerFusion]);
+    table.push([
+      r.label,
+      yesNo(p.appliesToLoadedModel),
+      p.classesPerFusion,
+      yesNo(p.needsWeightConversion),
+      yesNo(p.reversibleInPlace),
+      yesNo(p.stateDictLayoutUnchanged),
+      yesNo(p.survivesSaveReload),
+      p.linesPerFusion,
+    ]);
   }
+  return table.toString();
+}
+
+/** The comparison as compact terminal tables; `color` (the CLI: a TTY without NO_COLOR) adds ANSI colour. */
+export function terminalReport(result: ComparisonResult, { color = false } = {}): string {
+  const style: TableStyle = { head: color ? ["bold"] : [], border: [], compact: true };
   return [
-    `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens · median of ${result.repeats} (min–max)`,
-    main.toString(),
+    `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · ` +
+      `prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens · median of ${result.repeats} (min–max)`,
+    numbersTable(result, style, color),
     "Properties, found by trying each one on the model:",
-    props.toString(),
+    propertiesTable(result, style),
     paint(color, result.pass ? 32 : 31, summary(result)),
   ].join("\n");
 }
@@ -81,11 +140,15 @@ function summary(result: ComparisonResult): string {
   if (result.pass) return "All approaches within tolerance.";
   const crashed = result.rows.filter((r) => r.error).length;
   const failed = result.rows.filter((r) => !r.pass && !r.error).length;
-  const parts = [crashed && `${crashed} approach${crashed > 1 ? "es" : ""} crashed (verdict "error: …")`, failed && `${failed} broke the numeric tolerance`];
+  const parts = [
+    crashed && `${crashed} approach${crashed > 1 ? "es" : ""} crashed (verdict "error: …")`,
+    failed && `${failed} broke the numeric tolerance`,
+  ];
   return `FAIL: ${parts.filter(Boolean).join("; ")}.`;
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+const esc = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 /** The smallest 1, 2 or 5 × 10^k at or above `v`: a round end for a value axis. */
 function roundUp(v: number): number {
@@ -99,8 +162,17 @@ const tickText = (v: number) => String(Number(v.toPrecision(3)));
  * A horizontal bar chart with min–max whiskers and a value axis (ticks, unit, which way is better), as an
  * inline SVG string.
  */
-export function barChart(title: string, unit: string, better: "higher" | "lower", bars: { label: string; value: Range }[]): string {
-  const rowH = 26, labelW = 320, plotW = 420, top = 30, ticks = 4;
+export function barChart(
+  title: string,
+  unit: string,
+  better: "higher" | "lower",
+  bars: { label: string; value: Range }[],
+): string {
+  const rowH = 26,
+    labelW = 320,
+    plotW = 420,
+    top = 30,
+    ticks = 4;
   const max = roundUp(Math.max(1e-9, ...bars.map((b) => b.value.max).filter(Number.isFinite)));
   const x = (v: number) => labelW + (v / max) * plotW;
   const axisY = top + bars.length * rowH + 4;
@@ -116,7 +188,8 @@ export function barChart(title: string, unit: string, better: "higher" | "lower"
     })
     .join("\n");
   const tickMarks = Array.from({ length: ticks + 1 }, (_, k) => {
-    const v = (max * k) / ticks, tx = x(v).toFixed(1);
+    const v = (max * k) / ticks,
+      tx = x(v).toFixed(1);
     return `<line class="axis" x1="${tx}" x2="${tx}" y1="${axisY}" y2="${axisY + 5}"/><text x="${tx}" y="${axisY + 18}" text-anchor="middle">${tickText(v)}</text>`;
   }).join("");
   const axis = [
@@ -155,8 +228,18 @@ tr.fail td{background:#fdd}tr.pass td:last-child{color:#060}
 <p><strong>${esc(summary(result))}</strong></p>
 <h2>Speed</h2>
 <p>Bars are medians; whiskers span the fastest and slowest of the ${result.repeats} runs.</p>
-${barChart("Prefill latency", "ms", "lower", ok.map((r) => ({ label: r.label, value: r.prefillMs })))}
-${barChart("Decode throughput", "tokens/s", "higher", ok.map((r) => ({ label: r.label, value: r.decodeTokensPerSecond })))}
+${barChart(
+  "Prefill latency",
+  "ms",
+  "lower",
+  ok.map((r) => ({ label: r.label, value: r.prefillMs })),
+)}
+${barChart(
+  "Decode throughput",
+  "tokens/s",
+  "higher",
+  ok.map((r) => ({ label: r.label, value: r.decodeTokensPerSecond })),
+)}
 <h2>Numbers</h2>
 <table id="numbers"><thead><tr><th>approach</th><th>max |Δ logits|</th><th>tolerance</th><th>greedy = original</th><th>prefill ms</th><th>decode tok/s</th><th>decoder-stack ms/step</th><th>setup ms</th><th>params MB</th><th>live tensors</th><th>user LOC</th><th>saves original layout</th><th>verdict</th></tr></thead>
 <tbody>${result.rows.map(row).join("\n")}</tbody></table>

@@ -101,8 +101,16 @@ export async function sameCheckpointTensors(sourceDir: string, dir: string): Pro
 const classSet = (m: PreTrainedModel) => new Set(m.namedModules().map(([, mod]) => mod.constructor));
 /** The sorted set of class names a model is built of (read from prototypes, so no proxy can disguise one). */
 const classNames = (m: PreTrainedModel | string) =>
-  typeof m === "string" ? m : [...new Set(m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor.name as string))].sort().join(",");
-const stateKeys = (m: PreTrainedModel) => m.namedParameters().map(([k]) => k).join("\n");
+  typeof m === "string"
+    ? m
+    : [...new Set(m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor.name as string))]
+        .sort()
+        .join(",");
+const stateKeys = (m: PreTrainedModel) =>
+  m
+    .namedParameters()
+    .map(([k]) => k)
+    .join("\n");
 const libraryValues = new Set<unknown>(Object.values(library));
 
 function maxAbs(a: Float32Array, b: Float32Array): number {
@@ -117,8 +125,12 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const log = options.log ?? (() => {});
   const newTokens = options.newTokens ?? 16;
   const repeats = options.repeats ?? 3;
-  for (const [name, v] of [["newTokens", newTokens], ["repeats", repeats]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`runComparison: ${name} must be an integer ≥ 1, got ${v}`);
+  for (const [name, v] of [
+    ["newTokens", newTokens],
+    ["repeats", repeats],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1)
+      throw new ArgumentError(`runComparison: ${name} must be an integer ≥ 1, got ${v}`);
   }
   const prompt = options.prompt ?? DEFAULT_PROMPT;
   const ids = options.promptIds ?? (await AutoTokenizer.fromPretrained(dir)).encode(prompt);
@@ -138,7 +150,20 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const rows: ApproachResult[] = [];
   for (const approach of options.approaches) {
     log(`${approach.label}…`);
-    rows.push(await measureApproach(approach, { dir, load, ids, refLogits, refTokens, refClasses, refKeys, refNames, newTokens, repeats }));
+    rows.push(
+      await measureApproach(approach, {
+        dir,
+        load,
+        ids,
+        refLogits,
+        refTokens,
+        refClasses,
+        refKeys,
+        refNames,
+        newTokens,
+        repeats,
+      }),
+    );
   }
   return {
     date: new Date().toISOString(),
@@ -179,7 +204,10 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
     const numbers = await measureNumbers(model, ref);
     const saved = await saveAndReload(model, ref);
     const userCodeLines = countCodeLines(approach.recipeFiles) + countTextLines(approach.userCode ?? "");
-    const properties = approach.id === "original" ? undefined : await tryProperties(approach, model, ref, saved.survivesSaveReload, userCodeLines);
+    const properties =
+      approach.id === "original"
+        ? undefined
+        : await tryProperties(approach, model, ref, saved.survivesSaveReload, userCodeLines);
     const { maxAbsDiff, tokensIdentical } = numbers;
     const pass = maxAbsDiff <= approach.tolerance && tokensIdentical === ref.refTokens.length;
     return {
@@ -201,8 +229,21 @@ async function measureApproach(approach: Approach, ref: Reference): Promise<Appr
     const error = `${(err as Error).name}: ${(err as Error).message}`;
     const nan = { median: NaN, min: NaN, max: NaN };
     return {
-      ...base, maxAbsDiff: Infinity, tokensIdentical: 0, tokensTotal: ref.refTokens.length, prefillMs: nan, decodeTokensPerSecond: nan, decoderStackMs: nan,
-      setupMs: {}, parameterBytes: 0, liveTensors: 0, userCodeLines: 0, savesOriginalLayout: false, pass: false, verdict: `error: ${error}`, error,
+      ...base,
+      maxAbsDiff: Infinity,
+      tokensIdentical: 0,
+      tokensTotal: ref.refTokens.length,
+      prefillMs: nan,
+      decodeTokensPerSecond: nan,
+      decoderStackMs: nan,
+      setupMs: {},
+      parameterBytes: 0,
+      liveTensors: 0,
+      userCodeLines: 0,
+      savesOriginalLayout: false,
+      pass: false,
+      verdict: `error: ${error}`,
+      error,
     };
   } finally {
     model?.dispose();
@@ -217,7 +258,10 @@ async function measureNumbers(model: PreTrainedModel, ref: Reference) {
   const tokensIdentical = tokens.filter((t, i) => t === ref.refTokens[i]).length;
   prefillMs(model, ref.ids); // warm-up
   const prefill = repeat(ref.repeats, () => prefillMs(model, ref.ids));
-  const layers = model.getSubmodule("model.layers").namedChildren().map(([, l]) => l);
+  const layers = model
+    .getSubmodule("model.layers")
+    .namedChildren()
+    .map(([, l]) => l);
   const runs = Array.from({ length: ref.repeats }, () => decodeWithStackMs(model, ref.newTokens, layers));
   return {
     maxAbsDiff,
@@ -232,7 +276,10 @@ async function measureNumbers(model: PreTrainedModel, ref: Reference) {
  * Saves the model, checks the tensors against the source checkpoint byte for byte, and loads the saved
  * directory again with no options: "survives" when that plain reload is built of the same classes.
  */
-async function saveAndReload(model: PreTrainedModel, ref: Reference): Promise<{ savesOriginalLayout: boolean; survivesSaveReload: boolean | null }> {
+async function saveAndReload(
+  model: PreTrainedModel,
+  ref: Reference,
+): Promise<{ savesOriginalLayout: boolean; survivesSaveReload: boolean | null }> {
   const saveDir = mkdtempSync(path.join(os.tmpdir(), "fusekit-compare-"));
   try {
     await model.savePretrained(saveDir);
@@ -251,7 +298,13 @@ async function saveAndReload(model: PreTrainedModel, ref: Reference): Promise<{ 
 }
 
 /** Each property is observed on a model, not declared by the approach. */
-async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Reference, survivesSaveReload: boolean | null, userCodeLines: number): Promise<Properties> {
+async function tryProperties(
+  approach: Approach,
+  model: PreTrainedModel,
+  ref: Reference,
+  survivesSaveReload: boolean | null,
+  userCodeLines: number,
+): Promise<Properties> {
   const userClasses = [...classSet(model)].filter((c) => !ref.refClasses.has(c) && !libraryValues.has(c));
   const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
 
@@ -266,7 +319,10 @@ async function tryProperties(approach: Approach, model: PreTrainedModel, ref: Re
   let reversibleInPlace = false;
   if (approach.reverse(model)) {
     const back = [...classSet(model)].every((c) => ref.refClasses.has(c));
-    reversibleInPlace = back && stateKeys(model) === ref.refKeys && maxAbs(logitsArray(model, ref.ids), ref.refLogits) <= approach.tolerance;
+    reversibleInPlace =
+      back &&
+      stateKeys(model) === ref.refKeys &&
+      maxAbs(logitsArray(model, ref.ids), ref.refLogits) <= approach.tolerance;
   }
   return {
     appliesToLoadedModel,

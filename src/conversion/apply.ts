@@ -139,12 +139,22 @@ function refuseCollisions(plan: ConversionPlan): void {
   };
   for (const d of plan.direct) claim(d.target, `"${d.source}"`);
   for (const g of plan.groups) {
-    for (const t of g.targets) claim(t, g.sources.flat().map((s) => `"${s}"`).join(" + "));
+    for (const t of g.targets)
+      claim(
+        t,
+        g.sources
+          .flat()
+          .map((s) => `"${s}"`)
+          .join(" + "),
+      );
   }
 }
 
 /** Runs a group's operations; returns one tensor per target and the concrete reverse operations. */
-export function convertGroup(group: ConversionGroup, inputs: Slot[]): { outputs: HostTensor[]; reverse: ConversionOperation[] } {
+export function convertGroup(
+  group: ConversionGroup,
+  inputs: Slot[],
+): { outputs: HostTensor[]; reverse: ConversionOperation[] } {
   let slots = inputs;
   const reverse: ConversionOperation[] = [];
   const ops = group.rule.operations;
@@ -154,7 +164,9 @@ export function convertGroup(group: ConversionGroup, inputs: Slot[]): { outputs:
     slots = op.apply(slots, group.targets.length, i === ops.length - 1 ? group.targetShapes : undefined);
   });
   if (slots.length !== group.targets.length || slots.some(Array.isArray)) {
-    throw new ConversionError(`${group.rule}: operations produced ${slots.length} entr${slots.length === 1 ? "y" : "ies"} for ${group.targets.length} target(s) ${group.targets.map((t) => `"${t}"`).join(", ")}`);
+    throw new ConversionError(
+      `${group.rule}: operations produced ${slots.length} entr${slots.length === 1 ? "y" : "ies"} for ${group.targets.length} target(s) ${group.targets.map((t) => `"${t}"`).join(", ")}`,
+    );
   }
   return { outputs: slots as HostTensor[], reverse };
 }
@@ -164,14 +176,22 @@ export function revertGroup(group: ConversionRecord["groups"][number], targets: 
   let slots: Slot[] = targets;
   for (const op of group.reverse) slots = op.apply(slots, group.sources.length);
   const out: HostTensor[] = [];
-  if (slots.length !== group.sources.length) throw new ConversionError(`${group.rule}: reversing gave ${slots.length} entries for ${group.sources.length} source patterns`);
+  if (slots.length !== group.sources.length)
+    throw new ConversionError(
+      `${group.rule}: reversing gave ${slots.length} entries for ${group.sources.length} source patterns`,
+    );
   slots.forEach((s, i) => {
     const list = Array.isArray(s) ? s : [s];
     const want = group.sources[i];
-    if (list.length !== want.length) throw new ConversionError(`${group.rule}: reversing gave ${list.length} tensors for ${want.length} source keys (${want.map((w) => w.key).join(", ")})`);
+    if (list.length !== want.length)
+      throw new ConversionError(
+        `${group.rule}: reversing gave ${list.length} tensors for ${want.length} source keys (${want.map((w) => w.key).join(", ")})`,
+      );
     list.forEach((t, j) => {
       if (t.shape.length !== want[j].shape.length || t.shape.some((n, k) => n !== want[j].shape[k])) {
-        throw new ConversionError(`${group.rule}: reversing gave shape [${t.shape}] for "${want[j].key}", which was [${want[j].shape}]`);
+        throw new ConversionError(
+          `${group.rule}: reversing gave shape [${t.shape}] for "${want[j].key}", which was [${want[j].shape}]`,
+        );
       }
       out.push({ ...t, dtype: want[j].dtype });
     });
@@ -203,8 +223,13 @@ export function synthesizeRecord(
   for (const g of plan.groups) {
     const dtype = dtypeOf(g.targets[0]);
     const sources = g.sources.map((keys) => keys.map((key) => ({ key, shape: shapes.get(key)!, dtype })));
-    const inputs = sources.map((l) => l.map((s) => ({ data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)), shape: s.shape, dtype })));
-    const { reverse } = convertGroup(g, inputs.map((l) => (l.length === 1 ? l[0] : l)));
+    const inputs = sources.map((l) =>
+      l.map((s) => ({ data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)), shape: s.shape, dtype })),
+    );
+    const { reverse } = convertGroup(
+      g,
+      inputs.map((l) => (l.length === 1 ? l[0] : l)),
+    );
     record.groups.push({ rule: g.rule, targets: g.targets, reverse, sources });
   }
   return record;

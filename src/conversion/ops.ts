@@ -28,7 +28,8 @@ function axis(dim: number, rank: number, op: string): number {
 }
 
 function single(slot: Slot, op: string): HostTensor {
-  if (Array.isArray(slot)) throw new ConversionError(`${op}: got a module list of ${slot.length} tensors; merge it first (MergeModulelist)`);
+  if (Array.isArray(slot))
+    throw new ConversionError(`${op}: got a module list of ${slot.length} tensors; merge it first (MergeModulelist)`);
   return slot;
 }
 
@@ -38,9 +39,12 @@ export function concatHost(ts: HostTensor[], dim: number, op = "Concatenate"): H
   const d = axis(dim, rank, op);
   for (const t of ts) {
     if (t.shape.length !== rank || t.shape.some((n, i) => i !== d && n !== ts[0].shape[i])) {
-      throw new ConversionError(`${op}(dim ${dim}): shapes ${ts.map((x) => `[${x.shape}]`).join(", ")} differ outside dim ${d}`);
+      throw new ConversionError(
+        `${op}(dim ${dim}): shapes ${ts.map((x) => `[${x.shape}]`).join(", ")} differ outside dim ${d}`,
+      );
     }
-    if (t.data.constructor !== ts[0].data.constructor) throw new ConversionError(`${op}: cannot mix float and integer tensors`);
+    if (t.data.constructor !== ts[0].data.constructor)
+      throw new ConversionError(`${op}: cannot mix float and integer tensors`);
   }
   const outer = numel(ts[0].shape.slice(0, d));
   const inner = numel(ts[0].shape.slice(d + 1));
@@ -63,7 +67,9 @@ export function concatHost(ts: HostTensor[], dim: number, op = "Concatenate"): H
 export function splitHost(t: HostTensor, sizes: number[], dim: number, op = "Chunk"): HostTensor[] {
   const d = axis(dim, t.shape.length, op);
   if (sizes.reduce((a, b) => a + b, 0) !== t.shape[d]) {
-    throw new ConversionError(`${op}(dim ${dim}): sizes [${sizes}] do not add up to ${t.shape[d]} (shape [${t.shape}])`);
+    throw new ConversionError(
+      `${op}(dim ${dim}): sizes [${sizes}] do not add up to ${t.shape[d]} (shape [${t.shape}])`,
+    );
   }
   const outer = numel(t.shape.slice(0, d));
   const inner = numel(t.shape.slice(d + 1));
@@ -102,8 +108,8 @@ export function transposeHost(t: HostTensor, dim0: number, dim1: number): HostTe
     for (let i = 0; i < n0; i++)
       for (let y = 0; y < B; y++)
         for (let j = 0; j < n1; j++) {
-          const src = ((((x * n0 + i) * B + y) * n1 + j) * C);
-          const dst = ((((x * n1 + j) * B + y) * n0 + i) * C);
+          const src = (((x * n0 + i) * B + y) * n1 + j) * C;
+          const dst = (((x * n1 + j) * B + y) * n0 + i) * C;
           out.set(t.data.subarray(src, src + C), dst);
         }
   const shape = [...t.shape];
@@ -133,16 +139,24 @@ export class Concatenate extends ConversionOperation {
     checkDim(dim, "Concatenate");
   }
   apply(inputs: Slot[]): Slot[] {
-    return [concatHost(inputs.map((s) => single(s, "Concatenate")), this.dim)];
+    return [
+      concatHost(
+        inputs.map((s) => single(s, "Concatenate")),
+        this.dim,
+      ),
+    ];
   }
   reverse(): ConversionOperation {
     return new Chunk(this.dim);
   }
   override reverseFor(inputs: Slot[]): ConversionOperation {
-    return new Chunk(this.dim, inputs.map((s) => {
-      const t = single(s, "Concatenate");
-      return t.shape[axis(this.dim, t.shape.length, "Concatenate")];
-    }));
+    return new Chunk(
+      this.dim,
+      inputs.map((s) => {
+        const t = single(s, "Concatenate");
+        return t.shape[axis(this.dim, t.shape.length, "Concatenate")];
+      }),
+    );
   }
   toString(): string {
     return `Concatenate(${this.dim})`;
@@ -160,8 +174,13 @@ export class Chunk extends ConversionOperation {
   ) {
     super();
     checkDim(dim, "Chunk");
-    if (sizes !== undefined && (!Array.isArray(sizes) || !sizes.length || sizes.some((s) => !Number.isInteger(s) || s <= 0))) {
-      throw new ConversionRuleError(`Chunk: sizes must be a non-empty list of positive integers, got ${JSON.stringify(sizes)}`);
+    if (
+      sizes !== undefined &&
+      (!Array.isArray(sizes) || !sizes.length || sizes.some((s) => !Number.isInteger(s) || s <= 0))
+    ) {
+      throw new ConversionRuleError(
+        `Chunk: sizes must be a non-empty list of positive integers, got ${JSON.stringify(sizes)}`,
+      );
     }
   }
   apply(inputs: Slot[], targets: number, targetShapes?: readonly (readonly number[] | undefined)[]): Slot[] {
@@ -193,7 +212,10 @@ export class Chunk extends ConversionOperation {
 
 /** Swaps two dims of every tensor. Its own reverse. */
 export class Transpose extends ConversionOperation {
-  constructor(readonly dim0 = 0, readonly dim1 = 1) {
+  constructor(
+    readonly dim0 = 0,
+    readonly dim1 = 1,
+  ) {
     super();
     checkDim(dim0, "Transpose");
     checkDim(dim1, "Transpose");
@@ -243,7 +265,10 @@ export class SplitModulelist extends ConversionOperation {
     return inputs.map((s) => {
       const t = single(s, "SplitModulelist");
       const d = axis(this.dim, t.shape.length, "SplitModulelist");
-      return splitHost(t, Array(t.shape[d]).fill(1), d, "SplitModulelist").map((p) => ({ ...p, shape: p.shape.filter((_, i) => i !== d) }));
+      return splitHost(t, Array(t.shape[d]).fill(1), d, "SplitModulelist").map((p) => ({
+        ...p,
+        shape: p.shape.filter((_, i) => i !== d),
+      }));
     });
   }
   reverse(): ConversionOperation {

@@ -5,13 +5,21 @@ import { ConversionRuleError } from "../errors.js";
 
 const mapping = new Map<string, ConversionRule[]>();
 
-export function registerCheckpointConversionMapping(modelTypeOrClassName: string, rules: ConversionRule[], { overwrite = false } = {}): void {
+export function registerCheckpointConversionMapping(
+  modelTypeOrClassName: string,
+  rules: ConversionRule[],
+  { overwrite = false } = {},
+): void {
   if (typeof modelTypeOrClassName !== "string" || !modelTypeOrClassName) {
-    throw new ConversionRuleError(`registerCheckpointConversionMapping: the key must be a model_type or class name, got ${JSON.stringify(modelTypeOrClassName)}`);
+    throw new ConversionRuleError(
+      `registerCheckpointConversionMapping: the key must be a model_type or class name, got ${JSON.stringify(modelTypeOrClassName)}`,
+    );
   }
   checkRules(rules, `registerCheckpointConversionMapping("${modelTypeOrClassName}")`);
   if (mapping.has(modelTypeOrClassName) && !overwrite) {
-    throw new ConversionRuleError(`registerCheckpointConversionMapping: "${modelTypeOrClassName}" already has conversion rules; pass { overwrite: true } to replace them`);
+    throw new ConversionRuleError(
+      `registerCheckpointConversionMapping: "${modelTypeOrClassName}" already has conversion rules; pass { overwrite: true } to replace them`,
+    );
   }
   mapping.set(modelTypeOrClassName, [...rules]);
 }
@@ -19,7 +27,9 @@ export function registerCheckpointConversionMapping(modelTypeOrClassName: string
 /** The rules registered for a key (a copy), or, without a key, the whole mapping (a copy). */
 export function getCheckpointConversionMapping(): Record<string, ConversionRule[]>;
 export function getCheckpointConversionMapping(modelTypeOrClassName: string): ConversionRule[] | undefined;
-export function getCheckpointConversionMapping(key?: string): ConversionRule[] | undefined | Record<string, ConversionRule[]> {
+export function getCheckpointConversionMapping(
+  key?: string,
+): ConversionRule[] | undefined | Record<string, ConversionRule[]> {
   if (key === undefined) return Object.fromEntries([...mapping].map(([k, v]) => [k, [...v]]));
   const rules = mapping.get(key);
   return rules && [...rules];
@@ -41,10 +51,15 @@ export function conversionRulesFor(classNames: string[], modelType: string): Con
 }
 
 export function checkRules(rules: unknown, where: string): asserts rules is ConversionRule[] {
-  if (!Array.isArray(rules)) throw new ConversionRuleError(`${where}: rules must be a list of WeightRenaming / WeightConverter, got ${typeof rules}`);
+  if (!Array.isArray(rules))
+    throw new ConversionRuleError(
+      `${where}: rules must be a list of WeightRenaming / WeightConverter, got ${typeof rules}`,
+    );
   rules.forEach((r, i) => {
     if (!(r instanceof WeightRenaming) && !(r instanceof WeightConverter)) {
-      throw new ConversionRuleError(`${where}: rule ${i} is not a WeightRenaming or WeightConverter (got ${r?.constructor?.name ?? typeof r})`);
+      throw new ConversionRuleError(
+        `${where}: rule ${i} is not a WeightRenaming or WeightConverter (got ${r?.constructor?.name ?? typeof r})`,
+      );
     }
   });
 }

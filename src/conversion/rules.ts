@@ -11,7 +11,9 @@ import { ConversionRuleError } from "../errors.js";
 function list(p: string | string[], what: string, allowEmpty = false): string[] {
   const out = Array.isArray(p) ? p : [p];
   if (!out.length || out.some((s) => typeof s !== "string" || (s === "" && !allowEmpty))) {
-    throw new ConversionRuleError(`${what} must be a non-empty string or a non-empty list of them, got ${JSON.stringify(p)}`);
+    throw new ConversionRuleError(
+      `${what} must be a non-empty string or a non-empty list of them, got ${JSON.stringify(p)}`,
+    );
   }
   return out;
 }
@@ -21,18 +23,26 @@ function compileSource(pattern: string, rule: string): RegExp {
   try {
     re = new RegExp(pattern);
   } catch (err) {
-    throw new ConversionRuleError(`${rule}: source pattern "${pattern}" is not a valid regex (${(err as Error).message})`);
+    throw new ConversionRuleError(
+      `${rule}: source pattern "${pattern}" is not a valid regex (${(err as Error).message})`,
+    );
   }
   const groups = new RegExp(`${pattern}|`).exec("")!.length - 1;
-  if (groups > 1) throw new ConversionRuleError(`${rule}: source pattern "${pattern}" has ${groups} capture groups; at most one is allowed (use (?:…) for the others)`);
+  if (groups > 1)
+    throw new ConversionRuleError(
+      `${rule}: source pattern "${pattern}" has ${groups} capture groups; at most one is allowed (use (?:…) for the others)`,
+    );
   return re;
 }
 
 function checkTarget(target: string, sources: RegExp[], rule: string): void {
   const refs = target.match(/\\[0-9]/g) ?? [];
-  if (refs.some((r) => r !== "\\1")) throw new ConversionRuleError(`${rule}: target pattern "${target}" may only refer to \\1`);
+  if (refs.some((r) => r !== "\\1"))
+    throw new ConversionRuleError(`${rule}: target pattern "${target}" may only refer to \\1`);
   if (refs.length && sources.some((s) => new RegExp(`${s.source}|`).exec("")!.length === 1)) {
-    throw new ConversionRuleError(`${rule}: target pattern "${target}" uses \\1 but a source pattern has no capture group`);
+    throw new ConversionRuleError(
+      `${rule}: target pattern "${target}" uses \\1 but a source pattern has no capture group`,
+    );
   }
 }
 
@@ -58,7 +68,9 @@ export class WeightRenaming {
     this.targetPatterns = list(targetPatterns, "WeightRenaming: targetPatterns", true);
     const name = this.toString();
     if (this.targetPatterns.length !== 1 && this.targetPatterns.length !== this.sourcePatterns.length) {
-      throw new ConversionRuleError(`${name}: needs one target pattern or one per source pattern (${this.sourcePatterns.length}), got ${this.targetPatterns.length}`);
+      throw new ConversionRuleError(
+        `${name}: needs one target pattern or one per source pattern (${this.sourcePatterns.length}), got ${this.targetPatterns.length}`,
+      );
     }
     this.sources = this.sourcePatterns.map((p) => compileSource(p, name));
     for (const t of this.targetPatterns) checkTarget(t, this.sources, name);
@@ -97,8 +109,14 @@ export class WeightConverter {
     if (this.sourcePatterns.length > 1 && this.targetPatterns.length > 1) {
       throw new ConversionRuleError(`${name}: many-to-many is not supported; use one source or one target pattern`);
     }
-    if (!Array.isArray(operations) || !operations.length || operations.some((op) => !(op instanceof ConversionOperation))) {
-      throw new ConversionRuleError(`${name}: operations must be a non-empty list of conversion operations (Concatenate, Chunk, Transpose, …)`);
+    if (
+      !Array.isArray(operations) ||
+      !operations.length ||
+      operations.some((op) => !(op instanceof ConversionOperation))
+    ) {
+      throw new ConversionRuleError(
+        `${name}: operations must be a non-empty list of conversion operations (Concatenate, Chunk, Transpose, …)`,
+      );
     }
     this.operations = [...operations];
     this.sources = this.sourcePatterns.map((p) => compileSource(p, name));

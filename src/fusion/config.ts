@@ -47,13 +47,18 @@ export function registerFusionSpec(name: string, spec: FusionSpec, { overwrite =
     );
   }
   if (registry.has(name) && !overwrite) {
-    throw new FusionConfigError(`registerFusionSpec: "${name}" is already registered; pass { overwrite: true } to replace it`);
+    throw new FusionConfigError(
+      `registerFusionSpec: "${name}" is already registered; pass { overwrite: true } to replace it`,
+    );
   }
   registry.set(name, spec);
 }
 
 export function unregisterFusionSpec(name: string): void {
-  if (!registry.delete(name)) throw new FusionConfigError(`unregisterFusionSpec: "${name}" is not registered (known: ${fusionSpecNames().join(", ")})`);
+  if (!registry.delete(name))
+    throw new FusionConfigError(
+      `unregisterFusionSpec: "${name}" is not registered (known: ${fusionSpecNames().join(", ")})`,
+    );
 }
 
 export function fusionSpecNames(): string[] {
@@ -68,12 +73,16 @@ export function resolveFusionConfig(requested: unknown, stored: unknown, where: 
   const chosen = requested !== undefined ? requested : stored;
   const what = requested !== undefined ? "fromPretrained: fusionConfig" : `${where}: "${FUSION_CONFIG_KEY}"`;
   if (chosen === undefined || chosen === null) return undefined;
-  if (typeof chosen !== "object" || Array.isArray(chosen)) throw new FusionConfigError(`${what} must be an object { family: true | options }, got ${JSON.stringify(chosen)}`);
+  if (typeof chosen !== "object" || Array.isArray(chosen))
+    throw new FusionConfigError(`${what} must be an object { family: true | options }, got ${JSON.stringify(chosen)}`);
   const out: FusionConfig = {};
   for (const [name, value] of Object.entries(chosen as Record<string, unknown>)) {
-    if (!registry.has(name)) throw new FusionConfigError(`${what}: unknown fusion "${name}" (known: ${fusionSpecNames().join(", ")})`);
+    if (!registry.has(name))
+      throw new FusionConfigError(`${what}: unknown fusion "${name}" (known: ${fusionSpecNames().join(", ")})`);
     if (value !== true && value !== false && (typeof value !== "object" || value === null || Array.isArray(value))) {
-      throw new FusionConfigError(`${what}: "${name}" must be true, false or an options object, got ${JSON.stringify(value)}`);
+      throw new FusionConfigError(
+        `${what}: "${name}" must be true, false or an options object, got ${JSON.stringify(value)}`,
+      );
     }
     out[name] = value as boolean | Record<string, unknown>;
   }
@@ -90,7 +99,12 @@ export interface FusionPlan {
  * no weights; it runs at most once, and only for a (spec, model class) pair not seen before. Two families
  * that patch the same class compose: the second generates from the first's class.
  */
-export function planFusionConfig(fusion: FusionConfig, modelClass: object, config: ModelConfig, skeleton: () => Module): FusionPlan {
+export function planFusionConfig(
+  fusion: FusionConfig,
+  modelClass: object,
+  config: ModelConfig,
+  skeleton: () => Module,
+): FusionPlan {
   let model: Module | undefined;
   try {
     return planFamilies(fusion, modelClass, config, () => (model ??= skeleton()));
@@ -99,7 +113,12 @@ export function planFusionConfig(fusion: FusionConfig, modelClass: object, confi
   }
 }
 
-function planFamilies(fusion: FusionConfig, modelClass: object, config: ModelConfig, skeleton: () => Module): FusionPlan {
+function planFamilies(
+  fusion: FusionConfig,
+  modelClass: object,
+  config: ModelConfig,
+  skeleton: () => Module,
+): FusionPlan {
   const plan: FusionPlan = { patches: {}, conversions: [] };
   for (const [name, value] of Object.entries(fusion)) {
     if (value === false) continue;
@@ -112,7 +131,9 @@ function planFamilies(fusion: FusionConfig, modelClass: object, config: ModelCon
       perClass.set(modelClass, found);
     }
     if (!Object.keys(found).length) {
-      throw new FusionConfigError(`fusion "${name}" finds nothing to fuse in ${(modelClass as { name?: string }).name} (looked at ${spec.targetModulesPatterns.join(", ")})`);
+      throw new FusionConfigError(
+        `fusion "${name}" finds nothing to fuse in ${(modelClass as { name?: string }).name} (looked at ${spec.targetModulesPatterns.join(", ")})`,
+      );
     }
     for (const [key, cls] of Object.entries(found)) {
       const base = plan.patches[key];

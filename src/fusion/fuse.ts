@@ -24,7 +24,12 @@ export interface FusedChain {
  * modules 0..n-2 become RegistryCollectors and module n-1 a FusedModule. Chain order is pattern order and
  * must be the order the parent calls them in. Everything is checked before anything is replaced.
  */
-export function fuseModules(model: Module, patterns: readonly string[], specs: readonly ModuleSpec[], options: FuseOptions = {}): FusedChain[] {
+export function fuseModules(
+  model: Module,
+  patterns: readonly string[],
+  specs: readonly ModuleSpec[],
+  options: FuseOptions = {},
+): FusedChain[] {
   checkFuseArguments(patterns, specs, options);
   const modules = new Map(model.namedModules().filter(([p]) => p !== ""));
   const matches = matchPatterns(model, modules, patterns);
@@ -40,9 +45,19 @@ interface PlannedChain {
   names: string[];
 }
 
-function checkFuseArguments(patterns: readonly string[], specs: readonly ModuleSpec[], { kernelLayerName }: FuseOptions): void {
-  if (!Array.isArray(patterns) || patterns.length === 0 || patterns.some((p) => typeof p !== "string" || p.trim() === "")) {
-    throw new FusionSpecError(`fuseModules needs a non-empty array of non-empty glob patterns, got ${JSON.stringify(patterns)}`);
+function checkFuseArguments(
+  patterns: readonly string[],
+  specs: readonly ModuleSpec[],
+  { kernelLayerName }: FuseOptions,
+): void {
+  if (
+    !Array.isArray(patterns) ||
+    patterns.length === 0 ||
+    patterns.some((p) => typeof p !== "string" || p.trim() === "")
+  ) {
+    throw new FusionSpecError(
+      `fuseModules needs a non-empty array of non-empty glob patterns, got ${JSON.stringify(patterns)}`,
+    );
   }
   if (!Array.isArray(specs) || specs.length !== patterns.length) {
     throw new FusionSpecError(
@@ -50,7 +65,8 @@ function checkFuseArguments(patterns: readonly string[], specs: readonly ModuleS
     );
   }
   specs.forEach((s, k) => {
-    if (!(s instanceof ModuleSpec)) throw new FusionSpecError(`specs[${k}] is not a ModuleSpec (build it with new ModuleSpec({ inputs, outputs }))`);
+    if (!(s instanceof ModuleSpec))
+      throw new FusionSpecError(`specs[${k}] is not a ModuleSpec (build it with new ModuleSpec({ inputs, outputs }))`);
   });
   if (kernelLayerName !== undefined && (typeof kernelLayerName !== "string" || kernelLayerName.trim() === "")) {
     throw new FusionSpecError(`kernelLayerName must be a non-empty string, got ${JSON.stringify(kernelLayerName)}`);
@@ -91,7 +107,11 @@ function chainsByParent(matches: string[][], patterns: readonly string[]): Plann
   matches.forEach((found, k) => {
     for (const p of found) {
       const [parent, name] = splitPath(p);
-      if (!groups.has(parent)) groups.set(parent, patterns.map(() => []));
+      if (!groups.has(parent))
+        groups.set(
+          parent,
+          patterns.map(() => []),
+        );
       groups.get(parent)![k].push(name);
     }
   });
@@ -107,12 +127,19 @@ function chainsByParent(matches: string[][], patterns: readonly string[]): Plann
     });
     const names = perPattern.map((n) => n[0]);
     const twice = names.find((n, k) => names.indexOf(n) !== k);
-    if (twice !== undefined) throw new FusionPatternError(`two patterns match the same module ${show(join(parent, twice))}; a chain cannot hold a module twice`);
+    if (twice !== undefined)
+      throw new FusionPatternError(
+        `two patterns match the same module ${show(join(parent, twice))}; a chain cannot hold a module twice`,
+      );
     chains.push({ parent, names });
   }
   if (!chains.length) {
-    const parents = matches.map((found, k) => `"${patterns[k]}" → parents ${summarize([...new Set(found.map((p) => show(splitPath(p)[0])))])}`);
-    throw new FusionPatternError(`the patterns' matches do not share a parent, so no chain can be formed: ${parents.join("; ")}`);
+    const parents = matches.map(
+      (found, k) => `"${patterns[k]}" → parents ${summarize([...new Set(found.map((p) => show(splitPath(p)[0])))])}`,
+    );
+    throw new FusionPatternError(
+      `the patterns' matches do not share a parent, so no chain can be formed: ${parents.join("; ")}`,
+    );
   }
   return chains;
 }
@@ -135,14 +162,22 @@ function checkForwardArity(modules: Map<string, Module>, chains: PlannedChain[],
 }
 
 /** Replaces the chain's modules: collectors for 0..n-2, the FusedModule for n-1 (one registry per chain). */
-function installChain(model: Module, modules: Map<string, Module>, chain: PlannedChain, specs: readonly ModuleSpec[], kernelLayerName?: string): FusedChain {
+function installChain(
+  model: Module,
+  modules: Map<string, Module>,
+  chain: PlannedChain,
+  specs: readonly ModuleSpec[],
+  kernelLayerName?: string,
+): FusedChain {
   const { parent, names } = chain;
   const parentModule = parent === "" ? model : modules.get(parent)!;
   const paths = names.map((n) => join(parent, n));
   const originals = paths.map((p) => modules.get(p)!);
   const info: ChainInfo = { parent: parentModule, names, paths, specs: [...specs], registry: new Map() };
   const fused = new FusedModule(originals, info, { kernelLayerName });
-  names.forEach((name, k) => parentModule.setSubmodule(name, k === names.length - 1 ? fused : new RegistryCollector(originals[k], info, k)));
+  names.forEach((name, k) =>
+    parentModule.setSubmodule(name, k === names.length - 1 ? fused : new RegistryCollector(originals[k], info, k)),
+  );
   return { parent, paths, fused };
 }
 
@@ -167,14 +202,18 @@ export function unfuseModules(model: Module, patterns?: readonly string[]): Fuse
   let selected = chains;
   if (patterns !== undefined) {
     if (!Array.isArray(patterns) || patterns.some((p) => typeof p !== "string" || p.trim() === "")) {
-      throw new FusionSpecError(`unfuseModules patterns must be an array of non-empty glob patterns, got ${JSON.stringify(patterns)}`);
+      throw new FusionSpecError(
+        `unfuseModules patterns must be an array of non-empty glob patterns, got ${JSON.stringify(patterns)}`,
+      );
     }
     for (const pattern of patterns) {
       if (!chains.some((c) => c.paths.some((p) => matchesModulePath(p, pattern)))) {
         const fusedPaths = chains.flatMap((c) => c.paths);
         throw new FusionPatternError(
           `pattern "${pattern}" matches no fused module; ` +
-            (fusedPaths.length ? `closest fused paths: ${closestPaths(fusedPaths, pattern).join(", ")}` : "nothing is fused"),
+            (fusedPaths.length
+              ? `closest fused paths: ${closestPaths(fusedPaths, pattern).join(", ")}`
+              : "nothing is fused"),
         );
       }
     }
@@ -185,7 +224,10 @@ export function unfuseModules(model: Module, patterns?: readonly string[]): Fuse
     names.forEach((name, k) => {
       // Only where our stand-in still sits: a child the user replaced since stays theirs.
       const current = parent.namedChildren().find(([n]) => n === name)?.[1];
-      if ((current instanceof RegistryCollector || current instanceof FusedModule) && current.chainInfo === fused.chainInfo) {
+      if (
+        (current instanceof RegistryCollector || current instanceof FusedModule) &&
+        current.chainInfo === fused.chainInfo
+      ) {
         parent.setSubmodule(name, fused.chain[k]);
       }
     });

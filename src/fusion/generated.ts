@@ -34,7 +34,11 @@ export class FusedChainModule extends Module implements KernelChainHolder {
     const slots = this as unknown as Record<string, Module>;
     names.slice(0, -1).forEach((name, i) => (slots[name] = chain[i]));
     const last = chain[chain.length - 1];
-    Object.defineProperty(this, "training", { get: () => last.training, set: (v: boolean) => void (last.training = v), enumerable: false });
+    Object.defineProperty(this, "training", {
+      get: () => last.training,
+      set: (v: boolean) => void (last.training = v),
+      enumerable: false,
+    });
     if (kernelLayerName !== undefined) tagInstanceLayer(this, kernelLayerName);
   }
 
@@ -59,7 +63,10 @@ class SplitOutputs {
   private input?: tf.Tensor;
   private parts: (tf.Tensor | undefined)[] = [];
 
-  constructor(readonly linear: Linear, readonly sizes: readonly number[]) {}
+  constructor(
+    readonly linear: Linear,
+    readonly sizes: readonly number[],
+  ) {}
 
   take(x: tf.Tensor, k: number): tf.Tensor {
     if (x !== this.input || this.parts[k] === undefined) {
@@ -78,7 +85,10 @@ class SplitOutputs {
 
 /** Stands in for one of the merged Linears: its part of the merged matmul. Holds no weights. */
 export class MergedLinearView extends Module<[tf.Tensor], tf.Tensor> {
-  constructor(private readonly outputs: SplitOutputs, readonly index: number) {
+  constructor(
+    private readonly outputs: SplitOutputs,
+    readonly index: number,
+  ) {
     super();
   }
 
@@ -96,14 +106,23 @@ function children(parent: Module, names: readonly string[], what: string): Modul
   const slots = parent as unknown as Record<string, unknown>;
   return names.map((n) => {
     if (!(slots[n] instanceof Module)) {
-      throw new FusionRecipeError(`${what}: ${parent.constructor.name} has no child module "${n}" (children: ${parent.namedChildren().map(([c]) => c).join(", ")})`);
+      throw new FusionRecipeError(
+        `${what}: ${parent.constructor.name} has no child module "${n}" (children: ${parent
+          .namedChildren()
+          .map(([c]) => c)
+          .join(", ")})`,
+      );
     }
     return slots[n] as Module;
   });
 }
 
 /** `Fused{Parent}` for a sequential chain: members 0..n-2 → Identity, member n-1 → FusedChainModule(all). */
-export function makeSequentialParentClass(parentCls: ModuleClass, names: readonly string[], kernelLayerName?: string): ModuleClass {
+export function makeSequentialParentClass(
+  parentCls: ModuleClass,
+  names: readonly string[],
+  kernelLayerName?: string,
+): ModuleClass {
   const Base = parentCls as unknown as AnyModuleClass;
   return named(
     class extends Base {
@@ -137,8 +156,17 @@ export function makeMergedParentClass(parentCls: ModuleClass, names: readonly st
         for (const n of names) delete slots[n];
         const linear = new Linear(linears[0].inFeatures, out, { bias });
         slots[merged] = linear;
-        const outputs = new SplitOutputs(linear, linears.map((l) => l.outFeatures));
-        names.forEach((n, k) => Object.defineProperty(this, n, { value: new MergedLinearView(outputs, k), enumerable: false, configurable: true }));
+        const outputs = new SplitOutputs(
+          linear,
+          linears.map((l) => l.outFeatures),
+        );
+        names.forEach((n, k) =>
+          Object.defineProperty(this, n, {
+            value: new MergedLinearView(outputs, k),
+            enumerable: false,
+            configurable: true,
+          }),
+        );
       }
     },
     `Fused${parentCls.name}`,
@@ -146,7 +174,10 @@ export function makeMergedParentClass(parentCls: ModuleClass, names: readonly st
 }
 
 function asLinear(m: Module, name: string): Linear {
-  if (!(m instanceof Linear)) throw new FusionRecipeError(`"${name}" is a ${m.constructor.name}, not a Linear: only Linears can be merged into one matmul`);
+  if (!(m instanceof Linear))
+    throw new FusionRecipeError(
+      `"${name}" is a ${m.constructor.name}, not a Linear: only Linears can be merged into one matmul`,
+    );
   return m;
 }
 
@@ -167,7 +198,11 @@ export type LayoutClass = new (...children: Module[]) => Module;
  * transformers' `make_parent_class_for_kernel_fusion`: `Fused{Parent}` whose constructor runs the original,
  * then puts `new Layout(...children)` in the first child's slot and an Identity in every other one.
  */
-export function makeParentClassForKernelFusion(parentCls: ModuleClass, names: readonly string[], Layout: LayoutClass): ModuleClass {
+export function makeParentClassForKernelFusion(
+  parentCls: ModuleClass,
+  names: readonly string[],
+  Layout: LayoutClass,
+): ModuleClass {
   const Base = parentCls as unknown as AnyModuleClass;
   return named(
     class extends Base {

@@ -52,19 +52,30 @@ export class KernelConfig {
   readonly entries: readonly KernelConfigEntry[];
 
   constructor(entries: readonly KernelConfigEntry[]) {
-    if (!Array.isArray(entries)) throw new KernelConfigError(`KernelConfig takes a list of [key, "org/repo:Layer"] entries, got ${typeof entries}`);
+    if (!Array.isArray(entries))
+      throw new KernelConfigError(
+        `KernelConfig takes a list of [key, "org/repo:Layer"] entries, got ${typeof entries}`,
+      );
     entries.forEach((e, i) => checkEntry(e, i));
     this.entries = entries.map((e) => [e[0], e[1]] as const);
   }
 }
 
 function checkEntry(entry: unknown, i: number): void {
-  const bad = (why: string) => new KernelConfigError(`kernelConfig entry ${i}: ${why}; expected [key, "org/repo:Layer"], got ${JSON.stringify(entry)}`);
+  const bad = (why: string) =>
+    new KernelConfigError(
+      `kernelConfig entry ${i}: ${why}; expected [key, "org/repo:Layer"], got ${JSON.stringify(entry)}`,
+    );
   if (!Array.isArray(entry) || entry.length !== 2) throw bad("not a pair");
   const [key, repo] = entry as [unknown, unknown];
-  if (typeof repo !== "string" || !/^[\w.-]+\/[\w.-]+:\w+$/.test(repo)) throw bad(`"${String(repo)}" is not "org/repo:Layer"`);
-  if (typeof key === "string" ? key.trim() === "" : !Array.isArray(key) || key.length < 2) throw bad("the key must be a layer name or at least two [class, path] pairs");
-  if (Array.isArray(key) && !key.every((p) => Array.isArray(p) && p.length === 2 && p.every((s) => typeof s === "string" && s !== ""))) {
+  if (typeof repo !== "string" || !/^[\w.-]+\/[\w.-]+:\w+$/.test(repo))
+    throw bad(`"${String(repo)}" is not "org/repo:Layer"`);
+  if (typeof key === "string" ? key.trim() === "" : !Array.isArray(key) || key.length < 2)
+    throw bad("the key must be a layer name or at least two [class, path] pairs");
+  if (
+    Array.isArray(key) &&
+    !key.every((p) => Array.isArray(p) && p.length === 2 && p.every((s) => typeof s === "string" && s !== ""))
+  ) {
     throw bad("every n-to-1 pair must be [class name, module path]");
   }
 }
@@ -77,7 +88,9 @@ export interface KernelConfigPlan {
 
 /** The patches, appended conversions and kernel mapping one load gets from its KernelConfig. */
 export async function planKernelConfig(
-  config: KernelConfig | readonly KernelConfigEntry[], skeleton: () => Module, patches: PatchMapping = {},
+  config: KernelConfig | readonly KernelConfigEntry[],
+  skeleton: () => Module,
+  patches: PatchMapping = {},
 ): Promise<KernelConfigPlan> {
   const entries = config instanceof KernelConfig ? config.entries : new KernelConfig(config).entries;
   const plan: KernelConfigPlan = { patches: { ...patches }, conversions: [], kernelMapping: {} };
@@ -109,10 +122,23 @@ const allBackends = (repo: LayerRepository) => Object.fromEntries(KERNEL_BACKEND
 async function loadLayout(repoId: string, layerName: string): Promise<KernelLayoutClass> {
   const build = await importBuildModule(await findRepo(repoId), tf.getBackend()); // trust was checked by loadLayer
   const mod = (build?.mod ?? {}) as { createLayouts?: (env: LayoutEnv) => Record<string, unknown> };
-  const env: LayoutEnv = { tf, Module, Parameter, Linear, rmsNorm, silu, WeightRenaming, WeightConverter, Concatenate, Chunk };
+  const env: LayoutEnv = {
+    tf,
+    Module,
+    Parameter,
+    Linear,
+    rmsNorm,
+    silu,
+    WeightRenaming,
+    WeightConverter,
+    Concatenate,
+    Chunk,
+  };
   const Layout = mod.createLayouts?.(env)?.[`${layerName}Layout`] as KernelLayoutClass | undefined;
   if (typeof Layout !== "function" || !(Layout.prototype instanceof Module)) {
-    throw new KernelConfigError(`kernel repository "${repoId}" has no ${layerName}Layout (a Module built from the fused children), which an n-to-1 key needs`);
+    throw new KernelConfigError(
+      `kernel repository "${repoId}" has no ${layerName}Layout (a Module built from the fused children), which an n-to-1 key needs`,
+    );
   }
   return useKernelForwardFromHub(layerName)(Layout);
 }
@@ -121,7 +147,9 @@ async function loadLayout(repoId: string, layerName: string): Promise<KernelLayo
 function sharedParent(key: KernelFusionKey, repoLayer: string): string {
   const parents = new Set(key.map(([, p]) => p.slice(0, Math.max(0, p.lastIndexOf(".")))));
   if (parents.size !== 1) {
-    throw new KernelConfigError(`kernelConfig key for "${repoLayer}": paths ${key.map(([, p]) => p).join(", ")} do not share one parent module`);
+    throw new KernelConfigError(
+      `kernelConfig key for "${repoLayer}": paths ${key.map(([, p]) => p).join(", ")} do not share one parent module`,
+    );
   }
   return [...parents][0];
 }
@@ -130,17 +158,31 @@ function sharedParent(key: KernelFusionKey, repoLayer: string): string {
  * Adds to `patches` a `Fused{Parent}` for every class of module the parent glob matches (every one must have
  * every child); a class already patched (another entry, a fusion family) is extended, so both apply.
  */
-function fusedParents(model: Module, parentGlob: string, key: KernelFusionKey, Layout: KernelLayoutClass, repoLayer: string, patches: PatchMapping): void {
+function fusedParents(
+  model: Module,
+  parentGlob: string,
+  key: KernelFusionKey,
+  Layout: KernelLayoutClass,
+  repoLayer: string,
+  patches: PatchMapping,
+): void {
   const names = key.map(([, p]) => p.slice(p.lastIndexOf(".") + 1));
   const out: PatchMapping = {};
   for (const [path, m] of model.namedModules()) {
     if (!matchesModulePath(path, parentGlob)) continue;
     const slots = m as unknown as Record<string, unknown>;
-    const missing = key.filter(([cls], i) => !(slots[names[i]] instanceof Module) || !new RegExp(cls).test(Object.getPrototypeOf(slots[names[i]]).constructor.name));
+    const missing = key.filter(
+      ([cls], i) =>
+        !(slots[names[i]] instanceof Module) ||
+        !new RegExp(cls).test(Object.getPrototypeOf(slots[names[i]]).constructor.name),
+    );
     if (missing.length) {
       throw new KernelConfigError(
         `kernelConfig key for "${repoLayer}": module "${path}" (${m.constructor.name}) lacks the children ${missing.map(([c, p]) => `${c} at ${p}`).join(", ")} ` +
-          `(its children: ${m.namedChildren().map(([n, c]) => `${n}: ${c.constructor.name}`).join(", ")})`,
+          `(its children: ${m
+            .namedChildren()
+            .map(([n, c]) => `${n}: ${c.constructor.name}`)
+            .join(", ")})`,
       );
     }
     const cls = Object.getPrototypeOf(m).constructor as ModuleClass;
@@ -148,7 +190,9 @@ function fusedParents(model: Module, parentGlob: string, key: KernelFusionKey, L
     out[k] ??= makeParentClassForKernelFusion(patches[k] ?? cls, names, Layout);
   }
   if (!Object.keys(out).length) {
-    throw new KernelConfigError(`kernelConfig key for "${repoLayer}": no module matches the parent path "${parentGlob}"; give full dotted paths from the model root`);
+    throw new KernelConfigError(
+      `kernelConfig key for "${repoLayer}": no module matches the parent path "${parentGlob}"; give full dotted paths from the model root`,
+    );
   }
   Object.assign(patches, out);
 }

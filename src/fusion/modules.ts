@@ -166,7 +166,8 @@ export class FusedModule extends StandIn implements KernelChainHolder {
 }
 
 function hide(target: object, props: Record<string, unknown>): void {
-  for (const [key, value] of Object.entries(props)) Object.defineProperty(target, key, { value, enumerable: false, writable: false, configurable: true });
+  for (const [key, value] of Object.entries(props))
+    Object.defineProperty(target, key, { value, enumerable: false, writable: false, configurable: true });
 }
 
 /** A proxy that reads from `target` first and from `module` for what `target` lacks; writes go to `target`. */
@@ -176,7 +177,9 @@ function delegating<T extends object>(target: T, module: Module): T {
       if (Reflect.has(t, prop)) return Reflect.get(t, prop, receiver);
       const value = Reflect.get(module, prop);
       // A method read through the stand-in is bound to the module, as Python's __getattr__ would give it.
-      return typeof value === "function" && !Object.prototype.hasOwnProperty.call(module, prop) ? value.bind(module) : value;
+      return typeof value === "function" && !Object.prototype.hasOwnProperty.call(module, prop)
+        ? value.bind(module)
+        : value;
     },
     has(t, prop) {
       return Reflect.has(t, prop) || Reflect.has(module, prop);

@@ -44,9 +44,15 @@ export class FusionRecipe implements FusionSpec {
 
   constructor(init: FusionRecipeInit) {
     const where = `fusion recipe ${JSON.stringify(init?.name)}`;
-    if (typeof init?.name !== "string" || !/^\w+$/.test(init.name)) throw new FusionRecipeError(`${where}: name must be a word (letters, digits, _)`);
-    if (!Array.isArray(init.modules) || init.modules.length < 2) throw new FusionRecipeError(`${where}: modules must list at least two globs`);
-    if (!Array.isArray(init.specs) || init.specs.length !== init.modules.length || !init.specs.every((s) => s instanceof ModuleSpec)) {
+    if (typeof init?.name !== "string" || !/^\w+$/.test(init.name))
+      throw new FusionRecipeError(`${where}: name must be a word (letters, digits, _)`);
+    if (!Array.isArray(init.modules) || init.modules.length < 2)
+      throw new FusionRecipeError(`${where}: modules must list at least two globs`);
+    if (
+      !Array.isArray(init.specs) ||
+      init.specs.length !== init.modules.length ||
+      !init.specs.every((s) => s instanceof ModuleSpec)
+    ) {
       throw new FusionRecipeError(`${where}: give one ModuleSpec per module glob (${init.modules.length})`);
     }
     this.name = init.name;
@@ -56,7 +62,9 @@ export class FusionRecipe implements FusionSpec {
     this.merged = init.merged;
     const cut = init.modules.map((g) => [g.slice(0, Math.max(0, g.lastIndexOf("."))), g.slice(g.lastIndexOf(".") + 1)]);
     if (new Set(cut.map(([p]) => p)).size !== 1 || cut.some(([, c]) => !/^\w+$/.test(c))) {
-      throw new FusionRecipeError(`${where}: the module globs must share one parent and end in a plain child name, got ${init.modules.join(", ")}`);
+      throw new FusionRecipeError(
+        `${where}: the module globs must share one parent and end in a plain child name, got ${init.modules.join(", ")}`,
+      );
     }
     this.parentGlob = cut[0][0];
     this.childNames = cut.map(([, c]) => c);
@@ -72,7 +80,12 @@ export class FusionRecipe implements FusionSpec {
         `fusion recipe "${this.name}" merges weights into "${this.merged}": runtime rewiring keeps the loaded weights as they are; load with fusionConfig instead`,
       );
     }
-    return fuseModules(model, this.modules, this.specs, this.kernelLayerName ? { kernelLayerName: this.kernelLayerName } : {});
+    return fuseModules(
+      model,
+      this.modules,
+      this.specs,
+      this.kernelLayerName ? { kernelLayerName: this.kernelLayerName } : {},
+    );
   }
 
   unfuse(model: Module): FusedChain[] {
@@ -93,9 +106,10 @@ export class FusionRecipe implements FusionSpec {
   makeFusedClass(parentCls: ModuleClass): ModuleClass {
     let cls = this.fusedClasses.get(parentCls);
     if (!cls) {
-      cls = this.merged !== undefined
-        ? makeMergedParentClass(parentCls, this.childNames, this.merged)
-        : makeSequentialParentClass(parentCls, this.childNames, this.kernelLayerName);
+      cls =
+        this.merged !== undefined
+          ? makeMergedParentClass(parentCls, this.childNames, this.merged)
+          : makeSequentialParentClass(parentCls, this.childNames, this.kernelLayerName);
       this.fusedClasses.set(parentCls, cls);
     }
     return cls;
@@ -106,14 +120,18 @@ export class FusionRecipe implements FusionSpec {
     const parent = `(?<=^${globToRegexSource(this.parentGlob)}\\.)`;
     const names = this.childNames;
     if (this.merged !== undefined) {
-      return [new WeightConverter({
-        sourcePatterns: names.map((n) => `${parent}${n}\\.(weight|bias)$`),
-        targetPatterns: `${this.merged}.\\1`,
-        operations: [new Concatenate(0)],
-      })];
+      return [
+        new WeightConverter({
+          sourcePatterns: names.map((n) => `${parent}${n}\\.(weight|bias)$`),
+          targetPatterns: `${this.merged}.\\1`,
+          operations: [new Concatenate(0)],
+        }),
+      ];
     }
     const last = names[names.length - 1];
-    return names.slice(0, -1).map((n) => new WeightRenaming({ sourcePatterns: `${parent}${n}\\.`, targetPatterns: `${last}.${n}.` }));
+    return names
+      .slice(0, -1)
+      .map((n) => new WeightRenaming({ sourcePatterns: `${parent}${n}\\.`, targetPatterns: `${last}.${n}.` }));
   }
 
   /** The patch mapping for a model: one generated class per distinct parent class the recipe can fuse. */
@@ -125,7 +143,9 @@ export class FusionRecipe implements FusionSpec {
 
   /** A KernelConfig n-to-1 entry for `repoLayer` ("org/repo:Layer"); class names come from `model` when given. */
   kernelConfigEntry(repoLayer: string, model?: Module): [KernelConfigKeyPair[], string] {
-    const classes = new Map(model?.namedModules().map(([p, m]) => [p, Object.getPrototypeOf(m).constructor.name as string]));
+    const classes = new Map(
+      model?.namedModules().map(([p, m]) => [p, Object.getPrototypeOf(m).constructor.name as string]),
+    );
     const pairs = this.modules.map((glob): KernelConfigKeyPair => {
       const hit = [...classes].find(([p]) => matchesModulePath(p, glob));
       return [hit ? `^${hit[1]}$` : ".*", glob];
@@ -138,10 +158,13 @@ export class FusionRecipe implements FusionSpec {
 function checkWiring(r: FusionRecipe, where: string): void {
   const { specs } = r;
   if (r.merged !== undefined) {
-    if (!/^\w+$/.test(r.merged)) throw new FusionRecipeError(`${where}: merged must be a plain child name, got ${JSON.stringify(r.merged)}`);
+    if (!/^\w+$/.test(r.merged))
+      throw new FusionRecipeError(`${where}: merged must be a plain child name, got ${JSON.stringify(r.merged)}`);
     const input = specs[0].inputs[0];
     if (!specs.every((s) => s.inputs.length === 1 && s.inputs[0] === input && s.outputs.length === 1)) {
-      throw new FusionRecipeError(`${where}: a merged layout needs parallel members: each spec one input, the same for all ("${input}"), and one output`);
+      throw new FusionRecipeError(
+        `${where}: a merged layout needs parallel members: each spec one input, the same for all ("${input}"), and one output`,
+      );
     }
     return;
   }

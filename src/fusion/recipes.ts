@@ -37,7 +37,10 @@ export const NORM_QKV = defineFusionRecipe({
   modules: ["model.layers.*.input_layernorm", "model.layers.*.self_attn"],
   specs: [
     hidden(),
-    new ModuleSpec({ inputs: ["hidden_states", "position_embeddings", "attention_mask", "past_key_values"], outputs: ["hidden_states"] }),
+    new ModuleSpec({
+      inputs: ["hidden_states", "position_embeddings", "attention_mask", "past_key_values"],
+      outputs: ["hidden_states"],
+    }),
   ],
 });
 

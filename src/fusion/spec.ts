@@ -27,11 +27,14 @@ export class ModuleSpec {
 
 function checkNames(names: unknown, field: string, allowDrop: boolean): readonly string[] {
   if (!Array.isArray(names) || names.some((n) => typeof n !== "string" || n.trim() === "")) {
-    throw new FusionSpecError(`ModuleSpec ${field} must be an array of non-empty strings, got ${JSON.stringify(names)}`);
+    throw new FusionSpecError(
+      `ModuleSpec ${field} must be an array of non-empty strings, got ${JSON.stringify(names)}`,
+    );
   }
   const seen = new Set<string>();
   for (const n of names as string[]) {
-    if (n === DROP_OUTPUT && !allowDrop) throw new FusionSpecError(`ModuleSpec inputs cannot use "${DROP_OUTPUT}" (it only drops outputs)`);
+    if (n === DROP_OUTPUT && !allowDrop)
+      throw new FusionSpecError(`ModuleSpec inputs cannot use "${DROP_OUTPUT}" (it only drops outputs)`);
     if (n !== DROP_OUTPUT && seen.has(n)) throw new FusionSpecError(`ModuleSpec ${field} name "${n}" appears twice`);
     seen.add(n);
   }

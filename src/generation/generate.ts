@@ -85,7 +85,8 @@ function resolve(model: CausalLM, o: GenerateOptions): Resolved {
   const cfg = model.config as { eos_token_id?: number | number[] | null; pad_token_id?: number | null };
   const bad = (msg: string) => new GenerationConfigError(msg);
   const maxNewTokens = o.maxNewTokens ?? g.max_new_tokens ?? 20;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw bad(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+    throw bad(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   const sampling: SamplingParams = {
     doSample: o.doSample ?? g.do_sample ?? false,
     temperature: o.temperature ?? g.temperature ?? 1,
@@ -96,16 +97,31 @@ function resolve(model: CausalLM, o: GenerateOptions): Resolved {
   if (sampling.doSample && !(sampling.temperature > 0)) {
     throw bad(`temperature must be > 0 when sampling, got ${sampling.temperature} (use doSample: false for greedy)`);
   }
-  if (!Number.isInteger(sampling.topK) || sampling.topK < 0) throw bad(`topK must be a non-negative integer, got ${sampling.topK}`);
+  if (!Number.isInteger(sampling.topK) || sampling.topK < 0)
+    throw bad(`topK must be a non-negative integer, got ${sampling.topK}`);
   if (!(sampling.topP > 0 && sampling.topP <= 1)) throw bad(`topP must be in (0, 1], got ${sampling.topP}`);
   if (!(sampling.repetitionPenalty > 0)) throw bad(`repetitionPenalty must be > 0, got ${sampling.repetitionPenalty}`);
-  const eosList = o.eosTokenId !== undefined ? ids(o.eosTokenId) : g.eos_token_id !== undefined ? ids(g.eos_token_id) : ids(cfg.eos_token_id);
+  const eosList =
+    o.eosTokenId !== undefined
+      ? ids(o.eosTokenId)
+      : g.eos_token_id !== undefined
+        ? ids(g.eos_token_id)
+        : ids(cfg.eos_token_id);
   const pad = o.padTokenId ?? g.pad_token_id ?? cfg.pad_token_id ?? eosList[0] ?? 0;
   const stopStrings = o.stopStrings ?? [];
   if (stopStrings.length && !o.tokenizer) throw bad("stopStrings need a tokenizer (pass options.tokenizer)");
   if (stopStrings.some((s) => typeof s !== "string" || s === "")) throw bad("stopStrings must be non-empty strings");
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-  return { maxNewTokens, sampling, eos: new Set(eosList), pad, stopStrings, tokenizer: o.tokenizer, useCache: o.useCache ?? true, rng: new Rng(seed) };
+  return {
+    maxNewTokens,
+    sampling,
+    eos: new Set(eosList),
+    pad,
+    stopStrings,
+    tokenizer: o.tokenizer,
+    useCache: o.useCache ?? true,
+    rng: new Rng(seed),
+  };
 }
 
 /** What `generate` accepts as a prompt: token ids per row, a 2-D tensor of them, or text with a tokenizer. */
@@ -115,7 +131,9 @@ export type PromptInput = number[][] | tf.Tensor | string;
 function readPrompt(x: PromptInput, tokenizer: PreTrainedTokenizer | undefined): number[][] {
   if (typeof x !== "string") return readRows(x, "inputIds");
   if (!tokenizer) {
-    throw new ArgumentError("generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)");
+    throw new ArgumentError(
+      "generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)",
+    );
   }
   if (x === "") throw new ArgumentError("generate: the prompt is empty");
   return [tokenizer.encode(x)];
@@ -127,7 +145,13 @@ function readRows(x: number[][] | tf.Tensor, what: string): number[][] {
     throw new ArgumentError(`${what}: expected number[][] or a 2-D tf.Tensor${text}, got ${ArgumentError.describe(x)}`);
   }
   const rows = Array.isArray(x) ? x : (x.arraySync() as number[][]);
-  if (!Array.isArray(rows) || !rows.length || !Array.isArray(rows[0]) || !rows[0].length || rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)) {
+  if (
+    !Array.isArray(rows) ||
+    !rows.length ||
+    !Array.isArray(rows[0]) ||
+    !rows[0].length ||
+    rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)
+  ) {
     throw new ShapeError(`${what}: expected a non-empty rectangular [batch, seq] array or 2-D tensor`);
   }
   return rows.map((r) => [...r]);
@@ -137,14 +161,22 @@ function readRows(x: number[][] | tf.Tensor, what: string): number[][] {
  * Generates a continuation for each row of `inputIds` and returns it when every row has finished.
  * Streaming: pass `onStep`, or iterate `streamGenerate` instead.
  */
-export async function generate(model: CausalLM, inputIds: PromptInput, options: GenerateOptions = {}): Promise<GenerateOutput> {
+export async function generate(
+  model: CausalLM,
+  inputIds: PromptInput,
+  options: GenerateOptions = {},
+): Promise<GenerateOutput> {
   const state = new GenerationState();
   for await (const step of run(model, inputIds, options, state)) options.onStep?.(step);
   return state.output();
 }
 
 /** The same generation as an async iterator of steps; breaking out early frees everything too. */
-export async function* streamGenerate(model: CausalLM, inputIds: PromptInput, options: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
+export async function* streamGenerate(
+  model: CausalLM,
+  inputIds: PromptInput,
+  options: GenerateOptions = {},
+): AsyncGenerator<GenerationStep> {
   yield* run(model, inputIds, options, new GenerationState());
 }
 
@@ -163,15 +195,29 @@ class GenerationState {
   }
 }
 
-async function* run(model: CausalLM, inputIds: PromptInput, options: GenerateOptions, st: GenerationState): AsyncGenerator<GenerationStep> {
+/** The attention mask given with the prompt, checked against its shape (undefined when none was given). */
+function readPromptMask(attentionMask: GenerateOptions["attentionMask"], prompt: number[][]): number[][] | undefined {
+  const promptMask = attentionMask === undefined ? undefined : readRows(attentionMask, "attentionMask");
+  const b = prompt.length;
+  if (promptMask && (promptMask.length !== b || promptMask[0].length !== prompt[0].length)) {
+    throw new ShapeError(
+      `attentionMask: expected shape [${b}, ${prompt[0].length}] like inputIds, got [${promptMask.length}, ${promptMask[0].length}]`,
+    );
+  }
+  if (promptMask?.some((r) => !r.includes(1))) throw new ShapeError("attentionMask: a row has no attended token");
+  return promptMask;
+}
+
+async function* run(
+  model: CausalLM,
+  inputIds: PromptInput,
+  options: GenerateOptions,
+  st: GenerationState,
+): AsyncGenerator<GenerationStep> {
   const o = resolve(model, options);
   const prompt = readPrompt(inputIds, options.tokenizer);
   const b = prompt.length;
-  const promptMask = options.attentionMask === undefined ? undefined : readRows(options.attentionMask, "attentionMask");
-  if (promptMask && (promptMask.length !== b || promptMask[0].length !== prompt[0].length)) {
-    throw new ShapeError(`attentionMask: expected shape [${b}, ${prompt[0].length}] like inputIds, got [${promptMask.length}, ${promptMask[0].length}]`);
-  }
-  if (promptMask?.some((r) => !r.includes(1))) throw new ShapeError("attentionMask: a row has no attended token");
+  const promptMask = readPromptMask(options.attentionMask, prompt);
   st.prompt = prompt;
   st.generated = prompt.map(() => []);
   st.newTokens = prompt.map(() => []);
@@ -184,14 +230,18 @@ async function* run(model: CausalLM, inputIds: PromptInput, options: GenerateOpt
   const cache = o.useCache ? new DynamicCache() : undefined;
   try {
     for (let step = 0; step < o.maxNewTokens && st.reasons.some((r) => r === undefined); step++) {
-      const feed = !cache || step === 0 ? prompt.map((p, r) => [...p, ...st.generated[r]]) : st.generated.map((g) => [g[g.length - 1]]);
-      const { logits } = model.call({ inputIds: feed, attentionMask: mask, pastKeyValues: cache, useCache: !!cache, logitsToKeep: 1 });
-      let data: Float32Array;
-      try {
-        data = (await logits.data()) as Float32Array;
-      } finally {
-        logits.dispose();
-      }
+      const feed =
+        !cache || step === 0
+          ? prompt.map((p, r) => [...p, ...st.generated[r]])
+          : st.generated.map((g) => [g[g.length - 1]]);
+      const { logits } = model.call({
+        inputIds: feed,
+        attentionMask: mask,
+        pastKeyValues: cache,
+        useCache: !!cache,
+        logitsToKeep: 1,
+      });
+      const data = await readAndDispose(logits);
       const vocab = data.length / b;
       const active = st.reasons.map((r) => r === undefined);
       const tokens = active.map((isActive, r) => {
@@ -205,7 +255,8 @@ async function* run(model: CausalLM, inputIds: PromptInput, options: GenerateOpt
         st.newTokens[r].push(tokens[r]);
         history[r].push(tokens[r]);
         if (o.eos.has(tokens[r])) st.reasons[r] = "eos";
-        else if (o.stopStrings.length && hitsStopString(o.tokenizer!, st.newTokens[r], o.stopStrings)) st.reasons[r] = "stop";
+        else if (o.stopStrings.length && hitsStopString(o.tokenizer!, st.newTokens[r], o.stopStrings))
+          st.reasons[r] = "stop";
         else if (st.newTokens[r].length >= o.maxNewTokens) st.reasons[r] = "length";
       }
       mask?.forEach((row) => row.push(1));
@@ -213,6 +264,15 @@ async function* run(model: CausalLM, inputIds: PromptInput, options: GenerateOpt
     }
   } finally {
     cache?.dispose();
+  }
+}
+
+/** The logits' values; the tensor is disposed even when reading fails. */
+async function readAndDispose(logits: tf.Tensor): Promise<Float32Array> {
+  try {
+    return (await logits.data()) as Float32Array;
+  } finally {
+    logits.dispose();
   }
 }
 

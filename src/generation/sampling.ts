@@ -125,7 +125,12 @@ export function sampleFrom(probs: Float64Array, rng: Rng): number {
 }
 
 /** Chooses the next token for one row; `logits` is modified in place. */
-export function selectToken(logits: Float32Array, previous: Iterable<number>, params: SamplingParams, rng: Rng): number {
+export function selectToken(
+  logits: Float32Array,
+  previous: Iterable<number>,
+  params: SamplingParams,
+  rng: Rng,
+): number {
   applyRepetitionPenalty(logits, previous, params.repetitionPenalty);
   if (!params.doSample) return argmax(logits);
   applyTemperature(logits, params.temperature);

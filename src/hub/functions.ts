@@ -5,8 +5,24 @@
 // and lockfile as layers.
 import path from "node:path";
 import { tf } from "../tensor/tf.js";
-import { FusekitError, KernelIntegrityError, KernelNotFoundError, KernelRepositoryError, KernelValidationError } from "../errors.js";
-import { LOCKFILE_NAME, findRepo, importBuildModule, lockEntry, readLockfile, repoAt, verifyRepo, type HubRepo, type RepoSnapshot } from "./hub.js";
+import {
+  FusekitError,
+  KernelIntegrityError,
+  KernelNotFoundError,
+  KernelRepositoryError,
+  KernelValidationError,
+} from "../errors.js";
+import {
+  LOCKFILE_NAME,
+  findRepo,
+  importBuildModule,
+  lockEntry,
+  readLockfile,
+  repoAt,
+  verifyRepo,
+  type HubRepo,
+  type RepoSnapshot,
+} from "./hub.js";
 import { checkTrust, type TrustOptions } from "./repository.js";
 import { kernelEnv } from "./helpers.js";
 import type { KernelEnv } from "./types.js";
@@ -21,9 +37,13 @@ const tagged = new Map<string, Tagged>();
 
 /** Tags `fn` as replaceable by hub function kernels named `name`; returns the dispatching wrapper to call. */
 export function useKernelFuncFromHub(name: string) {
-  if (typeof name !== "string" || name.trim() === "") throw new FusekitError(`useKernelFuncFromHub needs a non-empty function name, got ${JSON.stringify(name)}`);
+  if (typeof name !== "string" || name.trim() === "")
+    throw new FusekitError(`useKernelFuncFromHub needs a non-empty function name, got ${JSON.stringify(name)}`);
   return <F extends AnyFunction>(fn: F): F => {
-    if (tagged.has(name)) throw new FusekitError(`useKernelFuncFromHub: "${name}" already tags ${tagged.get(name)!.original.name || "a function"}`);
+    if (tagged.has(name))
+      throw new FusekitError(
+        `useKernelFuncFromHub: "${name}" already tags ${tagged.get(name)!.original.name || "a function"}`,
+      );
     const entry: Tagged = { original: fn };
     tagged.set(name, entry);
     const wrapper = function (this: unknown, ...args: unknown[]) {
@@ -54,16 +74,28 @@ export interface FuncRepositoryProtocol {
   toString(): string;
 }
 
-async function funcFrom(repo: HubRepo, snapshot: RepoSnapshot, funcName: string, backend: string, what: string): Promise<AnyFunction | undefined> {
+async function funcFrom(
+  repo: HubRepo,
+  snapshot: RepoSnapshot,
+  funcName: string,
+  backend: string,
+  what: string,
+): Promise<AnyFunction | undefined> {
   if (!repo.manifest.functions.includes(funcName)) {
-    throw new KernelRepositoryError(`${what} does not export function "${funcName}" (it exports: ${repo.manifest.functions.join(", ") || "none"})`);
+    throw new KernelRepositoryError(
+      `${what} does not export function "${funcName}" (it exports: ${repo.manifest.functions.join(", ") || "none"})`,
+    );
   }
   const build = await importBuildModule(repo, backend, snapshot);
   if (!build) return undefined;
   const mod = build.mod as { createFunctions?: (env: KernelEnv) => Record<string, unknown> };
-  if (typeof mod.createFunctions !== "function") throw new KernelRepositoryError(`${what}: its ${backend} build does not export createFunctions(env)`);
+  if (typeof mod.createFunctions !== "function")
+    throw new KernelRepositoryError(`${what}: its ${backend} build does not export createFunctions(env)`);
   const fn = mod.createFunctions(kernelEnv(backend))[funcName];
-  if (typeof fn !== "function") throw new KernelRepositoryError(`${what}: the ${backend} build's createFunctions() returned no function "${funcName}"`);
+  if (typeof fn !== "function")
+    throw new KernelRepositoryError(
+      `${what}: the ${backend} build's createFunctions() returned no function "${funcName}"`,
+    );
   return fn as AnyFunction;
 }
 
@@ -113,7 +145,10 @@ export class LockedFuncRepository implements FuncRepositoryProtocol {
   }
   async loadFunc(backend: string): Promise<AnyFunction | undefined> {
     const entry = lockEntry(await readLockfile(this.lockfile), this.options.repoId);
-    if (!entry) throw new KernelIntegrityError(`kernel repository "${this.options.repoId}" is not locked in ${this.lockfile} (run fusekit kernels lock)`);
+    if (!entry)
+      throw new KernelIntegrityError(
+        `kernel repository "${this.options.repoId}" is not locked in ${this.lockfile} (run fusekit kernels lock)`,
+      );
     const repo = await findRepo(this.options.repoId, entry.version);
     const snapshot = await verifyRepo(repo, entry, this.lockfile);
     return funcFrom(repo, snapshot, this.funcName, backend, this.toString());
@@ -124,14 +159,20 @@ export class LockedFuncRepository implements FuncRepositoryProtocol {
 }
 
 /** The function-kernel rules: a plain (non-class, non-async) function taking as many parameters as the original. */
-export function validateKernelFunc(fn: unknown, original: AnyFunction, name: string, repo: string): asserts fn is AnyFunction {
+export function validateKernelFunc(
+  fn: unknown,
+  original: AnyFunction,
+  name: string,
+  repo: string,
+): asserts fn is AnyFunction {
   const kernel = (fn as { name?: string })?.name || "<anonymous>";
   const fail = (msg: string) => new KernelValidationError(msg, kernel, name, repo);
   if (typeof fn !== "function") throw fail("must be a function");
   const src = Function.prototype.toString.call(fn);
   if (/^class\b/.test(src)) throw fail("must be a plain function, not a class");
   if (/^async\b/.test(src)) throw fail("must be synchronous (the function it replaces is)");
-  if (fn.length !== original.length) throw fail(`takes ${fn.length} parameters but the function it replaces takes ${original.length}`);
+  if (fn.length !== original.length)
+    throw fail(`takes ${fn.length} parameters but the function it replaces takes ${original.length}`);
 }
 
 export type FuncMapping = Record<string, FuncRepositoryProtocol>;
@@ -154,7 +195,7 @@ export interface KernelizeFuncsOptions {
  * when one fails). FUSEKIT_DISABLE_KERNELS=1 restores every original instead.
  */
 export async function kernelizeFunctions(options: KernelizeFuncsOptions = {}): Promise<string[]> {
-  if (process.env.FUSEKIT_DISABLE_KERNELS === "1") return unkernelizeFunctions(), [];
+  if (process.env.FUSEKIT_DISABLE_KERNELS === "1") return (unkernelizeFunctions(), []);
   const backend = options.backend ?? tf.getBackend();
   const mapping = { ...DEFAULT_FUNC_MAPPING, ...options.mapping };
   const plan: [Tagged, { fn: AnyFunction; repo: string }][] = [];
@@ -163,7 +204,8 @@ export async function kernelizeFunctions(options: KernelizeFuncsOptions = {}): P
     const fn = repo && (await repo.loadFunc(backend));
     if (!fn) {
       const reason = repo ? `${repo} has no build for backend "${backend}"` : `no function kernel mapped for "${name}"`;
-      if (options.useFallback === false) throw new KernelNotFoundError(`kernelizeFunctions: ${reason} (useFallback is false)`);
+      if (options.useFallback === false)
+        throw new KernelNotFoundError(`kernelizeFunctions: ${reason} (useFallback is false)`);
       continue;
     }
     validateKernelFunc(fn, entry.original, name, repo.toString());
@@ -183,7 +225,10 @@ let defaults: Promise<unknown> | undefined;
 /** Installs the bundled function kernels once per process (what fromPretrained relies on for RoPE's speed). */
 export function ensureFunctionKernels(): Promise<unknown> {
   defaults ??= kernelizeFunctions().catch((err: Error) => {
-    process.emitWarning(`function kernels not installed (${err.message}); keeping the original functions`, { type: "FusekitKernelWarning", code: "FUSEKIT_KERNEL_FALLBACK" });
+    process.emitWarning(`function kernels not installed (${err.message}); keeping the original functions`, {
+      type: "FusekitKernelWarning",
+      code: "FUSEKIT_KERNEL_FALLBACK",
+    });
   });
   return defaults;
 }

@@ -27,5 +27,10 @@ export function instanceLayerName(module: object): string | undefined {
 
 /** Tags one instance with a layer name, as a plain own property (what instanceLayerName reads). */
 export function tagInstanceLayer(module: object, layerName: string): void {
-  Object.defineProperty(module, "kernelLayerName", { value: layerName, enumerable: true, writable: true, configurable: true });
+  Object.defineProperty(module, "kernelLayerName", {
+    value: layerName,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
 }

@@ -67,12 +67,14 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
   const m = (await readJsonObject(file, { error })) as Partial<KernelManifest>;
   const bad = (what: string) => new KernelRepositoryError(`${file}: ${what}`);
   if (typeof m !== "object" || m === null) throw bad("the manifest must be a JSON object");
-  if (typeof m.id !== "string" || !/^[\w.-]+\/[\w.-]+$/.test(m.id)) throw bad(`"id" must look like "org/name", got ${JSON.stringify(m.id)}`);
+  if (typeof m.id !== "string" || !/^[\w.-]+\/[\w.-]+$/.test(m.id))
+    throw bad(`"id" must look like "org/name", got ${JSON.stringify(m.id)}`);
   if (typeof m.version !== "number" || !Number.isInteger(m.version) || m.version < 0) {
     throw bad(`"version" must be a non-negative integer major version, got ${JSON.stringify(m.version)}`);
   }
   const functions = (m as { functions?: unknown }).functions ?? [];
-  if (!Array.isArray(functions) || functions.some((f) => typeof f !== "string" || !f)) throw bad(`"functions" must be a list of function names`);
+  if (!Array.isArray(functions) || functions.some((f) => typeof f !== "string" || !f))
+    throw bad(`"functions" must be a list of function names`);
   const layersOk = Array.isArray(m.layers) && m.layers.every((l) => typeof l === "string" && l);
   if (!layersOk || (m.layers!.length === 0 && functions.length === 0)) {
     throw bad(`"layers" must be a non-empty list of layer names (or empty, when "functions" lists function names)`);
@@ -88,7 +90,14 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
       throw bad(`build "${backend}" must be a file inside the repository, got ${JSON.stringify(f)}`);
     }
   }
-  return { id: m.id, version: m.version, description: m.description, layers: [...m.layers!], functions: [...functions], builds: { ...m.builds } };
+  return {
+    id: m.id,
+    version: m.version,
+    description: m.description,
+    layers: [...m.layers!],
+    functions: [...functions],
+    builds: { ...m.builds },
+  };
 }
 
 /** Repository folders under a hub root: any folder (up to 3 levels deep) holding a manifest.json. */
@@ -103,7 +112,8 @@ async function scanRoot(root: string, depth = 0): Promise<string[]> {
   }
   const out: string[] = [];
   for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    if (e.isDirectory() && !e.name.startsWith(".") && e.name !== "node_modules") out.push(...(await scanRoot(path.join(root, e.name), depth + 1)));
+    if (e.isDirectory() && !e.name.startsWith(".") && e.name !== "node_modules")
+      out.push(...(await scanRoot(path.join(root, e.name), depth + 1)));
   }
   return out;
 }
@@ -133,8 +143,9 @@ export async function findRepo(repoId: string, version?: number): Promise<HubRep
   const same = all.filter((r) => r.manifest.id === repoId);
   if (same.length === 0) {
     throw new KernelRepositoryError(
-      `kernel repository "${repoId}" is not in the hub (searched ${hubRoots().map((r) => r.dir).join(", ")}; ` +
-        `found: ${[...new Set(all.map((r) => r.manifest.id))].join(", ") || "none"})`,
+      `kernel repository "${repoId}" is not in the hub (searched ${hubRoots()
+        .map((r) => r.dir)
+        .join(", ")}; ` + `found: ${[...new Set(all.map((r) => r.manifest.id))].join(", ") || "none"})`,
     );
   }
   const newest = same.reduce((best, r) => (r.manifest.version > best.manifest.version ? r : best));
@@ -185,7 +196,9 @@ export async function snapshotRepo(dir: string): Promise<RepoSnapshot> {
       if (e.isSymbolicLink()) {
         const target = await fsp.realpath(abs).catch(() => undefined);
         if (!target || (target !== realRoot && !target.startsWith(realRoot + path.sep))) {
-          throw new KernelSymlinkError(`${abs}: symlink leads outside the kernel repository ${dir} (to ${target ?? "a missing file"}); refused`);
+          throw new KernelSymlinkError(
+            `${abs}: symlink leads outside the kernel repository ${dir} (to ${target ?? "a missing file"}); refused`,
+          );
         }
         isDir = (await fsp.stat(abs)).isDirectory();
       }
@@ -223,7 +236,9 @@ export async function readLockfile(file: string): Promise<Lockfile> {
   const error = (message: string) => new KernelIntegrityError(`cannot read the kernel lockfile: ${message}`);
   const raw = (await readJsonObject(file, { error })) as unknown as Lockfile;
   if (raw?.lockfileVersion !== 1 || !Array.isArray(raw.kernels)) {
-    throw new KernelIntegrityError(`${file}: not a kernels.lock file (expected {"lockfileVersion": 1, "kernels": [...]})`);
+    throw new KernelIntegrityError(
+      `${file}: not a kernels.lock file (expected {"lockfileVersion": 1, "kernels": [...]})`,
+    );
   }
   return raw;
 }
@@ -239,11 +254,16 @@ export const lockfileTarget = (overwrite = true): WriteTarget => ({
  * Locks the given repositories (default: every repo in the hub) into `file`; returns what was written.
  * An existing kernels.lock is replaced (`overwrite: false` refuses); any other file there is never touched.
  */
-export async function writeLockfile(file: string, repos?: HubRepo[], options: { overwrite?: boolean } = {}): Promise<Lockfile> {
+export async function writeLockfile(
+  file: string,
+  repos?: HubRepo[],
+  options: { overwrite?: boolean } = {},
+): Promise<Lockfile> {
   await checkWriteTarget(file, lockfileTarget(options.overwrite)); // before hashing anything
   const list = repos ?? (await discoverRepos());
   const lock: Lockfile = { lockfileVersion: 1, kernels: [] };
-  for (const r of list) lock.kernels.push({ repoId: r.manifest.id, version: r.manifest.version, files: await hashRepo(r.dir) });
+  for (const r of list)
+    lock.kernels.push({ repoId: r.manifest.id, version: r.manifest.version, files: await hashRepo(r.dir) });
   await removeDeadTemporaries(file);
   // Atomic: a kill midway leaves the previous kernels.lock whole (and a temporary the next lock run removes).
   await writeFileAtomically(file, JSON.stringify(lock, null, 2) + "\n", lockfileTarget(options.overwrite));
@@ -256,7 +276,8 @@ async function removeDeadTemporaries(file: string): Promise<void> {
   const names = await fsp.readdir(path.dirname(file)).catch(() => [] as string[]);
   for (const name of names.filter((n) => n.startsWith(prefix))) {
     const pid = Number(name.slice(prefix.length).split("-")[0]);
-    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) await fsp.rm(path.join(path.dirname(file), name), { force: true });
+    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid))
+      await fsp.rm(path.join(path.dirname(file), name), { force: true });
   }
 }
 
@@ -289,12 +310,16 @@ export async function verifyRepo(
   const problems: string[] = [];
   for (const [f, sha] of Object.entries(entry.files)) {
     if (!(f in actual)) problems.push(`${f} is missing`);
-    else if (actual[f] !== sha) problems.push(`${f} has sha256 ${actual[f].slice(0, 12)}…, locked ${sha.slice(0, 12)}…`);
+    else if (actual[f] !== sha)
+      problems.push(`${f} has sha256 ${actual[f].slice(0, 12)}…, locked ${sha.slice(0, 12)}…`);
   }
   for (const f of Object.keys(actual)) if (!(f in entry.files)) problems.push(`${f} is not in the lock`);
-  if (entry.version !== repo.manifest.version) problems.push(`version ${repo.manifest.version} differs from locked ${entry.version}`);
+  if (entry.version !== repo.manifest.version)
+    problems.push(`version ${repo.manifest.version} differs from locked ${entry.version}`);
   if (problems.length) {
-    throw new KernelIntegrityError(`kernel repository "${repo.manifest.id}" at ${repo.dir} does not match ${lockfile}: ${problems.join("; ")}; refused`);
+    throw new KernelIntegrityError(
+      `kernel repository "${repo.manifest.id}" at ${repo.dir} does not match ${lockfile}: ${problems.join("; ")}; refused`,
+    );
   }
   return snap;
 }
@@ -309,7 +334,10 @@ function buildFile(repo: HubRepo, file: string): string {
     candidates.splice(0, 1, ...(FROM_SOURCE ? [ts, own, compiled] : [compiled, own, ts]));
   }
   const hit = candidates.find((c) => existsSync(c));
-  if (!hit) throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": build file ${file} not found (looked at ${candidates.join(", ")})`);
+  if (!hit)
+    throw new KernelRepositoryError(
+      `kernel repository "${repo.manifest.id}": build file ${file} not found (looked at ${candidates.join(", ")})`,
+    );
   return hit;
 }
 
@@ -336,7 +364,9 @@ export async function loadBuildLayers(
     pending = (async () => {
       const { mod } = (await importBuildModule(repo, backend, snapshot))!;
       if (typeof mod.createLayers !== "function") {
-        throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": ${abs} does not export createLayers(env)`);
+        throw new KernelRepositoryError(
+          `kernel repository "${repo.manifest.id}": ${abs} does not export createLayers(env)`,
+        );
       }
       return mod.createLayers(kernelEnv(backend));
     })();

@@ -49,7 +49,12 @@ function install(module: object, layer: KernelLayerClass, repo: string): void {
   restore(module);
   swaps.set(module, { previous: Object.getOwnPropertyDescriptor(module, "forward"), layer, repo });
   // Non-enumerable, so module discovery (own enumerable properties) never sees it.
-  Object.defineProperty(module, "forward", { value: layer.prototype.forward, writable: true, configurable: true, enumerable: false });
+  Object.defineProperty(module, "forward", {
+    value: layer.prototype.forward,
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
 }
 
 /** The forward a kernel must stand in for: the class's (for a FusedModule, the chain's last module's class's). */
@@ -87,17 +92,27 @@ export function validateKernelLayer(
 ): void {
   const kernel = (layer as { name?: string })?.name || "<anonymous>";
   const fail = (msg: string) => new KernelValidationError(msg, kernel, layerName, repo);
-  if (typeof layer !== "function" || typeof layer.prototype?.forward !== "function") throw fail("must be a class with a forward method");
+  if (typeof layer !== "function" || typeof layer.prototype?.forward !== "function")
+    throw fail("must be a class with a forward method");
   if (validated.get(layer)?.has(original)) return;
   const src = Function.prototype.toString.call(layer);
   if (!/^class\b/.test(src)) throw fail("must be a class (a plain function is its own constructor)");
-  if (Object.getPrototypeOf(layer) !== Function.prototype) throw fail("must not extend another class (it would inherit a constructor and state)");
-  if (/\bconstructor\s*\(/.test(classShell(src))) throw fail("must not define its own constructor: a kernel layer is stateless");
+  if (Object.getPrototypeOf(layer) !== Function.prototype)
+    throw fail("must not extend another class (it would inherit a constructor and state)");
+  if (/\bconstructor\s*\(/.test(classShell(src)))
+    throw fail("must not define its own constructor: a kernel layer is stateless");
   const methods = Object.getOwnPropertyNames(layer.prototype).filter((n) => n !== "constructor" && n !== "forward");
   const statics = Object.getOwnPropertyNames(layer).filter((n) => !ALLOWED_STATICS.has(n));
   const fields = Object.keys(new layer());
-  const extra = [...methods.map((m) => `method ${m}`), ...statics.map((s) => `static ${s}`), ...fields.map((f) => `field ${f}`)];
-  if (extra.length) throw fail(`must not hold state or members besides forward and capability flags (hasBackward); found ${extra.join(", ")}`);
+  const extra = [
+    ...methods.map((m) => `method ${m}`),
+    ...statics.map((s) => `static ${s}`),
+    ...fields.map((f) => `field ${f}`),
+  ];
+  if (extra.length)
+    throw fail(
+      `must not hold state or members besides forward and capability flags (hasBackward); found ${extra.join(", ")}`,
+    );
   if ("hasBackward" in layer && typeof layer.hasBackward !== "boolean") throw fail("hasBackward must be a boolean");
   const mismatch = signatureMismatch(layer.prototype.forward, original);
   if (mismatch) throw fail(mismatch);
@@ -135,15 +150,8 @@ export async function kernelize<M extends Module>(model: M, options: KernelizeOp
     return model;
   }
   const loads = new Map<LayerRepositoryProtocol, Promise<KernelLayerClass | undefined>>();
-  const warned = new Set<string>();
   const plan: [Module, { layer: KernelLayerClass; repo: string } | undefined][] = [];
-  const fallBack = (layerName: string, path: string, reason: string) => {
-    if (!useFallback) throw new KernelNotFoundError(`kernelize: ${reason} (module "${path}"; useFallback is false)`);
-    if (!warned.has(layerName)) {
-      warned.add(layerName);
-      process.emitWarning(`${reason}; keeping the original forward`, { type: "FusekitKernelWarning", code: "FUSEKIT_KERNEL_FALLBACK" });
-    }
-  };
+  const fallBack = fallbackReporter(useFallback);
   // Every selection is made before the first await: a kernel mapping registered or restored by another
   // task while repositories load must not give one model a mix of two mappings' kernels.
   const selections = tagged.map(([path, module]) => {
@@ -167,9 +175,18 @@ export async function kernelize<M extends Module>(model: M, options: KernelizeOp
     validateKernelLayer(layer, replacedForward(module), layerName, repo);
     if (mode === Mode.TRAINING && layer.hasBackward === false) {
       if (sel.mode === Mode.TRAINING) {
-        throw new KernelValidationError("is mapped for Mode.TRAINING but declares hasBackward = false", layer.name, layerName, repo);
+        throw new KernelValidationError(
+          "is mapped for Mode.TRAINING but declares hasBackward = false",
+          layer.name,
+          layerName,
+          repo,
+        );
       }
-      fallBack(layerName, path, `kernel layer "${layer.name}" from ${repo} has no backward, so it cannot serve ${modeName(mode)}`);
+      fallBack(
+        layerName,
+        path,
+        `kernel layer "${layer.name}" from ${repo} has no backward, so it cannot serve ${modeName(mode)}`,
+      );
       plan.push([module, undefined]);
       continue;
     }
@@ -181,6 +198,23 @@ export async function kernelize<M extends Module>(model: M, options: KernelizeOp
     else restore(module);
   }
   return model;
+}
+
+/**
+ * What kernelize does where no kernel fits: throw (useFallback false) or warn once per layer name and keep
+ * the original forward.
+ */
+function fallbackReporter(useFallback: boolean): (layerName: string, path: string, reason: string) => void {
+  const warned = new Set<string>();
+  return (layerName, path, reason) => {
+    if (!useFallback) throw new KernelNotFoundError(`kernelize: ${reason} (module "${path}"; useFallback is false)`);
+    if (warned.has(layerName)) return;
+    warned.add(layerName);
+    process.emitWarning(`${reason}; keeping the original forward`, {
+      type: "FusekitKernelWarning",
+      code: "FUSEKIT_KERNEL_FALLBACK",
+    });
+  };
 }
 
 /** Puts back the original forward of every kernelized module in `model`. */
@@ -195,7 +229,12 @@ export function unkernelize<M extends Module>(model: M): M {
  * place without a word. Registered and bundled mappings may name any layer, as in huggingface/kernels.
  */
 export function checkMappingUsed(model: Module, mapping: KernelMapping): void {
-  const used = new Set(model.namedModules().map(([, m]) => getKernelLayerName(m)).filter((n) => n !== undefined));
+  const used = new Set(
+    model
+      .namedModules()
+      .map(([, m]) => getKernelLayerName(m))
+      .filter((n) => n !== undefined),
+  );
   const unused = Object.keys(mapping).filter((layer) => !used.has(layer));
   if (unused.length) {
     const names = unused.map((l) => `"${l}"`).join(", ");
@@ -228,7 +267,9 @@ export async function applyKernelsAfterLoad<M extends Module>(model: M, options:
     DEFAULT_KERNEL_MAPPING,
     () =>
       useKernelMapping(registered, () =>
-        useKernelMapping(options.kernelMapping ?? {}, () => kernelize(model, { mode, backend: options.backend, useFallback: options.useFallback })),
+        useKernelMapping(options.kernelMapping ?? {}, () =>
+          kernelize(model, { mode, backend: options.backend, useFallback: options.useFallback }),
+        ),
       ),
     { inherit: false },
   );

@@ -26,7 +26,8 @@ function defaultStore(): Store {
 
 /** Checks a whole mapping before anything is registered, so a bad entry leaves the mapping untouched. */
 function parse(mapping: KernelMapping): [string, string, Map<Mode, LayerRepositoryProtocol>][] {
-  if (typeof mapping !== "object" || mapping === null) throw new KernelMappingError("a kernel mapping must be an object { layerName: { backend: repo } }");
+  if (typeof mapping !== "object" || mapping === null)
+    throw new KernelMappingError("a kernel mapping must be an object { layerName: { backend: repo } }");
   const out: [string, string, Map<Mode, LayerRepositoryProtocol>][] = [];
   for (const [layer, perBackend] of Object.entries(mapping)) {
     if (typeof perBackend !== "object" || perBackend === null) {
@@ -34,7 +35,9 @@ function parse(mapping: KernelMapping): [string, string, Map<Mode, LayerReposito
     }
     for (const [backend, value] of Object.entries(perBackend)) {
       if (!(KERNEL_BACKENDS as readonly string[]).includes(backend)) {
-        throw new KernelMappingError(`kernel mapping for layer "${layer}": unknown backend "${backend}" (valid: ${KERNEL_BACKENDS.join(", ")})`);
+        throw new KernelMappingError(
+          `kernel mapping for layer "${layer}": unknown backend "${backend}" (valid: ${KERNEL_BACKENDS.join(", ")})`,
+        );
       }
       const modes = new Map<Mode, LayerRepositoryProtocol>();
       if (isLayerRepository(value)) {
@@ -43,12 +46,16 @@ function parse(mapping: KernelMapping): [string, string, Map<Mode, LayerReposito
         for (const [key, repo] of Object.entries(value)) {
           const mode = checkMode(Number(key), `kernel mapping for layer "${layer}" on ${backend}`);
           if (!isLayerRepository(repo)) {
-            throw new KernelMappingError(`kernel mapping for layer "${layer}" on ${backend} mode ${modeName(mode)}: expected a LayerRepository, got ${String(repo)}`);
+            throw new KernelMappingError(
+              `kernel mapping for layer "${layer}" on ${backend} mode ${modeName(mode)}: expected a LayerRepository, got ${String(repo)}`,
+            );
           }
           modes.set(mode, repo);
         }
       } else {
-        throw new KernelMappingError(`kernel mapping for layer "${layer}" on ${backend}: expected a LayerRepository or { [Mode]: LayerRepository }, got ${String(value)}`);
+        throw new KernelMappingError(
+          `kernel mapping for layer "${layer}" on ${backend}: expected a LayerRepository or { [Mode]: LayerRepository }, got ${String(value)}`,
+        );
       }
       out.push([layer, backend, modes]);
     }
@@ -82,7 +89,11 @@ export function registerKernelMapping(mapping: KernelMapping, { inherit = true }
  * Runs `fn` with `mapping` added to (or, with `inherit: false`, replacing) the current mapping. The
  * previous mapping is back when `fn` returns, throws, or its promise settles.
  */
-export function useKernelMapping<T>(mapping: KernelMapping, fn: () => T, { inherit = true }: { inherit?: boolean } = {}): T {
+export function useKernelMapping<T>(
+  mapping: KernelMapping,
+  fn: () => T,
+  { inherit = true }: { inherit?: boolean } = {},
+): T {
   const store = inherit ? cloneStore(current()) : new Map();
   mergeInto(store, mapping);
   return scoped.run(store, fn);
@@ -104,18 +115,24 @@ export function clearKernelMapping(): void {
 }
 
 export type Selection =
-  | { repo: LayerRepositoryProtocol; mode: Mode }
-  | { missing: "layer" | "backend" | "mode"; reason: string };
+  { repo: LayerRepositoryProtocol; mode: Mode } | { missing: "layer" | "backend" | "mode"; reason: string };
 
 /** The repository for a layer on a backend in a kernelize mode, following the mode priority chain. */
 export function selectRepository(layerName: string, backend: string, mode: Mode): Selection {
   const backends = current().get(layerName);
   if (!backends) return { missing: "layer", reason: `no kernel mapping for layer "${layerName}"` };
   const modes = backends.get(backend);
-  if (!modes) return { missing: "backend", reason: `no kernel mapping for layer "${layerName}" on backend "${backend}" (mapped: ${[...backends.keys()].join(", ")})` };
+  if (!modes)
+    return {
+      missing: "backend",
+      reason: `no kernel mapping for layer "${layerName}" on backend "${backend}" (mapped: ${[...backends.keys()].join(", ")})`,
+    };
   for (const m of MODE_FALLBACK_PRIORITY[mode] ?? []) {
     const repo = modes.get(m);
     if (repo) return { repo, mode: m };
   }
-  return { missing: "mode", reason: `no kernel for layer "${layerName}" on "${backend}" in mode ${modeName(mode)} (mapped modes: ${[...modes.keys()].map(modeName).join(", ")})` };
+  return {
+    missing: "mode",
+    reason: `no kernel for layer "${layerName}" on "${backend}" in mode ${modeName(mode)} (mapped modes: ${[...modes.keys()].map(modeName).join(", ")})`,
+  };
 }

@@ -23,7 +23,9 @@ export function modeName(mode: Mode): string {
 /** Throws a KernelModeError unless `mode` is a valid flag combination. `where` names the caller. */
 export function checkMode(mode: unknown, where: string): Mode {
   if (typeof mode !== "number" || !Number.isInteger(mode) || mode <= 0 || (mode & ~ALL) !== 0) {
-    throw new KernelModeError(`${where}: ${String(mode)} is not a kernel Mode (use Mode.INFERENCE, Mode.TRAINING or Mode.FALLBACK)`);
+    throw new KernelModeError(
+      `${where}: ${String(mode)} is not a kernel Mode (use Mode.INFERENCE, Mode.TRAINING or Mode.FALLBACK)`,
+    );
   }
   if (mode & Mode.INFERENCE && mode & Mode.TRAINING) {
     throw new KernelModeError(`${where}: Mode.INFERENCE and Mode.TRAINING are mutually exclusive`);
@@ -36,7 +38,10 @@ export function checkMode(mode: unknown, where: string): Mode {
 
 /** Combines flags, throwing on an invalid combination (the checked counterpart of `a | b`). */
 export function combineModes(...modes: Mode[]): Mode {
-  return checkMode(modes.reduce((a, b) => a | b, 0), "combineModes");
+  return checkMode(
+    modes.reduce((a, b) => a | b, 0),
+    "combineModes",
+  );
 }
 
 /** The modes a kernelize mode may take a mapped repo from, best first (huggingface/kernels' priority chain). */
@@ -48,6 +53,7 @@ export const MODE_FALLBACK_PRIORITY: Readonly<Record<number, readonly Mode[]>> =
 /** Validates a kernelize mode: exactly INFERENCE or TRAINING. */
 export function checkKernelizeMode(mode: unknown): Mode {
   const m = checkMode(mode, "kernelize");
-  if (m === Mode.FALLBACK) throw new KernelModeError("kernelize: Mode.FALLBACK can only be used as a key in kernel mappings");
+  if (m === Mode.FALLBACK)
+    throw new KernelModeError("kernelize: Mode.FALLBACK can only be used as a key in kernel mappings");
   return m;
 }

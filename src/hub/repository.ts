@@ -34,7 +34,9 @@ async function layerFrom(
   snapshot: RepoSnapshot,
 ): Promise<KernelLayerClass | undefined> {
   if (!repo.manifest.layers.includes(layerName)) {
-    throw new KernelRepositoryError(`${what} does not export layer "${layerName}" (it exports: ${repo.manifest.layers.join(", ")})`);
+    throw new KernelRepositoryError(
+      `${what} does not export layer "${layerName}" (it exports: ${repo.manifest.layers.join(", ")})`,
+    );
   }
   const layers = await loadBuildLayers(repo, backend, snapshot);
   if (!layers) return undefined;
@@ -74,7 +76,9 @@ export class LayerRepository implements LayerRepositoryProtocol {
 
   constructor(readonly options: { repoId: string; layerName: string; version?: number } & TrustOptions) {
     if (options.version !== undefined && !Number.isInteger(options.version)) {
-      throw new KernelRepositoryError(`LayerRepository("${options.repoId}"): version must be an integer major version, got ${options.version}`);
+      throw new KernelRepositoryError(
+        `LayerRepository("${options.repoId}"): version must be an integer major version, got ${options.version}`,
+      );
     }
     this.repoId = options.repoId;
     this.layerName = options.layerName;
@@ -129,7 +133,9 @@ export class LockedLayerRepository implements LayerRepositoryProtocol {
     const lock = await readLockfile(this.lockfile);
     const entry = lockEntry(lock, this.repoId);
     if (!entry) {
-      throw new KernelIntegrityError(`kernel repository "${this.repoId}" is not locked in ${this.lockfile} (run fusekit kernels lock)`);
+      throw new KernelIntegrityError(
+        `kernel repository "${this.repoId}" is not locked in ${this.lockfile} (run fusekit kernels lock)`,
+      );
     }
     const repo = await findRepo(this.repoId, entry.version);
     const snapshot = await verifyRepo(repo, entry, this.lockfile);
@@ -142,5 +148,10 @@ export class LockedLayerRepository implements LayerRepositoryProtocol {
 }
 
 export function isLayerRepository(x: unknown): x is LayerRepositoryProtocol {
-  return typeof x === "object" && x !== null && typeof (x as LayerRepositoryProtocol).loadLayer === "function" && typeof (x as LayerRepositoryProtocol).layerName === "string";
+  return (
+    typeof x === "object" &&
+    x !== null &&
+    typeof (x as LayerRepositoryProtocol).loadLayer === "function" &&
+    typeof (x as LayerRepositoryProtocol).layerName === "string"
+  );
 }

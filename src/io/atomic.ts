@@ -45,10 +45,14 @@ export interface SaveJournal {
  * file). `remove` names old files of the directory that the new set replaces (they are deleted after the
  * commit). If a writer throws, the temporaries are removed and nothing else is touched.
  */
-export async function writeFilesAtomically(files: { path: string; write: (tmpPath: string) => Promise<void> }[], options: { remove?: string[] } = {}): Promise<void> {
+export async function writeFilesAtomically(
+  files: { path: string; write: (tmpPath: string) => Promise<void> }[],
+  options: { remove?: string[] } = {},
+): Promise<void> {
   if (!files.length) return;
   const dir = path.dirname(files[0].path);
-  if (files.some((f) => path.dirname(f.path) !== dir)) throw new RangeError("writeFilesAtomically: all files must be in one directory");
+  if (files.some((f) => path.dirname(f.path) !== dir))
+    throw new RangeError("writeFilesAtomically: all files must be in one directory");
   const staged: { tmp: string; final: string }[] = [];
   try {
     for (const f of files) {
@@ -90,7 +94,8 @@ async function applyJournal(dir: string, journal: SaveJournal): Promise<void> {
   await syncDir(dir);
 }
 
-const isBareName = (n: unknown): n is string => typeof n === "string" && n !== "" && n !== "." && n !== ".." && !/[/\\\0]/.test(n);
+const isBareName = (n: unknown): n is string =>
+  typeof n === "string" && n !== "" && n !== "." && n !== ".." && !/[/\\\0]/.test(n);
 
 /**
  * The pending journal of `dir`, if a save was interrupted after its commit point. A journal is data from the
@@ -115,12 +120,22 @@ export async function pendingSave(dir: string): Promise<SaveJournal | undefined>
  * Where to read the checkpoint file `name` of `dir`, honouring a pending journal: its staged file if the
  * rename has not happened yet, undefined if the committed save deletes it, else `dir/name`.
  */
-export async function resolveCheckpointFile(dir: string, name: string, journal?: SaveJournal): Promise<string | undefined> {
+export async function resolveCheckpointFile(
+  dir: string,
+  name: string,
+  journal?: SaveJournal,
+): Promise<string | undefined> {
   if (journal) {
     const r = journal.renames.find((x) => x.to === name);
     if (r) {
       const staged = path.join(dir, r.from);
-      if (await fsp.stat(staged).then(() => true, () => false)) return staged;
+      if (
+        await fsp.stat(staged).then(
+          () => true,
+          () => false,
+        )
+      )
+        return staged;
       return path.join(dir, name);
     }
     if (journal.remove.includes(name)) return undefined;
@@ -232,7 +247,13 @@ async function checkParent(target: string, t: WriteTarget): Promise<void> {
 export async function preflightWrite(target: string, t: WriteTarget): Promise<void> {
   await checkWriteTarget(target, t);
   let dir = path.dirname(path.resolve(target));
-  while (!(await fsp.stat(dir).then((s) => s.isDirectory(), () => false))) dir = path.dirname(dir); // ends at "/"
+  while (
+    !(await fsp.stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  )
+    dir = path.dirname(dir); // ends at "/"
   const probe = await fsp.mkdtemp(tempPrefixFor(path.join(dir, path.basename(target)))).catch((err) => {
     throw new OutputPathError(`cannot create files in ${dir} (${codeOf(err)})`, target);
   });

@@ -5,7 +5,14 @@ import path from "node:path";
 import { CheckpointFormatError, ConfigError } from "../errors.js";
 import { SafetensorsFile, type TensorData, type TensorInfo } from "./safetensors.js";
 import { preview, readJsonObject } from "./json.js";
-import { SAVE_JOURNAL, TMP_MARKER, pendingSave, resolveCheckpointFile, type SaveJournal, type WriteTarget } from "./atomic.js";
+import {
+  SAVE_JOURNAL,
+  TMP_MARKER,
+  pendingSave,
+  resolveCheckpointFile,
+  type SaveJournal,
+  type WriteTarget,
+} from "./atomic.js";
 
 /** What every model config offers the loader and saver. */
 export interface ModelConfig {
@@ -22,7 +29,8 @@ export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
 
 export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
   const stat = await fsp.stat(dir).catch(() => undefined);
-  if (!stat?.isDirectory()) throw new ConfigError(`${dir}: not a checkpoint directory (it does not exist or is not a folder)`);
+  if (!stat?.isDirectory())
+    throw new ConfigError(`${dir}: not a checkpoint directory (it does not exist or is not a folder)`);
   // A save interrupted after its commit point may still have the new config.json under its staged name.
   const file = await resolveCheckpointFile(dir, CONFIG_NAME, await pendingSave(dir));
   return readJsonObject(file ?? path.join(dir, CONFIG_NAME));
@@ -61,14 +69,26 @@ export class CheckpointReader {
     }
     const index = await readJsonObject(indexFile, { error: (m) => new CheckpointFormatError(m) });
     const map = (index as { weight_map?: unknown })?.weight_map;
-    if (typeof map !== "object" || map === null || Array.isArray(map)) throw new CheckpointFormatError(`"weight_map" must be an object of tensor name → shard file`, indexPath);
+    if (typeof map !== "object" || map === null || Array.isArray(map))
+      throw new CheckpointFormatError(`"weight_map" must be an object of tensor name → shard file`, indexPath);
     const weightMap = new Map<string, string>();
     for (const [name, shard] of Object.entries(map)) {
-      if (typeof shard !== "string") throw new CheckpointFormatError(`shard for "${name}" must be a file name, got ${preview(shard)}`, indexPath);
+      if (typeof shard !== "string")
+        throw new CheckpointFormatError(`shard for "${name}" must be a file name, got ${preview(shard)}`, indexPath);
       const resolved = path.resolve(dir, shard);
       const rel = path.relative(path.resolve(dir), resolved);
-      if (shard.includes("\0") || path.isAbsolute(shard) || rel === ".." || rel.startsWith(`..${path.sep}`) || rel === "" || path.isAbsolute(rel)) {
-        throw new CheckpointFormatError(`shard path ${preview(shard)} for "${name}" escapes the checkpoint directory`, indexPath);
+      if (
+        shard.includes("\0") ||
+        path.isAbsolute(shard) ||
+        rel === ".." ||
+        rel.startsWith(`..${path.sep}`) ||
+        rel === "" ||
+        path.isAbsolute(rel)
+      ) {
+        throw new CheckpointFormatError(
+          `shard path ${preview(shard)} for "${name}" escapes the checkpoint directory`,
+          indexPath,
+        );
       }
       weightMap.set(name, shard);
     }
@@ -83,7 +103,11 @@ export class CheckpointReader {
       }
       for (const [name, shard] of weightMap) {
         const info = files.get(shard)!.tensors.get(name);
-        if (!info) throw new CheckpointFormatError(`index says tensor "${name}" is in "${shard}", but that shard does not hold it`, indexPath);
+        if (!info)
+          throw new CheckpointFormatError(
+            `index says tensor "${name}" is in "${shard}", but that shard does not hold it`,
+            indexPath,
+          );
         infos.set(name, info);
       }
     } catch (err) {
@@ -130,7 +154,13 @@ export class CheckpointReader {
 
 /** `p` if something exists there. */
 async function existing(p: string | undefined): Promise<string | undefined> {
-  return p && (await fsp.stat(p).then(() => p, () => undefined));
+  return (
+    p &&
+    (await fsp.stat(p).then(
+      () => p,
+      () => undefined,
+    ))
+  );
 }
 
 /** A shard's path; shards in subfolders are not renamed by saves, so only bare names go through the journal. */
@@ -139,8 +169,10 @@ function shardFile(dir: string, shard: string, journal: SaveJournal | undefined)
 }
 
 /** Files a Hugging Face checkpoint folder holds; a folder holding anything else is not only a checkpoint. */
-const CHECKPOINT_JSON = /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json$/;
-const CHECKPOINT_OTHER = /^(merges\.txt|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json)$/;
+const CHECKPOINT_JSON =
+  /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json$/;
+const CHECKPOINT_OTHER =
+  /^(merges\.txt|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json)$/;
 
 /**
  * Whether `dir` is a checkpoint folder and nothing else: it has config.json and every entry is a

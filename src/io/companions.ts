@@ -27,13 +27,20 @@ export interface GenerationConfig {
 /** Reads `<dir>/generation_config.json`; undefined when the file does not exist. */
 export async function loadGenerationConfig(dir: string): Promise<GenerationConfig | undefined> {
   const error = (message: string) => new GenerationConfigError(message);
-  return (await readJsonObject(path.join(dir, GENERATION_CONFIG_NAME), { error, optional: true })) as GenerationConfig | undefined;
+  return (await readJsonObject(path.join(dir, GENERATION_CONFIG_NAME), { error, optional: true })) as
+    GenerationConfig | undefined;
 }
 
 /** The tokenizer files transformers' save_pretrained writes (those present are kept byte for byte). */
 export const TOKENIZER_FILES = [
-  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
-  "chat_template.jinja", "chat_template.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "vocab.json",
+  "merges.txt",
+  "chat_template.jinja",
+  "chat_template.json",
 ] as const;
 
 /** What a model keeps of its source directory besides the weights. */
@@ -66,17 +73,29 @@ export async function readCompanionFiles(dir: string): Promise<CompanionFiles> {
     generationConfig = await loadGenerationConfig(dir);
   } catch (err) {
     if (!(err instanceof GenerationConfigError)) throw err;
-    process.emitWarning(`${err.message}; the model keeps no generation config`, { type: "FusekitGenerationConfigWarning" });
+    process.emitWarning(`${err.message}; the model keeps no generation config`, {
+      type: "FusekitGenerationConfigWarning",
+    });
   }
   return { generationConfig, tokenizerFiles: await readTokenizerFiles(dir) };
 }
 
 /** The staged writes that put companion files into `dir` (for writeFilesAtomically). */
-export function companionWrites(dir: string, files: CompanionFiles | undefined): { path: string; write: (tmp: string) => Promise<void> }[] {
+export function companionWrites(
+  dir: string,
+  files: CompanionFiles | undefined,
+): { path: string; write: (tmp: string) => Promise<void> }[] {
   if (!files) return [];
-  const out = [...files.tokenizerFiles].map(([name, bytes]) => ({ path: path.join(dir, name), write: (tmp: string) => writeBytes(tmp, bytes) }));
+  const out = [...files.tokenizerFiles].map(([name, bytes]) => ({
+    path: path.join(dir, name),
+    write: (tmp: string) => writeBytes(tmp, bytes),
+  }));
   const generation = files.generationConfig;
-  if (generation) out.push({ path: path.join(dir, GENERATION_CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(generation, null, 2) + "\n") });
+  if (generation)
+    out.push({
+      path: path.join(dir, GENERATION_CONFIG_NAME),
+      write: (tmp) => writeTextFile(tmp, JSON.stringify(generation, null, 2) + "\n"),
+    });
   return out;
 }
 
@@ -90,7 +109,14 @@ async function writeBytes(tmpPath: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-const CHECKPOINT_NAMES = new Set<string>([CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, GENERATION_CONFIG_NAME, SAVE_JOURNAL, ...TOKENIZER_FILES]);
+const CHECKPOINT_NAMES = new Set<string>([
+  CONFIG_NAME,
+  WEIGHTS_NAME,
+  WEIGHTS_INDEX_NAME,
+  GENERATION_CONFIG_NAME,
+  SAVE_JOURNAL,
+  ...TOKENIZER_FILES,
+]);
 const isCheckpointName = (n: string) => CHECKPOINT_NAMES.has(n) || n.includes(TMP_MARKER) || /\.safetensors$/.test(n);
 
 /**
@@ -99,17 +125,22 @@ const isCheckpointName = (n: string) => CHECKPOINT_NAMES.has(n) || n.includes(TM
  * a home directory) is never mixed with, or overwritten by, checkpoint files. Creates `dir` when missing.
  */
 export async function prepareSaveTarget(dir: string): Promise<void> {
-  const stat = await fsp.stat(dir).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+  const stat = await fsp
+    .stat(dir)
+    .catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
   if (!stat) {
     await ensureDir(dir);
     return;
   }
-  if (!stat.isDirectory()) throw new SaveTargetError(`${dir}: exists and is not a folder; savePretrained writes a checkpoint folder`);
+  if (!stat.isDirectory())
+    throw new SaveTargetError(`${dir}: exists and is not a folder; savePretrained writes a checkpoint folder`);
   const names = await fsp.readdir(dir);
   if (names.includes(CONFIG_NAME) || names.every(isCheckpointName)) return;
   const others = names.filter((n) => !isCheckpointName(n));
   throw new SaveTargetError(
-    `${dir}: not a checkpoint folder (no ${CONFIG_NAME}; it holds ${others.slice(0, 3).map((n) => JSON.stringify(n)).join(", ")}` +
-      `${others.length > 3 ? ", …" : ""}); refusing to write into it — save to a new or empty folder`,
+    `${dir}: not a checkpoint folder (no ${CONFIG_NAME}; it holds ${others
+      .slice(0, 3)
+      .map((n) => JSON.stringify(n))
+      .join(", ")}` + `${others.length > 3 ? ", …" : ""}); refusing to write into it — save to a new or empty folder`,
   );
 }

@@ -19,4 +19,3 @@ export interface Fp8BlockLayout {
   scaleBytes: Uint8Array;
   scales: Float32Array;
 }
-

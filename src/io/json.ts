@@ -59,7 +59,11 @@ function scanStructure(text: string): string | undefined {
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       if (stack.length >= MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`;
       const parent = stack[stack.length - 1];
-      const path = parent ? (parent.keys ? `${parent.path}${parent.path ? "." : ""}${preview(lastKey)}` : `${parent.path}[]`) : "";
+      const path = parent
+        ? parent.keys
+          ? `${parent.path}${parent.path ? "." : ""}${preview(lastKey)}`
+          : `${parent.path}[]`
+        : "";
       stack.push({ keys: c === 0x7b ? new Set() : undefined, path, expectKey: c === 0x7b });
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       stack.pop();
@@ -97,15 +101,22 @@ export interface ReadJsonOptions {
  * would block forever, /dev/zero never end), valid UTF-8, valid JSON with no repeated key and bounded depth,
  * an object at the top.
  */
-export async function readJsonObject(file: string, options: ReadJsonOptions & { optional: true }): Promise<Record<string, unknown> | undefined>;
+export async function readJsonObject(
+  file: string,
+  options: ReadJsonOptions & { optional: true },
+): Promise<Record<string, unknown> | undefined>;
 export async function readJsonObject(file: string, options?: ReadJsonOptions): Promise<Record<string, unknown>>;
-export async function readJsonObject(file: string, options: ReadJsonOptions = {}): Promise<Record<string, unknown> | undefined> {
+export async function readJsonObject(
+  file: string,
+  options: ReadJsonOptions = {},
+): Promise<Record<string, unknown> | undefined> {
   const fail = (problem: string) => (options.error ?? ((m: string) => new ConfigError(m)))(`${file}: ${problem}`);
   let bytes: Buffer;
   try {
     const stat = await fsp.stat(file);
     if (!stat.isFile()) throw fail("not a regular file");
-    if (stat.size > MAX_JSON_FILE_BYTES) throw fail(`${stat.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for JSON files`);
+    if (stat.size > MAX_JSON_FILE_BYTES)
+      throw fail(`${stat.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for JSON files`);
     bytes = await fsp.readFile(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

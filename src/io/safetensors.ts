@@ -4,7 +4,14 @@
 import fs, { constants as fsc, promises as fsp } from "node:fs";
 import { CheckpointFormatError, UnsupportedDtypeError } from "../errors.js";
 import { parseJsonStrict, preview } from "./json.js";
-import { RAW_ONLY_DTYPES, STORAGE_DTYPES, type StorageDtype, decode, isStorageDtype, tensorByteLength } from "../tensor/dtypes.js";
+import {
+  RAW_ONLY_DTYPES,
+  STORAGE_DTYPES,
+  type StorageDtype,
+  decode,
+  isStorageDtype,
+  tensorByteLength,
+} from "../tensor/dtypes.js";
 import { tempPathFor } from "./atomic.js";
 
 /** The reference implementation's limit on the JSON header. */
@@ -26,7 +33,11 @@ export interface TensorData {
 }
 
 /** Parses and validates a header; `fileSize` is the whole file's size. */
-export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+export function parseHeader(
+  headerBytes: Uint8Array,
+  fileSize: number,
+  file: string,
+): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
@@ -35,31 +46,53 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   }
   // Strict: a repeated tensor name would otherwise silently resolve to its last entry.
   const parsed = parseJsonStrict(text);
-  if (!parsed.ok) throw new CheckpointFormatError(`header is ${parsed.problem.startsWith("not") ? "" : "invalid: "}${parsed.problem}`, file);
+  if (!parsed.ok)
+    throw new CheckpointFormatError(
+      `header is ${parsed.problem.startsWith("not") ? "" : "invalid: "}${parsed.problem}`,
+      file,
+    );
   const raw = parsed.value;
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new CheckpointFormatError("header is not a JSON object", file);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new CheckpointFormatError("header is not a JSON object", file);
   const dataSize = fileSize - 8 - headerBytes.byteLength;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(raw as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      if (typeof entry !== "object" || entry === null || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== "string")) {
+      if (
+        typeof entry !== "object" ||
+        entry === null ||
+        Array.isArray(entry) ||
+        Object.values(entry).some((v) => typeof v !== "string")
+      ) {
         throw new CheckpointFormatError("__metadata__ must map strings to strings", file);
       }
       metadata = entry as Record<string, string>;
       continue;
     }
     const info = parseEntry(name, entry, file);
-    if (info.end > dataSize) throw new CheckpointFormatError(`data_offsets [${info.begin}, ${info.end}] run past the end of the data region (${dataSize} bytes)`, file, name);
+    if (info.end > dataSize)
+      throw new CheckpointFormatError(
+        `data_offsets [${info.begin}, ${info.end}] run past the end of the data region (${dataSize} bytes)`,
+        file,
+        name,
+      );
     tensors.set(name, info);
   }
-  // The data region must be tiled exactly: sorted by offset, each tensor starts where the previous ended.
+  checkTiling(tensors, dataSize, file);
+  return { tensors, metadata };
+}
+
+/** The data region must be tiled exactly: sorted by offset, each tensor starts where the previous ended. */
+function checkTiling(tensors: Map<string, TensorInfo>, dataSize: number, file: string): void {
   const sorted = [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin || a[1].end - b[1].end);
   let cursor = 0;
   for (const [name, info] of sorted) {
     if (info.begin !== cursor) {
       throw new CheckpointFormatError(
-        info.begin < cursor ? `data_offsets [${info.begin}, ${info.end}] overlap the previous tensor (which ends at ${cursor})` : `data_offsets start at ${info.begin}, leaving a gap after byte ${cursor}`,
+        info.begin < cursor
+          ? `data_offsets [${info.begin}, ${info.end}] overlap the previous tensor (which ends at ${cursor})`
+          : `data_offsets start at ${info.begin}, leaving a gap after byte ${cursor}`,
         file,
         name,
       );
@@ -68,11 +101,12 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, file: str
   }
   if (cursor !== dataSize) {
     throw new CheckpointFormatError(
-      cursor > dataSize ? `tensor data ends at byte ${cursor} but the file holds only ${dataSize} data bytes (truncated?)` : `file has ${dataSize - cursor} trailing bytes after the last tensor`,
+      cursor > dataSize
+        ? `tensor data ends at byte ${cursor} but the file holds only ${dataSize} data bytes (truncated?)`
+        : `file has ${dataSize - cursor} trailing bytes after the last tensor`,
       file,
     );
   }
-  return { tensors, metadata };
 }
 
 function parseEntry(name: string, entry: unknown, file: string): TensorInfo {
@@ -80,7 +114,8 @@ function parseEntry(name: string, entry: unknown, file: string): TensorInfo {
   if (typeof entry !== "object" || entry === null) throw fail("entry is not an object");
   const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
   if (typeof dtype !== "string" || !isStorageDtype(dtype)) throw fail(`unknown dtype ${preview(dtype)}`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`shape ${preview(shape)} is not a list of non-negative integers`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw fail(`shape ${preview(shape)} is not a list of non-negative integers`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
     throw fail(`data_offsets ${preview(offsets)} must be two non-negative integers`);
   }
@@ -88,7 +123,8 @@ function parseEntry(name: string, entry: unknown, file: string): TensorInfo {
   if (end < begin) throw fail(`data_offsets [${begin}, ${end}] are reversed`);
   const expected = tensorByteLength(dtype, shape as number[]);
   if (expected === undefined) throw fail(`shape [${shape}] of ${dtype} does not fill whole bytes`);
-  if (end - begin !== expected) throw fail(`holds ${end - begin} bytes but shape [${shape}] of ${dtype} needs ${expected}`);
+  if (end - begin !== expected)
+    throw fail(`holds ${end - begin} bytes but shape [${shape}] of ${dtype} needs ${expected}`);
   return { dtype, shape: shape as number[], begin, end };
 }
 
@@ -108,18 +144,24 @@ export class SafetensorsFile {
       // O_NONBLOCK: opening a FIFO planted under a weight file's name must not block forever.
       handle = await fsp.open(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
     } catch (err) {
-      throw new CheckpointFormatError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, path);
+      throw new CheckpointFormatError(
+        `cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        path,
+      );
     }
     try {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new CheckpointFormatError("not a regular file", path);
       const { size } = stat;
-      if (size < 8) throw new CheckpointFormatError(`file is ${size} bytes, too short for the 8-byte header length`, path);
+      if (size < 8)
+        throw new CheckpointFormatError(`file is ${size} bytes, too short for the 8-byte header length`, path);
       const lenBuf = Buffer.alloc(8);
       await readExactly(handle, lenBuf, 0, path);
       const headerLen = lenBuf.readBigUInt64LE(0);
-      if (headerLen > BigInt(MAX_HEADER_BYTES)) throw new CheckpointFormatError(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`, path);
-      if (headerLen > BigInt(size - 8)) throw new CheckpointFormatError(`header length ${headerLen} runs past the end of the ${size}-byte file`, path);
+      if (headerLen > BigInt(MAX_HEADER_BYTES))
+        throw new CheckpointFormatError(`header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit`, path);
+      if (headerLen > BigInt(size - 8))
+        throw new CheckpointFormatError(`header length ${headerLen} runs past the end of the ${size}-byte file`, path);
       const header = Buffer.alloc(Number(headerLen));
       await readExactly(handle, header, 8, path);
       const { tensors, metadata } = parseHeader(header, size, path);
@@ -154,15 +196,29 @@ export class SafetensorsFile {
    */
   readBytesIntoSync(name: string, target: Uint8Array): void {
     const info = this.info(name);
-    if (target.byteLength !== info.end - info.begin) throw new CheckpointFormatError(`target holds ${target.byteLength} bytes, the tensor ${info.end - info.begin}`, this.path, name);
-    for (let done = 0; done < target.byteLength; ) {
+    if (target.byteLength !== info.end - info.begin)
+      throw new CheckpointFormatError(
+        `target holds ${target.byteLength} bytes, the tensor ${info.end - info.begin}`,
+        this.path,
+        name,
+      );
+    for (let done = 0; done < target.byteLength;) {
       let n: number;
       try {
         n = fs.readSync(this.handle.fd, target, done, target.byteLength - done, this.dataStart + info.begin + done);
       } catch (err) {
-        throw new CheckpointFormatError(`read failed at byte ${this.dataStart + info.begin + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, this.path, name);
+        throw new CheckpointFormatError(
+          `read failed at byte ${this.dataStart + info.begin + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+          this.path,
+          name,
+        );
       }
-      if (n === 0) throw new CheckpointFormatError(`unexpected end of file at byte ${this.dataStart + info.begin + done}`, this.path, name);
+      if (n === 0)
+        throw new CheckpointFormatError(
+          `unexpected end of file at byte ${this.dataStart + info.begin + done}`,
+          this.path,
+          name,
+        );
       done += n;
     }
   }
@@ -174,7 +230,11 @@ export class SafetensorsFile {
   async read(name: string): Promise<TensorData> {
     const info = this.info(name);
     if (RAW_ONLY_DTYPES.has(info.dtype)) {
-      throw new UnsupportedDtypeError(`dtype ${info.dtype} cannot be decoded into a tensor (read its raw bytes with readBytes)`, this.path, name);
+      throw new UnsupportedDtypeError(
+        `dtype ${info.dtype} cannot be decoded into a tensor (read its raw bytes with readBytes)`,
+        this.path,
+        name,
+      );
     }
     const bytes = await this.readBytes(name);
     try {
@@ -189,16 +249,27 @@ export class SafetensorsFile {
   }
 }
 
-async function readExactly(handle: fsp.FileHandle, buf: Buffer, position: number, file: string, tensor?: string): Promise<void> {
+async function readExactly(
+  handle: fsp.FileHandle,
+  buf: Buffer,
+  position: number,
+  file: string,
+  tensor?: string,
+): Promise<void> {
   let done = 0;
   while (done < buf.byteLength) {
     let bytesRead: number;
     try {
       ({ bytesRead } = await handle.read(buf, done, buf.byteLength - done, position + done));
     } catch (err) {
-      throw new CheckpointFormatError(`read failed at byte ${position + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file, tensor);
+      throw new CheckpointFormatError(
+        `read failed at byte ${position + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        file,
+        tensor,
+      );
     }
-    if (bytesRead === 0) throw new CheckpointFormatError(`unexpected end of file at byte ${position + done}`, file, tensor);
+    if (bytesRead === 0)
+      throw new CheckpointFormatError(`unexpected end of file at byte ${position + done}`, file, tensor);
     done += bytesRead;
   }
 }
@@ -226,19 +297,30 @@ export function layoutOrder<T extends TensorHead>(tensors: readonly T[]): T[] {
 }
 
 /** Checks what the reader would refuse, so the writer can refuse it before writing a byte. */
-function validateForWrite(tensors: readonly TensorHead[], metadata: Record<string, string> | undefined, file?: string): void {
+function validateForWrite(
+  tensors: readonly TensorHead[],
+  metadata: Record<string, string> | undefined,
+  file?: string,
+): void {
   const seen = new Set<string>();
   for (const t of tensors) {
     const fail = (msg: string) => new CheckpointFormatError(`cannot write: ${msg}`, file, t.name);
-    if (typeof t.name !== "string") throw new CheckpointFormatError(`cannot write: tensor name ${preview(t.name)} is not a string`, file);
+    if (typeof t.name !== "string")
+      throw new CheckpointFormatError(`cannot write: tensor name ${preview(t.name)} is not a string`, file);
     if (t.name === "__metadata__") throw fail(`"__metadata__" is reserved for the header's metadata`);
     if (seen.has(t.name)) throw fail("the name is given twice");
     seen.add(t.name);
-    if (typeof t.dtype !== "string" || !isStorageDtype(t.dtype)) throw fail(`unknown dtype ${preview(t.dtype)} (known: ${STORAGE_DTYPES.join(", ")})`);
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw fail(`shape ${preview(t.shape)} is not a list of non-negative integers`);
-    if (tensorByteLength(t.dtype, t.shape) === undefined) throw fail(`shape [${t.shape}] of ${t.dtype} does not fill whole bytes`);
+    if (typeof t.dtype !== "string" || !isStorageDtype(t.dtype))
+      throw fail(`unknown dtype ${preview(t.dtype)} (known: ${STORAGE_DTYPES.join(", ")})`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw fail(`shape ${preview(t.shape)} is not a list of non-negative integers`);
+    if (tensorByteLength(t.dtype, t.shape) === undefined)
+      throw fail(`shape [${t.shape}] of ${t.dtype} does not fill whole bytes`);
   }
-  if (metadata !== undefined && (typeof metadata !== "object" || metadata === null || Object.values(metadata).some((v) => typeof v !== "string"))) {
+  if (
+    metadata !== undefined &&
+    (typeof metadata !== "object" || metadata === null || Object.values(metadata).some((v) => typeof v !== "string"))
+  ) {
     throw new CheckpointFormatError("cannot write: __metadata__ must map strings to strings", file);
   }
 }
@@ -262,7 +344,10 @@ export function buildHeader(tensors: readonly TensorHead[], metadata?: Record<st
   const json = Buffer.from(JSON.stringify(header), "utf8");
   const padded = Math.ceil(json.byteLength / 8) * 8;
   if (padded > MAX_HEADER_BYTES) {
-    throw new CheckpointFormatError(`cannot write: the header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit readers enforce`, file);
+    throw new CheckpointFormatError(
+      `cannot write: the header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit readers enforce`,
+      file,
+    );
   }
   const out = Buffer.alloc(8 + padded, 0x20);
   out.writeBigUInt64LE(BigInt(padded));
@@ -276,7 +361,11 @@ export function buildHeader(tensors: readonly TensorHead[], metadata?: Record<st
  * bytes go to a temporary sibling that is renamed onto `path` only when complete, so a failure (an unknown
  * dtype, a tensor producing the wrong byte count, a full disk) leaves no partial file and `path` untouched.
  */
-export async function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: TensorToWrite[],
+  metadata?: Record<string, string>,
+): Promise<void> {
   const header = buildHeader(tensors, metadata, path);
   const tmp = tempPathFor(path);
   try {
@@ -292,18 +381,29 @@ export async function writeSafetensors(path: string, tensors: TensorToWrite[], m
  * Writes the file straight to `stagedPath`, a temporary name whose commit (rename) and cleanup on failure
  * belong to the caller — savePretrained's journaled multi-file commit (io/atomic.ts).
  */
-export async function writeSafetensorsStaged(stagedPath: string, tensors: TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensorsStaged(
+  stagedPath: string,
+  tensors: TensorToWrite[],
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeData(stagedPath, "w", buildHeader(tensors, metadata, stagedPath), tensors, stagedPath);
 }
 
-async function writeData(file: string, flags: string, header: Buffer, tensors: TensorToWrite[], shownAs: string): Promise<void> {
+async function writeData(
+  file: string,
+  flags: string,
+  header: Buffer,
+  tensors: TensorToWrite[],
+  shownAs: string,
+): Promise<void> {
   const handle = await fsp.open(file, flags);
   try {
     await handle.write(header);
     for (const t of layoutOrder(tensors)) {
       const bytes = t.bytes();
       const expected = tensorByteLength(t.dtype, t.shape)!;
-      if (bytes.byteLength !== expected) throw new CheckpointFormatError(`writer got ${bytes.byteLength} bytes, expected ${expected}`, shownAs, t.name);
+      if (bytes.byteLength !== expected)
+        throw new CheckpointFormatError(`writer got ${bytes.byteLength} bytes, expected ${expected}`, shownAs, t.name);
       await handle.write(bytes);
     }
     await handle.sync();

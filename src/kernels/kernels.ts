@@ -30,8 +30,16 @@ const size = (shape: readonly number[]) => shape.reduce((a, c) => a * c, 1);
 
 /** Checks shared by both builds; returns [rows, n, m]. */
 function matmulDims(x: tf.TensorInfo, w: tf.TensorInfo): [number, number, number] {
-  if (x.shape.length !== 2 || w.shape.length !== 2 || x.dtype !== "float32" || w.dtype !== "int32" || x.shape[1] !== 2 * w.shape[1]) {
-    throw new Error(`${BF16_MATMUL}: expected x f32 [rows, n] and w int32 [m, n/2], got ${x.dtype} [${x.shape}] and ${w.dtype} [${w.shape}]`);
+  if (
+    x.shape.length !== 2 ||
+    w.shape.length !== 2 ||
+    x.dtype !== "float32" ||
+    w.dtype !== "int32" ||
+    x.shape[1] !== 2 * w.shape[1]
+  ) {
+    throw new Error(
+      `${BF16_MATMUL}: expected x f32 [rows, n] and w int32 [m, n/2], got ${x.dtype} [${x.shape}] and ${w.dtype} [${w.shape}]`,
+    );
   }
   return [x.shape[0], x.shape[1], w.shape[0]];
 }
@@ -39,7 +47,8 @@ function matmulDims(x: tf.TensorInfo, w: tf.TensorInfo): [number, number, number
 function unpackTShape(w: tf.TensorInfo, attrs: tf.NamedAttrMap): [number, number, number] {
   const begin = attrs.begin as number;
   const k = attrs.size as number;
-  if (begin < 0 || k < 0 || begin + k > w.shape[0]) throw new Error(`${BF16_UNPACK_T}: rows [${begin}, ${begin + k}) out of [0, ${w.shape[0]})`);
+  if (begin < 0 || k < 0 || begin + k > w.shape[0])
+    throw new Error(`${BF16_UNPACK_T}: rows [${begin}, ${begin + k}) out of [0, ${w.shape[0]})`);
   return [2 * w.shape[1], begin, k];
 }
 
@@ -135,7 +144,9 @@ const cpuKernels: tf.KernelConfig[] = [
       const b = backend as unknown as CpuBackend;
       const { w } = inputs as { w: tf.TensorInfo };
       const [n, begin, k] = unpackTShape(w, attrs!);
-      const all = unpackBf16((b.data.get(w.dataId).values as Int32Array).subarray(begin * (n / 2), (begin + k) * (n / 2)));
+      const all = unpackBf16(
+        (b.data.get(w.dataId).values as Int32Array).subarray(begin * (n / 2), (begin + k) * (n / 2)),
+      );
       const out = new Float32Array(n * k);
       for (let o = 0; o < k; o++) for (let i = 0; i < n; i++) out[i * k + o] = all[o * n + i];
       return b.makeTensorInfo([n, k], "float32", out);
@@ -184,6 +195,7 @@ export function bf16KernelsAvailable(backendName = tf.getBackend()): boolean {
 /** Sums a float32 wasm tensor with a plain SIMD streaming read (bench/machine.ts measures heap read bandwidth with it). */
 export function wasmReadSum(t: tf.Tensor): number {
   const b = tf.backend() as unknown as WasmBackend;
-  if (tf.getBackend() !== "wasm" || t.dtype !== "float32" || t.size % 16) throw new Error("wasmReadSum needs a float32 wasm tensor of 16k elements");
+  if (tf.getBackend() !== "wasm" || t.dtype !== "float32" || t.size % 16)
+    throw new Error("wasmReadSum needs a float32 wasm tensor of 16k elements");
   return wasmExports(b).readsum(ptr(b, t), t.size / 16);
 }

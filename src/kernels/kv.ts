@@ -64,7 +64,8 @@ const wasmKernels: tf.KernelConfig[] = [
       const heap = b.wasm.HEAPF32; // after the allocation
       const src = heapIndexF32(b, buf);
       const dst = heapIndexF32(b, out);
-      for (let h = 0; h < bs * kv; h++) heap.copyWithin(dst + h * length * d, src + h * cap * d, src + (h * cap + length) * d);
+      for (let h = 0; h < bs * kv; h++)
+        heap.copyWithin(dst + h * length * d, src + h * cap * d, src + (h * cap + length) * d);
       return out;
     },
   },
@@ -174,6 +175,12 @@ export function readRows(buf: tf.Tensor4D, length: number): tf.Tensor4D {
  * softmax(q kᵀ · scale) v for one query row per head against the first `length` rows of the cache buffers,
  * returned as [b, 1, heads · d] (the layout o_proj takes). Needs d % 4 == 0 on wasm.
  */
-export function decodeAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, length: number, scale: number): tf.Tensor3D {
+export function decodeAttention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  length: number,
+  scale: number,
+): tf.Tensor3D {
   return tf.engine().runKernel(DECODE_ATTENTION, { q, k, v }, { length, scale }) as tf.Tensor3D;
 }

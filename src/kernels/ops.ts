@@ -26,7 +26,9 @@ export function setBf16Options(next: Partial<Bf16Options>): Bf16Options {
 
 export function checkBf16Backend(): void {
   if (!bf16KernelsAvailable()) {
-    throw new BackendError(`bf16 weight storage has kernels for the wasm and cpu backends only, not "${tf.getBackend()}"`);
+    throw new BackendError(
+      `bf16 weight storage has kernels for the wasm and cpu backends only, not "${tf.getBackend()}"`,
+    );
   }
 }
 

@@ -109,7 +109,14 @@ export class KernelPool {
     this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
     const source = `(${workerMain.toString()})()`;
     for (let index = 1; index < threads; index++) {
-      const workerData: WorkerData = { memory: this.heap.memory, module, ctrl: this.ctrl.buffer as SharedArrayBuffer, index, spin: SPIN, slots: CTRL };
+      const workerData: WorkerData = {
+        memory: this.heap.memory,
+        module,
+        ctrl: this.ctrl.buffer as SharedArrayBuffer,
+        index,
+        spin: SPIN,
+        slots: CTRL,
+      };
       const worker = new Worker(source, { eval: true, workerData });
       worker.unref(); // never keeps the process alive: an idle worker sleeps in Atomics.wait
       worker.on("error", () => this.close());
@@ -121,7 +128,7 @@ export class KernelPool {
   private started(): boolean {
     if (this.ready) return true;
     const deadline = Date.now() + START_TIMEOUT_MS;
-    for (let r; (r = Atomics.load(this.ctrl, CTRL.READY)) < this.workers.length; ) {
+    for (let r; (r = Atomics.load(this.ctrl, CTRL.READY)) < this.workers.length;) {
       if (this.closed || Date.now() > deadline) return false;
       Atomics.wait(this.ctrl, CTRL.READY, r, 50);
     }
@@ -161,7 +168,15 @@ export class KernelPool {
    * [rows, m] (already allocated). False (nothing written) when the pool cannot take it: the caller runs the
    * single-threaded kernel instead.
    */
-  gemm(b: WasmBackend, x: tf.TensorInfo, w: tf.TensorInfo, out: tf.TensorInfo, rows: number, n: number, m: number): boolean {
+  gemm(
+    b: WasmBackend,
+    x: tf.TensorInfo,
+    w: tf.TensorInfo,
+    out: tf.TensorInfo,
+    rows: number,
+    n: number,
+    m: number,
+  ): boolean {
     if (this.closed || !this.started()) return false;
     const xBytes = rows * n * 4;
     const yBytes = rows * m * 4;
@@ -205,10 +220,11 @@ export class KernelPool {
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
     try {
-      for (let o0; (o0 = Atomics.add(c, CTRL.NEXT, chunk)) < count; ) mine(o0, Math.min(count, o0 + chunk));
+      for (let o0; (o0 = Atomics.add(c, CTRL.NEXT, chunk)) < count;) mine(o0, Math.min(count, o0 + chunk));
     } finally {
       let polls = 0; // the workers finish their chunks before the scratch is reused, even if this one threw
-      for (let d; (d = Atomics.load(c, CTRL.DONE)) < this.workers.length; ) if (++polls > SPIN) Atomics.wait(c, CTRL.DONE, d, 100);
+      for (let d; (d = Atomics.load(c, CTRL.DONE)) < this.workers.length;)
+        if (++polls > SPIN) Atomics.wait(c, CTRL.DONE, d, 100);
     }
     if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
   }
@@ -285,7 +301,8 @@ function startPool(threads: number): KernelPool | null {
  */
 export function setKernelThreads(threads?: number): number {
   const n = threads ?? threadsFromEnv();
-  if (!Number.isInteger(n) || n < 1 || n > 256) throw new BackendError(`kernel threads must be an integer from 1 to 256, got ${n}`);
+  if (!Number.isInteger(n) || n < 1 || n > 256)
+    throw new BackendError(`kernel threads must be an integer from 1 to 256, got ${n}`);
   pool?.close();
   pool = startPool(n);
   return kernelThreads();

@@ -11,7 +11,16 @@ export const ROPE = "FusekitRope";
 
 const f32 = Math.fround;
 
-function rope(x: Float32Array, cos: Float32Array, sin: Float32Array, out: Float32Array, b: number, h: number, s: number, d: number): void {
+function rope(
+  x: Float32Array,
+  cos: Float32Array,
+  sin: Float32Array,
+  out: Float32Array,
+  b: number,
+  h: number,
+  s: number,
+  d: number,
+): void {
   const half = d / 2;
   for (let bi = 0; bi < b; bi++) {
     for (let hi = 0; hi < h; hi++) {

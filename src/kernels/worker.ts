@@ -7,7 +7,24 @@
 // trapped). ctrl[STOP] ends the loop.
 
 /** Slots of the control array (shared with pool.ts). */
-export const CTRL = { SEQ: 0, DONE: 1, STOP: 2, READY: 3, FAILED: 10, OP: 11, NEXT: 12, COUNT: 13, CHUNK: 14, X: 4, W: 5, Y: 6, ROWS: 7, N: 8, M: 9, SLOTS: 16 } as const;
+export const CTRL = {
+  SEQ: 0,
+  DONE: 1,
+  STOP: 2,
+  READY: 3,
+  FAILED: 10,
+  OP: 11,
+  NEXT: 12,
+  COUNT: 13,
+  CHUNK: 14,
+  X: 4,
+  W: 5,
+  Y: 6,
+  ROWS: 7,
+  N: 8,
+  M: 9,
+  SLOTS: 16,
+} as const;
 
 export interface WorkerData {
   memory: object; // the shared WebAssembly.Memory
@@ -46,7 +63,7 @@ export function workerMain(): void {
       // of a core does less of the work
       const count = ctrl[S.COUNT];
       const chunk = ctrl[S.CHUNK];
-      for (let o0; (o0 = Atomics.add(ctrl, S.NEXT, chunk)) < count; ) {
+      for (let o0; (o0 = Atomics.add(ctrl, S.NEXT, chunk)) < count;) {
         const o1 = Math.min(count, o0 + chunk);
         if (ctrl[S.OP] === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
         else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);

@@ -29,30 +29,53 @@ export function fp8ConfigOf(raw: Record<string, unknown>, where: string): Fp8Qua
   if (q === undefined || q === null) return undefined;
   const bad = (msg: string) => new QuantizationError(`${where}: quantization_config ${msg}`);
   if (typeof q !== "object" || Array.isArray(q)) throw bad("must be an object");
-  const { quant_method: method, weight_block_size: block, activation_scheme: scheme, fmt } = q as Record<string, unknown>;
-  if (method !== "fp8") throw bad(`quant_method ${JSON.stringify(method)} is not supported (fusekit loads "fp8" block-quantized checkpoints)`);
+  const {
+    quant_method: method,
+    weight_block_size: block,
+    activation_scheme: scheme,
+    fmt,
+  } = q as Record<string, unknown>;
+  if (method !== "fp8")
+    throw bad(
+      `quant_method ${JSON.stringify(method)} is not supported (fusekit loads "fp8" block-quantized checkpoints)`,
+    );
   if (!Array.isArray(block) || block.length !== 2 || !block.every((b) => Number.isSafeInteger(b) && b > 0)) {
     throw bad(`weight_block_size must be two positive integers, got ${JSON.stringify(block)}`);
   }
-  if (scheme !== undefined && scheme !== "dynamic") throw bad(`activation_scheme ${JSON.stringify(scheme)} is not supported (only "dynamic")`);
+  if (scheme !== undefined && scheme !== "dynamic")
+    throw bad(`activation_scheme ${JSON.stringify(scheme)} is not supported (only "dynamic")`);
   if (fmt !== undefined && fmt !== "e4m3") throw bad(`fmt ${JSON.stringify(fmt)} is not supported (only "e4m3")`);
   return q as Fp8QuantizationConfig;
 }
 
-const blocksOf = (shape: readonly number[], [b0, b1]: readonly number[]): [number, number] => [Math.ceil(shape[0] / b0), Math.ceil(shape[1] / b1)];
+const blocksOf = (shape: readonly number[], [b0, b1]: readonly number[]): [number, number] => [
+  Math.ceil(shape[0] / b0),
+  Math.ceil(shape[1] / b1),
+];
 
 /** Calls `fn(scale, start, end)` for each block-row segment [start, end) of a row-major [rows, cols] matrix. */
-function forEachSegment(shape: readonly number[], scales: Float32Array, block: readonly number[], fn: (s: number, start: number, end: number) => void): void {
+function forEachSegment(
+  shape: readonly number[],
+  scales: Float32Array,
+  block: readonly number[],
+  fn: (s: number, start: number, end: number) => void,
+): void {
   const [rows, cols] = shape;
   const scaleCols = Math.ceil(cols / block[1]);
   for (let r = 0; r < rows; r++) {
     const scaleRow = Math.floor(r / block[0]) * scaleCols;
-    for (let b = 0, c0 = 0; c0 < cols; b++, c0 += block[1]) fn(scales[scaleRow + b], r * cols + c0, r * cols + Math.min(c0 + block[1], cols));
+    for (let b = 0, c0 = 0; c0 < cols; b++, c0 += block[1])
+      fn(scales[scaleRow + b], r * cols + c0, r * cols + Math.min(c0 + block[1], cols));
   }
 }
 
 /** float32 values of `fp8` (E4M3 bytes, [rows, cols]) times their block's scale, rounded to bf16. */
-export function dequantizeFp8(fp8: Uint8Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Float32Array {
+export function dequantizeFp8(
+  fp8: Uint8Array,
+  shape: readonly number[],
+  scales: Float32Array,
+  block: readonly number[],
+): Float32Array {
   const table = fp8Table("F8_E4M3");
   const out = new Float32Array(shape[0] * shape[1]);
   forEachSegment(shape, scales, block, (s, start, end) => {
@@ -62,7 +85,12 @@ export function dequantizeFp8(fp8: Uint8Array, shape: readonly number[], scales:
 }
 
 /** E4M3 codes of `values / scale` per block (saturated to ±448, rounded to nearest even). */
-function quantizeWithScales(values: Float32Array, shape: readonly number[], scales: Float32Array, block: readonly number[]): Uint8Array {
+function quantizeWithScales(
+  values: Float32Array,
+  shape: readonly number[],
+  scales: Float32Array,
+  block: readonly number[],
+): Uint8Array {
   const scaled = new Float32Array(values.length);
   forEachSegment(shape, scales, block, (s, start, end) => {
     for (let i = start; i < end; i++) scaled[i] = Math.max(-FP8_E4M3_MAX, Math.min(FP8_E4M3_MAX, values[i] / s));
@@ -74,7 +102,12 @@ function quantizeWithScales(values: Float32Array, shape: readonly number[], scal
  * Fresh per-block scales, as transformers' Fp8Quantize computes them: scale = 448 / max|w| (1 for an all-zero
  * block), stored as its inverse. Returns the stored inverses, rounded through `dtype`.
  */
-function freshScales(values: Float32Array, shape: readonly number[], block: readonly number[], dtype: StorageDtype): Float32Array {
+function freshScales(
+  values: Float32Array,
+  shape: readonly number[],
+  block: readonly number[],
+  dtype: StorageDtype,
+): Float32Array {
   const [rows, cols] = shape;
   const [scaleRows, scaleCols] = blocksOf(shape, block);
   const amax = new Float32Array(scaleRows * scaleCols);
@@ -92,7 +125,11 @@ function freshScales(values: Float32Array, shape: readonly number[], block: read
  * The FP8 bytes and scale bytes that store `values` in `layout`. With the recorded scales when they give
  * back exactly `values` (the weight is as loaded: the save is byte-identical), else with fresh scales.
  */
-export function fp8Encode(values: Float32Array, shape: readonly number[], layout: Fp8BlockLayout): { weight: Uint8Array; scaleBytes: Uint8Array } {
+export function fp8Encode(
+  values: Float32Array,
+  shape: readonly number[],
+  layout: Fp8BlockLayout,
+): { weight: Uint8Array; scaleBytes: Uint8Array } {
   const block = layout.config.weight_block_size;
   const weight = quantizeWithScales(values, shape, layout.scales, block);
   const back = dequantizeFp8(weight, shape, layout.scales, block);
@@ -111,8 +148,15 @@ export class Fp8CheckpointView implements TensorSource {
   /** Layouts of the weights read so far, by checkpoint key. */
   readonly layouts = new Map<string, Fp8BlockLayout>();
 
-  constructor(private readonly reader: CheckpointReader, readonly config: Fp8QuantizationConfig) {
-    const scales = new Set([...reader.infos].filter(([k, i]) => i.dtype === "F8_E4M3" && reader.infos.has(scaleKeyFor(k))).map(([k]) => scaleKeyFor(k)));
+  constructor(
+    private readonly reader: CheckpointReader,
+    readonly config: Fp8QuantizationConfig,
+  ) {
+    const scales = new Set(
+      [...reader.infos]
+        .filter(([k, i]) => i.dtype === "F8_E4M3" && reader.infos.has(scaleKeyFor(k)))
+        .map(([k]) => scaleKeyFor(k)),
+    );
     this.infos = new Map([...reader.infos].filter(([k]) => !scales.has(k)));
   }
 
@@ -134,7 +178,11 @@ export class Fp8CheckpointView implements TensorSource {
     const info = this.infos.get(name)!;
     const layout = await this.readLayout(name, info);
     const bytes = await this.reader.readBytes(name);
-    return { dtype: "BF16", shape: info.shape, data: dequantizeFp8(bytes, info.shape, layout.scales, this.config.weight_block_size) };
+    return {
+      dtype: "BF16",
+      shape: info.shape,
+      data: dequantizeFp8(bytes, info.shape, layout.scales, this.config.weight_block_size),
+    };
   }
 
   readBytes(name: string): Promise<Uint8Array> {
@@ -145,10 +193,16 @@ export class Fp8CheckpointView implements TensorSource {
     const scaleKey = scaleKeyFor(name);
     const scaleInfo = this.reader.infos.get(scaleKey);
     const where = `${this.reader.dir}: tensor "${name}"`;
-    if (info.shape.length !== 2) throw new QuantizationError(`${where}: an FP8 weight must be 2-D, got shape [${info.shape}]`);
+    if (info.shape.length !== 2)
+      throw new QuantizationError(`${where}: an FP8 weight must be 2-D, got shape [${info.shape}]`);
     if (!scaleInfo) throw new QuantizationError(`${where} is F8_E4M3 but the checkpoint has no "${scaleKey}"`);
     const expected = blocksOf(info.shape, this.config.weight_block_size);
-    if (scaleInfo.shape.length !== 2 || scaleInfo.shape[0] !== expected[0] || scaleInfo.shape[1] !== expected[1] || !isFloatDtype(scaleInfo.dtype)) {
+    if (
+      scaleInfo.shape.length !== 2 ||
+      scaleInfo.shape[0] !== expected[0] ||
+      scaleInfo.shape[1] !== expected[1] ||
+      !isFloatDtype(scaleInfo.dtype)
+    ) {
       throw new QuantizationError(
         `${where}: "${scaleKey}" must be a float tensor of shape [${expected}] (one scale per ` +
           `${this.config.weight_block_size.join("×")} block), got ${scaleInfo.dtype} [${scaleInfo.shape}]`,
@@ -181,7 +235,8 @@ function byKey(model: Module, keyOf: (name: string) => string = (n) => n): Map<s
  */
 export function packFp8OnLoad(model: Module, source: TensorSource, storage: string | undefined): void {
   if (!(source instanceof Fp8CheckpointView) || storage === "f32" || !bf16KernelsAvailable()) return;
-  for (const [key, p] of byKey(model)) if (source.isQuantized(key) && p.layout === "transpose" && p.packedShape) p.packOnLoad = true;
+  for (const [key, p] of byKey(model))
+    if (source.isQuantized(key) && p.layout === "transpose" && p.packedShape) p.packOnLoad = true;
 }
 
 /** After loading: each FP8 weight keeps its layout, so savePretrained writes it back as it was stored. */
@@ -229,7 +284,12 @@ export interface QuantizeFp8Options {
 export function quantizeToFp8(model: Module, options: QuantizeFp8Options = {}): string[] {
   const block = options.weightBlockSize ?? [128, 128];
   const skip = options.modulesToNotConvert ?? ["lm_head"];
-  const config: Fp8QuantizationConfig = { quant_method: "fp8", weight_block_size: block, activation_scheme: "dynamic", fmt: "e4m3" };
+  const config: Fp8QuantizationConfig = {
+    quant_method: "fp8",
+    weight_block_size: block,
+    activation_scheme: "dynamic",
+    fmt: "e4m3",
+  };
   fp8ConfigOf({ quantization_config: config }, "quantizeToFp8");
   const done: string[] = [];
   for (const [name, m] of model.namedModules()) {
@@ -241,7 +301,13 @@ export function quantizeToFp8(model: Module, options: QuantizeFp8Options = {}): 
     const scales = freshScales(values, p.stateShape, block, scaleDtype);
     const deq = dequantizeFp8(quantizeWithScales(values, p.stateShape, scales, block), p.stateShape, scales, block);
     p.setStateData(deq, "BF16");
-    p.checkpointLayout = { config, scaleDtype, scaleShape: blocksOf(p.stateShape, block), scaleBytes: encode(scales, scaleDtype), scales };
+    p.checkpointLayout = {
+      config,
+      scaleDtype,
+      scaleShape: blocksOf(p.stateShape, block),
+      scaleBytes: encode(scales, scaleDtype),
+      scales,
+    };
     done.push(`${name}.weight`);
   }
   return done;

@@ -8,7 +8,15 @@ import { describe } from "../nn/module.js";
 import { ensureBackend } from "../kernels/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
 import { bf16KernelsAvailable } from "../kernels/kernels.js";
-import { backendLimits, planMemory, WEIGHT_STORAGE_CHOICES, type MemoryPlan, type ModelShape, type WeightEntry, type WeightStorageChoice } from "./memory-plan.js";
+import {
+  backendLimits,
+  planMemory,
+  WEIGHT_STORAGE_CHOICES,
+  type MemoryPlan,
+  type ModelShape,
+  type WeightEntry,
+  type WeightStorageChoice,
+} from "./memory-plan.js";
 import { Linear } from "../nn/layers.js";
 import { tf } from "../tensor/tf.js";
 import { encode, type StorageDtype } from "../tensor/dtypes.js";
@@ -79,7 +87,9 @@ const DEFAULT_PROMPT = 512;
  * auto_map although their model_type is a standard one.
  */
 export function warnIgnoredRemoteCode(raw: Record<string, unknown>, where: string): void {
-  const fields = ["auto_map", "trust_remote_code"].filter((k) => raw[k] !== undefined && raw[k] !== false && raw[k] !== null);
+  const fields = ["auto_map", "trust_remote_code"].filter(
+    (k) => raw[k] !== undefined && raw[k] !== false && raw[k] !== null,
+  );
   if (!fields.length) return;
   const target = raw.auto_map === undefined ? "" : ` (auto_map: ${JSON.stringify(raw.auto_map).slice(0, 200)})`;
   process.emitWarning(
@@ -113,19 +123,26 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   try {
     checkSizesAgainstCheckpoint(raw, reader, where, undefined);
     const unpatched = causalLMClassFor(family, config).name;
-    const plan = await planLoad(raw, config, causalLMClassFor(family, config), options, where, () => buildModel(config, raw, where));
+    const plan = await planLoad(raw, config, causalLMClassFor(family, config), options, where, () =>
+      buildModel(config, raw, where),
+    );
     model = withPatches(plan.patches, () => buildModel(config, raw, where));
     storeFusionConfig(model.config, plan.fusion);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
     const source = fp8Source(reader, raw, where); // FP8 block-quantized weights read dequantized to bf16
     packFp8OnLoad(model, source, options.weightStorage);
-    const registered = options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
+    const registered =
+      options.conversions ?? conversionRulesFor([model.constructor.name, unpatched], config.model_type);
     const conversions = [...registered, ...plan.conversions];
     // The kernel mapping is read in the same synchronous step as the patches and the conversions, so one load
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const memoryPlan = planMemoryForLoad(model, reader, raw, conversions, options);
-    const report = await loadWeights(model, source, { ...options, conversions, packBf16: memoryPlan.storage === "bf16" });
+    const report = await loadWeights(model, source, {
+      ...options,
+      conversions,
+      packBf16: memoryPlan.storage === "bf16",
+    });
     keepFp8Layouts(model, source, model.checkpointConversion?.renamed);
     packWeightsOnLoad(model, false);
     checkWeightsLoaded(model, report, dir, { warn: !options.strict });
@@ -135,7 +152,9 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
     const kernelOptions = { ...options, kernelMapping: { ...options.kernelMapping, ...plan.kernelMapping } };
-    return await (kernelMapping ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, kernelOptions), { inherit: false }) : loaded);
+    return await (kernelMapping
+      ? useKernelMapping(kernelMapping, () => applyKernelsAfterLoad(loaded, kernelOptions), { inherit: false })
+      : loaded);
   } catch (err) {
     model?.dispose();
     throw err;
@@ -146,15 +165,23 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
 
 function checkStorageChoice(choice: unknown): void {
   if (choice !== undefined && !WEIGHT_STORAGE_CHOICES.includes(choice as WeightStorageChoice)) {
-    throw new WeightStorageError(`unknown weightStorage "${String(choice)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`);
+    throw new WeightStorageError(
+      `unknown weightStorage "${String(choice)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`,
+    );
   }
 }
 
 function checkStrict(dir: string, model: PreTrainedModel, report: LoadReport, strict: boolean | undefined): LoadReport {
-  const bad = report.missingKeys.length || report.unexpectedKeys.length || report.mismatchedKeys.length || report.conversionErrors.length;
+  const bad =
+    report.missingKeys.length ||
+    report.unexpectedKeys.length ||
+    report.mismatchedKeys.length ||
+    report.conversionErrors.length;
   if (strict && bad) {
     const errors = report.conversionErrors.map((e) => e.message).join("; ");
-    throw new StateDictError(`${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`);
+    throw new StateDictError(
+      `${dir}: checkpoint does not fit ${model.constructor.name}: ${describe(report)}${errors ? `; conversion errors: ${errors}` : ""}`,
+    );
   }
   return report;
 }
@@ -199,10 +226,17 @@ export function weightInventory(model: Module, reader: CheckpointReader, convers
 }
 
 /** FP8 weights load dequantized into bf16 (see fp8.ts): for the plan they are BF16 weights. */
-const plannedDtype = (stored: StorageDtype | undefined): StorageDtype => (stored?.startsWith("F8_") ? "BF16" : (stored ?? "F32"));
+const plannedDtype = (stored: StorageDtype | undefined): StorageDtype =>
+  stored?.startsWith("F8_") ? "BF16" : (stored ?? "F32");
 
 /** Plans the load's memory on the active backend (see memory-plan.ts); warns when bf16 storage will round weights. */
-function planMemoryForLoad(model: Module, reader: CheckpointReader, raw: Record<string, unknown>, conversions: ConversionRule[], options: FromPretrainedOptions): MemoryPlan {
+function planMemoryForLoad(
+  model: Module,
+  reader: CheckpointReader,
+  raw: Record<string, unknown>,
+  conversions: ConversionRule[],
+  options: FromPretrainedOptions,
+): MemoryPlan {
   const maxPositions = typeof raw.max_position_embeddings === "number" ? raw.max_position_embeddings : DEFAULT_CONTEXT;
   const contextLength = options.contextLength ?? Math.min(maxPositions, DEFAULT_CONTEXT);
   const request = {
@@ -212,7 +246,11 @@ function planMemoryForLoad(model: Module, reader: CheckpointReader, raw: Record<
     promptLength: Math.min(options.promptLength ?? DEFAULT_PROMPT, contextLength),
     contextExplicit: options.contextLength !== undefined,
   };
-  const plan = planMemory(request, options.weightStorage ?? "auto", backendLimits(tf.getBackend(), bf16KernelsAvailable()));
+  const plan = planMemory(
+    request,
+    options.weightStorage ?? "auto",
+    backendLimits(tf.getBackend(), bf16KernelsAvailable()),
+  );
   if (plan.roundedWeights) {
     process.emitWarning(
       `${reader.dir}: ${plan.roundedWeights} weight tensor(s) not stored as BF16 are rounded to bf16 (${plan.reason}); ` +
@@ -230,21 +268,32 @@ function planMemoryForLoad(model: Module, reader: CheckpointReader, raw: Record<
  * model's float32 bytes are at most 4× the checkpoint's data bytes (BF16 → float32 doubles them; the rest
  * leaves room for parameters a partial checkpoint does not provide) plus 64 MiB.
  */
-function checkSizesAgainstCheckpoint(raw: Record<string, unknown>, reader: CheckpointReader, where: string, model: PreTrainedModel | undefined): void {
+function checkSizesAgainstCheckpoint(
+  raw: Record<string, unknown>,
+  reader: CheckpointReader,
+  where: string,
+  model: PreTrainedModel | undefined,
+): void {
   let elements = 0;
   for (const info of reader.infos.values()) elements += info.shape.reduce((a, b) => a * b, 1);
   if (!model) {
     for (const [k, v] of Object.entries(raw)) {
-      if (typeof v !== "number" || !(/_size$|_dim$|^num_/.test(k))) continue;
+      if (typeof v !== "number" || !/_size$|_dim$|^num_/.test(k)) continue;
       const limit = k === "num_hidden_layers" ? reader.keys().length : elements;
-      if (v > limit) throw new ConfigError(`${where}: "${k}" is ${v}, more than the checkpoint's ${k === "num_hidden_layers" ? "tensor" : "element"} count (${limit}) can justify`);
+      if (v > limit)
+        throw new ConfigError(
+          `${where}: "${k}" is ${v}, more than the checkpoint's ${k === "num_hidden_layers" ? "tensor" : "element"} count (${limit}) can justify`,
+        );
     }
     return;
   }
   let declared = 0;
   for (const [, p] of model.namedParameters()) declared += p.numel * 4;
   const limit = 4 * reader.totalBytes + 64 * 2 ** 20;
-  if (declared > limit) throw new ConfigError(`${where}: the model it declares needs ${declared} bytes of weights, more than its ${reader.totalBytes}-byte checkpoint can justify`);
+  if (declared > limit)
+    throw new ConfigError(
+      `${where}: the model it declares needs ${declared} bytes of weights, more than its ${reader.totalBytes}-byte checkpoint can justify`,
+    );
 }
 
 /** Every path under which a parameter is reachable (tied parameters have several). */
@@ -276,7 +325,11 @@ interface LoadState {
  * `options.conversions` moves it to — one tensor (or one conversion group) in memory at a time.
  * On a PreTrainedModel the conversions done are recorded in `checkpointConversion` for saving.
  */
-export async function loadWeights(model: Module, reader: TensorSource, options: LoadWeightsOptions = {}): Promise<LoadReport> {
+export async function loadWeights(
+  model: Module,
+  reader: TensorSource,
+  options: LoadWeightsOptions = {},
+): Promise<LoadReport> {
   const rules = options.conversions ?? [];
   const state = startLoad(model, reader, options);
   const plan = planConversions(reader.keys(), rules, (k) => (state.params.get(k) ?? state.aliases.get(k))?.stateShape);
@@ -298,7 +351,14 @@ function startLoad(model: Module, reader: TensorSource, options: LoadWeightsOpti
     reader,
     params: new Map(model.namedParameters()),
     aliases: parameterAliases(model),
-    report: { missingKeys: [], unexpectedKeys: [], mismatchedKeys: [], conversionErrors: [], unmatchedRules: [], convertedKeys: [] },
+    report: {
+      missingKeys: [],
+      unexpectedKeys: [],
+      mismatchedKeys: [],
+      conversionErrors: [],
+      unmatchedRules: [],
+      convertedKeys: [],
+    },
     loaded: new Set(),
     packed: new Set(options.packBf16 ? packableWeights(model).map(([, p]) => p) : []),
     progress: (key) => {
@@ -312,7 +372,8 @@ function startLoad(model: Module, reader: TensorSource, options: LoadWeightsOpti
 function slotFor(state: LoadState, target: string, shape: number[]): Parameter | undefined {
   const p = state.params.get(target) ?? state.aliases.get(target);
   if (!p) state.report.unexpectedKeys.push(target);
-  else if (state.loaded.has(p)) return undefined; // a tied alias (e.g. lm_head.weight next to embed_tokens.weight): the first copy wins
+  else if (state.loaded.has(p))
+    return undefined; // a tied alias (e.g. lm_head.weight next to embed_tokens.weight): the first copy wins
   else if (p.stateShape.length !== shape.length || p.stateShape.some((d, i) => d !== shape[i])) {
     state.report.mismatchedKeys.push({ key: target, expected: [...p.stateShape], got: shape });
   } else return p;
@@ -365,7 +426,10 @@ async function loadGroups(state: LoadState, groups: ConversionPlan["groups"], re
     try {
       const inputs: HostTensor[][] = [];
       for (const keys of group.sources) inputs.push(await Promise.all(keys.map((k) => state.reader.read(k))));
-      const { outputs, reverse } = convertGroup(group, inputs.map((l) => (l.length === 1 ? l[0] : l)));
+      const { outputs, reverse } = convertGroup(
+        group,
+        inputs.map((l) => (l.length === 1 ? l[0] : l)),
+      );
       outputs.forEach((t, i) => {
         const p = slotFor(state, group.targets[i], t.shape);
         if (p) {
@@ -373,12 +437,22 @@ async function loadGroups(state: LoadState, groups: ConversionPlan["groups"], re
           state.loaded.add(p);
         }
       });
-      const sources = inputs.map((l, i) => l.map((t, j) => ({ key: group.sources[i][j], shape: t.shape, dtype: t.dtype })));
+      const sources = inputs.map((l, i) =>
+        l.map((t, j) => ({ key: group.sources[i][j], shape: t.shape, dtype: t.dtype })),
+      );
       record.groups.push({ rule: group.rule, targets: group.targets, reverse, sources });
-      state.report.convertedKeys.push({ rule: group.rule.toString(), sources: group.sources.flat(), targets: group.targets });
+      state.report.convertedKeys.push({
+        rule: group.rule.toString(),
+        sources: group.sources.flat(),
+        targets: group.targets,
+      });
     } catch (err) {
       if (!(err instanceof ConversionError)) throw err;
-      state.report.conversionErrors.push({ rule: group.rule.toString(), keys: group.sources.flat(), message: err.message });
+      state.report.conversionErrors.push({
+        rule: group.rule.toString(),
+        keys: group.sources.flat(),
+        message: err.message,
+      });
     }
     for (const k of group.sources.flat()) state.progress(k);
   }

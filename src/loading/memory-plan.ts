@@ -85,7 +85,12 @@ const MIN_CONTEXT = 256;
 /** What the active backend can hold: wasm's heap; cpu / tensorflow are bounded by the machine's memory. */
 export function backendLimits(backend: string, bf16: boolean): BackendLimits {
   if (backend === "wasm") return { backend, ceilingBytes: WASM_HEAP_BYTES, bf16, packedCopy: true };
-  return { backend, ceilingBytes: backend === "cpu" || backend === "tensorflow" ? os.totalmem() : Infinity, bf16, packedCopy: false };
+  return {
+    backend,
+    ceilingBytes: backend === "cpu" || backend === "tensorflow" ? os.totalmem() : Infinity,
+    bf16,
+    packedCopy: false,
+  };
 }
 
 /** Rows the KV cache allocates for `context` tokens: the prompt's length (at least 64), doubled until enough. */
@@ -118,7 +123,13 @@ function weightBytes(weights: WeightEntry[], storage: "f32" | "bf16", limits: Ba
   return [bytes, copy];
 }
 
-function planFor(req: PlanRequest, storage: "f32" | "bf16", limits: BackendLimits, reason: string, context = req.contextLength): MemoryPlan {
+function planFor(
+  req: PlanRequest,
+  storage: "f32" | "bf16",
+  limits: BackendLimits,
+  reason: string,
+  context = req.contextLength,
+): MemoryPlan {
   const { shape: s } = req;
   const prompt = Math.min(Math.max(req.promptLength, MIN_PROMPT), context);
   const [weights, copy] = weightBytes(req.weights, storage, limits);
@@ -148,7 +159,8 @@ const fits = (p: MemoryPlan) => p.totalBytes <= p.ceilingBytes;
 function autoStorage(req: PlanRequest, limits: BackendLimits): [storage: "f32" | "bf16", reason: string] {
   const packable = req.weights.filter((w) => w.packable);
   if (!limits.bf16) return ["f32", `the ${limits.backend} backend has no bf16 kernels`];
-  if (packable.length && packable.every((w) => w.storedDtype === "BF16")) return ["bf16", "the checkpoint is BF16: packed bf16 is exact"];
+  if (packable.length && packable.every((w) => w.storedDtype === "BF16"))
+    return ["bf16", "the checkpoint is BF16: packed bf16 is exact"];
   if (fits(planFor(req, "f32", limits, ""))) return ["f32", "float32 fits"];
   return ["bf16", `float32 would not fit the ${limits.backend} backend's memory: weights rounded to bf16`];
 }
@@ -160,10 +172,14 @@ function autoStorage(req: PlanRequest, limits: BackendLimits): [storage: "f32" |
  */
 export function planMemory(req: PlanRequest, requested: WeightStorageChoice, limits: BackendLimits): MemoryPlan {
   if (!WEIGHT_STORAGE_CHOICES.includes(requested)) {
-    throw new WeightStorageError(`unknown weightStorage "${String(requested)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`);
+    throw new WeightStorageError(
+      `unknown weightStorage "${String(requested)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`,
+    );
   }
   if (requested === "bf16" && !limits.bf16) {
-    throw new WeightStorageError(`bf16 weight storage has kernels for the wasm and cpu backends only, not "${limits.backend}"`);
+    throw new WeightStorageError(
+      `bf16 weight storage has kernels for the wasm and cpu backends only, not "${limits.backend}"`,
+    );
   }
   const [storage, reason] = requested === "auto" ? autoStorage(req, limits) : [requested, "asked for"];
   let plan = planFor(req, storage, limits, reason);
@@ -200,7 +216,9 @@ function explainMisfit(req: PlanRequest, plan: MemoryPlan, limits: BackendLimits
     const bf16 = planFor(req, "bf16", limits, "");
     if (fits(bf16)) options.push(`weightStorage "bf16" (${gib(bf16.totalBytes)})`);
   }
-  for (const storage of plan.storage === "f32" && limits.bf16 ? (["f32", "bf16"] as const) : ([plan.storage] as const)) {
+  for (const storage of plan.storage === "f32" && limits.bf16
+    ? (["f32", "bf16"] as const)
+    : ([plan.storage] as const)) {
     const c = longestContext(req, storage, limits);
     if (c && c < req.contextLength) options.push(`a context of ${c} tokens in ${storage}`);
   }

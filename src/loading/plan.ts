@@ -29,7 +29,12 @@ export interface PlanOptions {
 }
 
 export async function planLoad(
-  raw: Record<string, unknown>, config: ModelConfig, modelClass: object, options: PlanOptions, where: string, skeleton: () => PreTrainedModel,
+  raw: Record<string, unknown>,
+  config: ModelConfig,
+  modelClass: object,
+  options: PlanOptions,
+  where: string,
+  skeleton: () => PreTrainedModel,
 ): Promise<LoadPlan> {
   const fusion = resolveFusionConfig(options.fusionConfig, raw[FUSION_CONFIG_KEY], where);
   const plan: LoadPlan = { patches: {}, conversions: [], fusion, kernelMapping: {} };

@@ -33,7 +33,11 @@ export interface SaveOptions {
 }
 
 /** A model that can be loaded from and saved to a Hugging Face checkpoint directory. */
-export abstract class PreTrainedModel<Args extends unknown[] = any[], Out = any, C extends ModelConfig = ModelConfig> extends Module<Args, Out> {
+export abstract class PreTrainedModel<
+  Args extends unknown[] = any[],
+  Out = any,
+  C extends ModelConfig = ModelConfig,
+> extends Module<Args, Out> {
   /** Set by fromPretrained. */
   loadReport?: LoadReport;
   /** The memory plan `fromPretrained` made before reading weights, incl. the weight storage it chose. */

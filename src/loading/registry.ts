@@ -26,12 +26,16 @@ export function registeredModelTypes(): string[] {
 /** Finds the family for a config.json dictionary by `model_type`. */
 export function familyFor(raw: Record<string, unknown>, where: string): ModelFamily {
   const modelType = raw.model_type;
-  if (typeof modelType !== "string") throw new ConfigError(`${where}: required field "model_type" is missing or not a string`);
+  if (typeof modelType !== "string")
+    throw new ConfigError(`${where}: required field "model_type" is missing or not a string`);
   const family = families.get(modelType);
   if (!family) {
     // A checkpoint that needs its own modeling code: say plainly that it will not be run.
-    const remote = raw.auto_map !== undefined ? `; its "auto_map" points at custom modeling code, which fusekit never runs` : "";
-    throw new UnknownModelTypeError(`${where}: model_type "${modelType}" is not supported (supported: ${registeredModelTypes().join(", ")})${remote}`);
+    const remote =
+      raw.auto_map !== undefined ? `; its "auto_map" points at custom modeling code, which fusekit never runs` : "";
+    throw new UnknownModelTypeError(
+      `${where}: model_type "${modelType}" is not supported (supported: ${registeredModelTypes().join(", ")})${remote}`,
+    );
   }
   return family;
 }
@@ -49,7 +53,11 @@ export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new 
  * Builds the class a config names under the registered patches (fromPretrained and fromConfig apply them;
  * `new` does not), with no weights allocated yet.
  */
-export function buildModel(config: ModelConfig, raw: Record<string, unknown> = config.toDict(), where = "config"): PreTrainedModel {
+export function buildModel(
+  config: ModelConfig,
+  raw: Record<string, unknown> = config.toDict(),
+  where = "config",
+): PreTrainedModel {
   const Cls = causalLMClassFor(familyFor(raw, where), config);
   return applyPatches(() => construct(Cls as new (c: ModelConfig) => PreTrainedModel, config));
 }

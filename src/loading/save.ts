@@ -16,7 +16,12 @@ import type { HostTensor } from "../conversion/ops.js";
 import { fp8Entries } from "./fp8.js";
 import { companionWrites, prepareSaveTarget } from "../io/companions.js";
 
-const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
+const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = {
+  F32: "float32",
+  F16: "float16",
+  BF16: "bfloat16",
+  F64: "float64",
+};
 
 /** "5GB", "500MB", "10KB" or a byte count → bytes (decimal units, as transformers). */
 export function parseSize(size: number | string): number {
@@ -33,7 +38,11 @@ export function parseSize(size: number | string): number {
  * `saveOriginalFormat` (the default) the conversions the model was loaded with are undone: renamed
  * keys get their checkpoint names back and each converted group is reverted when the writer reaches it.
  */
-export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { saveOriginalFormat = true } = {}): TensorToWrite[] {
+export function stateEntries(
+  model: PreTrainedModel,
+  dtype?: StorageDtype,
+  { saveOriginalFormat = true } = {},
+): TensorToWrite[] {
   const params = model.namedParameters();
   const record = saveOriginalFormat ? (model.checkpointConversion ?? unloadedRecord(model, params)) : undefined;
   const grouped = new Set(record?.groups.flatMap((g) => g.targets));
@@ -57,7 +66,10 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
         group,
         group.targets.map((t) => {
           const p = byName.get(t);
-          if (!p) throw new ConversionError(`cannot save in the original format: "${t}" (made by ${group.rule}) is no longer a parameter of ${model.constructor.name}`);
+          if (!p)
+            throw new ConversionError(
+              `cannot save in the original format: "${t}" (made by ${group.rule}) is no longer a parameter of ${model.constructor.name}`,
+            );
           return { data: p.stateData(), shape: [...p.stateShape], dtype: p.storedDtype };
         }),
       );
@@ -75,7 +87,10 @@ export function stateEntries(model: PreTrainedModel, dtype?: StorageDtype, { sav
   }
   out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const dup = out.find((t, i) => i > 0 && out[i - 1].name === t.name);
-  if (dup) throw new ConversionError(`cannot save in the original format: two tensors would be written as "${dup.name}" (check the conversion rules)`);
+  if (dup)
+    throw new ConversionError(
+      `cannot save in the original format: two tensors would be written as "${dup.name}" (check the conversion rules)`,
+    );
   return out;
 }
 
@@ -93,7 +108,12 @@ function unloadedRecord(model: PreTrainedModel, params: [string, Parameter][]): 
   if (plain.length === keys.size && plain.every(([k]) => keys.has(k))) return undefined;
   const byName = new Map(params);
   const dtypeOf = (k: string) => byName.get(k)?.storedDtype ?? "F32";
-  return synthesizeRecord(plain.map(([key, p]) => ({ key, shape: [...p.stateShape] })), rules, dtypeOf, (k) => byName.get(k)?.stateShape);
+  return synthesizeRecord(
+    plain.map(([key, p]) => ({ key, shape: [...p.stateShape] })),
+    rules,
+    dtypeOf,
+    (k) => byName.get(k)?.stateShape,
+  );
 }
 
 /** Splits tensors into shards of at most `max` bytes (a tensor larger than `max` gets a shard of its own). */
@@ -128,7 +148,10 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
   await removeStaleTemporaries(dir);
   const tensors = stateEntries(model, options.dtype, { saveOriginalFormat: options.saveOriginalFormat });
   const shards = planShards(tensors, parseSize(options.maxShardSize ?? "5GB"));
-  const names = shards.length === 1 ? [WEIGHTS_NAME] : shards.map((_, i) => `model-${pad(i + 1)}-of-${pad(shards.length)}.safetensors`);
+  const names =
+    shards.length === 1
+      ? [WEIGHTS_NAME]
+      : shards.map((_, i) => `model-${pad(i + 1)}-of-${pad(shards.length)}.safetensors`);
   const metadata = { format: "pt" };
 
   const files: { path: string; write: (tmp: string) => Promise<void> }[] = shards.map((shard, i) => ({
@@ -140,13 +163,19 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
     shards.forEach((shard, i) => shard.forEach((t) => (weightMap[t.name] = names[i])));
     const totalSize = tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype], 0);
     const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
-    files.push({ path: path.join(dir, WEIGHTS_INDEX_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(index, null, 2) + "\n") });
+    files.push({
+      path: path.join(dir, WEIGHTS_INDEX_NAME),
+      write: (tmp) => writeTextFile(tmp, JSON.stringify(index, null, 2) + "\n"),
+    });
   }
   const config = withQuantizationConfig(model, tensors);
   const dtypes = new Set(tensors.map((t) => t.dtype));
   if (dtypes.size === 1) config.torch_dtype = TORCH_DTYPE[[...dtypes][0]] ?? config.torch_dtype;
   files.push(...companionWrites(dir, model.companionFiles));
-  files.push({ path: path.join(dir, CONFIG_NAME), write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n") });
+  files.push({
+    path: path.join(dir, CONFIG_NAME),
+    write: (tmp) => writeTextFile(tmp, JSON.stringify(config, null, 2) + "\n"),
+  });
 
   // Weight files of the previous save that the new one does not overwrite are deleted after the commit, in
   // the same journal: a new single file must not be shadowed by an old index (or the reverse).
@@ -165,7 +194,8 @@ function withQuantizationConfig(model: PreTrainedModel, tensors: TensorToWrite[]
   const fp8 = tensors.some((t) => t.dtype === "F8_E4M3");
   const layout = fp8 ? model.parameters().find((p) => p.checkpointLayout)?.checkpointLayout : undefined;
   if (layout) config.quantization_config = layout.config;
-  else if ((config.quantization_config as { quant_method?: unknown } | undefined)?.quant_method === "fp8") delete config.quantization_config;
+  else if ((config.quantization_config as { quant_method?: unknown } | undefined)?.quant_method === "fp8")
+    delete config.quantization_config;
   return config;
 }
 
@@ -175,7 +205,8 @@ async function previousWeightFiles(dir: string): Promise<Set<string>> {
   if (names.includes(WEIGHTS_NAME)) out.add(WEIGHTS_NAME);
   if (names.includes(WEIGHTS_INDEX_NAME)) {
     out.add(WEIGHTS_INDEX_NAME);
-    const index = (await readJsonObject(path.join(dir, WEIGHTS_INDEX_NAME)).catch(() => undefined)) as { weight_map?: Record<string, unknown> } | undefined;
+    const index = (await readJsonObject(path.join(dir, WEIGHTS_INDEX_NAME)).catch(() => undefined)) as
+      { weight_map?: Record<string, unknown> } | undefined;
     for (const shard of Object.values(index?.weight_map ?? {})) {
       if (typeof shard === "string" && names.includes(shard) && !shard.includes("/")) out.add(shard);
     }

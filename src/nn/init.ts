@@ -2,10 +2,7 @@
  * Seeded weight initialisation in plain JS, so a seed gives the same weights on every backend.
  * (tfjs's own seeded random ops are per-op; one stream over the whole model is simpler to reason about.)
  */
-export type Initializer =
-  | { kind: "normal"; std: number }
-  | { kind: "ones" }
-  | { kind: "zeros" };
+export type Initializer = { kind: "normal"; std: number } | { kind: "ones" } | { kind: "zeros" };
 
 /** mulberry32: a small, fast 32-bit PRNG; plenty for initialising random test models. */
 export class Rng {

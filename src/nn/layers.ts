@@ -15,7 +15,11 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
   weight: Parameter;
   bias?: Parameter;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, { bias = false, std = 0.02 } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    { bias = false, std = 0.02 } = {},
+  ) {
     super();
     this.weight = new Parameter([outFeatures, inFeatures], { kind: "normal", std }, "transpose");
     if (bias) this.bias = new Parameter([outFeatures], { kind: "zeros" });
@@ -37,7 +41,11 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
 export class Embedding extends Module<[tf.Tensor], tf.Tensor> {
   weight: Parameter;
 
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, { std = 0.02 } = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    { std = 0.02 } = {},
+  ) {
     super();
     this.weight = new Parameter([numEmbeddings, embeddingDim], { kind: "normal", std }, "transpose");
   }
@@ -58,7 +66,10 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor
 export class RMSNorm extends Module<[tf.Tensor], tf.Tensor> {
   weight: Parameter;
 
-  constructor(readonly hiddenSize: number, readonly eps = 1e-6) {
+  constructor(
+    readonly hiddenSize: number,
+    readonly eps = 1e-6,
+  ) {
     super();
     this.weight = new Parameter([hiddenSize], { kind: "ones" });
   }

@@ -113,10 +113,12 @@ export abstract class Module<Args extends unknown[] = any[], Out = any> {
     for (const [key, t] of Object.entries(dict)) {
       const p = params.get(key);
       if (!p) result.unexpectedKeys.push(key);
-      else if (!sameShape(p.stateShape, t.shape)) result.mismatchedKeys.push({ key, expected: [...p.stateShape], got: t.shape });
+      else if (!sameShape(p.stateShape, t.shape))
+        result.mismatchedKeys.push({ key, expected: [...p.stateShape], got: t.shape });
     }
     const bad = result.missingKeys.length + result.unexpectedKeys.length + result.mismatchedKeys.length;
-    if (strict && bad > 0) throw new StateDictError(`state dict does not fit ${this.constructor.name}: ${describe(result)}`);
+    if (strict && bad > 0)
+      throw new StateDictError(`state dict does not fit ${this.constructor.name}: ${describe(result)}`);
     const mismatched = new Set(result.mismatchedKeys.map((m) => m.key));
     for (const [key, t] of Object.entries(dict)) {
       const p = params.get(key);
@@ -134,7 +136,12 @@ export abstract class Module<Args extends unknown[] = any[], Out = any> {
       if (!next) {
         throw new ModulePathError(
           `${this.constructor.name} has no submodule "${path}": "${part}" is not a child of ${mod.constructor.name} ` +
-            `(children: ${mod.namedChildren().map(([n]) => n).join(", ") || "none"})`,
+            `(children: ${
+              mod
+                .namedChildren()
+                .map(([n]) => n)
+                .join(", ") || "none"
+            })`,
         );
       }
       mod = next;
@@ -218,7 +225,9 @@ export function describe(r: LoadStateDictResult): string {
   if (r.missingKeys.length) parts.push(`missing keys: ${r.missingKeys.join(", ")}`);
   if (r.unexpectedKeys.length) parts.push(`unexpected keys: ${r.unexpectedKeys.join(", ")}`);
   if (r.mismatchedKeys.length) {
-    parts.push(`mismatched shapes: ${r.mismatchedKeys.map((m) => `${m.key} expected [${m.expected}] got [${m.got}]`).join(", ")}`);
+    parts.push(
+      `mismatched shapes: ${r.mismatchedKeys.map((m) => `${m.key} expected [${m.expected}] got [${m.got}]`).join(", ")}`,
+    );
   }
   return parts.join("; ") || "ok";
 }

@@ -99,7 +99,9 @@ export class Parameter {
   setPacked(t: tf.Tensor): void {
     const shape = this.packedShape;
     if (!shape || t.dtype !== "int32" || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-      throw new ShapeError(`packed value for shape [${this.stateShape}] must be int32 [${shape ?? "not packable"}], got ${t.dtype} [${t.shape}]`);
+      throw new ShapeError(
+        `packed value for shape [${this.stateShape}] must be int32 [${shape ?? "not packable"}], got ${t.dtype} [${t.shape}]`,
+      );
     }
     this.value?.dispose();
     this.value = undefined;
@@ -128,7 +130,10 @@ export class Parameter {
     if (this.packedValue || (this.packOnLoad && storedDtype === "BF16" && this.packedShape)) {
       // Stays (or becomes) packed: the checkpoint layout is the packed layout, so no transpose.
       const { packed, inexact } = packBf16(data instanceof Float32Array ? data : Float32Array.from(data));
-      if (inexact) throw new PackedParameterError(`${inexact} of ${data.length} values for a bf16-packed parameter of shape [${this.stateShape}] are not exactly bf16`);
+      if (inexact)
+        throw new PackedParameterError(
+          `${inexact} of ${data.length} values for a bf16-packed parameter of shape [${this.stateShape}] are not exactly bf16`,
+        );
       this.setPacked(tf.tensor(packed, this.packedShape!, "int32"));
       this.storedDtype = storedDtype;
       return;

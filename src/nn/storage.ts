@@ -33,7 +33,8 @@ export function weightParameters(model: Module): [string, Parameter][] {
   for (const [name, p] of model.namedParameters()) if (!names.has(p)) names.set(p, name);
   const out = new Map<Parameter, string>();
   for (const [, m] of model.namedModules()) {
-    if ((m instanceof Linear || m instanceof Embedding) && names.has(m.weight) && !out.has(m.weight)) out.set(m.weight, names.get(m.weight)!);
+    if ((m instanceof Linear || m instanceof Embedding) && names.has(m.weight) && !out.has(m.weight))
+      out.set(m.weight, names.get(m.weight)!);
   }
   return [...out].map(([p, n]) => [n, p]);
 }
@@ -46,8 +47,13 @@ export function weightParameters(model: Module): [string, Parameter][] {
  * WeightStorageError (nothing is converted) unless `lossy` rounds them. Saving afterwards writes the
  * same bytes as the source checkpoint. `param.tensor` of a packed weight throws PackedParameterError.
  */
-export function storeWeightsAs(model: Module, storage: WeightStorage, options: StoreWeightsOptions = {}): StoreWeightsReport {
-  if (storage !== "bf16" && storage !== "f32") throw new WeightStorageError(`unknown weight storage "${storage}" (use "bf16" or "f32")`);
+export function storeWeightsAs(
+  model: Module,
+  storage: WeightStorage,
+  options: StoreWeightsOptions = {},
+): StoreWeightsReport {
+  if (storage !== "bf16" && storage !== "f32")
+    throw new WeightStorageError(`unknown weight storage "${storage}" (use "bf16" or "f32")`);
   const report: StoreWeightsReport = { converted: [], skipped: [], rounded: 0, bytesBefore: 0, bytesAfter: 0 };
   const params = weightParameters(model);
 
@@ -68,7 +74,8 @@ export function storeWeightsAs(model: Module, storage: WeightStorage, options: S
   for (const [name, p] of params) {
     if (p.packed) report.skipped.push({ name, reason: "already bf16" });
     else if (p.layout !== "transpose") report.skipped.push({ name, reason: `layout ${p.layout}` });
-    else if (!p.packedShape) report.skipped.push({ name, reason: `shape [${p.stateShape}] has an odd number of columns` });
+    else if (!p.packedShape)
+      report.skipped.push({ name, reason: `shape [${p.stateShape}] has an odd number of columns` });
     else {
       if (p.storedDtype !== "BF16") lossyNeeded.push(`${name} (${p.storedDtype})`);
       todo.push([name, p]);
@@ -81,7 +88,9 @@ export function storeWeightsAs(model: Module, storage: WeightStorage, options: S
     );
   }
   for (const [name, p] of todo) {
-    const [packed, count] = tf.engine().runKernel(BF16_PACK, { w: p.tensor }, { round: options.lossy ? 1 : 0 }) as tf.Tensor[];
+    const [packed, count] = tf
+      .engine()
+      .runKernel(BF16_PACK, { w: p.tensor }, { round: options.lossy ? 1 : 0 }) as tf.Tensor[];
     const inexact = count.dataSync()[0];
     count.dispose();
     if (inexact && !options.lossy) {
@@ -115,13 +124,16 @@ export function packWeightsOnLoad(model: Module, on = true): void {
   for (const [, p] of weightParameters(model)) if (p.layout === "transpose") p.packOnLoad = on;
 }
 
-
 /**
  * A new backend tensor whose bytes `fill` writes in place through the view its argument returns: on wasm a view
  * of the tensor's own heap memory (taken when called, after any growth), elsewhere the array the tensor is made
  * from. A checkpoint read this way lands in its final place with no intermediate copy.
  */
-export async function tensorFilledInPlace(shape: number[], dtype: "int32" | "float32", fill: (bytes: () => Uint8Array) => Promise<void>): Promise<tf.Tensor> {
+export async function tensorFilledInPlace(
+  shape: number[],
+  dtype: "int32" | "float32",
+  fill: (bytes: () => Uint8Array) => Promise<void>,
+): Promise<tf.Tensor> {
   const n = shape.reduce((a, b) => a * b, 1);
   if (tf.getBackend() === "wasm") {
     const b = tf.backend() as unknown as WasmBackend;

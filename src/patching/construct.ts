@@ -21,7 +21,10 @@ const replacing = new Set<ModuleClass>();
  * Inside a replacement's constructor, `construct` of the class it replaces builds the original, so a
  * replacement may wrap the class it stands for without recursing forever.
  */
-export function construct<C extends new (...args: any[]) => Module>(cls: C, ...args: ConstructorParameters<C>): InstanceType<C> {
+export function construct<C extends new (...args: any[]) => Module>(
+  cls: C,
+  ...args: ConstructorParameters<C>
+): InstanceType<C> {
   const Cls = replacing.has(cls) ? cls : (resolver(cls) as unknown as C);
   if (Cls === cls) return new cls(...args) as InstanceType<C>;
   replacing.add(cls);

@@ -35,18 +35,24 @@ function isModuleSubclass(v: unknown): v is ModuleClass {
 /** Validates a whole mapping before anything changes, so a bad entry leaves the registry as it was. */
 function compile(mapping: PatchMapping, where: string): Layer {
   if (typeof mapping !== "object" || mapping === null || Array.isArray(mapping)) {
-    throw new PatchMappingError(`${where}: expected an object of class name → Module subclass, got ${describeValue(mapping)}`);
+    throw new PatchMappingError(
+      `${where}: expected an object of class name → Module subclass, got ${describeValue(mapping)}`,
+    );
   }
   const layer: Layer = new Map();
   for (const [key, cls] of Object.entries(mapping)) {
     if (!isModuleSubclass(cls)) {
-      throw new PatchTypeError(`${where}: the replacement for "${key}" must be a Module subclass (TypeError), got ${describeValue(cls)}`);
+      throw new PatchTypeError(
+        `${where}: the replacement for "${key}" must be a Module subclass (TypeError), got ${describeValue(cls)}`,
+      );
     }
     let regex: RegExp;
     try {
       regex = new RegExp(key);
     } catch (err) {
-      throw new PatchMappingError(`${where}: key "${key}" is neither a class name nor a valid regex (${(err as Error).message})`);
+      throw new PatchMappingError(
+        `${where}: key "${key}" is neither a class name nor a valid regex (${(err as Error).message})`,
+      );
     }
     layer.set(key, { cls, regex });
   }
@@ -66,7 +72,9 @@ export function registerPatchMapping(mapping: PatchMapping, { overwrite = false 
   if (!overwrite) {
     const taken = [...layer.keys()].filter((k) => globalLayer.has(k));
     if (taken.length) {
-      throw new PatchMappingError(`registerPatchMapping: ${taken.map((k) => `"${k}"`).join(", ")} already patched (by ${taken.map((k) => globalLayer.get(k)!.cls.name).join(", ")}); pass { overwrite: true } to replace`);
+      throw new PatchMappingError(
+        `registerPatchMapping: ${taken.map((k) => `"${k}"`).join(", ")} already patched (by ${taken.map((k) => globalLayer.get(k)!.cls.name).join(", ")}); pass { overwrite: true } to replace`,
+      );
     }
   }
   for (const [k, e] of layer) globalLayer.set(k, e);
@@ -77,7 +85,9 @@ export function unregisterPatchMapping(keys: string | string[]): void {
   const list = Array.isArray(keys) ? keys : [keys];
   const unknown = list.filter((k) => !globalLayer.has(k));
   if (unknown.length) {
-    throw new PatchMappingError(`unregisterPatchMapping: ${unknown.map((k) => `"${k}"`).join(", ")} not registered (registered: ${[...globalLayer.keys()].join(", ") || "none"})`);
+    throw new PatchMappingError(
+      `unregisterPatchMapping: ${unknown.map((k) => `"${k}"`).join(", ")} not registered (registered: ${[...globalLayer.keys()].join(", ") || "none"})`,
+    );
   }
   for (const k of list) globalLayer.delete(k);
 }

@@ -9,19 +9,62 @@
  * (safetensors/src/tensor.rs). The order matters: its writer lays tensors out by this order, descending.
  */
 export const STORAGE_DTYPES = [
-  "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
-  "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64",
+  "BOOL",
+  "F4",
+  "F6_E2M3",
+  "F6_E3M2",
+  "U8",
+  "I8",
+  "F8_E5M2",
+  "F8_E4M3",
+  "F8_E8M0",
+  "F8_E4M3FNUZ",
+  "F8_E5M2FNUZ",
+  "I16",
+  "U16",
+  "F16",
+  "BF16",
+  "I32",
+  "U32",
+  "F32",
+  "C64",
+  "F64",
+  "I64",
+  "U64",
 ] as const;
 export type StorageDtype = (typeof STORAGE_DTYPES)[number];
 
 /** Bits per element (F4 and F6 pack several elements per byte). */
 export const DTYPE_BITS: Record<StorageDtype, number> = {
-  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8,
-  F8_E5M2FNUZ: 8, I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+  BOOL: 8,
+  F4: 4,
+  F6_E2M3: 6,
+  F6_E3M2: 6,
+  U8: 8,
+  I8: 8,
+  F8_E5M2: 8,
+  F8_E4M3: 8,
+  F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
+  I16: 16,
+  U16: 16,
+  F16: 16,
+  BF16: 16,
+  I32: 32,
+  U32: 32,
+  F32: 32,
+  C64: 64,
+  F64: 64,
+  I64: 64,
+  U64: 64,
 };
 
 /** Bytes per element (fractional for the sub-byte dtypes). */
-export const DTYPE_BYTES = Object.fromEntries(STORAGE_DTYPES.map((d) => [d, DTYPE_BITS[d] / 8])) as Record<StorageDtype, number>;
+export const DTYPE_BYTES = Object.fromEntries(STORAGE_DTYPES.map((d) => [d, DTYPE_BITS[d] / 8])) as Record<
+  StorageDtype,
+  number
+>;
 
 /** Bytes a tensor of `shape` takes, or undefined when its bits do not fill whole bytes (F4/F6 of odd sizes). */
 export function tensorByteLength(dtype: StorageDtype, shape: readonly number[]): number | undefined {
@@ -33,13 +76,22 @@ export function tensorByteLength(dtype: StorageDtype, shape: readonly number[]):
 export const RAW_ONLY_DTYPES: ReadonlySet<StorageDtype> = new Set(["F4", "F6_E2M3", "F6_E3M2", "C64"]);
 
 const INT_RANGE: Partial<Record<StorageDtype, [number, number]>> = {
-  BOOL: [0, 1], U8: [0, 255], I8: [-128, 127], I16: [-32768, 32767], U16: [0, 65535], I32: [-(2 ** 31), 2 ** 31 - 1],
+  BOOL: [0, 1],
+  U8: [0, 255],
+  I8: [-128, 127],
+  I16: [-32768, 32767],
+  U16: [0, 65535],
+  I32: [-(2 ** 31), 2 ** 31 - 1],
   // The 64-bit bounds are the largest doubles inside the range (2^63 itself would wrap).
-  U32: [0, 2 ** 32 - 1], I64: [-(2 ** 63), 2 ** 63 - 1024], U64: [0, 2 ** 64 - 2048],
+  U32: [0, 2 ** 32 - 1],
+  I64: [-(2 ** 63), 2 ** 63 - 1024],
+  U64: [0, 2 ** 64 - 2048],
 };
 
 /** The dtypes fusekit can decode into a tensor (float ones become float32, integer ones int32). */
-export const LOADABLE_DTYPES: ReadonlySet<StorageDtype> = new Set(STORAGE_DTYPES.filter((d) => !RAW_ONLY_DTYPES.has(d)));
+export const LOADABLE_DTYPES: ReadonlySet<StorageDtype> = new Set(
+  STORAGE_DTYPES.filter((d) => !RAW_ONLY_DTYPES.has(d)),
+);
 
 export function isStorageDtype(s: string): s is StorageDtype {
   return (STORAGE_DTYPES as readonly string[]).includes(s);
@@ -143,7 +195,9 @@ function fp8Codec(dtype: Fp8Dtype): Fp8Codec {
   const decode = new Float32Array(256);
   for (let i = 0; i < 256; i++) decode[i] = fp8Value(dtype, i);
   const top = FP8[dtype].kind === "e8m0" ? 256 : 128;
-  const ladder = [...Array(top).keys()].filter((i) => Number.isFinite(decode[i])).map((code) => ({ value: decode[code], code }));
+  const ladder = [...Array(top).keys()]
+    .filter((i) => Number.isFinite(decode[i]))
+    .map((code) => ({ value: decode[code], code }));
   const { kind } = FP8[dtype];
   const last = ladder[ladder.length - 1];
   // Past the largest finite value a value rounds (to nearest even) towards the next step up, which is the
@@ -231,16 +285,31 @@ function decodeInt(view: DataView, dtype: StorageDtype, n: number): Int32Array {
     const at = i * size;
     switch (dtype) {
       case "BOOL":
-      case "U8": v = view.getUint8(at); break;
-      case "I8": v = view.getInt8(at); break;
-      case "I16": v = view.getInt16(at, true); break;
-      case "U16": v = view.getUint16(at, true); break;
-      case "U32": v = view.getUint32(at, true); break;
-      case "I64": v = view.getBigInt64(at, true); break;
-      default: v = view.getBigUint64(at, true);
+      case "U8":
+        v = view.getUint8(at);
+        break;
+      case "I8":
+        v = view.getInt8(at);
+        break;
+      case "I16":
+        v = view.getInt16(at, true);
+        break;
+      case "U16":
+        v = view.getUint16(at, true);
+        break;
+      case "U32":
+        v = view.getUint32(at, true);
+        break;
+      case "I64":
+        v = view.getBigInt64(at, true);
+        break;
+      default:
+        v = view.getBigUint64(at, true);
     }
-    if (dtype === "BOOL" && v !== 0 && v !== 1) throw new RangeError(`BOOL byte ${v} at element ${i} is neither 0 nor 1`);
-    if (v > 2147483647 || v < -2147483648) throw new RangeError(`${dtype} value ${v} at element ${i} does not fit in int32`);
+    if (dtype === "BOOL" && v !== 0 && v !== 1)
+      throw new RangeError(`BOOL byte ${v} at element ${i} is neither 0 nor 1`);
+    if (v > 2147483647 || v < -2147483648)
+      throw new RangeError(`${dtype} value ${v} at element ${i} does not fit in int32`);
     out[i] = Number(v);
   }
   return out;
@@ -295,18 +364,34 @@ function encodeInt(values: Float32Array | Int32Array, dtype: StorageDtype, view:
   const size = DTYPE_BYTES[dtype];
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`value ${v} at element ${i} does not fit in ${dtype}`);
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new RangeError(`value ${v} at element ${i} does not fit in ${dtype}`);
     const at = i * size;
     switch (dtype) {
       case "BOOL":
-      case "U8": view.setUint8(at, v); break;
-      case "I8": view.setInt8(at, v); break;
-      case "I16": view.setInt16(at, v, true); break;
-      case "U16": view.setUint16(at, v, true); break;
-      case "I32": view.setInt32(at, v, true); break;
-      case "U32": view.setUint32(at, v, true); break;
-      case "I64": view.setBigInt64(at, BigInt(v), true); break;
-      default: view.setBigUint64(at, BigInt(v), true);
+      case "U8":
+        view.setUint8(at, v);
+        break;
+      case "I8":
+        view.setInt8(at, v);
+        break;
+      case "I16":
+        view.setInt16(at, v, true);
+        break;
+      case "U16":
+        view.setUint16(at, v, true);
+        break;
+      case "I32":
+        view.setInt32(at, v, true);
+        break;
+      case "U32":
+        view.setUint32(at, v, true);
+        break;
+      case "I64":
+        view.setBigInt64(at, BigInt(v), true);
+        break;
+      default:
+        view.setBigUint64(at, BigInt(v), true);
     }
   }
 }

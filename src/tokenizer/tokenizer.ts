@@ -132,7 +132,8 @@ export class PreTrainedTokenizer {
    * atomically: all appear or none. `dir` must be new, empty, or a checkpoint folder (see SaveTargetError).
    */
   async savePretrained(dir: string): Promise<void> {
-    if (!this.files.has(TOKENIZER_NAME)) throw new TokenizerError(`${this.source}: built without its ${TOKENIZER_NAME}; there is nothing to save`);
+    if (!this.files.has(TOKENIZER_NAME))
+      throw new TokenizerError(`${this.source}: built without its ${TOKENIZER_NAME}; there is nothing to save`);
     await prepareSaveTarget(dir);
     await writeFilesAtomically(companionWrites(dir, { tokenizerFiles: new Map(this.files) }));
   }
@@ -144,13 +145,18 @@ export class PreTrainedTokenizer {
    */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
     if (!this.chatTemplate) throw new ChatTemplateError(`${this.source}: tokenizer_config.json has no chat_template`);
-    if (!Array.isArray(messages) || messages.some((m) => typeof m?.role !== "string" || typeof m?.content !== "string")) {
+    if (
+      !Array.isArray(messages) ||
+      messages.some((m) => typeof m?.role !== "string" || typeof m?.content !== "string")
+    ) {
       throw new ChatTemplateError(`${this.source}: messages must be an array of { role: string, content: string }`);
     }
     try {
       this.compiledTemplate ??= new Template(this.chatTemplate);
     } catch (err) {
-      throw new ChatTemplateError(`${this.source}: chat_template does not parse: ${(err as Error).message}`, { cause: err });
+      throw new ChatTemplateError(`${this.source}: chat_template does not parse: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const vars: Record<string, unknown> = {
       messages,
@@ -167,7 +173,9 @@ export class PreTrainedTokenizer {
     try {
       return this.compiledTemplate.render(vars);
     } catch (err) {
-      throw new ChatTemplateError(`${this.source}: chat_template failed to render: ${(err as Error).message}`, { cause: err });
+      throw new ChatTemplateError(`${this.source}: chat_template failed to render: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 }

@@ -16,7 +16,11 @@ export interface Run {
 }
 
 /** Runs `node script args` with stdout/stderr piped (so never a TTY); kills it after `timeoutMs`. */
-export function runNode(script: string, args: string[], options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<Run> {
+export function runNode(
+  script: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], {
       env: { ...process.env, FUSEKIT_BACKEND: "", ...options.env },
@@ -37,7 +41,10 @@ export function runNode(script: string, args: string[], options: { env?: Record<
 }
 
 /** Runs the CLI. */
-export const fusekit = (args: string[], options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}) => runNode(bin, args, options);
+export const fusekit = (
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+) => runNode(bin, args, options);
 
 /** sha256 over every entry below `dir` (names, types, modes, file bytes, link targets): equal iff nothing changed. */
 export function folderChecksum(dir: string): string {

@@ -9,7 +9,8 @@ export const F32_MIN_NORMAL = 2 ** -126;
 export function maxRelErr(got: ArrayLike<number>, ref: ArrayLike<number>, floor = F32_MIN_NORMAL): number {
   if (got.length !== ref.length) throw new Error(`maxRelErr: ${got.length} values vs ${ref.length} in the reference`);
   let worst = 0;
-  for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]) / Math.max(Math.abs(ref[i]), floor));
+  for (let i = 0; i < got.length; i++)
+    worst = Math.max(worst, Math.abs(got[i] - ref[i]) / Math.max(Math.abs(ref[i]), floor));
   return Number.isNaN(worst) ? Infinity : worst;
 }
 
@@ -21,7 +22,8 @@ export function maxRelErr(got: ArrayLike<number>, ref: ArrayLike<number>, floor 
 export function maxScaledErr(got: ArrayLike<number>, ref: ArrayLike<number>, scale: ArrayLike<number>): number {
   if (got.length !== ref.length || got.length !== scale.length) throw new Error("maxScaledErr: lengths differ");
   let worst = 0;
-  for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]) / Math.max(scale[i], F32_MIN_NORMAL));
+  for (let i = 0; i < got.length; i++)
+    worst = Math.max(worst, Math.abs(got[i] - ref[i]) / Math.max(scale[i], F32_MIN_NORMAL));
   return Number.isNaN(worst) ? Infinity : worst;
 }
 
@@ -38,7 +40,13 @@ export function kernelCalls<T>(fn: () => T): { result: T; calls: (kernelName: st
 }
 
 /** y = x·Wᵀ in float64 for x [rows, n] and W [m, n] (row-major), with the Σ|x||w| scale of each output. */
-export function matmulT64(x: ArrayLike<number>, w: ArrayLike<number>, rows: number, n: number, m: number): { y: Float64Array; scale: Float64Array } {
+export function matmulT64(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  rows: number,
+  n: number,
+  m: number,
+): { y: Float64Array; scale: Float64Array } {
   const y = new Float64Array(rows * m);
   const scale = new Float64Array(rows * m);
   for (let r = 0; r < rows; r++) {

@@ -4,8 +4,17 @@ import { tmpDir } from "./tmp.js";
 /** A small untied Qwen3 config (GQA 4 heads / 2 kv heads) for fast tests. */
 export function smallConfig(over: Partial<Qwen3Config> = {}): Qwen3Config {
   return new Qwen3Config({
-    vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false, ...over,
+    vocab_size: 64,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+    ...over,
   });
 }
 
@@ -20,12 +29,17 @@ export function randomizeNormsAndBiases(model: PreTrainedModel, seed: number): v
   for (const [key, p] of model.namedParameters()) {
     const isNorm = /norm(_weight|\.weight)$/.test(key);
     if (!isNorm && !key.endsWith(".bias")) continue;
-    p.setStateData(Float32Array.from({ length: p.numel }, () => (isNorm ? 0.6 + 0.8 * rng.next() : 0.2 * rng.next() - 0.1)));
+    p.setStateData(
+      Float32Array.from({ length: p.numel }, () => (isNorm ? 0.6 + 0.8 * rng.next() : 0.2 * rng.next() - 0.1)),
+    );
   }
 }
 
 /** Saves a seeded model of any family (a config.json dictionary) with random norms and biases; returns the dir. */
-export async function savedFamilyModel(config: Record<string, unknown>, { seed = 1, dtype = "F32" as "F32" | "BF16" } = {}): Promise<string> {
+export async function savedFamilyModel(
+  config: Record<string, unknown>,
+  { seed = 1, dtype = "F32" as "F32" | "BF16" } = {},
+): Promise<string> {
   const model = AutoModelForCausalLM.fromConfig(config, { seed });
   randomizeNormsAndBiases(model, seed + 1000);
   const dir = tmpDir();
@@ -35,7 +49,10 @@ export async function savedFamilyModel(config: Record<string, unknown>, { seed =
 }
 
 /** Saves a seeded small model to a temp dir (removed after the test file) and returns the dir. */
-export async function savedSmallModel(over: Partial<Qwen3Config> = {}, { seed = 1, dtype = "F32" as const } = {}): Promise<string> {
+export async function savedSmallModel(
+  over: Partial<Qwen3Config> = {},
+  { seed = 1, dtype = "F32" as const } = {},
+): Promise<string> {
   const model = AutoModelForCausalLM.fromConfig(smallConfig(over), { seed });
   const dir = tmpDir();
   await model.savePretrained(dir, { dtype });

@@ -45,8 +45,11 @@ export function readWeights(file: string): Map<string, { shape: number[]; data: 
         data[i] = f32[0];
       } else if (e.dtype === "F16") {
         const h = buf.readUInt16LE(base + 2 * i);
-        const s = h & 0x8000 ? -1 : 1, ex = (h >> 10) & 31, fr = h & 1023;
-        data[i] = ex === 0 ? s * fr * 2 ** -24 : ex === 31 ? (fr ? NaN : s * Infinity) : s * (1 + fr / 1024) * 2 ** (ex - 15);
+        const s = h & 0x8000 ? -1 : 1,
+          ex = (h >> 10) & 31,
+          fr = h & 1023;
+        data[i] =
+          ex === 0 ? s * fr * 2 ** -24 : ex === 31 ? (fr ? NaN : s * Infinity) : s * (1 + fr / 1024) * 2 ** (ex - 15);
       } else throw new Error(`reference reader: unsupported dtype ${e.dtype}`);
     }
     out.set(name, { shape: e.shape, data });
@@ -86,7 +89,9 @@ export function referenceInvFreq(cfg: Pick<RefConfig, "rope_theta" | "rope_scali
   const factor = Number(sc.factor);
   if (type === "linear") return base.map((f) => f / factor);
   if (type !== "llama3") throw new Error(`reference: rope type ${type}`);
-  const lo = Number(sc.low_freq_factor), hi = Number(sc.high_freq_factor), old = Number(sc.original_max_position_embeddings);
+  const lo = Number(sc.low_freq_factor),
+    hi = Number(sc.high_freq_factor),
+    old = Number(sc.original_max_position_embeddings);
   return base.map((f) => {
     const wavelen = (2 * Math.PI) / f;
     const scaled = wavelen > old / lo ? f / factor : f; // torch.where(wavelen > low_freq_wavelen, ...)
@@ -111,13 +116,17 @@ export function referenceLogits(dir: string, ids: number[], { positions }: Refer
     return t.data;
   };
   const family = cfg.model_type;
-  const H = cfg.hidden_size, I = cfg.intermediate_size, nh = cfg.num_attention_heads;
-  const nkv = cfg.num_key_value_heads ?? nh, d = cfg.head_dim ?? Math.floor(H / nh);
+  const H = cfg.hidden_size,
+    I = cfg.intermediate_size,
+    nh = cfg.num_attention_heads;
+  const nkv = cfg.num_key_value_heads ?? nh,
+    d = cfg.head_dim ?? Math.floor(H / nh);
   // Which projections carry biases, per family (transformers hard-codes Qwen2's q/k/v bias).
   const qkvBias = family === "qwen2" ? true : !!cfg.attention_bias;
   const oBias = family === "qwen2" ? false : !!cfg.attention_bias;
   const mlpBias = family === "llama" && !!cfg.mlp_bias;
-  const S = ids.length, eps = cfg.rms_norm_eps;
+  const S = ids.length,
+    eps = cfg.rms_norm_eps;
   const pos = positions ?? ids.map((_, t) => t);
   const emb = get("model.embed_tokens.weight");
   let h: Mat = new Float64Array(S * H);
@@ -125,7 +134,8 @@ export function referenceLogits(dir: string, ids: number[], { positions }: Refer
 
   // RoPE tables: emb = cat(freqs, freqs), freqs = position · inv_freq
   const invFreq = referenceInvFreq(cfg, d);
-  const cos = new Float64Array(S * d), sin = new Float64Array(S * d);
+  const cos = new Float64Array(S * d),
+    sin = new Float64Array(S * d);
   for (let t = 0; t < S; t++)
     for (let i = 0; i < d / 2; i++) {
       const a = pos[t] * invFreq[i];
@@ -144,7 +154,8 @@ export function referenceLogits(dir: string, ids: number[], { positions }: Refer
   for (let l = 0; l < cfg.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
     const bias = (k: string, on: boolean) => (on ? get(p + k + ".bias") : undefined);
-    const proj = (k: string, x: Mat, inF: number, outF: number, on: boolean) => linear(x, S, get(p + k + ".weight"), inF, outF, bias(k, on));
+    const proj = (k: string, x: Mat, inF: number, outF: number, on: boolean) =>
+      linear(x, S, get(p + k + ".weight"), inF, outF, bias(k, on));
     const x = rmsNorm(h, S, H, get(p + "input_layernorm.weight"), eps);
     let q = proj("self_attn.q_proj", x, H, nh * d, qkvBias);
     let k = proj("self_attn.k_proj", x, H, nkv * d, qkvBias);
@@ -168,7 +179,7 @@ export function referenceLogits(dir: string, ids: number[], { positions }: Refer
           max = Math.max(max, scores[j]);
         }
         let z = 0;
-        for (let j = 0; j <= t; j++) z += (scores[j] = Math.exp(scores[j] - max));
+        for (let j = 0; j <= t; j++) z += scores[j] = Math.exp(scores[j] - max);
         for (let j = 0; j <= t; j++)
           for (let i = 0; i < d; i++) attn[(t * nh + head) * d + i] += (scores[j] / z) * v[(j * nkv + kvh) * d + i];
       }

@@ -11,6 +11,9 @@ if (unknown.length) {
 }
 for (const name of names) {
   console.log(`\n=== mutation testing: ${name} (${TARGETS[name].mutate.join(", ")}) ===`);
-  const run = spawnSync("npx", ["stryker", "run", "stryker.config.mjs"], { stdio: "inherit", env: { ...process.env, FUSEKIT_MUTATION_TARGET: name } });
+  const run = spawnSync("npx", ["stryker", "run", "stryker.config.mjs"], {
+    stdio: "inherit",
+    env: { ...process.env, FUSEKIT_MUTATION_TARGET: name },
+  });
   if (run.status !== 0) process.exit(run.status ?? 1);
 }

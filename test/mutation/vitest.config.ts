@@ -3,4 +3,7 @@
 import { defineConfig, mergeConfig } from "vitest/config";
 import base from "../../vitest.config.js";
 
-export default mergeConfig({ ...base, test: { ...base.test, globalSetup: [] } }, defineConfig({ test: { fileParallelism: false, maxWorkers: 1 } }));
+export default mergeConfig(
+  { ...base, test: { ...base.test, globalSetup: [] } },
+  defineConfig({ test: { fileParallelism: false, maxWorkers: 1 } }),
+);

@@ -18,12 +18,24 @@ interface Callable {
   call(x: Tensor): Tensor;
 }
 
-export function createLayouts({ tf, Module, rmsNorm, silu, WeightRenaming }: LayoutEnv): Record<string, KernelLayoutClass> {
+export function createLayouts({
+  tf,
+  Module,
+  rmsNorm,
+  silu,
+  WeightRenaming,
+}: LayoutEnv): Record<string, KernelLayoutClass> {
   class NormMLPLayout extends Module<[Tensor], Tensor> {
     /** Checkpoint (HF) layout → this layout; save reverses it. */
     static conversionMapping = [
-      new WeightRenaming({ sourcePatterns: "post_attention_layernorm\\.weight$", targetPatterns: "post_attention_layernorm.norm_weight" }),
-      new WeightRenaming({ sourcePatterns: "mlp\\.((?:gate|up|down)_proj\\.weight)$", targetPatterns: "post_attention_layernorm.\\1" }),
+      new WeightRenaming({
+        sourcePatterns: "post_attention_layernorm\\.weight$",
+        targetPatterns: "post_attention_layernorm.norm_weight",
+      }),
+      new WeightRenaming({
+        sourcePatterns: "mlp\\.((?:gate|up|down)_proj\\.weight)$",
+        targetPatterns: "post_attention_layernorm.\\1",
+      }),
     ];
     norm_weight: unknown;
     gate_proj: unknown;

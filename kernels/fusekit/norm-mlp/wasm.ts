@@ -45,12 +45,21 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const at = (t: TensorInfo) => helpers.heapOffset(b, t);
         const mm = packed
           ? (a: TensorInfo, w: TensorInfo) => bf16MatMul()({ inputs: { x: a, w }, backend, attrs: {} }) as TensorInfo
-          : (a: TensorInfo, w: TensorInfo) => matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
+          : (a: TensorInfo, w: TensorInfo) =>
+              matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
         const fns = simdFor!(b);
 
         const normed = b.makeOutput([rows, h], "float32");
         if (fns && h % 4 === 0) fns.rmsnorm(at(x), at(normWeight), at(normed), rows, h, eps);
-        else helpers.rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(normWeight), b.typedArrayFromHeap(normed), rows, h, eps);
+        else
+          helpers.rmsNormRows(
+            b.typedArrayFromHeap(x),
+            b.typedArrayFromHeap(normWeight),
+            b.typedArrayFromHeap(normed),
+            rows,
+            h,
+            eps,
+          );
         const g = mm(normed, gate);
         const u = mm(normed, up);
         if (fns && inter % 4 === 0) fns.silu_mul(at(g), at(u), at(g), rows * inter);

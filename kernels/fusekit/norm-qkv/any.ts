@@ -32,7 +32,13 @@ interface NormQKVModule {
 
 export function createLayers({ tf }: KernelEnv): Record<string, KernelLayerClass> {
   class NormQKV {
-    forward(this: NormQKVModule, x: Tensor, positionEmbeddings: unknown, attentionMask: unknown, pastKeyValues: unknown): Tensor {
+    forward(
+      this: NormQKVModule,
+      x: Tensor,
+      positionEmbeddings: unknown,
+      attentionMask: unknown,
+      pastKeyValues: unknown,
+    ): Tensor {
       const w = this.norm_weight.tensor;
       const n = tf.getKernel(RMS_KERNEL, tf.getBackend())
         ? (tf.engine().runKernel(RMS_KERNEL, { x, weight: w }, { eps: this.eps }) as Tensor)
@@ -49,7 +55,11 @@ export function createLayouts(env: LayoutEnv): Record<string, KernelLayoutClass>
     static conversionMapping = [
       new WeightRenaming({ sourcePatterns: "input_layernorm\\.weight$", targetPatterns: "self_attn.norm_weight" }),
       new WeightConverter({
-        sourcePatterns: ["self_attn\\.q_proj\\.(weight|bias)$", "self_attn\\.k_proj\\.(weight|bias)$", "self_attn\\.v_proj\\.(weight|bias)$"],
+        sourcePatterns: [
+          "self_attn\\.q_proj\\.(weight|bias)$",
+          "self_attn\\.k_proj\\.(weight|bias)$",
+          "self_attn\\.v_proj\\.(weight|bias)$",
+        ],
         targetPatterns: "self_attn.qkv_proj.\\1",
         operations: [new Concatenate(0)],
       }),
@@ -82,7 +92,12 @@ export function createLayouts(env: LayoutEnv): Record<string, KernelLayoutClass>
     }
 
     forward(x: Tensor, positionEmbeddings: unknown, attentionMask: unknown, pastKeyValues: unknown): Tensor {
-      return this.attn.call(rmsNorm(x, (this.norm_weight as { tensor: Tensor }).tensor, this.eps), positionEmbeddings, attentionMask, pastKeyValues);
+      return this.attn.call(
+        rmsNorm(x, (this.norm_weight as { tensor: Tensor }).tensor, this.eps),
+        positionEmbeddings,
+        attentionMask,
+        pastKeyValues,
+      );
     }
   }
   return { NormQKVLayout: NormQKVLayout as unknown as KernelLayoutClass };

@@ -14,7 +14,14 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const h = x.shape[x.shape.length - 1];
         const xs = b.data.get(x.dataId).values as Float32Array;
         const out = new Float32Array(xs.length);
-        helpers.rmsNormRows(xs, b.data.get(weight.dataId).values, out, xs.length / h, h, (attrs as { eps: number }).eps);
+        helpers.rmsNormRows(
+          xs,
+          b.data.get(weight.dataId).values,
+          out,
+          xs.length / h,
+          h,
+          (attrs as { eps: number }).eps,
+        );
         return b.makeTensorInfo(x.shape, "float32", out);
       },
     });

@@ -9,7 +9,9 @@ export function makeLayers({ tf }: KernelEnv) {
   class RMSNorm {
     static hasBackward = false;
     forward(this: { weight: { tensor: Tensor }; eps: number }, hiddenStates: Tensor): Tensor {
-      return tf.engine().runKernel(KERNEL_NAME, { x: hiddenStates, weight: this.weight.tensor }, { eps: this.eps }) as Tensor;
+      return tf
+        .engine()
+        .runKernel(KERNEL_NAME, { x: hiddenStates, weight: this.weight.tensor }, { eps: this.eps }) as Tensor;
     }
   }
   return { RMSNorm };

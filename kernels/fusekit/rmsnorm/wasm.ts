@@ -36,7 +36,14 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
           const at = (t: TensorInfo) => helpers.heapOffset(b, t);
           fns.rmsnorm(at(x), at(weight), at(out), rows, h, eps);
         } else {
-          helpers.rmsNormRows(b.typedArrayFromHeap(x), b.typedArrayFromHeap(weight), b.typedArrayFromHeap(out), rows, h, eps);
+          helpers.rmsNormRows(
+            b.typedArrayFromHeap(x),
+            b.typedArrayFromHeap(weight),
+            b.typedArrayFromHeap(out),
+            rows,
+            h,
+            eps,
+          );
         }
         return out;
       },

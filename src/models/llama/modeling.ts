@@ -74,7 +74,11 @@ export class LlamaAttention extends Module<AttentionArgs, tf.Tensor> {
   q_norm?: RMSNorm;
   k_norm?: RMSNorm;
 
-  constructor(readonly config: DecoderConfig, readonly layerIdx: number, family: DecoderFamily = LLAMA) {
+  constructor(
+    readonly config: DecoderConfig,
+    readonly layerIdx: number,
+    family: DecoderFamily = LLAMA,
+  ) {
     super();
     const { hidden_size: h, head_dim: d, num_attention_heads: nh, num_key_value_heads: nkv } = config;
     const std = config.initializer_range;
@@ -132,7 +136,11 @@ export class LlamaDecoderLayer extends Module<AttentionArgs, tf.Tensor> {
   input_layernorm: RMSNorm;
   post_attention_layernorm: RMSNorm;
 
-  constructor(readonly config: DecoderConfig, readonly layerIdx: number, family: DecoderFamily) {
+  constructor(
+    readonly config: DecoderConfig,
+    readonly layerIdx: number,
+    family: DecoderFamily,
+  ) {
     super();
     this.self_attn = construct(family.Attention, config, layerIdx, family);
     this.mlp = construct(family.MLP, config);
@@ -161,7 +169,10 @@ export class LlamaModel extends Module<[CausalLMInputs], BaseModelOutput> {
   norm: RMSNorm;
   readonly rotaryEmb: RotaryEmbedding;
 
-  constructor(readonly config: DecoderConfig, family: DecoderFamily) {
+  constructor(
+    readonly config: DecoderConfig,
+    family: DecoderFamily,
+  ) {
     super();
     const { vocab_size, hidden_size, rms_norm_eps, num_hidden_layers } = config;
     this.embed_tokens = construct(Embedding, vocab_size, hidden_size, { std: config.initializer_range });
