@@ -32,7 +32,7 @@ export {
   RotaryEmbedding,
   ropeInvFreq,
   rotateHalf,
-  applyRotaryPosEmb,
+  rotaryPosEmbOps,
   type PositionEmbeddings,
   type RopeConfig,
 } from "./nn/rope.js";

@@ -110,10 +110,10 @@ function rotationMatrix(d: number): tf.Tensor2D {
 
 /**
  * q·cos + rotate_half(q)·sin, with cos/sin `[b, s, d]` broadcast over heads of `[b, heads, s, d]`, as composed
- * ops. Models call it through the "rotary_pos_emb" function-kernel tag (models/llama/modeling.ts), so the
- * bundled fusekit/rope kernel serves it in one bit-identical dispatch once installed.
+ * ops. Models call it as `applyRotaryPosEmb`, its "rotary_pos_emb" function-kernel tag (models/llama/modeling.ts),
+ * so the bundled fusekit/rope kernel serves it in one bit-identical dispatch once installed.
  */
-export function applyRotaryPosEmb(x: tf.Tensor, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor {
+export function rotaryPosEmbOps(x: tf.Tensor, cos: tf.Tensor3D, sin: tf.Tensor3D): tf.Tensor {
   const c = tf.expandDims(cos, 1);
   const s = tf.expandDims(sin, 1);
   return tf.add(tf.mul(x, c), tf.mul(rotateHalf(x), s));

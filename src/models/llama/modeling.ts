@@ -6,7 +6,7 @@
 import { tf } from "../../tensor/tf.js";
 import { Module, ModuleList } from "../../nn/module.js";
 import { Embedding, Linear, RMSNorm, silu } from "../../nn/layers.js";
-import { RotaryEmbedding, applyRotaryPosEmb, type PositionEmbeddings } from "../../nn/rope.js";
+import { RotaryEmbedding, rotaryPosEmbOps, type PositionEmbeddings } from "../../nn/rope.js";
 import { headsFirst, scaledDotProductAttention } from "../../nn/attention.js";
 import { buildCausalMask, defaultPositions, readMask, toIds } from "../../nn/masks.js";
 import type { BaseModelOutput, CausalLMInputs, CausalLMOutput } from "../../nn/outputs.js";
@@ -19,7 +19,7 @@ import type { DecoderConfig } from "../config.js";
 import { LlamaConfig } from "./config.js";
 
 /** RoPE as a hub function kernel: "rotary_pos_emb" (bundled: fusekit/rope) replaces the composed ops when installed. */
-const rotaryPosEmb = useKernelFuncFromHub("rotary_pos_emb")(applyRotaryPosEmb);
+export const applyRotaryPosEmb = useKernelFuncFromHub("rotary_pos_emb")(rotaryPosEmbOps);
 
 type AttentionArgs = [tf.Tensor, PositionEmbeddings, tf.Tensor?, DynamicCache?];
 
@@ -115,8 +115,8 @@ export class LlamaAttention extends Module<AttentionArgs, tf.Tensor> {
     const qNorm = (t: tf.Tensor) => (this.q_norm ? this.q_norm.call(t) : t);
     const kNorm = (t: tf.Tensor) => (this.k_norm ? this.k_norm.call(t) : t);
     const [cos, sin] = positionEmbeddings;
-    const queries = rotaryPosEmb(headsFirst(qNorm(heads(q, this.numHeads))), cos, sin) as tf.Tensor4D;
-    let keys = rotaryPosEmb(headsFirst(kNorm(heads(k, this.numKeyValueHeads))), cos, sin) as tf.Tensor4D;
+    const queries = applyRotaryPosEmb(headsFirst(qNorm(heads(q, this.numHeads))), cos, sin) as tf.Tensor4D;
+    let keys = applyRotaryPosEmb(headsFirst(kNorm(heads(k, this.numKeyValueHeads))), cos, sin) as tf.Tensor4D;
     let values = headsFirst(heads(v, this.numKeyValueHeads)) as tf.Tensor4D;
     if (pastKeyValues && !attentionMask && s === 1) {
       // Decode step (perf): attention reads the cache's buffers in place and returns [b, 1, heads·d] for
