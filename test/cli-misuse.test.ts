@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { PRESETS, WEIGHT_STORAGE_CHOICES } from "fusekit";
 import { folderChecksum, fusekit, type Run } from "./helpers/cli.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-misuse-"));
@@ -60,7 +61,7 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
     [["compare", "--prompt", ""], "option '-p, --prompt <text>' argument '' is invalid. expected non-empty text."],
     [
       ["compare", "--weight-storage", "f16"],
-      "option '-w, --weight-storage <kind>' argument 'f16' is invalid. Allowed choices are f32, bf16.",
+      `option '-w, --weight-storage <kind>' argument 'f16' is invalid. Allowed choices are ${WEIGHT_STORAGE_CHOICES.join(", ")}.`,
     ],
     [["generate", "--prompt", ""], "option '-p, --prompt <text>' argument '' is invalid. expected non-empty text."],
     [
@@ -114,7 +115,7 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
     ],
     [
       ["make-tiny", "--preset", "qwen3-70b"],
-      "option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are qwen3-tiny, qwen3-0.6b.",
+      `option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are ${Object.keys(PRESETS).join(", ")}.`,
     ],
     [["kernels", "lok"], "unknown command 'lok' (Did you mean lock?)"],
     [["make-tiny", "--out", ""], "option '-o, --out <dir>' argument '' is invalid. expected non-empty text."],

@@ -33,7 +33,7 @@ export function createLayouts({
         targetPatterns: "post_attention_layernorm.norm_weight",
       }),
       new WeightRenaming({
-        sourcePatterns: "mlp\\.((?:gate|up|down)_proj\\.weight)$",
+        sourcePatterns: "mlp\\.((?:gate|up|down)_proj\\.(?:weight|bias))$", // Llama's mlp_bias too
         targetPatterns: "post_attention_layernorm.\\1",
       }),
     ];
