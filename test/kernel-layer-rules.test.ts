@@ -45,7 +45,7 @@ describe("validateKernelLayer", () => {
     }
     expect(rejection(Ok)).toBe("accepted");
     expect(rejection(Ok)).toBe("accepted");
-    expect(rejection(Ok, 2)).toMatch(/forward takes 1 argument but the forward it replaces takes 2/);
+    expect(rejection(Ok, 2)).toMatch(/forward takes 1 parameter but the forward it replaces takes 2/);
   });
 
   it("names what is wrong: not a class, no forward, own constructor, state, a non-boolean flag, the arity", () => {
@@ -92,7 +92,7 @@ describe("validateKernelLayer", () => {
         return [x, y];
       }
     }
-    expect(rejection(Two)).toMatch(/forward takes 2 arguments but the forward it replaces takes 1/);
+    expect(rejection(Two)).toMatch(/forward takes 2 parameters but the forward it replaces takes 1/);
     expect(rejection(Two, 2)).toBe("accepted");
   });
 

@@ -88,7 +88,7 @@ describe("README CLI summary", () => {
       "inspect",
       "kernels list",
       "kernels lock",
-      "make-tiny",
+      "make-model",
       "quantize-fp8",
     ]);
     for (const [name, options] of commands) {
