@@ -420,7 +420,7 @@ async function heapNote(dir: string): Promise<string> {
   const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8.buffer.byteLength;
   if (heap === undefined) return "";
   const file = await SafetensorsFile.open(path.join(dir, "model.safetensors"));
-  const f32 = [...file.tensors.values()].reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+  const f32 = [...file.tensors.values()].reduce((n, t) => n + 4 * tf.util.sizeFromShape(t.shape), 0);
   await file.close();
   return ` (wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB at the failure, 4 GiB maximum; float32 weights alone are ${(f32 / 2 ** 30).toFixed(2)} GiB)`;
 }

@@ -1,6 +1,5 @@
 // The `fusekit` command tree. Each subcommand lives in its own file (src/cli/<command>.ts) exporting a
 // `register…(program)` function, and is registered below; main.ts runs it.
-import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
@@ -8,14 +7,7 @@ import { registerMakeTiny } from "./make-tiny.js";
 import { registerQuantizeFp8 } from "./quantize.js";
 import { registerCompare } from "./compare.js";
 import { registerKernelsCommand } from "./kernels.js";
-
-function version(): string {
-  try {
-    return JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")).version;
-  } catch {
-    return "unknown";
-  }
-}
+import { fusekitVersion } from "../io/package.js";
 
 /** Commander's message (which may span lines, e.g. "(Did you mean --prompt?)") as one line. */
 export const oneLine = (text: string) => text.trim().replace(/\s*\n\s*/g, " ");
@@ -25,7 +17,7 @@ export function buildProgram(): Command {
     .description(
       "Run Hugging Face Qwen3 checkpoints on TensorFlow.js and compare two ways of plugging in fused kernels.",
     )
-    .version(version())
+    .version(fusekitVersion())
     .showSuggestionAfterError(true)
     // Usage errors are one line; commander then throws (exitOverride) and the caller exits with status 2.
     .configureOutput({ outputError: (str, write) => write(`fusekit: ${oneLine(str)} (see --help)\n`) })

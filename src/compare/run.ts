@@ -1,8 +1,7 @@
 // Runs every approach on the same checkpoint and measures it against the original model.
-import { existsSync, readFileSync, mkdtempSync, promises as fsp } from "node:fs";
+import { readFileSync, mkdtempSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { tf } from "../tensor/tf.js";
 import { getBackend } from "../kernels/backend.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
@@ -17,6 +16,7 @@ import { decodeWithStackMs, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
+import { FUSEKIT_ROOT } from "../io/package.js";
 
 export interface CompareOptions {
   /** Checkpoint directory (default: the embedded tiny model). */
@@ -36,17 +36,9 @@ export interface CompareOptions {
 
 export const DEFAULT_PROMPT = "Fused kernels make small models fast because";
 
-/** The package root (holds package.json), for counting recipe lines. */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
 /** Non-blank, non-comment lines of the given repo-relative source files. */
 export function countCodeLines(files: string[]): number {
-  const root = packageRoot();
-  return files.reduce((n, f) => n + countTextLines(readFileSync(path.join(root, f), "utf8")), 0);
+  return files.reduce((n, f) => n + countTextLines(readFileSync(path.join(FUSEKIT_ROOT, f), "utf8")), 0);
 }
 
 /** Non-blank, non-comment lines of a source text. */

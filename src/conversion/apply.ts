@@ -9,6 +9,7 @@ import { ConversionError } from "../errors.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionOperation, HostTensor, Slot } from "./ops.js";
 import { WeightConverter, WeightRenaming, type ConversionRule } from "./rules.js";
+import { tf } from "../tensor/tf.js";
 
 export interface ConversionGroup {
   rule: WeightConverter;
@@ -224,7 +225,7 @@ export function synthesizeRecord(
     const dtype = dtypeOf(g.targets[0]);
     const sources = g.sources.map((keys) => keys.map((key) => ({ key, shape: shapes.get(key)!, dtype })));
     const inputs = sources.map((l) =>
-      l.map((s) => ({ data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)), shape: s.shape, dtype })),
+      l.map((s) => ({ data: new Float32Array(tf.util.sizeFromShape(s.shape)), shape: s.shape, dtype })),
     );
     const { reverse } = convertGroup(
       g,

@@ -3,6 +3,7 @@
 // tensors of one conversion group in memory at a time.
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { ConversionError, ConversionRuleError } from "../errors.js";
+import { tf } from "../tensor/tf.js";
 
 /** A checkpoint tensor on the host: values (float32 / int32), shape, and the dtype it is stored as. */
 export interface HostTensor {
@@ -14,7 +15,7 @@ export interface HostTensor {
 /** What flows between operations: one entry per source pattern; a list when a pattern matched a module list. */
 export type Slot = HostTensor | HostTensor[];
 
-const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const numel = (shape: readonly number[]) => tf.util.sizeFromShape([...shape]);
 
 function checkDim(dim: number, what: string): number {
   if (!Number.isInteger(dim)) throw new ConversionRuleError(`${what}: dim must be an integer, got ${dim}`);

@@ -4,12 +4,13 @@ import { createHash } from "node:crypto";
 import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { kernelEnv } from "./helpers.js";
 import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import { KERNEL_BACKENDS, type KernelBuildModule, type KernelLayerClass } from "./types.js";
 import { TMP_MARKER, checkWriteTarget, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
+import { FUSEKIT_ROOT } from "../io/package.js";
 
 export const MANIFEST_NAME = "manifest.json";
 export const LOCKFILE_NAME = "kernels.lock";
@@ -38,16 +39,9 @@ export interface HubRepo {
   bundled: boolean;
 }
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
 
-function packageRoot(): string {
-  for (let dir = HERE; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, "package.json"))) return dir;
-    if (path.dirname(dir) === dir) return path.resolve(HERE, "../..");
-  }
-}
-const ROOT = packageRoot();
+const ROOT = FUSEKIT_ROOT;
 
 /** The bundled hub: `<package>/kernels` (manifests and sources; compiled builds live under dist/kernels). */
 export function bundledHubDir(): string {

@@ -26,7 +26,7 @@ interface Bf16Exports {
 const wasmExports = heapModule<Bf16Exports>(BF16_WASM_BASE64);
 
 const ptr = heapOffset;
-const size = (shape: readonly number[]) => shape.reduce((a, c) => a * c, 1);
+const size = (shape: readonly number[]) => tf.util.sizeFromShape([...shape]);
 
 /** Checks shared by both builds; returns [rows, n, m]. */
 function matmulDims(x: tf.TensorInfo, w: tf.TensorInfo): [number, number, number] {

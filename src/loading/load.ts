@@ -275,7 +275,7 @@ function checkSizesAgainstCheckpoint(
   model: PreTrainedModel | undefined,
 ): void {
   let elements = 0;
-  for (const info of reader.infos.values()) elements += info.shape.reduce((a, b) => a * b, 1);
+  for (const info of reader.infos.values()) elements += tf.util.sizeFromShape(info.shape);
   if (!model) {
     for (const [k, v] of Object.entries(raw)) {
       if (typeof v !== "number" || !/_size$|_dim$|^num_/.test(k)) continue;

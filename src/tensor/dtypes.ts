@@ -3,6 +3,7 @@
  * BF16 is the top half of a float32, so decoding is exact; encoding rounds to nearest-even, which is exact
  * for every value that came from a BF16 file (its low half is zero).
  */
+import { tf } from "./tf.js";
 
 /**
  * Every dtype a safetensors file may hold, in the order of the reference implementation's `Dtype` enum
@@ -68,7 +69,7 @@ export const DTYPE_BYTES = Object.fromEntries(STORAGE_DTYPES.map((d) => [d, DTYP
 
 /** Bytes a tensor of `shape` takes, or undefined when its bits do not fill whole bytes (F4/F6 of odd sizes). */
 export function tensorByteLength(dtype: StorageDtype, shape: readonly number[]): number | undefined {
-  const bits = shape.reduce((a, b) => a * b, 1) * DTYPE_BITS[dtype];
+  const bits = tf.util.sizeFromShape([...shape]) * DTYPE_BITS[dtype];
   return Number.isSafeInteger(bits) && bits % 8 === 0 ? bits / 8 : undefined;
 }
 

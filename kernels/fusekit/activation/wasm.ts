@@ -19,7 +19,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const b = backend as any;
         const { x } = inputs as Record<string, TensorInfo>;
         const d = x.shape[x.shape.length - 1] / 2;
-        const rows = x.shape.reduce((a, s) => a * s, 1) / (2 * d);
+        const rows = tf.util.sizeFromShape(x.shape) / (2 * d);
         const out = b.makeOutput([...x.shape.slice(0, -1), d], "float32");
         const fns = d % 4 === 0 ? simdFor(b) : null;
         if (fns) {

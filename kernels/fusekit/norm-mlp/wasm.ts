@@ -41,7 +41,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const h = x.shape[x.shape.length - 1];
         const packed = gate.dtype === "int32"; // bf16 [out, in/2] instead of float32 [in, out]
         const inter = packed ? gate.shape[0] : gate.shape[1];
-        const rows = x.shape.reduce((a, d) => a * d, 1) / h;
+        const rows = tf.util.sizeFromShape(x.shape) / h;
         const at = (t: TensorInfo) => helpers.heapOffset(b, t);
         const mm = packed
           ? (a: TensorInfo, w: TensorInfo) => bf16MatMul()({ inputs: { x: a, w }, backend, attrs: {} }) as TensorInfo

@@ -29,7 +29,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const { x, weight } = inputs as Record<string, TensorInfo>;
         const eps = (attrs as { eps: number }).eps;
         const h = x.shape[x.shape.length - 1];
-        const rows = x.shape.reduce((a, d) => a * d, 1) / h;
+        const rows = tf.util.sizeFromShape(x.shape) / h;
         const out = b.makeOutput(x.shape, "float32");
         const fns = h % 4 === 0 ? simdFor!(b) : null;
         if (fns) {
