@@ -3,6 +3,7 @@
 // Hand-written: these are a few array passes over one row, and doing them in JS keeps sampling exactly
 // reproducible from a seed on every backend (tfjs's multinomial is per-op seeded and backend-specific).
 import { Rng } from "../nn/init.js";
+import { softmaxInto } from "../tensor/host.js";
 
 export { Rng };
 
@@ -89,12 +90,8 @@ export function topPFilter(logits: Float32Array, p: number): void {
 }
 
 function softmaxOf(xs: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < xs.length; i++) if (xs[i] > max) max = xs[i];
   const out = new Float64Array(xs.length);
-  let sum = 0;
-  for (let i = 0; i < xs.length; i++) sum += out[i] = Math.exp(xs[i] - max);
-  for (let i = 0; i < xs.length; i++) out[i] /= sum;
+  softmaxInto(xs, out);
   return out;
 }
 

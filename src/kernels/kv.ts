@@ -6,6 +6,7 @@ import { tf } from "../tensor/tf.js";
 import { ATTENTION_WASM_BASE64 } from "./attention-wasm.js";
 import { heapIndexF32, heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { registerKernelConfigs } from "./register.js";
+import { softmaxInto } from "../tensor/host.js";
 
 export const KV_READ = "FusekitKVRead"; // {buf: [b, kv, cap, d]}, {length} → [b, kv, length, d]
 export const DECODE_ATTENTION = "FusekitDecodeAttention"; // {q: [b, h, 1, d], k, v: buffers}, {length, scale} → [b, 1, h·d]
@@ -88,7 +89,8 @@ const wasmKernels: tf.KernelConfig[] = [
         for (let h = 0; h < heads; h++) {
           const head = bi * kv + Math.floor(h / group); // the KV head this query head shares (repeat_kv)
           fns.dots(qp + (bi * heads + h) * d * 4, kp + head * cap * d * 4, sp, T, d, scale);
-          softmaxInPlace(new Float32Array(b.wasm.asm.memory.buffer, sp, T));
+          const weights = new Float32Array(b.wasm.asm.memory.buffer, sp, T); // a fresh view: the heap may have grown
+          softmaxInto(weights, weights);
           fns.wsum(sp, vp + head * cap * d * 4, op + (bi * heads + h) * d * 4, T, d);
         }
       }
@@ -97,19 +99,6 @@ const wasmKernels: tf.KernelConfig[] = [
     },
   },
 ];
-
-/** softmax over a row of scores, in place (max-subtracted, sums in float64). */
-function softmaxInPlace(s: Float32Array): void {
-  let max = -Infinity;
-  for (let t = 0; t < s.length; t++) if (s[t] > max) max = s[t];
-  let sum = 0;
-  for (let t = 0; t < s.length; t++) {
-    const e = Math.exp(s[t] - max);
-    s[t] = e;
-    sum += e;
-  }
-  for (let t = 0; t < s.length; t++) s[t] /= sum;
-}
 
 const cpuKernels: tf.KernelConfig[] = [
   {
@@ -150,7 +139,7 @@ const cpuKernels: tf.KernelConfig[] = [
             for (let i = 0, ko = (head * cap + t) * d; i < d; i++) dot += qv[qo + i] * kvals[ko + i];
             s[t] = dot * scale;
           }
-          softmaxInPlace(s);
+          softmaxInto(s, s);
           for (let i = 0; i < d; i++) {
             let acc = 0;
             for (let t = 0; t < T; t++) acc += s[t] * vvals[(head * cap + t) * d + i];

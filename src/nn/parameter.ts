@@ -4,6 +4,7 @@ import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
 import { packBf16, unpackBf16 } from "../kernels/bf16.js";
 import type { Fp8BlockLayout } from "../io/fp8-layout.js";
+import { transpose2d } from "../tensor/host.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.
@@ -14,20 +15,6 @@ import type { Fp8BlockLayout } from "../io/fp8-layout.js";
 export type Layout = "identity" | "transpose";
 
 const size = (shape: readonly number[]) => tf.util.sizeFromShape([...shape]);
-
-/** Transposes a row-major `[rows, cols]` matrix in blocks (cache-friendly for large embeddings). */
-export function transpose2d<T extends Float32Array | Int32Array>(src: T, rows: number, cols: number): T {
-  const out = new (src.constructor as new (n: number) => T)(src.length);
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(r0 + B, rows);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(c0 + B, cols);
-      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
-    }
-  }
-  return out;
-}
 
 /**
  * A learnable tensor owned by a Module. It knows its checkpoint shape and layout, the dtype it was
