@@ -329,6 +329,7 @@ export async function writeFolderAtomically(
     throw asOutputError(err, dest);
   });
   try {
+    await fsp.chmod(tmp, 0o777 & ~process.umask()); // mkdtemp makes it private (0700); the result is an ordinary folder
     await fill(tmp);
     await commitFolder(tmp, dest, target);
   } catch (err) {
