@@ -3,13 +3,14 @@
 // intra-op threads on the same prompts. onnxruntime-node is installed on demand into a bench-only folder
 // (bench/.peers, git-ignored) with --ignore-scripts (its postinstall downloads GPU files; the CPU binaries ship
 // inside the package): never a dependency `npm ci` fetches.
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheDir } from "../src/models/presets.js";
-import { stat, type Figure } from "../src/compare/measure.js";
+import type { Figure } from "../src/compare/measure.js";
+import { runPeer } from "./peer.js";
 
 export const ORT_PACKAGE = "onnxruntime-node@1.30.0";
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -82,8 +83,6 @@ export function ensureOnnx(
   }
 }
 
-const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
-
 /** Runs bench/ort-child.js (built to dist/bench) in a child process with `threads` intra-op threads. */
 export function runOrt(
   ortDir: string,
@@ -100,36 +99,10 @@ export function runOrt(
 ): Promise<OrtResult> {
   const child = path.join(here, "ort-child.js");
   const payload = JSON.stringify({ ortDir, onnx, ...o });
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [child, payload],
-      { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 },
-      (err, stdout, stderr) => {
-        if (err)
-          return resolve({
-            threads: o.threads,
-            error:
-              `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim(),
-          });
-        try {
-          const j = JSON.parse(stdout.trim().split("\n").pop()!) as {
-            ort: string;
-            prefill: Record<string, number[]>;
-            decode: number[];
-          };
-          resolve({
-            threads: o.threads,
-            ort: j.ort,
-            prefill: Object.fromEntries(Object.entries(j.prefill).map(([k, v]) => [k, fig(v)])),
-            decode: fig(j.decode),
-          });
-        } catch (e) {
-          resolve({ threads: o.threads, error: `unreadable output: ${(e as Error).message}` });
-        }
-      },
-    );
-  });
+  return runPeer(process.execPath, [child, payload], o.threads, o.timeoutS).then(({ output, ...r }) => ({
+    ...r,
+    ort: output?.ort as string | undefined,
+  }));
 }
 
 /** The installed onnxruntime-node version. */

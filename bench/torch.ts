@@ -1,7 +1,8 @@
 // The PyTorch eager baseline: runs bench/pytorch_baseline.py (same checkpoint, same prompts) with a python3
 // that imports torch, when there is one.
-import { execFile, execFileSync } from "node:child_process";
-import { stat, type Figure } from "../src/compare/measure.js";
+import { execFileSync } from "node:child_process";
+import type { Figure } from "../src/compare/measure.js";
+import { runPeer } from "./peer.js";
 
 export const TORCH_HOWTO =
   "PyTorch baseline skipped: no python3 that imports torch and numpy. On Debian: apt-get install python3-torch python3-numpy libopenblas0-pthread";
@@ -33,8 +34,6 @@ export interface TorchResult {
   error?: string;
 }
 
-const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
-
 /** Runs the baseline script on `dir`; errors are returned, not thrown. */
 export function runTorch(
   python: string,
@@ -63,35 +62,9 @@ export function runTorch(
     "--figure-budget",
     String(o.figureBudgetS),
   ];
-  return new Promise((resolve) => {
-    execFile(
-      python,
-      args,
-      { encoding: "utf8", timeout: o.timeoutS * 1000, maxBuffer: 1 << 24 },
-      (err, stdout, stderr) => {
-        if (err)
-          return resolve({
-            threads: o.threads,
-            error:
-              `${err.killed ? `timed out after ${o.timeoutS} s` : err.message.split("\n")[0]} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim(),
-          });
-        try {
-          const j = JSON.parse(stdout.trim().split("\n").pop()!) as {
-            torch: string;
-            threads: number;
-            prefill: Record<string, number[]>;
-            decode: number[];
-          };
-          resolve({
-            threads: j.threads,
-            torch: j.torch,
-            prefill: Object.fromEntries(Object.entries(j.prefill).map(([k, v]) => [k, fig(v)])),
-            decode: fig(j.decode),
-          });
-        } catch (e) {
-          resolve({ threads: o.threads, error: `unreadable output: ${(e as Error).message}` });
-        }
-      },
-    );
-  });
+  return runPeer(python, args, o.threads, o.timeoutS).then(({ output, ...r }) => ({
+    ...r,
+    threads: (output?.threads as number | undefined) ?? o.threads,
+    torch: output?.torch as string | undefined,
+  }));
 }

@@ -52,6 +52,15 @@ export function copyRowsInPlace(dst: tf.Tensor4D, src: tf.Tensor4D, offset: numb
   }
 }
 
+/** The decode-attention kernel's inputs and sizes, as both backends read them. */
+function attentionArgs(inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) {
+  const { q, k, v } = inputs as Record<string, tf.TensorInfo>;
+  const [bs, heads, , d] = q.shape;
+  const [, kv, cap] = k.shape;
+  // T: cached positions to attend to; group: query heads per KV head (repeat_kv)
+  return { q, k, v, bs, heads, d, kv, cap, T: attrs.length as number, scale: attrs.scale as number, group: heads / kv };
+}
+
 const wasmKernels: tf.KernelConfig[] = [
   {
     kernelName: KV_READ,
@@ -75,12 +84,7 @@ const wasmKernels: tf.KernelConfig[] = [
     backendName: "wasm",
     kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as WasmBackend;
-      const { q, k, v } = inputs as Record<string, tf.TensorInfo>;
-      const [bs, heads, , d] = q.shape;
-      const [, kv, cap] = k.shape;
-      const T = attrs!.length as number;
-      const scale = attrs!.scale as number;
-      const group = heads / kv;
+      const { q, k, v, bs, heads, d, kv, cap, T, scale, group } = attentionArgs(inputs, attrs!);
       const out = b.makeOutput([bs, 1, heads * d], "float32");
       const scores = b.makeOutput([T], "float32");
       const fns = attentionExports(b);
@@ -120,12 +124,7 @@ const cpuKernels: tf.KernelConfig[] = [
     backendName: "cpu",
     kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as CpuBackend;
-      const { q, k, v } = inputs as Record<string, tf.TensorInfo>;
-      const [bs, heads, , d] = q.shape;
-      const [, kv, cap] = k.shape;
-      const T = attrs!.length as number;
-      const scale = attrs!.scale as number;
-      const group = heads / kv;
+      const { q, k, v, bs, heads, d, kv, cap, T, scale, group } = attentionArgs(inputs, attrs!);
       const vals = (t: tf.TensorInfo) => b.data.get(t.dataId).values as Float32Array;
       const [qv, kvals, vvals] = [vals(q), vals(k), vals(v)];
       const out = new Float32Array(bs * heads * d);

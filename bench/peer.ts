@@ -1,0 +1,50 @@
+// Running a peer engine (PyTorch, ONNX Runtime) in a child process: its last stdout line is a JSON object
+// with run times per prefill length and for decode; a crash, a timeout or unreadable output is returned as
+// an error for the report, never thrown.
+import { execFile } from "node:child_process";
+import { stat, type Figure } from "../src/compare/measure.js";
+
+/** A peer's figures at one thread count, or why there are none. */
+export interface PeerFigures {
+  threads: number;
+  prefill?: Record<string, Figure>;
+  decode?: Figure;
+  error?: string;
+}
+
+interface PeerOutput {
+  prefill: Record<string, number[]>;
+  decode: number[];
+  [field: string]: unknown;
+}
+
+const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
+
+/** Runs `command args` (killed after `timeoutS`); resolves to its figures plus the other fields it printed. */
+export function runPeer(
+  command: string,
+  args: string[],
+  threads: number,
+  timeoutS: number,
+): Promise<PeerFigures & { output?: PeerOutput }> {
+  return new Promise((resolve) => {
+    execFile(
+      command,
+      args,
+      { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 24 },
+      (err, stdout, stderr) => {
+        if (err) {
+          const why = err.killed ? `timed out after ${timeoutS} s` : err.message.split("\n")[0];
+          return resolve({ threads, error: `${why} ${stderr.trim().split("\n").slice(-1)[0] ?? ""}`.trim() });
+        }
+        try {
+          const output = JSON.parse(stdout.trim().split("\n").pop()!) as PeerOutput;
+          const prefill = Object.fromEntries(Object.entries(output.prefill).map(([k, v]) => [k, fig(v)]));
+          resolve({ threads, prefill, decode: fig(output.decode), output });
+        } catch (e) {
+          resolve({ threads, error: `unreadable output: ${(e as Error).message}` });
+        }
+      },
+    );
+  });
+}
