@@ -7,7 +7,6 @@ import {
   KernelConfig,
   KernelConfigError,
   Qwen3RMSNorm,
-  Rng,
   activeKernel,
   getCheckpointConversionMapping,
   getKernelLayerName,
@@ -19,7 +18,7 @@ import {
 } from "fusekit";
 import { sameCheckpointTensors } from "../src/compare/run.js";
 import { KERNEL } from "../src/compare/approaches.js";
-import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
+import { logitsOf, maxAbsDiff, randomizeNormsAndBiases, smallConfig, tmpDir } from "./helpers/models.js";
 
 const IDS = [[3, 17, 5, 42, 9, 1, 60, 22]];
 const NORM_MLP: KernelConfigEntry = [
@@ -37,14 +36,7 @@ let plain: number[];
 beforeAll(async () => {
   await setBackend("cpu");
   const model = AutoModelForCausalLM.fromConfig(smallConfig(), { seed: 3 });
-  const rng = new Rng(5);
-  for (const [key, p] of model.namedParameters()) {
-    if (key.endsWith("norm.weight"))
-      p.setStateData(
-        Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()),
-        "F32",
-      );
-  }
+  randomizeNormsAndBiases(model, 5);
   dir = tmpDir("fusekit-kernel-config-");
   dirs.push(dir);
   await model.savePretrained(dir);

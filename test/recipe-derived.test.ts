@@ -13,7 +13,6 @@ import {
   NORM_QKV,
   QKV,
   Qwen3MLP,
-  Rng,
   buildModel,
   defineFusionRecipe,
   getFusedChains,
@@ -22,7 +21,7 @@ import {
 } from "fusekit";
 import { sameCheckpointTensors } from "../src/compare/run.js";
 import { KERNEL } from "../src/compare/approaches.js";
-import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
+import { logitsOf, maxAbsDiff, randomizeNormsAndBiases, smallConfig, tmpDir } from "./helpers/models.js";
 
 const IDS = [[3, 17, 5, 42, 9, 1, 60, 22]];
 const flat = (m: PreTrainedModel) => logitsOf(m, IDS).flat(2);
@@ -33,14 +32,7 @@ let plain: number[];
 beforeAll(async () => {
   await setBackend("cpu");
   const model = AutoModelForCausalLM.fromConfig(smallConfig({ attention_bias: true }), { seed: 9 });
-  const rng = new Rng(2);
-  for (const [key, p] of model.namedParameters()) {
-    if (key.endsWith("norm.weight"))
-      p.setStateData(
-        Float32Array.from({ length: p.numel }, () => 0.5 + rng.next()),
-        "F32",
-      );
-  }
+  randomizeNormsAndBiases(model, 2);
   dir = tmpDir("fusekit-recipe-");
   dirs.push(dir);
   await model.savePretrained(dir);
