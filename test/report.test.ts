@@ -57,7 +57,7 @@ describe("terminal report", () => {
     const plain = terminalReport(result([row({}), crashed]));
     expect(plain).not.toContain("\x1b[");
     const coloured = terminalReport(result([row({}), crashed]), { color: true });
-    expect(coloured).toContain("\x1b[1m approach"); // bold header
+    expect(coloured).toContain("\x1b[1mapproach\x1b[0m"); // bold header, with or without a TTY
     const header = coloured.split("\n").find((l) => l.includes("approach"))!;
     expect(header).not.toContain("\x1b[31m"); // not red (cli-table3's default)
     expect(coloured).toContain("\x1b[32mpass (Δ 0 ≤ 0e+0)\x1b[0m");

@@ -54,10 +54,14 @@ const setupText = (s: Record<string, number>) =>
 const paint = (on: boolean, code: number, text: string) => (on ? `\x1b[${code}m${text}\x1b[0m` : text);
 const verdictColor = (r: ApproachResult) => (r.pass ? 32 : r.error ? 35 : 31);
 
-type TableStyle = { head: string[]; border: string[]; compact: boolean };
+// cli-table3 styles headers through @colors/colors, which turns itself off without a TTY (CI, pipes):
+// headers are painted here so `color: true` means colour everywhere, and never cli-table3's red default.
+const TABLE_STYLE = { head: [], border: [], compact: true };
+const headed = (color: boolean, head: string[]) =>
+  new Table({ head: head.map((h) => paint(color, 1, h)), style: TABLE_STYLE });
 
 /** The numbers table: one row per approach. */
-function numbersTable(result: ComparisonResult, style: TableStyle, color: boolean): string {
+function numbersTable(result: ComparisonResult, color: boolean): string {
   const head = [
     "approach",
     "max |Δ logits|",
@@ -72,7 +76,7 @@ function numbersTable(result: ComparisonResult, style: TableStyle, color: boolea
     "saves orig.",
     "verdict",
   ];
-  const table = new Table({ head, wordWrap: true, style });
+  const table = headed(color, head);
   for (const r of result.rows) {
     table.push([
       r.label,
@@ -93,7 +97,7 @@ function numbersTable(result: ComparisonResult, style: TableStyle, color: boolea
 }
 
 /** The properties table: what was found by trying each approach on a model. */
-function propertiesTable(result: ComparisonResult, style: TableStyle): string {
+function propertiesTable(result: ComparisonResult, color: boolean): string {
   const head = [
     "approach",
     "applies to a loaded model",
@@ -104,7 +108,7 @@ function propertiesTable(result: ComparisonResult, style: TableStyle): string {
     "survives save → reload",
     "lines the user writes per fusion",
   ];
-  const table = new Table({ head, style });
+  const table = headed(color, head);
   for (const r of result.rows) {
     const p = r.properties;
     if (!p) continue;
@@ -124,13 +128,12 @@ function propertiesTable(result: ComparisonResult, style: TableStyle): string {
 
 /** The comparison as compact terminal tables; `color` (the CLI: a TTY without NO_COLOR) adds ANSI colour. */
 export function terminalReport(result: ComparisonResult, { color = false } = {}): string {
-  const style: TableStyle = { head: color ? ["bold"] : [], border: [], compact: true };
   return [
     `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · ` +
       `prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens · median of ${result.repeats} (min–max)`,
-    numbersTable(result, style, color),
+    numbersTable(result, color),
     "Properties, found by trying each one on the model:",
-    propertiesTable(result, style),
+    propertiesTable(result, color),
     paint(color, result.pass ? 32 : 31, summary(result)),
   ].join("\n");
 }
