@@ -90,6 +90,47 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
     tf.dispose([xt, wt]);
   });
 
+  it("the workers take part: some chunks of repeated matmuls are computed off the main thread", () => {
+    setKernelThreads(2);
+    const pool = kernelPool()!;
+    expect(pool.workersStarted()).toBe(true);
+    const { x, packed } = operands(4, 1024, 4096, 6);
+    const xt = tf.tensor2d(x, [4, 1024]);
+    const wt = tf.tensor2d(packed, [4096, 512], "int32");
+    const first = bf16MatMul(xt, wt).dataSync().slice();
+    // a worker spins between jobs, so it claims chunks as soon as it is scheduled; bounded, not timed
+    for (let i = 0; i < 200 && pool.workerChunks === 0; i++) expect(bf16MatMul(xt, wt).dataSync()).toEqual(first);
+    expect(pool.workerChunks).toBeGreaterThan(0);
+    tf.dispose([xt, wt]);
+  });
+
+  it("back-to-back jobs of different shapes never mix (each result equals the single-threaded one)", () => {
+    const shapes: [number, number, number][] = [
+      [1, 256, 1000],
+      [2, 512, 96],
+      [1, 128, 4104],
+      [5, 256, 200],
+    ];
+    const single = shapes.map(([rows, n, m], i) => matmulBits(1, rows, n, m, 40 + i));
+    setKernelThreads(2);
+    const prevMin = setParallelMinMacs(0); // small jobs too: the fastest turnover between jobs
+    try {
+      const inputs = shapes.map(([rows, n, m], i) => {
+        const { x, packed } = operands(rows, n, m, 40 + i);
+        return [tf.tensor2d(x, [rows, n]), tf.tensor2d(packed, [m, n / 2], "int32")] as const;
+      });
+      for (let k = 0; k < 300; k++) {
+        const i = k % shapes.length;
+        const y = bf16MatMul(inputs[i][0], inputs[i][1]);
+        expect(new Uint32Array((y.dataSync() as Float32Array).slice().buffer)).toEqual(single[i]);
+        y.dispose();
+      }
+      tf.dispose(inputs.flat());
+    } finally {
+      setParallelMinMacs(prevMin);
+    }
+  });
+
   it("FUSEKIT_THREADS picks the thread count; 1 turns the pool off; anything else is a BackendError", () => {
     expect(threadsFromEnv({ FUSEKIT_THREADS: "1" })).toBe(1);
     expect(threadsFromEnv({ FUSEKIT_THREADS: "3" })).toBe(3);

@@ -11,7 +11,7 @@ import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
-import { CTRL, OPS, workerMain, type WorkerData } from "./worker.js";
+import { CLOSED_CHUNK, CTRL, OPS, takeChunk, workerMain, type WorkerData } from "./worker.js";
 
 const WA = (globalThis as any).WebAssembly;
 const PAGE = 65536;
@@ -93,6 +93,8 @@ export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
 export class KernelPool {
   readonly heap = new SharedHeap();
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL.SLOTS));
+  private readonly claim = new BigInt64Array(new SharedArrayBuffer(8));
+  private job = 0n;
   private readonly workers: Worker[] = [];
   private readonly main: SharedExports;
   private ready = false;
@@ -107,12 +109,14 @@ export class KernelPool {
   constructor(readonly threads: number) {
     const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
-    const source = `(${workerMain.toString()})()`;
+    Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
+    const source = `(${workerMain.toString()})(${takeChunk.toString()})`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
         memory: this.heap.memory,
         module,
         ctrl: this.ctrl.buffer as SharedArrayBuffer,
+        claim: this.claim.buffer as SharedArrayBuffer,
         index,
         spin: SPIN,
         slots: CTRL,
@@ -125,7 +129,7 @@ export class KernelPool {
   }
 
   /** Waits (once) for every worker to instantiate its module; false when they did not start in time. */
-  private started(): boolean {
+  workersStarted(): boolean {
     if (this.ready) return true;
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (let r; (r = Atomics.load(this.ctrl, CTRL.READY)) < this.workers.length;) {
@@ -177,7 +181,7 @@ export class KernelPool {
     n: number,
     m: number,
   ): boolean {
-    if (this.closed || !this.started()) return false;
+    if (this.closed) return false; // workers still starting take no chunks yet: this thread does them all
     const xBytes = rows * n * 4;
     const yBytes = rows * m * 4;
     const wAt = this.weightAt(b, w, m * n * 2);
@@ -203,30 +207,47 @@ export class KernelPool {
   }
 
   /**
-   * Starts job `op` over [0, count) in ~4 chunks per thread (multiples of `step`), takes chunks here with
-   * `mine` until none is left, then waits for the workers. Threads that get less of a (shared) core simply
-   * take fewer chunks; each output is still computed by exactly one thread.
+   * Runs job `op` over [0, count) in ~4 chunks per thread (multiples of `step`): opens the claim word, takes
+   * chunks here with `mine` until none is left, closes it, then waits for the chunks the workers claimed.
+   * A worker that gets less of a (shared) core takes fewer chunks, or none; each output is still computed by
+   * exactly one thread.
    */
   private dispatch(op: number, x: number, count: number, step: number, mine: (o0: number, o1: number) => void): void {
     const c = this.ctrl;
     const chunk = Math.max(step, Math.ceil(count / (4 * this.threads) / step) * step);
+    const chunks = Math.ceil(count / chunk);
+    const job = ++this.job << 32n;
     this.jobs++;
     c[CTRL.OP] = op;
     c[CTRL.X] = x;
     c[CTRL.COUNT] = count;
     c[CTRL.CHUNK] = chunk;
-    Atomics.store(c, CTRL.NEXT, 0);
-    Atomics.store(c, CTRL.DONE, 0);
+    Atomics.store(c, CTRL.COMPLETED, 0);
+    Atomics.store(this.claim, 0, job); // open at chunk 0
     Atomics.add(c, CTRL.SEQ, 1);
     Atomics.notify(c, CTRL.SEQ);
     try {
-      for (let o0; (o0 = Atomics.add(c, CTRL.NEXT, chunk)) < count;) mine(o0, Math.min(count, o0 + chunk));
+      for (let i; (i = takeChunk(this.claim, c, CTRL)) >= 0;) {
+        try {
+          mine(i * chunk, Math.min(count, (i + 1) * chunk));
+        } finally {
+          Atomics.add(c, CTRL.COMPLETED, 1);
+        }
+      }
     } finally {
-      let polls = 0; // the workers finish their chunks before the scratch is reused, even if this one threw
-      for (let d; (d = Atomics.load(c, CTRL.DONE)) < this.workers.length;)
-        if (++polls > SPIN) Atomics.wait(c, CTRL.DONE, d, 100);
+      // closed before waiting (even if this thread threw): nothing more is taken, and the job's values may
+      // change once the claimed chunks are done
+      const claimed = Math.min(chunks, Number(Atomics.exchange(this.claim, 0, job | BigInt(CLOSED_CHUNK)) - job));
+      let polls = 0;
+      for (let d; (d = Atomics.load(c, CTRL.COMPLETED)) < claimed;)
+        if (++polls > SPIN) Atomics.wait(c, CTRL.COMPLETED, d, 100);
     }
     if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
+  }
+
+  /** Chunks the workers (not the main thread) have computed so far: tests use it to see them take part. */
+  get workerChunks(): number {
+    return Atomics.load(this.ctrl, CTRL.WORKER_CHUNKS);
   }
 
   /**
@@ -234,13 +255,15 @@ export class KernelPool {
    * heap split like a matmul — the two-core bound of a bandwidth-bound decode. Undefined if it cannot allocate.
    */
   readBandwidth(bytes: number, repeats: number): number[] | undefined {
-    if (!this.started()) return undefined;
+    if (!this.workersStarted()) return undefined;
     let at: number;
     try {
       at = this.heap.alloc(bytes);
     } catch {
       return undefined;
     }
+    // written first: untouched pages all map the kernel's one zero page, which reads at cache speed
+    this.heap.bytes(at, bytes).fill(1);
     const blocks = Math.floor(bytes / 64);
     const once = () => this.dispatch(OPS.READ, at, blocks, 1024, (o0, o1) => this.main.readsum(at + 64 * o0, o1 - o0));
     once();
