@@ -11,6 +11,7 @@ import {
   tf,
   type PreTrainedModel,
   type FromPretrainedOptions,
+  type KernelConfigEntry,
 } from "../src/index.js";
 import {
   decodeTokensPerSecond,
@@ -37,13 +38,32 @@ export interface ConfigSpec {
   threads?: number;
 }
 
-type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "none";
+type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "kernel-config" | "none";
 
 const CANDIDATES: [Family, Recipe, string][] = [
   ["original", "none", "original"],
   ["fused", "norm-mlp-fusion", "fused NormMLP + kernelize"], // fusions/qwen3-norm-mlp.ts fuseNormMLP(model, { kernel: true })
   ["patched", "norm-mlp-patch", "patched NormMLP + kernelize"], // patches/ + conversions/qwen3-norm-mlp.ts at load
   ["patched", "gate-up-qkv-patch", "patched gate_up/qkv + kernelize"], // patches/ + conversions/qwen3-gate-up-qkv.ts at load
+  ["patched", "kernel-config", "kernelConfig NormQKV + NormMLP"], // fromPretrained's useKernels + n-to-1 KernelConfig
+];
+
+/** Both n-to-1 kernels of the bundled repos: input norm + q/k/v, and post-attention norm + MLP. */
+const BOTH_KERNELS: KernelConfigEntry[] = [
+  [
+    [
+      ["Attention", "model.layers.*.self_attn"],
+      ["RMSNorm", "model.layers.*.input_layernorm"],
+    ],
+    "fusekit/norm-qkv:NormQKV",
+  ],
+  [
+    [
+      ["RMSNorm", "model.layers.*.post_attention_layernorm"],
+      ["MLP", "model.layers.*.mlp"],
+    ],
+    "fusekit/norm-mlp:NormMLP",
+  ],
 ];
 
 const recipeOf = (id: string) => id.split("·")[0] as Recipe;
@@ -77,6 +97,9 @@ export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTra
   const storage: FromPretrainedOptions = { weightStorage: spec.storage };
   const recipe = recipeOf(spec.id);
   if (recipe === "none") return AutoModelForCausalLM.fromPretrained(dir, storage);
+  if (recipe === "kernel-config") {
+    return AutoModelForCausalLM.fromPretrained(dir, { ...storage, useKernels: true, kernelConfig: BOTH_KERNELS });
+  }
   if (recipe === "norm-mlp-fusion") {
     const model = await AutoModelForCausalLM.fromPretrained(dir, storage);
     fuseNormMLP(model, { kernel: true });
@@ -128,15 +151,13 @@ export interface ConfigResult {
 
 export function decodeWeightBytes(model: PreTrainedModel): number {
   let n = 0;
-  for (const [name, p] of model.namedParameters())
-    if (p.stateShape.length === 2 && !/norm/.test(name)) n += p.numel * (p.packed ? 2 : 4);
+  for (const [, p] of model.namedParameters()) if (p.stateShape.length === 2) n += p.numel * (p.packed ? 2 : 4); // norm weights are 1-D
   return n;
 }
 
 export function layerMacsPerToken(model: PreTrainedModel): number {
   let n = 0;
-  for (const [name, p] of model.namedParameters())
-    if (p.stateShape.length === 2 && /layers\./.test(name) && !/norm/.test(name)) n += p.numel;
+  for (const [name, p] of model.namedParameters()) if (p.stateShape.length === 2 && /layers\./.test(name)) n += p.numel; // a module's path may say "norm" (n-to-1 layouts)
   return n;
 }
 

@@ -108,7 +108,7 @@ describe("bench (in-process, quick)", () => {
     }
   });
 
-  it("runs every configuration: 4 recipes × f32/bf16, each measured (none errors)", () => {
+  it("runs every configuration: 5 recipes × f32/bf16, each measured (none errors)", () => {
     const [entry] = results.models;
     expect(entry.name).toBe("tiny-random");
     expect(entry.screened).toBe(false); // far below the screening size
@@ -122,9 +122,11 @@ describe("bench (in-process, quick)", () => {
       "norm-mlp-patch·bf16",
       "gate-up-qkv-patch·f32",
       "gate-up-qkv-patch·bf16",
+      "kernel-config·f32",
+      "kernel-config·bf16",
       "none·bf16·1t",
     ]);
-    expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(8).fill(threadsFromEnv()), 1]);
+    expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(10).fill(threadsFromEnv()), 1]);
     // parameters of the tiny config: tied embedding 512×64, per layer 4 attn projections + q/k norms + 3 MLP + 2 norms, final norm
     const perLayer = 64 * 64 + 64 * 32 * 2 + 64 * 64 + 16 * 2 + 64 * 128 * 3 + 64 * 2;
     expect(entry.params).toBe(512 * 64 + 2 * perLayer + 64);
