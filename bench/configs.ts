@@ -15,9 +15,12 @@ import {
 } from "../src/index.js";
 import {
   decodeTokensPerSecond,
+  decodeWithStackMs,
+  decoderLayers,
   prefillTokensPerSecond,
   promptIds,
   repeatWithin,
+  stat,
   type Figure,
 } from "../src/compare/measure.js";
 import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
@@ -139,10 +142,10 @@ export interface ConfigResult {
   threads: number;
   /** Multiply-adds per token in the decoder layers' matmuls (prefill FLOPs = 2 × this × tokens). */
   layerMacsPerToken: number;
-  /** Milliseconds of the lm_head alone for one decoded token (the rest of a step is the decoder stack). */
-  lmHeadMs: number;
   prefill: Record<string, Figure>;
   decode: Figure;
+  /** Milliseconds of the decoder layers alone per decode step (forward hooks on the first and last layer), per run. */
+  decoderStackMs: Figure;
   /** Figures that failed ("prefill 512", …) and why; figures after a failure are not run. */
   errors?: Record<string, string>;
   /** numTensors after the measured runs minus before them (0: no leak). */
@@ -174,20 +177,6 @@ async function kernelsPerStep(model: PreTrainedModel): Promise<number> {
   return info.kernels.length;
 }
 
-/** Median milliseconds of lm_head over one hidden row (as at decode). */
-function lmHeadMs(model: PreTrainedModel, repeats: number): number {
-  const head = (model as unknown as { lm_head: { call(x: tf.Tensor): tf.Tensor; inFeatures: number } }).lm_head;
-  const h = tf.randomNormal([1, 1, head.inFeatures]);
-  const runs: number[] = [];
-  for (let i = 0; i < Math.max(3, repeats) + 1; i++) {
-    const t = performance.now();
-    tf.tidy(() => void head.call(h).dataSync());
-    if (i > 0) runs.push(performance.now() - t); // the first call copies the weight into the pool's heap
-  }
-  h.dispose();
-  return runs.sort((a, b) => a - b)[runs.length >> 1];
-}
-
 const maxRss = () => process.resourceUsage().maxRSS * 1024;
 
 /** Loads and measures one configuration: prefill tokens/s per prompt length and decode tokens/s. */
@@ -209,11 +198,15 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
     const errors: Record<string, string> = {};
     const prefill: Record<string, Figure> = {};
     let decode: Figure | undefined;
+    const stackMs: number[] = [];
+    const layers = decoderLayers(model);
+    const decodeRun = () => {
+      const run = decodeWithStackMs(model, plan.decodeSteps, layers);
+      stackMs.push(run.stackMs);
+      return run.tokensPerSecond;
+    };
     const figures: [string, () => void][] = [
-      [
-        "decode",
-        () => (decode = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps))),
-      ],
+      ["decode", () => (decode = repeatWithin(plan.repeats, budget, decodeRun))],
       ...[...plan.prefill]
         .sort((a, b) => a - b)
         .map((n): [string, () => void] => [
@@ -243,9 +236,9 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
       layerMacsPerToken: layerMacsPerToken(model),
       kernelsPerDecodeStep: kernels,
       threads: kernelThreads(),
-      lmHeadMs: lmHeadMs(model, plan.repeats),
       prefill,
       decode,
+      decoderStackMs: { ...stat(stackMs), runs: stackMs },
       tensorsLeaked: tf.memory().numTensors - before,
       ...(Object.keys(errors).length ? { errors } : {}),
     };

@@ -74,6 +74,14 @@ export function decodeWithStackMs(
   }
 }
 
+/** The model's decoder layers, in order (the stack `decodeWithStackMs` times). */
+export function decoderLayers(model: PreTrainedModel): Module[] {
+  return model
+    .getSubmodule("model.layers")
+    .namedChildren()
+    .map(([, l]) => l);
+}
+
 export function repeat(n: number, fn: () => number): Stat {
   return stat(Array.from({ length: n }, fn));
 }

@@ -12,7 +12,7 @@ import { generate } from "../generation/generate.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError } from "../errors.js";
 import * as library from "../index.js";
-import { decodeWithStackMs, prefillMs, repeat, stat } from "./measure.js";
+import { decodeWithStackMs, decoderLayers, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import type { FromPretrainedOptions } from "../loading/load.js";
@@ -250,10 +250,7 @@ async function measureNumbers(model: PreTrainedModel, ref: Reference) {
   const tokensIdentical = tokens.filter((t, i) => t === ref.refTokens[i]).length;
   prefillMs(model, ref.ids); // warm-up
   const prefill = repeat(ref.repeats, () => prefillMs(model, ref.ids));
-  const layers = model
-    .getSubmodule("model.layers")
-    .namedChildren()
-    .map(([, l]) => l);
+  const layers = decoderLayers(model);
   const runs = Array.from({ length: ref.repeats }, () => decodeWithStackMs(model, ref.newTokens, layers));
   return {
     maxAbsDiff,
