@@ -1,6 +1,7 @@
 // Reading checkpoint bytes straight into their final place, several reads at a time (issue 13 item 3):
 // CheckpointReader.readBytesIntoMany against readBytes, its failures, and a BF16 load into packed storage that
-// must stay byte-exact even when the wasm heap grows (detaching every view of it) while the reads run.
+// must stay byte-exact even when the wasm heap grows (detaching every view of it) while the reads run; F16
+// weights rounded to bf16 where they land, by the SIMD kernel and the table, against decoding and encoding.
 import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
@@ -8,10 +9,14 @@ import {
   AutoModelForCausalLM,
   CheckpointReader,
   CheckpointFormatError,
+  decode,
+  encode,
   setBackend,
   tf,
   writeSafetensors,
 } from "fusekit";
+import { roundF16ToBf16, roundF16ToBf16InHeap } from "../src/kernels/convert.js";
+import { heapOffset, type WasmBackend } from "../src/kernels/heap.js";
 import { savedFamilyModel, smallConfig, tmpDir } from "./helpers/models.js";
 
 const MIB = 2 ** 20;
@@ -162,3 +167,78 @@ describe.each(["wasm", "cpu"])("BF16 weights read in place into packed storage o
 interface HeapOwner {
   wasm: { asm: { memory: { buffer: ArrayBuffer } } };
 }
+
+describe("F16 → bf16 rounding in place", () => {
+  /** Every half bit pattern, shifted by `skew` values (so the kernel's 8-wide body and its tail both see each). */
+  const everyHalf = (skew: number) => Uint16Array.from({ length: 65536 + skew }, (_, i) => (i - skew) & 0xffff);
+  const reference = (halves: Uint16Array) =>
+    new Uint16Array(encode(decode(new Uint8Array(halves.buffer.slice(0)), "F16"), "BF16").buffer);
+
+  it("hand-checked values: ties to even, subnormals, the largest half, ±inf, ±0 and NaNs", () => {
+    const cases: [number, number][] = [
+      [0x3c00, 0x3f80], // 1
+      [0x3c04, 0x3f80], // 1 + 2^-8: halfway between 1 and 1 + 2^-7 → even (1)
+      [0x3c0c, 0x3f82], // 1 + 3·2^-8: halfway between 1 + 2^-7 and 1 + 2^-6 → even (1 + 2^-6)
+      [0x3c05, 0x3f81], // 1 + 5·2^-10: above halfway → up
+      [0x0001, 0x3380], // 2^-24, the smallest subnormal: 2^-24 is normal in bf16
+      [0x0003, 0x3440], // 3·2^-24 = 1.5·2^-23
+      [0x7bff, 0x4780], // 65504 rounds up to 65536
+      [0xc000, 0xc000], // -2
+      [0x8000, 0x8000], // -0
+      [0x7c00, 0x7f80], // +inf
+      [0xfc00, 0xff80], // -inf
+      [0x7e00, 0x7fc0], // NaN → the canonical NaN
+      [0xfe01, 0x7fc0], // a negative NaN with a payload → the canonical NaN
+    ];
+    const halves = Uint16Array.from(cases, ([h]) => h);
+    roundF16ToBf16(new Uint8Array(halves.buffer));
+    expect(Array.from(halves)).toEqual(cases.map(([, b]) => b));
+    expect(Array.from(reference(Uint16Array.from(cases, ([h]) => h)))).toEqual(cases.map(([, b]) => b));
+  });
+
+  it("the wasm SIMD kernel agrees with decoding and encoding on all 65,536 halves, in its body and its tail", async () => {
+    await setBackend("wasm");
+    const b = tf.backend() as unknown as WasmBackend;
+    for (const skew of [0, 3]) {
+      const halves = everyHalf(skew);
+      const heap = new Int32Array(Math.ceil(halves.length / 2));
+      new Uint16Array(heap.buffer).set(halves);
+      const t = tf.tensor(heap);
+      try {
+        roundF16ToBf16InHeap(b, heapOffset(b, t), halves.length);
+        const got = new Uint16Array((t.dataSync() as Int32Array).slice().buffer, 0, halves.length);
+        const want = reference(halves);
+        const wrong = [...got.keys()].filter((i) => got[i] !== want[i]).slice(0, 5);
+        expect(wrong.map((i) => [halves[i], got[i], want[i]])).toEqual([]);
+      } finally {
+        t.dispose();
+      }
+    }
+  });
+});
+
+describe.each(["wasm", "cpu"])("an F16 checkpoint loaded into packed bf16 storage on %s", (backend) => {
+  it("holds each weight rounded exactly as decoding and encoding would round it", async () => {
+    await setBackend(backend);
+    const dir = await savedFamilyModel(smallConfig({ vocab_size: 512, hidden_size: 64 }).toDict(), { dtype: "F16" });
+    const reader = await CheckpointReader.open(dir);
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
+    try {
+      const params = new Map(model.namedParameters());
+      let packed = 0;
+      for (const key of reader.keys()) {
+        const p = params.get(key)!;
+        if (!p.packed) continue;
+        packed++;
+        expect(p.storedDtype).toBe("F16");
+        const stored = new Uint8Array((p.packedTensor.dataSync() as Int32Array).slice().buffer);
+        const want = encode(decode(await reader.readBytes(key), "F16"), "BF16");
+        expect(Buffer.from(stored).equals(Buffer.from(want)), key).toBe(true);
+      }
+      expect(packed).toBe(2 * 7 + 2);
+    } finally {
+      model.dispose();
+      await reader.close();
+    }
+  });
+});

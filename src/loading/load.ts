@@ -21,7 +21,7 @@ import { Linear } from "../nn/layers.js";
 import { tf } from "../tensor/tf.js";
 import { encode, type StorageDtype } from "../tensor/dtypes.js";
 import { packableWeights, packWeightsOnLoad } from "../nn/storage.js";
-import { readPackedInPlace } from "./in-place.js";
+import { IN_PLACE_DTYPES, readPackedInPlace } from "./in-place.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
@@ -397,15 +397,16 @@ function slotFor(state: LoadState, target: string, shape: number[]): Parameter |
 }
 
 /**
- * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 tensors bound for packed storage
- * are read last, all at once, straight into the backend's memory (see in-place.ts); the others one at a time.
+ * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 / F16 tensors bound for packed
+ * storage are read last, all at once, straight into the backend's memory (see in-place.ts); the others one at a time.
  */
 async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], record: ConversionRecord): Promise<void> {
-  const inPlace: [Parameter, string][] = [];
+  const inPlace: Parameters<typeof readPackedInPlace>[1] = [];
   for (const { source, target, rules: by } of direct) {
-    const p = slotFor(state, target, state.reader.infos.get(source)!.shape);
-    const later = p !== undefined && readsInPlace(state, p, source);
-    if (later) inPlace.push([p, source]);
+    const { shape, dtype } = state.reader.infos.get(source)!;
+    const p = slotFor(state, target, shape);
+    const later = p !== undefined && readsInPlace(state, p, dtype);
+    if (later) inPlace.push({ p, key: source, dtype });
     else if (p) await readInto(state, p, source);
     if (p) state.loaded.add(p);
     if (by.length) {
@@ -418,9 +419,9 @@ async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], re
     await readPackedInPlace(state.reader.readBytesIntoMany!.bind(state.reader), inPlace, state.progress);
 }
 
-/** A BF16 tensor bound for packed storage is packed already: its little-endian bytes are the packed layout. */
-const readsInPlace = (state: LoadState, p: Parameter, key: string) =>
-  state.packed.has(p) && state.reader.infos.get(key)!.dtype === "BF16" && state.reader.readBytesIntoMany !== undefined;
+/** Packed bf16 storage takes two bytes per value: a BF16 tensor's bytes are its packed layout, F16 rounds in place. */
+const readsInPlace = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
+  state.packed.has(p) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
 
 /** Reads one checkpoint tensor, decoded, into its parameter. */
 async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
