@@ -112,7 +112,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
   checkStorageChoice(options.weightStorage);
   await ensureBackend();
-  const functionKernels = ensureFunctionKernels(); // installed while config and headers are read (never rejects)
+  const functionKernels = ensureFunctionKernels(); // installed while the checkpoint is read (never rejects)
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
   warnIgnoredRemoteCode(raw, where);
@@ -139,7 +139,6 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const memoryPlan = planMemoryForLoad(model, reader, raw, conversions, options);
-    await functionKernels; // done before the weights: nothing else may allocate on the heap while they are read
     const companions = settled(readCompanionFiles(dir)); // read while the weights are
     const report = await loadWeights(model, source, {
       ...options,
@@ -152,6 +151,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     model.loadReport = checkStrict(dir, model, report, options.strict);
     model.memoryPlan = memoryPlan;
     model.companionFiles = await companions();
+    await functionKernels;
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
     const kernelOptions = { ...options, kernelMapping: { ...options.kernelMapping, ...plan.kernelMapping } };
