@@ -146,23 +146,54 @@ describe.each(["wasm", "cpu"])("BF16 weights read in place into packed storage o
     });
     try {
       if (backend === "wasm") expect(grew).toBe(true);
-      const params = new Map(model.namedParameters());
-      let packed = 0;
-      for (const key of reader.keys()) {
-        const p = params.get(key)!;
-        if (!p.packed) continue;
-        packed++;
-        const stored = new Uint8Array((p.packedTensor.dataSync() as Int32Array).slice().buffer);
-        expect(Buffer.from(stored).equals(Buffer.from(await reader.readBytes(key))), key).toBe(true);
-      }
-      expect(packed).toBe(2 * 7 + 2); // 7 Linear weights per layer, the embedding and lm_head
+      expect(await packedBytesMismatches(model, reader, async (key) => reader.readBytes(key))).toEqual([]);
     } finally {
       ballast?.dispose();
       model.dispose();
       await reader.close();
     }
   });
+
+  it("hold the exact bytes of a sharded checkpoint (tensors spread over several files)", async () => {
+    await setBackend(backend);
+    const source = AutoModelForCausalLM.fromConfig(smallConfig({ vocab_size: 2048, hidden_size: 256 }), { seed: 3 });
+    const dir = tmpDir();
+    await source.savePretrained(dir, { dtype: "BF16", maxShardSize: 600_000 });
+    source.dispose();
+    expect((await fsp.readdir(dir)).filter((f) => f.endsWith(".safetensors")).length).toBeGreaterThan(2);
+    const reader = await CheckpointReader.open(dir);
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
+    try {
+      expect(await packedBytesMismatches(model, reader, async (key) => reader.readBytes(key))).toEqual([]);
+    } finally {
+      model.dispose();
+      await reader.close();
+    }
+  });
 });
+
+/**
+ * The checkpoint keys whose packed storage differs from `expected(key)`; fails unless every Linear weight (7 per
+ * layer, 2 layers), the embedding and lm_head are packed.
+ */
+async function packedBytesMismatches(
+  model: Awaited<ReturnType<typeof AutoModelForCausalLM.fromPretrained>>,
+  reader: CheckpointReader,
+  expected: (key: string) => Promise<Uint8Array>,
+): Promise<string[]> {
+  const params = new Map(model.namedParameters());
+  const wrong: string[] = [];
+  let packed = 0;
+  for (const key of reader.keys()) {
+    const p = params.get(key)!;
+    if (!p.packed) continue;
+    packed++;
+    const stored = new Uint8Array((p.packedTensor.dataSync() as Int32Array).slice().buffer);
+    if (!Buffer.from(stored).equals(Buffer.from(await expected(key)))) wrong.push(key);
+  }
+  expect(packed).toBe(2 * 7 + 2);
+  return wrong;
+}
 
 interface HeapOwner {
   wasm: { asm: { memory: { buffer: ArrayBuffer } } };
@@ -224,18 +255,10 @@ describe.each(["wasm", "cpu"])("an F16 checkpoint loaded into packed bf16 storag
     const reader = await CheckpointReader.open(dir);
     const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
     try {
-      const params = new Map(model.namedParameters());
-      let packed = 0;
-      for (const key of reader.keys()) {
-        const p = params.get(key)!;
-        if (!p.packed) continue;
-        packed++;
-        expect(p.storedDtype).toBe("F16");
-        const stored = new Uint8Array((p.packedTensor.dataSync() as Int32Array).slice().buffer);
-        const want = encode(decode(await reader.readBytes(key), "F16"), "BF16");
-        expect(Buffer.from(stored).equals(Buffer.from(want)), key).toBe(true);
-      }
-      expect(packed).toBe(2 * 7 + 2);
+      const rounded = async (key: string) => encode(decode(await reader.readBytes(key), "F16"), "BF16");
+      expect(await packedBytesMismatches(model, reader, rounded)).toEqual([]);
+      const stored = new Set(model.namedParameters().flatMap(([, p]) => (p.packed ? [p.storedDtype] : [])));
+      expect([...stored]).toEqual(["F16"]);
     } finally {
       model.dispose();
       await reader.close();
