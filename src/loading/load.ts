@@ -398,25 +398,36 @@ function slotFor(state: LoadState, target: string, shape: number[]): Parameter |
 
 /**
  * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 / F16 tensors bound for packed
- * storage are read last, all at once, straight into the backend's memory (see in-place.ts); the others one at a time.
+ * storage are read all at once, straight into the backend's memory (see in-place.ts); the others one at a time
+ * while those reads run.
  */
 async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], record: ConversionRecord): Promise<void> {
   const inPlace: Parameters<typeof readPackedInPlace>[1] = [];
+  const decoded: [Parameter, string][] = [];
   for (const { source, target, rules: by } of direct) {
     const { shape, dtype } = state.reader.infos.get(source)!;
     const p = slotFor(state, target, shape);
-    const later = p !== undefined && readsInPlace(state, p, dtype);
-    if (later) inPlace.push({ p, key: source, dtype });
-    else if (p) await readInto(state, p, source);
+    if (p && readsInPlace(state, p, dtype)) inPlace.push({ p, key: source, dtype });
+    else if (p) decoded.push([p, source]);
+    else state.progress(source);
     if (p) state.loaded.add(p);
     if (by.length) {
       record.renamed.set(target, source);
       state.report.convertedKeys.push({ rule: by.join(" then "), sources: [source], targets: [target] });
     }
-    if (!later) state.progress(source);
   }
-  if (inPlace.length)
-    await readPackedInPlace(state.reader.readBytesIntoMany!.bind(state.reader), inPlace, state.progress);
+  const reads = inPlace.length
+    ? readPackedInPlace(state.reader.readBytesIntoMany!.bind(state.reader), inPlace, state.progress)
+    : undefined;
+  try {
+    for (const [p, source] of decoded) {
+      await readInto(state, p, source);
+      state.progress(source);
+    }
+  } finally {
+    await reads?.catch(() => undefined); // settled before anything is disposed; its own error is thrown below
+  }
+  await reads;
 }
 
 /** Packed bf16 storage takes two bytes per value: a BF16 tensor's bytes are its packed layout, F16 rounds in place. */
