@@ -1,6 +1,7 @@
 // The machine's own limits, measured in the bench run: memory read bandwidth (plain JS and a wasm SIMD
 // read over the tfjs heap), the matmul GFLOP/s the active backend reaches, and the page-cache read speed
-// of a checkpoint file. Each figure: median (min–max) of several runs.
+// of a checkpoint file (into a reused buffer, and into fresh memory). Each figure: median (min–max) of several runs.
+import { closeSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/index.js";
 import { kernelPool } from "../src/kernels/pool.js";
@@ -155,4 +156,36 @@ export async function pageCacheReadSpeed(file: string, repeats: number): Promise
   const runs: number[] = [];
   for (let i = 0; i < repeats; i++) runs.push(await readOnce(file));
   return figure(runs);
+}
+
+/**
+ * Reads `file` once, from the page cache, into memory never touched before — as any loader must place the bytes:
+ * a new 256 MB buffer per read, none kept. Unlike `readOnce` it pays for the kernel faulting in (and zeroing) a
+ * fresh page per 4 KiB, which on these VMs costs several times the copy. One thread, as `fs.readFileSync` would.
+ */
+function readFreshOnce(file: string): number {
+  const fd = openSync(file, "r");
+  let total = 0;
+  const t0 = performance.now();
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafeSlow(256 << 20);
+      let n = 0;
+      for (let r = 1; r > 0 && n < buf.length;) {
+        r = readSync(fd, buf, n, buf.length - n, total + n);
+        n += r;
+      }
+      total += n;
+      if (n < buf.length) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return total / ((performance.now() - t0) / 1000) / 1e9;
+}
+
+/** Page-cache read speed of `file` into fresh memory (see `readFreshOnce`), after one warming read (GB/s). */
+export async function freshMemoryReadSpeed(file: string, repeats: number): Promise<Figure> {
+  await readOnce(file);
+  return figure(Array.from({ length: repeats }, () => readFreshOnce(file)));
 }

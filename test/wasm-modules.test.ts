@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { assemble, tsModule } from "../src/kernels/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/kernels/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/kernels/bf16-shared-wasm.js";
+import { CONVERT_WASM_BASE64 } from "../src/kernels/convert-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -59,5 +60,16 @@ describe("the committed bf16 wasm module", () => {
           env: { memory: new G.WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) },
         }),
     ).not.toThrow();
+  });
+});
+
+describe("the committed conversion wasm module", () => {
+  it("equals a fresh wabt assembly of src/kernels/convert.wat and exports f16ToBf16 on an imported heap", async () => {
+    const fresh = await assemble(readFileSync(src("convert.wat"), "utf8"));
+    expect(Buffer.from(CONVERT_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    expect(readFileSync(src("convert-wasm.ts"), "utf8")).toBe(tsModule(fresh, "convert", "CONVERT_WASM_BASE64"));
+    const mod = new WA.Module(fresh);
+    expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+    expect(WA.Module.exports(mod).map((e) => e.name)).toEqual(["f16ToBf16"]);
   });
 });

@@ -38,7 +38,12 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
 
 /** What loading reads tensors through: a CheckpointReader, or a view over one (e.g. loading/fp8.ts). */
 export type TensorSource = Pick<CheckpointReader, "keys" | "infos" | "totalBytes" | "read" | "readBytes"> &
-  Partial<Pick<CheckpointReader, "readBytesInto">>;
+  Partial<Pick<CheckpointReader, "readBytesIntoMany">>;
+
+/** Reads `readBytesIntoMany` keeps in flight: libuv's thread pool runs 4 by default. */
+const READS_IN_FLIGHT = 4;
+/** Bytes per read: few system calls, yet a large tensor still spreads over every read in flight. */
+const READ_CHUNK = 16 * 2 ** 20;
 
 /** The tensors of a checkpoint directory, across shards. */
 export class CheckpointReader {
@@ -142,9 +147,50 @@ export class CheckpointReader {
     return (await this.file(name)).readBytes(name);
   }
 
-  /** Reads a tensor's raw bytes into the view `target()` returns, taken only once its file is open (see readBytesIntoSync). */
-  async readBytesInto(name: string, target: () => Uint8Array): Promise<void> {
-    (await this.file(name)).readBytesIntoSync(name, target());
+  /**
+   * Reads tensors' raw bytes straight into their targets (e.g. tensors in a wasm heap: the bytes land in their final
+   * place, no copy), READ_CHUNK bytes per read with READS_IN_FLIGHT reads at once, so the kernel copies — and
+   * faults in the targets' fresh pages, most of a load's cost — on more than one core. Each target is a function
+   * returning a view of the tensor's bytes, called for every read (a view of a heap that grew is empty); the memory
+   * behind it must not move until the promise settles. `onRead` is called as each tensor completes. On a failure
+   * no new read starts, the ones in flight finish, and then the first error is thrown.
+   */
+  async readBytesIntoMany(targets: [string, () => Uint8Array][], onRead?: (name: string) => void): Promise<void> {
+    const files = await Promise.all(targets.map(([name]) => this.file(name)));
+    const chunks: { tensor: number; from: number; to: number }[] = [];
+    const left = targets.map(([name, target], i) => {
+      const size = target().byteLength;
+      files[i].checkTarget(name, size);
+      for (let from = 0; from < size; from += READ_CHUNK)
+        chunks.push({ tensor: i, from, to: Math.min(from + READ_CHUNK, size) });
+      return Math.ceil(size / READ_CHUNK);
+    });
+    let failure: { error: unknown } | undefined;
+    const finish = (i: number) => {
+      try {
+        if (left[i] === 0) onRead?.(targets[i][0]);
+      } catch (error) {
+        failure ??= { error };
+      }
+    };
+    let next = 0;
+    const worker = async () => {
+      while (!failure && next < chunks.length) {
+        const { tensor, from, to } = chunks[next++];
+        const [name, target] = targets[tensor];
+        try {
+          await files[tensor].readRangeInto(name, from, to, () => target().subarray(from, to));
+        } catch (error) {
+          failure ??= { error };
+          return;
+        }
+        left[tensor]--;
+        finish(tensor);
+      }
+    };
+    targets.forEach((_, i) => finish(i)); // empty tensors are complete already
+    await Promise.all(Array.from({ length: READS_IN_FLIGHT }, worker));
+    if (failure) throw failure.error;
   }
 
   async close(): Promise<void> {

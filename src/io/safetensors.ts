@@ -17,6 +17,9 @@ import { tempPathFor } from "./atomic.js";
 /** The reference implementation's limit on the JSON header. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
+/** Tensors up to this size are read synchronously (see `readBytes`). */
+const SYNC_READ_BYTES = 1 << 20;
+
 export interface TensorInfo {
   dtype: StorageDtype;
   shape: number[];
@@ -186,8 +189,37 @@ export class SafetensorsFile {
   async readBytes(name: string): Promise<Uint8Array> {
     const info = this.info(name);
     const buf = Buffer.allocUnsafe(info.end - info.begin);
-    await readExactly(this.handle, buf, this.dataStart + info.begin, this.path, name);
+    // A small tensor (a norm's weight) is read synchronously: a thread-pool round trip costs more than the read.
+    if (buf.byteLength <= SYNC_READ_BYTES) this.readBytesIntoSync(name, buf);
+    else await readExactly(this.handle, buf, this.dataStart + info.begin, this.path, name);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /**
+   * Bytes `[from, to)` of one tensor read into the view `target()` returns (taken afresh for every system call,
+   * so a view of a wasm heap that grew meanwhile is never used), asynchronously — on libuv's thread pool, so
+   * several such reads run at once. The memory behind the view must not move until the promise settles.
+   */
+  async readRangeInto(name: string, from: number, to: number, target: () => Uint8Array): Promise<void> {
+    const info = this.info(name);
+    if (!(from >= 0 && from <= to && to <= info.end - info.begin))
+      throw new CheckpointFormatError(
+        `bytes [${from}, ${to}) lie outside the tensor's ${info.end - info.begin}`,
+        this.path,
+        name,
+      );
+    await readExactly(this.handle, target, this.dataStart + info.begin + from, this.path, name, to - from);
+  }
+
+  /** Throws unless a target of `bytes` bytes holds exactly the tensor's bytes. */
+  checkTarget(name: string, bytes: number): void {
+    const info = this.info(name);
+    if (bytes !== info.end - info.begin)
+      throw new CheckpointFormatError(
+        `target holds ${bytes} bytes, the tensor ${info.end - info.begin}`,
+        this.path,
+        name,
+      );
   }
 
   /**
@@ -196,12 +228,7 @@ export class SafetensorsFile {
    */
   readBytesIntoSync(name: string, target: Uint8Array): void {
     const info = this.info(name);
-    if (target.byteLength !== info.end - info.begin)
-      throw new CheckpointFormatError(
-        `target holds ${target.byteLength} bytes, the tensor ${info.end - info.begin}`,
-        this.path,
-        name,
-      );
+    this.checkTarget(name, target.byteLength);
     for (let done = 0; done < target.byteLength;) {
       let n: number;
       try {
@@ -249,18 +276,26 @@ export class SafetensorsFile {
   }
 }
 
+/**
+ * Fills `buf` — or, given a function, the view it returns, taken afresh for every system call (a view of a wasm
+ * heap is emptied when the heap grows) and required to hold exactly `length` bytes — from `position` on.
+ */
 async function readExactly(
   handle: fsp.FileHandle,
-  buf: Buffer,
+  buf: Uint8Array | (() => Uint8Array),
   position: number,
   file: string,
   tensor?: string,
+  length = (buf as Uint8Array).byteLength,
 ): Promise<void> {
-  let done = 0;
-  while (done < buf.byteLength) {
+  const view = typeof buf === "function" ? buf : () => buf;
+  for (let done = 0; done < length;) {
+    const target = view();
+    if (target.byteLength !== length)
+      throw new CheckpointFormatError(`target holds ${target.byteLength} bytes, the read ${length}`, file, tensor);
     let bytesRead: number;
     try {
-      ({ bytesRead } = await handle.read(buf, done, buf.byteLength - done, position + done));
+      ({ bytesRead } = await handle.read(target, done, length - done, position + done));
     } catch (err) {
       throw new CheckpointFormatError(
         `read failed at byte ${position + done}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,

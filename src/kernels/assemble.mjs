@@ -1,7 +1,7 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
-//   src/kernels/bf16.wat, attention.wat → bf16-wasm.ts, attention-wasm.ts, and bf16-shared-wasm.ts (bf16.wat
-//     importing a shared memory instead: the worker pool's heap);
+//   src/kernels/bf16.wat, attention.wat, convert.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts, and
+//     bf16-shared-wasm.ts (bf16.wat importing a shared memory instead: the worker pool's heap);
 //   every kernels/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/kernels/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
@@ -47,6 +47,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const builds = [
     ["bf16", "BF16_WASM_BASE64", "bf16"],
     ["attention", "ATTENTION_WASM_BASE64", "attention"],
+    ["convert", "CONVERT_WASM_BASE64", "convert"],
     ["bf16", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
   ];
   for (const [name, constName, out] of builds) {

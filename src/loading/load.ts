@@ -20,7 +20,8 @@ import {
 import { Linear } from "../nn/layers.js";
 import { tf } from "../tensor/tf.js";
 import { encode, type StorageDtype } from "../tensor/dtypes.js";
-import { packableWeights, packWeightsOnLoad, tensorFilledInPlace } from "../nn/storage.js";
+import { packableWeights, packWeightsOnLoad } from "../nn/storage.js";
+import { IN_PLACE_DTYPES, readPackedInPlace } from "./in-place.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
 import { withPatches, type PatchMapping } from "../patching/registry.js";
@@ -111,7 +112,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
   checkStorageChoice(options.weightStorage);
   await ensureBackend();
-  await ensureFunctionKernels();
+  const functionKernels = ensureFunctionKernels(); // installed while the checkpoint is read (never rejects)
   const raw = await readConfigJson(dir);
   const where = path.join(dir, CONFIG_NAME);
   warnIgnoredRemoteCode(raw, where);
@@ -138,6 +139,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const memoryPlan = planMemoryForLoad(model, reader, raw, conversions, options);
+    const companions = settled(readCompanionFiles(dir)); // read while the weights are
     const report = await loadWeights(model, source, {
       ...options,
       conversions,
@@ -148,7 +150,8 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     checkWeightsLoaded(model, report, dir, { warn: !options.strict });
     model.loadReport = checkStrict(dir, model, report, options.strict);
     model.memoryPlan = memoryPlan;
-    model.companionFiles = await readCompanionFiles(dir);
+    model.companionFiles = await companions();
+    await functionKernels;
     // awaited here so a kernel error still disposes the model below
     const loaded = model.eval();
     const kernelOptions = { ...options, kernelMapping: { ...options.kernelMapping, ...plan.kernelMapping } };
@@ -161,6 +164,19 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
   } finally {
     await reader.close();
   }
+}
+
+/** Starts `promise` now and returns its result (or throws its error) when asked; unasked, its error is dropped. */
+function settled<T>(promise: Promise<T>): () => Promise<T> {
+  const outcome = promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  return async () => {
+    const o = await outcome;
+    if ("error" in o) throw o.error;
+    return o.value;
+  };
 }
 
 function checkStorageChoice(choice: unknown): void {
@@ -380,34 +396,46 @@ function slotFor(state: LoadState, target: string, shape: number[]): Parameter |
   return undefined;
 }
 
-/** Checkpoint tensors that fill a parameter as they are (possibly renamed). */
+/**
+ * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 / F16 tensors bound for packed
+ * storage are read all at once, straight into the backend's memory (see in-place.ts); the others one at a time
+ * while those reads run.
+ */
 async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], record: ConversionRecord): Promise<void> {
+  const inPlace: Parameters<typeof readPackedInPlace>[1] = [];
+  const decoded: [Parameter, string][] = [];
   for (const { source, target, rules: by } of direct) {
-    const p = slotFor(state, target, state.reader.infos.get(source)!.shape);
-    if (p) {
-      await readInto(state, p, source);
-      state.loaded.add(p);
-    }
+    const { shape, dtype } = state.reader.infos.get(source)!;
+    const p = slotFor(state, target, shape);
+    if (p && readsInPlace(state, p, dtype)) inPlace.push({ p, key: source, dtype });
+    else if (p) decoded.push([p, source]);
+    else state.progress(source);
+    if (p) state.loaded.add(p);
     if (by.length) {
       record.renamed.set(target, source);
       state.report.convertedKeys.push({ rule: by.join(" then "), sources: [source], targets: [target] });
     }
-    state.progress(source);
   }
+  const reads = inPlace.length
+    ? readPackedInPlace(state.reader.readBytesIntoMany!.bind(state.reader), inPlace, state.progress)
+    : undefined;
+  try {
+    for (const [p, source] of decoded) {
+      await readInto(state, p, source);
+      state.progress(source);
+    }
+  } finally {
+    await reads?.catch(() => undefined); // settled before anything is disposed; its own error is thrown below
+  }
+  await reads;
 }
 
-/**
- * Reads one checkpoint tensor into its parameter. A BF16 tensor bound for packed storage goes from the file
- * into the backend's memory as it is (its little-endian bytes are the packed layout): no copy is ever made.
- */
+/** Packed bf16 storage takes two bytes per value: a BF16 tensor's bytes are its packed layout, F16 rounds in place. */
+const readsInPlace = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
+  state.packed.has(p) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
+
+/** Reads one checkpoint tensor, decoded, into its parameter. */
 async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
-  const info = state.reader.infos.get(key)!;
-  if (state.packed.has(p) && info.dtype === "BF16" && state.reader.readBytesInto) {
-    const readBytesInto = state.reader.readBytesInto.bind(state.reader);
-    p.setPacked(await tensorFilledInPlace(p.packedShape!, "int32", (bytes) => readBytesInto(key, bytes)));
-    p.storedDtype = "BF16";
-    return;
-  }
   const t = await state.reader.read(key);
   setValue(state, p, t.data, t.dtype);
 }

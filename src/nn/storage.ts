@@ -6,7 +6,6 @@ import { Embedding, Linear } from "./layers.js";
 import { PackedParameterError, WeightStorageError } from "../errors.js";
 import { BF16_PACK } from "../kernels/kernels.js";
 import { checkBf16Backend } from "../kernels/ops.js";
-import { heapOffset, type WasmBackend } from "../kernels/heap.js";
 
 export type WeightStorage = "bf16" | "f32";
 
@@ -122,32 +121,4 @@ export function packableWeights(model: Module): [string, Parameter][] {
 export function packWeightsOnLoad(model: Module, on = true): void {
   if (on) checkBf16Backend();
   for (const [, p] of weightParameters(model)) if (p.layout === "transpose") p.packOnLoad = on;
-}
-
-/**
- * A new backend tensor whose bytes `fill` writes in place through the view its argument returns: on wasm a view
- * of the tensor's own heap memory (taken when called, after any growth), elsewhere the array the tensor is made
- * from. A checkpoint read this way lands in its final place with no intermediate copy.
- */
-export async function tensorFilledInPlace(
-  shape: number[],
-  dtype: "int32" | "float32",
-  fill: (bytes: () => Uint8Array) => Promise<void>,
-): Promise<tf.Tensor> {
-  const n = tf.util.sizeFromShape(shape);
-  if (tf.getBackend() === "wasm") {
-    const b = tf.backend() as unknown as WasmBackend;
-    const info = b.makeOutput(shape, dtype);
-    const t = tf.engine().makeTensorFromTensorInfo(info);
-    try {
-      await fill(() => new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, info), n * 4));
-    } catch (err) {
-      t.dispose();
-      throw err;
-    }
-    return t;
-  }
-  const values = dtype === "int32" ? new Int32Array(n) : new Float32Array(n);
-  await fill(() => new Uint8Array(values.buffer));
-  return tf.tensor(values, shape, dtype);
 }

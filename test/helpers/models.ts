@@ -38,7 +38,7 @@ export function randomizeNormsAndBiases(model: PreTrainedModel, seed: number): v
 /** Saves a seeded model of any family (a config.json dictionary) with random norms and biases; returns the dir. */
 export async function savedFamilyModel(
   config: Record<string, unknown>,
-  { seed = 1, dtype = "F32" as "F32" | "BF16" } = {},
+  { seed = 1, dtype = "F32" as "F32" | "BF16" | "F16" } = {},
 ): Promise<string> {
   const model = AutoModelForCausalLM.fromConfig(config, { seed });
   randomizeNormsAndBiases(model, seed + 1000);
