@@ -10,16 +10,21 @@ export const TARGETS = {
     testFiles: ["test/conversion-ops.test.ts", "test/conversion.test.ts", "test/recipes.test.ts"],
   },
   fusion: {
-    mutate: ["src/fusion/fuse.ts", "src/fusion/modules.ts"],
+    mutate: ["src/fusion/fuse.ts", "src/fusion/modules.ts", "src/hub/fused.ts"],
     testFiles: ["test/fusion.test.ts", "test/fusion-wiring.test.ts"],
   },
   kernelize: {
-    mutate: ["src/hub/kernelize.ts"],
+    mutate: ["src/hub/kernelize.ts", "src/hub/fused.ts"],
     testFiles: ["test/kernel-layer-rules.test.ts", "test/kernelize.test.ts", "test/hub.test.ts"],
   },
   safetensors: {
     mutate: ["src/io/safetensors.ts"],
-    testFiles: ["test/checkpoint-io.test.ts", "test/bad-input.test.ts", "test/fuzz-checkpoint.test.ts"],
+    testFiles: [
+      "test/checkpoint-io.test.ts",
+      "test/bad-input.test.ts",
+      "test/safetensors-dtypes.test.ts",
+      "test/fuzz-checkpoint.test.ts",
+    ],
   },
   sampling: { mutate: ["src/generation/sampling.ts"], testFiles: ["test/sampling.test.ts", "test/generation.test.ts"] },
 };
