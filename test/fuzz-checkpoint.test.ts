@@ -20,14 +20,12 @@ import {
   tf,
   type PreTrainedModel,
 } from "fusekit";
+import { scaled } from "./helpers/scale.js";
 import { DTYPE_SIZE, assemble, referenceDecode, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
 
-// Mutation testing re-runs this file once per mutant: test/mutation/vitest.config.ts sets FUSEKIT_FUZZ_SCALE
-// (a fraction of the cases) and FUSEKIT_FUZZ_SEED (the same cases every run, so a mutant's verdict repeats).
-const SCALE = Number(process.env.FUSEKIT_FUZZ_SCALE ?? 1);
-if (!(SCALE > 0 && SCALE <= 1)) throw new Error(`FUSEKIT_FUZZ_SCALE must be in (0, 1], got ${SCALE}`);
+// Mutation testing runs this file once per mutant (test/helpers/scale.ts) and sets FUSEKIT_FUZZ_SEED: the
+// same cases every run, so a mutant's verdict repeats.
 if (process.env.FUSEKIT_FUZZ_SEED !== undefined) fc.configureGlobal({ seed: Number(process.env.FUSEKIT_FUZZ_SEED) });
-const scaled = (runs: number) => Math.max(10, Math.round(runs * SCALE));
 const SAFETENSORS_RUNS = scaled(4000); // files read from disk
 const HEADER_RUNS = scaled(5500); // headers parsed in memory (cases that hold no whole header are not counted)
 const LOADER_RUNS = 2 * scaled(1000); // half single-file, half sharded
