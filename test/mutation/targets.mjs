@@ -2,7 +2,7 @@
 // that own it: a mutant runs only those (and, with per-test coverage, only the tests that reach it).
 export const TARGETS = {
   modeling: {
-    mutate: ["src/models/qwen3/modeling.ts"],
+    mutate: ["src/models/qwen3/modeling.ts", "src/models/llama/modeling.ts"],
     testFiles: ["test/model.test.ts", "test/layers.test.ts", "test/module.test.ts"],
   },
   conversion: {
