@@ -23,6 +23,7 @@ export const TARGETS = {
       "test/checkpoint-io.test.ts",
       "test/bad-input.test.ts",
       "test/safetensors-dtypes.test.ts",
+      "test/safetensors-reader.test.ts",
       "test/fuzz-checkpoint.test.ts",
     ],
   },
