@@ -3,7 +3,7 @@
 export const TARGETS = {
   modeling: {
     mutate: ["src/models/qwen3/modeling.ts", "src/models/llama/modeling.ts"],
-    testFiles: ["test/model.test.ts", "test/layers.test.ts", "test/module.test.ts"],
+    testFiles: ["test/model.test.ts", "test/layers.test.ts", "test/module.test.ts", "test/decoder-wiring.test.ts"],
   },
   conversion: {
     mutate: ["src/conversion/apply.ts", "src/conversion/ops.ts"],
