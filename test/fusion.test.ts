@@ -21,6 +21,7 @@ import {
   type PreTrainedModel,
 } from "fusekit";
 import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
+import { scaled } from "./helpers/scale.js";
 
 const PATTERNS = ["model.layers.*.post_attention_layernorm", "model.layers.*.mlp"];
 const specs = () => [
@@ -184,14 +185,15 @@ describe.each(["wasm", "cpu"] as const)("fuseModules on the default tiny checkpo
     expect(tf.memory().numTensors).toBe(baseline);
   });
 
-  it("tf.memory().numTensors stays flat over 200 fused forwards", () => {
+  const quarter = scaled(50, 5); // 200 forwards (a tenth under mutation testing: test/helpers/scale.ts)
+  it(`tf.memory().numTensors stays flat over ${4 * quarter} fused forwards`, () => {
     fuseModules(model, PATTERNS, specs());
     try {
       const counts: number[] = [];
-      for (let i = 0; i < 200; i++) {
+      for (let i = 0; i < 4 * quarter; i++) {
         const { logits } = model.forward({ inputIds: [[1 + (i % 50), 2, 3]], logitsToKeep: 1 });
         logits.dispose();
-        if (i % 50 === 49) counts.push(tf.memory().numTensors);
+        if (i % quarter === quarter - 1) counts.push(tf.memory().numTensors);
       }
       expect(counts).toEqual([baseline, baseline, baseline, baseline]);
       expect(getFusedChains(model).every((c) => c.fused.registry.size === 0)).toBe(true);

@@ -20,11 +20,15 @@ import {
   tf,
   type PreTrainedModel,
 } from "fusekit";
+import { scaled } from "./helpers/scale.js";
 import { DTYPE_SIZE, assemble, referenceDecode, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
 
-const SAFETENSORS_RUNS = 4000; // files read from disk
-const HEADER_RUNS = 5500; // headers parsed in memory (cases that hold no whole header are not counted)
-const LOADER_RUNS = 2000;
+// Mutation testing runs this file once per mutant (test/helpers/scale.ts) and sets FUSEKIT_FUZZ_SEED: the
+// same cases every run, so a mutant's verdict repeats.
+if (process.env.FUSEKIT_FUZZ_SEED !== undefined) fc.configureGlobal({ seed: Number(process.env.FUSEKIT_FUZZ_SEED) });
+const SAFETENSORS_RUNS = scaled(4000); // files read from disk
+const HEADER_RUNS = scaled(5500); // headers parsed in memory (cases that hold no whole header are not counted)
+const LOADER_RUNS = 2 * scaled(1000); // half single-file, half sharded
 /** A case that has not settled by then is a hang (generous: cases take about a millisecond). */
 const CASE_TIME_LIMIT_MS = 10_000;
 

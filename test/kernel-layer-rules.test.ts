@@ -4,16 +4,19 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   KernelValidationError,
+  Module,
   LayerRepository,
   Mode,
   Qwen3RMSNorm,
   activeKernel,
   clearKernelMapping,
+  getKernelLayerName,
   kernelize,
   registerKernelMapping,
   setBackend,
   tf,
   unkernelize,
+  useKernelForwardFromHub,
   validateKernelLayer,
   type KernelLayerClass,
 } from "fusekit";
@@ -131,5 +134,99 @@ describe("kernelize on a module with its own forward", () => {
       enumerable: true,
     });
     norm.dispose();
+  });
+});
+
+describe("kernelize on a module standing for a chain: the forward replaced is the chain's last module's", () => {
+  beforeAll(async () => {
+    await setBackend("cpu");
+  });
+  afterEach(() => clearKernelMapping());
+
+  class Triple extends Module {
+    forward(a: unknown, b: unknown, c: unknown) {
+      return [a, b, c];
+    }
+  }
+  class Single extends Module {
+    forward(x: unknown) {
+      return x;
+    }
+  }
+  /** Its own forward takes two parameters; the last module of its chain takes one, the first three. */
+  class Holder extends Module {
+    readonly kernelLayerName = "Chained";
+    constructor(readonly chain: readonly Module[]) {
+      super();
+    }
+    forward(x: unknown, extra: unknown) {
+      return [x, extra];
+    }
+  }
+  class LikeLast {
+    forward(x: unknown) {
+      return ["kernel", x];
+    }
+  }
+  class LikeHolder {
+    forward(x: unknown, extra: unknown) {
+      return ["kernel", x, extra];
+    }
+  }
+  /** kernelize `module` with `layer` as the "Chained" kernel: "swapped", or the validation message. */
+  async function kernelizeWith(module: Module, layer: KernelLayerClass): Promise<string> {
+    const repo = { layerName: "Chained", loadLayer: async () => layer, toString: () => "t/chained" };
+    registerKernelMapping({ Chained: { cpu: repo } });
+    try {
+      await kernelize(module, { mode: Mode.INFERENCE, backend: "cpu" });
+    } catch (err) {
+      expect(err).toBeInstanceOf(KernelValidationError);
+      return (err as Error).message;
+    } finally {
+      clearKernelMapping();
+    }
+    expect(activeKernel(module)).toBe(`${layer.name} from t/chained`);
+    unkernelize(module);
+    return "swapped";
+  }
+
+  it("checks the kernel against the last module's class forward, not the holder's nor the first module's", async () => {
+    const holder = new Holder([new Triple(), new Triple(), new Single()]);
+    expect(await kernelizeWith(holder, LikeLast)).toBe("swapped");
+    expect(await kernelizeWith(holder, LikeHolder)).toMatch(
+      /forward\(x, extra\) takes 2 parameters but the forward it replaces, forward\(x\), takes 1/,
+    );
+    const reversed = new Holder([new Single(), new Single(), new Triple()]);
+    expect(await kernelizeWith(reversed, LikeLast)).toMatch(/forward it replaces, forward\(a, b, c\), takes 3/);
+  });
+
+  it("reads the class's forward of the last module, not a forward the instance carries", async () => {
+    const last = new Single();
+    Object.defineProperty(last, "forward", { value: (p: unknown, q: unknown) => [p, q], configurable: true });
+    expect(await kernelizeWith(new Holder([new Triple(), last]), LikeLast)).toBe("swapped");
+  });
+
+  it("an instance's kernelLayerName counts only when it is a string; otherwise the class's tag does", () => {
+    @useKernelForwardFromHub("ClassTag")
+    class Tagged extends Module {
+      forward(x: unknown) {
+        return x;
+      }
+    }
+    const own = (value: unknown) => {
+      const m = new Tagged();
+      Object.defineProperty(m, "kernelLayerName", { value, enumerable: true });
+      return m;
+    };
+    expect(getKernelLayerName(own("Instance"))).toBe("Instance");
+    expect(getKernelLayerName(own(7))).toBe("ClassTag");
+    expect(getKernelLayerName(new Tagged())).toBe("ClassTag");
+  });
+
+  it("a holder with an empty chain, or a chain that is no array, stands for itself", async () => {
+    expect(await kernelizeWith(new Holder([]), LikeHolder)).toBe("swapped");
+    expect(await kernelizeWith(new Holder([]), LikeLast)).toMatch(/forward it replaces, forward\(x, extra\), takes 2/);
+    const notArray = new Holder({ length: 1, 0: new Single(), at: () => new Single() } as unknown as Module[]);
+    expect(await kernelizeWith(notArray, LikeHolder)).toBe("swapped");
   });
 });

@@ -11,6 +11,7 @@ import {
   type PreTrainedModel,
 } from "fusekit";
 import { referenceLogits } from "./helpers/reference.js";
+import { scaled } from "./helpers/scale.js";
 import { logitsOf, maxAbsDiff, savedFamilyModel } from "./helpers/models.js";
 
 const PROMPT = [9707, 11, 1246, 525, 498, 30]; // "Hello, how are you?"
@@ -142,10 +143,11 @@ describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
     );
   });
 
-  it("keeps tf.memory().numTensors flat over 200 forwards (with and without cache)", () => {
+  const rounds = scaled(200, 12); // a tenth under mutation testing (test/helpers/scale.ts)
+  it(`keeps tf.memory().numTensors flat over ${rounds} forwards (with and without cache)`, () => {
     const before = tf.memory().numTensors;
     const bytesBefore = tf.memory().numBytes;
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < rounds; i++) {
       const useCache = i % 2 === 0;
       const out = model.forward({ inputIds: [PROMPT.slice(0, 1 + (i % 6))], useCache, logitsToKeep: 1 });
       out.logits.dispose();
