@@ -227,7 +227,7 @@ describe("F16 → bf16 rounding in place", () => {
     expect(Array.from(reference(Uint16Array.from(cases, ([h]) => h)))).toEqual(cases.map(([, b]) => b));
   });
 
-  it("the wasm SIMD kernel agrees with decoding and encoding on all 65,536 halves, in its body and its tail", async () => {
+  it("the SIMD kernel agrees with decoding and encoding on all 65,536 halves, in its body and its tail", async () => {
     await setBackend("wasm");
     const b = tf.backend() as unknown as WasmBackend;
     for (const skew of [0, 3]) {

@@ -15,7 +15,8 @@
   ;; bf16 bits of four subnormal halves' magnitudes (i32 lanes): m · 2^-24 as float32, rounded to bf16.
   (func $subnormal4 (param $m v128) (result v128)
     (local $bits v128)
-    (local.set $bits (f32x4.mul (f32x4.convert_i32x4_u (local.get $m)) (v128.const f32x4 0x1p-24 0x1p-24 0x1p-24 0x1p-24)))
+    (local.set $bits
+      (f32x4.mul (f32x4.convert_i32x4_u (local.get $m)) (v128.const f32x4 0x1p-24 0x1p-24 0x1p-24 0x1p-24)))
     (i32x4.shr_u
       (i32x4.add (local.get $bits)
         (i32x4.add (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff)
@@ -25,7 +26,8 @@
   ;; Eight halves (i16 lanes) → their bf16 bits.
   (func $halves (param $h v128) (result v128)
     (local $abs v128) (local $t v128) (local $bf v128) (local $sub v128)
-    (local.set $abs (v128.and (local.get $h) (v128.const i16x8 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff)))
+    (local.set $abs
+      (v128.and (local.get $h) (v128.const i16x8 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff 0x7fff)))
     (local.set $t (i16x8.add (i16x8.shr_u (local.get $abs) (i32.const 3))
       (v128.const i16x8 0x3800 0x3800 0x3800 0x3800 0x3800 0x3800 0x3800 0x3800)))
     ;; t - (-1 where rounding goes up)
@@ -45,8 +47,9 @@
           (local.get $bf) (local.get $sub))))
       (else (local.set $bf (v128.andnot (local.get $bf) (local.get $sub)))))
     ;; ±inf, then the sign back
-    (local.set $bf (v128.bitselect (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80) (local.get $bf)
-      (i16x8.eq (local.get $abs) (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))))
+    (local.set $bf
+      (v128.bitselect (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80) (local.get $bf)
+        (i16x8.eq (local.get $abs) (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))))
     (local.set $bf (v128.or (local.get $bf)
       (v128.and (local.get $h) (v128.const i16x8 0x8000 0x8000 0x8000 0x8000 0x8000 0x8000 0x8000 0x8000))))
     ;; NaN: the canonical one, whatever its sign and payload

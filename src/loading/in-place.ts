@@ -24,7 +24,7 @@ interface Slot {
   dispose(): void;
 }
 
-/** An int32 tensor of `shape` whose bytes are still to be written: on wasm in the heap, elsewhere in the array it is made from. */
+/** An int32 tensor of `shape` whose bytes are still to be written: in the wasm heap, or in the array it is made from. */
 function allocate(shape: number[]): Slot {
   const n = tf.util.sizeFromShape(shape);
   if (tf.getBackend() === "wasm") {
