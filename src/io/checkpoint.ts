@@ -152,15 +152,19 @@ export class CheckpointReader {
    * place, no copy), READ_CHUNK bytes per read with READS_IN_FLIGHT reads at once, so the kernel copies — and
    * faults in the targets' fresh pages, most of a load's cost — on more than one core. Each target is a function
    * returning a view of the tensor's bytes, called for every read (a view of a heap that grew is empty); the memory
-   * behind it must not move until the promise settles. `onRead` is called as each tensor completes. On a failure
-   * no new read starts, the ones in flight finish, and then the first error is thrown.
+   * behind it must not move until the promise settles. Given a byte offset, a target holds only the bytes from
+   * there on (as many as it has room for); else all of them. `onRead` is called as each target completes. On a
+   * failure no new read starts, the ones in flight finish, and then the first error is thrown.
    */
-  async readBytesIntoMany(targets: [string, () => Uint8Array][], onRead?: (name: string) => void): Promise<void> {
+  async readBytesIntoMany(
+    targets: [string, () => Uint8Array, number?][],
+    onRead?: (name: string) => void,
+  ): Promise<void> {
     const files = await Promise.all(targets.map(([name]) => this.file(name)));
     const chunks: { tensor: number; from: number; to: number }[] = [];
-    const left = targets.map(([name, target], i) => {
+    const left = targets.map(([name, target, offset], i) => {
       const size = target().byteLength;
-      files[i].checkTarget(name, size);
+      files[i].checkTarget(name, size, offset);
       for (let from = 0; from < size; from += READ_CHUNK)
         chunks.push({ tensor: i, from, to: Math.min(from + READ_CHUNK, size) });
       return Math.ceil(size / READ_CHUNK);
@@ -179,7 +183,8 @@ export class CheckpointReader {
         const { tensor, from, to } = chunks[next++];
         const [name, target] = targets[tensor];
         try {
-          await files[tensor].readRangeInto(name, from, to, () => target().subarray(from, to));
+          const at = targets[tensor][2] ?? 0;
+          await files[tensor].readRangeInto(name, at + from, at + to, () => target().subarray(from, to));
         } catch (error) {
           failure ??= { error };
           return;
