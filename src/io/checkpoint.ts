@@ -40,8 +40,11 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
 export type TensorSource = Pick<CheckpointReader, "keys" | "infos" | "totalBytes" | "read" | "readBytes"> &
   Partial<Pick<CheckpointReader, "readBytesIntoMany">>;
 
-/** Reads `readBytesIntoMany` keeps in flight: libuv's thread pool runs 4 by default. */
-const READS_IN_FLIGHT = 4;
+/**
+ * Reads `readBytesIntoMany` keeps in flight: twice libuv's 4 pool threads, so a thread that finishes one never
+ * waits for the (possibly busy) main thread to hand it the next.
+ */
+const READS_IN_FLIGHT = 8;
 /** Bytes per read: few system calls, yet a large tensor still spreads over every read in flight. */
 const READ_CHUNK = 16 * 2 ** 20;
 
