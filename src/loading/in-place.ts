@@ -82,8 +82,8 @@ function reserveHeap(bytes: number): void {
 
 /**
  * Fills each parameter's packed bf16 storage with its checkpoint tensor (of an IN_PLACE_DTYPES dtype), several
- * reads at a time: BF16 and F16 read in place (F16 rounded to bf16 as each tensor completes), then F32 through
- * staging buffers. Every tensor is allocated (in one heap growth) before the first byte is read. Another task may
+ * reads at a time: BF16 and F16 read in place (F16 rounded to bf16 as each tensor completes); F32 reads its first
+ * half in place and rounds it there, then its second half through staging buffers. Every tensor is allocated (in one heap growth) before the first byte is read. Another task may
  * still allocate while the reads run: each read takes its view afresh, and a read in flight keeps writing to the
  * right place because V8 reserves a wasm memory's maximum up front and grows it in place. On a failure the
  * tensors are disposed only once no read is left in flight.
@@ -97,16 +97,20 @@ export async function readPackedInPlace(
   const index = new Map(todo.map(({ key }, i) => [key, i]));
   const landed = (key: string) => {
     const i = index.get(key)!;
-    if (todo[i].dtype === "F16") slots[i].roundF16();
-    onRead(key);
+    const slot = slots[i];
+    if (todo[i].dtype === "F16") slot.roundF16();
+    // F32: its first half filled the slot; rounded in place (forwards), it takes the slot's first half
+    if (todo[i].dtype === "F32") slot.roundF32From(slot, 0, slot.bytes().byteLength / 4);
+    else onRead(key);
   };
   try {
     reserveHeap(todo.reduce((n, { p }) => n + p.numel * 2 + ALLOCATION_OVERHEAD, 0));
     for (const { p } of todo) slots.push(allocate(p.packedShape!));
-    const inPlace = todo.flatMap(({ key, dtype }, i): [string, () => Uint8Array][] =>
-      dtype === "F32" ? [] : [[key, slots[i].bytes]],
+    // every slot filled straight from the file (so the pool's threads fault its fresh pages in), F32 ones half
+    await readBytesIntoMany(
+      todo.map(({ key, dtype }, i) => (dtype === "F32" ? [key, slots[i].bytes, 0] : [key, slots[i].bytes])),
+      landed,
     );
-    await readBytesIntoMany(inPlace, landed);
     const staged = todo.flatMap(({ key, dtype }, i) => (dtype === "F32" ? [{ key, slot: slots[i] }] : []));
     if (staged.length) await readF32Staged(readBytesIntoMany, staged, onRead);
   } catch (err) {
@@ -120,8 +124,9 @@ export async function readPackedInPlace(
 }
 
 /**
- * F32 tensors into their packed bf16 slots: STAGING_BUFFERS pieces of STAGING_BYTES read at once into staging
- * buffers, then each rounded into its place (nearest even, as encode does); `onRead` as each tensor completes.
+ * The second half of F32 tensors into their packed bf16 slots (whose first half holds the first, rounded):
+ * STAGING_BUFFERS pieces of STAGING_BYTES read at once into staging buffers, then each rounded into its place
+ * (nearest even, as encode does); `onRead` as each tensor completes.
  */
 async function readF32Staged(
   readBytesIntoMany: NonNullable<TensorSource["readBytesIntoMany"]>,
@@ -129,10 +134,10 @@ async function readF32Staged(
   onRead: (key: string) => void,
 ): Promise<void> {
   const pieces = tensors.flatMap(({ key, slot }) => {
-    const bytes = slot.bytes().byteLength * 2; // float32 is twice bf16
-    return Array.from({ length: Math.ceil(bytes / STAGING_BYTES) }, (_, k) => {
-      const from = k * STAGING_BYTES;
-      return { key, slot, from, to: Math.min(from + STAGING_BYTES, bytes), last: from + STAGING_BYTES >= bytes };
+    const half = slot.bytes().byteLength; // of the float32 bytes, twice the bf16 ones
+    return Array.from({ length: Math.ceil(half / STAGING_BYTES) }, (_, k) => {
+      const from = half + k * STAGING_BYTES;
+      return { key, slot, from, to: Math.min(from + STAGING_BYTES, 2 * half), last: from + STAGING_BYTES >= 2 * half };
     });
   });
   for (const { key, slot } of tensors) if (slot.bytes().byteLength === 0) onRead(key);
