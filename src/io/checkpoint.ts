@@ -184,9 +184,8 @@ export class CheckpointReader {
     const worker = async () => {
       while (!failure && next < chunks.length) {
         const { tensor, from, to } = chunks[next++];
-        const [name, target] = targets[tensor];
+        const [name, target, at = 0] = targets[tensor];
         try {
-          const at = targets[tensor][2] ?? 0;
           await files[tensor].readRangeInto(name, at + from, at + to, () => target().subarray(from, to));
         } catch (error) {
           failure ??= { error };
