@@ -1,7 +1,7 @@
 // Checkpoint bytes read straight into the backend tensors that keep them: BF16 weights bound for packed bf16
 // storage are already in their final layout, so the file's bytes land in the backend's memory with no copy;
-// F16 weights have the same width and are rounded to bf16 where they land; F32 weights (twice as wide) go through
-// a few 16 MiB staging buffers and are rounded from there.
+// F16 weights have the same width and are rounded to bf16 where they land; F32 weights (twice as wide) land half
+// in place, half in a few 16 MiB staging buffers, and are rounded from there.
 import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../kernels/convert.js";
@@ -83,10 +83,11 @@ function reserveHeap(bytes: number): void {
 /**
  * Fills each parameter's packed bf16 storage with its checkpoint tensor (of an IN_PLACE_DTYPES dtype), several
  * reads at a time: BF16 and F16 read in place (F16 rounded to bf16 as each tensor completes); F32 reads its first
- * half in place and rounds it there, then its second half through staging buffers. Every tensor is allocated (in one heap growth) before the first byte is read. Another task may
- * still allocate while the reads run: each read takes its view afresh, and a read in flight keeps writing to the
- * right place because V8 reserves a wasm memory's maximum up front and grows it in place. On a failure the
- * tensors are disposed only once no read is left in flight.
+ * half in place and rounds it there, then its second half through staging buffers. Every tensor is allocated (in
+ * one heap growth) before the first byte is read. Another task may still allocate while the reads run: each read
+ * takes its view afresh, and a read in flight keeps writing to the right place because V8 reserves a wasm
+ * memory's maximum up front and grows it in place. On a failure the tensors are disposed only once no read is
+ * left in flight.
  */
 export async function readPackedInPlace(
   readBytesIntoMany: NonNullable<TensorSource["readBytesIntoMany"]>,
