@@ -33,7 +33,7 @@ interface Slot {
   dispose(): void;
 }
 
-/** An int32 tensor of `shape` whose bytes are still to be written: in the wasm heap, or in the array it is made from. */
+/** An int32 tensor of `shape` whose bytes are still to be written: in the wasm heap, or in the array behind it. */
 function allocate(shape: number[]): Slot {
   const n = tf.util.sizeFromShape(shape);
   if (tf.getBackend() === "wasm") {
