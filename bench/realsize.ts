@@ -180,7 +180,10 @@ export function realSizeSection(rows: RealSizeRow[], prefill: number, decodeStep
     ),
     notes: [
       "Each preset loads in its own child process with no options (weightStorage auto, planned before reading); RSS is that child's maxRSS after loading, storage bytes are the plan's weights plus the backend's copy.",
-      "page cache GB/s (the issue's baseline) reads the file through one reused 16 MB buffer; fresh-memory read GB/s reads it, on one thread, into memory never touched before, as a loader must place it — paying the kernel's page faults, which on these VMs cost several times the copy. The loader reads on several threads, so it can beat the second.",
+      "page cache GB/s (the issue's baseline) reads the file through one reused 16 MB buffer; fresh-memory read " +
+        "GB/s reads it, on one thread, into memory never touched before, as a loader must place it — paying the " +
+        "kernel's page faults, which on these VMs cost several times the copy. The loader reads on several " +
+        "threads, so it can beat the second.",
     ],
   };
 }

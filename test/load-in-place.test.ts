@@ -15,7 +15,7 @@ import {
   tf,
   writeSafetensors,
 } from "fusekit";
-import { roundF16ToBf16, roundF16ToBf16InHeap } from "../src/kernels/convert.js";
+import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../src/kernels/convert.js";
 import { heapOffset, type WasmBackend } from "../src/kernels/heap.js";
 import { savedFamilyModel, smallConfig, tmpDir } from "./helpers/models.js";
 
@@ -227,7 +227,7 @@ describe("F16 → bf16 rounding in place", () => {
     expect(Array.from(reference(Uint16Array.from(cases, ([h]) => h)))).toEqual(cases.map(([, b]) => b));
   });
 
-  it("the wasm SIMD kernel agrees with decoding and encoding on all 65,536 halves, in its body and its tail", async () => {
+  it("the SIMD kernel agrees with decoding and encoding on all 65,536 halves, in its body and its tail", async () => {
     await setBackend("wasm");
     const b = tf.backend() as unknown as WasmBackend;
     for (const skew of [0, 3]) {
@@ -259,6 +259,73 @@ describe.each(["wasm", "cpu"])("an F16 checkpoint loaded into packed bf16 storag
       expect(await packedBytesMismatches(model, reader, rounded)).toEqual([]);
       const stored = new Set(model.namedParameters().flatMap(([, p]) => (p.packed ? [p.storedDtype] : [])));
       expect([...stored]).toEqual(["F16"]);
+    } finally {
+      model.dispose();
+      await reader.close();
+    }
+  });
+});
+
+describe("F32 → bf16 rounding", () => {
+  /** Special float32 bit patterns, then random ones: ties, NaNs of both signs and payloads, ±inf, subnormals. */
+  function float32Bits(): Uint32Array {
+    const special = [
+      0x3f800000, 0x3f808000, 0x3f818000, 0x3f808001, 0x3f80ffff, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000,
+      0x7fc00000, 0xffc00001, 0x7f800001, 0xff812345, 0x00000001, 0x80008000, 0x00018000, 0x00000000, 0x80000000,
+    ];
+    let x = 12345;
+    const random = Array.from({ length: 200_003 }, () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0));
+    return Uint32Array.from([...special, ...random]);
+  }
+
+  it("hand-checked values: ties to even, the largest float32, NaNs kept quiet with their sign", () => {
+    const bits = Uint32Array.from([0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0xff812345, 0x7f800001]);
+    const out = new Uint8Array(bits.length * 2);
+    roundF32ToBf16(new Uint8Array(bits.buffer), out);
+    // 1 + 2^-8 tie → 1 (even); 1 + 3·2^-8 tie → 1 + 2^-6; just above the tie → up; max → inf; NaNs quiet
+    expect(Array.from(new Uint16Array(out.buffer))).toEqual([0x3f80, 0x3f82, 0x3f81, 0x7f80, 0xffc1, 0x7fc0]);
+  });
+
+  it("the SIMD kernel agrees with encode on special and 200,000 random float32s, in its body and its tail", async () => {
+    await setBackend("wasm");
+    const b = tf.backend() as unknown as WasmBackend;
+    const bits = float32Bits();
+    const src = tf.tensor(Int32Array.from(bits, (v) => v | 0));
+    const dst = tf.zeros([Math.ceil(bits.length / 2)], "int32");
+    try {
+      roundF32ToBf16InHeap(b, heapOffset(b, src), heapOffset(b, dst), bits.length);
+      const got = new Uint16Array((dst.dataSync() as Int32Array).slice().buffer, 0, bits.length);
+      const want = new Uint16Array(encode(new Float32Array(bits.buffer), "BF16").buffer);
+      const wrong = [...got.keys()].filter((i) => got[i] !== want[i]).slice(0, 5);
+      expect(wrong.map((i) => [bits[i].toString(16), got[i].toString(16), want[i].toString(16)])).toEqual([]);
+    } finally {
+      src.dispose();
+      dst.dispose();
+    }
+  });
+});
+
+describe.each(["wasm", "cpu"])("an F32 checkpoint loaded into packed bf16 storage on %s", (backend) => {
+  it("holds each weight rounded as encode would round it, tensors over 16 MiB included", async () => {
+    await setBackend(backend);
+    const config = smallConfig({ vocab_size: 4100, hidden_size: 1024, intermediate_size: 64 }).toDict();
+    const dir = await savedFamilyModel(config, { dtype: "F32" });
+    const reader = await CheckpointReader.open(dir);
+    expect(
+      reader.infos.get("model.embed_tokens.weight")!.end - reader.infos.get("model.embed_tokens.weight")!.begin,
+    ).toBeGreaterThan(16 * MIB);
+    const progressed = new Set<string>();
+    const model = await AutoModelForCausalLM.fromPretrained(dir, {
+      weightStorage: "bf16",
+      onProgress: ({ key }) => progressed.add(key),
+    });
+    try {
+      const rounded = async (key: string) => encode(decode(await reader.readBytes(key), "F32"), "BF16");
+      expect(await packedBytesMismatches(model, reader, rounded)).toEqual([]);
+      expect(new Set(model.namedParameters().flatMap(([, p]) => (p.packed ? [p.storedDtype] : [])))).toEqual(
+        new Set(["F32"]),
+      );
+      expect([...progressed].sort()).toEqual(reader.keys().sort());
     } finally {
       model.dispose();
       await reader.close();

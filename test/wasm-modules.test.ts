@@ -64,12 +64,12 @@ describe("the committed bf16 wasm module", () => {
 });
 
 describe("the committed conversion wasm module", () => {
-  it("equals a fresh wabt assembly of src/kernels/convert.wat and exports f16ToBf16 on an imported heap", async () => {
+  it("equals a fresh wabt assembly of src/kernels/convert.wat and exports its two conversions on an imported heap", async () => {
     const fresh = await assemble(readFileSync(src("convert.wat"), "utf8"));
     expect(Buffer.from(CONVERT_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("convert-wasm.ts"), "utf8")).toBe(tsModule(fresh, "convert", "CONVERT_WASM_BASE64"));
     const mod = new WA.Module(fresh);
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
-    expect(WA.Module.exports(mod).map((e) => e.name)).toEqual(["f16ToBf16"]);
+    expect(WA.Module.exports(mod).map((e) => e.name)).toEqual(["f16ToBf16", "f32ToBf16"]);
   });
 });

@@ -40,8 +40,11 @@ export async function readConfigJson(dir: string): Promise<Record<string, unknow
 export type TensorSource = Pick<CheckpointReader, "keys" | "infos" | "totalBytes" | "read" | "readBytes"> &
   Partial<Pick<CheckpointReader, "readBytesIntoMany">>;
 
-/** Reads `readBytesIntoMany` keeps in flight: libuv's thread pool runs 4 by default. */
-const READS_IN_FLIGHT = 4;
+/**
+ * Reads `readBytesIntoMany` keeps in flight: twice libuv's 4 pool threads, so a thread that finishes one never
+ * waits for the (possibly busy) main thread to hand it the next.
+ */
+const READS_IN_FLIGHT = 8;
 /** Bytes per read: few system calls, yet a large tensor still spreads over every read in flight. */
 const READ_CHUNK = 16 * 2 ** 20;
 
@@ -152,15 +155,19 @@ export class CheckpointReader {
    * place, no copy), READ_CHUNK bytes per read with READS_IN_FLIGHT reads at once, so the kernel copies — and
    * faults in the targets' fresh pages, most of a load's cost — on more than one core. Each target is a function
    * returning a view of the tensor's bytes, called for every read (a view of a heap that grew is empty); the memory
-   * behind it must not move until the promise settles. `onRead` is called as each tensor completes. On a failure
-   * no new read starts, the ones in flight finish, and then the first error is thrown.
+   * behind it must not move until the promise settles. Given a byte offset, a target holds only the bytes from
+   * there on (as many as it has room for); else all of them. `onRead` is called as each target completes. On a
+   * failure no new read starts, the ones in flight finish, and then the first error is thrown.
    */
-  async readBytesIntoMany(targets: [string, () => Uint8Array][], onRead?: (name: string) => void): Promise<void> {
+  async readBytesIntoMany(
+    targets: [string, () => Uint8Array, number?][],
+    onRead?: (name: string) => void,
+  ): Promise<void> {
     const files = await Promise.all(targets.map(([name]) => this.file(name)));
     const chunks: { tensor: number; from: number; to: number }[] = [];
-    const left = targets.map(([name, target], i) => {
+    const left = targets.map(([name, target, offset], i) => {
       const size = target().byteLength;
-      files[i].checkTarget(name, size);
+      files[i].checkTarget(name, size, offset);
       for (let from = 0; from < size; from += READ_CHUNK)
         chunks.push({ tensor: i, from, to: Math.min(from + READ_CHUNK, size) });
       return Math.ceil(size / READ_CHUNK);
@@ -177,9 +184,9 @@ export class CheckpointReader {
     const worker = async () => {
       while (!failure && next < chunks.length) {
         const { tensor, from, to } = chunks[next++];
-        const [name, target] = targets[tensor];
+        const [name, target, at = 0] = targets[tensor];
         try {
-          await files[tensor].readRangeInto(name, from, to, () => target().subarray(from, to));
+          await files[tensor].readRangeInto(name, at + from, at + to, () => target().subarray(from, to));
         } catch (error) {
           failure ??= { error };
           return;

@@ -206,12 +206,18 @@ export class SafetensorsFile {
     await readExactly(this.handle, target, this.dataStart + info.begin + from, this.path, name, to - from);
   }
 
-  /** Throws unless a target of `bytes` bytes holds exactly the tensor's bytes. */
-  checkTarget(name: string, bytes: number): void {
+  /**
+   * Throws unless a target of `bytes` bytes holds exactly the tensor's bytes — or, given an offset, bytes of the
+   * tensor from there on.
+   */
+  checkTarget(name: string, bytes: number, offset?: number): void {
     const info = this.info(name);
-    if (bytes !== info.end - info.begin)
+    const size = info.end - info.begin;
+    if (offset === undefined ? bytes !== size : !(offset >= 0 && offset + bytes <= size))
       throw new CheckpointFormatError(
-        `target holds ${bytes} bytes, the tensor ${info.end - info.begin}`,
+        offset === undefined
+          ? `target holds ${bytes} bytes, the tensor ${size}`
+          : `bytes [${offset}, ${offset + bytes}) lie outside the tensor's ${size}`,
         this.path,
         name,
       );

@@ -397,9 +397,9 @@ function slotFor(state: LoadState, target: string, shape: number[]): Parameter |
 }
 
 /**
- * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 / F16 tensors bound for packed
- * storage are read all at once, straight into the backend's memory (see in-place.ts); the others one at a time
- * while those reads run.
+ * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 / F16 / F32 tensors bound for
+ * packed storage are read all at once, straight into the backend's memory (see in-place.ts); the others one at a
+ * time while those reads run.
  */
 async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], record: ConversionRecord): Promise<void> {
   const inPlace: Parameters<typeof readPackedInPlace>[1] = [];
@@ -430,7 +430,7 @@ async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], re
   await reads;
 }
 
-/** Packed bf16 storage takes two bytes per value: a BF16 tensor's bytes are its packed layout, F16 rounds in place. */
+/** BF16 bytes are the packed layout; F16 (as wide) rounds where it lands, F32 half in place, half through staging. */
 const readsInPlace = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
   state.packed.has(p) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
 
