@@ -34,7 +34,7 @@ describe("the committed bf16 wasm module", () => {
       WA.Module.exports(mod)
         .map((e) => e.name)
         .sort(),
-    ).toEqual(["gemm", "gemmCols", "pack", "readsum", "unpack", "unpackT"]);
+    ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
   it("has a shared-memory build for the worker pool: the same code assembled with its memory declared shared", async () => {
@@ -46,7 +46,7 @@ describe("the committed bf16 wasm module", () => {
       WA.Module.exports(mod)
         .map((e) => e.name)
         .sort(),
-    ).toEqual(["gemm", "gemmCols", "pack", "readsum", "unpack", "unpackT"]);
+    ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
     // it instantiates only on a shared memory
     const G = globalThis as unknown as {
       WebAssembly: { Memory: new (d: object) => object; Instance: new (m: object, i: object) => object };

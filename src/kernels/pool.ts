@@ -22,7 +22,18 @@ const SPIN = 20000;
 const START_TIMEOUT_MS = 10000;
 
 interface SharedExports {
-  gemmCols(x: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
+  gemmCols(
+    x: number,
+    w: number,
+    y: number,
+    rows: number,
+    n: number,
+    m: number,
+    o0: number,
+    o1: number,
+    il: number,
+  ): void;
+  interleave(src: number, dst: number, rows: number, n: number): void;
   readsum(p: number, blocks: number): number;
 }
 interface SharedMemory {
@@ -139,19 +150,48 @@ export class KernelPool {
     return (this.ready = true);
   }
 
-  /** The weight's offset in the shared heap (copied from the tfjs heap on first use); undefined if it cannot fit. */
-  private weightAt(b: WasmBackend, w: tf.TensorInfo, bytes: number): number | undefined {
+  /**
+   * The weight's offset in the shared heap, copied from the tfjs heap on first use (undefined if it cannot fit).
+   * Weights of a multiple of 8 rows are stored interleaved (bf16.wat `$row`): read as one stream per 8 rows.
+   */
+  private weightAt(b: WasmBackend, w: tf.TensorInfo, m: number, n: number): number | undefined {
     let at = this.weights.get(w.dataId);
     if (at !== undefined) return at;
     try {
-      at = this.heap.alloc(bytes);
+      at = this.heap.alloc(m * n * 2);
     } catch {
       return undefined;
     }
-    this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, w) >>> 0, bytes));
+    const src = heapOffset(b, w) >>> 0;
+    if (m % 8) {
+      this.heap.bytes(at, m * n * 2).set(new Uint8Array(b.wasm.asm.memory.buffer, src, m * n * 2));
+    } else if (!this.interleaveInto(at, b, src, m, n)) {
+      this.heap.release(at);
+      return undefined;
+    }
     this.weights.set(w.dataId, at);
     this.reclaim.register(w.dataId, at);
     return at;
+  }
+
+  /** Copies [m, n] bf16 rows from the tfjs heap into `at`, interleaved, through a staging block of ≤ ~4 MB. */
+  private interleaveInto(at: number, b: WasmBackend, src: number, m: number, n: number): boolean {
+    const rowBytes = n * 2;
+    const block = Math.min(m, 8 * Math.max(1, Math.floor((4 << 20) / (8 * rowBytes))));
+    let stage: number;
+    try {
+      stage = this.heap.alloc(block * rowBytes);
+    } catch {
+      return false;
+    }
+    for (let r = 0; r < m; r += block) {
+      const rows = Math.min(block, m - r);
+      const from = new Uint8Array(b.wasm.asm.memory.buffer, src + r * rowBytes, rows * rowBytes);
+      this.heap.bytes(stage, rows * rowBytes).set(from);
+      this.main.interleave(stage, at + r * rowBytes, rows, n);
+    }
+    this.heap.release(stage);
+    return true;
   }
 
   private scratchAt(bytes: number): number | undefined {
@@ -184,7 +224,7 @@ export class KernelPool {
     if (this.closed) return false; // workers still starting take no chunks yet: this thread does them all
     const xBytes = rows * n * 4;
     const yBytes = rows * m * 4;
-    const wAt = this.weightAt(b, w, m * n * 2);
+    const wAt = this.weightAt(b, w, m, n);
     const xAt = wAt === undefined ? undefined : this.scratchAt(xBytes + yBytes);
     if (wAt === undefined || xAt === undefined) return false;
     const yAt = xAt + xBytes;
@@ -203,7 +243,8 @@ export class KernelPool {
     c[CTRL.ROWS] = rows;
     c[CTRL.N] = n;
     c[CTRL.M] = m;
-    this.dispatch(OPS.GEMM, x, m, 8, (o0, o1) => this.main.gemmCols(x, w, y, rows, n, m, o0, o1));
+    c[CTRL.IL] = m % 8 ? 0 : 1; // as weightAt stored it
+    this.dispatch(OPS.GEMM, x, m, 8, (o0, o1) => this.main.gemmCols(x, w, y, rows, n, m, o0, o1, c[CTRL.IL]));
   }
 
   /**

@@ -25,6 +25,7 @@ export const CTRL = {
   COUNT: 12,
   CHUNK: 13,
   WORKER_CHUNKS: 14,
+  IL: 15,
   SLOTS: 16,
 } as const;
 
@@ -42,7 +43,17 @@ export interface WorkerData {
 export const OPS = { GEMM: 0, READ: 1 } as const;
 
 interface SharedExports {
-  gemmCols(x: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
+  gemmCols(
+    x: number,
+    w: number,
+    y: number,
+    rows: number,
+    n: number,
+    m: number,
+    o0: number,
+    o1: number,
+    il: number,
+  ): void;
   readsum(p: number, blocks: number): number;
 }
 
@@ -87,7 +98,7 @@ export function workerMain(take: typeof takeChunk): void {
         const o0 = i * chunk;
         const o1 = Math.min(ctrl[S.COUNT], o0 + chunk);
         if (ctrl[S.OP] === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
-        else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
+        else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
         Atomics.add(ctrl, S.WORKER_CHUNKS, 1);
       } catch {
         Atomics.store(ctrl, S.FAILED, 1); // reported by the main thread; never leave it waiting
