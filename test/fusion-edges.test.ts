@@ -128,20 +128,22 @@ describe("argument checks name what is wrong", () => {
         return this.inner.call(x);
       }
     }
+    /** Blocks b0…b{n-1}, each with an "inner", and a "last" of its own. */
     class Wide extends Module {
-      b0 = new Block();
-      b1 = new Block();
-      b2 = new Block();
-      b3 = new Block();
-      b4 = new Block();
       last: Module = new Scale(1);
+      constructor(n: number) {
+        super();
+        for (let i = 0; i < n; i++) Object.assign(this, { [`b${i}`]: new Block() });
+      }
       forward(x: tf.Tensor) {
         return x;
       }
     }
-    expect(message(() => fuseModules(new Wide(), ["*.inner", "last"], [X(), X()]))).toBe(
-      "FusionPatternError: the patterns' matches do not share a parent, so no chain can be formed: " +
-        '"*.inner" → parents "b0", "b1", "b2", "b3" … (5 in all); "last" → parents the root module',
+    const parents = (n: number) => message(() => fuseModules(new Wide(n), ["*.inner", "last"], [X(), X()]));
+    const intro = "FusionPatternError: the patterns' matches do not share a parent, so no chain can be formed: ";
+    expect(parents(4)).toBe(`${intro}"*.inner" → parents "b0", "b1", "b2", "b3"; "last" → parents the root module`);
+    expect(parents(5)).toBe(
+      `${intro}"*.inner" → parents "b0", "b1", "b2", "b3" … (5 in all); "last" → parents the root module`,
     );
   });
 });
