@@ -75,7 +75,7 @@ describe("argument checks name what is wrong", () => {
   it("fuseModules: patterns, specs and kernelLayerName", () => {
     const root = new Root();
     const bad = "FusionSpecError: fuseModules needs a non-empty array of non-empty glob patterns, got";
-    for (const patterns of ["first", [], [""], ["  "], [3]])
+    for (const patterns of ["first", [], [""], ["first", "  "], [3]])
       expect(message(() => fuseModules(root, patterns as string[], []))).toBe(`${bad} ${JSON.stringify(patterns)}`);
     expect(message(() => fuseModules(root, ["first"], X() as unknown as ModuleSpec[]))).toBe(
       "FusionSpecError: fuseModules got 1 pattern(s) but no array of spec(s): give one ModuleSpec per pattern, in chain order",
