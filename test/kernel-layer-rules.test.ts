@@ -1,15 +1,20 @@
 // The kernel-layer rules (validateKernelLayer) message by message, and how kernelize installs and restores a
 // forward on an instance that already had its own (the gaps a mutation run of src/hub/kernelize.ts found:
 // docs/testing.md).
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  ArgumentError,
+  KernelMappingError,
   KernelValidationError,
   Module,
   LayerRepository,
   Mode,
+  ModuleSpec,
   Qwen3RMSNorm,
   activeKernel,
+  applyKernelsAfterLoad,
   clearKernelMapping,
+  fuseModules,
   getKernelLayerName,
   kernelize,
   registerKernelMapping,
@@ -228,5 +233,102 @@ describe("kernelize on a module standing for a chain: the forward replaced is th
     expect(await kernelizeWith(new Holder([]), LikeLast)).toMatch(/forward it replaces, forward\(x, extra\), takes 2/);
     const notArray = new Holder({ length: 1, 0: new Single(), at: () => new Single() } as unknown as Module[]);
     expect(await kernelizeWith(notArray, LikeHolder)).toBe("swapped");
+  });
+});
+
+describe("kernelize's own checks and messages", () => {
+  beforeAll(async () => {
+    await setBackend("cpu");
+  });
+  afterEach(() => {
+    clearKernelMapping();
+    vi.restoreAllMocks();
+  });
+
+  it("a forward it cannot read (bound) is compared by its length", () => {
+    class One {
+      forward(x: unknown) {
+        return x;
+      }
+    }
+    const bound = function (a: unknown, b: unknown) {
+      return [a, b];
+    }.bind(null);
+    expect(() => validateKernelLayer(One as unknown as KernelLayerClass, bound, "Scale", "t/rules")).toThrow(
+      /forward takes 1 parameter but the forward it replaces takes 2$/,
+    );
+  });
+
+  it("refuses what is not a model", async () => {
+    for (const notModel of [undefined, {}, 3])
+      await expect(kernelize(notModel as never)).rejects.toThrow(
+        `kernelize: expected a model (a Module), got ${ArgumentError.describe(notModel)}`,
+      );
+  });
+
+  it("falls back with a FusekitKernelWarning coded FUSEKIT_KERNEL_FALLBACK", async () => {
+    const warn = vi.spyOn(process, "emitWarning").mockImplementation(() => undefined);
+    const norm = new Qwen3RMSNorm(4, 1e-6);
+    await kernelize(norm, { mode: Mode.INFERENCE, backend: "no-such-backend" });
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(warn.mock.calls[0][1]).toEqual({ type: "FusekitKernelWarning", code: "FUSEKIT_KERNEL_FALLBACK" });
+    norm.dispose();
+  });
+
+  it("a load's kernelMapping naming layers no module uses lists them all", async () => {
+    class Plain extends Module {
+      forward(x: unknown) {
+        return x;
+      }
+    }
+    const repo = { layerName: "A", loadLayer: async () => undefined, toString: () => "t/none" };
+    const err = await applyKernelsAfterLoad(new Plain() as never, {
+      useKernels: true,
+      kernelMapping: { A: { cpu: repo }, B: { cpu: repo } },
+    }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(KernelMappingError);
+    expect((err as Error).message).toBe(
+      'kernelMapping names layers "A", "B" that no module of Plain uses (its kernel layers: none)',
+    );
+    @useKernelForwardFromHub("X")
+    class TaggedX extends Plain {}
+    @useKernelForwardFromHub("Y")
+    class TaggedY extends Plain {}
+    class Both extends Plain {
+      x = new TaggedX();
+      y = new TaggedY();
+    }
+    await expect(
+      applyKernelsAfterLoad(new Both() as never, { useKernels: true, kernelMapping: { A: { cpu: repo } } }),
+    ).rejects.toThrow('kernelMapping names layer "A" that no module of Both uses (its kernel layers: X, Y)');
+  });
+
+  it("a runtime-fused chain tagged with kernelLayerName gets the kernel for its last module's forward", async () => {
+    class Single extends Module {
+      forward(x: unknown) {
+        return x;
+      }
+    }
+    class Host extends Module {
+      first = new Single();
+      second = new Single();
+      forward(x: unknown) {
+        return this.second.call(this.first.call(x));
+      }
+    }
+    class Kernel {
+      forward(x: unknown) {
+        return ["kernel", x];
+      }
+    }
+    const host = new Host();
+    const wire = () => new ModuleSpec({ inputs: ["x"], outputs: ["x"] });
+    const [{ fused }] = fuseModules(host, ["first", "second"], [wire(), wire()], { kernelLayerName: "Pair" });
+    expect(getKernelLayerName(fused)).toBe("Pair");
+    const repo = { layerName: "Pair", loadLayer: async () => Kernel as KernelLayerClass, toString: () => "t/pair" };
+    registerKernelMapping({ Pair: { cpu: repo } });
+    await kernelize(host, { mode: Mode.INFERENCE, backend: "cpu" });
+    expect(activeKernel(fused)).toBe("Kernel from t/pair");
+    expect(host.call(1)).toEqual(["kernel", 1]);
   });
 });

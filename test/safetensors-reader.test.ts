@@ -149,10 +149,10 @@ describe("SafetensorsFile", () => {
     } finally {
       await st.close();
     }
-    const closed = `${file}: tensor "a": read failed at byte ${dataStart}: `;
-    await expect(st.readBytes("a")).rejects.toThrow(`${closed}EBADF`);
+    const closed = `${file}: tensor "b": read failed at byte ${dataStart + 4}: `; // "b" starts 4 bytes in
+    await expect(st.readBytes("b")).rejects.toThrow(`${closed}EBADF`);
     // A closed handle's fd is -1: the synchronous read refuses it before the system does.
-    expect(() => st.readBytesIntoSync("a", new Uint8Array(4))).toThrow(`${closed}ERR_OUT_OF_RANGE`);
+    expect(() => st.readBytesIntoSync("b", new Uint8Array(16))).toThrow(`${closed}ERR_OUT_OF_RANGE`);
   });
 });
 

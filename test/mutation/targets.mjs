@@ -10,8 +10,8 @@ export const TARGETS = {
     testFiles: ["test/conversion-ops.test.ts", "test/conversion.test.ts", "test/recipes.test.ts"],
   },
   fusion: {
-    mutate: ["src/fusion/fuse.ts", "src/fusion/modules.ts", "src/hub/fused.ts"],
-    testFiles: ["test/fusion.test.ts", "test/fusion-wiring.test.ts"],
+    mutate: ["src/fusion/fuse.ts", "src/fusion/modules.ts"],
+    testFiles: ["test/fusion.test.ts", "test/fusion-wiring.test.ts", "test/fusion-edges.test.ts"],
   },
   kernelize: {
     mutate: ["src/hub/kernelize.ts", "src/hub/fused.ts"],
