@@ -11,7 +11,7 @@ import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
-import { CLOSED_CHUNK, CTRL, OPS, takeChunk, workerMain, type WorkerData } from "./worker.js";
+import { CLOSED_CHUNK, CTRL, OPS, takeChunk, workerMain, type SharedExports, type WorkerData } from "./worker.js";
 
 const WA = (globalThis as any).WebAssembly;
 const PAGE = 65536;
@@ -23,24 +23,9 @@ const SPIN = 20000;
  * the 0.6B lm_head 15.8 → 11.5 ms, min of 30; 16 no better). Each chunk costs one claim.
  */
 const CHUNKS_PER_THREAD = 8;
-/** How long the first call waits for the workers to start before running on one thread. */
+/** How long `workersStarted` waits for the workers (matmuls never wait: this thread takes every chunk meanwhile). */
 const START_TIMEOUT_MS = 10000;
 
-interface SharedExports {
-  gemmCols(
-    x: number,
-    w: number,
-    y: number,
-    rows: number,
-    n: number,
-    m: number,
-    o0: number,
-    o1: number,
-    il: number,
-  ): void;
-  interleave(src: number, dst: number, rows: number, n: number): void;
-  readsum(p: number, blocks: number): number;
-}
 interface SharedMemory {
   readonly buffer: SharedArrayBuffer;
   grow(pages: number): number;

@@ -42,7 +42,8 @@ export interface WorkerData {
 /** ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X. */
 export const OPS = { GEMM: 0, READ: 1 } as const;
 
-interface SharedExports {
+/** The shared-memory bf16 module's exports (bf16.wat), as the pool and its workers call them. */
+export interface SharedExports {
   gemmCols(
     x: number,
     w: number,
@@ -54,6 +55,7 @@ interface SharedExports {
     o1: number,
     il: number,
   ): void;
+  interleave(src: number, dst: number, rows: number, n: number): void;
   readsum(p: number, blocks: number): number;
 }
 
