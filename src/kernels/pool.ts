@@ -167,18 +167,24 @@ export class KernelPool {
   /** Copies [m, n] bf16 rows from the tfjs heap into `at`, interleaved, through a staging block of ≤ ~4 MB. */
   private interleaveInto(at: number, b: WasmBackend, src: number, m: number, n: number): boolean {
     const rowBytes = n * 2;
-    const block = Math.min(m, 8 * Math.max(1, Math.floor((4 << 20) / (8 * rowBytes))));
+    const stageRows = Math.min(m, 8 * Math.max(1, Math.floor((4 << 20) / (8 * rowBytes))));
     let stage: number;
     try {
-      stage = this.heap.alloc(block * rowBytes);
+      stage = this.heap.alloc(stageRows * rowBytes);
     } catch {
       return false;
     }
-    for (let r = 0; r < m; r += block) {
-      const rows = Math.min(block, m - r);
+    for (let r = 0; r < m; r += stageRows) {
+      const rows = Math.min(stageRows, m - r);
       const from = new Uint8Array(b.wasm.asm.memory.buffer, src + r * rowBytes, rows * rowBytes);
       this.heap.bytes(stage, rows * rowBytes).set(from);
-      this.main.interleave(stage, at + r * rowBytes, rows, n);
+      // on every thread: the destination's fresh pages are faulted in on both cores
+      const [dst, block] = [at + r * rowBytes, 8 * rowBytes]; // block: 8 rows
+      this.ctrl[CTRL.Y] = dst;
+      this.ctrl[CTRL.N] = n;
+      this.dispatch(OPS.INTERLEAVE, stage, rows / 8, 1, (o0, o1) =>
+        this.main.interleave(stage + block * o0, dst + block * o0, 8 * (o1 - o0), n),
+      );
     }
     this.heap.release(stage);
     return true;

@@ -39,8 +39,11 @@ export interface WorkerData {
   slots: typeof CTRL;
 }
 
-/** ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X. */
-export const OPS = { GEMM: 0, READ: 1 } as const;
+/**
+ * ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X;
+ * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y.
+ */
+export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2 } as const;
 
 /** The shared-memory bf16 module's exports (bf16.wat), as the pool and its workers call them. */
 export interface SharedExports {
@@ -99,7 +102,11 @@ export function workerMain(take: typeof takeChunk): void {
         const chunk = ctrl[S.CHUNK];
         const o0 = i * chunk;
         const o1 = Math.min(ctrl[S.COUNT], o0 + chunk);
-        if (ctrl[S.OP] === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
+        const op = ctrl[S.OP]; // the OPS values (a module constant the worker's source cannot see)
+        const block = 16 * ctrl[S.N]; // bytes of 8 bf16 rows
+        if (op === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
+        else if (op === 2)
+          ex.interleave((ctrl[S.X] >>> 0) + block * o0, (ctrl[S.Y] >>> 0) + block * o0, 8 * (o1 - o0), ctrl[S.N]);
         else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
         Atomics.add(ctrl, S.WORKER_CHUNKS, 1);
       } catch {
