@@ -117,25 +117,38 @@ function children(parent: Module, names: readonly string[], what: string): Modul
   });
 }
 
+/**
+ * `Fused{Parent}`: a subclass whose constructor runs the original one, then `rewire`s the parent's slots
+ * around the named children (each generator below differs only in that step).
+ */
+function fusedParentClass(
+  parentCls: ModuleClass,
+  names: readonly string[],
+  rewire: (slots: Record<string, unknown>, members: Module[]) => void,
+): ModuleClass {
+  const Base = parentCls as unknown as AnyModuleClass;
+  const name = `Fused${parentCls.name}`;
+  return named(
+    class extends Base {
+      constructor(...args: any[]) {
+        super(...args);
+        rewire(this as unknown as Record<string, unknown>, children(this, names, name));
+      }
+    },
+    name,
+  );
+}
+
 /** `Fused{Parent}` for a sequential chain: members 0..n-2 → Identity, member n-1 → FusedChainModule(all). */
 export function makeSequentialParentClass(
   parentCls: ModuleClass,
   names: readonly string[],
   kernelLayerName?: string,
 ): ModuleClass {
-  const Base = parentCls as unknown as AnyModuleClass;
-  return named(
-    class extends Base {
-      constructor(...args: any[]) {
-        super(...args);
-        const chain = children(this, names, `Fused${parentCls.name}`);
-        const slots = this as unknown as Record<string, Module>;
-        names.slice(0, -1).forEach((n) => (slots[n] = new Identity()));
-        slots[names[names.length - 1]] = new FusedChainModule(chain, names, kernelLayerName);
-      }
-    },
-    `Fused${parentCls.name}`,
-  );
+  return fusedParentClass(parentCls, names, (slots, chain) => {
+    names.slice(0, -1).forEach((n) => (slots[n] = new Identity()));
+    slots[names[names.length - 1]] = new FusedChainModule(chain, names, kernelLayerName);
+  });
 }
 
 /**
@@ -144,33 +157,25 @@ export function makeSequentialParentClass(
  * not children, so the state dict holds only `merged`.
  */
 export function makeMergedParentClass(parentCls: ModuleClass, names: readonly string[], merged: string): ModuleClass {
-  const Base = parentCls as unknown as AnyModuleClass;
-  return named(
-    class extends Base {
-      constructor(...args: any[]) {
-        super(...args);
-        const linears = children(this, names, `Fused${parentCls.name}`).map((m, i) => asLinear(m, names[i]));
-        const bias = linears[0].bias !== undefined;
-        const out = linears.reduce((n, l) => n + l.outFeatures, 0);
-        const slots = this as unknown as Record<string, unknown>;
-        for (const n of names) delete slots[n];
-        const linear = new Linear(linears[0].inFeatures, out, { bias });
-        slots[merged] = linear;
-        const outputs = new SplitOutputs(
-          linear,
-          linears.map((l) => l.outFeatures),
-        );
-        names.forEach((n, k) =>
-          Object.defineProperty(this, n, {
-            value: new MergedLinearView(outputs, k),
-            enumerable: false,
-            configurable: true,
-          }),
-        );
-      }
-    },
-    `Fused${parentCls.name}`,
-  );
+  return fusedParentClass(parentCls, names, (slots, members) => {
+    const linears = members.map((m, i) => asLinear(m, names[i]));
+    const bias = linears[0].bias !== undefined;
+    const out = linears.reduce((n, l) => n + l.outFeatures, 0);
+    for (const n of names) delete slots[n];
+    const linear = new Linear(linears[0].inFeatures, out, { bias });
+    slots[merged] = linear;
+    const outputs = new SplitOutputs(
+      linear,
+      linears.map((l) => l.outFeatures),
+    );
+    names.forEach((n, k) =>
+      Object.defineProperty(slots, n, {
+        value: new MergedLinearView(outputs, k),
+        enumerable: false,
+        configurable: true,
+      }),
+    );
+  });
 }
 
 function asLinear(m: Module, name: string): Linear {
@@ -203,17 +208,8 @@ export function makeParentClassForKernelFusion(
   names: readonly string[],
   Layout: LayoutClass,
 ): ModuleClass {
-  const Base = parentCls as unknown as AnyModuleClass;
-  return named(
-    class extends Base {
-      constructor(...args: any[]) {
-        super(...args);
-        const members = children(this, names, `Fused${parentCls.name}`);
-        const slots = this as unknown as Record<string, Module>;
-        slots[names[0]] = new Layout(...members);
-        names.slice(1).forEach((n) => (slots[n] = new Identity()));
-      }
-    },
-    `Fused${parentCls.name}`,
-  );
+  return fusedParentClass(parentCls, names, (slots, members) => {
+    slots[names[0]] = new Layout(...members);
+    names.slice(1).forEach((n) => (slots[n] = new Identity()));
+  });
 }
