@@ -1,12 +1,13 @@
 // The machine's own limits, measured in the bench run: memory read bandwidth (plain JS and a wasm SIMD
 // read over the tfjs heap), the matmul GFLOP/s the active backend reaches, and the page-cache read speed
 // of a checkpoint file (into a reused buffer, and into fresh memory). Each figure: median (min–max) of several runs.
-import { closeSync, openSync, readSync } from "node:fs";
+import path from "node:path";
 import { open } from "node:fs/promises";
 import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/index.js";
 import { kernelPool } from "../src/kernels/pool.js";
 import { wasmReadSum } from "../src/kernels/kernels.js";
 import { stat, type Figure } from "../src/compare/measure.js";
+import { CheckpointReader } from "../src/io/checkpoint.js";
 
 const figure = (runs: number[]): Figure => ({ ...stat(runs), runs });
 
@@ -159,33 +160,35 @@ export async function pageCacheReadSpeed(file: string, repeats: number): Promise
 }
 
 /**
- * Reads `file` once, from the page cache, into memory never touched before — as any loader must place the bytes:
- * a new 256 MB buffer per read, none kept. Unlike `readOnce` it pays for the kernel faulting in (and zeroing) a
- * fresh page per 4 KiB, which on these VMs costs several times the copy. One thread, as `fs.readFileSync` would.
+ * Reads the checkpoint in `dir` once, from the page cache, into memory never touched before — a new wasm memory,
+ * as the loader's tensors are — with the loader's own parallel reads (`readBytesIntoMany`), and nothing else: no
+ * model, no plan. Unlike `readOnce` it pays for the kernel faulting in (and zeroing) a fresh page per 4 KiB, which
+ * on these VMs costs several times the copy; so it is the fastest any loader can place these bytes here.
  */
-function readFreshOnce(file: string): number {
-  const fd = openSync(file, "r");
-  let total = 0;
-  const t0 = performance.now();
+async function readFreshOnce(dir: string): Promise<number> {
+  const reader = await CheckpointReader.open(dir);
   try {
-    for (;;) {
-      const buf = Buffer.allocUnsafeSlow(256 << 20);
-      let n = 0;
-      for (let r = 1; r > 0 && n < buf.length;) {
-        r = readSync(fd, buf, n, buf.length - n, total + n);
-        n += r;
-      }
-      total += n;
-      if (n < buf.length) break;
-    }
+    const sizes = reader.keys().map((k) => [k, reader.infos.get(k)!.end - reader.infos.get(k)!.begin] as const);
+    const total = sizes.reduce((n, [, size]) => n + size, 0);
+    const memory = new WebAssembly.Memory({ initial: Math.ceil(total / 65536) }); // not yet faulted in
+    let at = 0;
+    const targets = sizes.map(([k, size]): [string, () => Uint8Array] => {
+      const from = at;
+      at += size;
+      return [k, () => new Uint8Array(memory.buffer, from, size)];
+    });
+    const t0 = performance.now();
+    await reader.readBytesIntoMany(targets);
+    return total / ((performance.now() - t0) / 1000) / 1e9;
   } finally {
-    closeSync(fd);
+    await reader.close();
   }
-  return total / ((performance.now() - t0) / 1000) / 1e9;
 }
 
-/** Page-cache read speed of `file` into fresh memory (see `readFreshOnce`), after one warming read (GB/s). */
-export async function freshMemoryReadSpeed(file: string, repeats: number): Promise<Figure> {
-  await readOnce(file);
-  return figure(Array.from({ length: repeats }, () => readFreshOnce(file)));
+/** Read speed of the checkpoint in `dir` into fresh memory (see `readFreshOnce`), after one warming read (GB/s). */
+export async function freshMemoryReadSpeed(dir: string, repeats: number): Promise<Figure> {
+  await readOnce(path.join(dir, "model.safetensors"));
+  const runs: number[] = [];
+  for (let i = 0; i < repeats; i++) runs.push(await readFreshOnce(dir));
+  return figure(runs);
 }

@@ -18,13 +18,13 @@ export interface RealSizeRow {
   fileBytes: number;
   /** Page-cache read speed of model.safetensors, GB/s (median). */
   readGBps: number;
-  /** Its page-cache read speed into fresh memory, one thread (machine.ts `freshMemoryReadSpeed`), GB/s (median). */
+  /** Its tensors read into fresh memory by the loader's parallel reads alone (machine.ts `freshMemoryReadSpeed`), GB/s (median). */
   freshReadGBps: number;
   storage?: string;
   loadS?: number;
   /** Load speed (file bytes ÷ load time) ÷ page-cache read speed: the issue's target is ≥ 0.5. */
   loadRatio?: number;
-  /** Load speed ÷ the read speed into fresh memory (a second baseline, not the issue's). */
+  /** Load speed ÷ the read speed into fresh memory: how near the loader comes to its reads alone (≤ 1). */
   loadRatioFresh?: number;
   /** maxRSS of the child after loading. */
   peakRssBytes?: number;
@@ -61,7 +61,7 @@ export async function realSizeRows(
     const file = path.join(dir, "model.safetensors");
     const fileBytes = statSync(file).size;
     const readGBps = (await pageCacheReadSpeed(file, 2)).median;
-    const freshReadGBps = (await freshMemoryReadSpeed(file, 2)).median;
+    const freshReadGBps = (await freshMemoryReadSpeed(dir, 2)).median;
     const { result, error } = await runRealSizeChild(
       { dir, backend, prefill: o.prefill, decodeSteps: o.decodeSteps },
       o.timeoutS,
@@ -180,10 +180,11 @@ export function realSizeSection(rows: RealSizeRow[], prefill: number, decodeStep
     ),
     notes: [
       "Each preset loads in its own child process with no options (weightStorage auto, planned before reading); RSS is that child's maxRSS after loading, storage bytes are the plan's weights plus the backend's copy.",
-      "page cache GB/s (the issue's baseline) reads the file through one reused 16 MB buffer; fresh-memory read " +
-        "GB/s reads it, on one thread, into memory never touched before, as a loader must place it — paying the " +
-        "kernel's page faults, which on these VMs cost several times the copy. The loader reads on several " +
-        "threads, so it can beat the second.",
+      "page cache GB/s (the issue's baseline) reads the file through one reused 16 MB buffer. fresh-memory read " +
+        "GB/s reads its tensors into memory never touched before, as a loader must place them, with the loader's own " +
+        "parallel reads and nothing else (no model, no plan): it pays the kernel's page faults, which on these VMs " +
+        "cost several times the copy, so it is the fastest any loader places these bytes here. Its ratio to the " +
+        "page-cache speed is the highest load ÷ read speed this run allows.",
     ],
   };
 }

@@ -6,6 +6,7 @@ import { tf } from "../tensor/tf.js";
 declare global {
   namespace WebAssembly {
     class Memory {
+      constructor(descriptor: { initial: number; maximum?: number; shared?: boolean });
       readonly buffer: ArrayBuffer;
     }
     class Module {
