@@ -25,6 +25,7 @@ import {
   withPatches,
   withoutPatches,
 } from "fusekit";
+import { buildInScope } from "../src/patching/registry.js";
 
 const config = new Qwen3Config({
   vocab_size: 32,
@@ -287,6 +288,31 @@ describe("scoped patches", () => {
       const inner = withoutPatches(() => withPatches({ Qwen3RMSNorm: NormB }, () => build()));
       expect([inner.model.layers.at(0).mlp.constructor, inner.model.norm.constructor]).toEqual([Qwen3MLP, NormB]);
     });
+  });
+
+  it("fusekit's own synchronous builds (buildInScope) scope as withPatches / withoutPatches do, innermost first", async () => {
+    registerPatchMapping({ Qwen3RMSNorm: NormA });
+    const m = buildInScope({ Qwen3MLP: MLPA }, () => build());
+    expect([m.model.layers.at(0).mlp.constructor, m.model.norm.constructor]).toEqual([MLPA, NormA]);
+    const plain = buildInScope(null, () => build());
+    expect([plain.model.layers.at(0).mlp.constructor, plain.model.norm.constructor]).toEqual([Qwen3MLP, Qwen3RMSNorm]);
+    // a withPatches inside a build is inner to it; a build inside an async withPatches sees it after an await
+    const nested = buildInScope({ Qwen3MLP: MLPA }, () => withPatches({ Qwen3MLP: MLPB }, () => build()));
+    expect(nested.model.layers.at(0).mlp).toBeInstanceOf(MLPB);
+    await withPatches({ Qwen3MLP: MLPB }, async () => {
+      await new Promise((r) => setTimeout(r, 1));
+      const inner = buildInScope({ Qwen3RMSNorm: NormB }, () => build());
+      expect([inner.model.layers.at(0).mlp.constructor, inner.model.norm.constructor]).toEqual([MLPB, NormB]);
+    });
+    // undone after a throw, and a build that returns a promise is refused (its later steps would be unscoped)
+    expect(() =>
+      buildInScope({ Qwen3MLP: MLPA }, () => {
+        throw new RangeError("boom");
+      }),
+    ).toThrow("boom");
+    expect(() => buildInScope({ Qwen3MLP: MLPA }, async () => build())).toThrow(TypeError);
+    expect(build().model.layers.at(0).mlp.constructor).toBe(Qwen3MLP);
+    expect(catchError(() => buildInScope({ Qwen3MLP: NotAModule as never }, () => 1))).toBeInstanceOf(PatchTypeError);
   });
 
   it("withPatches validates its mapping", () => {

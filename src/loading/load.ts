@@ -24,7 +24,7 @@ import { packableWeights, packWeightsOnLoad } from "../nn/storage.js";
 import { IN_PLACE_DTYPES, readPackedInPlace } from "./in-place.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
-import { withPatches, type PatchMapping } from "../patching/registry.js";
+import { buildInScope, withPatches, type PatchMapping } from "../patching/registry.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { checkRules, conversionRulesFor } from "../conversion/registry.js";
 import { convertGroup, planConversions, type ConversionPlan, type ConversionRecord } from "../conversion/apply.js";
@@ -127,7 +127,7 @@ export async function fromPretrained(dir: string, options: FromPretrainedOptions
     const plan = await planLoad(raw, config, causalLMClassFor(family, config), options, where, () =>
       buildModel(config, raw, where),
     );
-    model = withPatches(plan.patches, () => buildModel(config, raw, where));
+    model = buildInScope(plan.patches, () => buildModel(config, raw, where));
     storeFusionConfig(model.config, plan.fusion);
     checkSizesAgainstCheckpoint(raw, reader, where, model);
     const source = fp8Source(reader, raw, where); // FP8 block-quantized weights read dequantized to bf16

@@ -1,7 +1,7 @@
 import { UnknownModelTypeError, ConfigError } from "../errors.js";
 import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
 import { construct } from "../patching/construct.js";
-import { applyPatches } from "../patching/registry.js";
+import { buildInScope } from "../patching/registry.js";
 
 export interface ModelFamily {
   modelType: string;
@@ -59,5 +59,5 @@ export function buildModel(
   where = "config",
 ): PreTrainedModel {
   const Cls = causalLMClassFor(familyFor(raw, where), config);
-  return applyPatches(() => construct(Cls as new (c: ModelConfig) => PreTrainedModel, config));
+  return buildInScope({}, () => construct(Cls as new (c: ModelConfig) => PreTrainedModel, config));
 }

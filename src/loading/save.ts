@@ -9,7 +9,7 @@ import type { PreTrainedModel, SaveOptions } from "./pretrained.js";
 import { ConversionError, FusekitError } from "../errors.js";
 import { revertGroup, synthesizeRecord, type ConversionRecord } from "../conversion/apply.js";
 import { conversionRulesFor } from "../conversion/registry.js";
-import { withoutPatches } from "../patching/registry.js";
+import { buildInScope } from "../patching/registry.js";
 import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
@@ -104,7 +104,7 @@ function unloadedRecord(model: PreTrainedModel, params: [string, Parameter][]): 
   const rules = conversionRulesFor([model.constructor.name, plainClass.name], model.config.model_type);
   if (!rules.length) return undefined;
   // Parameters allocate nothing until loaded or initialised, so the plain twin is only a key/shape list.
-  const plain = withoutPatches(() => buildModel(model.config)).namedParameters();
+  const plain = buildInScope(null, () => buildModel(model.config)).namedParameters();
   const keys = new Set(params.map(([k]) => k));
   if (plain.length === keys.size && plain.every(([k]) => keys.has(k))) return undefined;
   const byName = new Map(params);

@@ -7,7 +7,7 @@ import { CONFIG_NAME, WEIGHTS_NAME } from "../io/checkpoint.js";
 import { writeSafetensors, type TensorToWrite } from "../io/safetensors.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
 import { initValues, Rng, type Initializer } from "../nn/init.js";
-import { withoutPatches } from "../patching/registry.js";
+import { buildInScope } from "../patching/registry.js";
 import { buildModel } from "../loading/registry.js";
 import type { ModelConfig } from "../io/checkpoint.js";
 
@@ -24,7 +24,7 @@ export interface RandomCheckpointOptions {
 
 /** Bytes of the weights a checkpoint of `config` holds in `dtype` (tied parameters once). */
 export function checkpointBytes(config: ModelConfig, dtype: StorageDtype): number {
-  const model = withoutPatches(() => buildModel(config));
+  const model = buildInScope(null, () => buildModel(config));
   try {
     return model.namedParameters().reduce((n, [, p]) => n + p.numel * DTYPE_BYTES[dtype], 0);
   } finally {
@@ -39,7 +39,7 @@ export async function writeRandomCheckpoint(
   options: RandomCheckpointOptions = {},
 ): Promise<void> {
   const { seed = 0, dtype = "BF16", onProgress } = options;
-  const model = withoutPatches(() => buildModel(config));
+  const model = buildInScope(null, () => buildModel(config));
   try {
     const rng = new Rng(seed);
     const params = model.namedParameters();

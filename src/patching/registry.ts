@@ -9,7 +9,8 @@
 // (transformers' `apply_patches()` context) or `withPatches(mapping, fn)` — never to a model built with
 // `new` or `construct` outside one. Scopes live in an AsyncLocalStorage: they are undone when their
 // function returns or throws, and concurrent async calls each see only their own. A scope's own mapping
-// is searched before the scopes around it and before the registered (global) mapping.
+// is searched before the scopes around it and before the registered (global) mapping. fusekit's own
+// builds are synchronous and use `buildInScope`, which needs no AsyncLocalStorage.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Module } from "../nn/module.js";
 import { setClassResolver, type ModuleClass } from "./construct.js";
@@ -25,8 +26,38 @@ interface Entry {
 type Layer = Map<string, Entry>;
 
 const globalLayer: Layer = new Map();
-/** The active scopes, innermost first; `isolated` hides the global mapping (and every outer scope). */
-const scopes = new AsyncLocalStorage<{ layers: Layer[]; isolated: boolean }>();
+/** Active scopes, innermost first; `isolated` hides the global mapping (and every outer scope). */
+interface Scope {
+  layers: Layer[];
+  isolated: boolean;
+}
+const scopes = new AsyncLocalStorage<Scope>();
+/**
+ * The scope of a synchronous build (`buildInScope`), innermost while set: a plain variable, as no other code runs
+ * until the build returns. Node 20's AsyncLocalStorage, once run, hooks every later promise of the process (an
+ * await costs about twice as much from then on), so building a model must not switch it on.
+ */
+let buildScope: Scope | undefined;
+const activeScope = () => buildScope ?? scopes.getStore();
+
+/** Runs `fn` (sync or async) in `scope`, inner to any build scope around the call. */
+function runScope<T>(scope: Scope, fn: () => T): T {
+  const outerBuild = buildScope;
+  buildScope = undefined; // until fn returns, the AsyncLocalStorage scope is the innermost
+  try {
+    return scopes.run(scope, fn);
+  } finally {
+    buildScope = outerBuild;
+  }
+}
+
+/** `mapping` on top of the active scope. */
+function scopeWith(mapping: PatchMapping, where: string): Scope {
+  const layer = compile(mapping, where);
+  const outer = activeScope();
+  return { layers: [layer, ...(outer?.layers ?? [])], isolated: outer?.isolated ?? false };
+}
+const ISOLATED: Scope = { layers: [], isolated: true };
 
 function isModuleSubclass(v: unknown): v is ModuleClass {
   return typeof v === "function" && v.prototype instanceof Module;
@@ -107,8 +138,7 @@ export function clearPatchMapping(): void {
  * `withoutPatches` stays plain). The scope ends when `fn` returns, throws, or its promise settles.
  */
 export function applyPatches<T>(fn: () => T): T {
-  const outer = scopes.getStore();
-  return outer ? fn() : scopes.run({ layers: [], isolated: false }, fn);
+  return activeScope() ? fn() : runScope({ layers: [], isolated: false }, fn);
 }
 
 /**
@@ -117,14 +147,29 @@ export function applyPatches<T>(fn: () => T): T {
  * never see it.
  */
 export function withPatches<T>(mapping: PatchMapping, fn: () => T): T {
-  const layer = compile(mapping, "withPatches");
-  const outer = scopes.getStore();
-  return scopes.run({ layers: [layer, ...(outer?.layers ?? [])], isolated: outer?.isolated ?? false }, fn);
+  return runScope(scopeWith(mapping, "withPatches"), fn);
 }
 
 /** Runs `fn` with no patches at all (neither registered nor scoped): models built inside are plain. */
 export function withoutPatches<T>(fn: () => T): T {
-  return scopes.run({ layers: [], isolated: true }, fn);
+  return runScope(ISOLATED, fn);
+}
+
+/**
+ * Runs a synchronous `build` as `withPatches(mapping, build)` would (`null`: as `withoutPatches`), without
+ * AsyncLocalStorage. A `build` that returns a promise is refused: its later steps would run outside the scope.
+ */
+export function buildInScope<T>(mapping: PatchMapping | null, build: () => T): T {
+  const outer = buildScope;
+  buildScope = mapping === null ? ISOLATED : scopeWith(mapping, "buildInScope");
+  try {
+    const built = build();
+    if (typeof (built as { then?: unknown } | null)?.then === "function")
+      throw new TypeError("buildInScope: the build returned a promise; use withPatches for asynchronous work");
+    return built;
+  } finally {
+    buildScope = outer;
+  }
 }
 
 function lookup(layer: Layer, name: string): ModuleClass | undefined {
@@ -136,7 +181,7 @@ function lookup(layer: Layer, name: string): ModuleClass | undefined {
 
 /** The class to build for `cls` under the active scopes and the global mapping; outside any scope, `cls`. */
 export function resolvePatchedClass(cls: ModuleClass): ModuleClass {
-  const store = scopes.getStore();
+  const store = activeScope();
   if (!store) return cls;
   for (const layer of store.isolated ? store.layers : [...store.layers, globalLayer]) {
     const hit = lookup(layer, cls.name);
