@@ -200,6 +200,20 @@ describe("chains among the root's own children", () => {
     expect(again.first).toBeUndefined();
     expect(again.second).toBe(again2);
   });
+
+  it("a chain whose FusedModule the user replaced is still found, and unfusing restores its other members", () => {
+    const root = new Root();
+    const first = root.first;
+    const [{ fused }] = fuseModules(root, ["first", "second"], [X(), X()]);
+    const mine = new Scale(7);
+    root.setSubmodule("second", mine);
+    expect(getFusedChains(root)).toEqual([{ parent: "", paths: ["first", "second"], fused }]);
+    expect(run(root)).toEqual([35, 70, 105]); // the collector passes x through: 7 · 5 · x
+    expect(unfuseModules(root, ["first"]).map((c) => c.fused)).toEqual([fused]);
+    expect([root.first, root.second]).toEqual([first, mine]);
+    expect(run(root)).toEqual([70, 140, 210]); // 2 · 7 · 5 · x
+    expect(getFusedChains(root)).toEqual([]);
+  });
 });
 
 describe("stand-ins", () => {

@@ -183,13 +183,18 @@ function installChain(
 
 /** The fused chains currently in `model`, with their current paths. */
 export function getFusedChains(model: Module): FusedChain[] {
-  return model
-    .namedModules()
-    .filter((e): e is [string, FusedModule] => e[1] instanceof FusedModule)
-    .map(([path, fused]) => {
-      const parent = splitPath(path)[0];
-      return { parent, paths: fused.chainInfo.names.map((n) => join(parent, n)), fused };
+  // through any of a chain's stand-ins: the user may have replaced some (its FusedModule too)
+  const chains = new Map<ChainInfo, FusedChain>();
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof RegistryCollector || m instanceof FusedModule) || chains.has(m.chainInfo)) continue;
+    const parent = splitPath(path)[0];
+    chains.set(m.chainInfo, {
+      parent,
+      paths: m.chainInfo.names.map((n) => join(parent, n)),
+      fused: m.chainInfo.fused!,
     });
+  }
+  return [...chains.values()];
 }
 
 /**

@@ -24,6 +24,8 @@ export interface ChainInfo {
   readonly paths: readonly string[];
   readonly specs: readonly ModuleSpec[];
   readonly registry: FusionRegistry;
+  /** The chain's FusedModule (set by its constructor): found from any stand-in, even once the user replaced it. */
+  fused?: FusedModule;
 }
 
 /** Common ground of the two stand-ins: state, children and writes all go to the module stood for. */
@@ -106,6 +108,7 @@ export class FusedModule extends StandIn implements KernelChainHolder {
   constructor(chain: readonly Module[], chainInfo: ChainInfo, { kernelLayerName }: { kernelLayerName?: string } = {}) {
     super(chain[chain.length - 1], chainInfo, chain.length - 1); // `this` is now the delegating proxy
     hide(this, { chain: Object.freeze([...chain]) });
+    chainInfo.fused = this;
     if (kernelLayerName !== undefined) tagInstanceLayer(this, kernelLayerName); // the hub's instance tag
   }
 
