@@ -78,7 +78,7 @@ describe("fusekit generate", () => {
     } finally {
       model.dispose();
     }
-    expect(r.stderr).toMatch(/^model .* · backend wasm · bf16 weights · loaded in [\d.]+ s$/m);
+    expect(r.stderr).toMatch(/^model .* · backend wasm · bf16 weights · loaded in [\d.]+ s · tokenizer [\d.]+ s$/m);
     expect(r.stderr).toMatch(/^prompt 6 tokens · prefill \d+ ms \([\d.]+ tokens\/s\)$/m);
     expect(r.stderr).toMatch(
       /^generated 6 tokens in [\d.]+ s · [\d.]+ tokens\/s · decode [\d.]+ tokens\/s · stopped: length · greedy$/m,

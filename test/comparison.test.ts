@@ -185,11 +185,13 @@ describe("comparison on the default model (wasm)", () => {
     const dir = await savedSmallModel({}, { seed: 2 });
     const result = await runComparison({
       modelDir: dir,
+      prompt: "as the CLI passes it", // with its ids, from the tokenizer it already loaded
       promptIds: [1, 2, 3],
       newTokens: 4,
       repeats: 1,
       approaches: [base, broken],
     });
+    expect([result.prompt, result.promptTokens]).toEqual(["as the CLI passes it", 3]);
     const row = result.rows[1];
     expect(row.pass).toBe(false);
     expect(row.maxAbsDiff).toBeGreaterThan(EXACT);
@@ -216,6 +218,7 @@ describe("comparison on the default model (wasm)", () => {
       repeats: 1,
       approaches: [throwing],
     });
+    expect([result.prompt, result.promptTokens]).toEqual(["2 token ids", 2]);
     expect(result.rows[0]).toMatchObject({
       pass: false,
       error: "Error: recipe exploded",

@@ -3,7 +3,7 @@ import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import type { Command } from "commander";
 import {
   addModelOptions,
-  resolveModelDir,
+  resolveModelAndTokenizer,
   setBackend,
   addForceOption,
   integerIn,
@@ -43,11 +43,12 @@ export function registerCompare(program: Command): void {
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
     // Every input is checked before the comparison starts: a bad path must not cost a whole run.
     if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
-    const dir = await resolveModelDir(opts.model, { tokenizer: true });
+    const { dir, tokenizer } = await resolveModelAndTokenizer(opts.model);
     await setBackend(opts.backend);
     const result = await runComparison({
       modelDir: dir,
       prompt: opts.prompt,
+      promptIds: tokenizer.encode(opts.prompt),
       newTokens: opts.newTokens,
       repeats: opts.repeats,
       weightStorage: opts.weightStorage,

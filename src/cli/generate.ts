@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
+import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
 import { loadGenerationConfig, type GenerationConfig } from "../io/companions.js";
 import { TextStreamer } from "../generation/streamer.js";
@@ -7,7 +7,7 @@ import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import {
   addModelOptions,
   loadModel,
-  resolveModelDir,
+  resolveModelAndTokenizer,
   setBackend,
   integerIn,
   nonEmptyText,
@@ -113,10 +113,9 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     this.error("error: required option '-p, --prompt <text>' not specified", { exitCode: 2, code: "fusekit.usage" });
   if (!opts.thinking && !opts.chat)
     this.error("error: option '--no-thinking' needs --chat", { exitCode: 2, code: "fusekit.usage" });
-  const dir = await resolveModelDir(opts.model, { tokenizer: true });
+  const { dir, tokenizer, tokenizerMs } = await resolveModelAndTokenizer(opts.model);
   const backend = await setBackend(opts.backend);
   const t0 = performance.now();
-  const tokenizer = await AutoTokenizer.fromPretrained(dir);
   const generationConfig = (await loadGenerationConfig(dir)) ?? {};
   const inputIds = promptIds(tokenizer, { ...opts, prompt: opts.prompt! }); // checked above
   // the memory plan reserves exactly this run's context: a model that cannot hold it fails before loading
@@ -150,7 +149,7 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     const decodeTokens = newTokens - 1;
     const rate = (n: number, ms: number) => (ms > 0 ? (n / ms) * 1000 : 0).toFixed(1);
     const lines = [
-      `model ${dir} · backend ${backend} · ${model.memoryPlan?.storage ?? "f32"} weights · loaded in ${(loadMs / 1000).toFixed(2)} s`,
+      `model ${dir} · backend ${backend} · ${model.memoryPlan?.storage ?? "f32"} weights · loaded in ${(loadMs / 1000).toFixed(2)} s · tokenizer ${(tokenizerMs / 1000).toFixed(2)} s`,
       `prompt ${inputIds.length} tokens · prefill ${prefillMs.toFixed(0)} ms (${rate(inputIds.length, prefillMs)} tokens/s)`,
       `generated ${newTokens} tokens in ${(totalMs / 1000).toFixed(2)} s · ${rate(newTokens, totalMs)} tokens/s` +
         (decodeTokens > 0 ? ` · decode ${rate(decodeTokens, totalMs - prefillMs)} tokens/s` : "") +

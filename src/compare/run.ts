@@ -21,9 +21,9 @@ import { FUSEKIT_ROOT } from "../io/package.js";
 export interface CompareOptions {
   /** Checkpoint directory (default: the embedded tiny model). */
   modelDir?: string;
-  /** Prompt text, tokenized with the checkpoint's tokenizer… */
+  /** Prompt text, tokenized with the checkpoint's tokenizer (unless `promptIds` are given; then only shown)… */
   prompt?: string;
-  /** …or token ids directly (for checkpoints without a tokenizer). */
+  /** …or its token ids directly (for checkpoints without a tokenizer, or a tokenizer already loaded). */
   promptIds?: number[];
   newTokens?: number;
   repeats?: number;
@@ -162,7 +162,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     model: dir,
     backend: getBackend(),
     weightStorage: load.weightStorage!,
-    prompt: options.promptIds ? `${ids.length} token ids` : prompt,
+    prompt: options.promptIds && options.prompt === undefined ? `${ids.length} token ids` : prompt,
     promptTokens: ids.length,
     newTokens,
     repeats,
