@@ -21,8 +21,68 @@ export function parseJsonStrict(text: string): StrictJsonResult {
   } catch (err) {
     return { ok: false, problem: `not valid JSON (${(err as Error).message})` };
   }
-  const problem = scanStructure(text);
+  // the quick check holds for almost every file; the full scan only runs to name what is wrong
+  const problem = keyCountsMatch(text, value) ? undefined : scanStructure(text);
   return problem ? { ok: false, problem } : { ok: true, value };
+}
+
+/**
+ * True when `value` (JSON.parse of `text`) has as many keys in each object as the text wrote there, and no
+ * nesting is deeper than MAX_JSON_DEPTH: JSON.parse keeps one of two equal keys, so a count short of the text's
+ * means a duplicate. Slices out only the keys that open a nested container, so a 151k-entry vocab costs one
+ * pass over the text (scanStructure slices and stores every key). False also when unsure.
+ */
+function keyCountsMatch(text: string, value: unknown): boolean {
+  const containers: unknown[] = []; // the parsed object / array at each open depth
+  const counts: number[] = []; // keys written so far (objects), or commas (arrays: the current index)
+  let expectKey = false;
+  let keyStart = 0;
+  let keyEnd = 0;
+  let keyEscaped = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const top = containers.length - 1;
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) break;
+      }
+      if (expectKey) {
+        counts[top]++;
+        keyStart = start;
+        keyEnd = i;
+        keyEscaped = escaped;
+        expectKey = false;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (containers.length >= MAX_JSON_DEPTH) return false;
+      const parent = containers[top];
+      let child = value;
+      if (Array.isArray(parent)) child = parent[counts[top]];
+      else if (top >= 0) {
+        const raw = text.slice(keyStart, keyEnd + 1);
+        child = (parent as Record<string, unknown>)[keyEscaped ? (JSON.parse(raw) as string) : raw.slice(1, -1)];
+      }
+      if (typeof child !== "object" || child === null || Array.isArray(child) !== (c === 0x5b)) return false;
+      containers.push(child);
+      counts.push(0);
+      expectKey = c === 0x7b;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      const closed = containers.pop() as object;
+      const written = counts.pop();
+      if (c === 0x7d && Object.keys(closed).length !== written) return false;
+      expectKey = false; // back in the parent, after a value
+    } else if (c === 0x2c /* , */) {
+      if (Array.isArray(containers[top])) counts[top]++;
+      else expectKey = true;
+    }
+  }
+  return true;
 }
 
 interface Frame {
