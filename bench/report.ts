@@ -354,10 +354,13 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
     (m.ort ?? [])
       .filter((t) => !t.error && f(t))
       .reduce<Figure | undefined>((a, t) => (!a || f(t)!.median > a.median ? f(t) : a), undefined);
-  const cell = (v: Figure | undefined, a?: Figure, b?: Figure, o?: Figure) =>
+  // a figure is missing because it failed (its error is in the configuration table) or was never run (screened)
+  const cell = (v: Figure | undefined, failed: boolean, a?: Figure, b?: Figure, o?: Figure) =>
     v
       ? `${fig(v)} ${ratio(v.median, a?.median)}${a && b ? " / " : ""}${ratio(v.median, b?.median)}${o ? ` · ORT ${ratio(v.median, o.median)}` : ""}`.trim()
-      : "error (see above)";
+      : failed
+        ? "error (see above)"
+        : "not measured (screened)";
   const shown = [...(["original", "fused", "patched"] as Family[]).map((f) => m.best[f]), "none·bf16·1t"];
   for (const id of [...new Set(shown)]) {
     const c = rowOf(m, id);
@@ -368,6 +371,7 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
       ...prefill.map((n) =>
         cell(
           c.result!.prefill[n],
+          c.result!.errors?.[`prefill ${n}`] !== undefined,
           t2?.prefill?.[n],
           t1?.prefill?.[n],
           ort((t) => t.prefill?.[n]),
@@ -375,6 +379,7 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
       ),
       cell(
         c.result.decode,
+        c.result.errors?.decode !== undefined,
         t2?.decode,
         t1?.decode,
         ort((t) => t.decode),
