@@ -10,7 +10,7 @@
 import type { CheckpointReader, TensorSource } from "../io/checkpoint.js";
 import type { Fp8BlockLayout, Fp8QuantizationConfig } from "../io/fp8-layout.js";
 import type { TensorData, TensorInfo, TensorToWrite } from "../io/safetensors.js";
-import { decode, encode, fp8Table, isFloatDtype, roundToBf16, type StorageDtype } from "../tensor/dtypes.js";
+import { bf16Bits, decode, encode, fp8Table, isFloatDtype, type StorageDtype } from "../tensor/dtypes.js";
 import { QuantizationError } from "../errors.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
@@ -69,6 +69,49 @@ function forEachSegment(
   }
 }
 
+/**
+ * The bf16 bits of `fp8` (E4M3 bytes, [rows, cols]) times their block's scale (float32 product, then nearest even),
+ * into `out`. A block has one scale, so each of its 256 codes is multiplied and rounded once, into a table its
+ * values are looked up in: one pass, no float32 array. Four codes are read, and two results written, per access
+ * where the rows allow it (2× faster).
+ */
+export function dequantizeFp8Into(
+  fp8: Uint8Array,
+  shape: readonly number[],
+  scales: Float32Array,
+  block: readonly number[],
+  out: Uint16Array,
+): void {
+  const values = fp8Table("F8_E4M3");
+  const [rows, cols] = shape;
+  const product = new Float32Array(1); // rounded to float32 first, as storing it in a Float32Array does
+  const productBits = new Uint32Array(product.buffer);
+  const table = new Uint32Array(256);
+  const [scaleRows, scaleCols] = blocksOf(shape, block);
+  const words = cols % 4 === 0 && block[1] % 4 === 0 && fp8.byteOffset % 4 === 0 && out.byteOffset % 4 === 0;
+  const in32 = words ? new Uint32Array(fp8.buffer, fp8.byteOffset, fp8.length >>> 2) : undefined;
+  const out32 = words ? new Uint32Array(out.buffer, out.byteOffset, out.length >>> 1) : undefined;
+  for (let br = 0; br < scaleRows; br++) {
+    for (let bc = 0; bc < scaleCols; bc++) {
+      const s = scales[br * scaleCols + bc];
+      for (let code = 0; code < 256; code++) {
+        product[0] = values[code] * s;
+        table[code] = bf16Bits(productBits[0]);
+      }
+      const [c0, c1] = [bc * block[1], Math.min(cols, (bc + 1) * block[1])];
+      for (let r = br * block[0]; r < Math.min(rows, (br + 1) * block[0]); r++) {
+        if (in32 && out32) {
+          for (let q = (r * cols + c0) >>> 2; q < (r * cols + c1) >>> 2; q++) {
+            const w = in32[q]; // codes 4q .. 4q+3, little-endian
+            out32[2 * q] = table[w & 255] | (table[(w >>> 8) & 255] << 16);
+            out32[2 * q + 1] = table[(w >>> 16) & 255] | (table[w >>> 24] << 16);
+          }
+        } else for (let i = r * cols + c0; i < r * cols + c1; i++) out[i] = table[fp8[i]];
+      }
+    }
+  }
+}
+
 /** float32 values of `fp8` (E4M3 bytes, [rows, cols]) times their block's scale, rounded to bf16. */
 export function dequantizeFp8(
   fp8: Uint8Array,
@@ -76,12 +119,11 @@ export function dequantizeFp8(
   scales: Float32Array,
   block: readonly number[],
 ): Float32Array {
-  const table = fp8Table("F8_E4M3");
-  const out = new Float32Array(shape[0] * shape[1]);
-  forEachSegment(shape, scales, block, (s, start, end) => {
-    for (let i = start; i < end; i++) out[i] = table[fp8[i]] * s;
-  });
-  return roundToBf16(out);
+  const bf16 = new Uint16Array(shape[0] * shape[1]);
+  dequantizeFp8Into(fp8, shape, scales, block, bf16);
+  const out = new Uint32Array(bf16.length);
+  for (let i = 0; i < bf16.length; i++) out[i] = bf16[i] << 16;
+  return new Float32Array(out.buffer);
 }
 
 /** E4M3 codes of `values / scale` per block (saturated to ±448, rounded to nearest even). */
@@ -147,6 +189,8 @@ export class Fp8CheckpointView implements TensorSource {
   readonly infos: Map<string, TensorInfo>;
   /** Layouts of the weights read so far, by checkpoint key. */
   readonly layouts = new Map<string, Fp8BlockLayout>();
+  /** `readBf16Into`'s buffer for the codes, grown to the largest weight read. */
+  private codes = new Uint8Array(0);
 
   constructor(
     private readonly reader: CheckpointReader,
@@ -187,6 +231,27 @@ export class Fp8CheckpointView implements TensorSource {
 
   readBytes(name: string): Promise<Uint8Array> {
     return this.reader.readBytes(name);
+  }
+
+  /** Raw bytes straight into their targets, as the reader does (the loader asks it only for BF16 / F16 / F32 tensors). */
+  readBytesIntoMany(targets: [string, () => Uint8Array, number?][], onRead?: (name: string) => void): Promise<void> {
+    return this.reader.readBytesIntoMany(targets, onRead);
+  }
+
+  /**
+   * Dequantizes FP8 weight `name` straight into `target()` — its bf16 bytes, [rows, cols] — with no float32 copy:
+   * the codes are read into one buffer reused from weight to weight (fresh memory costs a page fault per 4 KiB).
+   */
+  async readBf16Into(name: string, target: () => Uint8Array): Promise<void> {
+    const info = this.infos.get(name)!;
+    const layout = await this.readLayout(name, info);
+    const size = info.end - info.begin;
+    if (this.codes.length < size) this.codes = new Uint8Array(size);
+    const codes = this.codes.subarray(0, size);
+    await this.reader.readBytesIntoMany([[name, () => codes]]);
+    const bytes = target(); // after the awaits: a view taken before may be of a heap that has grown since
+    const out = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    dequantizeFp8Into(codes, info.shape, layout.scales, this.config.weight_block_size, out);
   }
 
   private async readLayout(name: string, info: TensorInfo): Promise<Fp8BlockLayout> {

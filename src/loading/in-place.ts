@@ -63,6 +63,24 @@ function allocate(shape: number[]): Slot {
   };
 }
 
+/**
+ * A packed bf16 tensor of `shape` (int32 [rows, cols/2]) filled by `fill` straight in the backend's memory (its
+ * argument returns a view of the tensor's bytes; take it after any await). Disposed if `fill` fails.
+ */
+export async function fillPacked(
+  shape: number[],
+  fill: (bytes: () => Uint8Array) => Promise<void>,
+): Promise<tf.Tensor> {
+  const slot = allocate(shape);
+  try {
+    await fill(slot.bytes);
+  } catch (err) {
+    slot.dispose();
+    throw err;
+  }
+  return slot.tensor();
+}
+
 /** tfjs-backend-wasm's allocator (emscripten's dlmalloc), untyped in tfjs. */
 interface WasmAllocator {
   wasm: { _malloc(bytes: number): number; _free(offset: number): void };

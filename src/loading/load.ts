@@ -21,7 +21,7 @@ import { Linear } from "../nn/layers.js";
 import { tf } from "../tensor/tf.js";
 import { encode, type StorageDtype } from "../tensor/dtypes.js";
 import { packableWeights, packWeightsOnLoad } from "../nn/storage.js";
-import { IN_PLACE_DTYPES, readPackedInPlace } from "./in-place.js";
+import { IN_PLACE_DTYPES, fillPacked, readPackedInPlace } from "./in-place.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ConfigError, ConversionError, NoWeightsLoadedError, StateDictError, WeightStorageError } from "../errors.js";
 import { buildInScope, withPatches, type PatchMapping } from "../patching/registry.js";
@@ -32,7 +32,7 @@ import type { HostTensor } from "../conversion/ops.js";
 import { planLoad, type PlanOptions } from "./plan.js";
 import { storeFusionConfig } from "../fusion/config.js";
 import { ensureFunctionKernels } from "../hub/functions.js";
-import { fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
+import { Fp8CheckpointView, fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
 import { readCompanionFiles } from "../io/companions.js";
 import { PreTrainedModel as PreTrainedModelClass } from "./pretrained.js";
 
@@ -434,9 +434,15 @@ async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], re
 const readsInPlace = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
   state.packed.has(p) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
 
-/** Reads one checkpoint tensor, decoded, into its parameter. */
+/** Reads one checkpoint tensor, decoded, into its parameter (an FP8 weight bound for bf16: dequantized in place). */
 async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
-  const t = await state.reader.read(key);
+  const source = state.reader;
+  if (state.packed.has(p) && source instanceof Fp8CheckpointView && source.isQuantized(key)) {
+    p.setPacked(await fillPacked(p.packedShape!, (bytes) => source.readBf16Into(key, bytes)));
+    p.storedDtype = "BF16";
+    return;
+  }
+  const t = await source.read(key);
   setValue(state, p, t.data, t.dtype);
 }
 

@@ -398,16 +398,9 @@ function encodeInt(values: Float32Array | Int32Array, dtype: StorageDtype, view:
 }
 
 /** The bf16 nearest (ties to even) to the float32 with bits `x`, as its 16 bits; NaN stays NaN. */
-function bf16Bits(x: number): number {
+export function bf16Bits(x: number): number {
   const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
   return (isNaN ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-/** Rounds float32 values to the nearest bf16 (ties to even), in place; returns `values`. */
-export function roundToBf16(values: Float32Array): Float32Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]) << 16;
-  return values;
 }
 
 /** Encodes float32 / int32 values as `dtype` bytes (little-endian); integers out of the dtype's range throw. */
@@ -438,7 +431,8 @@ export function encode(values: Float32Array | Int32Array, dtype: StorageDtype): 
     case "BF16": {
       const f = values instanceof Float32Array ? values : Float32Array.from(values);
       const bits = new Uint32Array(f.buffer, f.byteOffset, n);
-      for (let i = 0; i < n; i++) view.setUint16(2 * i, bf16Bits(bits[i]), true);
+      const halves = new Uint16Array(out.buffer); // little-endian, as the F32 case's bytes are (3× a DataView's speed)
+      for (let i = 0; i < n; i++) halves[i] = bf16Bits(bits[i]);
       return out;
     }
     case "F16":
