@@ -39,7 +39,7 @@ import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
 import { FusedGateUpMLP, qwen3GateUpQKVPatches } from "fusekit/patches/qwen3-gate-up-qkv";
 import { qwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
 import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
-import { EXACT, KERNEL } from "../src/compare/approaches.js";
+import { EXACT } from "../src/compare/approaches.js";
 import { logitsOf, maxAbsDiff, savedSmallModel, tmpDir } from "./helpers/models.js";
 
 // Distinguishable stand-ins (same parameters as the classes they replace, so the same weights load).
@@ -310,12 +310,11 @@ describe.each(["cpu", "wasm"] as const)("concurrent fromPretrained on %s", (back
         (seen[s.name] ??= { off: 0, on: 0 })[which as "off" | "on"]++;
         // Its own weights: the unpatched logits of ITS checkpoint, and clearly not the other one's.
         const got = logitsOf(m, IDS).flat(2);
-        const tol = s.kernels ? KERNEL : EXACT;
         expect(maxAbsDiff(got, reference.get(dir)!.flat(2)), `${s.name} on ${path.basename(dir)}`).toBeLessThanOrEqual(
-          tol,
+          EXACT,
         );
         const other = dirs.find((d) => d !== dir)!;
-        expect(maxAbsDiff(got, reference.get(other)!.flat(2))).toBeGreaterThan(1000 * tol);
+        expect(maxAbsDiff(got, reference.get(other)!.flat(2))).toBeGreaterThan(1000 * EXACT);
         expect(m.loadReport!.missingKeys.concat(m.loadReport!.unexpectedKeys), `${s.name}: load report`).toEqual([]);
       });
     } finally {

@@ -20,7 +20,7 @@ import {
   type PreTrainedModel,
 } from "fusekit";
 import { sameCheckpointTensors } from "../src/compare/run.js";
-import { KERNEL } from "../src/compare/approaches.js";
+import { EXACT } from "../src/compare/approaches.js";
 import { logitsOf, maxAbsDiff, randomizeNormsAndBiases, smallConfig, tmpDir } from "./helpers/models.js";
 
 const IDS = [[3, 17, 5, 42, 9, 1, 60, 22]];
@@ -97,7 +97,7 @@ describe("recipes", () => {
     ]);
     const model = await AutoModelForCausalLM.fromPretrained(dir, { useKernels: true, kernelConfig: [entry] });
     expect(model.getSubmodule("model.layers.1.post_attention_layernorm").constructor.name).toBe("NormMLPLayout");
-    expect(maxAbsDiff(flat(model), plain)).toBeLessThanOrEqual(KERNEL);
+    expect(maxAbsDiff(flat(model), plain)).toBeLessThanOrEqual(EXACT);
     model.dispose();
   });
 

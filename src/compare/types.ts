@@ -11,7 +11,7 @@ export interface Range {
 export interface Approach {
   id: string;
   label: string;
-  /** Max |Δ logits| allowed vs the original: 1e-6 where the op order is unchanged, 1e-5 for kernels. */
+  /** Max |Δ logits| allowed vs the original (1e-6 for every bundled approach; they measure 0). */
   tolerance: number;
   /** Recipe files (repo-relative) whose code the user writes for this approach; counted for "lines of user code". */
   recipeFiles: string[];

@@ -20,8 +20,19 @@ export interface KernelHelpers {
   simdModule<Exports>(base64: string): (backend: object) => Exports | null;
   /** Byte offset of a tensor's data in a wasm backend's heap. */
   heapOffset(backend: object, t: tf.TensorInfo): number;
-  /** out[r] = w · x[r] / sqrt(mean(x[r]²) + eps) over float32 rows (sums in float64): the JS reference loop. */
-  rmsNormRows(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, h: number, eps: number): void;
+  /**
+   * out[r] = w · (x[r] · 1/sqrt(mean(x[r]²) + eps)) over float32 rows, rounded step by step as `backend`'s own
+   * Square, Mean, Add, Rsqrt and Mul kernels round them: bit-identical to the unfused ops there.
+   */
+  rmsNormRows(
+    x: Float32Array,
+    w: Float32Array,
+    out: Float32Array,
+    rows: number,
+    h: number,
+    eps: number,
+    backend: "wasm" | "cpu",
+  ): void;
   /**
    * fusekit's bf16 matmul kernel ({x: f32 [rows, n], w: packed bf16 int32 [m, n/2]} → f32 [rows, m], on wasm
    * and cpu; on wasm it runs on every core through the kernel pool): call its kernelFunc for packed weights.

@@ -1,30 +1,16 @@
-// cpu build: one kernel call for the whole block on the cpu backend's typed arrays; the matmuls are
-// row-times-matrix loops over the [in, out] weights (contiguous inner loop, float64 accumulation). Packed
-// bf16 weights (int32 [out, in/2]) are multiplied by src/kernels' cpu bf16 matmul kernel function.
+// cpu build: one kernel call for the whole block on the cpu backend, the same bits as the unfused modules: the
+// norm rounds as the backend's own kernels do (helpers.rmsNormRows), and the matmuls and the sigmoid are the
+// backend's own kernel functions (float32 weights [in, out] to BatchMatMul; packed bf16 weights, int32
+// [out, in/2], to src/kernels' cpu bf16 matmul), called directly, skipping the engine's per-op dispatch.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluMulInPlace } from "./kernel.js";
 
-/** out[rows, n] = a[rows, k] · w[k, n]. */
-function matMulRows(a: Float32Array, w: Float32Array, rows: number, k: number, n: number): Float32Array {
-  const out = new Float32Array(rows * n);
-  const acc = new Float64Array(n);
-  for (let r = 0; r < rows; r++) {
-    acc.fill(0);
-    for (let i = 0; i < k; i++) {
-      const av = a[r * k + i];
-      if (av === 0) continue;
-      const base = i * n;
-      for (let j = 0; j < n; j++) acc[j] += av * w[base + j];
-    }
-    out.set(acc, r * n);
-  }
-  return out;
-}
-
 export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   const { tf, helpers } = env;
   if (!tf.getKernel(KERNEL_NAME, "cpu")) {
+    const matMul = tf.getKernel("BatchMatMul", "cpu")!.kernelFunc;
+    const sigmoid = tf.getKernel("Sigmoid", "cpu")!.kernelFunc;
     tf.registerKernel({
       kernelName: KERNEL_NAME,
       backendName: "cpu",
@@ -37,27 +23,21 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const xs = vals(x);
         const rows = xs.length / h;
         const normed = new Float32Array(xs.length);
-        helpers.rmsNormRows(xs, vals(normWeight), normed, rows, h, eps);
-        if (gate.dtype === "int32") {
-          // packed bf16: the backend bf16 kernel multiplies; its outputs are freed here once read
-          const mm = tf.getKernel(helpers.BF16_MATMUL, "cpu")!.kernelFunc;
-          const run = (a: Float32Array, k: number, w: TensorInfo): Float32Array => {
-            const xi = b.makeTensorInfo([rows, k], "float32", a) as TensorInfo;
-            const y = mm({ inputs: { x: xi, w }, backend, attrs: {} }) as TensorInfo;
-            const out = vals(y);
-            b.disposeData(xi.dataId);
-            b.disposeData(y.dataId);
-            return out;
-          };
-          const inter = gate.shape[0];
-          const g = run(normed, h, gate);
-          siluMulInPlace(g, run(normed, h, up));
-          return b.makeTensorInfo([...x.shape], "float32", run(g, inter, down));
-        }
-        const inter = gate.shape[1];
-        const g = matMulRows(normed, vals(gate), rows, h, inter);
-        siluMulInPlace(g, matMulRows(normed, vals(up), rows, h, inter));
-        return b.makeTensorInfo([...x.shape], "float32", matMulRows(g, vals(down), rows, inter, h));
+        helpers.rmsNormRows(xs, vals(normWeight), normed, rows, h, eps, "cpu");
+        // looked up per call: src/kernels registers it when the model code loads, possibly after this build
+        const bf16 = () => tf.getKernel(helpers.BF16_MATMUL, "cpu")!.kernelFunc;
+        const mm = (a: TensorInfo, w: TensorInfo): TensorInfo =>
+          (w.dtype === "int32"
+            ? bf16()({ inputs: { x: a, w }, backend, attrs: {} })
+            : matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } })) as TensorInfo;
+        const n = b.makeTensorInfo([rows, h], "float32", normed) as TensorInfo;
+        const g = mm(n, gate);
+        const u = mm(n, up);
+        const sig = sigmoid({ inputs: { x: g }, backend, attrs: {} }) as TensorInfo;
+        siluMulInPlace(vals(g), vals(sig), vals(u));
+        const y = mm(g, down);
+        for (const t of [n, g, u, sig]) b.disposeData(t.dataId);
+        return { dataId: y.dataId, shape: [...x.shape], dtype: "float32" };
       },
     });
   }

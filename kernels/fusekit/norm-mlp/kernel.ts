@@ -4,12 +4,12 @@ import type { KernelEnv } from "../../../src/hub/types.js";
 
 export const KERNEL_NAME = "FusekitNormMLP";
 
-/** gate[i] = silu(gate[i]) · up[i], in place. */
-export function siluMulInPlace(gate: Float32Array, up: Float32Array): void {
-  for (let i = 0; i < gate.length; i++) {
-    const g = gate[i];
-    gate[i] = (g / (1 + Math.exp(-g))) * up[i];
-  }
+/**
+ * gate[i] = (gate[i] · sig[i]) · up[i], in place, each product rounded to float32: with sig the backend's own
+ * Sigmoid of gate, the unfused mul(mul(gate, sigmoid(gate)), up), bit for bit.
+ */
+export function siluMulInPlace(gate: Float32Array, sig: Float32Array, up: Float32Array): void {
+  for (let i = 0; i < gate.length; i++) gate[i] = Math.fround(gate[i] * sig[i]) * up[i];
 }
 
 /** A Parameter as the kernel sees it: float32 `[in, out]`, or packed bf16 `[out, in/2]` (int32) when `packed`. */

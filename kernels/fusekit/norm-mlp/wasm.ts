@@ -1,11 +1,12 @@
-// wasm build: one kernel call for the whole block. The norm and silu·mul run in a small SIMD module
-// (normmlp.wat) that imports the backend's memory and works on the tensors in place (a JS loop over heap
-// views serves sizes that are not multiples of 4, or runtimes without wasm SIMD). The three matmuls call
-// the wasm backend's own BatchMatMul kernel function directly (XNNPACK, 2-D, untransposed, against the
-// persistent weight tensors), skipping the engine's per-op dispatch; packed bf16 weights (int32 [out, in/2])
-// go to src/kernels' SIMD bf16 matmul kernel function instead, which reads them in place. Intermediates live only in the
-// backend and are freed before returning. Heap views are taken after the allocations they read, since
-// heap growth detaches older views.
+// wasm build: one kernel call for the whole block, the same bits as the unfused modules. The norm and the
+// gate·sigmoid·up products run in a small wasm module (normmlp.wat) that imports the backend's memory and works
+// on the tensors in place, rounding as the backend's own kernels do (a JS loop over heap views serves sizes that
+// are not multiples of 4, or runtimes without wasm SIMD); the sigmoid is the backend's own Sigmoid kernel (its
+// approximation cannot be matched otherwise). The three matmuls call the wasm backend's own BatchMatMul kernel
+// function directly (XNNPACK, 2-D, untransposed, against the persistent weight tensors), skipping the engine's
+// per-op dispatch; packed bf16 weights (int32 [out, in/2]) go to src/kernels' SIMD bf16 matmul kernel function
+// instead, which reads them in place. Intermediates live only in the backend and are freed before returning.
+// Heap views are taken after the allocations they read, since heap growth detaches older views.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluMulInPlace } from "./kernel.js";
@@ -13,7 +14,7 @@ import { WASM_BASE64 } from "./normmlp.wasm.js";
 
 interface Simd {
   rmsnorm(x: number, w: number, out: number, rows: number, h: number, eps: number): void;
-  silu_mul(g: number, u: number, out: number, n: number): void;
+  mul_mul(a: number, b: number, c: number, out: number, n: number): void;
 }
 
 /** The SIMD module on a backend's heap (null without wasm SIMD); set by createLayers from the env's helpers. */
@@ -29,6 +30,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   simdFor ??= helpers.simdModule<Simd>(WASM_BASE64);
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
+    const sigmoid = tf.getKernel("Sigmoid", "wasm")!.kernelFunc;
     // looked up per call: src/kernels registers it when the model code loads, possibly after this build
     const bf16MatMul = () => tf.getKernel(helpers.BF16_MATMUL, "wasm")!.kernelFunc;
     tf.registerKernel({
@@ -59,13 +61,15 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
             rows,
             h,
             eps,
+            "wasm",
           );
         const g = mm(normed, gate);
         const u = mm(normed, up);
-        if (fns && inter % 4 === 0) fns.silu_mul(at(g), at(u), at(g), rows * inter);
-        else siluMulInPlace(b.typedArrayFromHeap(g), b.typedArrayFromHeap(u));
+        const sig = sigmoid({ inputs: { x: g }, backend, attrs: {} }) as TensorInfo;
+        if (fns && inter % 4 === 0) fns.mul_mul(at(g), at(sig), at(u), at(g), rows * inter);
+        else siluMulInPlace(b.typedArrayFromHeap(g), b.typedArrayFromHeap(sig), b.typedArrayFromHeap(u));
         const y = mm(g, down);
-        for (const t of [normed, g, u]) b.disposeData(t.dataId);
+        for (const t of [normed, g, u, sig]) b.disposeData(t.dataId);
         return { dataId: y.dataId, shape: [...x.shape], dtype: "float32" };
       },
     });

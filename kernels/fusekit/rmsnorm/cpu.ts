@@ -21,6 +21,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
           xs.length / h,
           h,
           (attrs as { eps: number }).eps,
+          "cpu",
         );
         return b.makeTensorInfo(x.shape, "float32", out);
       },

@@ -1,7 +1,7 @@
 // wasm build: the kernel works on the tfjs-wasm heap in place. Rows whose length is a multiple of 4 go
-// through a small SIMD module (rmsnorm.wat) that imports the backend's own memory; other shapes, or a
+// through a small wasm module (rmsnorm.wat) that imports the backend's own memory; other shapes, or a
 // runtime without wasm SIMD, use a JS loop over heap views (taken after the output is allocated, since
-// heap growth detaches older views).
+// heap growth detaches older views). Both round as the unfused ops on this backend do: the same bits.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers } from "./kernel.js";
@@ -43,6 +43,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
             rows,
             h,
             eps,
+            "wasm",
           );
         }
         return out;
