@@ -82,6 +82,24 @@ function normMLP64(
 
 afterEach(() => clearKernelMapping());
 
+/** A FusedNormMLP block with seeded weights and a norm weight away from 1, its weights packed for "bf16". */
+function normMLP(hidden: number, inter: number, storage: "f32" | "bf16"): FusedNormMLP {
+  const cfg = new Qwen3Config({
+    vocab_size: 16,
+    hidden_size: hidden,
+    intermediate_size: inter,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+  });
+  const mlp = withPatches(qwen3NormMLPPatches, () => new FusedNormMLP(cfg));
+  mlp.initializeWeights(hidden);
+  mlp.norm_weight.setStateData(uniform(hidden, 0.5, 1.5, inter), "F32");
+  if (storage === "bf16") storeWeightsAs(mlp, "bf16", { lossy: true });
+  return mlp;
+}
+
 describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (backend) => {
   beforeAll(async () => {
     await setBackend(backend);
@@ -162,19 +180,8 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
             [32, 48],
             [64, 128],
           ]) {
-        const cfg = new Qwen3Config({
-          vocab_size: 16,
-          hidden_size: hidden,
-          intermediate_size: inter,
-          num_hidden_layers: 1,
-          num_attention_heads: 4,
-          num_key_value_heads: 2,
-          head_dim: 8,
-        });
-        const mlp = withPatches(qwen3NormMLPPatches, () => new FusedNormMLP(cfg));
-        mlp.initializeWeights(hidden);
-        mlp.norm_weight.setStateData(uniform(hidden, 0.5, 1.5, inter), "F32");
-        if (storage === "bf16") storeWeightsAs(mlp, "bf16", { lossy: true });
+        const mlp = normMLP(hidden, inter, storage);
+        const cfg = mlp.config;
         // the values the kernel multiplies with (bf16-rounded when packed), in checkpoint layout
         const [g, u, d] = [mlp.gate_proj, mlp.up_proj, mlp.down_proj].map((l) => l.weight.stateData());
         await kernelize(mlp, { mode: Mode.INFERENCE });
@@ -235,19 +242,7 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
       [30, 46, "f32"],
       [32, 48, "bf16"],
     ] as const) {
-      const cfg = new Qwen3Config({
-        vocab_size: 16,
-        hidden_size: hidden,
-        intermediate_size: inter,
-        num_hidden_layers: 1,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-      });
-      const mlp = withPatches(qwen3NormMLPPatches, () => new FusedNormMLP(cfg));
-      mlp.initializeWeights(hidden);
-      mlp.norm_weight.setStateData(uniform(hidden, 0.5, 1.5, inter), "F32");
-      if (storage === "bf16") storeWeightsAs(mlp, "bf16", { lossy: true });
+      const mlp = normMLP(hidden, inter, storage);
       await same(
         mlp,
         tf.randomNormal([2, 30, hidden], 0, 1, "float32", 7),

@@ -38,25 +38,16 @@ function keyCountsMatch(text: string, value: unknown): boolean {
   let expectKey = false;
   let keyStart = 0;
   let keyEnd = 0;
-  let keyEscaped = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     const top = containers.length - 1;
     if (c === 0x22 /* " */) {
       const start = i;
-      let escaped = false;
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 0x5c /* \ */) {
-          escaped = true;
-          i++;
-        } else if (d === 0x22) break;
-      }
+      i = stringEnd(text, i);
       if (expectKey) {
         counts[top]++;
         keyStart = start;
         keyEnd = i;
-        keyEscaped = escaped;
         expectKey = false;
       }
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
@@ -64,10 +55,7 @@ function keyCountsMatch(text: string, value: unknown): boolean {
       const parent = containers[top];
       let child = value;
       if (Array.isArray(parent)) child = parent[counts[top]];
-      else if (top >= 0) {
-        const raw = text.slice(keyStart, keyEnd + 1);
-        child = (parent as Record<string, unknown>)[keyEscaped ? (JSON.parse(raw) as string) : raw.slice(1, -1)];
-      }
+      else if (top >= 0) child = (parent as Record<string, unknown>)[keyOf(text.slice(keyStart, keyEnd + 1))];
       if (typeof child !== "object" || child === null || Array.isArray(child) !== (c === 0x5b)) return false;
       containers.push(child);
       counts.push(0);
@@ -85,6 +73,19 @@ function keyCountsMatch(text: string, value: unknown): boolean {
   return true;
 }
 
+/** Index of the quote closing the string that opens at `i` in valid JSON text (an escape skips one character). */
+function stringEnd(text: string, i: number): number {
+  for (i++; i < text.length; i++) {
+    const d = text.charCodeAt(i);
+    if (d === 0x5c /* \ */) i++;
+    else if (d === 0x22 /* " */) return i;
+  }
+  return i;
+}
+
+/** A key's value from its quoted JSON text. */
+const keyOf = (raw: string): string => (raw.includes("\\") ? (JSON.parse(raw) as string) : raw.slice(1, -1));
+
 interface Frame {
   keys?: Set<string>; // present for objects
   path: string;
@@ -99,18 +100,10 @@ function scanStructure(text: string): string | undefined {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
       const start = i;
-      let escaped = false;
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 0x5c /* \ */) {
-          escaped = true;
-          i++;
-        } else if (d === 0x22) break;
-      }
+      i = stringEnd(text, i);
       const top = stack[stack.length - 1];
       if (top?.keys && top.expectKey) {
-        const raw = text.slice(start, i + 1);
-        const key = escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        const key = keyOf(text.slice(start, i + 1));
         if (top.keys.has(key)) return `duplicate key ${preview(key)}${top.path ? ` in ${top.path}` : ""}`;
         top.keys.add(key);
         top.expectKey = false;
