@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -187,6 +187,26 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       ).toBe(true);
       expect(direct.parameters().some((p) => p.packOnLoad)).toBe(false);
       direct.dispose();
+    });
+
+    it("saves packed weights as the bytes it holds: a NaN payload and -0 come back unchanged", async () => {
+      // a BF16 checkpoint whose down_proj starts with a signalling NaN (0x7f81), -0 (0x8000) and the smallest
+      // subnormal (0x0001): a float32 round trip would quiet the NaN (0x7fc1); the packed bytes must not
+      const src = tmpDir("fusekit-bf16-nan-");
+      const plain = AutoModelForCausalLM.fromConfig(smallConfig(), { seed: 4 });
+      await plain.savePretrained(src, { dtype: "BF16" });
+      plain.dispose();
+      const file = path.join(src, "model.safetensors");
+      const bytes = readFileSync(file);
+      const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
+      const at = 8 + Number(bytes.readBigUInt64LE(0)) + header["model.layers.0.mlp.down_proj.weight"].data_offsets[0];
+      bytes.set([0x81, 0x7f, 0x00, 0x80, 0x01, 0x00], at);
+      writeFileSync(file, bytes);
+      const model = await AutoModelForCausalLM.fromPretrained(src, { weightStorage: "bf16" });
+      const out = tmpDir("fusekit-bf16-nan-out-");
+      await model.savePretrained(out);
+      model.dispose();
+      expect(readFileSync(path.join(out, "model.safetensors")).equals(bytes)).toBe(true);
     });
 
     it("refuses .tensor on a packed parameter with a named error", () => {
