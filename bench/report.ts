@@ -151,7 +151,7 @@ const ortBest = (m: ModelEntry, f: (t: OrtResult) => number | undefined) =>
   m.ort
     .filter((t) => !t.error && f(t) !== undefined)
     .reduce<OrtResult | undefined>((a, b) => (!a || f(b)! > f(a)! ? b : a), undefined);
-/** Decoder-stack milliseconds per decode step (median of the runs' medians, timed between the layers' hooks). */
+/** Decoder-stack milliseconds per decode step (median over the runs of each run's mean, timed between the layers' hooks). */
 const stackMs = (r: ConfigRow) => r.result!.decoderStackMs.median;
 const kernelized = (m: ModelEntry) =>
   [rowOf(m, m.best.fused), rowOf(m, m.best.patched)].filter((r): r is ConfigRow => !!r?.result && r.status === "full");
