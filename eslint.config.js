@@ -5,7 +5,7 @@ import tseslint from "typescript-eslint";
 import globals from "globals";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "scratch/", "bench/results.json", "**/*.wasm.ts", "src/kernels/*-wasm.ts"] },
+  { ignores: ["dist/", "node_modules/", "scratch/", "bench/results.json", "**/*.wasm.ts", "src/backend/*-wasm.ts"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,4 +1,4 @@
-// Scratch micro-bench behind the b1x8 decode block in src/kernels/bf16.wat: one x row against 4 or 8 bf16
+// Scratch micro-bench behind the b1x8 decode block in src/backend/bf16.wat: one x row against 4 or 8 bf16
 // weight rows per pass (shuffle widening vs shift/and widening — the latter is a speed probe only, not the
 // same math), next to a plain SIMD read, over ~528 MB of bf16 weights. Run: node bench/bf16-gemv-rows.mjs
 import wabtInit from "wabt";

@@ -23,11 +23,11 @@ import {
   stat,
   type Figure,
 } from "../src/compare/measure.js";
-import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
-import { qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
-import { qwen3NormMLPConversions } from "../conversions/qwen3-norm-mlp.js";
-import { qwen3GateUpQKVPatches } from "../patches/qwen3-gate-up-qkv.js";
-import { qwen3GateUpQKVConversions } from "../conversions/qwen3-gate-up-qkv.js";
+import { fuseNormMLP } from "../fusions/norm-mlp.js";
+import { qwen3NormMLPPatches } from "../patches/norm-mlp.js";
+import { qwen3NormMLPConversions } from "../conversions/norm-mlp.js";
+import { qwen3GateUpQKVPatches } from "../patches/gate-up-qkv.js";
+import { qwen3GateUpQKVConversions } from "../conversions/gate-up-qkv.js";
 
 export type Family = "original" | "fused" | "patched";
 export type Storage = "f32" | "bf16";
@@ -45,9 +45,9 @@ type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "kern
 
 const CANDIDATES: [Family, Recipe, string][] = [
   ["original", "none", "original"],
-  ["fused", "norm-mlp-fusion", "fused NormMLP + kernelize"], // fusions/qwen3-norm-mlp.ts fuseNormMLP(model, { kernel: true })
-  ["patched", "norm-mlp-patch", "patched NormMLP + kernelize"], // patches/ + conversions/qwen3-norm-mlp.ts at load
-  ["patched", "gate-up-qkv-patch", "patched gate_up/qkv + kernelize"], // patches/ + conversions/qwen3-gate-up-qkv.ts at load
+  ["fused", "norm-mlp-fusion", "fused NormMLP + kernelize"], // fusions/norm-mlp.ts fuseNormMLP(model, { kernel: true })
+  ["patched", "norm-mlp-patch", "patched NormMLP + kernelize"], // patches/ + conversions/norm-mlp.ts at load
+  ["patched", "gate-up-qkv-patch", "patched gate_up/qkv + kernelize"], // patches/ + conversions/gate-up-qkv.ts at load
   ["patched", "kernel-config", "kernelConfig NormQKV + NormMLP"], // fromPretrained's useKernels + n-to-1 KernelConfig
 ];
 

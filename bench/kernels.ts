@@ -61,7 +61,7 @@ export async function kernelMicroBench({ iters = 200, rounds = 5 } = {}): Promis
     await kernelize(normK, { mode: Mode.INFERENCE });
     await kernelize(actK, { mode: Mode.INFERENCE });
   });
-  const build = new URL(`../kernels/fusekit/norm-mlp/${backend === "wasm" ? "wasm" : "cpu"}.js`, import.meta.url).href;
+  const build = new URL(`../hub/fusekit/norm-mlp/${backend === "wasm" ? "wasm" : "cpu"}.js`, import.meta.url).href;
   const fusedForward = (await import(build)).createLayers(kernelEnv(backend)).NormMLP.prototype.forward as (
     x: tf.Tensor,
   ) => tf.Tensor;

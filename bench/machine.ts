@@ -4,8 +4,8 @@
 import path from "node:path";
 import { open } from "node:fs/promises";
 import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/index.js";
-import { kernelPool } from "../src/kernels/pool.js";
-import { wasmReadSum } from "../src/kernels/kernels.js";
+import { kernelPool } from "../src/backend/pool.js";
+import { wasmReadSum } from "../src/backend/kernels.js";
 import { stat, type Figure } from "../src/compare/measure.js";
 import { CheckpointReader } from "../src/io/checkpoint.js";
 

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheDir } from "../src/models/presets.js";
+import { cacheDir } from "../src/presets/presets.js";
 import type { Figure } from "../src/compare/measure.js";
 import { runPeer } from "./peer.js";
 

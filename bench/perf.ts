@@ -15,9 +15,9 @@ import {
   type PreTrainedModel,
   type WeightStorage,
 } from "../src/index.js";
-import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
-import { qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
-import { qwen3NormMLPConversions } from "../conversions/qwen3-norm-mlp.js";
+import { fuseNormMLP } from "../fusions/norm-mlp.js";
+import { qwen3NormMLPPatches } from "../patches/norm-mlp.js";
+import { qwen3NormMLPConversions } from "../conversions/norm-mlp.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : dflt);

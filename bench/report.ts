@@ -314,7 +314,7 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
     rows,
     notes: [
       "★ = best of its family (original / runtime-fused + kernelized / patched + kernelized) by decode tokens/s. " +
-        "fused NormMLP = fusions/qwen3-norm-mlp.ts fuseNormMLP(model, { kernel: true }) then kernelize; patched = fromPretrained with patches/ + conversions/ qwen3-norm-mlp or qwen3-gate-up-qkv, then kernelize. " +
+        "fused NormMLP = fusions/norm-mlp.ts fuseNormMLP(model, { kernel: true }) then kernelize; patched = fromPretrained with patches/ + conversions/ norm-mlp or gate-up-qkv, then kernelize. " +
         "ready = fromPretrained until ready to run; RSS after load = the child process's peak RSS then; kernels/step = tfjs kernels per decode step.",
       ...(m.screened
         ? [

@@ -10,7 +10,7 @@ export {
   tensorflowAvailable,
   BACKENDS,
   type BackendName,
-} from "./kernels/backend.js";
+} from "./backend/backend.js";
 export * from "./tensor/dtypes.js";
 
 export {
@@ -55,14 +55,14 @@ export {
   qwen3TokenizerDir,
   tokenizerDir,
   type PresetName,
-} from "./models/presets.js";
+} from "./presets/presets.js";
 export {
   writeRandomCheckpoint,
   checkpointBytes,
   RANDOM_CHECKPOINT_DTYPES,
   type RandomCheckpointDtype,
   type RandomCheckpointOptions,
-} from "./models/random-checkpoint.js";
+} from "./presets/random-checkpoint.js";
 
 export {
   SafetensorsFile,
@@ -241,7 +241,7 @@ export {
   type KernelLayerClass,
   type KernelBuildModule,
 } from "./hub/types.js";
-export { SiluAndMul } from "./hub/layers.js";
+export { SiluAndMul } from "./hub/silu-and-mul.js";
 export {
   useKernelFuncFromHub,
   kernelizeFunctions,
@@ -266,7 +266,7 @@ export {
   type StoreWeightsOptions,
   type StoreWeightsReport,
 } from "./nn/storage.js";
-export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./kernels/ops.js";
-export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./kernels/kernels.js";
-export { packBf16, unpackBf16 } from "./kernels/bf16.js";
-export { setKernelThreads, kernelThreads } from "./kernels/pool.js";
+export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./backend/ops.js";
+export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./backend/kernels.js";
+export { packBf16, unpackBf16 } from "./backend/bf16.js";
+export { setKernelThreads, kernelThreads } from "./backend/pool.js";

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AutoModelForCausalLM, Qwen3Config, setBackend } from "fusekit";
-import { threadsFromEnv } from "../src/kernels/pool.js";
+import { threadsFromEnv } from "../src/backend/pool.js";
 import { QUICK, runBench, type BenchResults } from "../bench/run.js";
 import { renderMarkdown, renderTerminal } from "../bench/report.js";
 import type { Figure } from "../src/compare/measure.js";

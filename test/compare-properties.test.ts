@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";
 import { AutoModelForCausalLM, setBackend, type PreTrainedModel } from "fusekit";
-import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
+import { qwen3NormMLPPatches } from "fusekit/patches/norm-mlp";
 import { patchesReachLoaded } from "../src/compare/approaches.js";
 import { savedSmallModel } from "./helpers/models.js";
 

@@ -35,10 +35,10 @@ import {
   type Module,
   type PreTrainedModel,
 } from "fusekit";
-import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
-import { FusedGateUpMLP, qwen3GateUpQKVPatches } from "fusekit/patches/qwen3-gate-up-qkv";
-import { qwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
-import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
+import { qwen3NormMLPPatches } from "fusekit/patches/norm-mlp";
+import { FusedGateUpMLP, qwen3GateUpQKVPatches } from "fusekit/patches/gate-up-qkv";
+import { qwen3NormMLPConversions } from "fusekit/conversions/norm-mlp";
+import { qwen3GateUpQKVConversions } from "fusekit/conversions/gate-up-qkv";
 import { EXACT } from "../src/compare/approaches.js";
 import { logitsOf, maxAbsDiff, savedSmallModel, tmpDir } from "./helpers/models.js";
 

@@ -32,7 +32,7 @@ import {
   type HostTensor,
   type ModelConfig,
 } from "fusekit";
-import { qwen3GateUpQKVConversions } from "fusekit/conversions/qwen3-gate-up-qkv";
+import { qwen3GateUpQKVConversions } from "fusekit/conversions/gate-up-qkv";
 
 const host = (shape: number[], seed = 1): HostTensor => {
   const n = shape.reduce((a, b) => a * b, 1);

@@ -18,8 +18,8 @@ import {
   type FusionSpec,
   type PreTrainedModel,
 } from "fusekit";
-import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
-import { qwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
+import { qwen3NormMLPPatches } from "fusekit/patches/norm-mlp";
+import { qwen3NormMLPConversions } from "fusekit/conversions/norm-mlp";
 import { sameCheckpointTensors } from "../src/compare/run.js";
 import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
 

@@ -7,7 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const SOURCES = ["src", "patches", "conversions", "fusions", "kernels", "bench"];
+const SOURCES = ["src", "patches", "conversions", "fusions", "hub", "bench"];
 
 function newestSourceMtime(dir: string): number {
   if (!existsSync(dir)) return 0;

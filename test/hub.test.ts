@@ -579,11 +579,11 @@ describe("applyKernelsAfterLoad", () => {
     model.eval();
 
     const local = new LocalLayerRepository({
-      path: path.join(process.cwd(), "kernels/fusekit/rmsnorm"),
+      path: path.join(process.cwd(), "hub/fusekit/rmsnorm"),
       layerName: "RMSNorm",
     });
     await applyKernelsAfterLoad(model, { useKernels: true, kernelMapping: { RMSNorm: { cpu: local } } });
-    expect(activeKernel(norm)).toBe(`RMSNorm from local repo ${path.join(process.cwd(), "kernels/fusekit/rmsnorm")}`);
+    expect(activeKernel(norm)).toBe(`RMSNorm from local repo ${path.join(process.cwd(), "hub/fusekit/rmsnorm")}`);
     model.dispose();
   });
 
@@ -593,7 +593,7 @@ describe("applyKernelsAfterLoad", () => {
     const model = AutoModelForCausalLM.fromConfig(config, { seed: 1 });
     const norm = (model as any).model.norm as Qwen3RMSNorm;
     const local = new LocalLayerRepository({
-      path: path.join(process.cwd(), "kernels/fusekit/rmsnorm"),
+      path: path.join(process.cwd(), "hub/fusekit/rmsnorm"),
       layerName: "RMSNorm",
     });
     const err = await applyKernelsAfterLoad(model, {
@@ -653,7 +653,7 @@ describe("fusekit kernels (CLI)", () => {
       ["fusekit/rmsnorm", 1, ["cpu.ts", "kernel.ts", "manifest.json", "rmsnorm.wasm.ts", "rmsnorm.wat", "wasm.ts"]],
     ]);
     const { createHash } = await import("node:crypto");
-    const manifest = await fsp.readFile(path.join(process.cwd(), "kernels/fusekit/rmsnorm/manifest.json"));
+    const manifest = await fsp.readFile(path.join(process.cwd(), "hub/fusekit/rmsnorm/manifest.json"));
     expect(lock.kernels[0].files["manifest.json"]).toBe(createHash("sha256").update(manifest).digest("hex"));
     await expect(cli("kernels", "lock", "nope/missing", "--out", out, "--force")).rejects.toThrow(
       "kernels lock: not in the hub: nope/missing",

@@ -22,7 +22,7 @@ import {
   tf,
   withPatches,
 } from "fusekit";
-import { FusedNormMLP, qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
+import { FusedNormMLP, qwen3NormMLPPatches } from "../patches/norm-mlp.js";
 import {
   F32_MIN_NORMAL,
   kernelCalls,

@@ -101,10 +101,10 @@ it.each(["rmsnorm/rmsnorm", "activation/silu", "norm-mlp/normmlp"])(
   async (name) => {
     const { readFile } = await import("node:fs/promises");
     const wabt = await (await import("wabt")).default();
-    const wat = await readFile(new URL(`../kernels/fusekit/${name}.wat`, import.meta.url), "utf8");
+    const wat = await readFile(new URL(`../hub/fusekit/${name}.wat`, import.meta.url), "utf8");
     const mod = wabt.parseWat(`${name}.wat`, wat);
     mod.validate();
-    const generated = await readFile(new URL(`../kernels/fusekit/${name}.wasm.ts`, import.meta.url), "utf8");
+    const generated = await readFile(new URL(`../hub/fusekit/${name}.wasm.ts`, import.meta.url), "utf8");
     const WASM_BASE64 = /"([A-Za-z0-9+/=]+)"/.exec(generated)![1];
     expect(Buffer.from(WASM_BASE64, "base64").equals(Buffer.from(mod.toBinary({}).buffer))).toBe(true);
     mod.destroy();
@@ -206,7 +206,7 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
   it("NormMLP kernel matches the composed ops for decode- and prefill-sized inputs (SIMD and JS paths), memory flat", async () => {
     registerKernelMapping({ NormMLP: onBoth(repo("fusekit/norm-mlp", "NormMLP")) });
     if (backend === "wasm") {
-      const { simdAvailable } = await import("../kernels/fusekit/norm-mlp/wasm.js");
+      const { simdAvailable } = await import("../hub/fusekit/norm-mlp/wasm.js");
       expect(simdAvailable(tf.backend())).toBe(true);
     }
     // hidden 32 / intermediate 48 take the SIMD path on wasm; 30 / 46 (not multiples of 4) the JS loops
@@ -240,7 +240,7 @@ describe.each(["wasm", "cpu"] as const)("kernelized models on %s", (backend) => 
   it("RMSNorm kernel matches the composed ops on rows of every length (SIMD multiple-of-4 path and the JS path)", async () => {
     registerKernelMapping({ RMSNorm: onBoth(repo("fusekit/rmsnorm", "RMSNorm")) });
     if (backend === "wasm") {
-      const { simdAvailable } = await import("../kernels/fusekit/rmsnorm/wasm.js");
+      const { simdAvailable } = await import("../hub/fusekit/rmsnorm/wasm.js");
       expect(simdAvailable(tf.backend())).toBe(true); // Node's wasm has SIMD: the [3,7,64] and [1,1,4] cases run it
     }
     for (const [shape, eps] of [

@@ -15,8 +15,8 @@ import {
   tf,
   writeSafetensors,
 } from "fusekit";
-import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../src/kernels/convert.js";
-import { heapOffset, type WasmBackend } from "../src/kernels/heap.js";
+import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../src/backend/convert.js";
+import { heapOffset, type WasmBackend } from "../src/backend/heap.js";
 import { savedFamilyModel, smallConfig, tmpDir } from "./helpers/models.js";
 
 const MIB = 2 ** 20;

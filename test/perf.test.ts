@@ -16,9 +16,9 @@ import {
   withPatches,
   type PreTrainedModel,
 } from "fusekit";
-import { fuseNormMLP } from "../fusions/qwen3-norm-mlp.js";
-import { FusedNormMLP, qwen3NormMLPPatches } from "../patches/qwen3-norm-mlp.js";
-import { qwen3NormMLPConversions } from "../conversions/qwen3-norm-mlp.js";
+import { fuseNormMLP } from "../fusions/norm-mlp.js";
+import { FusedNormMLP, qwen3NormMLPPatches } from "../patches/norm-mlp.js";
+import { qwen3NormMLPConversions } from "../conversions/norm-mlp.js";
 import { kernelCalls } from "./helpers/float64.js";
 import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
 
@@ -205,11 +205,11 @@ describe.each(["wasm", "cpu"] as const)("preallocated KV cache (%s)", (backend) 
     cache.dispose();
   });
 
-  it("the embedded attention SIMD module is exactly src/kernels/attention.wat assembled by wabt", async () => {
+  it("the embedded attention SIMD module is exactly src/backend/attention.wat assembled by wabt", async () => {
     const { readFileSync } = await import("node:fs");
-    const { assemble, tsModule } = await import("../src/kernels/assemble.mjs");
-    const fresh = await assemble(readFileSync(new URL("../src/kernels/attention.wat", import.meta.url), "utf8"));
-    expect(readFileSync(new URL("../src/kernels/attention-wasm.ts", import.meta.url), "utf8")).toBe(
+    const { assemble, tsModule } = await import("../src/backend/assemble.mjs");
+    const fresh = await assemble(readFileSync(new URL("../src/backend/attention.wat", import.meta.url), "utf8"));
+    expect(readFileSync(new URL("../src/backend/attention-wasm.ts", import.meta.url), "utf8")).toBe(
       tsModule(fresh, "attention", "ATTENTION_WASM_BASE64"),
     );
   });
@@ -221,7 +221,7 @@ describe("bf16 matvec on wasm (8 weight rows per pass)", () => {
   });
 
   it("gives bit for bit what the one-row dot product gives, for every row count remainder", async () => {
-    const { BF16_MATMUL } = await import("../src/kernels/kernels.js");
+    const { BF16_MATMUL } = await import("../src/backend/kernels.js");
     const n = 48;
     for (const m of [8, 13, 21, 4, 3]) {
       const w = tf.randomUniform([m, n / 2], -2e9, 2e9, "int32", m); // random bf16 pairs (finite: bits below are masked)
@@ -248,7 +248,7 @@ describe.each(["wasm", "cpu"] as const)("rope kernel (%s)", (backend) => {
   });
 
   it("is bit-identical to x·cos + rotate_half(x)·sin composed from tfjs ops", async () => {
-    const { applyRope } = await import("../src/kernels/rope.js");
+    const { applyRope } = await import("../src/backend/rope.js");
     const { rotateHalf } = await import("fusekit");
     for (const [b, h, s, d] of [
       [1, 16, 1, 128],

@@ -17,7 +17,7 @@ import {
   type WeightEntry,
 } from "fusekit";
 import { tmpDir } from "./helpers/models.js";
-import { randomValues } from "../src/models/random-checkpoint.js";
+import { randomValues } from "../src/presets/random-checkpoint.js";
 import { Rng } from "../src/nn/init.js";
 
 /** Elements where `got` differs from bf16(`want`), bf16 by round-to-nearest-even on the bit pattern (NaN-free). */

@@ -29,24 +29,24 @@ import {
   normMLPPatches,
   qwen3NormMLPPatches,
   registerQwen3NormMLPPatches,
-} from "fusekit/patches/qwen3-norm-mlp";
+} from "fusekit/patches/norm-mlp";
 import {
   normMLPConversions,
   qwen3NormMLPConversions,
   registerNormMLPConversions,
   registerQwen3NormMLPConversions,
-} from "fusekit/conversions/qwen3-norm-mlp";
+} from "fusekit/conversions/norm-mlp";
 import {
   FusedGateUpMLP,
   FusedQKVAttention,
   gateUpQKVPatches,
   qwen3GateUpQKVPatches,
-} from "fusekit/patches/qwen3-gate-up-qkv";
+} from "fusekit/patches/gate-up-qkv";
 import {
   gateUpQKVConversions,
   qwen3GateUpQKVConversions,
   registerGateUpQKVConversions,
-} from "fusekit/conversions/qwen3-gate-up-qkv";
+} from "fusekit/conversions/gate-up-qkv";
 import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
 
 const INPUT = [[151643, 872, 3838, 374, 220, 17, 10, 17, 30]];

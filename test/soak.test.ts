@@ -1,5 +1,5 @@
 // Leaks and soak (issue 9 item 4): many forwards and generations on each approach — original, runtime-fused
-// (fusions/qwen3-norm-mlp.ts), patched (patches/ + conversions/qwen3-norm-mlp.ts), kernelized (bundled hub) —
+// (fusions/norm-mlp.ts), patched (patches/ + conversions/norm-mlp.ts), kernelized (bundled hub) —
 // with tf.memory().numTensors AND numBytes exactly flat after a warm-up; and fuse/unfuse and
 // kernelize/unkernelize cycled 100 times with no growth of tensors, bytes, modules, own properties or the
 // global registries, and the very same logits at the end as at the start.
@@ -28,9 +28,9 @@ import {
   unkernelize,
   type PreTrainedModel,
 } from "fusekit";
-import { fuseNormMLP, unfuseNormMLP } from "fusekit/fusions/qwen3-norm-mlp";
-import { qwen3NormMLPPatches } from "fusekit/patches/qwen3-norm-mlp";
-import { qwen3NormMLPConversions } from "fusekit/conversions/qwen3-norm-mlp";
+import { fuseNormMLP, unfuseNormMLP } from "fusekit/fusions/norm-mlp";
+import { qwen3NormMLPPatches } from "fusekit/patches/norm-mlp";
+import { qwen3NormMLPConversions } from "fusekit/conversions/norm-mlp";
 import { EXACT } from "../src/compare/approaches.js";
 import { maxAbsDiff, savedSmallModel } from "./helpers/models.js";
 

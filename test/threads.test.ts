@@ -18,8 +18,8 @@ import {
   tf,
   type PreTrainedModel,
 } from "fusekit";
-import { fuseNormMLP } from "fusekit/fusions/qwen3-norm-mlp";
-import { kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/kernels/pool.js";
+import { fuseNormMLP } from "fusekit/fusions/norm-mlp";
+import { kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/backend/pool.js";
 import { smallConfig, tmpDir } from "./helpers/models.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { assemble, tsModule } from "../src/kernels/assemble.mjs";
-import { BF16_WASM_BASE64 } from "../src/kernels/bf16-wasm.js";
-import { BF16_SHARED_WASM_BASE64 } from "../src/kernels/bf16-shared-wasm.js";
-import { CONVERT_WASM_BASE64 } from "../src/kernels/convert-wasm.js";
+import { assemble, tsModule } from "../src/backend/assemble.mjs";
+import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
+import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
+import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -18,10 +18,10 @@ const WA = (
   }
 ).WebAssembly;
 
-const src = (p: string) => fileURLToPath(new URL(`../src/kernels/${p}`, import.meta.url));
+const src = (p: string) => fileURLToPath(new URL(`../src/backend/${p}`, import.meta.url));
 
 describe("the committed bf16 wasm module", () => {
-  it("equals a fresh wabt assembly of src/kernels/bf16.wat (regenerate with `node src/kernels/assemble.mjs`)", async () => {
+  it("equals a fresh wabt assembly of src/backend/bf16.wat (regenerate with `node src/backend/assemble.mjs`)", async () => {
     const fresh = await assemble(readFileSync(src("bf16.wat"), "utf8"));
     expect(Buffer.from(BF16_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("bf16-wasm.ts"), "utf8")).toBe(tsModule(fresh));
@@ -64,7 +64,7 @@ describe("the committed bf16 wasm module", () => {
 });
 
 describe("the committed conversion wasm module", () => {
-  it("equals a fresh wabt assembly of src/kernels/convert.wat and exports its two conversions on an imported heap", async () => {
+  it("equals a fresh wabt assembly of src/backend/convert.wat and exports its two conversions on an imported heap", async () => {
     const fresh = await assemble(readFileSync(src("convert.wat"), "utf8"));
     expect(Buffer.from(CONVERT_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("convert-wasm.ts"), "utf8")).toBe(tsModule(fresh, "convert", "CONVERT_WASM_BASE64"));

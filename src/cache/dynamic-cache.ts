@@ -1,6 +1,6 @@
 import { tf } from "../tensor/tf.js";
 import { BackendError, ShapeError } from "../errors.js";
-import { copyRowsInPlace, decodeAttention, kvInPlaceAvailable, readRows } from "../kernels/kv.js";
+import { copyRowsInPlace, decodeAttention, kvInPlaceAvailable, readRows } from "../backend/kv.js";
 
 export interface DynamicCacheOptions {
   /** Rows to preallocate per layer (the buffers still grow by doubling past it). Default: the first update's length, at least 64. */

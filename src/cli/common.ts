@@ -2,8 +2,8 @@
 // progress bar (TTY only), and printing errors as one line.
 import { InvalidArgumentError, Option, type Command } from "commander";
 import cliProgress from "cli-progress";
-import { setBackend, BACKENDS } from "../kernels/backend.js";
-import { defaultModelDir } from "../models/presets.js";
+import { setBackend, BACKENDS } from "../backend/backend.js";
+import { defaultModelDir } from "../presets/presets.js";
 import { readConfigJson } from "../io/checkpoint.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { AutoModelForCausalLM } from "../models/auto.js";

@@ -10,7 +10,7 @@ import { KernelRepositoryError } from "../errors.js";
 export function registerKernelsCommand(program: Command): Command {
   const kernels = program
     .command("kernels")
-    .description("the local kernel hub (bundled kernels/ plus $FUSEKIT_KERNELS_PATH)");
+    .description("the local kernel hub (bundled hub/ plus $FUSEKIT_KERNELS_PATH)");
 
   kernels
     .command("list")

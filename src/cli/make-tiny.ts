@@ -1,8 +1,8 @@
 import path from "node:path";
 import { Option, type Command } from "commander";
-import { makeModel, PRESETS, DEFAULT_PRESET, cacheDir, type PresetName } from "../models/presets.js";
-import { RANDOM_CHECKPOINT_DTYPES, type RandomCheckpointDtype } from "../models/random-checkpoint.js";
-import { BACKENDS } from "../kernels/backend.js";
+import { makeModel, PRESETS, DEFAULT_PRESET, cacheDir, type PresetName } from "../presets/presets.js";
+import { RANDOM_CHECKPOINT_DTYPES, type RandomCheckpointDtype } from "../presets/random-checkpoint.js";
+import { BACKENDS } from "../backend/backend.js";
 import { preflightWrite } from "../io/atomic.js";
 import { checkpointFolderTarget } from "../io/checkpoint.js";
 import { addForceOption, byteProgressBar, integerIn, nonEmptyText, setBackend } from "./common.js";

@@ -10,11 +10,11 @@ import { withPatches } from "../patching/registry.js";
 import { getFusedChains } from "../fusion/fuse.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import type { PatchMapping } from "../patching/registry.js";
-import { fuseNormMLP, unfuseNormMLP } from "../../fusions/qwen3-norm-mlp.js";
-import { qwen3NormMLPPatches } from "../../patches/qwen3-norm-mlp.js";
-import { qwen3NormMLPConversions } from "../../conversions/qwen3-norm-mlp.js";
-import { qwen3GateUpQKVPatches } from "../../patches/qwen3-gate-up-qkv.js";
-import { qwen3GateUpQKVConversions } from "../../conversions/qwen3-gate-up-qkv.js";
+import { fuseNormMLP, unfuseNormMLP } from "../../fusions/norm-mlp.js";
+import { qwen3NormMLPPatches } from "../../patches/norm-mlp.js";
+import { qwen3NormMLPConversions } from "../../conversions/norm-mlp.js";
+import { qwen3GateUpQKVPatches } from "../../patches/gate-up-qkv.js";
+import { qwen3GateUpQKVConversions } from "../../conversions/gate-up-qkv.js";
 import { kernelize, unkernelize } from "../hub/kernelize.js";
 import { Mode } from "../hub/mode.js";
 import { buildModel } from "../loading/registry.js";
@@ -36,9 +36,9 @@ async function timed<T>(steps: Record<string, number>, name: string, fn: () => T
   return out;
 }
 
-const NORM_MLP_FUSION = ["fusions/qwen3-norm-mlp.ts"];
-const NORM_MLP_PATCH = ["patches/qwen3-norm-mlp.ts", "conversions/qwen3-norm-mlp.ts"];
-const GATE_UP_QKV_PATCH = ["patches/qwen3-gate-up-qkv.ts", "conversions/qwen3-gate-up-qkv.ts"];
+const NORM_MLP_FUSION = ["fusions/norm-mlp.ts"];
+const NORM_MLP_PATCH = ["patches/norm-mlp.ts", "conversions/norm-mlp.ts"];
+const GATE_UP_QKV_PATCH = ["patches/gate-up-qkv.ts", "conversions/gate-up-qkv.ts"];
 
 export const original: Approach = {
   id: "original",

@@ -1,8 +1,8 @@
 // What every kernel build gets through its KernelEnv besides tfjs: fusekit's shared kernel helpers, so the
 // bundled hub repos (and third-party ones) do not each carry their own copy.
 import { tf } from "../tensor/tf.js";
-import { heapModule, heapOffset, type WasmBackend } from "../kernels/heap.js";
-import { BF16_MATMUL } from "../kernels/kernels.js";
+import { heapModule, heapOffset, type WasmBackend } from "../backend/heap.js";
+import { BF16_MATMUL } from "../backend/kernels.js";
 import type { KernelEnv, KernelHelpers } from "./types.js";
 
 /**

@@ -1,5 +1,5 @@
 // The local kernel hub: repositories are folders with a manifest.json and build modules. The bundled hub
-// is the package's top-level kernels/ folder; $FUSEKIT_KERNELS_PATH adds more roots (path-delimiter separated).
+// is the package's top-level hub/ folder; $FUSEKIT_KERNELS_PATH adds more roots (path-delimiter separated).
 import { createHash } from "node:crypto";
 import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
@@ -45,7 +45,7 @@ const ROOT = FUSEKIT_ROOT;
 
 /** The bundled hub: `<package>/kernels` (manifests and sources; compiled builds live under dist/kernels). */
 export function bundledHubDir(): string {
-  return path.join(ROOT, "kernels");
+  return path.join(ROOT, "hub");
 }
 
 /** Hub roots in search order: the bundled hub, then each folder in $FUSEKIT_KERNELS_PATH. */

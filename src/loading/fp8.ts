@@ -15,7 +15,7 @@ import { QuantizationError } from "../errors.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { Linear } from "../nn/layers.js";
-import { bf16KernelsAvailable } from "../kernels/kernels.js";
+import { bf16KernelsAvailable } from "../backend/kernels.js";
 
 /** Largest finite E4M3 value (torch.finfo(torch.float8_e4m3fn).max). */
 export const FP8_E4M3_MAX = 448;

@@ -4,8 +4,8 @@
 // in place, half in a few 16 MiB staging buffers, and are rounded from there.
 import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
-import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../kernels/convert.js";
-import { heapOffset, type WasmBackend } from "../kernels/heap.js";
+import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../backend/convert.js";
+import { heapOffset, type WasmBackend } from "../backend/heap.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { TensorSource } from "../io/checkpoint.js";
 

@@ -5,9 +5,9 @@ import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { describe } from "../nn/module.js";
-import { ensureBackend } from "../kernels/backend.js";
+import { ensureBackend } from "../backend/backend.js";
 import { applyKernelsAfterLoad, type KernelLoadOptions } from "../hub/kernelize.js";
-import { bf16KernelsAvailable } from "../kernels/kernels.js";
+import { bf16KernelsAvailable } from "../backend/kernels.js";
 import {
   backendLimits,
   planMemory,

@@ -1,7 +1,7 @@
 import { tf } from "../tensor/tf.js";
 import { Module } from "./module.js";
 import { Parameter } from "./parameter.js";
-import { bf16Embedding, bf16MatMul } from "../kernels/ops.js";
+import { bf16Embedding, bf16MatMul } from "../backend/ops.js";
 
 /** Applies `fn` to `x` flattened to 2-D `[rows, lastDim]` and restores the leading dims (wasm's fast matmul is 2-D only). */
 export function as2d(x: tf.Tensor, fn: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tensor {

@@ -2,7 +2,7 @@ import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
-import { packBf16, unpackBf16 } from "../kernels/bf16.js";
+import { packBf16, unpackBf16 } from "../backend/bf16.js";
 import type { Fp8BlockLayout } from "../io/fp8-layout.js";
 import { transpose2d } from "../tensor/host.js";
 

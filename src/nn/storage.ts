@@ -4,8 +4,8 @@ import type { Module } from "./module.js";
 import type { Parameter } from "./parameter.js";
 import { Embedding, Linear } from "./layers.js";
 import { PackedParameterError, WeightStorageError } from "../errors.js";
-import { BF16_PACK } from "../kernels/kernels.js";
-import { checkBf16Backend } from "../kernels/ops.js";
+import { BF16_PACK } from "../backend/kernels.js";
+import { checkBf16Backend } from "../backend/ops.js";
 
 export type WeightStorage = "bf16" | "f32";
 

@@ -2,7 +2,7 @@
 // decoder-only families are built from these blocks: Qwen2 is Llama with q/k/v biases, Qwen3 is Qwen2
 // without biases plus a per-head q/k RMSNorm (their files say only that). Math follows transformers'
 // modeling_llama.py: RMSNorm in float32, RoPE (default / linear / llama3), grouped-query attention,
-// SwiGLU MLP, optional tied embeddings. Backend fast paths live in src/nn/ and src/kernels/, not here.
+// SwiGLU MLP, optional tied embeddings. Backend fast paths live in src/nn/ and src/backend/, not here.
 import { tf } from "../../tensor/tf.js";
 import { Module, ModuleList } from "../../nn/module.js";
 import { Embedding, Linear, RMSNorm, silu } from "../../nn/layers.js";

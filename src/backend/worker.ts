@@ -1,4 +1,4 @@
-// The code each pool worker runs (src/kernels/pool.ts starts it with `eval`, from the sources of `workerMain`
+// The code each pool worker runs (src/backend/pool.ts starts it with `eval`, from the sources of `workerMain`
 // and `takeChunk`, so the same file serves the TS sources under vitest and the built dist/). Both must stay
 // self-contained: no imports, no closures, no module constants; they get everything through workerData.
 //

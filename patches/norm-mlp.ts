@@ -1,6 +1,6 @@
 // Recipe: fold the post-attention RMSNorm into the MLP, so one "NormMLP" kernel can run both. The keys
 // are class-name patterns, so the same two classes patch Llama, Qwen2 and Qwen3 (their MLPs and decoder
-// layers are the same blocks under each family's names). Pair it with conversions/qwen3-norm-mlp.ts,
+// layers are the same blocks under each family's names). Pair it with conversions/norm-mlp.ts,
 // which moves `post_attention_layernorm.weight` to `mlp.norm_weight` on load and back on save.
 // (Outside this repo, import from "fusekit".)
 import {

@@ -1,4 +1,4 @@
-// Recipe: the checkpoint side of patches/qwen3-norm-mlp.ts. Each layer's post-attention norm weight
+// Recipe: the checkpoint side of patches/norm-mlp.ts. Each layer's post-attention norm weight
 // becomes the fused MLP's `norm_weight` on load, and goes back on save. Llama, Qwen2 and Qwen3
 // checkpoints name it alike, so one rule serves the three model types.
 import { getCheckpointConversionMapping, registerCheckpointConversionMapping, WeightRenaming } from "../src/index.js";

@@ -1,4 +1,4 @@
-// Recipe: the checkpoint side of patches/qwen3-gate-up-qkv.ts. Weights (and biases, if any: Qwen2's
+// Recipe: the checkpoint side of patches/gate-up-qkv.ts. Weights (and biases, if any: Qwen2's
 // q/k/v, Llama's attention_bias / mlp_bias) are concatenated along the output dim on load; saving chunks
 // them back with the sizes they had (q, k and v differ under grouped-query attention). Llama, Qwen2 and
 // Qwen3 checkpoints name them alike, so one rule list serves the three model types.

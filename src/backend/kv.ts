@@ -151,7 +151,7 @@ const cpuKernels: tf.KernelConfig[] = [
   },
 ];
 
-/** The KV-cache kernels, both backends (registered by src/kernels/registry.ts). */
+/** The KV-cache kernels, both backends (registered by src/backend/registry.ts). */
 export const kvKernels: tf.KernelConfig[] = [...wasmKernels, ...cpuKernels];
 
 /** The first `length` rows of every head of a cache buffer, as a new [b, kv, length, d] tensor. */

@@ -183,7 +183,7 @@ const cpuKernels: tf.KernelConfig[] = [
   },
 ];
 
-/** The bf16 kernels, both backends (registered by src/kernels/registry.ts). */
+/** The bf16 kernels, both backends (registered by src/backend/registry.ts). */
 export const bf16Kernels: tf.KernelConfig[] = [...wasmKernels, ...cpuKernels];
 
 /** True when the bf16 kernels exist for the active backend. */

@@ -1,7 +1,7 @@
 // Recipe: fused projections. The MLP's gate and up projections become one `gate_up_proj` (one matmul,
 // then a split), and attention's q/k/v become one `qkv_proj`. The keys are class-name patterns, so the
 // same classes patch Llama, Qwen2 and Qwen3 (each keeps its family's biases and q/k norms). Pair it with
-// conversions/qwen3-gate-up-qkv.ts, which concatenates the checkpoint weights on load and splits them
+// conversions/gate-up-qkv.ts, which concatenates the checkpoint weights on load and splits them
 // back on save. (Outside this repo, import from "fusekit".)
 import { construct, Linear, LlamaAttention, LlamaMLP, registerPatchMapping, silu, tf } from "../src/index.js";
 import type { DecoderConfig, DecoderFamily } from "../src/index.js";

@@ -36,7 +36,7 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
    * Replaces forward(x) = mlp(rmsNorm(x)) of a SwiGLU MLP (bias-free in the kernel; biased ones compose). The norm weight and eps come
    * from `this.norm_weight` / `this.eps`, or from `this.chain[0]` for a runtime-fused [norm, mlp] chain.
    * Float32 weights go in as `[in, out]` tensors; packed bf16 weights (weightStorage "bf16") as their packed
-   * `[out, in/2]` tensors, which the backend kernel multiplies with src/kernels' bf16 matmul. Mixed storage,
+   * `[out, in/2]` tensors, which the backend kernel multiplies with src/backend' bf16 matmul. Mixed storage,
    * or packed weights whose input width the wasm bf16 matmul cannot take (not a multiple of 8), run the
    * composed ops through the modules' own Linear forwards (the original computation).
    */

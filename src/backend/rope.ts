@@ -64,7 +64,7 @@ const kernels: tf.KernelConfig[] = [
     },
   },
 ];
-/** The rope kernel, both backends (registered by src/kernels/registry.ts). */
+/** The rope kernel, both backends (registered by src/backend/registry.ts). */
 export const ropeKernels = kernels;
 
 /** True when the rope kernel exists for the active backend (wasm, cpu). */

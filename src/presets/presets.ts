@@ -5,12 +5,12 @@
 import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { AutoModelForCausalLM } from "./auto.js";
+import { AutoModelForCausalLM } from "../models/auto.js";
 import { FusekitError, OutputPathError } from "../errors.js";
 import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";
 import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/atomic.js";
 import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
-import { ensureBackend } from "../kernels/backend.js";
+import { ensureBackend } from "../backend/backend.js";
 import { familyFor } from "../loading/registry.js";
 import { installedPackageRoot } from "../io/package.js";
 

@@ -4,7 +4,7 @@
 // are not multiples of 4, or runtimes without wasm SIMD); the sigmoid is the backend's own Sigmoid kernel (its
 // approximation cannot be matched otherwise). The three matmuls call the wasm backend's own BatchMatMul kernel
 // function directly (XNNPACK, 2-D, untransposed, against the persistent weight tensors), skipping the engine's
-// per-op dispatch; packed bf16 weights (int32 [out, in/2]) go to src/kernels' SIMD bf16 matmul kernel function
+// per-op dispatch; packed bf16 weights (int32 [out, in/2]) go to src/backend' SIMD bf16 matmul kernel function
 // instead, which reads them in place. Intermediates live only in the backend and are freed before returning.
 // Heap views are taken after the allocations they read, since heap growth detaches older views.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
@@ -31,7 +31,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
   if (!tf.getKernel(KERNEL_NAME, "wasm")) {
     const matMul = tf.getKernel("BatchMatMul", "wasm")!.kernelFunc;
     const sigmoid = tf.getKernel("Sigmoid", "wasm")!.kernelFunc;
-    // looked up per call: src/kernels registers it when the model code loads, possibly after this build
+    // looked up per call: src/backend registers it when the model code loads, possibly after this build
     const bf16MatMul = () => tf.getKernel(helpers.BF16_MATMUL, "wasm")!.kernelFunc;
     tf.registerKernel({
       kernelName: KERNEL_NAME,

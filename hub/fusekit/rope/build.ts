@@ -1,10 +1,10 @@
-// wasm and cpu build of the rotary_pos_emb function kernel. The backend kernel (src/kernels/rope.ts) does
+// wasm and cpu build of the rotary_pos_emb function kernel. The backend kernel (src/backend/rope.ts) does
 // exactly the composed ops' float32 operations per element, in one dispatch; inputs it does not take (other
 // ranks, dtypes or table shapes) get the composed ops, with rotate_half as a concat of the negated halves
 // (exact: it only moves and negates values).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { KernelEnv } from "../../../src/hub/types.js";
-import { applyRope, ropeKernelAvailable } from "../../../src/kernels/rope.js";
+import { applyRope, ropeKernelAvailable } from "../../../src/backend/rope.js";
 
 export function createFunctions({ tf }: KernelEnv): Record<string, (x: Tensor, cos: Tensor, sin: Tensor) => Tensor> {
   function rotary_pos_emb(x: Tensor, cos: Tensor, sin: Tensor): Tensor {

@@ -1,7 +1,7 @@
 // cpu build: one kernel call for the whole block on the cpu backend, the same bits as the unfused modules: the
 // norm rounds as the backend's own kernels do (helpers.rmsNormRows), and the matmuls and the sigmoid are the
 // backend's own kernel functions (float32 weights [in, out] to BatchMatMul; packed bf16 weights, int32
-// [out, in/2], to src/kernels' cpu bf16 matmul), called directly, skipping the engine's per-op dispatch.
+// [out, in/2], to src/backend' cpu bf16 matmul), called directly, skipping the engine's per-op dispatch.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluMulInPlace } from "./kernel.js";
@@ -24,7 +24,7 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const rows = xs.length / h;
         const normed = new Float32Array(xs.length);
         helpers.rmsNormRows(xs, vals(normWeight), normed, rows, h, eps, "cpu");
-        // looked up per call: src/kernels registers it when the model code loads, possibly after this build
+        // looked up per call: src/backend registers it when the model code loads, possibly after this build
         const bf16 = () => tf.getKernel(helpers.BF16_MATMUL, "cpu")!.kernelFunc;
         const mm = (a: TensorInfo, w: TensorInfo): TensorInfo =>
           (w.dtype === "int32"
