@@ -83,15 +83,10 @@ export {
   WEIGHTS_INDEX_NAME,
   type TensorSource,
 } from "./io/checkpoint.js";
-export {
-  fromPretrained,
-  loadWeights,
-  modelShape,
-  weightInventory,
-  type FromPretrainedOptions,
-  type LoadWeightsOptions,
-  type LoadProgress,
-} from "./loading/load.js";
+export { fromPretrained } from "./loading/from-pretrained.js";
+export type { FromPretrainedOptions, LoadProgress } from "./loading/options.js";
+export { loadWeights, type LoadWeightsOptions } from "./loading/weights.js";
+export { modelShape, weightInventory } from "./loading/memory-plan.js";
 export {
   planMemory,
   backendLimits,
@@ -222,18 +217,15 @@ export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
 export {
   discoverRepos,
   findRepo,
-  hashRepo,
-  readLockfile,
-  writeLockfile,
   bundledHubDir,
   hubRoots,
-  LOCKFILE_NAME,
   MANIFEST_NAME,
   type KernelManifest,
   type HubRepo,
-  type Lockfile,
-  type LockEntry,
-} from "./hub/hub.js";
+} from "./hub/repos.js";
+export { readLockfile, writeLockfile, LOCKFILE_NAME } from "./hub/lock.js";
+export { hashRepo } from "./hub/verify.js";
+export type { Lockfile, LockEntry } from "./hub/types.js";
 export {
   KERNEL_BACKENDS,
   type KernelEnv,

@@ -184,7 +184,7 @@ describe("no code is ever loaded from a checkpoint directory", () => {
     }
     // The kernel hub imports a repository's build only after checkTrust (bundled, locked, or trustRemoteCode).
     expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual([
-      "src/hub/hub.ts: return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;",
+      "src/hub/importer.ts: return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;",
     ]);
   });
 });

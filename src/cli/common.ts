@@ -8,7 +8,7 @@ import { readConfigJson } from "../io/checkpoint.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
-import type { FromPretrainedOptions } from "../loading/load.js";
+import type { FromPretrainedOptions } from "../loading/options.js";
 import { WEIGHT_STORAGE_CHOICES } from "../loading/memory-plan.js";
 
 /** Checkpoints at least this big get a progress bar while loading (on a TTY); $FUSEKIT_PROGRESS_MIN_BYTES overrides. */

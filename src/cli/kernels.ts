@@ -2,7 +2,8 @@
 import path from "node:path";
 import Table from "cli-table3";
 import type { Command } from "commander";
-import { LOCKFILE_NAME, bundledHubDir, discoverRepos, lockfileTarget, writeLockfile } from "../hub/hub.js";
+import { bundledHubDir, discoverRepos } from "../hub/repos.js";
+import { LOCKFILE_NAME, lockfileTarget, writeLockfile } from "../hub/lock.js";
 import { preflightWrite } from "../io/atomic.js";
 import { addForceOption, nonEmptyText } from "./common.js";
 import { KernelRepositoryError } from "../errors.js";

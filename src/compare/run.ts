@@ -15,7 +15,7 @@ import * as library from "../index.js";
 import { decodeWithStackMs, decoderLayers, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
-import type { FromPretrainedOptions } from "../loading/load.js";
+import type { FromPretrainedOptions } from "../loading/options.js";
 import { FUSEKIT_ROOT } from "../io/package.js";
 
 export interface CompareOptions {

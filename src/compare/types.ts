@@ -1,5 +1,5 @@
 import type { PreTrainedModel } from "../loading/pretrained.js";
-import type { FromPretrainedOptions } from "../loading/load.js";
+import type { FromPretrainedOptions } from "../loading/options.js";
 
 export interface Range {
   median: number;

@@ -12,17 +12,10 @@ import {
   KernelRepositoryError,
   KernelValidationError,
 } from "../errors.js";
-import {
-  LOCKFILE_NAME,
-  findRepo,
-  importBuildModule,
-  lockEntry,
-  readLockfile,
-  repoAt,
-  verifyRepo,
-  type HubRepo,
-  type RepoSnapshot,
-} from "./hub.js";
+import { findRepo, repoAt, type HubRepo } from "./repos.js";
+import { LOCKFILE_NAME, lockEntry, readLockfile } from "./lock.js";
+import { verifyRepo, type RepoSnapshot } from "./verify.js";
+import { importBuildModule } from "./importer.js";
 import { checkTrust, type TrustOptions } from "./repository.js";
 import { kernelEnv } from "./helpers.js";
 import type { KernelEnv } from "./types.js";

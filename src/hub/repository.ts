@@ -3,18 +3,10 @@
 // when its files match a lock, or with an explicit `trustRemoteCode: true`.
 import path from "node:path";
 import { KernelIntegrityError, KernelRepositoryError, UntrustedKernelError } from "../errors.js";
-import {
-  type HubRepo,
-  type RepoSnapshot,
-  LOCKFILE_NAME,
-  findRepo,
-  loadBuildLayers,
-  lockEntry,
-  readLockfile,
-  repoAt,
-  snapshotRepo,
-  verifyRepo,
-} from "./hub.js";
+import { findRepo, repoAt, type HubRepo } from "./repos.js";
+import { LOCKFILE_NAME, lockEntry, readLockfile } from "./lock.js";
+import { snapshotRepo, verifyRepo, type RepoSnapshot } from "./verify.js";
+import { loadBuildLayers } from "./importer.js";
 import type { KernelLayerClass, LayerRepositoryProtocol } from "./types.js";
 
 export type { LayerRepositoryProtocol } from "./types.js";

@@ -71,3 +71,16 @@ export type KernelMapping = Record<
   string,
   Partial<Record<string, LayerRepositoryProtocol | Record<number, LayerRepositoryProtocol>>>
 >;
+
+/** One repository in kernels.lock. */
+export interface LockEntry {
+  repoId: string;
+  version: number;
+  /** Relative path → sha256 hex of every file in the repository. */
+  files: Record<string, string>;
+}
+
+export interface Lockfile {
+  lockfileVersion: 1;
+  kernels: LockEntry[];
+}

@@ -1,10 +1,20 @@
 // The memory plan of a load, made before a weight byte is read: weights in the chosen storage, the
 // backend's own copy of them, the KV cache for the requested context, a prefill's activations and a
 // runtime reserve, against the backend's ceiling. It also decides what weightStorage "auto" means.
-// A pure function of its inputs (tested directly); `backendLimits` / `weightInventory` gather them.
+// `planMemory` is a pure function of its inputs (tested directly); the end of this file gathers them from a
+// built model, its checkpoint and the backend (`weightInventory`, `modelShape`, `backendLimits`).
 import os from "node:os";
 import { MemoryPlanError, WeightStorageError } from "../errors.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
+import { tf } from "../tensor/tf.js";
+import type { CheckpointReader } from "../io/checkpoint.js";
+import { parameterAliases, type Module } from "../nn/module.js";
+import type { Parameter } from "../nn/parameter.js";
+import { Linear } from "../nn/layers.js";
+import { packableWeights } from "../nn/storage.js";
+import type { ConversionRule } from "../conversion/rules.js";
+import { planConversions } from "../conversion/apply.js";
+import { bf16KernelsAvailable } from "../backend/kernels.js";
 
 /** "auto": packed bf16 when exact (BF16 checkpoint) or when float32 would not fit; else float32. */
 export type WeightStorageChoice = "auto" | "f32" | "bf16";
@@ -224,4 +234,84 @@ function explainMisfit(req: PlanRequest, plan: MemoryPlan, limits: BackendLimits
   }
   if (limits.backend === "wasm") options.push(`the tensorflow backend (@tensorflow/tfjs-node; no 4 GiB heap)`);
   return `the model does not fit: ${describePlan(plan)}. What would fit: ${options.join("; ") || "nothing on this machine"}`;
+}
+
+// ── The plan's inputs, gathered from a built model and its checkpoint ──────────────────────────────────────
+
+const DEFAULT_CONTEXT = 4096;
+const DEFAULT_PROMPT = 512;
+
+/** The sizes of a decoder-only config.json that set its KV cache and activations. */
+export function modelShape(raw: Record<string, unknown>): ModelShape {
+  const n = (k: string, fallback?: number) => (typeof raw[k] === "number" ? (raw[k] as number) : (fallback ?? 0));
+  const heads = n("num_attention_heads", 1);
+  return {
+    numLayers: n("num_hidden_layers"),
+    hidden: n("hidden_size"),
+    intermediate: n("intermediate_size"),
+    heads,
+    kvHeads: n("num_key_value_heads", heads),
+    headDim: n("head_dim", Math.floor(n("hidden_size") / heads)),
+    vocab: n("vocab_size"),
+  };
+}
+
+/**
+ * Every parameter as the memory planner sees it: its size, the dtype of the checkpoint tensor that fills it
+ * (parameters nothing fills stay float32), and whether bf16 storage packs it / a matmul reads it.
+ */
+export function weightInventory(model: Module, reader: CheckpointReader, conversions: ConversionRule[]): WeightEntry[] {
+  const plan = planConversions(reader.keys(), conversions);
+  const sourceOf = new Map<string, string>(plan.direct.map((d) => [d.target, d.source]));
+  for (const g of plan.groups) for (const t of g.targets) sourceOf.set(t, g.sources[0][0]);
+  const dtypes = new Map<Parameter, StorageDtype>();
+  for (const [name, p] of parameterAliases(model)) {
+    const source = sourceOf.get(name);
+    if (source && !dtypes.has(p)) dtypes.set(p, reader.infos.get(source)!.dtype);
+  }
+  const packable = new Set(packableWeights(model).map(([, p]) => p));
+  const matmul = new Set(model.namedModules().flatMap(([, m]) => (m instanceof Linear ? [m.weight] : [])));
+  return model.namedParameters().map(([name, p]) => ({
+    name,
+    numel: p.numel,
+    storedDtype: plannedDtype(dtypes.get(p)),
+    packable: packable.has(p) && dtypes.has(p),
+    matmul: matmul.has(p),
+  }));
+}
+
+/** FP8 weights load dequantized into bf16 (see fp8.ts): for the plan they are BF16 weights. */
+const plannedDtype = (stored: StorageDtype | undefined): StorageDtype =>
+  stored?.startsWith("F8_") ? "BF16" : (stored ?? "F32");
+
+/** Plans the load's memory on the active backend (see memory-plan.ts); warns when bf16 storage will round weights. */
+export function planMemoryForLoad(
+  model: Module,
+  reader: CheckpointReader,
+  raw: Record<string, unknown>,
+  conversions: ConversionRule[],
+  options: { contextLength?: number; promptLength?: number; weightStorage?: WeightStorageChoice },
+): MemoryPlan {
+  const maxPositions = typeof raw.max_position_embeddings === "number" ? raw.max_position_embeddings : DEFAULT_CONTEXT;
+  const contextLength = options.contextLength ?? Math.min(maxPositions, DEFAULT_CONTEXT);
+  const request = {
+    weights: weightInventory(model, reader, conversions),
+    shape: modelShape(raw),
+    contextLength,
+    promptLength: Math.min(options.promptLength ?? DEFAULT_PROMPT, contextLength),
+    contextExplicit: options.contextLength !== undefined,
+  };
+  const plan = planMemory(
+    request,
+    options.weightStorage ?? "auto",
+    backendLimits(tf.getBackend(), bf16KernelsAvailable()),
+  );
+  if (plan.roundedWeights) {
+    process.emitWarning(
+      `${reader.dir}: ${plan.roundedWeights} weight tensor(s) not stored as BF16 are rounded to bf16 (${plan.reason}); ` +
+        `load with weightStorage "f32" on a backend with room for exact values`,
+      { type: "FusekitWeightStorageWarning", code: "FUSEKIT_WEIGHTS_ROUNDED" },
+    );
+  }
+  return plan;
 }

@@ -1,7 +1,8 @@
 import "./llama/index.js";
 import "./qwen2/index.js";
 import "./qwen3/index.js";
-import { fromPretrained, type FromPretrainedOptions } from "../loading/load.js";
+import { fromPretrained } from "../loading/from-pretrained.js";
+import type { FromPretrainedOptions } from "../loading/options.js";
 import { buildModel, familyFor } from "../loading/registry.js";
 import type { ModelConfig, PreTrainedModel } from "../loading/pretrained.js";
 import { ConfigError } from "../errors.js";

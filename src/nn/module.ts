@@ -238,3 +238,16 @@ export function expectShape(t: tf.Tensor, dims: (number | undefined)[], what: st
     throw new ShapeError(`${what}: expected shape [${dims.map((d) => d ?? "?")}], got [${t.shape}]`);
   }
 }
+
+/** Every path under which a parameter is reachable (tied parameters have several). */
+export function parameterAliases(model: Module): Map<string, Parameter> {
+  const out = new Map<string, Parameter>();
+  const walk = (m: Module, prefix: string, seen: Set<Module>) => {
+    if (seen.has(m)) return;
+    seen.add(m);
+    for (const [n, p] of m.ownParameters()) out.set(prefix ? `${prefix}.${n}` : n, p);
+    for (const [n, c] of m.namedChildren()) walk(c, prefix ? `${prefix}.${n}` : n, seen);
+  };
+  walk(model, "", new Set());
+  return out;
+}

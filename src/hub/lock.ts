@@ -1,0 +1,75 @@
+// kernels.lock: the sha256 of every file of the repositories a project trusts, written atomically.
+import { promises as fsp } from "node:fs";
+import path from "node:path";
+import { KernelIntegrityError } from "../errors.js";
+import { TMP_MARKER, checkWriteTarget, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
+import { readJsonObject } from "../io/json.js";
+import { discoverRepos, type HubRepo } from "./repos.js";
+import { hashRepo } from "./verify.js";
+import type { LockEntry, Lockfile } from "./types.js";
+
+export const LOCKFILE_NAME = "kernels.lock";
+
+/** Reads kernels.lock; a missing or malformed file is a KernelIntegrityError. */
+export async function readLockfile(file: string): Promise<Lockfile> {
+  const error = (message: string) => new KernelIntegrityError(`cannot read the kernel lockfile: ${message}`);
+  const raw = (await readJsonObject(file, { error })) as unknown as Lockfile;
+  if (raw?.lockfileVersion !== 1 || !Array.isArray(raw.kernels)) {
+    throw new KernelIntegrityError(
+      `${file}: not a kernels.lock file (expected {"lockfileVersion": 1, "kernels": [...]})`,
+    );
+  }
+  return raw;
+}
+
+/** The rules for writing a lockfile: only a kernels.lock is replaced (the API replaces it unless told not to). */
+export const lockfileTarget = (overwrite = true): WriteTarget => ({
+  kind: "kernel lockfile",
+  recognise: (file) => readLockfile(file).then(() => true),
+  overwrite,
+});
+
+/**
+ * Locks the given repositories (default: every repo in the hub) into `file`; returns what was written.
+ * An existing kernels.lock is replaced (`overwrite: false` refuses); any other file there is never touched.
+ */
+export async function writeLockfile(
+  file: string,
+  repos?: HubRepo[],
+  options: { overwrite?: boolean } = {},
+): Promise<Lockfile> {
+  await checkWriteTarget(file, lockfileTarget(options.overwrite)); // before hashing anything
+  const list = repos ?? (await discoverRepos());
+  const lock: Lockfile = { lockfileVersion: 1, kernels: [] };
+  for (const r of list)
+    lock.kernels.push({ repoId: r.manifest.id, version: r.manifest.version, files: await hashRepo(r.dir) });
+  await removeDeadTemporaries(file);
+  // Atomic: a kill midway leaves the previous kernels.lock whole (and a temporary the next lock run removes).
+  await writeFileAtomically(file, JSON.stringify(lock, null, 2) + "\n", lockfileTarget(options.overwrite));
+  return lock;
+}
+
+/** Removes temporaries of `file` left by killed lock writers (their pid, in the name, no longer runs). */
+async function removeDeadTemporaries(file: string): Promise<void> {
+  const prefix = `.${path.basename(file)}${TMP_MARKER}`;
+  const names = await fsp.readdir(path.dirname(file)).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith(prefix))) {
+    const pid = Number(name.slice(prefix.length).split("-")[0]);
+    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid))
+      await fsp.rm(path.join(path.dirname(file), name), { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+  }
+}
+
+/** The lock entry for a repository at a version (any version when omitted), or undefined. */
+export function lockEntry(lock: Lockfile, repoId: string, version?: number): LockEntry | undefined {
+  return lock.kernels.find((k) => k.repoId === repoId && (version === undefined || k.version === version));
+}

@@ -1,0 +1,56 @@
+// What fromPretrained takes, checked once at the door: every later step reads the same resolved object.
+import type { KernelLoadOptions } from "../hub/kernelize.js";
+import type { PatchMapping } from "../patching/registry.js";
+import type { ConversionRule } from "../conversion/rules.js";
+import { checkRules } from "../conversion/registry.js";
+import type { PlanOptions } from "./plan.js";
+import { WEIGHT_STORAGE_CHOICES, type WeightStorageChoice } from "./memory-plan.js";
+import { WeightStorageError } from "../errors.js";
+
+export interface LoadProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  key: string;
+}
+
+export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
+  /** Throw a StateDictError if any key is missing, unexpected or mis-shaped (default false: report only). */
+  strict?: boolean;
+  /** Seed for initialising parameters the checkpoint does not provide. */
+  seed?: number;
+  /** Called after each tensor is loaded. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** Patches applied only while this model is constructed, on top of the registered ones; other loads never see them. */
+  patches?: PatchMapping;
+  /**
+   * Conversion rules for this load, instead of the registered ones (`[]` = none). Default: the rules
+   * registered for the model's class name, else for its model_type.
+   */
+  conversions?: ConversionRule[];
+  /**
+   * How Linear / Embedding weights are kept. "bf16": packed as bf16 in the backend (half the memory and
+   * bandwidth of float32; exact for BF16 checkpoints, rounded with a warning otherwise; wasm and cpu), packed
+   * as they are read. "f32": float32. Default "auto": bf16 when exact or when float32 would not fit the
+   * backend's memory, else f32 — decided by a memory plan made before any weight is read.
+   */
+  weightStorage?: WeightStorageChoice;
+  /**
+   * Tokens (prompt + generated) the memory plan reserves KV cache for. Default: max_position_embeddings,
+   * at most 4096, halved until the plan fits; given explicitly, a plan that does not fit is a MemoryPlanError.
+   */
+  contextLength?: number;
+  /** Longest prompt the plan reserves prefill activations for (default 512, at most `contextLength`). */
+  promptLength?: number;
+}
+
+/** Checks the options a user passed (conversions, weightStorage) before anything is read; returns them unchanged. */
+export function checkLoadOptions(options: FromPretrainedOptions): Readonly<FromPretrainedOptions> {
+  if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
+  const choice = options.weightStorage;
+  if (choice !== undefined && !WEIGHT_STORAGE_CHOICES.includes(choice)) {
+    throw new WeightStorageError(
+      `unknown weightStorage "${String(choice)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`,
+    );
+  }
+  return options;
+}

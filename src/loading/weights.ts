@@ -1,0 +1,189 @@
+// Reading a checkpoint's tensors into a model's parameters: each under its own key or the one a conversion
+// rule moves it to, one tensor (or one conversion group) in memory at a time, packed bf16 weights read
+// straight into the backend's memory.
+import { tf } from "../tensor/tf.js";
+import { encode, type StorageDtype } from "../tensor/dtypes.js";
+import type { TensorSource } from "../io/checkpoint.js";
+import { parameterAliases, type Module } from "../nn/module.js";
+import type { Parameter } from "../nn/parameter.js";
+import { packableWeights } from "../nn/storage.js";
+import { convertGroup, planConversions, type ConversionPlan, type ConversionRecord } from "../conversion/apply.js";
+import type { HostTensor } from "../conversion/ops.js";
+import { ConversionError } from "../errors.js";
+import { IN_PLACE_DTYPES, fillPacked, readPackedInPlace } from "./in-place.js";
+import { Fp8CheckpointView } from "./fp8.js";
+import type { FromPretrainedOptions } from "./options.js";
+import { PreTrainedModel, type LoadReport } from "./pretrained.js";
+
+/** What `loadWeights` reads: the rules, a seed for what the checkpoint leaves out, progress, and bf16 packing. */
+export interface LoadWeightsOptions extends Pick<FromPretrainedOptions, "conversions" | "seed" | "onProgress"> {
+  /** Load Linear / Embedding weights straight into packed bf16 storage (BF16 bytes as they are; others rounded). */
+  packBf16?: boolean;
+}
+
+interface LoadState {
+  reader: TensorSource;
+  params: Map<string, Parameter>;
+  aliases: Map<string, Parameter>;
+  report: LoadReport;
+  loaded: Set<Parameter>;
+  /** Parameters loaded straight into packed bf16 storage. */
+  packed: Set<Parameter>;
+  progress: (key: string) => void;
+}
+
+/**
+ * Loads every checkpoint tensor into the parameter of its runtime key — the same key, or the one
+ * `options.conversions` moves it to — one tensor (or one conversion group) in memory at a time.
+ * On a PreTrainedModel the conversions done are recorded in `checkpointConversion` for saving.
+ */
+export async function loadWeights(
+  model: Module,
+  reader: TensorSource,
+  options: LoadWeightsOptions = {},
+): Promise<LoadReport> {
+  const rules = options.conversions ?? [];
+  const state = startLoad(model, reader, options);
+  const plan = planConversions(reader.keys(), rules, (k) => (state.params.get(k) ?? state.aliases.get(k))?.stateShape);
+  state.report.conversionErrors = plan.errors;
+  state.report.unmatchedRules = plan.unmatchedRules;
+  const record: ConversionRecord = { rules: [...rules], renamed: new Map(), groups: [] };
+  await loadDirect(state, plan.direct, record);
+  await loadGroups(state, plan.groups, record);
+  for (const e of plan.errors) for (const k of e.keys) state.progress(k);
+  for (const [key, p] of state.params) if (!state.loaded.has(p)) state.report.missingKeys.push(key);
+  model.initializeWeights(options.seed ?? 0, { onlyMissing: true });
+  if (rules.length && model instanceof PreTrainedModel) model.checkpointConversion = record;
+  return state.report;
+}
+
+function startLoad(model: Module, reader: TensorSource, options: LoadWeightsOptions): LoadState {
+  let bytesDone = 0;
+  return {
+    reader,
+    params: new Map(model.namedParameters()),
+    aliases: parameterAliases(model),
+    report: {
+      missingKeys: [],
+      unexpectedKeys: [],
+      mismatchedKeys: [],
+      conversionErrors: [],
+      unmatchedRules: [],
+      convertedKeys: [],
+    },
+    loaded: new Set(),
+    packed: new Set(options.packBf16 ? packableWeights(model).map(([, p]) => p) : []),
+    progress: (key) => {
+      bytesDone += reader.infos.get(key)!.end - reader.infos.get(key)!.begin;
+      options.onProgress?.({ bytesDone, bytesTotal: reader.totalBytes, key });
+    },
+  };
+}
+
+/** The parameter to fill for `target`, or undefined (reported) if there is none or it does not fit. */
+function slotFor(state: LoadState, target: string, shape: number[]): Parameter | undefined {
+  const p = state.params.get(target) ?? state.aliases.get(target);
+  if (!p) state.report.unexpectedKeys.push(target);
+  else if (state.loaded.has(p))
+    return undefined; // a tied alias (e.g. lm_head.weight next to embed_tokens.weight): the first copy wins
+  else if (p.stateShape.length !== shape.length || p.stateShape.some((d, i) => d !== shape[i])) {
+    state.report.mismatchedKeys.push({ key: target, expected: [...p.stateShape], got: shape });
+  } else return p;
+  return undefined;
+}
+
+/**
+ * Checkpoint tensors that fill a parameter as they are (possibly renamed). BF16 / F16 / F32 tensors bound for
+ * packed storage are read all at once, straight into the backend's memory (see in-place.ts); the others one at a
+ * time while those reads run.
+ */
+async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], record: ConversionRecord): Promise<void> {
+  const inPlace: Parameters<typeof readPackedInPlace>[1] = [];
+  const decoded: [Parameter, string][] = [];
+  for (const { source, target, rules: by } of direct) {
+    const { shape, dtype } = state.reader.infos.get(source)!;
+    const p = slotFor(state, target, shape);
+    if (p && readsInPlace(state, p, dtype)) inPlace.push({ p, key: source, dtype });
+    else if (p) decoded.push([p, source]);
+    else state.progress(source);
+    if (p) state.loaded.add(p);
+    if (by.length) {
+      record.renamed.set(target, source);
+      state.report.convertedKeys.push({ rule: by.join(" then "), sources: [source], targets: [target] });
+    }
+  }
+  const reads = inPlace.length
+    ? readPackedInPlace(state.reader.readBytesIntoMany!.bind(state.reader), inPlace, state.progress)
+    : undefined;
+  try {
+    for (const [p, source] of decoded) {
+      await readInto(state, p, source);
+      state.progress(source);
+    }
+  } finally {
+    await reads?.catch(() => undefined); // settled before anything is disposed; its own error is thrown below
+  }
+  await reads;
+}
+
+/** BF16 bytes are the packed layout; F16 (as wide) rounds where it lands, F32 half in place, half through staging. */
+const readsInPlace = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
+  state.packed.has(p) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
+
+/** Reads one checkpoint tensor, decoded, into its parameter (an FP8 weight bound for bf16: dequantized in place). */
+async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
+  const source = state.reader;
+  if (state.packed.has(p) && source instanceof Fp8CheckpointView && source.isQuantized(key)) {
+    p.setPacked(await fillPacked(p.packedShape!, (bytes) => source.readBf16Into(key, bytes)));
+    p.storedDtype = "BF16";
+    return;
+  }
+  const t = await source.read(key);
+  setValue(state, p, t.data, t.dtype);
+}
+
+/** Sets decoded checkpoint-layout values; a parameter bound for packed storage is packed (rounded unless BF16). */
+function setValue(state: LoadState, p: Parameter, data: Float32Array | Int32Array, dtype: StorageDtype): void {
+  if (!state.packed.has(p) || !(data instanceof Float32Array)) return p.setStateData(data, dtype);
+  const bytes = encode(data, "BF16"); // round to nearest even; exact for values that came from BF16
+  p.setPacked(tf.tensor(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), p.packedShape!, "int32"));
+  p.storedDtype = dtype;
+}
+
+/** Conversion groups: read their sources, convert, fill their targets; a ConversionError is reported, not thrown. */
+async function loadGroups(state: LoadState, groups: ConversionPlan["groups"], record: ConversionRecord): Promise<void> {
+  for (const group of groups) {
+    try {
+      const inputs: HostTensor[][] = [];
+      for (const keys of group.sources) inputs.push(await Promise.all(keys.map((k) => state.reader.read(k))));
+      const { outputs, reverse } = convertGroup(
+        group,
+        inputs.map((l) => (l.length === 1 ? l[0] : l)),
+      );
+      outputs.forEach((t, i) => {
+        const p = slotFor(state, group.targets[i], t.shape);
+        if (p) {
+          setValue(state, p, t.data, t.dtype);
+          state.loaded.add(p);
+        }
+      });
+      const sources = inputs.map((l, i) =>
+        l.map((t, j) => ({ key: group.sources[i][j], shape: t.shape, dtype: t.dtype })),
+      );
+      record.groups.push({ rule: group.rule, targets: group.targets, reverse, sources });
+      state.report.convertedKeys.push({
+        rule: group.rule.toString(),
+        sources: group.sources.flat(),
+        targets: group.targets,
+      });
+    } catch (err) {
+      if (!(err instanceof ConversionError)) throw err;
+      state.report.conversionErrors.push({
+        rule: group.rule.toString(),
+        keys: group.sources.flat(),
+        message: err.message,
+      });
+    }
+    for (const k of group.sources.flat()) state.progress(k);
+  }
+}
