@@ -1,4 +1,4 @@
-// Real-size rows of `npm run bench` (issue 13): per preset (Qwen3-0.6B and 1.7B shapes, BF16) a load with no
+// Real-size rows of `npm run bench`: per preset (Qwen3-0.6B and 1.7B shapes, BF16) a load with no
 // options, as a new user runs it — its speed against the checkpoint's page-cache read speed measured in the
 // same run, its peak RSS against the bytes the chosen storage needs, then prefill and decode tokens/s; or the
 // memory planner's reason it cannot run. Each preset runs in its own child process (`realsize.js --child`),
@@ -24,7 +24,7 @@ export interface RealSizeRow {
   /** Median of LOADS loads, each in its own child process. */
   loadS?: number;
   loadRuns?: number[];
-  /** Load speed (file bytes ÷ load time) ÷ page-cache read speed: the issue's target is ≥ 0.5. */
+  /** Load speed (file bytes ÷ load time) ÷ page-cache read speed: the target is ≥ 0.5. */
   loadRatio?: number;
   /** Load speed ÷ the read speed into fresh memory: how near the loader comes to its reads alone (≤ 1). */
   loadRatioFresh?: number;
@@ -32,7 +32,7 @@ export interface RealSizeRow {
   peakRssBytes?: number;
   /** Bytes the chosen storage needs: weights + the backend's copy of them (memory plan). */
   storageBytes?: number;
-  /** peakRss ÷ storageBytes: the issue's target is ≤ 1.3. */
+  /** peakRss ÷ storageBytes: the target is ≤ 1.3. */
   rssRatio?: number;
   prefillTokS?: number;
   decodeTokS?: number;
@@ -161,7 +161,7 @@ async function childMain(payload: string): Promise<void> {
 export function realSizeSection(rows: RealSizeRow[], prefill: number, decodeSteps: number) {
   const g = (x?: number, d = 2) => (x === undefined ? "" : x.toFixed(d));
   return {
-    title: "real sizes: load with no options (issue 13)",
+    title: "real sizes: load with no options",
     head: [
       "preset",
       "file GB",
@@ -212,7 +212,7 @@ export function realSizeSection(rows: RealSizeRow[], prefill: number, decodeStep
     ),
     notes: [
       `Each load runs in its own child process with no options (weightStorage auto, planned before reading); the load time is the median of ${LOADS} such loads (runs in results.json). RSS is the first child's maxRSS after loading, storage bytes are the plan's weights plus the backend's copy; that child then measures prefill and decode.`,
-      "page cache GB/s (the issue's baseline) reads the file through one reused 16 MB buffer. fresh-memory read " +
+      "page cache GB/s (the load target's baseline) reads the file through one reused 16 MB buffer. fresh-memory read " +
         "GB/s reads its tensors into memory never touched before, as a loader must place them, with the loader's own " +
         "parallel reads and nothing else (no model, no plan): it pays the kernel's page faults, which on these VMs " +
         "cost several times the copy, so it is the fastest any loader places these bytes here, and its ratio to the " +

@@ -1,6 +1,6 @@
 // `npm run bench`: one benchmark report for the active backend — the machine's limits, every model
 // configuration (original / runtime-fused + kernelized / patched + kernelized; f32 and bf16 storage) on the
-// tiny default model and the Qwen3-0.6B-shaped preset, the PyTorch eager baseline, and the issue's target
+// tiny default model and the Qwen3-0.6B-shaped preset, the PyTorch eager baseline, and the target
 // ratios. Prints tables and writes bench/results.json and bench/RESULTS.md.
 // Each configuration runs in its own child process (`run.js --child …`): its load time and peak RSS are
 // its own, a wasm heap that runs out (0.6B with float32 weights) is a row that says so, not a crash.
@@ -11,7 +11,6 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Command } from "commander";
 import { SafetensorsFile, ensureModel, setBackend, tf, type PresetName } from "../src/index.js";
-import type { Figure } from "../src/compare/measure.js";
 import { allConfigs, measureConfig, type ConfigResult, type ConfigSpec, type Family, type Plan } from "./configs.js";
 import {
   MATMUL_SHAPES,
@@ -21,13 +20,13 @@ import {
   pageCacheReadSpeed,
   poolReadBandwidth,
   wasmReadBandwidth,
-  type Bf16GemmFigure,
-  type MatmulFigure,
 } from "./machine.js";
-import { kernelMicroBench, type KernelMicroRow } from "./kernels.js";
-import { TORCH_HOWTO, findTorchPython, runTorch, type TorchResult } from "./torch.js";
-import { ensureOnnx, ensureOrt, runOrt, type OrtResult } from "./ort.js";
-import { computeTargets, renderMarkdown, renderTerminal, type Target } from "./report.js";
+import { kernelMicroBench } from "./kernels.js";
+import { TORCH_HOWTO, findTorchPython, runTorch } from "./torch.js";
+import { ensureOnnx, ensureOrt, runOrt } from "./ort.js";
+import { renderMarkdown, renderTerminal } from "./report.js";
+import { computeTargets } from "./targets.js";
+import type { BenchResults, MachineLimits, ModelEntry } from "./types.js";
 import { ensureDir, writeFileAtomically, type WriteTarget } from "../src/io/atomic.js";
 
 /** The bench replaces its own previous results.json / RESULTS.md, never another file of those names. */
@@ -39,7 +38,7 @@ const BENCH_OUTPUT: WriteTarget = {
     return file.endsWith(".json") ? "elapsedS" in JSON.parse(text) : text.startsWith("# Benchmark results");
   },
 };
-import { realSizeRows, type RealSizeRow } from "./realsize.js";
+import { realSizeRows } from "./realsize.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -101,66 +100,6 @@ export const QUICK: Partial<BenchOptions> = {
   ],
   quick: true,
 };
-
-export type RowStatus = "full" | "screened" | "error" | "skipped";
-
-export interface ConfigRow {
-  spec: ConfigSpec;
-  status: RowStatus;
-  /** The figures reported: the full plan's, or the screening run's for a candidate that was not the family's best. */
-  result?: ConfigResult;
-  /** Screening figures (1 run, prefill 64, 16 decode steps) when the model was screened. */
-  screen?: ConfigResult;
-  error?: string;
-}
-
-export interface ModelEntry {
-  name: string;
-  dir: string;
-  fileBytes: number;
-  params?: number;
-  pageCacheReadGBps: Figure;
-  screened: boolean;
-  configs: ConfigRow[];
-  /** Per family, the id of its best configuration by decode tokens/s (among fully measured rows). */
-  best: Partial<Record<Family, string>>;
-  torch: TorchResult[];
-  torchNote?: string;
-  /** ONNX Runtime (onnxruntime-node) with 1 and 2 intra-op threads, or why it did not run. */
-  ort: OrtResult[];
-  ortNote?: string;
-}
-
-export interface MachineLimits {
-  jsReadGBps: Figure;
-  wasmReadGBps?: Figure;
-  /** The higher of the two read bandwidths (medians): the decode bound uses it. */
-  readGBps: number;
-  /** Read bandwidth of every kernel thread together (the pool's shared heap): the two-core decode bound. */
-  poolReadGBps?: Figure;
-  matmul: MatmulFigure[];
-  bestGflops: number;
-  /** fusekit's bf16 matmul on one thread and on every kernel thread. */
-  bf16Gemm?: Bf16GemmFigure[];
-}
-
-export interface BenchResults {
-  date: string;
-  command: string;
-  backend: string;
-  node: string;
-  cpus: number;
-  loadAverage: number[];
-  options: { repeats: number; decodeSteps: number; prefill: number[]; figureBudgetS: number; inProcess: boolean };
-  machine: MachineLimits;
-  /** Each bundled kernel vs the composed ops it replaces (µs per call), or why it could not run. */
-  kernelMicro: KernelMicroRow[] | { error: string };
-  models: ModelEntry[];
-  targets: Target[];
-  /** Real-size rows (bench/realsize.ts), when run. */
-  realSize?: RealSizeRow[];
-  elapsedS: number;
-}
 
 /** Runs one configuration in a child process; its measurement or the reason it failed. */
 function runChild(

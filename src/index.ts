@@ -42,7 +42,8 @@ export { DecoderConfig } from "./models/config.js";
 export * from "./models/llama/index.js";
 export * from "./models/qwen2/index.js";
 export * from "./models/qwen3/index.js";
-export { PreTrainedModel, type ModelConfig, type LoadReport, type SaveOptions } from "./loading/pretrained.js";
+export { PreTrainedModel, type ModelConfig } from "./loading/pretrained.js";
+export type { LoadReport, SaveOptions } from "./loading/types.js";
 export { registerModelFamily, registeredModelTypes, buildModel, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
 export {

@@ -1,4 +1,4 @@
-// Public API misuse gets fusekit's named errors (issue 18 item 3), writers never replace what fusekit did
+// Public API misuse gets fusekit's named errors, writers never replace what fusekit did
 // not write (item 1), and a user's own uncaught error keeps its stack and exit code once the wasm backend
 // has started (tfjs-backend-wasm's emscripten glue used to rethrow it and exit with code 7).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-// Kill-during-save (issue 9 item 2, issue 2 item 6): a child process saving over an existing checkpoint is
+// Kill-during-save: a child process saving over an existing checkpoint is
 // SIGKILLed at several points. Before the save's commit point the previous checkpoint must load with
 // identical tensors; after it, the new one must — never a mix — and no final file name may hold a partial
 // file. The next save cleans up whatever the killed one left.

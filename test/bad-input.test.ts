@@ -1,4 +1,4 @@
-// Bad input (issue 2, "Must show"): each malformed file or directory is a named error that says what is
+// Bad input: each malformed file or directory is a named error that says what is
 // wrong and where (file and tensor).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { promises as fsp } from "node:fs";

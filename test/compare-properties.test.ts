@@ -1,4 +1,4 @@
-// "applies to a loaded model" is measured by trying (issue 19 item 6): the attempt runs with a control that
+// "applies to a loaded model" is measured by trying: the attempt runs with a control that
 // proves the patch scope is live, so a "no" means the patches do not reach a loaded model, not that
 // nothing was tried.
 import { afterAll, beforeAll, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-// Concurrency (issue 9 item 3): many fromPretrained calls in flight at once (Promise.all), each with its own
+// Concurrency: many fromPretrained calls in flight at once (Promise.all), each with its own
 // scoped patches, conversions and kernel mapping, while a racer registers and unregisters GLOBAL patches,
 // conversions and kernel mappings between their awaits. Every model must end up with exactly its own
 // classes, weights and kernels:

@@ -1,4 +1,4 @@
-// The error catalogue (docs/errors.md, issue 9 item 6) cannot fall behind src/errors.ts: every exported
+// The error catalogue (docs/errors.md) cannot fall behind src/errors.ts: every exported
 // error class has a row (class, cause, remedy), every row names a real class, rows indented under a base
 // really extend it, and every class is reachable from the public API.
 import { describe, expect, it } from "vitest";

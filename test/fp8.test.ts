@@ -1,4 +1,4 @@
-// FP8 block-quantized checkpoints (issue 13 item 5): the layout transformers' FP8Linear and Qwen3-*-FP8 use —
+// FP8 block-quantized checkpoints: the layout transformers' FP8Linear and Qwen3-*-FP8 use —
 // F8_E4M3 weight [out, in] + float32 weight_scale_inv [ceil(out/B0), ceil(in/B1)], w = fp8 · scale_inv[block].
 // The checkpoint is built by hand (fixtures' writer, random codes and scales); the expected weights come from
 // an E4M3 decoder written from the bit layout and a bf16 rounding written here, not from fusekit.

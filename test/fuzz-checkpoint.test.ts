@@ -1,4 +1,4 @@
-// Fuzzing the safetensors reader and the checkpoint loader with generated and mutated files (issue 9, item 1).
+// Fuzzing the safetensors reader and the checkpoint loader with generated and mutated files.
 // Every case must end in a correct load (checked against an independent decoder) or a named error
 // (instanceof FusekitError): never another exception, never a hang, never an allocation the file cannot
 // justify. The run prints the number of cases and an outcome table per category.

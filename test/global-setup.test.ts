@@ -1,5 +1,5 @@
-// The suite's global setup builds dist/ for the spawned-CLI tests; a build that fails must fail the run
-// (issue 19), not leave the CLI tests on a stale dist/. Tried on a throwaway project with the real tsc.
+// The suite's global setup builds dist/ for the spawned-CLI tests; a build that fails must fail the run,
+// not leave the CLI tests on a stale dist/. Tried on a throwaway project with the real tsc.
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

@@ -1,4 +1,4 @@
-// Past 2 GiB in the wasm heap (issue 13 item 1): byte offsets above 2^31 turn negative under `>> 2`, and typed
+// Past 2 GiB in the wasm heap: byte offsets above 2^31 turn negative under `>> 2`, and typed
 // arrays accept negative indexes, so a kernel could silently read the wrong bytes. This file (on its own: the
 // heap never shrinks) computes a small model's logits and greedy decode (KV-cache kernels, bf16 kernels,
 // XNNPACK) with the heap small, then fills the heap below 2 GiB with ballast so that every later tensor lives

@@ -1,4 +1,4 @@
-// Reading checkpoint bytes straight into their final place, several reads at a time (issue 13 item 3):
+// Reading checkpoint bytes straight into their final place, several reads at a time:
 // CheckpointReader.readBytesIntoMany against readBytes, its failures, and a BF16 load into packed storage that
 // must stay byte-exact even when the wasm heap grows (detaching every view of it) while the reads run; F16
 // weights rounded to bf16 where they land, by the SIMD kernel and the table, against decoding and encoding.

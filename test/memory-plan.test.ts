@@ -1,4 +1,4 @@
-// The memory planner (issue 13 item 1): a pure function of the model's weights and shape, the requested
+// The memory planner: a pure function of the model's weights and shape, the requested
 // storage and the backend's limits — its decisions, its numbers and its error, on a small config; and
 // fromPretrained's default ("auto") picking bf16 for a BF16 checkpoint and f32 for an F32 one.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

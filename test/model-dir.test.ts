@@ -1,4 +1,4 @@
-// Complete model directories (issue 13 item 4): savePretrained writes config.json, the weights,
+// Complete model directories: savePretrained writes config.json, the weights,
 // generation_config.json and the tokenizer files the model was loaded with, so the built `fusekit` binary can
 // generate from the saved folder; tokenizer.savePretrained; saves never write into a folder of other files.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-// Real sizes (issue 13 items 2–3) on small models: the streamed random-checkpoint writer behind
+// Real sizes on small models: the streamed random-checkpoint writer behind
 // `make-model` (any dtype, progress), F16 weights under "auto" / "bf16" storage (rounded exactly as
 // round-to-nearest-even says), and the planner's verdict on the Qwen3-1.7B shape, computed by hand.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -116,7 +116,7 @@ describe("make-model's streamed writer (F16) and F16 weights under each storage"
 
 describe("the Qwen3-1.7B shape", () => {
   const c = PRESETS["qwen3-1.7b"].config;
-  it("is the preset the issue names", () => {
+  it("is Qwen3-1.7B.s published shape", () => {
     expect([
       c.num_hidden_layers,
       c.hidden_size,

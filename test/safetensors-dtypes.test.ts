@@ -1,5 +1,4 @@
-// Every safetensors dtype (issue 13 item 5, issue 16 item 7) and the writer's reference behaviour (issue 16
-// item 8). Files are built by hand (test/fixtures/fuzz-helpers.ts, not fusekit's writer) and values checked
+// Every safetensors dtype and the writer's reference behaviour. Files are built by hand (test/fixtures/fuzz-helpers.ts, not fusekit's writer) and values checked
 // against hand computation and against decoders written here from the formats' bit layouts.
 import path from "node:path";
 import { promises as fsp } from "node:fs";

@@ -1,4 +1,4 @@
-// Leaks and soak (issue 9 item 4): many forwards and generations on each approach — original, runtime-fused
+// Leaks and soak: many forwards and generations on each approach — original, runtime-fused
 // (fusions/norm-mlp.ts), patched (patches/ + conversions/norm-mlp.ts), kernelized (bundled hub) —
 // with tf.memory().numTensors AND numBytes exactly flat after a warm-up; and fuse/unfuse and
 // kernelize/unkernelize cycled 100 times with no growth of tensors, bytes, modules, own properties or the

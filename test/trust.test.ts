@@ -1,4 +1,4 @@
-// Trust (issue 9 item 5). What already lives in test/hub.test.ts ("the hub: versions, locks and
+// Trust. What already lives in test/hub.test.ts ("the hub: versions, locks and
 // trust"): an unlocked repo outside the bundled hub is refused without trustRemoteCode; a locked one loads
 // and is refused once a file is tampered with or added; a symlink leading outside a repo is refused even
 // with trustRemoteCode. This file adds:
@@ -244,7 +244,7 @@ describe("a refused kernel repository's code never runs", () => {
     expect(ran(marker)).toBe(false);
   });
 
-  // Issue 16 item 10: the build is imported from the bytes that were hashed, not re-read from its path, so
+  // The build is imported from the bytes that were hashed, not re-read from its path, so
   // a file swapped on disk between the check and the import cannot run unverified.
   it("locked: a build swapped on disk right after it was hashed never runs; the verified bytes do", async () => {
     const [dir, marker] = await repo();

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { Module, ModuleList } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
-import type { LoadReport } from "../loading/pretrained.js";
+import type { LoadReport } from "../loading/types.js";
 import { describePlan, type WeightStorageChoice } from "../loading/memory-plan.js";
 import { addModelOptions, formatCount, loadModel, resolveModelDir, setBackend } from "./common.js";
 

@@ -4,7 +4,8 @@ import { tf } from "../tensor/tf.js";
 import type { CheckpointReader } from "../io/checkpoint.js";
 import type { Module } from "../nn/module.js";
 import { describe } from "../nn/module.js";
-import type { LoadReport, PreTrainedModel } from "./pretrained.js";
+import type { LoadReport } from "./types.js";
+import type { PreTrainedModel } from "./pretrained.js";
 import { ConfigError, NoWeightsLoadedError, StateDictError } from "../errors.js";
 
 /**

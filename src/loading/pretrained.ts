@@ -1,43 +1,18 @@
 import { Module } from "../nn/module.js";
 import type { MemoryPlan } from "../loading/memory-plan.js";
-import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
 import type { CompanionFiles } from "../io/companions.js";
 import type { ModelConfig } from "../io/checkpoint.js";
+import type { CheckpointModel, LoadReport, SaveOptions } from "./types.js";
+import { savePretrained } from "./save.js";
 
 export type { ModelConfig };
 
-/** What happened to each checkpoint key during a load. */
-export interface LoadReport {
-  /** Parameters the checkpoint did not provide (they were initialised randomly). */
-  missingKeys: string[];
-  /** Checkpoint tensors no parameter took. */
-  unexpectedKeys: string[];
-  /** Keys whose checkpoint shape differs from the parameter's (left initialised randomly). */
-  mismatchedKeys: { key: string; expected: number[]; got: number[] }[];
-  /** Conversion groups that failed (their targets stay missing). */
-  conversionErrors: { rule: string; keys: string[]; message: string }[];
-  /** Conversion rules that matched no checkpoint key. */
-  unmatchedRules: string[];
-  /** Which rule moved which checkpoint keys to which runtime keys. */
-  convertedKeys: { rule: string; sources: string[]; targets: string[] }[];
-}
-
-export interface SaveOptions {
-  /** Shard above this many bytes (a number, or "500MB", "2GB"); default 5GB like transformers. */
-  maxShardSize?: number | string;
-  /** Store every tensor as this dtype instead of the dtype each was loaded as. */
-  dtype?: StorageDtype;
-  /** Undo the conversions the model was loaded with, writing the checkpoint's original layout (default true). */
-  saveOriginalFormat?: boolean;
-}
-
 /** A model that can be loaded from and saved to a Hugging Face checkpoint directory. */
-export abstract class PreTrainedModel<
-  Args extends unknown[] = any[],
-  Out = any,
-  C extends ModelConfig = ModelConfig,
-> extends Module<Args, Out> {
+export abstract class PreTrainedModel<Args extends unknown[] = any[], Out = any, C extends ModelConfig = ModelConfig>
+  extends Module<Args, Out>
+  implements CheckpointModel
+{
   /** Set by fromPretrained. */
   loadReport?: LoadReport;
   /** The memory plan `fromPretrained` made before reading weights, incl. the weight storage it chose. */
@@ -52,7 +27,6 @@ export abstract class PreTrainedModel<
   }
 
   async savePretrained(dir: string, options: SaveOptions = {}): Promise<void> {
-    const { savePretrained } = await import("../loading/save.js");
     await savePretrained(this, dir, options);
   }
 }

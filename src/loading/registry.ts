@@ -1,5 +1,6 @@
 import { UnknownModelTypeError, ConfigError } from "../errors.js";
-import type { ModelConfig, PreTrainedModel } from "./pretrained.js";
+import type { ModelConfig } from "../io/checkpoint.js";
+import type { CheckpointModel } from "./types.js";
 import { construct } from "../patching/construct.js";
 import { buildInScope } from "../patching/registry.js";
 
@@ -8,9 +9,9 @@ export interface ModelFamily {
   /** Parses a config.json dictionary (throws ConfigError on bad fields). */
   configFromDict(raw: Record<string, unknown>, where: string): ModelConfig;
   /** Architecture name (config.architectures[0]) → class. */
-  architectures: Record<string, new (config: never) => PreTrainedModel>;
+  architectures: Record<string, new (config: never) => CheckpointModel>;
   /** The class for causal LM when config.architectures names none of ours. */
-  causalLM: new (config: never) => PreTrainedModel;
+  causalLM: new (config: never) => CheckpointModel;
 }
 
 const families = new Map<string, ModelFamily>();
@@ -41,7 +42,7 @@ export function familyFor(raw: Record<string, unknown>, where: string): ModelFam
 }
 
 /** The class to build for a config: its first listed architecture if we have it, else the family's causal LM. */
-export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new (config: never) => PreTrainedModel {
+export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new (config: never) => CheckpointModel {
   for (const arch of config.architectures ?? []) {
     const cls = family.architectures[arch];
     if (cls) return cls;
@@ -57,7 +58,7 @@ export function buildModel(
   config: ModelConfig,
   raw: Record<string, unknown> = config.toDict(),
   where = "config",
-): PreTrainedModel {
+): CheckpointModel {
   const Cls = causalLMClassFor(familyFor(raw, where), config);
-  return buildInScope({}, () => construct(Cls as new (c: ModelConfig) => PreTrainedModel, config));
+  return buildInScope({}, () => construct(Cls as new (c: ModelConfig) => CheckpointModel, config));
 }

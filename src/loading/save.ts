@@ -5,7 +5,7 @@ import { writeSafetensorsStaged, type TensorToWrite } from "../io/safetensors.js
 import { completePendingSave, removeStaleTemporaries, writeFilesAtomically, writeTextFile } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
 import { DTYPE_BYTES, encode, type StorageDtype } from "../tensor/dtypes.js";
-import type { PreTrainedModel, SaveOptions } from "./pretrained.js";
+import type { CheckpointModel, SaveOptions } from "./types.js";
 import { ConversionError, FusekitError } from "../errors.js";
 import { revertGroup, synthesizeRecord, type ConversionRecord } from "../conversion/apply.js";
 import { conversionRulesFor } from "../conversion/registry.js";
@@ -50,7 +50,7 @@ function stateBytes(p: Parameter, dtype: StorageDtype): Uint8Array {
 }
 
 export function stateEntries(
-  model: PreTrainedModel,
+  model: CheckpointModel,
   dtype?: StorageDtype,
   { saveOriginalFormat = true } = {},
 ): TensorToWrite[] {
@@ -109,7 +109,7 @@ export function stateEntries(
  * For a model that was not loaded through conversions: if rules are registered for it and its keys
  * differ from the plain (unpatched) model's, plan the rules over the plain model's keys.
  */
-function unloadedRecord(model: PreTrainedModel, params: [string, Parameter][]): ConversionRecord | undefined {
+function unloadedRecord(model: CheckpointModel, params: [string, Parameter][]): ConversionRecord | undefined {
   const plainClass = causalLMClassFor(familyFor(model.config.toDict(), "config"), model.config);
   const rules = conversionRulesFor([model.constructor.name, plainClass.name], model.config.model_type);
   if (!rules.length) return undefined;
@@ -152,7 +152,7 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
  * under a temporary name and renamed into place only when all are complete, config.json last, so an
  * interrupted save leaves the previous checkpoint as it was.
  */
-export async function savePretrained(model: PreTrainedModel, dir: string, options: SaveOptions = {}): Promise<void> {
+export async function savePretrained(model: CheckpointModel, dir: string, options: SaveOptions = {}): Promise<void> {
   await prepareSaveTarget(dir);
   // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
   await completePendingSave(dir);
@@ -200,7 +200,7 @@ const pad = (n: number) => String(n).padStart(5, "0");
  * config.json's dict: `quantization_config` is the FP8 layout's when weights are written as FP8, and dropped
  * when none is (a dequantized save must not claim to be quantized).
  */
-function withQuantizationConfig(model: PreTrainedModel, tensors: TensorToWrite[]): Record<string, unknown> {
+function withQuantizationConfig(model: CheckpointModel, tensors: TensorToWrite[]): Record<string, unknown> {
   const config = model.config.toDict();
   const fp8 = tensors.some((t) => t.dtype === "F8_E4M3");
   const layout = fp8 ? model.parameters().find((p) => p.checkpointLayout)?.checkpointLayout : undefined;

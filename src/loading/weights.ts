@@ -13,7 +13,8 @@ import { ConversionError } from "../errors.js";
 import { IN_PLACE_DTYPES, fillPacked, readPackedInPlace } from "./in-place.js";
 import { Fp8CheckpointView } from "./fp8.js";
 import type { FromPretrainedOptions } from "./options.js";
-import { PreTrainedModel, type LoadReport } from "./pretrained.js";
+import { PreTrainedModel } from "./pretrained.js";
+import type { LoadReport } from "./types.js";
 
 /** What `loadWeights` reads: the rules, a seed for what the checkpoint leaves out, progress, and bf16 packing. */
 export interface LoadWeightsOptions extends Pick<FromPretrainedOptions, "conversions" | "seed" | "onProgress"> {

@@ -1,4 +1,4 @@
-// The files mutation testing covers (issue 19: where a silent bug costs most), each with the test files
+// The files mutation testing covers (where a silent bug costs most), each with the test files
 // that own it: a mutant runs only those (and, with per-test coverage, only the tests that reach it).
 export const TARGETS = {
   modeling: {
