@@ -8,6 +8,7 @@ export default defineConfig({
     // `import … from "fusekit"` (and its recipe subpaths) resolve to the sources, so tests need no build.
     alias: [
       { find: /^fusekit$/, replacement: root("./src/index.ts") },
+      { find: /^fusekit\/internals$/, replacement: root("./src/internals.ts") },
       { find: /^fusekit\/(patches|conversions|fusions)\/(.*)$/, replacement: root("./$1/$2.ts") },
     ],
   },

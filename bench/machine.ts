@@ -3,7 +3,7 @@
 // of a checkpoint file (into a reused buffer, and into fresh memory). Each figure: median (min–max) of several runs.
 import path from "node:path";
 import { open } from "node:fs/promises";
-import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/index.js";
+import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/internals.js";
 import { kernelPool } from "../src/backend/pool.js";
 import { wasmReadSum } from "../src/backend/kernels.js";
 import { stat, type Figure } from "../src/compare/measure.js";
@@ -58,8 +58,19 @@ export function wasmReadBandwidth(bytes: number, repeats: number): Figure | unde
 /** Read bandwidth of every kernel thread together over the pool's shared heap; undefined without a pool. */
 export function poolReadBandwidth(bytes: number, repeats: number): Figure | undefined {
   if (tf.getBackend() !== "wasm") return undefined;
-  const runs = kernelPool()?.readBandwidth(bytes, repeats);
-  return runs ? figure(runs) : undefined;
+  const shared = kernelPool()?.sharedRead(bytes);
+  if (!shared) return undefined;
+  try {
+    shared.read(); // once untimed: the workers wake and the pages are warm
+    const runs = Array.from({ length: repeats }, () => {
+      const t = performance.now();
+      shared.read();
+      return shared.bytes / ((performance.now() - t) / 1000) / 1e9;
+    });
+    return figure(runs);
+  } finally {
+    shared.release();
+  }
 }
 
 export interface Bf16GemmFigure {

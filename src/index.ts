@@ -1,18 +1,17 @@
-// fusekit's public API.
+// fusekit's public API, by concept. What a user of the library writes against lives here; the machinery
+// behind it (codecs, backend kernels, planners, path matchers) is reachable as "fusekit/internals".
 import "reflect-metadata";
 
+// ── Errors: every failure fusekit reports is one of these (docs/errors.md) ─────────────────────────────────
 export * from "./errors.js";
-export { tf } from "./tensor/tf.js";
-export {
-  setBackend,
-  ensureBackend,
-  getBackend,
-  tensorflowAvailable,
-  BACKENDS,
-  type BackendName,
-} from "./backend/backend.js";
-export * from "./tensor/dtypes.js";
 
+// ── Backends ────────────────────────────────────────────────────────────────────────────────────────────────
+export { tf } from "./tensor/tf.js";
+export { setBackend, getBackend, BACKENDS, type BackendName } from "./backend/backend.js";
+export { setKernelThreads, kernelThreads } from "./backend/pool.js";
+export type { StorageDtype } from "./tensor/dtypes.js";
+
+// ── Modules: the building blocks of models and of the classes a patch puts in ────────────────────────────
 export {
   Module,
   ModuleList,
@@ -23,143 +22,60 @@ export {
 } from "./nn/module.js";
 export { Parameter, type Layout } from "./nn/parameter.js";
 export { Linear, Embedding, RMSNorm, rmsNorm, silu, ACT2FN } from "./nn/layers.js";
-export { Rng, type Initializer } from "./nn/init.js";
-
-export { construct, type ModuleClass } from "./patching/construct.js";
-export { DynamicCache } from "./cache/dynamic-cache.js";
-
-export {
-  RotaryEmbedding,
-  ropeInvFreq,
-  rotateHalf,
-  rotaryPosEmbOps,
-  type PositionEmbeddings,
-  type RopeConfig,
-} from "./nn/rope.js";
-export { scaledDotProductAttention, LOOP_THRESHOLD } from "./nn/attention.js";
+export { RotaryEmbedding, rotateHalf, type PositionEmbeddings, type RopeConfig } from "./nn/rope.js";
+export { scaledDotProductAttention } from "./nn/attention.js";
 export type { CausalLMInputs, BaseModelOutput, CausalLMOutput } from "./nn/outputs.js";
+export { DynamicCache } from "./cache/dynamic-cache.js";
+export { storeWeightsAs, type WeightStorage, type StoreWeightsOptions, type StoreWeightsReport } from "./nn/storage.js";
+
+// ── Models: Llama, Qwen2, Qwen3, the Auto class and the family registry ──────────────────────────────────
 export { DecoderConfig } from "./models/config.js";
 export * from "./models/llama/index.js";
 export * from "./models/qwen2/index.js";
 export * from "./models/qwen3/index.js";
-export { PreTrainedModel, type ModelConfig } from "./loading/pretrained.js";
-export type { LoadReport, SaveOptions } from "./loading/types.js";
-export { registerModelFamily, registeredModelTypes, buildModel, type ModelFamily } from "./loading/registry.js";
 export { AutoModelForCausalLM } from "./models/auto.js";
+export { PreTrainedModel, type ModelConfig } from "./loading/pretrained.js";
+export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./loading/registry.js";
+
+// ── Loading and saving checkpoints ──────────────────────────────────────────────────────────────────────────
+export { fromPretrained } from "./loading/from-pretrained.js";
+export type { FromPretrainedOptions, LoadProgress } from "./loading/options.js";
+export type { LoadReport, SaveOptions } from "./loading/types.js";
+export { loadWeights, type LoadWeightsOptions } from "./loading/weights.js";
+export { savePretrained } from "./loading/save.js";
+export {
+  describePlan,
+  WEIGHT_STORAGE_CHOICES,
+  type MemoryPlan,
+  type WeightStorageChoice,
+} from "./loading/memory-plan.js";
+export { quantizeToFp8, type QuantizeFp8Options } from "./loading/fp8.js";
+export { dequantizeFp8 } from "./tensor/fp8.js";
+export type { Fp8QuantizationConfig } from "./tensor/fp8.js";
+export {
+  SafetensorsFile,
+  writeSafetensors,
+  type TensorInfo,
+  type TensorData,
+  type TensorToWrite,
+} from "./io/safetensors.js";
+export { CheckpointReader, CONFIG_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, type TensorSource } from "./io/checkpoint.js";
+export type { CompanionFiles, GenerationConfig } from "./io/companions.js";
+
+// ── Demo checkpoints: random weights with real shapes and real tokenizers ────────────────────────────────
 export {
   PRESETS,
   DEFAULT_PRESET,
   makeModel,
   ensureModel,
   defaultModelDir,
-  cacheDir,
-  qwen3TokenizerDir,
-  tokenizerDir,
   type PresetName,
 } from "./presets/presets.js";
-export {
-  writeRandomCheckpoint,
-  checkpointBytes,
-  RANDOM_CHECKPOINT_DTYPES,
-  type RandomCheckpointDtype,
-  type RandomCheckpointOptions,
-} from "./presets/random-checkpoint.js";
 
-export {
-  SafetensorsFile,
-  writeSafetensors,
-  parseHeader,
-  buildHeader,
-  layoutOrder,
-  MAX_HEADER_BYTES,
-  type TensorInfo,
-  type TensorData,
-  type TensorToWrite,
-} from "./io/safetensors.js";
-export {
-  CheckpointReader,
-  readConfigJson,
-  CONFIG_NAME,
-  WEIGHTS_NAME,
-  WEIGHTS_INDEX_NAME,
-  type TensorSource,
-} from "./io/checkpoint.js";
-export { fromPretrained } from "./loading/from-pretrained.js";
-export type { FromPretrainedOptions, LoadProgress } from "./loading/options.js";
-export { loadWeights, type LoadWeightsOptions } from "./loading/weights.js";
-export { modelShape, weightInventory } from "./loading/memory-plan.js";
-export {
-  planMemory,
-  backendLimits,
-  describePlan,
-  activationBytes,
-  kvCapacity,
-  WASM_HEAP_BYTES,
-  WEIGHT_STORAGE_CHOICES,
-  type MemoryPlan,
-  type PlanRequest,
-  type BackendLimits,
-  type ModelShape,
-  type WeightEntry,
-  type WeightStorageChoice,
-} from "./loading/memory-plan.js";
-export { savePretrained, parseSize } from "./loading/save.js";
-export {
-  TOKENIZER_FILES,
-  loadGenerationConfig,
-  GENERATION_CONFIG_NAME,
-  type CompanionFiles,
-  type GenerationConfig,
-} from "./io/companions.js";
-export {
-  quantizeToFp8,
-  dequantizeFp8,
-  fp8ConfigOf,
-  scaleKeyFor,
-  Fp8CheckpointView,
-  FP8_E4M3_MAX,
-  type QuantizeFp8Options,
-} from "./loading/fp8.js";
-export type { Fp8QuantizationConfig, Fp8BlockLayout } from "./io/fp8-layout.js";
-
-export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";
-
-export * from "./fusion/index.js";
-
-export {
-  registerPatchMapping,
-  unregisterPatchMapping,
-  getPatchMapping,
-  clearPatchMapping,
-  withPatches,
-  withoutPatches,
-  applyPatches,
-  resolvePatchedClass,
-  type PatchMapping,
-} from "./patching/registry.js";
-export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
-export {
-  ConversionOperation,
-  Concatenate,
-  Chunk,
-  Transpose,
-  MergeModulelist,
-  SplitModulelist,
-  type HostTensor,
-  type Slot,
-} from "./conversion/ops.js";
-export {
-  registerCheckpointConversionMapping,
-  getCheckpointConversionMapping,
-  clearCheckpointConversionMapping,
-} from "./conversion/registry.js";
-export { planConversions, type ConversionPlan, type ConversionRecord } from "./conversion/apply.js";
-
+// ── Tokenizers and generation ───────────────────────────────────────────────────────────────────────────────
 export {
   AutoTokenizer,
   PreTrainedTokenizer,
-  TOKENIZER_NAME,
-  TOKENIZER_CONFIG_NAME,
   type ChatMessage,
   type ChatTemplateOptions,
   type EncodeOptions,
@@ -176,21 +92,65 @@ export {
   type CausalLM,
   type PromptInput,
 } from "./generation/generate.js";
-export {
-  selectToken,
-  applyRepetitionPenalty,
-  applyTemperature,
-  topKFilter,
-  topPFilter,
-  softmax,
-  argmax,
-  sampleFrom,
-  kthLargest,
-  type SamplingParams,
-} from "./generation/sampling.js";
+export type { SamplingParams } from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
 
-export { Mode, checkMode, combineModes, modeName, MODE_FALLBACK_PRIORITY } from "./hub/mode.js";
+// ── Patch mapping: swap classes while a model is built ──────────────────────────────────────────────────────
+export { construct, type ModuleClass } from "./patching/construct.js";
+export {
+  registerPatchMapping,
+  unregisterPatchMapping,
+  getPatchMapping,
+  clearPatchMapping,
+  withPatches,
+  withoutPatches,
+  applyPatches,
+  type PatchMapping,
+} from "./patching/registry.js";
+
+// ── Checkpoint conversion: move weights on load, and back on save ──────────────────────────────────────────
+export { WeightRenaming, WeightConverter, type ConversionRule } from "./conversion/rules.js";
+export {
+  ConversionOperation,
+  Concatenate,
+  Chunk,
+  Transpose,
+  MergeModulelist,
+  SplitModulelist,
+  type HostTensor,
+  type Slot,
+} from "./conversion/ops.js";
+export {
+  registerCheckpointConversionMapping,
+  getCheckpointConversionMapping,
+  clearCheckpointConversionMapping,
+} from "./conversion/registry.js";
+
+// ── Runtime fusion, fusion recipes, fusionConfig and KernelConfig ──────────────────────────────────────────
+export { ModuleSpec, DROP_OUTPUT, type ModuleSpecInit } from "./fusion/spec.js";
+export { RegistryCollector, FusedModule, type FusionRegistry, type ChainInfo } from "./fusion/modules.js";
+export { fuseModules, unfuseModules, getFusedChains, type FuseOptions, type FusedChain } from "./fusion/fuse.js";
+export { Identity, type LayoutClass } from "./fusion/generated.js";
+export { FusionRecipe, defineFusionRecipe, type FusionRecipeInit, type KernelConfigKeyPair } from "./fusion/recipe.js";
+export { NORM_MLP, GATE_UP, QKV, NORM_QKV, BUILTIN_RECIPES } from "./fusion/recipes.js";
+export {
+  registerFusionSpec,
+  unregisterFusionSpec,
+  fusionSpecNames,
+  type FusionSpec,
+  type FusionConfig,
+} from "./fusion/config.js";
+export {
+  KernelConfig,
+  type KernelConfigEntry,
+  type KernelFusionKey,
+  type KernelLayoutClass,
+  type LayoutEnv,
+} from "./fusion/kernel-config.js";
+
+// ── The kernel hub: tagged layers and functions, kernelize, repositories and locks ────────────────────────
+export { useKernelForwardFromHub, getKernelLayerName } from "./hub/decorator.js";
+export { Mode } from "./hub/mode.js";
 export {
   registerKernelMapping,
   useKernelMapping,
@@ -199,6 +159,14 @@ export {
   type KernelMapping,
 } from "./hub/mapping.js";
 export {
+  kernelize,
+  unkernelize,
+  activeKernel,
+  type KernelizeOptions,
+  type KernelLoadOptions,
+} from "./hub/kernelize.js";
+export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
+export {
   LayerRepository,
   LocalLayerRepository,
   LockedLayerRepository,
@@ -206,43 +174,10 @@ export {
   type TrustOptions,
 } from "./hub/repository.js";
 export {
-  kernelize,
-  unkernelize,
-  activeKernel,
-  validateKernelLayer,
-  applyKernelsAfterLoad,
-  type KernelizeOptions,
-  type KernelLoadOptions,
-} from "./hub/kernelize.js";
-export { DEFAULT_KERNEL_MAPPING } from "./hub/defaults.js";
-export {
-  discoverRepos,
-  findRepo,
-  bundledHubDir,
-  hubRoots,
-  MANIFEST_NAME,
-  type KernelManifest,
-  type HubRepo,
-} from "./hub/repos.js";
-export { readLockfile, writeLockfile, LOCKFILE_NAME } from "./hub/lock.js";
-export { hashRepo } from "./hub/verify.js";
-export type { Lockfile, LockEntry } from "./hub/types.js";
-export {
-  KERNEL_BACKENDS,
-  type KernelEnv,
-  type KernelHelpers,
-  type KernelLayerClass,
-  type KernelBuildModule,
-} from "./hub/types.js";
-export { SiluAndMul } from "./hub/silu-and-mul.js";
-export {
   useKernelFuncFromHub,
   kernelizeFunctions,
   unkernelizeFunctions,
-  ensureFunctionKernels,
   activeFuncKernel,
-  kernelFuncNames,
-  validateKernelFunc,
   FuncRepository,
   LocalFuncRepository,
   LockedFuncRepository,
@@ -251,15 +186,15 @@ export {
   type FuncMapping,
   type KernelizeFuncsOptions,
 } from "./hub/functions.js";
-
+export { discoverRepos, findRepo, type KernelManifest, type HubRepo } from "./hub/repos.js";
+export { readLockfile, writeLockfile, LOCKFILE_NAME } from "./hub/lock.js";
 export {
-  storeWeightsAs,
-  packWeightsOnLoad,
-  type WeightStorage,
-  type StoreWeightsOptions,
-  type StoreWeightsReport,
-} from "./nn/storage.js";
-export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./backend/ops.js";
-export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./backend/kernels.js";
-export { packBf16, unpackBf16 } from "./backend/bf16.js";
-export { setKernelThreads, kernelThreads } from "./backend/pool.js";
+  KERNEL_BACKENDS,
+  type Lockfile,
+  type LockEntry,
+  type KernelEnv,
+  type KernelHelpers,
+  type KernelLayerClass,
+  type KernelBuildModule,
+} from "./hub/types.js";
+export { SiluAndMul } from "./hub/silu-and-mul.js";

@@ -17,7 +17,7 @@ import {
   tf,
   unpackBf16,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
 
 const PROMPT = [9707, 11, 1246, 525, 498, 30, 13, 576]; // 8 tokens

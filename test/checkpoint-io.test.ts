@@ -12,7 +12,7 @@ import {
   floatToHalf,
   setBackend,
   writeSafetensors,
-} from "fusekit";
+} from "fusekit/internals";
 import { savedSmallModel, smallConfig, tmpDir } from "./helpers/models.js";
 
 async function allBytes(dir: string): Promise<Map<string, { dtype: string; shape: number[]; bytes: Buffer }>> {

@@ -110,15 +110,15 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
       "option '-b, --backend <name>' argument 'gpu' is invalid. Allowed choices are tensorflow, wasm, cpu.",
     ],
     [
-      ["make-tiny", "--seed", "-1"],
+      ["make-model", "--seed", "-1"],
       "option '-s, --seed <n>' argument '-1' is invalid. expected an integer from 0 to 4294967295.",
     ],
     [
-      ["make-tiny", "--preset", "qwen3-70b"],
+      ["make-model", "--preset", "qwen3-70b"],
       `option '-p, --preset <name>' argument 'qwen3-70b' is invalid. Allowed choices are ${Object.keys(PRESETS).join(", ")}.`,
     ],
     [["kernels", "lok"], "unknown command 'lok' (Did you mean lock?)"],
-    [["make-tiny", "--out", ""], "option '-o, --out <dir>' argument '' is invalid. expected non-empty text."],
+    [["make-model", "--out", ""], "option '-o, --out <dir>' argument '' is invalid. expected non-empty text."],
     [["compare", "--report", ""], "option '--report <file.html>' argument '' is invalid. expected non-empty text."],
     [["inspect", "--model", ""], "option '-m, --model <dir>' argument '' is invalid. expected non-empty text."],
   ])("%j", async (args, message) => {
@@ -131,38 +131,38 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
 describe("failures found before any work: exit 1, one line naming the path", () => {
   it.each([
     [
-      "make-tiny --out <folder with a user's files>",
-      (ws: string) => ["make-tiny", "--out", ws],
+      "make-model --out <folder with a user's files>",
+      (ws: string) => ["make-model", "--out", ws],
       "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
     ],
     [
       "… even with --force",
-      (ws: string) => ["make-tiny", "--out", ws, "--force"],
+      (ws: string) => ["make-model", "--out", ws, "--force"],
       "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
     ],
     [
-      "make-tiny --out .",
-      () => ["make-tiny", "--out", "."],
+      "make-model --out .",
+      () => ["make-model", "--out", "."],
       "OutputPathError: {ws}: a folder that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
     ],
     [
-      "make-tiny --out <a user's file>",
-      (ws: string) => ["make-tiny", "--out", path.join(ws, "notes.txt"), "--force"],
+      "make-model --out <a user's file>",
+      (ws: string) => ["make-model", "--out", path.join(ws, "notes.txt"), "--force"],
       "OutputPathError: {ws}/notes.txt: a file that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
     ],
     [
-      "make-tiny --out below a file",
-      (ws: string) => ["make-tiny", "--out", path.join(ws, "notes.txt", "model")],
+      "make-model --out below a file",
+      (ws: string) => ["make-model", "--out", path.join(ws, "notes.txt", "model")],
       "OutputPathError: {ws}/notes.txt/model: cannot write here (ENOTDIR)",
     ],
     [
-      "make-tiny --out /proc/nope (used to spin forever)",
-      () => ["make-tiny", "--out", "/proc/nope"],
+      "make-model --out /proc/nope (used to spin forever)",
+      () => ["make-model", "--out", "/proc/nope"],
       "OutputPathError: /proc/nope: cannot create files in /proc (ENOENT)",
     ],
     [
-      "make-tiny --out /etc/passwd",
-      () => ["make-tiny", "--out", "/etc/passwd"],
+      "make-model --out /etc/passwd",
+      () => ["make-model", "--out", "/etc/passwd"],
       "OutputPathError: /etc/passwd: a file that is not a checkpoint folder fusekit wrote is already there; refusing to replace it (choose another path)",
     ],
     [
@@ -243,7 +243,7 @@ describe("failures found before any work: exit 1, one line naming the path", () 
 
   it("FUSEKIT_DEBUG=1 adds the stack", async () => {
     const ws = userFolder();
-    const r = await fusekit(["make-tiny", "--out", ws], { env: { FUSEKIT_DEBUG: "1" } });
+    const r = await fusekit(["make-model", "--out", ws], { env: { FUSEKIT_DEBUG: "1" } });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^fusekit: OutputPathError: .*\nOutputPathError: .*\n\s+at /);
   });
@@ -255,25 +255,25 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     ws = userFolder();
   });
 
-  it("make-tiny into a new folder works; again refuses without --force; --force replaces it; user files stay", async () => {
+  it("make-model into a new folder works; again refuses without --force; --force replaces it; user files stay", async () => {
     const out = path.join(ws, "models", "tiny"); // missing parents are created
     const userFiles = () =>
       ["notes.txt", "page.html", "kernels.lock", "photos/cat.jpg"]
         .map((f) => readFileSync(path.join(ws, f), "utf8"))
         .join("|");
     const mine = userFiles();
-    expect((await fusekit(["make-tiny", "--out", out, "--seed", "1"])).code).toBe(0);
+    expect((await fusekit(["make-model", "--out", out, "--seed", "1"])).code).toBe(0);
     const first = readFileSync(path.join(out, "model.safetensors"));
 
     const sum = folderChecksum(ws);
-    const again = await fusekit(["make-tiny", "--out", out, "--seed", "2"]);
+    const again = await fusekit(["make-model", "--out", out, "--seed", "2"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toBe(
       `fusekit: OutputPathError: ${out}: a checkpoint folder is already there; pass --force (API: overwrite: true) to replace it\n`,
     );
     expect(folderChecksum(ws)).toBe(sum);
 
-    const forced = await fusekit(["make-tiny", "--out", out, "--seed", "2", "--force"]);
+    const forced = await fusekit(["make-model", "--out", out, "--seed", "2", "--force"]);
     expect(forced.code).toBe(0);
     expect(readFileSync(path.join(out, "model.safetensors")).equals(first)).toBe(false); // seed 2's weights
     expect(userFiles()).toBe(mine);
@@ -283,7 +283,7 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     const out = path.join(ws, "models", "tiny");
     writeFileSync(path.join(out, "my-eval-results.csv"), "step,loss\n1,2.5\n");
     const sum = folderChecksum(ws);
-    const r = await fusekit(["make-tiny", "--out", out, "--force"]);
+    const r = await fusekit(["make-model", "--out", out, "--force"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${out}: a folder that is not a checkpoint folder fusekit wrote is already there`);
     expect(folderChecksum(ws)).toBe(sum);

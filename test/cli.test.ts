@@ -28,7 +28,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("fusekit --help", () => {
   it.each([
-    [[], ["Usage: fusekit [options] [command]", "generate [options]", "inspect [options]", "make-tiny [options]"]],
+    [[], ["Usage: fusekit [options] [command]", "generate [options]", "inspect [options]", "make-model [options]"]],
     [
       ["generate"],
       [
@@ -44,9 +44,9 @@ describe("fusekit --help", () => {
     ],
     [["inspect"], ["Usage: fusekit inspect [options]", "--model <dir>", "--expand"]],
     [
-      ["make-tiny"],
+      ["make-model"],
       [
-        "Usage: fusekit make-model|make-tiny [options]",
+        "Usage: fusekit make-model [options]",
         "--out <dir>",
         "--seed <n>",
         "--preset <name>",
@@ -237,10 +237,10 @@ describe("fusekit inspect", () => {
   });
 });
 
-describe("fusekit make-tiny", () => {
+describe("fusekit make-model", () => {
   it("writes a loadable checkpoint with the tokenizer, deterministic from the seed", async () => {
     const out = path.join(tmp, "tiny");
-    const r = await fusekit(["make-tiny", "--out", out, "--seed", "5"]);
+    const r = await fusekit(["make-model", "--out", out, "--seed", "5"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`wrote qwen3-tiny-4kv-heads-4layers-random (seed 5) to ${out}\n`);
     for (const f of [
@@ -252,7 +252,7 @@ describe("fusekit make-tiny", () => {
     ])
       expect(existsSync(path.join(out, f))).toBe(true);
     const again = path.join(tmp, "tiny-again");
-    expect((await fusekit(["make-tiny", "-o", again, "-s", "5"])).code).toBe(0);
+    expect((await fusekit(["make-model", "-o", again, "-s", "5"])).code).toBe(0);
     expect(
       readFileSync(path.join(again, "model.safetensors")).equals(readFileSync(path.join(out, "model.safetensors"))),
     ).toBe(true);
@@ -262,7 +262,7 @@ describe("fusekit make-tiny", () => {
   });
 
   it("an unknown preset is rejected by the parser", async () => {
-    const r = await fusekit(["make-tiny", "--preset", "qwen3-70b", "--out", path.join(tmp, "x")]);
+    const r = await fusekit(["make-model", "--preset", "qwen3-70b", "--out", path.join(tmp, "x")]);
     expect(r.code).toBe(2);
     const choices = Object.keys(PRESETS).join(", ");
     expect(r.stderr).toContain(

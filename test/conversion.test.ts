@@ -31,7 +31,7 @@ import {
   withPatches,
   type HostTensor,
   type ModelConfig,
-} from "fusekit";
+} from "fusekit/internals";
 import { qwen3GateUpQKVConversions } from "fusekit/conversions/gate-up-qkv";
 
 const host = (shape: number[], seed = 1): HostTensor => {

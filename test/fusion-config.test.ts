@@ -17,7 +17,7 @@ import {
   type FusionConfig,
   type FusionSpec,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { qwen3NormMLPPatches } from "fusekit/patches/norm-mlp";
 import { qwen3NormMLPConversions } from "fusekit/conversions/norm-mlp";
 import { sameCheckpointTensors } from "../src/compare/run.js";

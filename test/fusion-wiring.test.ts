@@ -25,7 +25,7 @@ import {
   tf,
   unfuseModules,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { flatLogitsOf, maxAbsDiff } from "./helpers/models.js";
 
 const spec = (inputs: string[], outputs: string[]) => new ModuleSpec({ inputs, outputs });

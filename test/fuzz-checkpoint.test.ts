@@ -19,7 +19,7 @@ import {
   setBackend,
   tf,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { scaled } from "./helpers/scale.js";
 import { DTYPE_SIZE, assemble, referenceDecode, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
 

@@ -24,7 +24,7 @@ import {
   topPFilter,
   type PreTrainedModel,
   type PreTrainedTokenizer,
-} from "fusekit";
+} from "fusekit/internals";
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 

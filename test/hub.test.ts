@@ -37,7 +37,7 @@ import {
   useKernelForwardFromHub,
   useKernelMapping,
   writeLockfile,
-} from "fusekit";
+} from "fusekit/internals";
 import { registerKernelsCommand } from "../src/cli/kernels.js";
 import { formatParameters, parameterList } from "../src/hub/signature.js";
 

@@ -21,7 +21,7 @@ import {
   storeWeightsAs,
   tf,
   withPatches,
-} from "fusekit";
+} from "fusekit/internals";
 import { FusedNormMLP, qwen3NormMLPPatches } from "../patches/norm-mlp.js";
 import {
   F32_MIN_NORMAL,

@@ -24,7 +24,7 @@ import {
   useKernelForwardFromHub,
   validateKernelLayer,
   type KernelLayerClass,
-} from "fusekit";
+} from "fusekit/internals";
 
 /** The message validateKernelLayer gives `layer` for a replaced forward of `arity` parameters. */
 function rejection(layer: unknown, arity = 1): string {

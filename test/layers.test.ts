@@ -23,7 +23,7 @@ import {
   setBackend,
   silu,
   tf,
-} from "fusekit";
+} from "fusekit/internals";
 import { maxAbsDiff } from "./helpers/models.js";
 
 const arr = (t: tf.Tensor) => Array.from(t.dataSync());

@@ -14,7 +14,7 @@ import {
   setBackend,
   tf,
   writeSafetensors,
-} from "fusekit";
+} from "fusekit/internals";
 import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../src/backend/convert.js";
 import { heapOffset, type WasmBackend } from "../src/backend/heap.js";
 import { savedFamilyModel, smallConfig, tmpDir } from "./helpers/models.js";

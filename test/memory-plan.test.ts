@@ -15,7 +15,7 @@ import {
   type ModelShape,
   type PlanRequest,
   type WeightEntry,
-} from "fusekit";
+} from "fusekit/internals";
 import { rmSync } from "node:fs";
 import { tmpDir } from "./helpers/models.js";
 

@@ -9,7 +9,7 @@ import {
   setBackend,
   tf,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { referenceLogits } from "./helpers/reference.js";
 import { scaled } from "./helpers/scale.js";
 import { logitsOf, maxAbsDiff, savedFamilyModel } from "./helpers/models.js";

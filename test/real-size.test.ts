@@ -15,7 +15,7 @@ import {
   planMemory,
   setBackend,
   type WeightEntry,
-} from "fusekit";
+} from "fusekit/internals";
 import { tmpDir } from "./helpers/models.js";
 import { randomValues } from "../src/presets/random-checkpoint.js";
 import { Rng } from "../src/nn/init.js";

@@ -18,7 +18,7 @@ import {
   getFusedChains,
   setBackend,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { sameCheckpointTensors } from "../src/compare/run.js";
 import { EXACT } from "../src/compare/approaches.js";
 import { logitsOf, maxAbsDiff, randomizeNormsAndBiases, smallConfig, tmpDir } from "./helpers/models.js";

@@ -18,7 +18,7 @@ import {
   writeSafetensors,
   type StorageDtype,
   type TensorToWrite,
-} from "fusekit";
+} from "fusekit/internals";
 import { assemble, referenceFp8, sameValues, validFile, type Entry } from "./fixtures/fuzz-helpers.js";
 import { savedSmallModel, tmpDir } from "./helpers/models.js";
 

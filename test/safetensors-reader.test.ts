@@ -12,7 +12,7 @@ import {
   buildHeader,
   parseHeader,
   writeSafetensors,
-} from "fusekit";
+} from "fusekit/internals";
 import { tmpDir } from "./helpers/tmp.js";
 
 /** A whole file: the 8-byte little-endian length, `header` as JSON, then `dataBytes` (byte i holds i). */

@@ -12,7 +12,7 @@ import {
   topKFilter,
   topPFilter,
   type SamplingParams,
-} from "fusekit";
+} from "fusekit/internals";
 
 /** An Rng whose draws are the given numbers, in order. */
 const scripted = (...draws: number[]): Rng => ({ next: () => draws.shift()!, normal: () => 0 }) as unknown as Rng;

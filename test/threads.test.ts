@@ -17,7 +17,7 @@ import {
   setKernelThreads,
   tf,
   type PreTrainedModel,
-} from "fusekit";
+} from "fusekit/internals";
 import { fuseNormMLP } from "fusekit/fusions/norm-mlp";
 import { kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/backend/pool.js";
 import { smallConfig, tmpDir } from "./helpers/models.js";

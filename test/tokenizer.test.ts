@@ -9,7 +9,7 @@ import {
   TokenizerError,
   defaultModelDir,
   qwen3TokenizerDir,
-} from "fusekit";
+} from "fusekit/internals";
 
 let tok: PreTrainedTokenizer;
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-tok-"));

@@ -36,7 +36,7 @@ import {
   useKernelForwardFromHub,
   useKernelMapping,
   writeLockfile,
-} from "fusekit";
+} from "fusekit/internals";
 import { logitsOf, savedSmallModel, tmpDir } from "./helpers/models.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));

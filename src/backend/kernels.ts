@@ -3,7 +3,7 @@
 // cpu: plain JS, the reference the wasm build is tested against.
 import { tf } from "../tensor/tf.js";
 import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
-import { unpackBf16 } from "./bf16.js";
+import { unpackBf16 } from "../tensor/bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { poolFor } from "./pool.js";
 import { registerKernelConfigs } from "./register.js";

@@ -288,10 +288,10 @@ export class KernelPool {
   }
 
   /**
-   * Read bandwidth of every thread together (GB/s, median of `repeats`): a SIMD sum over `bytes` of the shared
-   * heap split like a matmul — the two-core bound of a bandwidth-bound decode. Undefined if it cannot allocate.
+   * `bytes` of the shared heap that every thread can read together (a SIMD sum split like a matmul): what a
+   * bandwidth-bound decode does, without the arithmetic. Undefined without workers or room. The bench times it.
    */
-  readBandwidth(bytes: number, repeats: number): number[] | undefined {
+  sharedRead(bytes: number): { bytes: number; read(): void; release(): void } | undefined {
     if (!this.workersStarted()) return undefined;
     let at: number;
     try {
@@ -302,15 +302,11 @@ export class KernelPool {
     // written first: untouched pages all map the kernel's one zero page, which reads at cache speed
     this.heap.bytes(at, bytes).fill(1);
     const blocks = Math.floor(bytes / 64);
-    const once = () => this.dispatch(OPS.READ, at, blocks, 1024, (o0, o1) => this.main.readsum(at + 64 * o0, o1 - o0));
-    once();
-    const runs = Array.from({ length: repeats }, () => {
-      const t = performance.now();
-      once();
-      return (blocks * 64) / ((performance.now() - t) / 1000) / 1e9;
-    });
-    this.heap.release(at);
-    return runs;
+    return {
+      bytes: blocks * 64,
+      read: () => this.dispatch(OPS.READ, at, blocks, 1024, (o0, o1) => this.main.readsum(at + 64 * o0, o1 - o0)),
+      release: () => this.heap.release(at),
+    };
   }
 
   /** Stops the workers and frees the shared heap's contents (the pool is unusable afterwards). */

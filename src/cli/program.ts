@@ -3,7 +3,7 @@
 import { Command } from "commander";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
-import { registerMakeTiny } from "./make-tiny.js";
+import { registerMakeModel } from "./make-model.js";
 import { registerQuantizeFp8 } from "./quantize.js";
 import { registerCompare } from "./compare.js";
 import { registerKernelsCommand } from "./kernels.js";
@@ -26,7 +26,7 @@ export function buildProgram(): Command {
   // ── Model commands ──────────────────────────────────────────────────────────────────────────────
   registerGenerate(program);
   registerInspect(program);
-  registerMakeTiny(program);
+  registerMakeModel(program);
   registerQuantizeFp8(program);
 
   // ── Fusion / kernel commands ───────────────────────────────────────────────────────────────────

@@ -11,7 +11,7 @@ import { CheckpointReader } from "../io/checkpoint.js";
 import { generate } from "../generation/generate.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError } from "../errors.js";
-import * as library from "../index.js";
+import * as library from "../internals.js";
 import { decodeWithStackMs, decoderLayers, prefillMs, repeat, stat } from "./measure.js";
 import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";

@@ -2,8 +2,8 @@ import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
-import { packBf16, unpackBf16 } from "../backend/bf16.js";
-import type { Fp8BlockLayout } from "../io/fp8-layout.js";
+import { packBf16, unpackBf16 } from "../tensor/bf16.js";
+import type { Fp8BlockLayout } from "../tensor/fp8.js";
 import { transpose2d } from "../tensor/host.js";
 
 /**

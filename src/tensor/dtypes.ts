@@ -4,6 +4,7 @@
  * for every value that came from a BF16 file (its low half is zero).
  */
 import { tf } from "./tf.js";
+import { bf16Bits } from "./bf16.js";
 
 /**
  * Every dtype a safetensors file may hold, in the order of the reference implementation's `Dtype` enum
@@ -395,12 +396,6 @@ function encodeInt(values: Float32Array | Int32Array, dtype: StorageDtype, view:
         view.setBigUint64(at, BigInt(v), true);
     }
   }
-}
-
-/** The bf16 nearest (ties to even) to the float32 with bits `x`, as its 16 bits; NaN stays NaN. */
-export function bf16Bits(x: number): number {
-  const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
-  return (isNaN ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 /** Encodes float32 / int32 values as `dtype` bytes (little-endian); integers out of the dtype's range throw. */

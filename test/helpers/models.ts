@@ -1,4 +1,4 @@
-import { AutoModelForCausalLM, Qwen3Config, Rng, tf, type PreTrainedModel } from "fusekit";
+import { AutoModelForCausalLM, Qwen3Config, Rng, tf, type PreTrainedModel } from "fusekit/internals";
 import { tmpDir } from "./tmp.js";
 
 /** A small untied Qwen3 config (GQA 4 heads / 2 kv heads) for fast tests. */

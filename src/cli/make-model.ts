@@ -17,13 +17,12 @@ interface MakeModelCliOptions {
 }
 
 /**
- * `fusekit make-model` (alias `make-tiny`, its first name): writes a random checkpoint with real shapes — the
+ * `fusekit make-model`: writes a random checkpoint with real shapes — the
  * embedded default model or a Qwen3-0.6B / 1.7B-shaped one; large ones show a progress bar on a terminal.
  */
-export function registerMakeTiny(program: Command): void {
+export function registerMakeModel(program: Command): void {
   const cmd = program
     .command("make-model")
-    .alias("make-tiny")
     .description(
       "write a random checkpoint (real tokenizer) shaped like a real model — Qwen3 tiny / 0.6B / 1.7B, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)",
     )

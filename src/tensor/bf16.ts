@@ -1,5 +1,13 @@
-// BF16 packing on the host: two bf16 per int32 (element 2k in the low half, 2k+1 in the high half), which
-// is exactly the little-endian byte order of a BF16 safetensors tensor. A bf16 is the top half of an f32.
+// BF16 on the host, in one place: a bf16 is the top half of an f32. Rounding one value (`bf16Bits`, what
+// encode(…, "BF16") does), and packing: two bf16 per int32 (element 2k in the low half, 2k+1 in the high
+// half), which is exactly the little-endian byte order of a BF16 safetensors tensor. Rounding checkpoint
+// floats in the wasm heap is backend/convert.ts's job (it uses these on the cpu backend).
+
+/** The bf16 nearest (ties to even) to the float32 with bits `x`, as its 16 bits; NaN stays NaN. */
+export function bf16Bits(x: number): number {
+  const isNaN = (x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0;
+  return (isNaN ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
 
 /** Packs float32 values (row-major, even length) into bf16 pairs by truncation; returns how many lost bits. */
 export function packBf16(values: Float32Array): { packed: Int32Array; inexact: number } {
