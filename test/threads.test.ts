@@ -164,7 +164,7 @@ function runNode(script: string, env: Record<string, string>): Promise<{ code: n
 }
 
 const SCRIPT = `
-import { bf16MatMul, kernelThreads, setBackend, tf } from "${path.join(root, "dist/src/index.js")}";
+import { bf16MatMul, kernelThreads, setBackend, tf } from "${path.join(root, "dist/src/internals.js")}";
 await setBackend("wasm");
 const x = tf.ones([1, 1024]);
 const w = tf.fill([4096, 512], 0x3f803f80, "int32"); // every bf16 = 1.0
