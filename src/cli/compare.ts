@@ -50,7 +50,7 @@ export function registerCompare(program: Command): void {
       prompt: opts.prompt,
       promptIds: tokenizer.encode(opts.prompt),
       newTokens: opts.newTokens,
-      repeats: opts.repeats,
+      rounds: opts.repeats,
       weightStorage: opts.weightStorage,
       approaches: defaultApproaches(),
       log: opts.json ? undefined : (line) => process.stderr.write(`… ${line}\n`),
