@@ -233,7 +233,7 @@ async function timeGroup(run: Run, originalMember: Member, group: Approach[]): P
       }
     }
     run.log(`timing ${members.map((m) => m.approach.id).join(", ")}: ${run.warmup} warm-up + ${run.rounds} rounds`);
-    timeInRounds(members, run, run.warmup, run.rounds);
+    timeInRounds(members, run);
     for (const m of members.slice(1)) {
       const row = run.rows.get(m.approach)!;
       run.rows.set(
@@ -416,15 +416,17 @@ function withSpeed(row: Row, times: Timings, originalTimes: Timings): Row {
  * every member once (a prefill, then a decode run that also times the decoder stack) in an order rotated
  * by one each round — so drift, load from other processes and position in the round fall on all alike.
  */
-function timeInRounds(members: Member[], ref: Reference, warmup: number, rounds: number): void {
+function timeInRounds(members: Member[], run: Run): void {
+  const { warmup, rounds } = run;
   const layers = members.map((m) => decoderLayers(m.model));
   for (let round = -warmup; round < rounds; round++) {
+    const t0 = performance.now();
     for (const i of roundOrder(members.length, round + warmup)) {
       const m = members[i];
       if (m.error) continue;
       try {
-        const prefill = prefillMs(m.model, ref.ids);
-        const decode = decodeWithStackMs(m.model, ref.newTokens, layers[i]);
+        const prefill = prefillMs(m.model, run.ids);
+        const decode = decodeWithStackMs(m.model, run.newTokens, layers[i]);
         if (round < 0) continue;
         m.times.prefillMs.push(prefill);
         m.times.decodeTokensPerSecond.push(decode.tokensPerSecond);
@@ -433,6 +435,11 @@ function timeInRounds(members: Member[], ref: Reference, warmup: number, rounds:
         if (i === 0) throw err; // the original is every row's reference: without it nothing can be compared
         m.error = err;
       }
+    }
+    // a real-size model can time for minutes: say how long, once
+    if (round === -warmup) {
+      const s = (performance.now() - t0) / 1000;
+      run.log(`one round took ${s.toFixed(1)} s: about ${Math.ceil(s * (rounds + warmup - 1))} s to go`);
     }
   }
 }
