@@ -245,7 +245,7 @@ export function barChart(
   const rowH = 26,
     labelW = 320,
     plotW = 420,
-    top = 30,
+    top = reference ? 44 : 30, // room for the reference's label under the title
     ticks = 4;
   const reach = (v: BarValue) => (Number.isFinite(v.high) ? Math.max(v.high, v.median) : v.median);
   const max = roundUp(
@@ -274,7 +274,7 @@ export function barChart(
       ].join("");
     })
     .join("\n");
-  const marker = reference ? referenceMarker(reference, x, top, axisY) : "";
+  const [band, line] = reference ? referenceMarker(reference, x, top, axisY) : ["", ""];
   const tickMarks = Array.from({ length: ticks + 1 }, (_, k) => {
     const v = (max * k) / ticks,
       tx = x(v).toFixed(1);
@@ -288,23 +288,29 @@ export function barChart(
   ].join("\n");
   return `<svg class="chart" role="img" aria-label="${esc(`${title} (${unit}, ${better} is better)`)}" xmlns="http://www.w3.org/2000/svg" width="${labelW + plotW + 190}" height="${axisY + 44}">
 <text x="0" y="18" class="title">${esc(title)} (${esc(unit)}, ${better} is better)</text>
-${marker}
+${band}
 ${rows}
+${line}
 ${axis}
 </svg>`;
 }
 
-/** The line (and band) of a chart's reference value, spanning the rows. */
-function referenceMarker(reference: ChartReference, x: (v: number) => number, top: number, bottom: number): string {
+/** A chart's reference value: the band to draw behind the bars, and the labelled line to draw over them. */
+function referenceMarker(
+  reference: ChartReference,
+  x: (v: number) => number,
+  top: number,
+  bottom: number,
+): [band: string, line: string] {
   const at = x(reference.at).toFixed(1);
   const band = reference.band
     ? `<rect class="band" x="${x(reference.band[0]).toFixed(1)}" y="${top}" width="${(x(reference.band[1]) - x(reference.band[0])).toFixed(1)}" height="${bottom - top}"/>`
     : "";
-  return (
-    band +
+  return [
+    band,
     `<line class="reference" x1="${at}" x2="${at}" y1="${top - 4}" y2="${bottom}"/>` +
-    `<text class="reference-label" x="${(x(reference.at) + 4).toFixed(1)}" y="${top - 6}">${esc(reference.label)}</text>`
-  );
+      `<text class="reference-label" x="${(x(reference.at) + 4).toFixed(1)}" y="${top - 6}">${esc(reference.label)}</text>`,
+  ];
 }
 
 /** The decoder-stack time of each row relative to the original's, with its interval and verdict. */
