@@ -65,7 +65,7 @@ describe("fusekit --help", () => {
         "--warmup <n>",
         "the original is always included",
         "  fused-unfused       runtime fusion, then unfused\n",
-        "(an interval\nneeds --rounds ≥ 6)",
+        "(an interval needs --rounds\n≥ 6)",
       ],
     ],
     [["inspect"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],

@@ -104,6 +104,28 @@ describe("compareSpeed: the paired verdict against the original", () => {
     );
   });
 
+  it("a gain of 7% whose interval reaches inside the ±5% band is not claimed: the whole interval must clear it", () => {
+    // ratios sorted: the 4th is 0.91, the median (8th) 0.935, the 12th 0.97 > 1/1.05 = 0.952
+    const ratios = [0.88, 0.89, 0.9, 0.91, 0.92, 0.93, 0.93, 0.935, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0];
+    const c = compareSpeed(
+      ratios.map(() => 10),
+      ratios.map((r) => 10 * r),
+      "time",
+    );
+    expect([c.relativeTime.median, c.relativeTime.low, c.relativeTime.high]).toEqual(
+      [0.935, 0.91, 0.97].map((x) => expect.closeTo(x, 12)),
+    );
+    expect(c.verdict).toBe("no measurable difference");
+    // the same ratios 10% lower clear it: the interval's slow end 0.873 is under 0.952
+    expect(
+      compareSpeed(
+        ratios.map(() => 10),
+        ratios.map((r) => 9 * r),
+        "time",
+      ).text,
+    ).toBe("faster ×1.19");
+  });
+
   it("too few rounds for an interval says so instead of guessing", () => {
     expect(compareSpeed([10, 10, 10], [5, 5, 5], "time")).toMatchObject({ verdict: "too few rounds", factor: 1 });
   });

@@ -130,7 +130,7 @@ describe("terminal report", () => {
     expect(text).toContain(
       "1 warm-up + 15 timed rounds, approaches interleaved in an order rotated each round; figures are medians (95% confidence interval).",
     );
-    expect(text).toContain("when the 95% interval of the ratio excludes 1 and the change is at least 5%.");
+    expect(text).toContain("faster / slower when the 95% interval of the ratio lies at least 5% from 1.");
     expect(text.split("\n").at(-2)).toBe(
       "Decoder-stack speed vs original: 1 faster, 1 slower, 1 no measurable difference.",
     );

@@ -61,11 +61,11 @@ function approachesHelp(): string {
     "Speed: the selected approaches are loaded together and timed in interleaved",
     "rounds (order rotated each round), each against the original in the same round.",
     "Figures are medians with 95% confidence intervals. A row is faster ×r / slower ×r",
-    "when the 95% interval of its decoder-stack time ratio to the original's excludes",
-    `1 and the change is at least 5%, else "no measurable difference" (an interval`,
-    `needs --rounds ≥ ${minimumRounds()}). Memory holds every selected model at once (tiny: ~40 MB`,
-    "each; 0.6B in bf16: ~1.1 GiB each, three fit wasm's 4 GiB heap); when they do not",
-    "all fit, they are timed in groups, each beside the original.",
+    "when the whole 95% interval of its decoder-stack time ratio to the original's is",
+    `at least 5% from 1, else "no measurable difference" (an interval needs --rounds`,
+    `≥ ${minimumRounds()}). Memory holds every selected model at once (tiny: ~40 MB each; 0.6B in`,
+    "bf16: ~1.1 GiB each, three fit wasm's 4 GiB heap); when they do not all fit, they",
+    "are timed in groups, each beside the original.",
   ].join("\n");
 }
 

@@ -46,7 +46,7 @@ export const COLUMN_LEGEND: [string, string][] = [
   ],
   [
     "speed vs original",
-    "faster ×r / slower ×r when the 95% interval of the ratio excludes 1 and the change is at least 5%; otherwise no measurable difference",
+    "faster ×r / slower ×r (r: the median) when the whole 95% interval of the ratio is at least 5% from 1; otherwise no measurable difference",
   ],
   ["setup ms", "time of each step that gets the model ready (load, patch, fuse, kernelize)"],
   ["params MB", "tensor memory the loaded model holds"],
@@ -165,7 +165,7 @@ export function timingNote(result: ComparisonResult): string {
     `${result.warmupRounds} warm-up + ${result.rounds} timed rounds, approaches interleaved in an order rotated ` +
     `each round${grouping}; figures are medians (${pct(result.confidence)} confidence interval). Speed vs ` +
     `original: decoder-stack time paired by round; faster / slower when the ${pct(result.confidence)} interval ` +
-    `of the ratio excludes 1 and the change is at least ${pct(result.minEffect)}.`
+    `of the ratio lies at least ${pct(result.minEffect)} from 1.`
   );
 }
 
