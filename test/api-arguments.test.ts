@@ -103,10 +103,16 @@ describe("generate", () => {
 });
 
 describe("runComparison", () => {
-  it("rejects repeats and newTokens below 1 before loading anything", async () => {
+  it("rejects rounds, newTokens, warm-up and model limits out of range before loading anything", async () => {
     const base = { modelDir: path.join(tmp, "no-model"), approaches: [] };
-    await expect(runComparison({ ...base, repeats: 0 })).rejects.toThrow(
-      new ArgumentError("runComparison: repeats must be an integer ≥ 1, got 0"),
+    await expect(runComparison({ ...base, rounds: 0 })).rejects.toThrow(
+      new ArgumentError("runComparison: rounds must be an integer ≥ 1, got 0"),
+    );
+    await expect(runComparison({ ...base, warmup: -1 })).rejects.toThrow(
+      new ArgumentError("runComparison: warmup must be an integer ≥ 0, got -1"),
+    );
+    await expect(runComparison({ ...base, maxLoadedModels: 1 })).rejects.toThrow(
+      new ArgumentError("runComparison: maxLoadedModels must be an integer ≥ 2, got 1"),
     );
     await expect(runComparison({ ...base, newTokens: 1.5 })).rejects.toThrow(
       new ArgumentError("runComparison: newTokens must be an integer ≥ 1, got 1.5"),

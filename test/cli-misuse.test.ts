@@ -9,8 +9,12 @@ import os from "node:os";
 import path from "node:path";
 import { PRESETS, WEIGHT_STORAGE_CHOICES } from "fusekit";
 import { folderChecksum, fusekit, type Run } from "./helpers/cli.js";
+import { defaultApproaches } from "../src/compare/approaches.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-misuse-"));
+const APPROACH_IDS = defaultApproaches()
+  .map((a) => a.id)
+  .join(", ");
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** A folder of a user's files (and where the cache would go) to run a command in. */
@@ -47,12 +51,28 @@ async function misuseIn(ws: string, argv: string[], env: Record<string, string> 
 describe("usage errors: exit 2, one line naming the option and what is allowed", () => {
   it.each([
     [
-      ["compare", "--repeats", "0"],
-      "option '-r, --repeats <n>' argument '0' is invalid. expected an integer from 1 to 1000.",
+      ["compare", "--rounds", "0"],
+      "option '-r, --rounds <n>' argument '0' is invalid. expected an integer from 1 to 1000.",
     ],
     [
-      ["compare", "--repeats", "2.5"],
-      "option '-r, --repeats <n>' argument '2.5' is invalid. expected an integer from 1 to 1000.",
+      ["compare", "--rounds", "2.5"],
+      "option '-r, --rounds <n>' argument '2.5' is invalid. expected an integer from 1 to 1000.",
+    ],
+    [
+      ["compare", "--repeats", "0"], // the old name of --rounds, still checked the same way
+      "option '--repeats <n>' argument '0' is invalid. expected an integer from 1 to 1000.",
+    ],
+    [
+      ["compare", "--warmup", "-1"],
+      "option '--warmup <n>' argument '-1' is invalid. expected an integer from 0 to 100.",
+    ],
+    [
+      ["compare", "--approaches", "fused,fast"],
+      `option '-a, --approaches <ids>' argument 'fused,fast' is invalid. unknown approach id "fast"; valid ids: ${APPROACH_IDS}.`,
+    ],
+    [
+      ["compare", "--approaches", " , "],
+      "option '-a, --approaches <ids>' argument ' , ' is invalid. expected comma-separated approach ids.",
     ],
     [
       ["compare", "--new-tokens", "-1"],
@@ -309,13 +329,15 @@ describe("compare end to end (piped, so never coloured)", () => {
     const ws = userFolder();
     const report = path.join(ws, "report.html");
     const before = folderChecksum(ws);
-    const r = await fusekit(["compare", "--new-tokens", "2", "--repeats", "1", "--report", report], {
+    const r = await fusekit(["compare", "--new-tokens", "2", "--rounds", "1", "--warmup", "0", "--report", report], {
       cwd: ws,
       timeoutMs: 600_000,
     });
     expect(r.code).toBe(0);
     expect(r.stdout).not.toContain("\x1b[");
     expect(r.stdout).toMatch(/^│ approach +│ max \|Δ logits\| +│/m);
+    expect(r.stdout).toMatch(/│ speed vs original +│/m);
+    expect(r.stdout).toMatch(/│ runtime fusion, then unfused +│.*│ too few rounds +│/m); // one round: no interval
     expect(r.stdout.trimEnd().split("\n").at(-1)).toBe(`report written to ${report}`);
     const html = readFileSync(report, "utf8");
     expect(html).toContain('<meta name="generator" content="fusekit compare">');
@@ -327,5 +349,23 @@ describe("compare end to end (piped, so never coloured)", () => {
     expect(again.stderr).toBe(
       `fusekit: OutputPathError: ${report}: a fusekit HTML report is already there; pass --force (API: overwrite: true) to replace it\n`,
     );
+  });
+});
+
+describe("compare --approaches (piped JSON)", () => {
+  it("runs the named approaches with the original as the reference, and gives each a speed verdict", async () => {
+    const r = await fusekit(
+      ["compare", "--approaches", "fused-kernel,fused-unfused", "--rounds", "6", "--new-tokens", "2", "--json"],
+      { timeoutMs: 600_000 },
+    );
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result.rows.map((row: { id: string }) => row.id)).toEqual(["original", "fused-unfused", "fused-kernel"]);
+    expect([result.rounds, result.warmupRounds, result.timingGroups.length]).toEqual([6, 1, 1]);
+    expect(result.rows[0].speedVerdict).toBe("reference");
+    for (const row of result.rows.slice(1)) {
+      expect(row.speed.decoderStack.relativeTime.samples).toBe(6);
+      expect(row.speedVerdict).toMatch(/^(faster ×\d+\.\d\d|slower ×\d+\.\d\d|no measurable difference)$/);
+    }
   });
 });

@@ -57,6 +57,17 @@ describe("fusekit --help", () => {
     ],
     [["generate"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],
     [["compare"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],
+    [
+      ["compare"],
+      [
+        "--approaches <ids>",
+        "--rounds <n>",
+        "--warmup <n>",
+        "the original is always included",
+        "  fused-unfused       runtime fusion, then unfused\n",
+        "(an interval needs --rounds\n≥ 6)",
+      ],
+    ],
     [["inspect"], ["--weight-storage <kind>", '"auto", "f32", "bf16"', 'default: "auto"']],
   ])("%j --help", async (cmd, expected) => {
     const r = await fusekit([...cmd, "--help"]);

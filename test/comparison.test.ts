@@ -4,7 +4,7 @@ import { rmSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { AutoModelForCausalLM, defaultModelDir, setBackend, tf } from "fusekit";
 import { runComparison } from "../src/compare/run.js";
-import { defaultApproaches, EXACT } from "../src/compare/approaches.js";
+import { defaultApproaches, EXACT, selectApproaches } from "../src/compare/approaches.js";
 import type { Approach, ComparisonResult } from "../src/compare/types.js";
 import { savedFamilyModel, savedSmallModel } from "./helpers/models.js";
 
@@ -64,6 +64,11 @@ function expectProperties(result: ComparisonResult) {
   expect(perFusion("fused")).toBe(row("fused").userCodeLines);
   for (const r of result.rows) expect(r.decoderStackMs.median, r.label).toBeGreaterThan(0); // measured (NaN fails)
   expect(row("original").properties).toBeUndefined();
+  // one round is too few for an interval: the speed verdict says so rather than guessing
+  expect(row("original").speedVerdict).toBe("reference");
+  for (const r of result.rows.slice(1))
+    expect([r.speedVerdict, r.timings.decoderStackMs.length], r.label).toEqual(["too few rounds", result.rounds]);
+  expect(result.timingGroups).toEqual([result.rows.map((r) => r.id)]); // a small model: all timed together
   expect(result.pass).toBe(true);
 }
 
@@ -76,7 +81,7 @@ describe.each(["wasm", "cpu"])("comparison on %s", (backend) => {
       modelDir: dir,
       promptIds: [5, 17, 3, 42, 8, 60],
       newTokens: 8,
-      repeats: 1,
+      rounds: 1,
       approaches: defaultApproaches(),
     });
     expect(result.rows.map((r) => r.id)).toEqual(defaultApproaches().map((a) => a.id));
@@ -130,7 +135,7 @@ describe.each(FAMILIES)("comparison on $family (cpu)", ({ config, dtype }) => {
       modelDir: dir,
       promptIds: [5, 17, 3, 42, 8, 60, 2, 9],
       newTokens: 6,
-      repeats: 1,
+      rounds: 1,
       approaches: defaultApproaches(),
     });
     rmSync(dir, { recursive: true, force: true });
@@ -147,7 +152,7 @@ describe("comparison on the default model (wasm)", () => {
     const result = await runComparison({
       modelDir: await defaultModelDir(),
       newTokens: 8,
-      repeats: 1,
+      rounds: 1,
       approaches: defaultApproaches(),
     });
     expectProperties(result);
@@ -161,7 +166,7 @@ describe("comparison on the default model (wasm)", () => {
     const result = await runComparison({
       modelDir: await defaultModelDir(),
       newTokens: 8,
-      repeats: 1,
+      rounds: 1,
       approaches: defaultApproaches(),
       weightStorage: "bf16",
     });
@@ -188,7 +193,7 @@ describe("comparison on the default model (wasm)", () => {
       prompt: "as the CLI passes it", // with its ids, from the tokenizer it already loaded
       promptIds: [1, 2, 3],
       newTokens: 4,
-      repeats: 1,
+      rounds: 1,
       approaches: [base, broken],
     });
     expect([result.prompt, result.promptTokens]).toEqual(["as the CLI passes it", 3]);
@@ -215,15 +220,67 @@ describe("comparison on the default model (wasm)", () => {
       modelDir: dir,
       promptIds: [1, 2],
       newTokens: 2,
-      repeats: 1,
+      rounds: 1,
       approaches: [throwing],
     });
     expect([result.prompt, result.promptTokens]).toEqual(["2 token ids", 2]);
-    expect(result.rows[0]).toMatchObject({
+    expect(result.rows.map((r) => r.id)).toEqual(["original", "throws"]); // the original is always the reference
+    expect(result.rows[1]).toMatchObject({
       pass: false,
       error: "Error: recipe exploded",
       verdict: "error: Error: recipe exploded",
+      speedVerdict: "",
     });
+    expect(result.rows[1].speed).toBeUndefined();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("when memory holds two models, each approach is timed in its own group beside the original, paired by round", async () => {
+    const dir = await savedSmallModel({}, { seed: 3 });
+    const before = tf.memory().numTensors;
+    let loaded = 0;
+    let peak = 0;
+    // counts the models built by setup that are alive at once (the original is one of them)
+    const counted = (a: Approach): Approach => ({
+      ...a,
+      async setup(d, load) {
+        const built = await a.setup(d, load);
+        peak = Math.max(peak, ++loaded);
+        const dispose = built.model.dispose.bind(built.model);
+        built.model.dispose = () => {
+          loaded--;
+          dispose();
+        };
+        return built;
+      },
+    });
+    const result = await runComparison({
+      modelDir: dir,
+      promptIds: [4, 8, 15, 16],
+      newTokens: 3,
+      rounds: 6,
+      warmup: 0,
+      maxLoadedModels: 2,
+      approaches: selectApproaches(["fused-unfused", "fused-kernel"]).map(counted),
+    });
+    rmSync(dir, { recursive: true, force: true });
+    expect(peak).toBe(2);
+    expect(result.timingGroups).toEqual([
+      ["original", "fused-unfused"],
+      ["original", "fused-kernel"],
+    ]);
+    const [original, ...rows] = result.rows;
+    expect(original.timings.decoderStackMs.length).toBe(12); // timed in both groups
+    expect(original.decoderStackMs.samples).toBe(12);
+    for (const r of rows) {
+      expect(r.timings.prefillMs.length, r.id).toBe(6);
+      expect(r.speed!.decoderStack.relativeTime.samples, r.id).toBe(6);
+      // six rounds give an interval ([min, max] of the ratios, 96.9%), so the verdict is a real one
+      expect(r.speed!.decoderStack.relativeTime.coverage, r.id).toBeCloseTo(1 - 2 / 64, 12);
+      expect(["faster", "slower", "no measurable difference"], r.id).toContain(r.speed!.decoderStack.verdict);
+      expect(r.speedVerdict).toBe(r.speed!.decoderStack.text);
+    }
+    expect(result.pass).toBe(true);
     expect(tf.memory().numTensors).toBe(before);
   });
 });

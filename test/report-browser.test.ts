@@ -21,13 +21,13 @@ if (!hasChromium)
 describe.skipIf(!hasChromium)("HTML report in headless Chromium", () => {
   beforeAll(() => setBackend("wasm"));
 
-  it("renders both charts (one bar per approach), the numeric and property tables, and logs no errors", async () => {
+  it("renders the three charts (one bar per approach), the numeric and property tables, and logs no errors", async () => {
     const dir = await savedSmallModel({}, { seed: 5 });
     const result = await runComparison({
       modelDir: dir,
       promptIds: [3, 1, 4, 1, 5],
       newTokens: 4,
-      repeats: 2,
+      rounds: 2,
       approaches: defaultApproaches(),
     });
     const file = path.join(tmpDir(), "report.html");
@@ -53,7 +53,8 @@ describe.skipIf(!hasChromium)("HTML report in headless Chromium", () => {
       page.on("pageerror", (e) => errors.push(String(e)));
       page.on("request", (r) => !r.url().startsWith("file:") && requests.push(r.url()));
       await page.goto(`file://${file}`);
-      expect(await page.locator("svg.chart").count()).toBe(2);
+      // decoder-stack time relative to the original, then prefill latency and decode throughput
+      expect(await page.locator("svg.chart").count()).toBe(3);
       for (const chart of await page.locator("svg.chart").all()) {
         expect(await chart.locator("rect.bar").count()).toBe(result.rows.length);
         const box = await chart.boundingBox();

@@ -5,10 +5,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { COLUMN_LEGEND, barChart, htmlReport, reportTarget, terminalReport } from "../src/compare/report.js";
+import { compareSpeed } from "../src/compare/stats.js";
 import { useColor } from "../src/cli/common.js";
 import type { ApproachResult, ComparisonResult } from "../src/compare/types.js";
 
-const range = (median: number, min: number, max: number) => ({ median, min, max });
+const estimate = (median: number, low: number, high: number) => ({ median, low, high, coverage: 0.965, samples: 15 });
+const range = (median: number, low: number, high: number) => ({ median, low, high });
 const row = (over: Partial<ApproachResult>): ApproachResult => ({
   id: "original",
   label: "original",
@@ -16,9 +18,11 @@ const row = (over: Partial<ApproachResult>): ApproachResult => ({
   maxAbsDiff: 0,
   tokensIdentical: 4,
   tokensTotal: 4,
-  prefillMs: range(12, 10, 15),
-  decodeTokensPerSecond: range(40, 35, 44),
-  decoderStackMs: range(8, 7, 9),
+  prefillMs: estimate(12, 10, 15),
+  decodeTokensPerSecond: estimate(40, 35, 44),
+  decoderStackMs: estimate(8, 7, 9),
+  timings: { prefillMs: [], decodeTokensPerSecond: [], decoderStackMs: [] },
+  speedVerdict: "reference",
   setupMs: { load: 100 },
   parameterBytes: 2 ** 20,
   liveTensors: 10,
@@ -36,7 +40,11 @@ const result = (rows: ApproachResult[]): ComparisonResult => ({
   prompt: "p",
   promptTokens: 5,
   newTokens: 4,
-  repeats: 3,
+  rounds: 15,
+  warmupRounds: 1,
+  confidence: 0.95,
+  minEffect: 0.05,
+  timingGroups: [rows.map((r) => r.id)],
   rows,
   pass: rows.every((r) => r.pass),
 });
@@ -46,8 +54,27 @@ const crashed = row({
   pass: false,
   error: "Error: boom",
   verdict: "error: Error: boom",
+  speedVerdict: "",
   maxAbsDiff: Infinity,
 });
+
+/** A row whose decoder stack took `factor`× less time than the original's in each of 15 rounds. */
+const timedRow = (id: string, label: string, factor: number): ApproachResult => {
+  const original = Array.from({ length: 15 }, (_, i) => 8 + (i % 5) * 0.1);
+  const stack = original.map((ms, i) => (ms / factor) * (1 + ((i % 3) - 1) * 0.01));
+  const speed = {
+    prefill: compareSpeed(original, original, "time"),
+    decode: compareSpeed(original, original, "time"),
+    decoderStack: compareSpeed(original, stack, "time"),
+  };
+  return row({
+    id,
+    label,
+    speed,
+    speedVerdict: speed.decoderStack.text,
+    decoderStackMs: estimate(8 / factor, 7 / factor, 9 / factor),
+  });
+};
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-report-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -86,6 +113,44 @@ describe("terminal report", () => {
     );
   });
 
+  it("shows each row's speed verdict against the original, apart from the numeric verdict, and how it was measured", () => {
+    const text = terminalReport(
+      result([row({}), timedRow("k", "with kernel", 2), timedRow("u", "unfused", 1), timedRow("s", "slow", 0.8)]),
+    );
+    const header = text.split("\n").find((l) => l.includes("│ approach"))!;
+    expect(header).toMatch(/│ stack time ÷ orig\. +│ speed vs original +│/);
+    expect(header).toMatch(/│ numeric verdict +│$/);
+    const line = (label: string) => text.split("\n").find((l) => l.startsWith(`│ ${label} `))!;
+    expect(line("original")).toMatch(/│ 1 +│ reference +│/);
+    expect(line("with kernel")).toMatch(/│ 0\.50 \(0\.49–0\.51\) +│ faster ×2\.00 +│/);
+    expect(line("unfused")).toMatch(/│ no measurable difference +│/);
+    expect(line("slow")).toMatch(/│ slower ×1\.25 +│/);
+    for (const label of ["with kernel", "unfused", "slow"]) expect(line(label)).toContain("│ pass (Δ 0 ≤ 0e+0) ");
+    expect(line("original")).toContain("│ 12.0 (10.0–15.0) │ 40.0 (35.0–44.0) │ 8.00 (7.00–9.00)");
+    expect(text).toContain(
+      "1 warm-up + 15 timed rounds, approaches interleaved in an order rotated each round; figures are medians (95% confidence interval).",
+    );
+    expect(text).toContain("faster / slower when the 95% interval of the ratio lies at least 5% from 1.");
+    expect(text.split("\n").at(-2)).toBe(
+      "Decoder-stack speed vs original: 1 faster, 1 slower, 1 no measurable difference.",
+    );
+    const coloured = terminalReport(result([row({}), timedRow("k", "with kernel", 2)]), { color: true });
+    expect(coloured).toContain("\x1b[32mfaster ×2.00\x1b[0m");
+  });
+
+  it("says when the approaches were timed in groups, and shows a median alone when the rounds give no interval", () => {
+    const few = {
+      ...result([row({ prefillMs: { ...estimate(12, NaN, NaN), coverage: 0 } }), row({ id: "b", label: "b" })]),
+      timingGroups: [
+        ["original", "a"],
+        ["original", "b"],
+      ],
+    };
+    const text = terminalReport(few);
+    expect(text).toContain("(in 2 groups, each loaded beside the original: not all fit in memory at once)");
+    expect(text.split("\n").find((l) => l.startsWith("│ original "))).toMatch(/│ 12\.0 +│ 40\.0 \(35\.0–44\.0\) │/);
+  });
+
   it("useColor: only on a TTY, never with NO_COLOR", () => {
     const saved = process.env.NO_COLOR;
     try {
@@ -101,6 +166,23 @@ describe("terminal report", () => {
 });
 
 describe("HTML report", () => {
+  it("charts the decoder-stack time relative to the original, with its interval, the ×1 line and the ±5% band", () => {
+    const html = htmlReport(result([row({}), timedRow("k", "with kernel", 2), timedRow("u", "unfused", 1)]));
+    const chart = html.match(/<svg[^>]*aria-label="Decoder-stack time per decode step[^"]*"[\s\S]*?<\/svg>/)![0];
+    expect(chart).toContain("relative to the original (× the original&#39;s, lower is better)");
+    expect(chart).toContain("0.50 · faster ×2.00");
+    expect(chart).toContain("1.00 · no measurable difference");
+    expect(chart).toContain("1 · reference");
+    expect(chart.match(/<rect class="bar"/g)!.length).toBe(3);
+    expect(chart).toMatch(/<line class="reference"/);
+    // axis 0 … 2 (1.05 rounds up to 2) over 420 px from x = 320: the band spans 1/1.05 … 1.05
+    const band = /<rect class="band" x="([\d.]+)" y="\d+" width="([\d.]+)"/.exec(chart)!;
+    expect(Number(band[1])).toBeCloseTo(320 + (420 * (1 / 1.05)) / 2, 0);
+    expect(Number(band[1]) + Number(band[2])).toBeCloseTo(320 + (420 * 1.05) / 2, 0);
+    expect(html).toContain("<th>speed vs original</th>");
+    expect(html).toContain('<td class="speed">faster ×2.00</td>');
+  });
+
   it("charts have a value axis with round ticks, the unit and which way is better", () => {
     const svg = barChart("Prefill latency", "ms", "lower", [
       { label: "a", value: range(30, 20, 37) },

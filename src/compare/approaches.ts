@@ -21,6 +21,7 @@ import { buildModel } from "../loading/registry.js";
 import { NORM_MLP } from "../fusion/recipes.js";
 import { planFusionConfig, type FusionConfig } from "../fusion/config.js";
 import { planKernelConfig, type KernelConfigEntry } from "../fusion/kernel-config.js";
+import { ArgumentError } from "../errors.js";
 import type { Approach } from "./types.js";
 
 /**
@@ -297,4 +298,21 @@ export function defaultApproaches(): Approach[] {
     recipeFusionConfig(),
     recipeKernelConfig(),
   ];
+}
+
+/**
+ * The bundled approaches with the given ids, in the bundled order, the original always first (it is every
+ * row's reference); no ids: all of them. An unknown id is an ArgumentError listing the valid ones.
+ */
+export function selectApproaches(ids?: readonly string[]): Approach[] {
+  const all = defaultApproaches();
+  if (ids === undefined) return all;
+  const known = new Set(all.map((a) => a.id));
+  const unknown = ids.filter((id) => !known.has(id));
+  if (unknown.length)
+    throw new ArgumentError(
+      `unknown approach id${unknown.length > 1 ? "s" : ""} ${unknown.map((id) => JSON.stringify(id)).join(", ")}; ` +
+        `valid ids: ${[...known].join(", ")}`,
+    );
+  return all.filter((a) => a.id === original.id || ids.includes(a.id));
 }

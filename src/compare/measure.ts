@@ -1,4 +1,5 @@
-// Timing helpers shared by `fusekit compare` and `npm run bench`: medians of repeated runs, with min–max.
+// Timing helpers shared by `fusekit compare` and `npm run bench`: one prefill, one decode run (with the decoder
+// stack's share), and the bench's medians of repeated runs with min–max (compare's statistics: stats.ts).
 import { tf } from "../tensor/tf.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
 import type { Module } from "../nn/module.js";
@@ -81,10 +82,6 @@ export function decoderLayers(model: PreTrainedModel): Module[] {
     .getSubmodule("model.layers")
     .namedChildren()
     .map(([, l]) => l);
-}
-
-export function repeat(n: number, fn: () => number): Stat {
-  return stat(Array.from({ length: n }, fn));
 }
 
 /** One figure: median with min–max, and every run. */

@@ -1,5 +1,6 @@
 import type { PreTrainedModel } from "../loading/pretrained.js";
 import type { FromPretrainedOptions } from "../loading/options.js";
+import type { Estimate, SpeedComparison } from "./stats.js";
 
 export interface Range {
   median: number;
@@ -36,15 +37,23 @@ export interface ApproachResult {
   maxAbsDiff: number;
   tokensIdentical: number;
   tokensTotal: number;
-  prefillMs: Range;
-  decodeTokensPerSecond: Range;
+  /** Median and confidence interval over the timed rounds (NaN when the approach could not be timed). */
+  prefillMs: Estimate;
+  decodeTokensPerSecond: Estimate;
   /** Wall-clock ms of the decoder layers alone per decode step (embedding, final norm and lm_head excluded). */
-  decoderStackMs: Range;
+  decoderStackMs: Estimate;
+  /** Every timed round's value, in round order (the original's: every group's rounds, one group after another). */
+  timings: { prefillMs: number[]; decodeTokensPerSecond: number[]; decoderStackMs: number[] };
+  /** Each figure against the original timed in the same rounds; undefined for the original and a crashed row. */
+  speed?: { prefill: SpeedComparison; decode: SpeedComparison; decoderStack: SpeedComparison };
+  /** The decoder-stack comparison's verdict ("faster ×1.20", "no measurable difference", …); "reference" for the original. */
+  speedVerdict: string;
   setupMs: Record<string, number>;
   parameterBytes: number;
   liveTensors: number;
   userCodeLines: number;
   savesOriginalLayout: boolean;
+  /** The numeric verdict: within the tolerance with every greedy token equal (speed has its own, above). */
   pass: boolean;
   verdict: string;
   error?: string;
@@ -73,7 +82,13 @@ export interface ComparisonResult {
   prompt: string;
   promptTokens: number;
   newTokens: number;
-  repeats: number;
+  rounds: number;
+  warmupRounds: number;
+  /** The confidence of every interval, and the smallest speed change a verdict calls a difference (0.05 = 5%). */
+  confidence: number;
+  minEffect: number;
+  /** The approaches timed together, by id, original first: one group when all fit in memory at once. */
+  timingGroups: string[][];
   rows: ApproachResult[];
   pass: boolean;
 }
