@@ -19,7 +19,21 @@ export async function readLockfile(file: string): Promise<Lockfile> {
       `${file}: not a kernels.lock file (expected {"lockfileVersion": 1, "kernels": [...]})`,
     );
   }
+  raw.kernels.forEach((k, i) => checkEntry(k, `${file}: kernels[${i}]`));
   return raw;
+}
+
+/** One lock entry's shape: a lockfile is data from disk, so `[null]` or `files: "abc"` is refused by name. */
+function checkEntry(k: unknown, where: string): void {
+  const bad = (what: string) => new KernelIntegrityError(`${where}: ${what}; not a kernels.lock entry`);
+  if (typeof k !== "object" || k === null || Array.isArray(k)) throw bad("must be an object");
+  const { repoId, version, files } = k as Partial<LockEntry>;
+  if (typeof repoId !== "string" || !repoId) throw bad(`"repoId" must be a non-empty string`);
+  if (!Number.isInteger(version) || (version as number) < 0) throw bad(`"version" must be a non-negative integer`);
+  if (typeof files !== "object" || files === null || Array.isArray(files))
+    throw bad(`"files" must be an object of path → sha256`);
+  for (const [f, sha] of Object.entries(files))
+    if (typeof sha !== "string" || !/^[0-9a-f]{64}$/.test(sha)) throw bad(`"files"."${f}" must be a sha256 hex digest`);
 }
 
 /** The rules for writing a lockfile: only a kernels.lock is replaced (the API replaces it unless told not to). */
