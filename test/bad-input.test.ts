@@ -261,4 +261,30 @@ describe("bad checkpoint directories", () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toBe(`${file}: duplicate key "hidden_size"`);
   });
+
+  it.each([
+    ["rope_scaling.factor", { rope_scaling: { rope_type: "linear", factor: "BIG" } }],
+    ["rope_theta", { rope_theta: "-BIG" }],
+    ["some_extra.deep.0", { some_extra: { deep: ["BIG"] } }],
+  ])("config.json with a number beyond float64 (%s) is refused, not saved back as null", async (field, fields) => {
+    const dir = await saved();
+    const file = await editConfig(dir, (c) => Object.assign(c, fields));
+    await fsp.writeFile(file, (await fsp.readFile(file, "utf8")).replace(/"(-?)BIG"/, "$11e400"));
+    const err = await loadError(dir);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(
+      new RegExp(`^.*config\\.json: field "${field.replace(/\./g, "\\.")}" must be a finite number, got -?Infinity$`),
+    );
+  });
+
+  it.each(["constructor", "__proto__", "toString", "hasOwnProperty"])(
+    'architectures ["%s"] finds no Object member: the family\'s causal LM loads',
+    async (arch) => {
+      const dir = await saved();
+      await editConfig(dir, (c) => (c.architectures = [arch]));
+      const m = await AutoModelForCausalLM.fromPretrained(dir);
+      expect(m.constructor.name).toBe("Qwen3ForCausalLM");
+      m.dispose();
+    },
+  );
 });
