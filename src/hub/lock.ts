@@ -4,6 +4,7 @@ import path from "node:path";
 import { KernelIntegrityError } from "../errors.js";
 import { TMP_MARKER, checkWriteTarget, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
+import { processAlive } from "../io/save-lock.js";
 import { discoverRepos, type HubRepo } from "./repos.js";
 import { hashRepo } from "./verify.js";
 import type { LockEntry, Lockfile } from "./types.js";
@@ -71,15 +72,6 @@ async function removeDeadTemporaries(file: string): Promise<void> {
     const pid = Number(name.slice(prefix.length).split("-")[0]);
     if (Number.isInteger(pid) && pid > 0 && !processAlive(pid))
       await fsp.rm(path.join(path.dirname(file), name), { force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
   }
 }
 
