@@ -35,6 +35,20 @@ export class QuantizationError extends FusekitError {}
 /** savePretrained was pointed at something that is not a checkpoint folder (a file, or a folder of other files). */
 export class SaveTargetError extends FusekitError {}
 
+/**
+ * Another save into the same checkpoint folder (another process, or this one) held the folder's save lock for
+ * longer than the save would wait. Nothing was written.
+ */
+export class SaveLockError extends FusekitError {
+  constructor(
+    message: string,
+    /** The checkpoint folder. */
+    readonly path: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
 /** config.json is missing, unreadable, or has a missing / ill-typed field. */
 export class ConfigError extends FusekitError {}
 

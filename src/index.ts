@@ -82,6 +82,7 @@ export {
   type DecodeOptions,
   type EncodedBatch,
 } from "./tokenizer/tokenizer.js";
+export { CHAT_TEMPLATE_LIMITS, type ChatTemplateLimits } from "./tokenizer/template-limits.js";
 export {
   generate,
   streamGenerate,

@@ -8,7 +8,9 @@ import {
   AutoModelForCausalLM,
   CheckpointFormatError,
   ConfigError,
+  MemoryPlanError,
   Qwen3Config,
+  StateDictError,
   SafetensorsFile,
   UnknownModelTypeError,
   setBackend,
@@ -261,4 +263,84 @@ describe("bad checkpoint directories", () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toBe(`${file}: duplicate key "hidden_size"`);
   });
+
+  it.each([
+    ["rope_scaling.factor", { rope_scaling: { rope_type: "linear", factor: "BIG" } }],
+    ["rope_theta", { rope_theta: "-BIG" }],
+    ["some_extra.deep.0", { some_extra: { deep: ["BIG"] } }],
+  ])("config.json with a number beyond float64 (%s) is refused, not saved back as null", async (field, fields) => {
+    const dir = await saved();
+    const file = await editConfig(dir, (c) => Object.assign(c, fields));
+    await fsp.writeFile(file, (await fsp.readFile(file, "utf8")).replace(/"(-?)BIG"/, "$11e400"));
+    const err = await loadError(dir);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(
+      new RegExp(`^.*config\\.json: field "${field.replace(/\./g, "\\.")}" must be a finite number, got -?Infinity$`),
+    );
+  });
+
+  it("model.safetensors beside an index: model.safetensors loads, as in transformers", async () => {
+    const dir = await saved(true); // the index and shards of seed 1
+    const other = AutoModelForCausalLM.fromConfig(new Qwen3Config(TINY), { seed: 2 });
+    const single = await fresh();
+    await other.savePretrained(single);
+    await fsp.copyFile(path.join(single, "model.safetensors"), path.join(dir, "model.safetensors"));
+    const m = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
+    const want = other.namedParameters();
+    expect(m.namedParameters().map(([k, p]) => [k, Array.from(p.stateData())])).toEqual(
+      want.map(([k, p]) => [k, Array.from(p.stateData())]),
+    );
+    m.dispose();
+    other.dispose();
+  });
+
+  it("a tensor of another shape: StateDictError unless ignoreMismatchedSizes, as in transformers", async () => {
+    const dir = await saved();
+    // The checkpoint's model has a wider MLP than config.json now says (a real size mismatch, not a sizing lie).
+    const wide = AutoModelForCausalLM.fromConfig(new Qwen3Config({ ...TINY, intermediate_size: 16 }), { seed: 1 });
+    await wide.savePretrained(dir);
+    wide.dispose();
+    await editConfig(dir, (c) => (c.intermediate_size = 12));
+    const err = await loadError(dir);
+    expect(err).toBeInstanceOf(StateDictError);
+    expect(err.message).toMatch(
+      /^.*: checkpoint tensors do not fit Qwen3ForCausalLM's parameters \(model\.layers\.0\.mlp\.down_proj\.weight: checkpoint \[8,16\], model \[8,12\]; .*\); pass ignoreMismatchedSizes: true/,
+    );
+    const m = await AutoModelForCausalLM.fromPretrained(dir, { ignoreMismatchedSizes: true });
+    expect(m.loadReport!.mismatchedKeys.map((k) => k.key)).toEqual([
+      "model.layers.0.mlp.down_proj.weight",
+      "model.layers.0.mlp.gate_proj.weight",
+      "model.layers.0.mlp.up_proj.weight",
+    ]);
+    m.dispose();
+  });
+
+  it.each([
+    [
+      "hidden_size 1e9 (was a RangeError)",
+      { hidden_size: 1e9, head_dim: 4 },
+      /float32 weights, more than the cpu backend can hold/,
+    ],
+    ["a million layers (was an endless build)", { num_hidden_layers: 1e6 }, /1000000 layers: their modules alone need/],
+  ])("fromConfig with %s: MemoryPlanError before building", (_, over, message) => {
+    const t0 = Date.now();
+    expect(() => AutoModelForCausalLM.fromConfig({ model_type: "qwen3", ...TINY, ...over })).toThrow(message);
+    try {
+      AutoModelForCausalLM.fromConfig({ model_type: "qwen3", ...TINY, ...over });
+    } catch (err) {
+      expect(err).toBeInstanceOf(MemoryPlanError);
+    }
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+
+  it.each(["constructor", "__proto__", "toString", "hasOwnProperty"])(
+    'architectures ["%s"] finds no Object member: the family\'s causal LM loads',
+    async (arch) => {
+      const dir = await saved();
+      await editConfig(dir, (c) => (c.architectures = [arch]));
+      const m = await AutoModelForCausalLM.fromPretrained(dir);
+      expect(m.constructor.name).toBe("Qwen3ForCausalLM");
+      m.dispose();
+    },
+  );
 });

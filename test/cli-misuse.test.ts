@@ -309,6 +309,51 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
     expect(folderChecksum(ws)).toBe(sum);
   });
 
+  it("quantize-fp8 --out its own --model folder (by any path) is refused, even with --force; nothing changes", async () => {
+    const src = path.join(ws, "models", "fp8-src");
+    expect((await fusekit(["make-tiny", "--out", src, "--seed", "3"])).code).toBe(0);
+    symlinkSync(src, path.join(ws, "models", "link-to-src"));
+    for (const out of [src, path.join(ws, "models", "link-to-src"), `${src}/.`]) {
+      for (const force of [[], ["--force"]]) {
+        const sum = folderChecksum(ws);
+        const r = await fusekit(["quantize-fp8", "--model", src, "--out", out, "--block", "64,64", ...force]);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toBe(
+          `fusekit: OutputPathError: ${path.resolve(out)}: is the source checkpoint (--model); write the quantized copy to another folder\n`,
+        );
+        expect(folderChecksum(ws)).toBe(sum);
+      }
+    }
+  });
+
+  it("quantize-fp8 --out an existing checkpoint: refused without --force, replaced with it; a folder that only looks like one never", async () => {
+    const src = path.join(ws, "models", "fp8-src");
+    const out = path.join(ws, "models", "fp8-other");
+    expect((await fusekit(["make-tiny", "--out", out, "--seed", "4"])).code).toBe(0);
+    const sum = folderChecksum(ws);
+    const r = await fusekit(["quantize-fp8", "--model", src, "--out", out, "--block", "64,64"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `fusekit: OutputPathError: ${out}: a checkpoint folder is already there; pass --force (API: overwrite: true) to replace it\n`,
+    );
+    expect(folderChecksum(ws)).toBe(sum);
+    const forced = await fusekit(["quantize-fp8", "--model", src, "--out", out, "--block", "64,64", "--force"]);
+    expect(forced.code).toBe(0);
+    expect(JSON.parse(readFileSync(path.join(out, "config.json"), "utf8")).quantization_config).toMatchObject({
+      quant_method: "fp8",
+    });
+    // A project folder whose config.json names no model_type is not a checkpoint, whatever else is in it.
+    const project = path.join(ws, "models", "project");
+    mkdirSync(project);
+    writeFileSync(path.join(project, "config.json"), '{"name": "my-project"}\n');
+    writeFileSync(path.join(project, "model.safetensors"), "not weights\n");
+    const sum2 = folderChecksum(ws);
+    const p = await fusekit(["quantize-fp8", "--model", src, "--out", project, "--force"]);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toContain(`${project}: a folder that is not a checkpoint folder fusekit wrote is already there`);
+    expect(folderChecksum(ws)).toBe(sum2);
+  });
+
   it("kernels lock: writes a new lockfile, refuses to replace it without --force, replaces it with --force", async () => {
     const lock = path.join(ws, "k.lock");
     expect((await fusekit(["kernels", "lock", "fusekit/rmsnorm", "-o", lock])).code).toBe(0);

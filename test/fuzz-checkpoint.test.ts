@@ -540,6 +540,31 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
         },
       })),
     fc
+      .record({
+        arch: fc.constantFrom("constructor", "__proto__", "toString", "valueOf", "hasOwnProperty"),
+        path: fc.constantFrom("rope_scaling.factor", "rope_theta", "extra.deep", "hidden_size"),
+        how: fc.nat({ max: 1 }),
+      })
+      .map(({ arch, path: field, how }): LoaderMutation => ({
+        // Names that reach Object's members load as the family's model; numbers past float64 (1e400 parses as
+        // Infinity) are refused, wherever they sit.
+        kind: how ? "config: non-finite number" : "config: architecture named like an Object member",
+        apply: (files) => {
+          if (!how) {
+            setJson(files, "config.json", (c) => ({ ...c, architectures: [arch] }));
+            return { files, mustReject: false };
+          }
+          setJson(files, "config.json", (c) => {
+            const [head, tail] = field.split(".");
+            if (head === "rope_scaling") c.rope_scaling = { rope_type: "linear", factor: "__BIG__" };
+            else c[head] = tail ? { [tail]: ["__BIG__"] } : "__BIG__";
+            return c;
+          });
+          files.set("config.json", enc(dec(files.get("config.json")!).replace('"__BIG__"', "1e400")));
+          return { files, mustReject: true };
+        },
+      })),
+    fc
       .record({ how: fc.nat({ max: 6 }), depth: fc.integer({ min: 129, max: 50_000 }) })
       .map(({ how, depth }): LoaderMutation => ({
         kind: "config: malformed json",
@@ -603,7 +628,8 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
       kind: "shard index",
       apply: (files) => {
         if (!sharded) {
-          // A single-file checkpoint gains a hostile index (the index takes precedence, as in transformers).
+          // A single-file checkpoint gains a hostile index: model.safetensors wins, as in transformers (which
+          // looks for it first), so the index is never read and the checkpoint loads.
           const variants = [
             { weight_map: { "model.norm.weight": "../outside.safetensors" } },
             { weight_map: [] },
@@ -611,7 +637,7 @@ function loaderMutationArb(sharded: boolean): fc.Arbitrary<LoaderMutation> {
             { nope: 1 },
           ];
           files.set("model.safetensors.index.json", enc(JSON.stringify(variants[how])));
-          return { files, mustReject: true };
+          return { files, mustReject: false };
         }
         let mustReject = true;
         let extra: ((dir: string) => Promise<void>) | undefined;
@@ -721,7 +747,8 @@ describe("fuzz: checkpoint loader (fromPretrained)", () => {
 async function checkLoadedModel(model: PreTrainedModel, dir: string): Promise<void> {
   const names = await fsp.readdir(dir);
   const tensors = new Map<string, { dtype: string; shape: number[]; raw: Uint8Array }>();
-  const indexed = names.includes("model.safetensors.index.json");
+  // The loader's choice: model.safetensors when present (an index beside it is not read), else the index.
+  const indexed = !names.includes("model.safetensors") && names.includes("model.safetensors.index.json");
   const files = indexed
     ? [
         ...new Set(

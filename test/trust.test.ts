@@ -258,19 +258,21 @@ describe("a refused kernel repository's code never runs", () => {
       (await discoverRepos()).filter((r) => r.manifest.id === `ext/scale${n}`),
     );
     const build = path.join(dir, "any.js");
-    const realRead = fsp.readFile.bind(fsp);
+    const realOpen = fsp.open.bind(fsp);
     let swapped = false;
-    vi.spyOn(fsp, "readFile").mockImplementation((async (
-      file: Parameters<typeof fsp.readFile>[0],
-      opts?: Parameters<typeof fsp.readFile>[1],
-    ) => {
-      const bytes = await realRead(file, opts as never);
-      if (String(file) === build && !swapped) {
+    // The snapshot reads each file through an open handle: swap the build right after its bytes are read.
+    vi.spyOn(fsp, "open").mockImplementation((async (...args: Parameters<typeof fsp.open>) => {
+      const h = await realOpen(...args);
+      if (String(args[0]) !== build || swapped) return h;
+      const read = h.readFile.bind(h);
+      h.readFile = (async (...a: Parameters<typeof h.readFile>) => {
+        const bytes = await read(...a);
         swapped = true; // the verifier has read the good bytes; now an attacker replaces the file
         await fsp.writeFile(build, planted(marker));
-      }
-      return bytes;
-    }) as typeof fsp.readFile);
+        return bytes;
+      }) as typeof h.readFile;
+      return h;
+    }) as typeof fsp.open);
     const realMkdtemp = fsp.mkdtemp.bind(fsp);
     const copies: string[] = [];
     vi.spyOn(fsp, "mkdtemp").mockImplementation((async (prefix: string) => {

@@ -68,8 +68,16 @@ export async function loadBuildLayers(
 
 /** The one place fusekit loads code at run time: a kernel build module, after checkTrust. */
 type KernelModule = Partial<KernelBuildModule>;
-async function importBuild(file: string): Promise<KernelModule> {
-  return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;
+async function importBuild(file: string, repo: HubRepo, shown = file): Promise<KernelModule> {
+  try {
+    return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;
+  } catch (err) {
+    // A trusted build that does not parse or throws while loading is still the repository's fault, by name.
+    const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    throw new KernelRepositoryError(`kernel repository "${repo.manifest.id}": build ${shown} failed to load: ${why}`, {
+      cause: err,
+    });
+  }
 }
 
 /** Writes the snapshot into a fresh private (0700) temporary folder, imports the build from it, removes it. */
@@ -84,7 +92,7 @@ async function importFromSnapshot(repo: HubRepo, snapshot: RepoSnapshot, file: s
       await fsp.mkdir(path.dirname(path.join(dir, f)), { recursive: true, mode: 0o700 });
       await fsp.writeFile(path.join(dir, f), bytes, { mode: 0o600, flag: "wx" });
     }
-    return await importBuild(path.join(dir, rel));
+    return await importBuild(path.join(dir, rel), repo, path.join(repo.dir, rel));
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
@@ -104,6 +112,6 @@ export async function importBuildModule(
   if (file === undefined) return undefined;
   const fromBytes = !repo.bundled && snapshot !== undefined;
   const abs = fromBytes ? path.join(repo.dir, file) : buildFile(repo, file);
-  const mod = fromBytes ? await importFromSnapshot(repo, snapshot, file) : await importBuild(abs);
+  const mod = fromBytes ? await importFromSnapshot(repo, snapshot, file) : await importBuild(abs, repo);
   return { abs, mod: mod as KernelModule & Record<string, unknown> };
 }

@@ -4,6 +4,7 @@ import path from "node:path";
 import { KernelIntegrityError } from "../errors.js";
 import { TMP_MARKER, checkWriteTarget, writeFileAtomically, type WriteTarget } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
+import { processAlive } from "../io/save-lock.js";
 import { discoverRepos, type HubRepo } from "./repos.js";
 import { hashRepo } from "./verify.js";
 import type { LockEntry, Lockfile } from "./types.js";
@@ -19,7 +20,21 @@ export async function readLockfile(file: string): Promise<Lockfile> {
       `${file}: not a kernels.lock file (expected {"lockfileVersion": 1, "kernels": [...]})`,
     );
   }
+  raw.kernels.forEach((k, i) => checkEntry(k, `${file}: kernels[${i}]`));
   return raw;
+}
+
+/** One lock entry's shape: a lockfile is data from disk, so `[null]` or `files: "abc"` is refused by name. */
+function checkEntry(k: unknown, where: string): void {
+  const bad = (what: string) => new KernelIntegrityError(`${where}: ${what}; not a kernels.lock entry`);
+  if (typeof k !== "object" || k === null || Array.isArray(k)) throw bad("must be an object");
+  const { repoId, version, files } = k as Partial<LockEntry>;
+  if (typeof repoId !== "string" || !repoId) throw bad(`"repoId" must be a non-empty string`);
+  if (!Number.isInteger(version) || (version as number) < 0) throw bad(`"version" must be a non-negative integer`);
+  if (typeof files !== "object" || files === null || Array.isArray(files))
+    throw bad(`"files" must be an object of path → sha256`);
+  for (const [f, sha] of Object.entries(files))
+    if (typeof sha !== "string" || !/^[0-9a-f]{64}$/.test(sha)) throw bad(`"files"."${f}" must be a sha256 hex digest`);
 }
 
 /** The rules for writing a lockfile: only a kernels.lock is replaced (the API replaces it unless told not to). */
@@ -57,15 +72,6 @@ async function removeDeadTemporaries(file: string): Promise<void> {
     const pid = Number(name.slice(prefix.length).split("-")[0]);
     if (Number.isInteger(pid) && pid > 0 && !processAlive(pid))
       await fsp.rm(path.join(path.dirname(file), name), { force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
   }
 }
 

@@ -153,10 +153,17 @@ export async function findRepo(repoId: string, version?: number): Promise<HubRep
   return hit;
 }
 
-/** A repository given by folder (LocalLayerRepository); bundled when it lies inside the bundled hub. */
+/**
+ * A repository given by folder (LocalLayerRepository); bundled when it lies inside the bundled hub. The path
+ * is resolved once, here: the trust decision, the manifest, the snapshot and the import all use the real
+ * folder, so a symlink flipped afterwards cannot make a "bundled" verdict apply to other code.
+ */
 export async function repoAt(dir: string): Promise<HubRepo> {
   const abs = path.resolve(dir);
-  const real = await fsp.realpath(abs).catch(() => abs);
+  const real = await fsp.realpath(abs).catch((err: NodeJS.ErrnoException) => {
+    throw new KernelRepositoryError(`${abs}: not a kernel repository folder (${err.code ?? err.message})`);
+  });
+  if (!(await fsp.stat(real)).isDirectory()) throw new KernelRepositoryError(`${abs}: not a kernel repository folder`);
   const hub = await fsp.realpath(bundledHubDir()).catch(() => bundledHubDir());
-  return { manifest: await readManifest(abs), dir: abs, bundled: real.startsWith(hub + path.sep) };
+  return { manifest: await readManifest(real), dir: real, bundled: real.startsWith(hub + path.sep) };
 }

@@ -32,7 +32,8 @@ async function layerFrom(
   }
   const layers = await loadBuildLayers(repo, backend, snapshot);
   if (!layers) return undefined;
-  const layer = layers[layerName];
+  // Own keys only: a layer named "constructor" must not find Object.
+  const layer = Object.hasOwn(layers, layerName) ? layers[layerName] : undefined;
   if (typeof layer !== "function") {
     throw new KernelRepositoryError(`${what}: the ${backend} build's createLayers() returned no layer "${layerName}"`);
   }
@@ -44,20 +45,21 @@ async function layerFrom(
  * (and verified): an outside repository's build is imported from exactly these bytes.
  */
 export async function checkTrust(repo: HubRepo, trust: TrustOptions, what: string): Promise<RepoSnapshot> {
-  const snapshot = await snapshotRepo(repo.dir); // refuses symlinks leading out of the repo, bundled or not
-  if (repo.bundled) return snapshot;
+  // The snapshot refuses symlinks leading out of the repo and anything but files and folders, bundled or not.
+  if (repo.bundled) return snapshotRepo(repo.dir);
   const lockfile = trust.lockfile ?? process.env.FUSEKIT_KERNELS_LOCK;
   if (lockfile) {
     const entry = lockEntry(await readLockfile(lockfile), repo.manifest.id, repo.manifest.version);
-    if (entry) return verifyRepo(repo, entry, lockfile, snapshot);
+    if (entry) return verifyRepo(repo, entry, lockfile, await snapshotRepo(repo.dir));
   }
+  // Refused before any file beyond the manifest is read: an untrusted folder's contents are never walked.
   if (!trust.trustRemoteCode) {
     throw new UntrustedKernelError(
       `${what} at ${repo.dir} is outside the bundled kernel hub and not locked${lockfile ? ` in ${lockfile}` : ""}; ` +
         `lock it (fusekit kernels lock) or pass trustRemoteCode: true to run its code`,
     );
   }
-  return snapshot;
+  return snapshotRepo(repo.dir);
 }
 
 /** A layer from a hub repository, by id and optional major version (default: the highest available). */

@@ -1,9 +1,9 @@
 // A repository's files read once (a snapshot) and checked against its lock entry: verifying and importing
 // from the same bytes means a file swapped on disk afterwards never runs unverified.
 import { createHash } from "node:crypto";
-import { promises as fsp } from "node:fs";
+import { constants as fsConstants, promises as fsp } from "node:fs";
 import path from "node:path";
-import { KernelIntegrityError, KernelSymlinkError } from "../errors.js";
+import { KernelIntegrityError, KernelRepositoryError, KernelSymlinkError } from "../errors.js";
 import type { HubRepo } from "./repos.js";
 import type { LockEntry } from "./types.js";
 
@@ -32,17 +32,36 @@ export async function snapshotRepo(dir: string): Promise<RepoSnapshot> {
           );
         }
         isDir = (await fsp.stat(abs)).isDirectory();
-      }
+      } else if (!isDir && !e.isFile()) throw notPlain(abs, dir);
       if (isDir) {
         await walk(rel);
       } else {
-        const bytes = await fsp.readFile(abs);
+        const bytes = await readPlainFile(abs, dir);
         out.set(rel, { bytes, sha256: createHash("sha256").update(bytes).digest("hex") });
       }
     }
   };
   await walk("");
   return out;
+}
+
+const notPlain = (file: string, dir: string) =>
+  new KernelRepositoryError(
+    `${file}: not a regular file or folder (a FIFO, socket or device?) in kernel repository ${dir}; refused`,
+  );
+
+/**
+ * Reads a file that must be a regular one. Opened non-blocking and checked on the open handle, so a FIFO
+ * (or a file swapped for one after the directory was listed) is refused instead of blocking forever.
+ */
+async function readPlainFile(file: string, dir: string): Promise<Buffer> {
+  const h = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    if (!(await h.stat()).isFile()) throw notPlain(file, dir);
+    return await h.readFile();
+  } finally {
+    await h.close();
+  }
 }
 
 /** sha256 of every file of a repository, keyed by relative path (sorted); symlinks as in snapshotRepo. */
@@ -63,11 +82,11 @@ export async function verifyRepo(
   const actual = Object.fromEntries([...snap].map(([f, e]) => [f, e.sha256]));
   const problems: string[] = [];
   for (const [f, sha] of Object.entries(entry.files)) {
-    if (!(f in actual)) problems.push(`${f} is missing`);
+    if (!Object.hasOwn(actual, f)) problems.push(`${f} is missing`);
     else if (actual[f] !== sha)
       problems.push(`${f} has sha256 ${actual[f].slice(0, 12)}…, locked ${sha.slice(0, 12)}…`);
   }
-  for (const f of Object.keys(actual)) if (!(f in entry.files)) problems.push(`${f} is not in the lock`);
+  for (const f of Object.keys(actual)) if (!Object.hasOwn(entry.files, f)) problems.push(`${f} is not in the lock`);
   if (entry.version !== repo.manifest.version)
     problems.push(`version ${repo.manifest.version} differs from locked ${entry.version}`);
   if (problems.length) {

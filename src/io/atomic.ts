@@ -62,7 +62,7 @@ export async function writeFilesAtomically(
     }
     await syncDir(dir); // the staged files' names are durable before the journal can point at them
   } catch (err) {
-    await Promise.all(staged.map((s) => fsp.rm(s.tmp, { force: true })));
+    await removeQuietly(staged.map((s) => s.tmp));
     throw err;
   }
   const finals = new Set(staged.map((s) => path.basename(s.final)));
@@ -72,10 +72,21 @@ export async function writeFilesAtomically(
   };
   const journalPath = path.join(dir, SAVE_JOURNAL);
   const journalTmp = tempPathFor(journalPath);
-  await writeTextFile(journalTmp, JSON.stringify(journal));
-  await fsp.rename(journalTmp, journalPath); // commit point
+  try {
+    await writeTextFile(journalTmp, JSON.stringify(journal));
+    await fsp.rename(journalTmp, journalPath); // commit point
+  } catch (err) {
+    // Not committed (a full disk fails the journal's write): the staged files must not stay on it.
+    await removeQuietly([journalTmp, ...staged.map((s) => s.tmp)]);
+    throw err;
+  }
   await syncDir(dir);
   await applyJournal(dir, journal);
+}
+
+/** Best-effort removal while a write is already failing: the write's own error is the one to report. */
+async function removeQuietly(files: string[]): Promise<void> {
+  await Promise.all(files.map((f) => fsp.rm(f, { force: true }).catch(() => {})));
 }
 
 /** Performs a committed journal's renames and deletions (idempotent), then removes the journal. */
@@ -191,7 +202,7 @@ export interface WriteTarget {
 const codeOf = (err: unknown) => (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
 
 /** An fs failure while writing `target`, as one named error (fusekit's own errors pass through). */
-function asOutputError(err: unknown, target: string): Error {
+export function asOutputError(err: unknown, target: string): Error {
   if (err instanceof OutputPathError || !(err as NodeJS.ErrnoException)?.code) return err as Error;
   return new OutputPathError(`cannot write here (${codeOf(err)})`, target);
 }

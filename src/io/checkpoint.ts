@@ -13,6 +13,7 @@ import {
   type SaveJournal,
   type WriteTarget,
 } from "./atomic.js";
+import { SAVE_LOCK, SAVE_LOCK_BREAK } from "./save-lock.js";
 
 /** What every model config offers the loader and saver. */
 export interface ModelConfig {
@@ -62,19 +63,23 @@ export class CheckpointReader {
     for (const [name, f] of files) this.open.set(name, Promise.resolve(f));
   }
 
+  private static async openSingle(dir: string, single: string): Promise<CheckpointReader> {
+    const file = await SafetensorsFile.open(single);
+    const weightMap = new Map(file.keys().map((k) => [k, WEIGHTS_NAME]));
+    return new CheckpointReader(dir, weightMap, new Map(file.tensors), new Map([[WEIGHTS_NAME, file]]));
+  }
+
   static async open(dir: string): Promise<CheckpointReader> {
     // Names resolve through a pending save journal, so a save killed mid-commit reads as the new checkpoint.
     const journal = await pendingSave(dir);
     const where = (name: string) => resolveCheckpointFile(dir, name, journal);
     const indexPath = path.join(dir, WEIGHTS_INDEX_NAME);
+    // model.safetensors wins over an index beside it, as in transformers (which checks for it first).
+    const single = await existing(await where(WEIGHTS_NAME));
+    if (single) return CheckpointReader.openSingle(dir, single);
     const indexFile = await existing(await where(WEIGHTS_INDEX_NAME));
-    if (!indexFile) {
-      const single = await existing(await where(WEIGHTS_NAME));
-      if (!single) throw new CheckpointFormatError(`no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME} in the directory`, dir);
-      const file = await SafetensorsFile.open(single);
-      const weightMap = new Map(file.keys().map((k) => [k, WEIGHTS_NAME]));
-      return new CheckpointReader(dir, weightMap, new Map(file.tensors), new Map([[WEIGHTS_NAME, file]]));
-    }
+    if (!indexFile)
+      throw new CheckpointFormatError(`no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME} in the directory`, dir);
     const index = await readJsonObject(indexFile, { error: (m) => new CheckpointFormatError(m) });
     const map = (index as { weight_map?: unknown })?.weight_map;
     if (typeof map !== "object" || map === null || Array.isArray(map))
@@ -228,15 +233,20 @@ const CHECKPOINT_OTHER =
   /^(merges\.txt|chat_template\.jinja|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json)$/;
 
 /**
- * Whether `dir` is a checkpoint folder and nothing else: it has config.json and every entry is a
- * checkpoint file (or a save's journal / temporary). Only such a folder may be replaced by a new checkpoint.
+ * Whether `dir` is a checkpoint folder and nothing else: config.json names a `model_type`, there are weights
+ * (model.safetensors or an index), and every entry is a checkpoint file (or a save's journal, lock or
+ * temporary). Only such a folder may be replaced by a new checkpoint: any config.json is not enough.
  */
 export async function isCheckpointFolder(dir: string): Promise<boolean> {
   const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => undefined);
-  if (!entries?.some((e) => e.name === CONFIG_NAME)) return false;
+  const names = new Set(entries?.map((e) => e.name));
+  if (!names.has(CONFIG_NAME) || !(names.has(WEIGHTS_NAME) || names.has(WEIGHTS_INDEX_NAME))) return false;
+  const special = [SAVE_JOURNAL, SAVE_LOCK, SAVE_LOCK_BREAK];
   const ours = (name: string) =>
-    CHECKPOINT_JSON.test(name) || CHECKPOINT_OTHER.test(name) || name === SAVE_JOURNAL || name.includes(TMP_MARKER);
-  return entries.every((e) => e.isFile() && ours(e.name));
+    CHECKPOINT_JSON.test(name) || CHECKPOINT_OTHER.test(name) || special.includes(name) || name.includes(TMP_MARKER);
+  if (!entries!.every((e) => e.isFile() && ours(e.name))) return false;
+  const config = await readJsonObject(path.join(dir, CONFIG_NAME)).catch(() => undefined);
+  return typeof config?.model_type === "string";
 }
 
 /** The rules for writing a whole checkpoint folder: only a checkpoint folder is replaced, and only when asked. */

@@ -5,7 +5,8 @@ import { promises as fsp } from "node:fs";
 import path from "node:path";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.js";
 import { MAX_JSON_FILE_BYTES, readJsonObject } from "./json.js";
-import { SAVE_JOURNAL, TMP_MARKER, ensureDir, writeTextFile } from "./atomic.js";
+import { SAVE_JOURNAL, TMP_MARKER, asOutputError, ensureDir, writeTextFile } from "./atomic.js";
+import { SAVE_LOCK, SAVE_LOCK_BREAK, withSaveLock } from "./save-lock.js";
 import { GenerationConfigError, SaveTargetError } from "../errors.js";
 
 export const GENERATION_CONFIG_NAME = "generation_config.json";
@@ -115,13 +116,15 @@ const CHECKPOINT_NAMES = new Set<string>([
   WEIGHTS_INDEX_NAME,
   GENERATION_CONFIG_NAME,
   SAVE_JOURNAL,
+  SAVE_LOCK,
+  SAVE_LOCK_BREAK,
   ...TOKENIZER_FILES,
 ]);
 const isCheckpointName = (n: string) => CHECKPOINT_NAMES.has(n) || n.includes(TMP_MARKER) || /\.safetensors$/.test(n);
 
 /**
  * Refuses to save into a folder that is not a checkpoint: an existing directory is written into only when it
- * is empty, holds a config.json, or holds nothing but checkpoint files — a user's other folder (a project,
+ * is empty, holds a config.json naming a model_type, or holds nothing but checkpoint files — a user's other folder (a project,
  * a home directory) is never mixed with, or overwritten by, checkpoint files. Creates `dir` when missing.
  */
 export async function prepareSaveTarget(dir: string): Promise<void> {
@@ -135,12 +138,32 @@ export async function prepareSaveTarget(dir: string): Promise<void> {
   if (!stat.isDirectory())
     throw new SaveTargetError(`${dir}: exists and is not a folder; savePretrained writes a checkpoint folder`);
   const names = await fsp.readdir(dir);
-  if (names.includes(CONFIG_NAME) || names.every(isCheckpointName)) return;
+  if (names.every(isCheckpointName)) return;
+  // A downloaded checkpoint (README.md, LICENSE, .gitattributes beside it) is one; a project's config.json is not.
+  const config = names.includes(CONFIG_NAME)
+    ? await readJsonObject(path.join(dir, CONFIG_NAME)).catch(() => undefined)
+    : undefined;
+  if (typeof config?.model_type === "string") return;
   const others = names.filter((n) => !isCheckpointName(n));
+  const why = names.includes(CONFIG_NAME) ? `its ${CONFIG_NAME} names no model_type` : `no ${CONFIG_NAME}`;
   throw new SaveTargetError(
-    `${dir}: not a checkpoint folder (no ${CONFIG_NAME}; it holds ${others
+    `${dir}: not a checkpoint folder (${why}; it holds ${others
       .slice(0, 3)
       .map((n) => JSON.stringify(n))
       .join(", ")}` + `${others.length > 3 ? ", …" : ""}); refusing to write into it — save to a new or empty folder`,
   );
+}
+
+/**
+ * The frame of every save into a checkpoint folder (model or tokenizer): the folder is checked (or created),
+ * then `write` runs holding the folder's save lock (one save at a time, across processes; see save-lock.ts).
+ * A filesystem failure (a full disk, a read-only or forbidden folder) is an OutputPathError naming `dir`.
+ */
+export async function saveIntoFolder(dir: string, write: () => Promise<void>, lockTimeoutMs?: number): Promise<void> {
+  try {
+    await prepareSaveTarget(dir);
+    await withSaveLock(dir, write, lockTimeoutMs);
+  } catch (err) {
+    throw asOutputError(err, dir);
+  }
 }

@@ -26,12 +26,23 @@ export function warnIgnoredRemoteCode(raw: Record<string, unknown>, where: strin
     { type: "FusekitRemoteCodeWarning", code: "FUSEKIT_REMOTE_CODE_IGNORED" },
   );
 }
+/**
+ * Strict loads refuse any missing, unexpected or mis-shaped key. Any load refuses a mis-shaped one unless
+ * `ignoreMismatchedSizes` (as transformers): such a parameter would silently keep its random values.
+ */
 export function checkStrict(
   dir: string,
   model: PreTrainedModel,
   report: LoadReport,
-  strict: boolean | undefined,
+  { strict, ignoreMismatchedSizes }: { strict?: boolean; ignoreMismatchedSizes?: boolean },
 ): LoadReport {
+  if (report.mismatchedKeys.length && !strict && !ignoreMismatchedSizes) {
+    const list = report.mismatchedKeys.map((m) => `${m.key}: checkpoint [${m.got}], model [${m.expected}]`);
+    throw new StateDictError(
+      `${dir}: checkpoint tensors do not fit ${model.constructor.name}'s parameters (${list.join("; ")}); ` +
+        `pass ignoreMismatchedSizes: true to load the rest and keep those parameters randomly initialised`,
+    );
+  }
   const bad =
     report.missingKeys.length ||
     report.unexpectedKeys.length ||

@@ -68,7 +68,7 @@ async function load(dir: string, options: Readonly<FromPretrainedOptions>): Prom
     keepFp8Layouts(model, source, model.checkpointConversion?.renamed);
     packWeightsOnLoad(model, false);
     checkWeightsLoaded(model, report, dir, { warn: !options.strict });
-    model.loadReport = checkStrict(dir, model, report, options.strict);
+    model.loadReport = checkStrict(dir, model, report, options);
     model.memoryPlan = memoryPlan;
     model.companionFiles = await companions();
     await functionKernels;

@@ -4,6 +4,7 @@
 // `planMemory` is a pure function of its inputs (tested directly); the end of this file gathers them from a
 // built model, its checkpoint and the backend (`weightInventory`, `modelShape`, `backendLimits`).
 import os from "node:os";
+import v8 from "node:v8";
 import { MemoryPlanError, WeightStorageError } from "../errors.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
 import { tf } from "../tensor/tf.js";
@@ -314,4 +315,41 @@ export function planMemoryForLoad(
     );
   }
   return plan;
+}
+
+/** JS heap one decoder layer's module objects take (measured ~11 KiB for a Qwen3 layer; with a margin). */
+const LAYER_OBJECT_BYTES = 16 * 2 ** 10;
+
+/** Parameters a decoder-only config declares (attention, MLP, norms per layer; embeddings and lm_head). */
+function declaredParameters(s: ModelShape, tied: boolean): number {
+  const attention = s.hidden * s.headDim * (2 * s.heads + 2 * s.kvHeads);
+  const layer = attention + 3 * s.hidden * s.intermediate + 2 * s.hidden + 2 * s.headDim;
+  return s.numLayers * layer + s.vocab * s.hidden * (tied ? 1 : 2) + s.hidden;
+}
+
+/**
+ * The plan of a model built from a config alone (`fromConfig`), before anything is built: its float32
+ * weights must fit the backend (cpu / tensorflow: the machine's memory) and its layers' module objects the JS
+ * heap. A config of `hidden_size: 1e9` or a million layers is a MemoryPlanError, not a RangeError or an
+ * hours-long build that ends in an out-of-memory abort.
+ */
+export function planConfigMemory(raw: Record<string, unknown>, backend: string): void {
+  const shape = modelShape(raw);
+  const params = declaredParameters(shape, raw.tie_word_embeddings === true);
+  const limits = backendLimits(backend, false);
+  const ceiling = Number.isFinite(limits.ceilingBytes) ? limits.ceilingBytes : os.totalmem();
+  if (params * 4 + RESERVE_BYTES > ceiling) {
+    throw new MemoryPlanError(
+      `the config declares ${params.toExponential(3)} parameters: ${gib(params * 4)} of float32 weights, ` +
+        `more than the ${backend} backend can hold (${gib(ceiling)})`,
+    );
+  }
+  const heap = v8.getHeapStatistics();
+  const objects = shape.numLayers * LAYER_OBJECT_BYTES;
+  if (objects > heap.heap_size_limit - heap.used_heap_size) {
+    throw new MemoryPlanError(
+      `the config declares ${shape.numLayers} layers: their modules alone need ~${gib(objects)} of JavaScript heap, ` +
+        `more than is free (${gib(heap.heap_size_limit - heap.used_heap_size)})`,
+    );
+  }
 }

@@ -16,6 +16,12 @@ export interface LoadProgress {
 export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
   /** Throw a StateDictError if any key is missing, unexpected or mis-shaped (default false: report only). */
   strict?: boolean;
+  /**
+   * Load a checkpoint whose tensors differ in shape from some parameters, keeping those parameters randomly
+   * initialised (listed in `loadReport.mismatchedKeys`, with a warning). Default false: a StateDictError, as
+   * transformers' `ignore_mismatched_sizes`. Ignored by `strict: true`, which refuses them anyway.
+   */
+  ignoreMismatchedSizes?: boolean;
   /** Seed for initialising parameters the checkpoint does not provide. */
   seed?: number;
   /** Called after each tensor is loaded. */

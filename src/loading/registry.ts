@@ -44,8 +44,9 @@ export function familyFor(raw: Record<string, unknown>, where: string): ModelFam
 /** The class to build for a config: its first listed architecture if we have it, else the family's causal LM. */
 export function causalLMClassFor(family: ModelFamily, config: ModelConfig): new (config: never) => CheckpointModel {
   for (const arch of config.architectures ?? []) {
-    const cls = family.architectures[arch];
-    if (cls) return cls;
+    // Own keys only: "constructor" or "__proto__" must not find Object's members.
+    const cls = Object.hasOwn(family.architectures, arch) ? family.architectures[arch] : undefined;
+    if (typeof cls === "function") return cls;
   }
   return family.causalLM;
 }

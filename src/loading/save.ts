@@ -14,7 +14,7 @@ import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { fp8Entries } from "./fp8.js";
-import { companionWrites, prepareSaveTarget } from "../io/companions.js";
+import { companionWrites, saveIntoFolder } from "../io/companions.js";
 import { tf } from "../tensor/tf.js";
 
 const TORCH_DTYPE: Partial<Record<StorageDtype, string>> = {
@@ -153,7 +153,11 @@ export function planShards(tensors: TensorToWrite[], max: number): TensorToWrite
  * interrupted save leaves the previous checkpoint as it was.
  */
 export async function savePretrained(model: CheckpointModel, dir: string, options: SaveOptions = {}): Promise<void> {
-  await prepareSaveTarget(dir);
+  await saveIntoFolder(dir, () => writeCheckpoint(model, dir, options), options.lockTimeout);
+}
+
+/** savePretrained's work, run holding the folder's save lock (so the leftovers removed are no live save's). */
+async function writeCheckpoint(model: CheckpointModel, dir: string, options: SaveOptions): Promise<void> {
   // Finish a save of this folder that was killed after its commit point, then drop any staged leftovers.
   await completePendingSave(dir);
   await removeStaleTemporaries(dir);

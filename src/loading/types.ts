@@ -30,6 +30,11 @@ export interface SaveOptions {
   dtype?: StorageDtype;
   /** Undo the conversions the model was loaded with, writing the checkpoint's original layout (default true). */
   saveOriginalFormat?: boolean;
+  /**
+   * Milliseconds to wait while another save writes into the same folder (default 10 minutes); then a
+   * SaveLockError. Saves into one folder run one at a time, across processes.
+   */
+  lockTimeout?: number;
 }
 
 /** A model built from a config that knows how it was loaded: what PreTrainedModel is, as the registry and saver see it. */

@@ -6,6 +6,8 @@ import type { FromPretrainedOptions } from "../loading/options.js";
 import { buildModel, familyFor } from "../loading/registry.js";
 import type { ModelConfig, PreTrainedModel } from "../loading/pretrained.js";
 import { ConfigError } from "../errors.js";
+import { planConfigMemory } from "../loading/memory-plan.js";
+import { tf } from "../tensor/tf.js";
 
 /** Builds the right causal-LM class for a checkpoint directory or config, like transformers' Auto class. */
 export class AutoModelForCausalLM {
@@ -19,6 +21,7 @@ export class AutoModelForCausalLM {
       typeof (config as ModelConfig).toDict === "function"
         ? (config as ModelConfig)
         : configFromDict(config as Record<string, unknown>);
+    planConfigMemory(parsed.toDict(), tf.getBackend()); // before a module is built
     const model = buildModel(parsed);
     model.initializeWeights(seed);
     return model.eval();

@@ -69,6 +69,7 @@ export abstract class DecoderConfig implements ModelConfig {
       throw new ConfigError(`${where}: expected a JSON object, got ${raw === null ? "null" : typeof raw}`);
     }
     const dict = { ...(raw as Record<string, unknown>) };
+    checkFinite(dict, where);
     for (const key of REQUIRED) {
       if (!(key in dict)) throw new ConfigError(`${where}: required field "${key}" is missing`);
     }
@@ -147,6 +148,17 @@ function validateRopeScaling(scaling: Record<string, unknown> | null): void {
   if (type === "llama3" && !(Number(scaling!.high_freq_factor) > Number(scaling!.low_freq_factor))) {
     throw new ConfigError(`rope_scaling "llama3": high_freq_factor must be greater than low_freq_factor`);
   }
+}
+
+/**
+ * JSON numbers beyond float64 (1e400) parse as Infinity, which a save would write back as null: refused at
+ * load, anywhere in the config (e.g. rope_scaling.factor), so a loaded config always saves as it was read.
+ */
+function checkFinite(value: unknown, where: string, field = ""): void {
+  if (typeof value === "number" && !Number.isFinite(value))
+    throw new ConfigError(`${where}: field "${field}" must be a finite number, got ${value}`);
+  if (typeof value !== "object" || value === null) return;
+  for (const [k, v] of Object.entries(value)) checkFinite(v, where, field ? `${field}.${k}` : k);
 }
 
 function checkType(key: string, value: unknown, example: unknown, where: string): void {

@@ -4,9 +4,10 @@ import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { ChatTemplateError, TokenizerError } from "../errors.js";
-import { companionWrites, prepareSaveTarget, readTokenizerFiles } from "../io/companions.js";
+import { companionWrites, readTokenizerFiles, saveIntoFolder } from "../io/companions.js";
 import { writeFilesAtomically } from "../io/atomic.js";
 import { readJsonObject } from "../io/json.js";
+import { TemplateLimitError, renderBounded, type ChatTemplateLimits } from "./template-limits.js";
 
 export const TOKENIZER_NAME = "tokenizer.json";
 export const TOKENIZER_CONFIG_NAME = "tokenizer_config.json";
@@ -29,6 +30,8 @@ export interface ChatTemplateOptions {
   tools?: unknown[];
   /** Any further template variables (transformers passes extra kwargs through the same way). */
   extra?: Record<string, unknown>;
+  /** Render limits (steps, time, sizes); default CHAT_TEMPLATE_LIMITS. A template is data from the checkpoint. */
+  limits?: ChatTemplateLimits;
 }
 
 export interface EncodeOptions {
@@ -134,8 +137,9 @@ export class PreTrainedTokenizer {
   async savePretrained(dir: string): Promise<void> {
     if (!this.files.has(TOKENIZER_NAME))
       throw new TokenizerError(`${this.source}: built without its ${TOKENIZER_NAME}; there is nothing to save`);
-    await prepareSaveTarget(dir);
-    await writeFilesAtomically(companionWrites(dir, { tokenizerFiles: new Map(this.files) }));
+    await saveIntoFolder(dir, () =>
+      writeFilesAtomically(companionWrites(dir, { tokenizerFiles: new Map(this.files) })),
+    );
   }
 
   /**
@@ -171,9 +175,10 @@ export class PreTrainedTokenizer {
     // Only defined when given: Qwen3's template tests `enable_thinking is defined`.
     if (options.enableThinking !== undefined) vars.enable_thinking = options.enableThinking;
     try {
-      return this.compiledTemplate.render(vars);
+      return renderBounded(this.compiledTemplate, vars, options.limits);
     } catch (err) {
-      throw new ChatTemplateError(`${this.source}: chat_template failed to render: ${(err as Error).message}`, {
+      const what = err instanceof TemplateLimitError ? "stopped: it exceeds a render limit" : "failed to render";
+      throw new ChatTemplateError(`${this.source}: chat_template ${what}: ${(err as Error).message}`, {
         cause: err,
       });
     }
