@@ -85,6 +85,11 @@ export {
 } from "./io/checkpoint.js";
 export { fromPretrained } from "./loading/from-pretrained.js";
 export type { FromPretrainedOptions, LoadProgress } from "./loading/options.js";
+// Hub ids ("org/name") from the Hugging Face cache, and the transformers.js-shaped entry points.
+export { resolvePretrained, type ResolveOptions, type ResolvedModel } from "./io/hf-resolve.js";
+export { hubCacheDir, DEFAULT_REVISION } from "./io/hf-cache.js";
+export type { ProgressInfo } from "./io/hf-download.js";
+export type { TokenizerLoadOptions } from "./tokenizer/tokenizer.js";
 export { loadWeights, type LoadWeightsOptions } from "./loading/weights.js";
 export { modelShape, weightInventory } from "./loading/memory-plan.js";
 export {

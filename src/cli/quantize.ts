@@ -22,15 +22,17 @@ export function registerQuantizeFp8(program: Command): void {
       "new folder for the quantized checkpoint (with the source's tokenizer and generation config)",
     )
     .option("--block <rows,cols>", "weight_block_size", parseBlock, [128, 128] as [number, number])
-    .action(async (opts: { model?: string; backend?: string; out: string; block: [number, number] }) => {
-      await setBackend(opts.backend);
-      const model = await loadModel(await resolveModelDir(opts.model));
-      try {
-        const names = quantizeToFp8(model, { weightBlockSize: opts.block });
-        await model.savePretrained(opts.out);
-        console.log(`quantized ${names.length} Linear weights to FP8 (blocks ${opts.block.join("×")}) → ${opts.out}`);
-      } finally {
-        model.dispose();
-      }
-    });
+    .action(
+      async (opts: { model?: string; revision?: string; backend?: string; out: string; block: [number, number] }) => {
+        await setBackend(opts.backend);
+        const model = await loadModel(await resolveModelDir(opts.model, opts.revision));
+        try {
+          const names = quantizeToFp8(model, { weightBlockSize: opts.block });
+          await model.savePretrained(opts.out);
+          console.log(`quantized ${names.length} Linear weights to FP8 (blocks ${opts.block.join("×")}) → ${opts.out}`);
+        } finally {
+          model.dispose();
+        }
+      },
+    );
 }

@@ -46,6 +46,8 @@ export abstract class PreTrainedModel<
   checkpointConversion?: ConversionRecord;
   /** Set by fromPretrained: generation_config.json and tokenizer files of the source folder, which savePretrained writes too. */
   companionFiles?: CompanionFiles;
+  /** Set by fromPretrained: the folder the checkpoint was read from (for a hub id, its snapshot in the cache). */
+  sourceDir?: string;
 
   constructor(readonly config: C) {
     super();
