@@ -89,6 +89,15 @@ export type { FromPretrainedOptions, LoadProgress } from "./loading/options.js";
 export { resolvePretrained, type ResolveOptions, type ResolvedModel } from "./io/hf-resolve.js";
 export { hubCacheDir, DEFAULT_REVISION } from "./io/hf-cache.js";
 export type { ProgressInfo } from "./io/hf-download.js";
+export {
+  pipeline,
+  type TextGenerationPipeline,
+  type PipelineOptions,
+  type TextGenerationCallOptions,
+  type TextGenerationSingle,
+} from "./pipelines/text-generation.js";
+export type { GenerateKwargs } from "./generation/kwargs.js";
+export type { BaseStreamer, TextStreamerOptions } from "./generation/streamer.js";
 export type { TokenizerLoadOptions } from "./tokenizer/tokenizer.js";
 export { loadWeights, type LoadWeightsOptions } from "./loading/weights.js";
 export { modelShape, weightInventory } from "./loading/memory-plan.js";

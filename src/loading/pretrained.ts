@@ -4,6 +4,8 @@ import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
 import type { CompanionFiles } from "../io/companions.js";
 import type { ModelConfig } from "../io/checkpoint.js";
+import type { GenerateKwargs } from "../generation/kwargs.js";
+import type { CausalLM } from "../generation/generate.js";
 
 export type { ModelConfig };
 
@@ -51,6 +53,17 @@ export abstract class PreTrainedModel<
 
   constructor(readonly config: C) {
     super();
+  }
+
+  /**
+   * transformers(.js)'s `model.generate({ inputs, max_new_tokens, do_sample, temperature, top_k, top_p, streamer, … })`
+   * (snake_case or camelCase): the prompt + generated ids per row, with the model's generation_config.json as
+   * defaults. A text `inputs` is encoded with the model folder's own tokenizer.
+   */
+  async generate(kwargs: GenerateKwargs): Promise<number[][]> {
+    // imported when called: generation builds on models, not the other way round
+    const { generateWithKwargs } = await import("../generation/kwargs.js");
+    return generateWithKwargs(this as unknown as CausalLM, kwargs);
   }
 
   async savePretrained(dir: string, options: SaveOptions = {}): Promise<void> {
