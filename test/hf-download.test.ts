@@ -157,12 +157,14 @@ describe("downloading a hub id into the cache", () => {
     expect(tf.memory().numTensors).toBeGreaterThan(0); // the reference model is still alive
   });
 
-  it("an unreachable hub is a HubDownloadError saying so", async () => {
+  it("an unreachable hub is a HubDownloadError saying so, and what the cache lacked and how to fill it", async () => {
     const gone = await startFakeHub({});
     await gone.close();
     process.env.HF_ENDPOINT = gone.endpoint;
-    await expect(AutoModelForCausalLM.fromPretrained("acme/tiny")).rejects.toThrow(
-      /cannot reach the hub \(ECONNREFUSED\)/,
-    );
+    const err = await AutoModelForCausalLM.fromPretrained("acme/tiny").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HubDownloadError);
+    expect((err as Error).message).toMatch(/cannot reach the hub \(ECONNREFUSED\); and acme\/tiny: no such folder/);
+    expect((err as Error).message).toContain(path.join(repo(), "refs", "main"));
+    expect((err as Error).message).toContain("hf download acme/tiny");
   });
 });

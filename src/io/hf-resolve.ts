@@ -72,9 +72,12 @@ export async function resolvePretrained(idOrDir: string, options: ResolveOptions
     });
     return { dir, name: idOrDir, repoId: idOrDir };
   } catch (err) {
-    if (err instanceof HubDownloadError && (err.status === 401 || err.status === 404) && !lookup.snapshot)
+    if (!(err instanceof HubDownloadError) || lookup.snapshot) throw err;
+    if (err.status === 401 || err.status === 404)
       throw notFound(where, `${notCachedReason(lookup, missing)}, and ${err.message}`);
-    throw err;
+    // e.g. no network: say what the cache lacked and how to fill it, not only that the hub was unreachable
+    const hint = notFound(where, notCachedReason(lookup, missing)).message;
+    throw new HubDownloadError(`${err.message}; and ${hint}`, err.status);
   }
 }
 
