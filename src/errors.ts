@@ -198,3 +198,31 @@ export class ArgumentError extends FusekitError {
  * the numbers and what would fit.
  */
 export class MemoryPlanError extends FusekitError {}
+
+/**
+ * A model given by hub id ("org/name") is neither a local folder nor complete in the Hugging Face cache, and
+ * could not be downloaded (offline, or the hub does not have it). `.searched` lists the paths looked at.
+ */
+export class ModelNotFoundError extends ConfigError {
+  constructor(
+    message: string,
+    /** The local folder, refs file and snapshot folder that were looked at, in order. */
+    readonly searched: readonly string[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Downloading a checkpoint file from the hub failed: an HTTP error, a connection that dropped and could not be
+ * resumed, or bytes that do not match the size / sha256 the hub announced. No partial file is ever used.
+ */
+export class HubDownloadError extends FusekitError {
+  constructor(
+    message: string,
+    /** The HTTP status, when the hub answered with one. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}

@@ -37,9 +37,12 @@ export { AutoModelForCausalLM } from "./models/auto.js";
 export { PreTrainedModel, type ModelConfig } from "./loading/pretrained.js";
 export { registerModelFamily, registeredModelTypes, type ModelFamily } from "./loading/registry.js";
 
-// ── Loading and saving checkpoints ──────────────────────────────────────────────────────────────────────────
+// ── Loading and saving checkpoints (a folder, or a hub id from the Hugging Face cache) ──────────────────────────────────────────────────────────────────────────
 export { fromPretrained } from "./loading/from-pretrained.js";
 export type { FromPretrainedOptions, LoadProgress } from "./loading/options.js";
+export { resolvePretrained, type ResolveOptions, type ResolvedModel } from "./io/hf-resolve.js";
+export { hubCacheDir, DEFAULT_REVISION } from "./io/hf-cache.js";
+export type { ProgressInfo } from "./io/hf-download.js";
 export type { LoadReport, SaveOptions } from "./loading/types.js";
 export { loadWeights, type LoadWeightsOptions } from "./loading/weights.js";
 export { savePretrained } from "./loading/save.js";
@@ -95,6 +98,16 @@ export {
 } from "./generation/generate.js";
 export type { SamplingParams } from "./generation/sampling.js";
 export { TextStreamer } from "./generation/streamer.js";
+export type { BaseStreamer, TextStreamerOptions } from "./generation/streamer.js";
+export type { GenerateKwargs } from "./generation/kwargs.js";
+export type { TokenizerLoadOptions } from "./tokenizer/tokenizer.js";
+export {
+  pipeline,
+  type TextGenerationPipeline,
+  type PipelineOptions,
+  type TextGenerationCallOptions,
+  type TextGenerationSingle,
+} from "./pipelines/text-generation.js";
 
 // ── Patch mapping: swap classes while a model is built ──────────────────────────────────────────────────────
 export { construct, type ModuleClass } from "./patching/construct.js";

@@ -11,6 +11,7 @@ import {
   AutoTokenizer,
   Mode,
   OutputPathError,
+  TextStreamer,
   activeKernel,
   defaultModelDir,
   discoverRepos,
@@ -26,6 +27,7 @@ import { runComparison } from "../src/compare/run.js";
 import { ensureDir, writeFileAtomically, writeFolderAtomically } from "../src/io/atomic.js";
 import { checkpointFolderTarget } from "../src/io/checkpoint.js";
 import { folderChecksum, root, runNode } from "./helpers/cli.js";
+import { smallConfig } from "./helpers/models.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-api-args-"));
 let dir: string;
@@ -85,12 +87,23 @@ describe("generate", () => {
     expect(byText.sequences[0].slice(0, tok.encode("hello").length)).toEqual(tok.encode("hello"));
   });
 
+  it("takes a text prompt without a tokenizer when the model's folder had one (its companion files)", async () => {
+    const byText = await generate(model, "hello", { maxNewTokens: 4 });
+    const byIds = await generate(model, [tok.encode("hello")], { maxNewTokens: 4 });
+    expect(byText.sequences).toEqual(byIds.sequences);
+  });
+
   it("names the expected types when the prompt cannot be used", async () => {
-    await expect(generate(model, "hello")).rejects.toThrow(
-      new ArgumentError(
-        "generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)",
-      ),
-    );
+    const bare = AutoModelForCausalLM.fromConfig(smallConfig()); // no folder, no tokenizer files
+    try {
+      await expect(generate(bare, "hello")).rejects.toThrow(
+        new ArgumentError(
+          "generate: a text prompt needs options.tokenizer (the model has no tokenizer files of its own); without one pass token ids (number[][] or a 2-D tf.Tensor)",
+        ),
+      );
+    } finally {
+      bare.dispose();
+    }
     await expect(generate(model, "", { tokenizer: tok })).rejects.toThrow(
       new ArgumentError("generate: the prompt is empty"),
     );
@@ -98,6 +111,39 @@ describe("generate", () => {
       new ArgumentError(
         "inputIds: expected number[][] or a 2-D tf.Tensor, or a string with options.tokenizer, got number 42",
       ),
+    );
+  });
+});
+
+describe("option keys", () => {
+  it("fromPretrained: a key it does not know is an ArgumentError naming the one meant, before anything is read", async () => {
+    const missing = path.join(tmp, "not-read");
+    await expect(AutoModelForCausalLM.fromPretrained(missing, { dtype: "bfloat16" } as never)).rejects.toThrow(
+      new ArgumentError(
+        'fromPretrained: unknown option "dtype" (fusekit calls it "weightStorage": "auto", "f32", "bf16")',
+      ),
+    );
+    await expect(AutoModelForCausalLM.fromPretrained(missing, { cache_dir: "/x" } as never)).rejects.toThrow(
+      'fromPretrained: unknown option "cache_dir" (fusekit calls it "cacheDir")',
+    );
+    await expect(AutoModelForCausalLM.fromPretrained(missing, { frobnicate: 1 } as never)).rejects.toThrow(
+      /^fromPretrained: unknown option "frobnicate" \(known options: strict, seed, /,
+    );
+  });
+
+  it("generate: transformers' snake_case names are ArgumentErrors naming fusekit's (never ignored)", async () => {
+    await expect(generate(model, [[1, 2]], { max_new_tokens: 5 } as never)).rejects.toThrow(
+      new ArgumentError('generate: unknown option "max_new_tokens" (fusekit calls it "maxNewTokens")'),
+    );
+    await expect(generate(model, [[1, 2]], { max_length: 5 } as never)).rejects.toThrow(
+      'generate: unknown option "max_length" (fusekit counts new tokens only: "maxNewTokens")',
+    );
+  });
+
+  it("AutoTokenizer.fromPretrained and TextStreamer check theirs too", async () => {
+    await expect(AutoTokenizer.fromPretrained(dir, { revison: "main" } as never)).rejects.toThrow(ArgumentError);
+    expect(() => new TextStreamer(tok, { skip_promt: true } as never)).toThrow(
+      /^TextStreamer: unknown option "skip_promt"/,
     );
   });
 });

@@ -140,7 +140,7 @@ describe("usage errors: exit 2, one line naming the option and what is allowed",
     [["kernels", "lok"], "unknown command 'lok' (Did you mean lock?)"],
     [["make-model", "--out", ""], "option '-o, --out <dir>' argument '' is invalid. expected non-empty text."],
     [["compare", "--report", ""], "option '--report <file.html>' argument '' is invalid. expected non-empty text."],
-    [["inspect", "--model", ""], "option '-m, --model <dir>' argument '' is invalid. expected non-empty text."],
+    [["inspect", "--model", ""], "option '-m, --model <dir-or-id>' argument '' is invalid. expected non-empty text."],
   ])("%j", async (args, message) => {
     const r = await misuse(() => args);
     expect(r.code).toBe(2);

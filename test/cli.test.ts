@@ -38,11 +38,12 @@ describe("fusekit --help", () => {
         "--temperature <t>",
         "--seed <n>",
         "--chat",
-        "--model <dir>",
+        "--model <dir-or-id>",
+        "--revision <rev>",
         "--backend <name>",
       ],
     ],
-    [["inspect"], ["Usage: fusekit inspect [options]", "--model <dir>", "--expand"]],
+    [["inspect"], ["Usage: fusekit inspect [options]", "--model <dir-or-id>", "--revision <rev>", "--expand"]],
     [
       ["make-model"],
       [

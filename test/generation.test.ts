@@ -287,7 +287,10 @@ describe("generate: bad options are named errors", () => {
     [{ topK: 1.5 }, "topK must be a non-negative integer, got 1.5"],
     [{ maxNewTokens: -1 }, "maxNewTokens must be a non-negative integer, got -1"],
     [{ repetitionPenalty: 0 }, "repetitionPenalty must be > 0, got 0"],
-    [{ stopStrings: ["x"] }, "stopStrings need a tokenizer (pass options.tokenizer)"],
+    [
+      { stopStrings: ["x"] },
+      "stopStrings need a tokenizer (pass options.tokenizer; the model has no tokenizer files of its own)",
+    ],
   ])("%o", async (opts, message) => {
     const err = await generate(model, [[1, 2, 3]], opts).catch((e) => e);
     expect(err).toBeInstanceOf(GenerationConfigError);

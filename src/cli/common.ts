@@ -5,6 +5,8 @@ import cliProgress from "cli-progress";
 import { setBackend, BACKENDS } from "../backend/backend.js";
 import { defaultModelDir } from "../presets/presets.js";
 import { readConfigJson } from "../io/checkpoint.js";
+import { resolvePretrained } from "../io/hf-resolve.js";
+import type { ProgressInfo } from "../io/hf-download.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
@@ -65,10 +67,11 @@ export function addForceOption(cmd: Command, what: string): Command {
 export function addModelOptions(cmd: Command): Command {
   return cmd
     .option(
-      "-m, --model <dir>",
-      "checkpoint directory (default: the embedded tiny model, created on first use in the cache folder)",
+      "-m, --model <dir-or-id>",
+      "checkpoint directory, or a hub model id (org/name) from the Hugging Face cache, downloaded unless HF_HUB_OFFLINE=1 (default: the embedded tiny model, created on first use in the cache folder)",
       nonEmptyText,
     )
+    .option("--revision <rev>", 'with a hub model id: branch, tag or commit sha (default "main")', nonEmptyText)
     .addOption(
       new Option(
         "-b, --backend <name>",
@@ -86,13 +89,29 @@ export function addModelOptions(cmd: Command): Command {
 }
 
 /**
- * The checkpoint folder to use: `--model` after checking it is a folder with a readable config.json — a
- * ConfigError naming it before any work —, else the embedded default model.
+ * The checkpoint folder to use: `--model` (a folder, or a hub id resolved in the Hugging Face cache, downloaded
+ * when missing and allowed) after checking it has a readable config.json — a ConfigError naming it before any
+ * work —, else the embedded default model.
  */
-export async function resolveModelDir(model: string | undefined): Promise<string> {
+export async function resolveModelDir(model: string | undefined, revision?: string): Promise<string> {
   if (model === undefined) return defaultModelDir();
-  await readConfigJson(model);
-  return model;
+  const bar = byteProgressBar("downloading");
+  try {
+    const { dir } = await resolvePretrained(model, { revision, onProgress: downloadProgress(bar) });
+    await readConfigJson(dir);
+    return dir;
+  } finally {
+    bar.stop();
+  }
+}
+
+/** Download progress on the bar (a TTY only), and one line per file fetched on stderr. */
+function downloadProgress(bar: ReturnType<typeof byteProgressBar>): (info: ProgressInfo) => void {
+  return (info) => {
+    if (info.status === "download") process.stderr.write(`downloading ${info.name}/${info.file}\n`);
+    if (info.status === "progress") bar.update(info.loaded ?? 0, info.total ?? 0);
+    if (info.status === "done") bar.stop();
+  };
 }
 
 /**
@@ -101,8 +120,9 @@ export async function resolveModelDir(model: string | undefined): Promise<string
  */
 export async function resolveModelAndTokenizer(
   model: string | undefined,
+  revision?: string,
 ): Promise<{ dir: string; tokenizer: PreTrainedTokenizer; tokenizerMs: number }> {
-  const dir = await resolveModelDir(model);
+  const dir = await resolveModelDir(model, revision);
   const t0 = performance.now();
   const tokenizer = await AutoTokenizer.fromPretrained(dir);
   return { dir, tokenizer, tokenizerMs: performance.now() - t0 };

@@ -19,6 +19,7 @@ import { preflightWrite, writeFileAtomically } from "../io/atomic.js";
 
 interface CompareCliOptions {
   model?: string;
+  revision?: string;
   backend?: string;
   prompt: string;
   newTokens: number;
@@ -98,7 +99,7 @@ export function registerCompare(program: Command): void {
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
     // Every input is checked before the comparison starts: a bad path must not cost a whole run.
     if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
-    const { dir, tokenizer } = await resolveModelAndTokenizer(opts.model);
+    const { dir, tokenizer } = await resolveModelAndTokenizer(opts.model, opts.revision);
     await setBackend(opts.backend);
     const result = await runComparison({
       modelDir: dir,

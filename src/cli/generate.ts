@@ -16,6 +16,7 @@ import {
 
 interface GenerateCliOptions {
   model?: string;
+  revision?: string;
   backend?: string;
   prompt?: string;
   chat?: boolean;
@@ -113,7 +114,7 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     this.error("error: required option '-p, --prompt <text>' not specified", { exitCode: 2, code: "fusekit.usage" });
   if (!opts.thinking && !opts.chat)
     this.error("error: option '--no-thinking' needs --chat", { exitCode: 2, code: "fusekit.usage" });
-  const { dir, tokenizer, tokenizerMs } = await resolveModelAndTokenizer(opts.model);
+  const { dir, tokenizer, tokenizerMs } = await resolveModelAndTokenizer(opts.model, opts.revision);
   const backend = await setBackend(opts.backend);
   const t0 = performance.now();
   const generationConfig = (await loadGenerationConfig(dir)) ?? {};

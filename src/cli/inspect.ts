@@ -13,9 +13,15 @@ export function registerInspect(program: Command): void {
   addModelOptions(cmd)
     .option("--expand", "list every layer instead of folding runs of identical ones")
     .action(
-      async (opts: { model?: string; backend?: string; expand?: boolean; weightStorage: WeightStorageChoice }) => {
+      async (opts: {
+        model?: string;
+        revision?: string;
+        backend?: string;
+        expand?: boolean;
+        weightStorage: WeightStorageChoice;
+      }) => {
         await setBackend(opts.backend);
-        const dir = await resolveModelDir(opts.model);
+        const dir = await resolveModelDir(opts.model, opts.revision);
         const t0 = performance.now();
         const model = await loadModel(dir, { weightStorage: opts.weightStorage });
         try {

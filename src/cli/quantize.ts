@@ -28,7 +28,7 @@ export function registerQuantizeFp8(program: Command): void {
     )
     .option("--block <rows,cols>", "weight_block_size", parseBlock, [128, 128] as [number, number]);
   addForceOption(cmd, "a checkpoint folder").action(async (opts: QuantizeCliOptions) => {
-    const source = await resolveModelDir(opts.model);
+    const source = await resolveModelDir(opts.model, opts.revision);
     const out = path.resolve(opts.out);
     // Before loading anything: never the source itself (even with --force), and only a checkpoint folder replaced.
     await refuseSource(source, out);
@@ -48,6 +48,7 @@ export function registerQuantizeFp8(program: Command): void {
 
 interface QuantizeCliOptions {
   model?: string;
+  revision?: string;
   backend?: string;
   out: string;
   block: [number, number];

@@ -5,9 +5,11 @@ import { tf } from "../tensor/tf.js";
 import { DynamicCache } from "../cache/dynamic-cache.js";
 import { Rng, selectToken, type SamplingParams } from "./sampling.js";
 import type { CausalLMInputs, CausalLMOutput } from "../nn/outputs.js";
-import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
+import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError, GenerationConfigError, ShapeError } from "../errors.js";
-import { type GenerationConfig } from "../io/companions.js";
+import { type CompanionFiles, type GenerationConfig } from "../io/companions.js";
+import { checkOptionKeys } from "../option-keys.js";
+import type { BaseStreamer } from "./streamer.js";
 
 /** What generate needs from a model: a causal-LM forward and a config with the special token ids. */
 export interface CausalLM {
@@ -44,7 +46,41 @@ export interface GenerateOptions {
   generationConfig?: GenerationConfig;
   /** Called after every step (the streaming callback). */
   onStep?: (step: GenerationStep) => void;
+  /**
+   * A streamer, as transformers' (e.g. `new TextStreamer(tokenizer, { skip_prompt: true })`): `put` gets the
+   * prompt's rows first, then each new token as `[[id]]`; `end()` once generation stops. Batch size 1 only.
+   */
+  streamer?: BaseStreamer;
 }
+
+// Every key, checked by the compiler against the interface.
+export const GENERATE_OPTION_KEYS: Record<keyof GenerateOptions, true> = {
+  maxNewTokens: true,
+  doSample: true,
+  temperature: true,
+  topK: true,
+  topP: true,
+  repetitionPenalty: true,
+  seed: true,
+  eosTokenId: true,
+  padTokenId: true,
+  stopStrings: true,
+  tokenizer: true,
+  attentionMask: true,
+  useCache: true,
+  generationConfig: true,
+  onStep: true,
+  streamer: true,
+};
+
+/** transformers' generate arguments fusekit spells otherwise or does not have. */
+export const GENERATE_OPTION_HINTS: Readonly<Record<string, string>> = {
+  max_length: 'fusekit counts new tokens only: "maxNewTokens"',
+  maxLength: 'fusekit counts new tokens only: "maxNewTokens"',
+  num_beams: "beam search is not implemented: greedy, or sampling with doSample",
+  inputs: "the prompt is generate's second argument",
+  input_ids: "the prompt is generate's second argument",
+};
 
 export type FinishReason = "eos" | "stop" | "length";
 
@@ -81,6 +117,7 @@ interface Resolved {
 const ids = (v: number | number[] | null | undefined): number[] => (v == null ? [] : Array.isArray(v) ? v : [v]);
 
 function resolve(model: CausalLM, o: GenerateOptions): Resolved {
+  checkOptionKeys("generate", o, Object.keys(GENERATE_OPTION_KEYS), GENERATE_OPTION_HINTS);
   const g = o.generationConfig ?? {};
   const cfg = model.config as { eos_token_id?: number | number[] | null; pad_token_id?: number | null };
   const bad = (msg: string) => new GenerationConfigError(msg);
@@ -109,7 +146,8 @@ function resolve(model: CausalLM, o: GenerateOptions): Resolved {
         : ids(cfg.eos_token_id);
   const pad = o.padTokenId ?? g.pad_token_id ?? cfg.pad_token_id ?? eosList[0] ?? 0;
   const stopStrings = o.stopStrings ?? [];
-  if (stopStrings.length && !o.tokenizer) throw bad("stopStrings need a tokenizer (pass options.tokenizer)");
+  if (stopStrings.length && !o.tokenizer)
+    throw bad("stopStrings need a tokenizer (pass options.tokenizer; the model has no tokenizer files of its own)");
   if (stopStrings.some((s) => typeof s !== "string" || s === "")) throw bad("stopStrings must be non-empty strings");
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
   return {
@@ -132,7 +170,7 @@ function readPrompt(x: PromptInput, tokenizer: PreTrainedTokenizer | undefined):
   if (typeof x !== "string") return readRows(x, "inputIds");
   if (!tokenizer) {
     throw new ArgumentError(
-      "generate: a text prompt needs options.tokenizer; without one pass token ids (number[][] or a 2-D tf.Tensor)",
+      "generate: a text prompt needs options.tokenizer (the model has no tokenizer files of its own); without one pass token ids (number[][] or a 2-D tf.Tensor)",
     );
   }
   if (x === "") throw new ArgumentError("generate: the prompt is empty");
@@ -208,15 +246,50 @@ function readPromptMask(attentionMask: GenerateOptions["attentionMask"], prompt:
   return promptMask;
 }
 
+const derivedTokenizers = new WeakMap<object, PreTrainedTokenizer>();
+
+/** The tokenizer of the folder the model was loaded from (its companion files), built once per model. */
+function tokenizerOf(model: CausalLM): PreTrainedTokenizer | undefined {
+  const { companionFiles, sourceDir } = model as { companionFiles?: CompanionFiles; sourceDir?: string };
+  const files = companionFiles?.tokenizerFiles;
+  if (!files?.has("tokenizer.json")) return undefined;
+  let tokenizer = derivedTokenizers.get(model);
+  if (!tokenizer) {
+    tokenizer = AutoTokenizer.fromFiles(files, sourceDir ?? "the model's tokenizer files");
+    derivedTokenizers.set(model, tokenizer);
+  }
+  return tokenizer;
+}
+
+/** `options`, with the model's own tokenizer when a text prompt or stop strings need one and none was given. */
+function withTokenizer(model: CausalLM, inputIds: PromptInput, options: GenerateOptions): GenerateOptions {
+  const needed = typeof inputIds === "string" || Boolean(options.stopStrings?.length);
+  if (options.tokenizer || !needed) return options;
+  const tokenizer = tokenizerOf(model);
+  return tokenizer ? { ...options, tokenizer } : options;
+}
+
+/** The streamer, checked: an object with put and end, for a single row. */
+function readStreamer(streamer: unknown, rows: number): BaseStreamer | undefined {
+  if (streamer === undefined) return undefined;
+  const s = streamer as BaseStreamer;
+  if (typeof s !== "object" || s === null || typeof s.put !== "function" || typeof s.end !== "function")
+    throw new ArgumentError(`generate: streamer must have put() and end(), got ${ArgumentError.describe(streamer)}`);
+  if (rows !== 1) throw new ArgumentError(`generate: a streamer takes one prompt row, got ${rows}`);
+  return s;
+}
+
 async function* run(
   model: CausalLM,
   inputIds: PromptInput,
-  options: GenerateOptions,
+  given: GenerateOptions,
   st: GenerationState,
 ): AsyncGenerator<GenerationStep> {
+  const options = withTokenizer(model, inputIds, given ?? {});
   const o = resolve(model, options);
   const prompt = readPrompt(inputIds, options.tokenizer);
   const b = prompt.length;
+  const streamer = readStreamer(options.streamer, b);
   const promptMask = readPromptMask(options.attentionMask, prompt);
   st.prompt = prompt;
   st.generated = prompt.map(() => []);
@@ -228,6 +301,7 @@ async function* run(
   const history = prompt.map((r, i) => (mask ? r.filter((_, j) => mask[i][j]) : [...r]));
 
   const cache = o.useCache ? new DynamicCache() : undefined;
+  streamer?.put(prompt.map((r) => [...r]));
   try {
     for (let step = 0; step < o.maxNewTokens && st.reasons.some((r) => r === undefined); step++) {
       const feed =
@@ -260,8 +334,10 @@ async function* run(
         else if (st.newTokens[r].length >= o.maxNewTokens) st.reasons[r] = "length";
       }
       mask?.forEach((row) => row.push(1));
+      if (streamer && active[0]) streamer.put([[tokens[0]]]);
       yield { step, tokens, active, finishReasons: [...st.reasons] };
     }
+    streamer?.end();
   } finally {
     cache?.dispose();
   }

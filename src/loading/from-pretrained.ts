@@ -1,8 +1,9 @@
 // fromPretrained: a checkpoint directory → a ready model, in one pass: config.json → class → construct (under
 // the load's patches) → plan the memory → read the weights through the conversion rules → kernels.
+import { existsSync } from "node:fs";
 import path from "node:path";
 import type { PreTrainedModel } from "./pretrained.js";
-import { CheckpointReader, CONFIG_NAME, readConfigJson } from "../io/checkpoint.js";
+import { CheckpointReader, CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readConfigJson } from "../io/checkpoint.js";
 import { readCompanionFiles } from "../io/companions.js";
 import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import { ensureBackend } from "../backend/backend.js";
@@ -15,18 +16,48 @@ import { conversionRulesFor } from "../conversion/registry.js";
 import { storeFusionConfig } from "../fusion/config.js";
 import { planLoad } from "./plan.js";
 import { fp8Source, keepFp8Layouts, packFp8OnLoad } from "./fp8.js";
-import { checkLoadOptions, type FromPretrainedOptions } from "./options.js";
+import { checkLoadOptions, type FromPretrainedOptions, type ProgressInfo } from "./options.js";
+import { resolvePretrained } from "../io/hf-resolve.js";
 import { checkSizesAgainstCheckpoint, checkStrict, checkWeightsLoaded, warnIgnoredRemoteCode } from "./checks.js";
 import { planMemoryForLoad } from "./memory-plan.js";
 import { loadWeights } from "./weights.js";
 
 /**
  * config.json → class → construct (under `options.patches`) → plan the memory → load weights through the
- * conversion rules → model with `loadReport` (incl. its `memoryPlan`), in eval mode.
+ * conversion rules → model with `loadReport` (incl. its `memoryPlan`), in eval mode. `idOrDir` is a checkpoint
+ * folder or a hub model id ("org/name"), found in the Hugging Face cache or downloaded into it (io/hf-resolve.ts).
  */
-export async function fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
+export async function fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
   const checked = checkLoadOptions(options);
-  return checked.patches ? withPatches(checked.patches, () => load(dir, checked)) : load(dir, checked);
+  const callback = checked.progress_callback;
+  const { revision, cacheDir, localFilesOnly } = checked;
+  const { dir, name } = await resolvePretrained(idOrDir, { revision, cacheDir, localFilesOnly, onProgress: callback });
+  const withProgress = callback ? { ...checked, onProgress: weightProgress(dir, name, checked, callback) } : checked;
+  const model = await (checked.patches
+    ? withPatches(checked.patches, () => load(dir, withProgress))
+    : load(dir, withProgress));
+  model.sourceDir = dir;
+  callback?.({ status: "ready", name, task: "text-generation", model: name });
+  return model;
+}
+
+/** The per-tensor byte progress as transformers.js progress objects for the weights file (then the user's onProgress). */
+function weightProgress(
+  dir: string,
+  name: string,
+  options: FromPretrainedOptions,
+  callback: (info: ProgressInfo) => void,
+): FromPretrainedOptions["onProgress"] {
+  const file = existsSync(path.join(dir, WEIGHTS_INDEX_NAME)) ? WEIGHTS_INDEX_NAME : WEIGHTS_NAME;
+  let started = false;
+  return (p) => {
+    if (!started) callback({ status: "initiate", name, file });
+    started = true;
+    const progress = p.bytesTotal ? (p.bytesDone / p.bytesTotal) * 100 : 100;
+    callback({ status: "progress", name, file, progress, loaded: p.bytesDone, total: p.bytesTotal });
+    if (p.bytesDone >= p.bytesTotal) callback({ status: "done", name, file });
+    options.onProgress?.(p);
+  };
 }
 
 async function load(dir: string, options: Readonly<FromPretrainedOptions>): Promise<PreTrainedModel> {

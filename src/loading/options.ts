@@ -6,6 +6,10 @@ import { checkRules } from "../conversion/registry.js";
 import type { PlanOptions } from "./plan.js";
 import { WEIGHT_STORAGE_CHOICES, type WeightStorageChoice } from "./memory-plan.js";
 import { WeightStorageError } from "../errors.js";
+import { checkOptionKeys } from "../option-keys.js";
+import type { ProgressInfo } from "../io/hf-download.js";
+
+export type { ProgressInfo };
 
 export interface LoadProgress {
   bytesDone: number;
@@ -47,10 +51,58 @@ export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
   contextLength?: number;
   /** Longest prompt the plan reserves prefill activations for (default 512, at most `contextLength`). */
   promptLength?: number;
+  /** For a hub model id: the branch, tag or commit sha (default "main"). Ignored for a folder path. */
+  revision?: string;
+  /** For a hub model id: the cache root (default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). */
+  cacheDir?: string;
+  /** For a hub model id: use the cache only, never download (as `HF_HUB_OFFLINE=1` does). */
+  localFilesOnly?: boolean;
+  /**
+   * transformers.js's progress callback: "initiate" / "download" / "progress" / "done" per file downloaded or
+   * read (`progress` in %, `loaded` / `total` in bytes), then "ready".
+   */
+  progress_callback?: (info: ProgressInfo) => void;
 }
 
-/** Checks the options a user passed (conversions, weightStorage) before anything is read; returns them unchanged. */
+// Every key, checked by the compiler against the interface: a new option cannot be forgotten here.
+export const LOAD_OPTION_KEYS: Record<keyof FromPretrainedOptions, true> = {
+  strict: true,
+  ignoreMismatchedSizes: true,
+  seed: true,
+  onProgress: true,
+  patches: true,
+  conversions: true,
+  weightStorage: true,
+  contextLength: true,
+  promptLength: true,
+  revision: true,
+  cacheDir: true,
+  localFilesOnly: true,
+  progress_callback: true,
+  fusionConfig: true,
+  kernelConfig: true,
+  useKernels: true,
+  kernelMapping: true,
+  backend: true,
+  useFallback: true,
+};
+
+const STORAGE_HINT = `fusekit calls it "weightStorage": ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")}`;
+/** What transformers / transformers.js users type that fusekit spells otherwise or does not take. */
+export const LOAD_OPTION_HINTS: Readonly<Record<string, string>> = {
+  dtype: STORAGE_HINT,
+  torch_dtype: STORAGE_HINT,
+  device: 'pick the tfjs backend with setBackend("wasm" | "cpu" | "tensorflow") or FUSEKIT_BACKEND',
+  device_map: 'pick the tfjs backend with setBackend("wasm" | "cpu" | "tensorflow") or FUSEKIT_BACKEND',
+  progressCallback: 'fusekit takes transformers.js\'s "progress_callback" (or "onProgress" for bytes per tensor)',
+  token: "set HF_TOKEN in the environment",
+  use_auth_token: "set HF_TOKEN in the environment",
+  trust_remote_code: "fusekit never runs a checkpoint's code",
+};
+
+/** Checks the options a user passed (their keys, conversions, weightStorage) before anything is read; returns them unchanged. */
 export function checkLoadOptions(options: FromPretrainedOptions): Readonly<FromPretrainedOptions> {
+  checkOptionKeys("fromPretrained", options, Object.keys(LOAD_OPTION_KEYS), LOAD_OPTION_HINTS);
   if (options.conversions !== undefined) checkRules(options.conversions, "fromPretrained: conversions");
   const choice = options.weightStorage;
   if (choice !== undefined && !WEIGHT_STORAGE_CHOICES.includes(choice)) {

@@ -5,6 +5,8 @@ import type { CompanionFiles } from "../io/companions.js";
 import type { ModelConfig } from "../io/checkpoint.js";
 import type { CheckpointModel, LoadReport, SaveOptions } from "./types.js";
 import { savePretrained } from "./save.js";
+import { generateWithKwargs, type GenerateKwargs } from "../generation/kwargs.js";
+import type { CausalLM } from "../generation/generate.js";
 
 export type { ModelConfig };
 
@@ -21,9 +23,20 @@ export abstract class PreTrainedModel<Args extends unknown[] = any[], Out = any,
   checkpointConversion?: ConversionRecord;
   /** Set by fromPretrained: generation_config.json and tokenizer files of the source folder, which savePretrained writes too. */
   companionFiles?: CompanionFiles;
+  /** Set by fromPretrained: the folder the checkpoint was read from (for a hub id, its snapshot in the cache). */
+  sourceDir?: string;
 
   constructor(readonly config: C) {
     super();
+  }
+
+  /**
+   * transformers(.js)'s `model.generate({ inputs, max_new_tokens, do_sample, temperature, top_k, top_p, streamer, … })`
+   * (snake_case or camelCase): the prompt + generated ids per row, with the model's generation_config.json as
+   * defaults. A text `inputs` is encoded with the model folder's own tokenizer.
+   */
+  async generate(kwargs: GenerateKwargs): Promise<number[][]> {
+    return generateWithKwargs(this as unknown as CausalLM, kwargs);
   }
 
   async savePretrained(dir: string, options: SaveOptions = {}): Promise<void> {

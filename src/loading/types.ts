@@ -6,6 +6,7 @@ import type { StorageDtype } from "../tensor/dtypes.js";
 import type { ConversionRecord } from "../conversion/apply.js";
 import type { CompanionFiles } from "../io/companions.js";
 import type { MemoryPlan } from "./memory-plan.js";
+import type { GenerateKwargs } from "../generation/kwargs.js";
 
 /** What happened to each checkpoint key during a load. */
 export interface LoadReport {
@@ -45,4 +46,5 @@ export interface CheckpointModel extends Module {
   checkpointConversion?: ConversionRecord;
   companionFiles?: CompanionFiles;
   savePretrained(dir: string, options?: SaveOptions): Promise<void>;
+  generate(kwargs: GenerateKwargs): Promise<number[][]>;
 }

@@ -11,8 +11,9 @@ import { tf } from "../tensor/tf.js";
 
 /** Builds the right causal-LM class for a checkpoint directory or config, like transformers' Auto class. */
 export class AutoModelForCausalLM {
-  static fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
-    return fromPretrained(dir, options);
+  /** A checkpoint folder, or a hub model id ("org/name") from the Hugging Face cache (see fromPretrained). */
+  static fromPretrained(idOrDir: string, options: FromPretrainedOptions = {}): Promise<PreTrainedModel> {
+    return fromPretrained(idOrDir, options);
   }
 
   /** A randomly initialised model (seeded: the same seed gives the same weights on every backend). */

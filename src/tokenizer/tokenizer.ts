@@ -6,8 +6,10 @@ import { Template } from "@huggingface/jinja";
 import { ChatTemplateError, TokenizerError } from "../errors.js";
 import { companionWrites, readTokenizerFiles, saveIntoFolder } from "../io/companions.js";
 import { writeFilesAtomically } from "../io/atomic.js";
-import { readJsonObject } from "../io/json.js";
+import { parseJsonStrict, readJsonObject } from "../io/json.js";
 import { TemplateLimitError, renderBounded, type ChatTemplateLimits } from "./template-limits.js";
+import { resolvePretrained, type ResolveOptions } from "../io/hf-resolve.js";
+import { checkOptionKeys } from "../option-keys.js";
 
 export const TOKENIZER_NAME = "tokenizer.json";
 export const TOKENIZER_CONFIG_NAME = "tokenizer_config.json";
@@ -189,26 +191,62 @@ function readJson(file: string, required: boolean): Promise<Record<string, unkno
   return readJsonObject(file, { error: (message) => new TokenizerError(message), optional: !required });
 }
 
+/** Where AutoTokenizer.fromPretrained finds a hub model id's files (the same as fromPretrained's). */
+export type TokenizerLoadOptions = Pick<ResolveOptions, "revision" | "cacheDir" | "localFilesOnly">;
+
 /** Builds the tokenizer a checkpoint directory describes, like transformers' AutoTokenizer. */
 export class AutoTokenizer {
   /**
    * Reads `tokenizer.json` (required) and `tokenizer_config.json` (optional: without it there are no
    * special-token names and no chat template). Missing or malformed files are a TokenizerError naming the file.
+   * `idOrDir` may be a hub model id ("org/name"), resolved like fromPretrained's.
    */
-  static async fromPretrained(dir: string): Promise<PreTrainedTokenizer> {
+  static async fromPretrained(idOrDir: string, options: TokenizerLoadOptions = {}): Promise<PreTrainedTokenizer> {
+    checkOptionKeys("AutoTokenizer.fromPretrained", options, ["revision", "cacheDir", "localFilesOnly"]);
+    const { dir } = await resolvePretrained(idOrDir, options);
     const tokFile = path.join(dir, TOKENIZER_NAME);
     const cfgFile = path.join(dir, TOKENIZER_CONFIG_NAME);
     const tokJson = (await readJson(tokFile, true))!;
     const cfgJson = (await readJson(cfgFile, false)) ?? {};
-    if (typeof tokJson.model !== "object" || tokJson.model === null) {
-      throw new TokenizerError(`${tokFile}: not a tokenizers file (no "model" section)`);
-    }
-    let tokenizer: Tokenizer;
-    try {
-      tokenizer = new Tokenizer(tokJson, cfgJson);
-    } catch (err) {
-      throw new TokenizerError(`${tokFile}: cannot build the tokenizer: ${(err as Error).message}`, { cause: err });
-    }
-    return new PreTrainedTokenizer(tokenizer, cfgJson, dir, await readTokenizerFiles(dir));
+    return build(tokJson, cfgJson, tokFile, dir, await readTokenizerFiles(dir));
   }
+
+  /**
+   * The tokenizer from the files' bytes as a folder held them (e.g. a loaded model's `companionFiles.tokenizerFiles`);
+   * `source` names them in errors.
+   */
+  static fromFiles(files: ReadonlyMap<string, Uint8Array>, source: string): PreTrainedTokenizer {
+    const parse = (name: string, required: boolean) => {
+      const bytes = files.get(name);
+      if (!bytes) {
+        if (required) throw new TokenizerError(`${source}: no ${name}`);
+        return undefined;
+      }
+      const parsed = parseJsonStrict(new TextDecoder().decode(bytes));
+      if (!parsed.ok || typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value))
+        throw new TokenizerError(`${source}: ${name}: ${parsed.ok ? "expected a JSON object" : parsed.problem}`);
+      return parsed.value as Record<string, unknown>;
+    };
+    const tokJson = parse(TOKENIZER_NAME, true)!;
+    return build(tokJson, parse(TOKENIZER_CONFIG_NAME, false) ?? {}, `${source}: ${TOKENIZER_NAME}`, source, files);
+  }
+}
+
+function build(
+  tokJson: Record<string, unknown>,
+  cfgJson: Record<string, unknown>,
+  tokFile: string,
+  source: string,
+  files: ReadonlyMap<string, Uint8Array>,
+): PreTrainedTokenizer {
+  if (typeof tokJson.model !== "object" || tokJson.model === null) {
+    throw new TokenizerError(`${tokFile}: not a tokenizers file (no "model" section)`);
+  }
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokJson, cfgJson);
+  } catch (err) {
+    throw new TokenizerError(`${tokFile}: cannot build the tokenizer: ${(err as Error).message}`, { cause: err });
+  }
+  return new PreTrainedTokenizer(tokenizer, cfgJson, source, new Map(files));
 }
