@@ -214,15 +214,20 @@ describe("writers never replace what fusekit did not write", () => {
       ),
     ).rejects.toThrow("disk full");
     expect(readdirSync(ws)).toEqual(["notes.txt"]);
-    const fill = (text: string) => async (t: string) => writeFileSync(path.join(t, "config.json"), text);
+    // Recognised as a checkpoint: a config.json naming a model_type, and weights.
+    const fill = (text: string) => async (t: string) => {
+      writeFileSync(path.join(t, "config.json"), JSON.stringify({ model_type: "qwen3", v: text }));
+      writeFileSync(path.join(t, "model.safetensors"), "");
+    };
+    const written = (dir: string) => JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")).v;
     await writeFolderAtomically(dest, fill("1"), checkpointFolderTarget());
     await expect(writeFolderAtomically(dest, fill("2"), checkpointFolderTarget())).rejects.toThrow(OutputPathError);
     await writeFolderAtomically(dest, fill("3"), checkpointFolderTarget(true));
-    expect(readFileSync(path.join(dest, "config.json"), "utf8")).toBe("3");
+    expect(written(dest)).toBe("3");
     expect(readdirSync(ws).sort()).toEqual(["ckpt", "notes.txt"]);
     mkdirSync(path.join(ws, "empty"));
     await writeFolderAtomically(path.join(ws, "empty"), fill("4"), checkpointFolderTarget()); // an empty folder holds nothing to lose
-    expect(readFileSync(path.join(ws, "empty", "config.json"), "utf8")).toBe("4");
+    expect(written(path.join(ws, "empty"))).toBe("4");
   });
 
   it("writeFileAtomically never clobbers a file that is not recognised; paths under /proc fail at once", async () => {
