@@ -311,7 +311,7 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
 
   it("quantize-fp8 --out its own --model folder (by any path) is refused, even with --force; nothing changes", async () => {
     const src = path.join(ws, "models", "fp8-src");
-    expect((await fusekit(["make-tiny", "--out", src, "--seed", "3"])).code).toBe(0);
+    expect((await fusekit(["make-model", "--out", src, "--seed", "3"])).code).toBe(0);
     symlinkSync(src, path.join(ws, "models", "link-to-src"));
     for (const out of [src, path.join(ws, "models", "link-to-src"), `${src}/.`]) {
       for (const force of [[], ["--force"]]) {
@@ -329,7 +329,7 @@ describe("replacing only what fusekit wrote, and only with --force", () => {
   it("quantize-fp8 --out an existing checkpoint: refused without --force, replaced with it; a folder that only looks like one never", async () => {
     const src = path.join(ws, "models", "fp8-src");
     const out = path.join(ws, "models", "fp8-other");
-    expect((await fusekit(["make-tiny", "--out", out, "--seed", "4"])).code).toBe(0);
+    expect((await fusekit(["make-model", "--out", out, "--seed", "4"])).code).toBe(0);
     const sum = folderChecksum(ws);
     const r = await fusekit(["quantize-fp8", "--model", src, "--out", out, "--block", "64,64"]);
     expect(r.code).toBe(1);
