@@ -18,6 +18,9 @@ export default defineConfig({
     globalSetup: ["test/global-setup.ts"],
     testTimeout: 600_000,
     hookTimeout: 300_000,
+    // No test may reach a hub: ids resolve in temporary caches only (test/hf-download.test.ts turns downloads
+    // back on against its own server on 127.0.0.1).
+    env: { HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:1" },
     pool: "forks",
     fileParallelism: true,
     maxWorkers: 2,

@@ -93,11 +93,14 @@ describe("downloading a hub id into the cache", () => {
     expect(hub.requests).toEqual([]); // the cache has it: no request at all
   });
 
-  it("sends HF_TOKEN as a bearer token and asks HF_ENDPOINT only", async () => {
+  it("sends HF_TOKEN as a bearer token, asks for the raw bytes, and asks HF_ENDPOINT only", async () => {
     process.env.HF_TOKEN = "hf_test_token";
     (await AutoModelForCausalLM.fromPretrained("acme/tiny")).dispose();
     expect(hub.requests.length).toBeGreaterThan(0);
-    for (const r of hub.requests) expect(r.headers.authorization).toBe("Bearer hf_test_token");
+    for (const r of hub.requests) {
+      expect(r.headers.authorization).toBe("Bearer hf_test_token");
+      expect(r.headers["accept-encoding"]).toBe("identity"); // sizes, hashes and ranges are of the raw bytes
+    }
   });
 
   it("resumes a dropped connection with a Range request; the blob is whole", async () => {

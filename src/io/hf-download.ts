@@ -202,10 +202,12 @@ class HubClient {
 
   /** One GET, appended to `partial` from byte `have` (a Range request; a server that ignores it restarts the file). */
   private async getInto(meta: FileMeta, partial: string, have: number, progress: (l: number, t: number) => void) {
+    // identity: the bytes on disk are the bytes the size, the sha256 and a Range request refer to
+    const range: Record<string, string> = have ? { range: `bytes=${have}-` } : {};
     const res = await this.request(
       meta.url,
       { method: "GET", redirect: "follow" },
-      have ? { range: `bytes=${have}-` } : {},
+      { "accept-encoding": "identity", ...range },
     );
     if (res.status === 416) {
       await fsp.rm(partial, { force: true }); // our partial file is longer than the blob: start over
