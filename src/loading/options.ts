@@ -67,11 +67,11 @@ export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
 // Every key, checked by the compiler against the interface: a new option cannot be forgotten here.
 export const LOAD_OPTION_KEYS: Record<keyof FromPretrainedOptions, true> = {
   strict: true,
-  ignoreMismatchedSizes: true,
   seed: true,
   onProgress: true,
   patches: true,
   conversions: true,
+  ignoreMismatchedSizes: true,
   weightStorage: true,
   contextLength: true,
   promptLength: true,
