@@ -13,7 +13,7 @@ import {
 import { runComparison, DEFAULT_PROMPT, DEFAULT_ROUNDS, DEFAULT_WARMUP } from "../compare/run.js";
 import { defaultApproaches, selectApproaches } from "../compare/approaches.js";
 import { ArgumentError } from "../errors.js";
-import { minimumRounds } from "../compare/stats.js";
+import { CONFIDENCE, MIN_EFFECT, minimumRounds } from "../compare/stats.js";
 import { htmlReport, reportTarget, terminalReport } from "../compare/report.js";
 import { preflightWrite, writeFileAtomically } from "../io/atomic.js";
 
@@ -53,6 +53,7 @@ function approachIds(value: string): string[] {
 /** The ids --approaches takes, with what each one is, for --help. */
 function approachesHelp(): string {
   const all = defaultApproaches();
+  const [level, effect] = [CONFIDENCE, MIN_EFFECT].map((x) => `${Math.round(x * 100)}%`);
   const width = Math.max(...all.map((a) => a.id.length));
   return [
     "",
@@ -61,9 +62,9 @@ function approachesHelp(): string {
     "",
     "Speed: the selected approaches are loaded together and timed in interleaved",
     "rounds (order rotated each round), each against the original in the same round.",
-    "Figures are medians with 95% confidence intervals. A row is faster ×r / slower ×r",
-    "when the whole 95% interval of its decoder-stack time ratio to the original's is",
-    `at least 5% from 1, else "no measurable difference" (an interval needs --rounds`,
+    `Figures are medians with ${level} confidence intervals. A row is faster ×r / slower ×r`,
+    `when the whole ${level} interval of its decoder-stack time ratio to the original's is`,
+    `at least ${effect} from 1, else "no measurable difference" (an interval needs --rounds`,
     `≥ ${minimumRounds()}). Memory holds every selected model at once (tiny: ~40 MB each; 0.6B in`,
     "bf16: ~1.1 GiB each, three fit wasm's 4 GiB heap); when they do not all fit, they",
     "are timed in groups, each beside the original.",
@@ -95,7 +96,7 @@ export function registerCompare(program: Command): void {
     .option("--warmup <n>", "untimed rounds before them, 0 to 100", integerIn(0, 100), DEFAULT_WARMUP)
     .option("--json", "print the result as JSON instead of tables")
     .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)", nonEmptyText)
-    .addHelpText("after", approachesHelp());
+    .addHelpText("after", approachesHelp); // built only when --help asks
   addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
     // Every input is checked before the comparison starts: a bad path must not cost a whole run.
     if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
