@@ -7,6 +7,7 @@ import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { readJsonObject } from "./json.js";
+import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.js";
 
 export const DEFAULT_REVISION = "main";
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
@@ -93,10 +94,6 @@ export async function lookupSnapshot(repoFolder: string, revision = DEFAULT_REVI
   return { repoFolder, refFile, sha, snapshot: path.join(repoFolder, "snapshots", sha) };
 }
 
-export const CONFIG_FILE = "config.json";
-export const WEIGHTS_FILE = "model.safetensors";
-export const WEIGHTS_INDEX_FILE = "model.safetensors.index.json";
-
 /**
  * The files a snapshot still needs before it can be loaded: config.json, and model.safetensors or the index
  * plus every shard it lists (a dangling blob symlink counts as missing). Empty when the snapshot is complete.
@@ -107,11 +104,11 @@ export async function missingFiles(snapshot: string): Promise<string[]> {
       (s) => s.isFile(),
       () => false,
     );
-  const missing = (await has(CONFIG_FILE)) ? [] : [CONFIG_FILE];
-  if (await has(WEIGHTS_INDEX_FILE)) {
-    for (const shard of await shardNames(path.join(snapshot, WEIGHTS_INDEX_FILE)))
+  const missing = (await has(CONFIG_NAME)) ? [] : [CONFIG_NAME];
+  if (await has(WEIGHTS_INDEX_NAME)) {
+    for (const shard of await shardNames(path.join(snapshot, WEIGHTS_INDEX_NAME)))
       if (!(await has(shard))) missing.push(shard);
-  } else if (!(await has(WEIGHTS_FILE))) missing.push(WEIGHTS_FILE);
+  } else if (!(await has(WEIGHTS_NAME))) missing.push(WEIGHTS_NAME);
   return missing;
 }
 

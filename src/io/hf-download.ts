@@ -10,7 +10,9 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { HubDownloadError } from "../errors.js";
 import { fusekitVersion } from "./package.js";
-import { isCommitSha, shardNames, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from "./hf-cache.js";
+import { isCommitSha, shardNames } from "./hf-cache.js";
+import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.js";
+import { GENERATION_CONFIG_NAME, TOKENIZER_FILES } from "./companions.js";
 
 /** transformers.js-like progress: "initiate" → "download" → "progress"… → "done" for each file. */
 export interface ProgressInfo {
@@ -39,17 +41,7 @@ export interface DownloadOptions {
 }
 
 /** Optional files fetched when the hub has them (a 404 is not an error). */
-const OPTIONAL_FILES = [
-  "generation_config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "added_tokens.json",
-  "vocab.json",
-  "merges.txt",
-  "chat_template.jinja",
-  "chat_template.json",
-];
+const OPTIONAL_FILES = [GENERATION_CONFIG_NAME, ...TOKENIZER_FILES];
 
 interface FileMeta {
   url: string;
@@ -65,18 +57,18 @@ interface FileMeta {
  */
 export async function downloadSnapshot(repoId: string, options: DownloadOptions): Promise<string> {
   const client = new HubClient(repoId, options);
-  const config = await client.meta(CONFIG_FILE, options.revision);
+  const config = await client.meta(CONFIG_NAME, options.revision);
   const commit = config?.commit ?? (isCommitSha(options.revision) ? options.revision : undefined);
-  if (!config) throw new HubDownloadError(`${client.url(CONFIG_FILE, options.revision)}: not found`, 404);
+  if (!config) throw new HubDownloadError(`${client.url(CONFIG_NAME, options.revision)}: not found`, 404);
   if (!commit)
     throw new HubDownloadError(`${config.url}: the hub sent no X-Repo-Commit header; cannot place the snapshot`);
   const snapshot = path.join(options.repoFolder, "snapshots", commit);
-  await client.fetchFile(snapshot, CONFIG_FILE, config);
+  await client.fetchFile(snapshot, CONFIG_NAME, config);
   if (!isCommitSha(options.revision)) await writeRef(options.repoFolder, options.revision, commit);
-  const index = await client.fetchIfPresent(snapshot, WEIGHTS_INDEX_FILE, commit);
+  const index = await client.fetchIfPresent(snapshot, WEIGHTS_INDEX_NAME, commit);
   if (index) {
     for (const shard of await shardNames(index)) await client.fetchRequired(snapshot, shard, commit);
-  } else await client.fetchRequired(snapshot, WEIGHTS_FILE, commit);
+  } else await client.fetchRequired(snapshot, WEIGHTS_NAME, commit);
   for (const name of OPTIONAL_FILES) await client.fetchIfPresent(snapshot, name, commit);
   return snapshot;
 }
