@@ -20,7 +20,7 @@ import {
 } from "fusekit/internals";
 import { qwen3NormMLPPatches } from "fusekit/patches/norm-mlp";
 import { qwen3NormMLPConversions } from "fusekit/conversions/norm-mlp";
-import { sameCheckpointTensors } from "../src/compare/run.js";
+import { sameCheckpointTensors } from "../src/compare/properties.js";
 import { logitsOf, maxAbsDiff, smallConfig, tmpDir } from "./helpers/models.js";
 
 const IDS = [[3, 17, 5, 42, 9, 1, 60, 22]];

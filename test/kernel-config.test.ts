@@ -17,7 +17,7 @@ import {
   type KernelConfigEntry,
   type PreTrainedModel,
 } from "fusekit";
-import { sameCheckpointTensors } from "../src/compare/run.js";
+import { sameCheckpointTensors } from "../src/compare/properties.js";
 import { EXACT } from "../src/compare/approaches.js";
 import { logitsOf, maxAbsDiff, randomizeNormsAndBiases, smallConfig, tmpDir } from "./helpers/models.js";
 

@@ -19,7 +19,7 @@ import {
   setBackend,
   type PreTrainedModel,
 } from "fusekit/internals";
-import { sameCheckpointTensors } from "../src/compare/run.js";
+import { sameCheckpointTensors } from "../src/compare/properties.js";
 import { EXACT } from "../src/compare/approaches.js";
 import { logitsOf, maxAbsDiff, randomizeNormsAndBiases, smallConfig, tmpDir } from "./helpers/models.js";
 

@@ -1,24 +1,20 @@
 // Runs every approach on the same checkpoint and measures it against the original model.
-import { readFileSync, mkdtempSync, promises as fsp } from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { tf } from "../tensor/tf.js";
 import { getBackend } from "../backend/backend.js";
-import { AutoModelForCausalLM } from "../models/auto.js";
 import { defaultModelDir } from "../presets/presets.js";
 import type { PreTrainedModel } from "../loading/pretrained.js";
-import { CheckpointReader } from "../io/checkpoint.js";
-import { generate } from "../generation/generate.js";
 import { AutoTokenizer } from "../tokenizer/tokenizer.js";
 import { ArgumentError, MemoryPlanError } from "../errors.js";
-import * as library from "../internals.js";
 import { decodeWithStackMs, decoderLayers, prefillMs } from "./measure.js";
 import { CONFIDENCE, MIN_EFFECT, compareSpeed, medianCI, roundOrder, timingGroups } from "./stats.js";
 import { original } from "./approaches.js";
-import type { Approach, ApproachResult, ComparisonResult, Properties } from "./types.js";
+import type { Approach, ApproachResult, ComparisonResult, Reference } from "./types.js";
+import { checkNumbers, greedy, logitsArray } from "./numbers.js";
+import { classNames, classSet, saveAndReload, stateKeys, tryProperties } from "./properties.js";
+import { countCodeLines, countTextLines } from "./code-size.js";
 import { RESERVE_BYTES, WASM_HEAP_BYTES, type WeightStorageChoice } from "../loading/memory-plan.js";
 import type { FromPretrainedOptions } from "../loading/options.js";
-import { FUSEKIT_ROOT } from "../io/package.js";
 
 export interface CompareOptions {
   /** Checkpoint directory (default: the embedded tiny model). */
@@ -52,82 +48,6 @@ export const DEFAULT_PROMPT = "Fused kernels make small models fast because";
  */
 export const DEFAULT_ROUNDS = 15;
 export const DEFAULT_WARMUP = 1;
-
-/** Non-blank, non-comment lines of the given repo-relative source files. */
-export function countCodeLines(files: string[]): number {
-  return files.reduce((n, f) => n + countTextLines(readFileSync(path.join(FUSEKIT_ROOT, f), "utf8")), 0);
-}
-
-/** Non-blank, non-comment lines of a source text. */
-export function countTextLines(text: string): number {
-  let n = 0;
-  let inBlock = false;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (inBlock) {
-      if (line.includes("*/")) inBlock = false;
-      continue;
-    }
-    if (line.startsWith("/*")) {
-      inBlock = !line.includes("*/");
-      continue;
-    }
-    if (line === "" || line.startsWith("//")) continue;
-    n++;
-  }
-  return n;
-}
-
-function logitsArray(model: PreTrainedModel, ids: number[]): Float32Array {
-  const { logits } = model.forward({ inputIds: [ids] });
-  const data = logits.dataSync() as Float32Array;
-  logits.dispose();
-  return data;
-}
-
-async function greedy(model: PreTrainedModel, ids: number[], n: number): Promise<number[]> {
-  const out = await generate(model, [ids], { maxNewTokens: n, doSample: false, eosTokenId: null });
-  return out.newTokens[0];
-}
-
-/** True when `dir` holds exactly the source checkpoint's tensors: same keys, dtypes, shapes and bytes. */
-export async function sameCheckpointTensors(sourceDir: string, dir: string): Promise<boolean> {
-  const [a, b] = [await CheckpointReader.open(sourceDir), await CheckpointReader.open(dir)];
-  try {
-    const keys = a.keys().sort();
-    if (keys.join("\n") !== b.keys().sort().join("\n")) return false;
-    for (const k of keys) {
-      const [ia, ib] = [a.infos.get(k)!, b.infos.get(k)!];
-      if (ia.dtype !== ib.dtype || ia.shape.join() !== ib.shape.join()) return false;
-      if (!Buffer.from(await a.readBytes(k)).equals(Buffer.from(await b.readBytes(k)))) return false;
-    }
-    return true;
-  } finally {
-    await Promise.all([a.close(), b.close()]);
-  }
-}
-
-const classSet = (m: PreTrainedModel) => new Set(m.namedModules().map(([, mod]) => mod.constructor));
-/** The sorted set of class names a model is built of (read from prototypes, so no proxy can disguise one). */
-const classNames = (m: PreTrainedModel | string) =>
-  typeof m === "string"
-    ? m
-    : [...new Set(m.namedModules().map(([, x]) => Object.getPrototypeOf(x).constructor.name as string))]
-        .sort()
-        .join(",");
-const stateKeys = (m: PreTrainedModel) =>
-  m
-    .namedParameters()
-    .map(([k]) => k)
-    .join("\n");
-const libraryValues = new Set<unknown>(Object.values(library));
-
-function maxAbs(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 export async function runComparison(options: CompareOptions): Promise<ComparisonResult> {
   const { log, newTokens, rounds, warmup, prompt } = settings(options);
@@ -273,19 +193,6 @@ async function findProperties(run: Run, approach: Approach): Promise<void> {
   }
 }
 
-interface Reference {
-  dir: string;
-  load: FromPretrainedOptions;
-  ids: number[];
-  refLogits: Float32Array;
-  refTokens: number[];
-  refClasses: Set<unknown>;
-  refKeys: string;
-  /** The original's class names (for "survives save → reload"). */
-  refNames: string;
-  newTokens: number;
-}
-
 /** One comparison under way: the reference's numbers, the settings, and the rows so far. */
 interface Run extends Reference {
   rounds: number;
@@ -348,20 +255,6 @@ async function build(approach: Approach, dir: string, load: FromPretrainedOption
       verdict: "",
     },
   };
-}
-
-/** Logits against the reference and greedy tokens: the numeric verdict (pass when within the tolerance). */
-async function checkNumbers(model: PreTrainedModel, approach: Approach, ref: Reference) {
-  const maxAbsDiff = maxAbs(logitsArray(model, ref.ids), ref.refLogits);
-  const tokens = await greedy(model, ref.ids, ref.newTokens);
-  const tokensIdentical = tokens.filter((t, i) => t === ref.refTokens[i]).length;
-  const tokensTotal = ref.refTokens.length;
-  const tol = approach.tolerance.toExponential(0);
-  const pass = maxAbsDiff <= approach.tolerance && tokensIdentical === tokensTotal;
-  const verdict = pass
-    ? `pass (Δ ${maxAbsDiff === 0 ? "0" : maxAbsDiff.toExponential(1)} ≤ ${tol})`
-    : `FAIL (Δ ${maxAbsDiff.toExponential(1)} vs ${tol}, ${tokensIdentical}/${tokensTotal} tokens)`;
-  return { maxAbsDiff, tokensIdentical, tokensTotal, pass, verdict };
 }
 
 /** A row for an approach that crashed: the error is its verdict, and it fails the comparison. */
@@ -478,66 +371,3 @@ function loadSlots(refBuilt: Built, maxLoadedModels: number | undefined, needed:
 }
 
 const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
-
-/**
- * Saves the model, checks the tensors against the source checkpoint byte for byte, and loads the saved
- * directory again with no options: "survives" when that plain reload is built of the same classes.
- */
-async function saveAndReload(
-  model: PreTrainedModel,
-  ref: Reference,
-): Promise<{ savesOriginalLayout: boolean; survivesSaveReload: boolean | null }> {
-  const saveDir = mkdtempSync(path.join(os.tmpdir(), "fusekit-compare-"));
-  try {
-    await model.savePretrained(saveDir);
-    const savesOriginalLayout = await sameCheckpointTensors(ref.dir, saveDir);
-    const names = classNames(model);
-    if (names === classNames(ref.refNames)) return { savesOriginalLayout, survivesSaveReload: null };
-    const reloaded = await AutoModelForCausalLM.fromPretrained(saveDir, ref.load);
-    try {
-      return { savesOriginalLayout, survivesSaveReload: classNames(reloaded) === names };
-    } finally {
-      reloaded.dispose();
-    }
-  } finally {
-    await fsp.rm(saveDir, { recursive: true, force: true });
-  }
-}
-
-/** Each property is observed on a model, not declared by the approach. */
-async function tryProperties(
-  approach: Approach,
-  model: PreTrainedModel,
-  ref: Reference,
-  survivesSaveReload: boolean | null,
-  userCodeLines: number,
-): Promise<Properties> {
-  const userClasses = [...classSet(model)].filter((c) => !ref.refClasses.has(c) && !libraryValues.has(c));
-  const stateDictLayoutUnchanged = stateKeys(model) === ref.refKeys;
-
-  const plain = await AutoModelForCausalLM.fromPretrained(ref.dir, ref.load);
-  let appliesToLoadedModel: boolean;
-  try {
-    appliesToLoadedModel = await approach.applyToLoaded(plain);
-  } finally {
-    plain.dispose();
-  }
-
-  let reversibleInPlace = false;
-  if (approach.reverse(model)) {
-    const back = [...classSet(model)].every((c) => ref.refClasses.has(c));
-    reversibleInPlace =
-      back &&
-      stateKeys(model) === ref.refKeys &&
-      maxAbs(logitsArray(model, ref.ids), ref.refLogits) <= approach.tolerance;
-  }
-  return {
-    appliesToLoadedModel,
-    classesPerFusion: userClasses.length,
-    needsWeightConversion: (model.loadReport?.convertedKeys.length ?? 0) > 0,
-    reversibleInPlace,
-    stateDictLayoutUnchanged,
-    survivesSaveReload,
-    linesPerFusion: Math.ceil(userCodeLines / (approach.fusions ?? 1)),
-  };
-}

@@ -92,3 +92,17 @@ export interface ComparisonResult {
   rows: ApproachResult[];
   pass: boolean;
 }
+
+/** What every approach is measured against: the original's numbers on the same checkpoint and prompt. */
+export interface Reference {
+  dir: string;
+  load: FromPretrainedOptions;
+  ids: number[];
+  refLogits: Float32Array;
+  refTokens: number[];
+  refClasses: Set<unknown>;
+  refKeys: string;
+  /** The original's class names (for "survives save → reload"). */
+  refNames: string;
+  newTokens: number;
+}
