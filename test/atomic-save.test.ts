@@ -3,6 +3,7 @@
 // identical tensors; after it, the new one must — never a mix — and no final file name may hold a partial
 // file. The next save cleans up whatever the killed one left.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sameParameters } from "./helpers/models.js";
 import { execFileSync, spawn } from "node:child_process";
 import { promises as fsp } from "node:fs";
 import os from "node:os";
@@ -66,17 +67,7 @@ function model(seed: number): PreTrainedModel {
 async function seedsMatching(dir: string, seeds: number[]): Promise<number[]> {
   const loaded = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
   try {
-    const got = loaded.namedParameters();
-    return seeds.filter((seed) => {
-      const want = new Map(model(seed).namedParameters());
-      return (
-        got.length === want.size &&
-        got.every(
-          ([k, p]) =>
-            want.has(k) && Buffer.from(p.stateData().buffer).equals(Buffer.from(want.get(k)!.stateData().buffer)),
-        )
-      );
-    });
+    return seeds.filter((seed) => sameParameters(loaded, model(seed)));
   } finally {
     loaded.dispose();
   }

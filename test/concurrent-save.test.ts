@@ -4,6 +4,7 @@
 // A lock left by a dead holder is broken; a live one is waited for, up to `lockTimeout`, then SaveLockError.
 // FUSEKIT_SAVE_TRIALS=50 runs the cross-process trials 50 times (the suite runs a few).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sameParameters } from "./helpers/models.js";
 import { spawn, spawnSync } from "node:child_process";
 import { promises as fsp, readFileSync } from "node:fs";
 import os from "node:os";
@@ -45,18 +46,9 @@ async function seedsMatching(dir: string, seeds: number[]): Promise<number[]> {
   }
   const loaded = await AutoModelForCausalLM.fromPretrained(dir, { strict: true });
   try {
-    const got = loaded.namedParameters();
-    return seeds.filter((seed) => {
-      const want = new Map(model(seed).namedParameters());
-      return (
-        (loaded.config as Qwen3Config).rms_norm_eps === seed * 1e-6 &&
-        got.length === want.size &&
-        got.every(
-          ([k, p]) =>
-            want.has(k) && Buffer.from(p.stateData().buffer).equals(Buffer.from(want.get(k)!.stateData().buffer)),
-        )
-      );
-    });
+    return seeds.filter(
+      (seed) => (loaded.config as Qwen3Config).rms_norm_eps === seed * 1e-6 && sameParameters(loaded, model(seed)),
+    );
   } finally {
     loaded.dispose();
   }

@@ -85,3 +85,15 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export { tf };
+
+/** True when both models have the same parameter names and every parameter's stored bytes are equal, bit for bit. */
+export function sameParameters(a: PreTrainedModel, b: PreTrainedModel): boolean {
+  const got = a.namedParameters();
+  const want = new Map(b.namedParameters());
+  return (
+    got.length === want.size &&
+    got.every(
+      ([k, p]) => want.has(k) && Buffer.from(p.stateData().buffer).equals(Buffer.from(want.get(k)!.stateData().buffer)),
+    )
+  );
+}
