@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { assemble, tsModule } from "../src/backend/assemble.mjs";
+import { assemble, mergeModules, tsModule } from "../src/backend/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
@@ -37,16 +37,19 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has a shared-memory build for the worker pool: the same code assembled with its memory declared shared", async () => {
-    const fresh = await assemble(readFileSync(src("bf16.wat"), "utf8"), { shared: true });
+  it("has a shared-memory build for the worker pool: bf16.wat and attention.wat as one module, its memory declared shared", async () => {
+    const texts = ["bf16.wat", "attention.wat"].map((f) => readFileSync(src(f), "utf8"));
+    const fresh = await assemble(mergeModules(texts), { shared: true });
     expect(Buffer.from(BF16_SHARED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
-    expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(tsModule(fresh, "bf16", "BF16_SHARED_WASM_BASE64"));
+    expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(
+      tsModule(fresh, "bf16.wat + attention", "BF16_SHARED_WASM_BASE64"),
+    );
     const mod = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     expect(
       WA.Module.exports(mod)
         .map((e) => e.name)
         .sort(),
-    ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
+    ).toEqual(["dots", "gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT", "wsum"]);
     // it instantiates only on a shared memory
     const G = globalThis as unknown as {
       WebAssembly: { Memory: new (d: object) => object; Instance: new (m: object, i: object) => object };

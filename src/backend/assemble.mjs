@@ -1,7 +1,8 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
 //   src/backend/bf16.wat, attention.wat, convert.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts, and
-//     bf16-shared-wasm.ts (bf16.wat importing a shared memory instead: the worker pool's heap);
+//     bf16-shared-wasm.ts (bf16.wat and attention.wat as one module importing a shared memory instead: the
+//     worker pool's heap, where the decoder-layer kernel runs its matmuls and attention);
 //   every hub/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/backend/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
@@ -33,6 +34,19 @@ function sharedMemoryText(watText) {
   return watText.replace(re, '(import "env" "memory" (memory $1 65536 shared))');
 }
 
+/** One module of several WAT texts that each import `env.memory`: the first's header, every one's functions. */
+export function mergeModules(texts) {
+  const body = (t) => {
+    const start = t.indexOf("(module");
+    const end = t.lastIndexOf(")");
+    if (start < 0 || end < start) throw new Error("not a (module …) text");
+    return t.slice(start + "(module".length, end).replace(/\(import "env" "memory" \(memory \d+\)\)/, "");
+  };
+  const [first, ...rest] = texts;
+  const end = first.lastIndexOf(")");
+  return first.slice(0, end) + rest.map(body).join("\n") + first.slice(end);
+}
+
 /** The TS module text holding `bytes`. */
 export function tsModule(bytes, name = "bf16", constName = "BF16_WASM_BASE64") {
   const b64 = Buffer.from(bytes).toString("base64");
@@ -48,11 +62,13 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     ["bf16", "BF16_WASM_BASE64", "bf16"],
     ["attention", "ATTENTION_WASM_BASE64", "attention"],
     ["convert", "CONVERT_WASM_BASE64", "convert"],
-    ["bf16", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
+    ["bf16+attention", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
   ];
-  for (const [name, constName, out] of builds) {
+  for (const [names, constName, out] of builds) {
     const shared = out.endsWith("-shared");
-    const bytes = await assemble(await readFile(here(`./${name}.wat`), "utf8"), { shared });
+    const texts = await Promise.all(names.split("+").map((n) => readFile(here(`./${n}.wat`), "utf8")));
+    const bytes = await assemble(mergeModules(texts), { shared });
+    const name = names.replaceAll("+", ".wat + ");
     await writeFile(here(`./${out}-wasm.ts`), tsModule(bytes, name, constName));
     console.log(`wrote src/backend/${out}-wasm.ts (${bytes.length} bytes of wasm)`);
   }

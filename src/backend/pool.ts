@@ -11,7 +11,8 @@ import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
-import { CLOSED_CHUNK, CTRL, OPS, takeChunk, workerMain, type SharedExports, type WorkerData } from "./worker.js";
+import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
+import { CLOSED_CHUNK, CTRL, OPS, type SharedExports, type WorkerData } from "./worker.js";
 
 const WA = (globalThis as any).WebAssembly;
 const PAGE = 65536;
@@ -97,7 +98,8 @@ export class KernelPool {
   private readonly claim = new BigInt64Array(new SharedArrayBuffer(8));
   private job = 0n;
   private readonly workers: Worker[] = [];
-  private readonly main: SharedExports;
+  /** The shared module's exports on this thread. */
+  readonly main: SharedExports;
   private ready = false;
   private closed = false;
   /** Packed weights already copied into the shared heap, by tfjs dataId; freed when the dataId is collected. */
@@ -111,7 +113,7 @@ export class KernelPool {
     const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
-    const source = `(${workerMain.toString()})(${takeChunk.toString()})`;
+    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads})`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
         memory: this.heap.memory,
@@ -144,7 +146,7 @@ export class KernelPool {
    * The weight's offset in the shared heap, copied from the tfjs heap on first use (undefined if it cannot fit).
    * Weights of a multiple of 8 rows are stored interleaved (bf16.wat `$row`): read as one stream per 8 rows.
    */
-  private weightAt(b: WasmBackend, w: tf.TensorInfo, m: number, n: number): number | undefined {
+  weightAt(b: WasmBackend, w: tf.TensorInfo, m: number, n: number): number | undefined {
     let at = this.weights.get(w.dataId);
     if (at !== undefined) return at;
     try {
@@ -190,7 +192,8 @@ export class KernelPool {
     return true;
   }
 
-  private scratchAt(bytes: number): number | undefined {
+  /** A scratch block of at least `bytes` (the same one each call: its contents last until the next call). */
+  scratchAt(bytes: number): number | undefined {
     if (this.scratch.size < bytes) {
       if (this.scratch.size) this.heap.release(this.scratch.at);
       this.scratch = { at: 0, size: 0 };
@@ -249,7 +252,7 @@ export class KernelPool {
    * claimed. A worker that gets less of a (shared) core takes fewer chunks, or none; each output is still
    * computed by exactly one thread.
    */
-  private dispatch(op: number, x: number, count: number, step: number, mine: (o0: number, o1: number) => void): void {
+  dispatch(op: number, x: number, count: number, step: number, mine: (o0: number, o1: number) => void): void {
     const c = this.ctrl;
     const chunk = Math.max(step, Math.ceil(count / (CHUNKS_PER_THREAD * this.threads) / step) * step);
     const chunks = Math.ceil(count / chunk);

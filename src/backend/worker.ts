@@ -30,7 +30,7 @@ export const CTRL = {
 } as const;
 
 export interface WorkerData {
-  memory: object; // the shared WebAssembly.Memory
+  memory: { readonly buffer: ArrayBufferLike }; // the shared WebAssembly.Memory
   module: object; // the compiled shared-memory bf16 module
   ctrl: SharedArrayBuffer;
   claim: SharedArrayBuffer; // one BigInt64: job number << 32 | next chunk (CLOSED_CHUNK: closed)
@@ -41,9 +41,11 @@ export interface WorkerData {
 
 /**
  * ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X;
- * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y.
+ * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y. The decoder-layer
+ * kernel's phases (src/backend/decoder-layer.ts): MATVECS: columns [o0, o1) of the matrices listed at X
+ * (`matvecSpan`); HEADS: KV heads [o0, o1) of a decode step's attention, described at X (`attendKvHeads`).
  */
-export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2 } as const;
+export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2, MATVECS: 3, HEADS: 4 } as const;
 
 /** The shared-memory bf16 module's exports (bf16.wat), as the pool and its workers call them. */
 export interface SharedExports {
@@ -60,6 +62,8 @@ export interface SharedExports {
   ): void;
   interleave(src: number, dst: number, rows: number, n: number): void;
   readsum(p: number, blocks: number): number;
+  dots(q: number, k: number, out: number, T: number, d: number, scale: number): void;
+  wsum(p: number, v: number, out: number, T: number, d: number): void;
 }
 
 /** The claim word's low half while no chunk may be taken. */
@@ -80,7 +84,109 @@ export function takeChunk(claim: BigInt64Array, ctrl: Int32Array, S: typeof CTRL
   }
 }
 
-export function workerMain(take: typeof takeChunk): void {
+/** A MATVECS job's list at `desc` (int32 words): count, x, n, then per matrix its weight, output, rows and layout. */
+export const MATVEC_LIST = { COUNT: 0, X: 1, N: 2, FIRST: 3, W: 0, Y: 1, M: 2, IL: 3, STRIDE: 4 } as const;
+
+/**
+ * Columns [o0, o1) of the concatenated outputs of the matrices listed at `desc` (one input row, each matrix
+ * bf16 as the pool stores it): each output by the single-threaded kernel's `gemmCols`, so the same bits.
+ * Self-contained: the workers get its source.
+ */
+export function matvecSpan(ex: SharedExports, memory: { buffer: ArrayBufferLike }, desc: number, o0: number, o1: number): void {
+  const L = { COUNT: 0, X: 1, N: 2, FIRST: 3, W: 0, Y: 1, M: 2, IL: 3, STRIDE: 4 }; // MATVEC_LIST
+  const w = new Int32Array(memory.buffer, desc, L.FIRST + L.STRIDE * new Int32Array(memory.buffer, desc, 1)[0]);
+  for (let i = 0, start = 0; i < w[L.COUNT] && start < o1; i++) {
+    const e = L.FIRST + L.STRIDE * i;
+    const m = w[e + L.M];
+    const lo = Math.max(o0, start) - start;
+    const hi = Math.min(o1, start + m) - start;
+    if (lo < hi) ex.gemmCols(w[L.X], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi, w[e + L.IL]);
+    start += m;
+  }
+}
+
+/** A HEADS job's description at `desc` (int32 words; EPS and SCALE hold float32 bits). */
+export const HEADS_DESC = {
+  QKV: 0, HEADS: 1, KV_HEADS: 2, D: 3, T: 4, K: 5, V: 6, CAP: 7, Q_NORM: 8, K_NORM: 9, EPS: 10,
+  COS: 11, SIN: 12, OUT: 13, SCRATCH: 14, SCALE: 15, WORDS: 16,
+} as const; // prettier-ignore
+
+/**
+ * A decode step's attention for KV heads [j0, j1): the new key (RMSNorm'd per head when K_NORM, then RoPE)
+ * and value are written at row T of the cache, then each query head of the group (RMSNorm'd, RoPE) attends
+ * to rows [0, T]: scores by `dots`, softmax, weighted sum by `wsum`, into OUT [heads · d]. Every rounding is
+ * the unfused ops' own (the RMSNorm and RoPE as src/hub/helpers.ts and src/backend/rope.ts compute them, the
+ * softmax as src/tensor/host.ts's softmaxInto), so the output is theirs, bit for bit. `thread` picks this
+ * thread's scratch (a query row and the scores). Self-contained: the workers get its source.
+ */
+export function attendKvHeads(
+  ex: SharedExports,
+  memory: { buffer: ArrayBufferLike },
+  desc: number,
+  j0: number,
+  j1: number,
+  thread: number,
+): void {
+  const D = { QKV: 0, HEADS: 1, KV_HEADS: 2, D: 3, T: 4, K: 5, V: 6, CAP: 7, Q_NORM: 8, K_NORM: 9, EPS: 10, COS: 11, SIN: 12, OUT: 13, SCRATCH: 14, SCALE: 15 }; // prettier-ignore
+  const w = new Int32Array(memory.buffer, desc, 16);
+  const bits = new Float32Array(memory.buffer, desc, 16);
+  const f = Math.fround;
+  const [heads, kvHeads, d, T, cap] = [w[D.HEADS], w[D.KV_HEADS], w[D.D], w[D.T], w[D.CAP]];
+  const group = heads / kvHeads;
+  const heap = new Float32Array(memory.buffer);
+  const at = (byteOffset: number) => byteOffset >>> 2;
+  const qkv = at(w[D.QKV]);
+  const [cos, sin] = [at(w[D.COS]), at(w[D.SIN])];
+  const scratch = w[D.SCRATCH] + thread * 4 * (2 * d + cap + 1); // [d] rotated row, [d] copy, [cap + 1] scores
+  const row = at(scratch);
+  const copy = row + d;
+  const scores = scratch + 8 * d;
+  const eps = bits[D.EPS];
+  // RMSNorm (wasm rounding) then RoPE of the d floats at `x`, into `out` (may be `x`)
+  const normRope = (x: number, norm: number, out: number) => {
+    if (norm) {
+      let mean = 0;
+      for (let i = 0; i < d; i++) mean = f(mean + f(heap[x + i] * heap[x + i]));
+      const inv = f(1 / f(Math.sqrt(f(f(mean / d) + eps))));
+      const wn = at(norm);
+      for (let i = 0; i < d; i++) heap[copy + i] = heap[wn + i] * f(heap[x + i] * inv);
+    } else heap.copyWithin(copy, x, x + d);
+    const half = d / 2;
+    for (let i = 0; i < d; i++) {
+      const rot = i < half ? -heap[copy + i + half] : heap[copy + i - half];
+      heap[out + i] = f(f(heap[copy + i] * heap[cos + i]) + f(rot * heap[sin + i]));
+    }
+  };
+  for (let j = j0; j < j1; j++) {
+    const kRows = w[D.K] + 4 * j * cap * d;
+    const vRows = w[D.V] + 4 * j * cap * d;
+    normRope(qkv + (heads + j) * d, w[D.K_NORM], at(kRows) + T * d);
+    const v = qkv + (heads + kvHeads + j) * d;
+    heap.copyWithin(at(vRows) + T * d, v, v + d);
+    for (let g = 0; g < group; g++) {
+      const h = j * group + g;
+      normRope(qkv + h * d, w[D.Q_NORM], row);
+      ex.dots(4 * row, kRows, scores, T + 1, d, bits[D.SCALE]);
+      const s = new Float32Array(memory.buffer, scores, T + 1);
+      let max = -Infinity;
+      for (let t = 0; t <= T; t++) if (s[t] > max) max = s[t];
+      let sum = 0;
+      for (let t = 0; t <= T; t++) {
+        const e = Math.exp(s[t] - max);
+        s[t] = e;
+        sum += e;
+      }
+      for (let t = 0; t <= T; t++) s[t] /= sum;
+      ex.wsum(scores, vRows, w[D.OUT] + 4 * h * d, T + 1, d);
+    }
+  }
+}
+
+export function workerMain(
+  take: typeof takeChunk,
+  matvecs: typeof matvecSpan,
+  attend: typeof attendKvHeads,
+): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
   const { memory, module, spin, slots: S } = workerData;
@@ -105,6 +211,8 @@ export function workerMain(take: typeof takeChunk): void {
         const op = ctrl[S.OP]; // the OPS values (a module constant the worker's source cannot see)
         const block = 16 * ctrl[S.N]; // bytes of 8 bf16 rows
         if (op === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
+        else if (op === 3) matvecs(ex, memory, ctrl[S.X] >>> 0, o0, o1);
+        else if (op === 4) attend(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
         else if (op === 2)
           ex.interleave((ctrl[S.X] >>> 0) + block * o0, (ctrl[S.Y] >>> 0) + block * o0, 8 * (o1 - o0), ctrl[S.N]);
         else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);

@@ -1,6 +1,8 @@
 import { tf } from "../tensor/tf.js";
 import { BackendError, ShapeError } from "../errors.js";
 import { copyRowsInPlace, decodeAttention, kvInPlaceAvailable, readRows } from "../backend/kv.js";
+import { PoolKV } from "../backend/pool-kv.js";
+import type { KernelPool } from "../backend/pool.js";
 
 export interface DynamicCacheOptions {
   /** Rows to preallocate per layer (the buffers still grow by doubling past it). Default: the first update's length, at least 64. */
@@ -20,17 +22,45 @@ interface LayerBuffers {
  * On wasm and cpu each layer's keys / values live in a preallocated buffer (grown by doubling) and a step's
  * new rows are written into it in place — no per-step concat of the whole history. `update` returns the
  * valid rows as new tensors (one copy); `attend` runs a decode step's attention straight on the buffers
- * (no copy at all). Other backends concatenate, as before.
+ * (no copy at all). Other backends concatenate, as before. A layer the decoder-layer kernel runs keeps its
+ * rows in the kernel pool's heap instead (`poolLayer`); they move back if a per-op step needs them.
  */
 export class DynamicCache {
   private layers: (LayerBuffers | undefined)[] = [];
+  private pooled: (PoolKV | undefined)[] = [];
   private backend: string | undefined;
 
   constructor(readonly options: DynamicCacheOptions = {}) {}
 
   /** Tokens already cached (layer 0). */
   getSeqLength(layerIdx = 0): number {
-    return this.layers[layerIdx]?.length ?? 0;
+    return this.pooled[layerIdx]?.length ?? this.layers[layerIdx]?.length ?? 0;
+  }
+
+  /**
+   * This layer's rows in `pool`'s heap with room for `rows` rows, moved there from the tfjs buffers (one
+   * sequence only) on first use; undefined when the pool's heap has no room (the rows stay where they were).
+   */
+  poolLayer(layerIdx: number, pool: KernelPool, kvHeads: number, d: number, rows: number): PoolKV | undefined {
+    let kv = this.pooled[layerIdx];
+    if (kv && kv.pool !== pool) {
+      this.unpool(layerIdx); // the pool was restarted: back to tfjs, then into the new one
+      kv = undefined;
+    }
+    if (!kv) {
+      const layer = this.layers[layerIdx];
+      if (layer && (layer.keys.shape[0] !== 1 || layer.keys.shape[1] !== kvHeads || layer.keys.shape[3] !== d))
+        return undefined;
+      const rowsOf = (buf: tf.Tensor4D) => tf.tidy(() => readRows(buf, layer!.length).dataSync() as Float32Array);
+      const held = layer && { keys: rowsOf(layer.keys), values: rowsOf(layer.values), length: layer.length };
+      const capacity = Math.max(rows, this.options.maxLength ?? 0, layer?.keys.shape[2] ?? 64);
+      kv = PoolKV.create(pool, kvHeads, d, capacity, held);
+      if (!kv) return undefined;
+      if (layer) tf.dispose([layer.keys, layer.values]);
+      this.layers[layerIdx] = undefined;
+      this.pooled[layerIdx] = kv;
+    }
+    return kv.reserve(rows) ? kv : undefined;
   }
 
   /** Appends this step's keys/values for a layer and returns the full cached keys/values. */
@@ -60,13 +90,34 @@ export class DynamicCache {
   }
 
   get numLayers(): number {
-    return this.layers.length;
+    return Math.max(this.layers.length, this.pooled.length);
   }
 
   dispose(): void {
     for (const l of this.layers) if (l) tf.dispose([l.keys, l.values]);
+    for (const kv of this.pooled) kv?.release();
     this.layers = [];
+    this.pooled = [];
     this.backend = undefined;
+  }
+
+  /** Moves a pooled layer's rows back into tfjs buffers (a per-op step is about to use them). */
+  private unpool(layerIdx: number): void {
+    const kv = this.pooled[layerIdx];
+    if (!kv) return;
+    const { keys, values, length } = kv.read();
+    const shape: [number, number, number, number] = [1, kv.kvHeads, length, kv.d];
+    const capacity = Math.max(kv.capacity, 64);
+    const buffer = (rows: Float32Array) =>
+      tf.tidy(() => {
+        const full = tf.zeros([1, kv.kvHeads, capacity, kv.d]) as tf.Tensor4D;
+        const part = tf.tensor4d(rows, shape);
+        copyRowsInPlace(full, part, 0, length);
+        return full;
+      });
+    this.layers[layerIdx] = { keys: tf.keep(buffer(keys)), values: tf.keep(buffer(values)), length };
+    kv.release();
+    this.pooled[layerIdx] = undefined;
   }
 
   private inPlace(): boolean {
@@ -80,6 +131,7 @@ export class DynamicCache {
 
   /** Writes keys/values ([b, kv, s, d]) after the layer's valid rows; returns the layer. */
   private append(keys: tf.Tensor4D, values: tf.Tensor4D, layerIdx: number): LayerBuffers {
+    this.unpool(layerIdx);
     let layer = this.layers[layerIdx];
     if (!this.inPlace()) {
       // concat mode: the "buffers" are exactly the valid rows

@@ -30,3 +30,35 @@ export function softmaxInto(xs: ArrayLike<number>, out: Float32Array | Float64Ar
   }
   for (let i = 0; i < xs.length; i++) out[i] /= sum;
 }
+
+/**
+ * out[r] = w · (x[r] · 1/sqrt(mean(x[r]²) + eps)) for `rows` rows of length `h`, each step rounded as the
+ * backend's own kernels round it (measured against them): tfjs-wasm's Mean sums the float32 squares in float32,
+ * in order, then divides, and its Rsqrt works in float32; tfjs-cpu's divides each square by h first, sums the
+ * quotients in float64, and its Rsqrt works in float64.
+ */
+export function rmsNormRows(
+  x: Float32Array,
+  w: Float32Array,
+  out: Float32Array,
+  rows: number,
+  h: number,
+  eps: number,
+  backend: "wasm" | "cpu",
+): void {
+  const f = Math.fround;
+  const eps32 = f(eps);
+  for (let r = 0, o = 0; r < rows; r++, o += h) {
+    let mean = 0;
+    if (backend === "wasm") {
+      for (let i = 0; i < h; i++) mean = f(mean + f(x[o + i] * x[o + i]));
+      mean = f(mean / h);
+    } else {
+      for (let i = 0; i < h; i++) mean += f(f(x[o + i] * x[o + i]) / h);
+      mean = f(mean);
+    }
+    const variance = f(mean + eps32);
+    const inv = backend === "wasm" ? f(1 / f(Math.sqrt(variance))) : f(1 / Math.sqrt(variance));
+    for (let i = 0; i < h; i++) out[o + i] = w[i] * f(x[o + i] * inv); // the store rounds the last product
+  }
+}
