@@ -15,10 +15,12 @@ import { qwen3NormMLPPatches } from "../../patches/norm-mlp.js";
 import { qwen3NormMLPConversions } from "../../conversions/norm-mlp.js";
 import { qwen3GateUpQKVPatches } from "../../patches/gate-up-qkv.js";
 import { qwen3GateUpQKVConversions } from "../../conversions/gate-up-qkv.js";
+import { decoderLayerPatches } from "../../patches/decoder-layer.js";
+import { decoderLayerConversions } from "../../conversions/decoder-layer.js";
 import { kernelize, unkernelize } from "../hub/kernelize.js";
 import { Mode } from "../hub/mode.js";
 import { buildModel } from "../loading/registry.js";
-import { NORM_MLP } from "../fusion/recipes.js";
+import { DECODER_LAYER, NORM_MLP } from "../fusion/recipes.js";
 import { planFusionConfig, type FusionConfig } from "../fusion/config.js";
 import { planKernelConfig, type KernelConfigEntry } from "../fusion/kernel-config.js";
 import { ArgumentError } from "../errors.js";
@@ -40,6 +42,7 @@ async function timed<T>(steps: Record<string, number>, name: string, fn: () => T
 const NORM_MLP_FUSION = ["fusions/norm-mlp.ts"];
 const NORM_MLP_PATCH = ["patches/norm-mlp.ts", "conversions/norm-mlp.ts"];
 const GATE_UP_QKV_PATCH = ["patches/gate-up-qkv.ts", "conversions/gate-up-qkv.ts"];
+const DECODER_LAYER_PATCH = ["patches/decoder-layer.ts", "conversions/decoder-layer.ts"];
 
 export const original: Approach = {
   id: "original",
@@ -255,6 +258,66 @@ function recipePatches(): Approach {
   };
 }
 
+// ── the DecoderLayer kernel (src/fusion/recipes.ts: DECODER_LAYER), the four ways ──
+
+/** Runtime fusion from the recipe: each decoder layer becomes a FusedModule, then the DecoderLayer kernel. */
+function layerRuntime(): Approach {
+  return {
+    id: "layer-runtime",
+    label: "runtime fusion (decoder layer) + kernel",
+    tolerance: EXACT,
+    recipeFiles: [],
+    userCode: "DECODER_LAYER.fuse(model);\nawait kernelize(model, { mode: Mode.INFERENCE });",
+    async setup(dir, load) {
+      const steps: Record<string, number> = {};
+      const model = await timed(steps, "load", () => AutoModelForCausalLM.fromPretrained(dir, load));
+      await timed(steps, "fuse", () => DECODER_LAYER.fuse(model));
+      await timed(steps, "kernelize", () => kernelize(model, { mode: Mode.INFERENCE }));
+      return { model, steps };
+    },
+    async applyToLoaded(model) {
+      DECODER_LAYER.fuse(model);
+      return getFusedChains(model).length > 0;
+    },
+    reverse(model) {
+      unkernelize(model);
+      if (getFusedChains(model).length) DECODER_LAYER.unfuse(model);
+      return true;
+    },
+  };
+}
+
+/** A load option that tags the decoder layers (fusionConfig or KernelConfig), with the bundled kernels. */
+function layerLoadOption(id: string, label: string, option: "fusionConfig" | "kernelConfig"): Approach {
+  const fusionConfig: FusionConfig = { [DECODER_LAYER.name]: true };
+  const entry = DECODER_LAYER.kernelConfigEntry("fusekit/decoder-layer:DecoderLayer") as KernelConfigEntry;
+  const extra = option === "fusionConfig" ? { fusionConfig } : { kernelConfig: [entry] };
+  return {
+    id,
+    label,
+    tolerance: EXACT,
+    recipeFiles: [],
+    userCode:
+      option === "fusionConfig"
+        ? "fromPretrained(dir, { fusionConfig: { decoder_layer: true }, useKernels: true });"
+        : 'fromPretrained(dir, { useKernels: true, kernelConfig: [DECODER_LAYER.kernelConfigEntry("fusekit/decoder-layer:DecoderLayer")] });',
+    async setup(dir, load) {
+      const steps: Record<string, number> = {};
+      const model = await timed(steps, "load+kernelize", () =>
+        AutoModelForCausalLM.fromPretrained(dir, { ...load, ...extra, useKernels: true }),
+      );
+      return { model, steps };
+    },
+    applyToLoaded: (model) =>
+      loadOptionReachesLoaded(model, async (skeleton) =>
+        option === "fusionConfig"
+          ? planFusionConfig(fusionConfig, Object.getPrototypeOf(model).constructor, model.config, skeleton).patches
+          : (await planKernelConfig([entry], skeleton)).patches,
+      ),
+    reverse: () => true,
+  };
+}
+
 export function defaultApproaches(): Approach[] {
   return [
     original,
@@ -297,6 +360,17 @@ export function defaultApproaches(): Approach[] {
     recipePatches(),
     recipeFusionConfig(),
     recipeKernelConfig(),
+    layerRuntime(),
+    patchMapping(
+      "layer-patched",
+      "patch mapping + conversion + kernelize (DecoderLayer)",
+      decoderLayerPatches,
+      decoderLayerConversions,
+      DECODER_LAYER_PATCH,
+      { kernel: true },
+    ),
+    layerLoadOption("layer-fusion-config", "fusionConfig decoder_layer + kernels", "fusionConfig"),
+    layerLoadOption("layer-kernel-config", "KernelConfig n-to-1 (DecoderLayer)", "kernelConfig"),
   ];
 }
 

@@ -21,7 +21,8 @@ export interface FusedChain {
  * Fuses chains of live modules. `patterns[k]` is a glob on dotted module paths (`*` one segment, `**` any
  * depth, `{a,b}`) naming the k-th module of a chain, `specs[k]` its wires. Matches are grouped by parent:
  * each parent with exactly one matching child per pattern gets one chain, with its own registry, in which
- * modules 0..n-2 become RegistryCollectors and module n-1 a FusedModule. Chain order is pattern order and
+ * modules 0..n-2 become RegistryCollectors and module n-1 a FusedModule (one pattern: each match becomes a
+ * FusedModule of its own, a unit a kernel can replace). Chain order is pattern order and
  * must be the order the parent calls them in. Everything is checked before anything is replaced.
  */
 export function fuseModules(
@@ -101,8 +102,12 @@ function checkNotFused(modules: Map<string, Module>, matches: string[][], patter
   });
 }
 
-/** Groups matches by parent: each parent with exactly one matching child per pattern is one chain. */
+/**
+ * Groups matches by parent: each parent with exactly one matching child per pattern is one chain. With one
+ * pattern every match is a chain of its own (e.g. each decoder layer of a list, fused as one unit).
+ */
 function chainsByParent(matches: string[][], patterns: readonly string[]): PlannedChain[] {
+  if (patterns.length === 1) return matches[0].map((p) => splitPath(p)).map(([parent, name]) => ({ parent, names: [name] }));
   const groups = new Map<string, string[][]>();
   matches.forEach((found, k) => {
     for (const p of found) {

@@ -8,6 +8,7 @@ import { Linear } from "../nn/layers.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { ModuleClass } from "../patching/construct.js";
 import { tagInstanceLayer, type KernelChainHolder } from "../hub/fused.js";
+import { useKernelForwardFromHub } from "../hub/decorator.js";
 import { FusionRecipeError } from "../errors.js";
 
 // Not abstract: a generated parent inherits its forward from the concrete class it extends.
@@ -194,6 +195,15 @@ export function canFuse(parent: Module, names: readonly string[], merged?: strin
   const ls = names.map((n) => slots[n]);
   if (!ls.every((l): l is Linear => l instanceof Linear)) return false;
   return ls.every((l) => l.inFeatures === ls[0].inFeatures && (l.bias === undefined) === (ls[0].bias === undefined));
+}
+
+/**
+ * `Fused{Parent}` for a fusion that is the parent's whole forward: the parent's class, unchanged but for the
+ * kernel layer's class tag, so `kernelize` gives its instances the layer's forward.
+ */
+export function makeKernelParentClass(parentCls: ModuleClass, kernelLayerName: string): ModuleClass {
+  const Base = parentCls as unknown as AnyModuleClass;
+  return useKernelForwardFromHub(kernelLayerName)(named(class extends Base {}, `Fused${parentCls.name}`));
 }
 
 /** A Layout class from a kernel repo: a Module built from the fused children, owning their weights. */

@@ -21,7 +21,7 @@ import { LayerRepository } from "../hub/repository.js";
 import type { KernelMapping } from "../hub/mapping.js";
 import { useKernelForwardFromHub } from "../hub/decorator.js";
 import { KERNEL_BACKENDS } from "../hub/types.js";
-import { makeParentClassForKernelFusion } from "./generated.js";
+import { makeKernelParentClass, makeParentClassForKernelFusion } from "./generated.js";
 import { matchesModulePath } from "./paths.js";
 
 /** One n-to-1 key: [class-name regex, module glob] per fused child, all children of one parent. */
@@ -108,7 +108,7 @@ export async function planKernelConfig(
       const Layout = await loadLayout(repoId, layerName);
       const parent = sharedParent(key, repoLayer);
       fusedParents((model ??= skeleton()), parent, key, Layout, repoLayer, plan.patches);
-      plan.conversions.push(...(Layout.conversionMapping ?? []));
+      plan.conversions.push(...(Layout?.conversionMapping ?? []));
       plan.kernelMapping[layerName] = allBackends(repo);
     }
     return plan;
@@ -119,8 +119,12 @@ export async function planKernelConfig(
 
 const allBackends = (repo: LayerRepository) => Object.fromEntries(KERNEL_BACKENDS.map((b) => [b, repo]));
 
-/** The repo's `{Layer}Layout`, from its build module's `createLayouts(env)`; tagged with the layer name. */
-async function loadLayout(repoId: string, layerName: string): Promise<KernelLayoutClass> {
+/**
+ * The repo's `{Layer}Layout`, from its build module's `createLayouts(env)`, tagged with the layer name;
+ * undefined when it has none (the key must then name every child of its parent: the layer replaces the
+ * parent's forward).
+ */
+async function loadLayout(repoId: string, layerName: string): Promise<KernelLayoutClass | undefined> {
   const build = await importBuildModule(await findRepo(repoId), tf.getBackend()); // trust was checked by loadLayer
   const mod = (build?.mod ?? {}) as { createLayouts?: (env: LayoutEnv) => Record<string, unknown> };
   const env: LayoutEnv = {
@@ -136,9 +140,10 @@ async function loadLayout(repoId: string, layerName: string): Promise<KernelLayo
     Chunk,
   };
   const Layout = mod.createLayouts?.(env)?.[`${layerName}Layout`] as KernelLayoutClass | undefined;
+  if (Layout === undefined) return undefined;
   if (typeof Layout !== "function" || !(Layout.prototype instanceof Module)) {
     throw new KernelConfigError(
-      `kernel repository "${repoId}" has no ${layerName}Layout (a Module built from the fused children), which an n-to-1 key needs`,
+      `kernel repository "${repoId}": ${layerName}Layout is not a Module class (built from the fused children)`,
     );
   }
   return useKernelForwardFromHub(layerName)(Layout);
@@ -163,11 +168,12 @@ function fusedParents(
   model: Module,
   parentGlob: string,
   key: KernelFusionKey,
-  Layout: KernelLayoutClass,
+  Layout: KernelLayoutClass | undefined,
   repoLayer: string,
   patches: PatchMapping,
 ): void {
   const names = key.map(([, p]) => p.slice(p.lastIndexOf(".") + 1));
+  const layerName = repoLayer.split(":")[1];
   const out: PatchMapping = {};
   for (const [path, m] of model.namedModules()) {
     if (!matchesModulePath(path, parentGlob)) continue;
@@ -186,9 +192,18 @@ function fusedParents(
             .join(", ")})`,
       );
     }
+    const unnamed = m.namedChildren().filter(([n]) => !names.includes(n));
+    if (!Layout && unnamed.length) {
+      throw new KernelConfigError(
+        `kernelConfig key for "${repoLayer}": the repository has no ${layerName}Layout, so its layer replaces the forward of "${path}" ` +
+          `(${m.constructor.name}) and the key must name every child of it; missing: ${unnamed.map(([n]) => n).join(", ")}`,
+      );
+    }
     const cls = Object.getPrototypeOf(m).constructor as ModuleClass;
     const k = `^${cls.name}$`;
-    out[k] ??= makeParentClassForKernelFusion(patches[k] ?? cls, names, Layout);
+    out[k] ??= Layout
+      ? makeParentClassForKernelFusion(patches[k] ?? cls, names, Layout)
+      : makeKernelParentClass(patches[k] ?? cls, layerName);
   }
   if (!Object.keys(out).length) {
     throw new KernelConfigError(

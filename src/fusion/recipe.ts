@@ -1,6 +1,7 @@
 // One recipe, every approach: a fusion declared once — module globs sharing one parent, the ModuleSpec
 // wiring, the kernel-hub layer name, and (when the fused module owns weights in a new layout) the name of
-// the merged Linear — from which fusekit derives the runtime fusion, the patch classes and conversion rules,
+// the merged Linear, or (when the members are the parent's whole forward, residual adds included) the
+// parent's own spec — from which fusekit derives the runtime fusion, the patch classes and conversion rules,
 // a fusionConfig family and a KernelConfig n-to-1 entry.
 import type { Module } from "../nn/module.js";
 import type { ModelConfig } from "../io/checkpoint.js";
@@ -12,7 +13,7 @@ import { FusionRecipeError } from "../errors.js";
 import { ModuleSpec } from "./spec.js";
 import { fuseModules, unfuseModules, type FusedChain } from "./fuse.js";
 import { globToRegexSource, matchesModulePath } from "./paths.js";
-import { canFuse, makeMergedParentClass, makeSequentialParentClass } from "./generated.js";
+import { canFuse, makeKernelParentClass, makeMergedParentClass, makeSequentialParentClass } from "./generated.js";
 import { discoverFusable, type FusionSpec } from "./config.js";
 
 export interface FusionRecipeInit {
@@ -20,12 +21,22 @@ export interface FusionRecipeInit {
   name: string;
   /** One dotted-path glob per chain member, in the order the parent calls them; all share one parent. */
   modules: readonly string[];
-  /** One ModuleSpec per member: the wires of runtime fusion (module i > 0 reads `out_{i-1}_x`, else `in_i_x`). */
-  specs: readonly ModuleSpec[];
+  /**
+   * One ModuleSpec per member: the wires of runtime fusion (module i > 0 reads `out_{i-1}_x`, else `in_i_x`).
+   * Not needed with `whole`.
+   */
+  specs?: readonly ModuleSpec[];
   /** The kernel-hub layer that may serve the fused chain as one (e.g. "NormMLP"). */
   kernelLayerName?: string;
   /** New weight layout: the members are parallel Linears on one input, merged into one Linear of this name. */
   merged?: string;
+  /**
+   * The members are all the parent's forward does (e.g. a decoder layer's norms, attention, MLP and the
+   * residual adds between them), so the fused unit is the parent itself: this is the parent's spec. Runtime
+   * fusion makes each parent a FusedModule; the generated classes are the parent's class tagged with the
+   * kernel layer; weights stay where they are. Needs `kernelLayerName`.
+   */
+  whole?: ModuleSpec;
 }
 
 /** A [class-name pattern, module glob] pair of a KernelConfig n-to-1 key. */
@@ -37,6 +48,7 @@ export class FusionRecipe implements FusionSpec {
   readonly specs: readonly ModuleSpec[];
   readonly kernelLayerName?: string;
   readonly merged?: string;
+  readonly whole?: ModuleSpec;
   /** The glob of the parent all members share, and the members' names in it. */
   readonly parentGlob: string;
   readonly childNames: readonly string[];
@@ -48,7 +60,10 @@ export class FusionRecipe implements FusionSpec {
       throw new FusionRecipeError(`${where}: name must be a word (letters, digits, _)`);
     if (!Array.isArray(init.modules) || init.modules.length < 2)
       throw new FusionRecipeError(`${where}: modules must list at least two globs`);
-    if (
+    if (init.whole !== undefined) {
+      if (!(init.whole instanceof ModuleSpec) || init.merged !== undefined || !init.kernelLayerName)
+        throw new FusionRecipeError(`${where}: whole takes the parent's ModuleSpec, a kernelLayerName, and no merged`);
+    } else if (
       !Array.isArray(init.specs) ||
       init.specs.length !== init.modules.length ||
       !init.specs.every((s) => s instanceof ModuleSpec)
@@ -57,9 +72,10 @@ export class FusionRecipe implements FusionSpec {
     }
     this.name = init.name;
     this.modules = [...init.modules];
-    this.specs = [...init.specs];
+    this.specs = [...(init.specs ?? [])];
     this.kernelLayerName = init.kernelLayerName;
     this.merged = init.merged;
+    this.whole = init.whole;
     const cut = init.modules.map((g) => [g.slice(0, Math.max(0, g.lastIndexOf("."))), g.slice(g.lastIndexOf(".") + 1)]);
     if (new Set(cut.map(([p]) => p)).size !== 1 || cut.some(([, c]) => !/^\w+$/.test(c))) {
       throw new FusionRecipeError(
@@ -68,7 +84,7 @@ export class FusionRecipe implements FusionSpec {
     }
     this.parentGlob = cut[0][0];
     this.childNames = cut.map(([, c]) => c);
-    checkWiring(this, where);
+    if (!this.whole) checkWiring(this, where);
   }
 
   // ── runtime fusion, on a loaded model ──
@@ -80,16 +96,20 @@ export class FusionRecipe implements FusionSpec {
         `fusion recipe "${this.name}" merges weights into "${this.merged}": runtime rewiring keeps the loaded weights as they are; load with fusionConfig instead`,
       );
     }
-    return fuseModules(
-      model,
-      this.modules,
-      this.specs,
-      this.kernelLayerName ? { kernelLayerName: this.kernelLayerName } : {},
-    );
+    const options = this.kernelLayerName ? { kernelLayerName: this.kernelLayerName } : {};
+    if (this.whole) {
+      const parents = model.namedModules().filter(([p, m]) => matchesModulePath(p, this.parentGlob) && this.isFusable(m));
+      if (!parents.length)
+        throw new FusionRecipeError(
+          `fusion recipe "${this.name}": no module of ${model.constructor.name} at ${this.parentGlob} has ${this.childNames.join(", ")}`,
+        );
+      return fuseModules(model, [this.parentGlob], [this.whole], options);
+    }
+    return fuseModules(model, this.modules, this.specs, options);
   }
 
   unfuse(model: Module): FusedChain[] {
-    return unfuseModules(model, this.modules);
+    return unfuseModules(model, this.whole ? [this.parentGlob] : this.modules);
   }
 
   // ── patch classes + conversion rules (also: the fusionConfig family, as a FusionSpec) ──
@@ -106,8 +126,9 @@ export class FusionRecipe implements FusionSpec {
   makeFusedClass(parentCls: ModuleClass): ModuleClass {
     let cls = this.fusedClasses.get(parentCls);
     if (!cls) {
-      cls =
-        this.merged !== undefined
+      cls = this.whole
+        ? makeKernelParentClass(parentCls, this.kernelLayerName!)
+        : this.merged !== undefined
           ? makeMergedParentClass(parentCls, this.childNames, this.merged)
           : makeSequentialParentClass(parentCls, this.childNames, this.kernelLayerName);
       this.fusedClasses.set(parentCls, cls);
@@ -117,6 +138,7 @@ export class FusionRecipe implements FusionSpec {
 
   /** The checkpoint rules between the original layout and the generated classes' (reversed on save). */
   makeTransforms(_config?: ModelConfig): ConversionRule[] {
+    if (this.whole) return []; // the parent keeps its children, and they their weights
     const parent = `(?<=^${globToRegexSource(this.parentGlob)}\\.)`;
     const names = this.childNames;
     if (this.merged !== undefined) {

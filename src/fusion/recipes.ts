@@ -44,6 +44,25 @@ export const NORM_QKV = defineFusionRecipe({
   ],
 });
 
-export const BUILTIN_RECIPES = [NORM_MLP, GATE_UP, QKV, NORM_QKV];
+/**
+ * A whole decoder layer — norms, attention with its cache, MLP and the residual adds — as one unit, which
+ * the DecoderLayer kernel runs as one job on the kernel pool at decode. Weights stay where they are.
+ */
+export const DECODER_LAYER = defineFusionRecipe({
+  name: "decoder_layer",
+  modules: [
+    "model.layers.*.input_layernorm",
+    "model.layers.*.self_attn",
+    "model.layers.*.post_attention_layernorm",
+    "model.layers.*.mlp",
+  ],
+  whole: new ModuleSpec({
+    inputs: ["hidden_states", "position_embeddings", "attention_mask", "past_key_values"],
+    outputs: ["hidden_states"],
+  }),
+  kernelLayerName: "DecoderLayer",
+});
+
+export const BUILTIN_RECIPES = [NORM_MLP, GATE_UP, QKV, NORM_QKV, DECODER_LAYER];
 
 for (const recipe of BUILTIN_RECIPES) registerFusionSpec(recipe.name, recipe);

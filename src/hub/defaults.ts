@@ -11,4 +11,5 @@ export const DEFAULT_KERNEL_MAPPING: KernelMapping = {
   RMSNorm: both("fusekit/rmsnorm", "RMSNorm"),
   SiluAndMul: both("fusekit/activation", "SiluAndMul"),
   NormMLP: both("fusekit/norm-mlp", "NormMLP"),
+  DecoderLayer: both("fusekit/decoder-layer", "DecoderLayer"),
 };
