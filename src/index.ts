@@ -146,7 +146,7 @@ export { RegistryCollector, FusedModule, type FusionRegistry, type ChainInfo } f
 export { fuseModules, unfuseModules, getFusedChains, type FuseOptions, type FusedChain } from "./fusion/fuse.js";
 export { Identity, type LayoutClass } from "./fusion/generated.js";
 export { FusionRecipe, defineFusionRecipe, type FusionRecipeInit, type KernelConfigKeyPair } from "./fusion/recipe.js";
-export { NORM_MLP, GATE_UP, QKV, NORM_QKV, BUILTIN_RECIPES } from "./fusion/recipes.js";
+export { NORM_MLP, GATE_UP, QKV, NORM_QKV, DECODER_LAYER, BUILTIN_RECIPES } from "./fusion/recipes.js";
 export {
   registerFusionSpec,
   unregisterFusionSpec,

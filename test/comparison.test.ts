@@ -24,10 +24,10 @@ function expectProperties(result: ComparisonResult) {
     reversibleInPlace: true,
     stateDictLayoutUnchanged: true,
   };
-  for (const id of ["fused", "fused-unfused", "fused-kernel", "recipe-runtime"])
+  for (const id of ["fused", "fused-unfused", "fused-kernel", "recipe-runtime", "layer-runtime"])
     expect(row(id).properties, id).toMatchObject(runtime);
   // a plain reload of a runtime-fused model is plain; "fused, then unfused" has nothing left to survive
-  for (const id of ["fused", "fused-kernel", "recipe-runtime"])
+  for (const id of ["fused", "fused-kernel", "recipe-runtime", "layer-runtime"])
     expect(row(id).properties!.survivesSaveReload, id).toBe(false);
   expect(row("fused-unfused").properties!.survivesSaveReload).toBeNull();
   // same op order, and kernels that round as the unfused ops do: every row equals the original exactly
@@ -57,6 +57,11 @@ function expectProperties(result: ComparisonResult) {
     classesPerFusion: 2,
     survivesSaveReload: false,
   });
+  expect(row("layer-patched").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 3, survivesSaveReload: false });
+  // the decoder_layer recipe's generated class is the layer's own, tagged: no weight moves, one class
+  const tagged = { ...beforeLoad, needsWeightConversion: false, stateDictLayoutUnchanged: true, classesPerFusion: 1 };
+  expect(row("layer-fusion-config").properties).toMatchObject({ ...tagged, survivesSaveReload: true });
+  expect(row("layer-kernel-config").properties).toMatchObject({ ...tagged, survivesSaveReload: false });
   for (const id of ["patched", "recipe-patches", "fusion-config"]) expect(row(id).maxAbsDiff, id).toBe(0);
   const perFusion = (id: string) => row(id).properties!.linesPerFusion;
   expect(perFusion("fusion-config")).toBe(1);
