@@ -65,7 +65,7 @@ describe("fusekit --help", () => {
         "--rounds <n>",
         "--warmup <n>",
         "the original is always included",
-        "  fused-unfused       runtime fusion, then unfused\n",
+        "  fused-unfused        runtime fusion, then unfused\n",
         "(an interval needs --rounds\n≥ 6)",
       ],
     ],

@@ -57,7 +57,11 @@ function expectProperties(result: ComparisonResult) {
     classesPerFusion: 2,
     survivesSaveReload: false,
   });
-  expect(row("layer-patched").properties).toMatchObject({ ...beforeLoad, classesPerFusion: 3, survivesSaveReload: false });
+  expect(row("layer-patched").properties).toMatchObject({
+    ...beforeLoad,
+    classesPerFusion: 3,
+    survivesSaveReload: false,
+  });
   // the decoder_layer recipe's generated class is the layer's own, tagged: no weight moves, one class
   const tagged = { ...beforeLoad, needsWeightConversion: false, stateDictLayoutUnchanged: true, classesPerFusion: 1 };
   expect(row("layer-fusion-config").properties).toMatchObject({ ...tagged, survivesSaveReload: true });

@@ -214,7 +214,7 @@ describe("the decoder_layer recipe", () => {
     expect(Object.keys(plan.patches)).toEqual(["^Qwen3DecoderLayer$"]);
     await expect(planKernelConfig([[pairs.slice(0, 3), layer]], skeleton)).rejects.toThrow(KernelConfigError);
     await expect(planKernelConfig([[pairs.slice(0, 3), layer]], skeleton)).rejects.toThrow(
-      "the repository has no DecoderLayerLayout, so its layer replaces the forward of \"model.layers.0\" (Qwen3DecoderLayer) and the key must name every child of it; missing: mlp",
+      'the repository has no DecoderLayerLayout, so its layer replaces the forward of "model.layers.0" (Qwen3DecoderLayer) and the key must name every child of it; missing: mlp',
     );
   });
 });

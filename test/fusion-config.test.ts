@@ -212,7 +212,7 @@ describe("fusionConfig", () => {
       /missing: isFusable, makeFusedClass, makeTransforms, targetModulesPatterns/,
     );
     expect(() => unregisterFusionSpec("bad")).toThrow(
-      /"bad" is not registered \(known: norm_mlp, gate_up, qkv, norm_qkv\)/,
+      /"bad" is not registered \(known: norm_mlp, gate_up, qkv, norm_qkv, decoder_layer\)/,
     );
     registerFusionSpec("up_gate", counting);
     try {

@@ -393,6 +393,7 @@ describe("the hub: versions, locks and trust", () => {
       .map((r) => `${r.manifest.id}@${r.manifest.version}:${r.manifest.layers}:${Object.keys(r.manifest.builds)}`);
     expect(ids).toEqual([
       "fusekit/activation@1:SiluAndMul:wasm,cpu",
+      "fusekit/decoder-layer@1:DecoderLayer:wasm,cpu",
       "fusekit/norm-mlp@1:NormMLP:wasm,cpu",
       "fusekit/norm-qkv@1:NormQKV:any",
       "fusekit/rmsnorm@1:RMSNorm:wasm,cpu",

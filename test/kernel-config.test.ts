@@ -132,7 +132,10 @@ describe("KernelConfig n-to-1", () => {
         (e) => e,
       );
     const cases: [unknown, RegExp][] = [
-      [[NORM_MLP[0], "fusekit/rmsnorm:RMSNorm"], /"fusekit\/rmsnorm" has no RMSNormLayout/],
+      [
+        [NORM_MLP[0], "fusekit/rmsnorm:RMSNorm"],
+        /"fusekit\/rmsnorm:RMSNorm": the repository has no RMSNormLayout, so its layer replaces the forward of "model\.layers\.0" \(Qwen3DecoderLayer\) and the key must name every child of it; missing: self_attn, input_layernorm/,
+      ],
       [
         [
           [

@@ -147,7 +147,7 @@ const LIST_WORDS = MATVEC_LIST.FIRST + 3 * MATVEC_LIST.STRIDE;
 export function decoderLayerStep(
   layer: DecoderLayerLike,
   x: tf.Tensor,
-  [cos, sin]: readonly [tf.Tensor, tf.Tensor],
+  positionEmbeddings: readonly [tf.Tensor, tf.Tensor],
   attentionMask: tf.Tensor | undefined,
   cache: PoolCache | undefined,
 ): tf.Tensor | undefined {
@@ -159,110 +159,146 @@ export function decoderLayerStep(
   const b = tf.backend() as unknown as WasmBackend;
   const linears = [...plan.qkv, plan.o, ...plan.gateUp, plan.down];
   const weights = linears.map((l) => pool.weightAt(b, l.weight.packedTensor, l.outFeatures, l.inFeatures));
+  if (weights.includes(undefined)) return undefined;
   const layerIdx = layer.self_attn.layerIdx;
-  const T = cache.getSeqLength(layerIdx);
-  const kv = weights.includes(undefined) ? undefined : cache.poolLayer(layerIdx, pool, plan.kvHeads, plan.d, T + 1);
-  if (!kv) return undefined;
-  const { at, floats } = layout(plan, pool.threads, kv.capacity);
-  const base = pool.scratchAt(4 * floats);
-  if (base === undefined) return undefined;
-  const memory = pool.heap.memory;
-  const view = () => new Float32Array(memory.buffer, base, floats); // fresh: the heap may grow
-  const ptr = (k: keyof typeof at) => base + 4 * at[k];
-  const tfData = (t: tf.Tensor) => b.typedArrayFromHeap(t as unknown as tf.TensorInfo);
-  const { h, d, inter } = plan;
+  const position = cache.getSeqLength(layerIdx);
+  const kv = cache.poolLayer(layerIdx, pool, plan.kvHeads, plan.d, position + 1);
+  const { at, floats } = layout(plan, pool.threads, kv?.capacity ?? 0);
+  const base = kv && pool.scratchAt(4 * floats);
+  if (!kv || base === undefined) return undefined;
+  const job = new LayerJob(pool, b, plan, weights as number[], at, base, floats);
+  const out = job.run(x, positionEmbeddings, kv, position, layer.self_attn.scaling);
+  steps++;
+  return out;
+}
 
-  const matvecs = (slot: number, x: number, n: number, ls: LinearParts[], first: number, y: number) => {
-    const desc = ptr("lists") + 4 * LIST_WORDS * slot;
-    const w = new Int32Array(memory.buffer, desc, LIST_WORDS);
-    [w[MATVEC_LIST.COUNT], w[MATVEC_LIST.X], w[MATVEC_LIST.N]] = [ls.length, x, n];
+/** One step's job: its buffers in the pool's scratch, and the phases that fill them. */
+class LayerJob {
+  private readonly memory: { readonly buffer: ArrayBufferLike };
+
+  constructor(
+    private readonly pool: KernelPool,
+    private readonly b: WasmBackend,
+    private readonly plan: Plan,
+    private readonly weights: number[],
+    private readonly at: ReturnType<typeof layout>["at"],
+    private readonly base: number,
+    private readonly floats: number,
+  ) {
+    this.memory = pool.heap.memory;
+  }
+
+  run(x: tf.Tensor, [cos, sin]: readonly [tf.Tensor, tf.Tensor], kv: PoolKV, position: number, scale: number) {
+    const { plan, at } = this;
+    const { h, inter } = plan;
+    const nQkv = plan.qkv.length;
+    let f = this.view();
+    f.set(this.tfData(x), at.x);
+    f.set(this.tfData(cos), at.cos);
+    f.set(this.tfData(sin), at.sin);
+    if (plan.norms.q) f.set(this.tfData(plan.norms.q.weight.tensor), at.qNorm);
+    if (plan.norms.k) f.set(this.tfData(plan.norms.k.weight.tensor), at.kNorm);
+    this.norm(f, at.x, plan.norms.input, at.xn);
+    // 1. q, k, v (+ biases)
+    this.matvecs(0, "xn", h, plan.qkv, 0, "qkv");
+    this.addBiases(at.qkv, plan.qkv);
+    // 2. attention by KV head; this token's keys / values go to row `position` of the pool's cache
+    this.attend(kv, position, scale);
+    kv.length = position + 1;
+    // 3. o_proj (+ bias) + residual, then the post norm
+    this.matvecs(1, "attn", plan.heads * plan.d, [plan.o], nQkv, "out");
+    f = this.addBiases(at.out, [plan.o]);
+    for (let i = 0; i < h; i++) f[at.h1 + i] = f[at.x + i] + f[at.out + i];
+    this.norm(f, at.h1, plan.norms.post, at.h1n);
+    // 4. gate / up (+ biases), then SiLU(gate)·up with the backend's own Sigmoid
+    this.matvecs(2, "h1n", h, plan.gateUp, nQkv + 1, "gu");
+    const gate = this.addBiases(at.gu, plan.gateUp).subarray(at.gu, at.gu + inter);
+    const sigmoid = backendSigmoid(this.b, gate);
+    f = this.view();
+    for (let i = 0; i < inter; i++) f[at.act + i] = Math.fround(f[at.gu + i] * sigmoid[i]) * f[at.gu + inter + i];
+    // 5. down (+ bias) + residual
+    this.matvecs(3, "act", inter, [plan.down], this.weights.length - 1, "out");
+    f = this.addBiases(at.out, [plan.down]);
+    const out = new Float32Array(h);
+    for (let i = 0; i < h; i++) out[i] = f[at.h1 + i] + f[at.out + i];
+    return tf.tensor3d(out, [1, 1, h]);
+  }
+
+  /** y = x · Wᵀ for the listed Linears (outputs concatenated at `y`), split by output columns. */
+  private matvecs(slot: number, x: Slot, n: number, ls: LinearParts[], first: number, y: Slot): void {
+    const desc = this.ptr("lists") + 4 * LIST_WORDS * slot;
+    const w = new Int32Array(this.memory.buffer, desc, LIST_WORDS);
+    [w[MATVEC_LIST.COUNT], w[MATVEC_LIST.X], w[MATVEC_LIST.N]] = [ls.length, this.ptr(x), n];
+    let out = this.ptr(y);
     ls.forEach((l, i) => {
       const e = MATVEC_LIST.FIRST + MATVEC_LIST.STRIDE * i;
-      w[e + MATVEC_LIST.W] = weights[first + i]!;
-      w[e + MATVEC_LIST.Y] = y;
+      w[e + MATVEC_LIST.W] = this.weights[first + i];
+      w[e + MATVEC_LIST.Y] = out;
       w[e + MATVEC_LIST.M] = l.outFeatures;
       w[e + MATVEC_LIST.IL] = 1; // every size is a multiple of 8: the pool stored them interleaved
-      y += 4 * l.outFeatures;
+      out += 4 * l.outFeatures;
     });
     const m = ls.reduce((s, l) => s + l.outFeatures, 0);
+    const { pool, memory } = this;
     pool.dispatch(OPS.MATVECS, desc, m, 8, (o0, o1) => matvecSpan(pool.main, memory, desc, o0, o1));
-  };
+  }
 
-  // the inputs and the input norm
-  let f = view();
-  f.set(tfData(x), at.x);
-  f.set(tfData(cos), at.cos);
-  f.set(tfData(sin), at.sin);
-  if (plan.norms.q) f.set(tfData(plan.norms.q.weight.tensor), at.qNorm);
-  if (plan.norms.k) f.set(tfData(plan.norms.k.weight.tensor), at.kNorm);
-  norm(f, at.x, plan.norms.input, at.xn, h, tfData);
+  /** The attention phase (attendKvHeads), split by KV head. */
+  private attend(kv: PoolKV, position: number, scale: number): void {
+    const { plan, pool, memory } = this;
+    const desc = this.ptr("heads");
+    const w = new Int32Array(memory.buffer, desc, HEADS_DESC.WORDS);
+    const f = new Float32Array(memory.buffer, desc, HEADS_DESC.WORDS);
+    const D = HEADS_DESC;
+    [w[D.QKV], w[D.HEADS], w[D.KV_HEADS], w[D.D]] = [this.ptr("qkv"), plan.heads, plan.kvHeads, plan.d];
+    [w[D.T], w[D.K], w[D.V], w[D.CAP]] = [position, kv.keys, kv.values, kv.capacity];
+    w[D.Q_NORM] = plan.norms.q ? this.ptr("qNorm") : 0;
+    w[D.K_NORM] = plan.norms.k ? this.ptr("kNorm") : 0;
+    f[D.EPS] = plan.norms.q?.eps ?? plan.norms.k?.eps ?? 0;
+    [w[D.COS], w[D.SIN], w[D.OUT], w[D.SCRATCH]] = [
+      this.ptr("cos"),
+      this.ptr("sin"),
+      this.ptr("attn"),
+      this.ptr("threads"),
+    ];
+    f[D.SCALE] = scale;
+    pool.dispatch(OPS.HEADS, desc, plan.kvHeads, 1, (j0, j1) => attendKvHeads(pool.main, memory, desc, j0, j1, 0));
+  }
 
-  // 1. q, k, v (+ biases)
-  matvecs(0, ptr("xn"), h, plan.qkv, 0, ptr("qkv"));
-  addBiases(view(), at.qkv, plan.qkv, tfData);
+  /** The norm of the h floats at `from` into `to`, rounded as the wasm backend's ops round it. */
+  private norm(f: Float32Array, from: number, n: NormParts, to: number): void {
+    const h = this.plan.h;
+    rmsNormRows(f.subarray(from, from + h), this.tfData(n.weight.tensor), f.subarray(to, to + h), 1, h, n.eps, "wasm");
+  }
 
-  // 2. attention by KV head; this token's keys / values go to row T of the pool's cache
-  const desc = ptr("heads");
-  const hw = new Int32Array(memory.buffer, desc, HEADS_DESC.WORDS);
-  const hf = new Float32Array(memory.buffer, desc, HEADS_DESC.WORDS);
-  hw[HEADS_DESC.QKV] = ptr("qkv");
-  hw[HEADS_DESC.HEADS] = plan.heads;
-  hw[HEADS_DESC.KV_HEADS] = plan.kvHeads;
-  hw[HEADS_DESC.D] = d;
-  hw[HEADS_DESC.T] = T;
-  hw[HEADS_DESC.K] = kv.keys;
-  hw[HEADS_DESC.V] = kv.values;
-  hw[HEADS_DESC.CAP] = kv.capacity;
-  hw[HEADS_DESC.Q_NORM] = plan.norms.q ? ptr("qNorm") : 0;
-  hw[HEADS_DESC.K_NORM] = plan.norms.k ? ptr("kNorm") : 0;
-  hf[HEADS_DESC.EPS] = plan.norms.q?.eps ?? plan.norms.k?.eps ?? 0;
-  hw[HEADS_DESC.COS] = ptr("cos");
-  hw[HEADS_DESC.SIN] = ptr("sin");
-  hw[HEADS_DESC.OUT] = ptr("attn");
-  hw[HEADS_DESC.SCRATCH] = ptr("threads");
-  hf[HEADS_DESC.SCALE] = layer.self_attn.scaling;
-  pool.dispatch(OPS.HEADS, desc, plan.kvHeads, 1, (j0, j1) => attendKvHeads(pool.main, memory, desc, j0, j1, 0));
-  kv.length = T + 1;
-
-  // 3. o_proj (+ bias) + residual, then the post norm
-  matvecs(1, ptr("attn"), plan.heads * d, [plan.o], plan.qkv.length, ptr("out"));
-  f = view();
-  addBiases(f, at.out, [plan.o], tfData);
-  for (let i = 0; i < h; i++) f[at.h1 + i] = f[at.x + i] + f[at.out + i];
-  norm(f, at.h1, plan.norms.post, at.h1n, h, tfData);
-
-  // 4. gate / up (+ biases), then SiLU(gate)·up with the backend's own Sigmoid
-  matvecs(2, ptr("h1n"), h, plan.gateUp, plan.qkv.length + 1, ptr("gu"));
-  addBiases(view(), at.gu, plan.gateUp, tfData);
-  const sigmoid = backendSigmoid(b, view().subarray(at.gu, at.gu + inter));
-  f = view();
-  for (let i = 0; i < inter; i++) f[at.act + i] = Math.fround(f[at.gu + i] * sigmoid[i]) * f[at.gu + inter + i];
-
-  // 5. down (+ bias) + residual
-  matvecs(3, ptr("act"), inter, [plan.down], linears.length - 1, ptr("out"));
-  f = view();
-  addBiases(f, at.out, [plan.down], tfData);
-  const out = new Float32Array(h);
-  for (let i = 0; i < h; i++) out[i] = f[at.h1 + i] + f[at.out + i];
-  steps++;
-  return tf.tensor3d(out, [1, 1, h]);
-}
-
-/** The norm of the h floats at `from` into `to`, rounded as the wasm backend's ops round it. */
-function norm(f: Float32Array, from: number, n: NormParts, to: number, h: number, tfData: (t: tf.Tensor) => Float32Array) {
-  rmsNormRows(f.subarray(from, from + h), tfData(n.weight.tensor), f.subarray(to, to + h), 1, h, n.eps, "wasm");
-}
-
-/** y += bias for each Linear's part of the concatenated outputs at `from` (float32 adds, as tf.add). */
-function addBiases(f: Float32Array, from: number, ls: LinearParts[], tfData: (t: tf.Tensor) => Float32Array) {
-  for (const l of ls) {
-    if (l.bias) {
-      const bias = tfData(l.bias.tensor);
-      for (let i = 0; i < l.outFeatures; i++) f[from + i] += bias[i];
+  /** y += bias for each Linear's part of the concatenated outputs at `from` (float32 adds, as tf.add). */
+  private addBiases(from: number, ls: LinearParts[]): Float32Array {
+    const f = this.view();
+    for (const l of ls) {
+      if (l.bias) {
+        const bias = this.tfData(l.bias.tensor);
+        for (let i = 0; i < l.outFeatures; i++) f[from + i] += bias[i];
+      }
+      from += l.outFeatures;
     }
-    from += l.outFeatures;
+    return f;
+  }
+
+  /** The scratch as floats: a fresh view each time (the heap may have grown). */
+  private view(): Float32Array {
+    return new Float32Array(this.memory.buffer, this.base, this.floats);
+  }
+
+  private ptr(k: Slot): number {
+    return this.base + 4 * this.at[k];
+  }
+
+  private tfData(t: tf.Tensor): Float32Array {
+    return this.b.typedArrayFromHeap(t as unknown as tf.TensorInfo);
   }
 }
+
+type Slot = keyof ReturnType<typeof layout>["at"];
 
 /** sigmoid(g) by the wasm backend's own Sigmoid kernel (its approximation is what the unfused SiLU uses). */
 function backendSigmoid(b: WasmBackend, g: Float32Array): Float32Array {

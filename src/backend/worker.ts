@@ -92,7 +92,13 @@ export const MATVEC_LIST = { COUNT: 0, X: 1, N: 2, FIRST: 3, W: 0, Y: 1, M: 2, I
  * bf16 as the pool stores it): each output by the single-threaded kernel's `gemmCols`, so the same bits.
  * Self-contained: the workers get its source.
  */
-export function matvecSpan(ex: SharedExports, memory: { buffer: ArrayBufferLike }, desc: number, o0: number, o1: number): void {
+export function matvecSpan(
+  ex: SharedExports,
+  memory: { buffer: ArrayBufferLike },
+  desc: number,
+  o0: number,
+  o1: number,
+): void {
   const L = { COUNT: 0, X: 1, N: 2, FIRST: 3, W: 0, Y: 1, M: 2, IL: 3, STRIDE: 4 }; // MATVEC_LIST
   const w = new Int32Array(memory.buffer, desc, L.FIRST + L.STRIDE * new Int32Array(memory.buffer, desc, 1)[0]);
   for (let i = 0, start = 0; i < w[L.COUNT] && start < o1; i++) {
@@ -135,8 +141,7 @@ export function attendKvHeads(
   const group = heads / kvHeads;
   const heap = new Float32Array(memory.buffer);
   const at = (byteOffset: number) => byteOffset >>> 2;
-  const qkv = at(w[D.QKV]);
-  const [cos, sin] = [at(w[D.COS]), at(w[D.SIN])];
+  const [qkv, cos, sin] = [at(w[D.QKV]), at(w[D.COS]), at(w[D.SIN])];
   const scratch = w[D.SCRATCH] + thread * 4 * (2 * d + cap + 1); // [d] rotated row, [d] copy, [cap + 1] scores
   const row = at(scratch);
   const copy = row + d;
@@ -182,11 +187,7 @@ export function attendKvHeads(
   }
 }
 
-export function workerMain(
-  take: typeof takeChunk,
-  matvecs: typeof matvecSpan,
-  attend: typeof attendKvHeads,
-): void {
+export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, attend: typeof attendKvHeads): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
   const { memory, module, spin, slots: S } = workerData;

@@ -107,7 +107,8 @@ function checkNotFused(modules: Map<string, Module>, matches: string[][], patter
  * pattern every match is a chain of its own (e.g. each decoder layer of a list, fused as one unit).
  */
 function chainsByParent(matches: string[][], patterns: readonly string[]): PlannedChain[] {
-  if (patterns.length === 1) return matches[0].map((p) => splitPath(p)).map(([parent, name]) => ({ parent, names: [name] }));
+  if (patterns.length === 1)
+    return matches[0].map((p) => splitPath(p)).map(([parent, name]) => ({ parent, names: [name] }));
   const groups = new Map<string, string[][]>();
   matches.forEach((found, k) => {
     for (const p of found) {

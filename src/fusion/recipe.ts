@@ -98,7 +98,9 @@ export class FusionRecipe implements FusionSpec {
     }
     const options = this.kernelLayerName ? { kernelLayerName: this.kernelLayerName } : {};
     if (this.whole) {
-      const parents = model.namedModules().filter(([p, m]) => matchesModulePath(p, this.parentGlob) && this.isFusable(m));
+      const parents = model
+        .namedModules()
+        .filter(([p, m]) => matchesModulePath(p, this.parentGlob) && this.isFusable(m));
       if (!parents.length)
         throw new FusionRecipeError(
           `fusion recipe "${this.name}": no module of ${model.constructor.name} at ${this.parentGlob} has ${this.childNames.join(", ")}`,

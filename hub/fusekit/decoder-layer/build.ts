@@ -20,10 +20,13 @@ export function createLayers(): Record<string, KernelLayerClass> {
       pastKeyValues?: DynamicCache,
     ): Tensor {
       const own = Object.getPrototypeOf(this).forward as Forward;
-      return (
-        decoderLayerStep(this, hiddenStates as never, positionEmbeddings as never, attentionMask as never, pastKeyValues) ??
-        own.call(this, hiddenStates, positionEmbeddings, attentionMask, pastKeyValues)
-      ) as Tensor;
+      return (decoderLayerStep(
+        this,
+        hiddenStates as never,
+        positionEmbeddings as never,
+        attentionMask as never,
+        pastKeyValues,
+      ) ?? own.call(this, hiddenStates, positionEmbeddings, attentionMask, pastKeyValues)) as Tensor;
     }
   }
   return { DecoderLayer };
