@@ -1,8 +1,10 @@
 // The model configurations the bench measures, and the measurement of one of them (run in a child
-// process by bench/run.ts, or in-process by the smoke test). Three families: the original model, runtime
-// fusion + kernelize, patch mapping + conversion + kernelize — each with float32 or packed bf16 weights.
+// process by bench/run.ts, or in-process by the smoke test). Four families: the original model, runtime
+// fusion + kernelize, patch mapping + conversion + kernelize, and the DecoderLayer kernel (a whole layer per
+// pool job at decode) — each with float32 or packed bf16 weights.
 import {
   AutoModelForCausalLM,
+  DECODER_LAYER,
   DynamicCache,
   Mode,
   kernelize,
@@ -29,7 +31,7 @@ import { qwen3NormMLPConversions } from "../conversions/norm-mlp.js";
 import { qwen3GateUpQKVPatches } from "../patches/gate-up-qkv.js";
 import { qwen3GateUpQKVConversions } from "../conversions/gate-up-qkv.js";
 
-export type Family = "original" | "fused" | "patched";
+export type Family = "original" | "fused" | "patched" | "layer";
 export type Storage = "f32" | "bf16";
 
 export interface ConfigSpec {
@@ -41,7 +43,7 @@ export interface ConfigSpec {
   threads?: number;
 }
 
-type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "kernel-config" | "none";
+type Recipe = "norm-mlp-fusion" | "norm-mlp-patch" | "gate-up-qkv-patch" | "kernel-config" | "decoder-layer" | "none";
 
 const CANDIDATES: [Family, Recipe, string][] = [
   ["original", "none", "original"],
@@ -49,6 +51,7 @@ const CANDIDATES: [Family, Recipe, string][] = [
   ["patched", "norm-mlp-patch", "patched NormMLP + kernelize"], // patches/ + conversions/norm-mlp.ts at load
   ["patched", "gate-up-qkv-patch", "patched gate_up/qkv + kernelize"], // patches/ + conversions/gate-up-qkv.ts at load
   ["patched", "kernel-config", "kernelConfig NormQKV + NormMLP"], // fromPretrained's useKernels + n-to-1 KernelConfig
+  ["layer", "decoder-layer", "DecoderLayer kernel"], // DECODER_LAYER.fuse(model) + kernelize
 ];
 
 /** Both n-to-1 kernels of the bundled repos: input norm + q/k/v, and post-attention norm + MLP. */
@@ -103,9 +106,10 @@ export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTra
   if (recipe === "kernel-config") {
     return AutoModelForCausalLM.fromPretrained(dir, { ...storage, useKernels: true, kernelConfig: BOTH_KERNELS });
   }
-  if (recipe === "norm-mlp-fusion") {
+  if (recipe === "norm-mlp-fusion" || recipe === "decoder-layer") {
     const model = await AutoModelForCausalLM.fromPretrained(dir, storage);
-    fuseNormMLP(model, { kernel: true });
+    if (recipe === "decoder-layer") DECODER_LAYER.fuse(model);
+    else fuseNormMLP(model, { kernel: true });
     return kernelize(model, { mode: Mode.INFERENCE });
   }
   const [patches, conversions] =
@@ -119,6 +123,8 @@ export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTra
 /** What one measurement of a configuration runs. */
 export interface Plan {
   prefill: number[];
+  /** Prompt lengths after which decode is also measured (attention over a longer cache), besides the short one. */
+  decodeContexts?: number[];
   decodeSteps: number;
   repeats: number;
   /** Per figure: no further run starts once the figure would pass this many seconds (≥ 1 run). */
@@ -143,7 +149,10 @@ export interface ConfigResult {
   /** Multiply-adds per token in the decoder layers' matmuls (prefill FLOPs = 2 × this × tokens). */
   layerMacsPerToken: number;
   prefill: Record<string, Figure>;
+  /** Decode tokens/s after an 8-token prompt. */
   decode: Figure;
+  /** Decode tokens/s after a prompt of each `Plan.decodeContexts` length. */
+  decodeAt?: Record<string, Figure>;
   /** Milliseconds of the decoder layers alone per decode step (forward hooks on the first and last layer), per run. */
   decoderStackMs: Figure;
   /** Figures that failed ("prefill 512", …) and why; figures after a failure are not run. */
@@ -197,6 +206,7 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
     // wasm heap) keeps the ones before it; after a failure the heap may be corrupt, so nothing more runs.
     const errors: Record<string, string> = {};
     const prefill: Record<string, Figure> = {};
+    const decodeAt: Record<string, Figure> = {};
     let decode: Figure | undefined;
     const stackMs: number[] = [];
     const layers = decoderLayers(model);
@@ -207,6 +217,11 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
     };
     const figures: [string, () => void][] = [
       ["decode", () => (decode = repeatWithin(plan.repeats, budget, decodeRun))],
+      ...(plan.decodeContexts ?? []).map((n): [string, () => void] => [
+        `decode after ${n}`,
+        () =>
+          (decodeAt[n] = repeatWithin(plan.repeats, budget, () => decodeTokensPerSecond(model, plan.decodeSteps, n))),
+      ]),
       ...[...plan.prefill]
         .sort((a, b) => a - b)
         .map((n): [string, () => void] => [
@@ -238,6 +253,7 @@ export async function measureConfig(dir: string, spec: ConfigSpec, plan: Plan): 
       threads: kernelThreads(),
       prefill,
       decode,
+      ...(Object.keys(decodeAt).length ? { decodeAt } : {}),
       decoderStackMs: { ...stat(stackMs), runs: stackMs },
       tensorsLeaked: tf.memory().numTensors - before,
       ...(Object.keys(errors).length ? { errors } : {}),

@@ -182,6 +182,23 @@ describe("a process using the pool", () => {
     },
     60000,
   );
+
+  it("started with the host's ESM flag, its workers still start and take part, without a warning", async () => {
+    const script = `
+import { bf16MatMul, setBackend, tf } from "${path.join(root, "dist/src/internals.js")}";
+import { kernelPool } from "${path.join(root, "dist/src/backend/pool.js")}";
+await setBackend("wasm");
+const x = tf.ones([1, 1024]);
+const w = tf.fill([4096, 512], 0x3f803f80, "int32");
+const pool = kernelPool();
+console.log(pool.workersStarted());
+for (let i = 0; i < 20; i++) bf16MatMul(x, w).dataSync();
+console.log(pool.workerChunks > 0);
+`;
+    const { code, out } = await runNode(script, { FUSEKIT_THREADS: "2" });
+    expect(out.trim()).toBe("true\ntrue"); // no FUSEKIT_POOL warning on stderr either
+    expect(code).toBe(0);
+  }, 60000);
 });
 
 describe("models on the pool (wasm, bf16 weights)", () => {

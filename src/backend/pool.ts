@@ -124,9 +124,13 @@ export class KernelPool {
         spin: SPIN,
         slots: CTRL,
       };
-      const worker = new Worker(source, { eval: true, workerData });
+      // execArgv: the host's flags are not the workers' (`--input-type=module` would make this script ESM)
+      const worker = new Worker(source, { eval: true, workerData, execArgv: [] });
       worker.unref(); // never keeps the process alive: an idle worker sleeps in Atomics.wait
-      worker.on("error", () => this.close());
+      worker.on("error", (e) => {
+        warnOnce(`a kernel worker thread stopped (${e instanceof Error ? e.message : String(e)})`);
+        this.close();
+      });
       this.workers.push(worker);
     }
   }
@@ -346,12 +350,28 @@ export function kernelPool(): KernelPool | null {
 }
 
 function startPool(threads: number): KernelPool | null {
-  if (threads < 2 || typeof SharedArrayBuffer !== "function") return null;
+  if (threads < 2) return null;
+  if (typeof SharedArrayBuffer !== "function") {
+    warnOnce("SharedArrayBuffer is not available here");
+    return null;
+  }
   try {
     return new KernelPool(threads);
-  } catch {
-    return null; // no shared wasm memory / no workers here: one thread
+  } catch (e) {
+    warnOnce(e instanceof Error ? e.message : String(e)); // no shared wasm memory / no workers here
+    return null;
   }
+}
+
+let warned = false;
+/** Says once per process that the bf16 kernels run on one thread, and why (never a silent slowdown). */
+function warnOnce(cause: string): void {
+  if (warned) return;
+  warned = true;
+  process.emitWarning(`the kernel pool cannot run (${cause}): the bf16 kernels use one thread`, {
+    type: "FusekitKernelWarning",
+    code: "FUSEKIT_POOL",
+  });
 }
 
 /**

@@ -33,10 +33,10 @@ export function prefillTokensPerSecond(model: PreTrainedModel, n: number): numbe
   return (n / prefillMs(model, promptIds(n, (model.config as unknown as { vocab_size: number }).vocab_size))) * 1000;
 }
 
-/** Decode throughput: greedy tokens/s over `steps` cached steps after an 8-token prompt. */
-export function decodeTokensPerSecond(model: PreTrainedModel, steps: number): number {
+/** Decode throughput: greedy tokens/s over `steps` cached steps after a prompt of `context` tokens (default 8). */
+export function decodeTokensPerSecond(model: PreTrainedModel, steps: number, context = 8): number {
   const vocab = (model.config as unknown as { vocab_size: number }).vocab_size;
-  const first = model.forward({ inputIds: [promptIds(8, vocab)], useCache: true, logitsToKeep: 1 });
+  const first = model.forward({ inputIds: [promptIds(context, vocab)], useCache: true, logitsToKeep: 1 });
   const cache = first.pastKeyValues!;
   let next = tf.tidy(() => tf.argMax(first.logits, -1).dataSync()[0]);
   first.logits.dispose();
@@ -61,6 +61,7 @@ export function decodeWithStackMs(
   model: PreTrainedModel,
   steps: number,
   layers: Module[],
+  context?: number,
 ): { tokensPerSecond: number; stackMs: number } {
   const times: number[] = [];
   let t0 = 0;
@@ -69,7 +70,7 @@ export function decodeWithStackMs(
     layers[layers.length - 1].registerForwardHook(() => void times.push(performance.now() - t0)),
   ];
   try {
-    const tokensPerSecond = decodeTokensPerSecond(model, steps);
+    const tokensPerSecond = decodeTokensPerSecond(model, steps, context);
     return { tokensPerSecond, stackMs: times.slice(-steps).reduce((a, b) => a + b, 0) / steps };
   } finally {
     for (const h of handles) h.remove();
