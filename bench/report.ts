@@ -33,7 +33,17 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
           ? "measured"
           : (c.error ?? c.status)) + (failed ? ` — ${failed}` : "");
     if (!res)
-      return [star + c.spec.label, `error: ${c.error}`.slice(0, 160), "", ...prefill.map(() => ""), "", "", "", ""];
+      return [
+        star + c.spec.label,
+        `error: ${c.error}`.slice(0, 160),
+        "",
+        ...prefill.map(() => ""),
+        "",
+        ...prefill.map(() => ""),
+        "",
+        "",
+        "",
+      ];
     const orig = rowOf(m, `none·${c.spec.storage}`);
     const vsOrig =
       c.spec.family !== "original" && orig?.result && orig.status === "full" && c.status === "full"
@@ -45,6 +55,11 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
       `${res.readyS.toFixed(1)} s / ${mb(res.peakRssAfterLoadBytes)} MB`,
       ...prefill.map((n) => (res.prefill[n] ? fig(res.prefill[n]) : res.errors?.[`prefill ${n}`] ? "error" : "")),
       fig(res.decode),
+      ...prefill.map((n) => {
+        const at = res.decodeAt?.[n];
+        const base = c.spec.family !== "original" ? orig?.result?.decodeAt?.[n] : undefined;
+        return at ? `${fig(at)}${base ? ` ${ratio(at.median, base.median)}` : ""}` : "";
+      }),
       vsOrig,
       `${((100 * res.decode.median) / decodeBound(r.machine, c)).toFixed(0)}% of ${n1(decodeBound(r.machine, c))}`,
       String(res.kernelsPerDecodeStep),
@@ -58,13 +73,14 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
       "ready / RSS after load",
       ...prefill.map((n) => `prefill ${n}`),
       `decode (${r.options.decodeSteps} new)`,
+      ...prefill.map((n) => `decode after ${n} (× original)`),
       "decode × original (same storage)",
       "decode vs bandwidth bound",
       "kernels/step",
     ],
     rows,
     notes: [
-      "★ = best of its family (original / runtime-fused + kernelized / patched + kernelized) by decode tokens/s. " +
+      "★ = best of its family (original / runtime-fused + kernelized / patched + kernelized / DecoderLayer kernel) by decode tokens/s. " +
         "fused NormMLP = fusions/norm-mlp.ts fuseNormMLP(model, { kernel: true }) then kernelize; patched = fromPretrained with patches/ + conversions/ norm-mlp or gate-up-qkv, then kernelize. " +
         "ready = fromPretrained until ready to run; RSS after load = the child process's peak RSS then; kernels/step = tfjs kernels per decode step.",
       ...(m.screened
@@ -112,7 +128,7 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
       : failed
         ? "error (see above)"
         : "not measured (screened)";
-  const shown = [...(["original", "fused", "patched"] as Family[]).map((f) => m.best[f]), "none·bf16·1t"];
+  const shown = [...(["original", "fused", "patched", "layer"] as Family[]).map((f) => m.best[f]), "none·bf16·1t"];
   for (const id of [...new Set(shown)]) {
     const c = rowOf(m, id);
     if (!c?.result || (c.status !== "full" && id !== "none·bf16·1t")) continue;

@@ -168,6 +168,7 @@ async function benchModel(
   const screened = fileBytes > o.screenAboveBytes;
   const full: Plan = {
     prefill: o.prefill,
+    decodeContexts: o.prefill, // decode also after prompts of the prefill lengths: attention over a longer cache
     decodeSteps: o.decodeSteps,
     repeats: o.repeats,
     figureBudgetS: o.figureBudgetS,
@@ -213,7 +214,7 @@ async function benchModel(
     );
   }
 
-  const families: Family[] = ["original", "fused", "patched"];
+  const families: Family[] = ["original", "fused", "patched", "layer"];
   for (const family of families) {
     const ok = entry.configs.filter((r) => r.spec.family === family && r.result);
     if (!ok.length) continue;

@@ -78,7 +78,7 @@ function againstOriginal(m: ModelEntry, bestId: string | undefined, label: strin
 }
 
 const kernelizedBest = (m: ModelEntry) =>
-  bestBy([rowOf(m, m.best.fused), rowOf(m, m.best.patched)].filter(measured), decode)?.spec.id;
+  bestBy([rowOf(m, m.best.fused), rowOf(m, m.best.patched), rowOf(m, m.best.layer)].filter(measured), decode)?.spec.id;
 
 // ── The targets ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -99,9 +99,58 @@ const fusionGain = (models: "tiny" | "real", goal: number): TargetSpec[] => [
   },
 ];
 
+/** The DecoderLayer kernel's row and the original's, both bf16 (the kernel's storage). */
+const layerRows = (m: ModelEntry) => [rowOf(m, "decoder-layer·bf16"), rowOf(m, "none·bf16")] as const;
+
+/** Decode tokens/s after a `context`-token prompt, the DecoderLayer kernel ÷ the original. */
+function layerAfter(m: ModelEntry, context: number): Ratio {
+  const [layer, orig] = layerRows(m);
+  const [a, b] = [layer?.result?.decodeAt?.[context], orig?.result?.decodeAt?.[context]];
+  if (!a || !b) return { basis: `no decode-after-${context} figure for both` };
+  return { value: a.median / b.median, basis: `${name(layer!)} ÷ ${name(orig!)}, after a ${context}-token prompt` };
+}
+
+const layerTargets: TargetSpec[] = [
+  {
+    group: "fusion gain",
+    what: "decode after a 512-token prompt, DecoderLayer kernel ÷ original (bf16)",
+    goal: 1.3,
+    models: "real",
+    ratio: ({ model }) => layerAfter(model, 512),
+  },
+  {
+    group: "fusion gain",
+    what: "decode after a 64-token prompt, DecoderLayer kernel ÷ two-core bandwidth bound",
+    goal: 0.95,
+    models: "real",
+    ratio: ({ model, machine }) => {
+      const [layer] = layerRows(model);
+      const at = layer?.result?.decodeAt?.[64];
+      if (!at || !machine.poolReadGBps) return { basis: "no figure" };
+      const bound = (machine.poolReadGBps.median * 1e9) / layer!.result!.decodeWeightBytes;
+      return {
+        value: at.median / bound,
+        basis: `${at.median.toFixed(1)} ÷ ${bound.toFixed(1)} tok/s (${(layer!.result!.decodeWeightBytes / 1e9).toFixed(2)} GB/token at ${machine.poolReadGBps.median.toFixed(1)} GB/s)`,
+      };
+    },
+  },
+  {
+    group: "fusion gain",
+    what: "end-to-end decode, DecoderLayer kernel ÷ original (bf16)",
+    goal: 1.2,
+    models: "tiny",
+    ratio: ({ model }) => {
+      const [layer, orig] = layerRows(model);
+      if (!measured(layer) || !measured(orig)) return { basis: "no full measurement of both" };
+      return { value: decode(layer) / decode(orig), basis: `${name(layer)} ÷ ${name(orig)}` };
+    },
+  },
+];
+
 export const TARGETS: TargetSpec[] = [
   ...fusionGain("tiny", 1.5),
   ...fusionGain("real", 1.2),
+  ...layerTargets,
   {
     group: "fusion gain",
     what: "best kernelized decode ÷ original (same storage, same threads)",

@@ -119,7 +119,7 @@ describe("bench (in-process, quick)", () => {
     }
   });
 
-  it("runs every configuration: 5 recipes × f32/bf16, each measured (none errors)", () => {
+  it("runs every configuration: 6 recipes × f32/bf16, each measured (none errors)", () => {
     const [entry] = results.models;
     expect(entry.name).toBe("tiny-random");
     expect(entry.screened).toBe(false); // far below the screening size
@@ -135,9 +135,11 @@ describe("bench (in-process, quick)", () => {
       "gate-up-qkv-patch·bf16",
       "kernel-config·f32",
       "kernel-config·bf16",
+      "decoder-layer·f32",
+      "decoder-layer·bf16",
       "none·bf16·1t",
     ]);
-    expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(10).fill(threadsFromEnv()), 1]);
+    expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(12).fill(threadsFromEnv()), 1]);
     // parameters of the tiny config: tied embedding 512×64, per layer 4 attn projections + q/k norms + 3 MLP + 2 norms, final norm
     const perLayer = 64 * 64 + 64 * 32 * 2 + 64 * 64 + 16 * 2 + 64 * 128 * 3 + 64 * 2;
     expect(entry.params).toBe(512 * 64 + 2 * perLayer + 64);
@@ -150,6 +152,8 @@ describe("bench (in-process, quick)", () => {
       expectFigure(r.prefill[8], 2);
       expectFigure(r.prefill[16], 2);
       expectFigure(r.decode, 2);
+      expect(Object.keys(r.decodeAt!)).toEqual(["8", "16"]); // decode also after prompts of the prefill lengths
+      expectFigure(r.decodeAt![16], 2);
       expect(r.readyS).toBeGreaterThan(0);
       expect(r.kernelsPerDecodeStep).toBeGreaterThan(0);
       expect(r.tensorsLeaked).toBe(0);
@@ -194,6 +198,10 @@ describe("bench (in-process, quick)", () => {
       expect(t.ok).toBe(t.value! >= 1.5);
       expect(t.basis).toContain(`(${best.spec.storage})`);
     }
+    const layer = results.targets.find((t) => t.model === "tiny-random" && /DecoderLayer kernel/.test(t.what))!;
+    const row = (id: string) => entry.configs.find((c) => c.spec.id === id)!.result!.decode.median;
+    expect(layer.what).toBe("end-to-end decode, DecoderLayer kernel ÷ original (bf16)");
+    expect(layer.value).toBeCloseTo(row("decoder-layer·bf16") / row("none·bf16"), 10);
     const md = renderMarkdown(results);
     expect(md).toContain("## tiny-random");
     expect(md).toContain("| read bandwidth, JS loop");
