@@ -214,6 +214,10 @@ describe("selectApproaches: the approaches `--approaches` names", () => {
       "recipe-patches",
       "fusion-config",
       "kernel-config",
+      "layer-runtime",
+      "layer-patched",
+      "layer-fusion-config",
+      "layer-kernel-config",
     ]);
   });
 
