@@ -51,7 +51,12 @@ export class DynamicCache {
       const layer = this.layers[layerIdx];
       if (layer && (layer.keys.shape[0] !== 1 || layer.keys.shape[1] !== kvHeads || layer.keys.shape[3] !== d))
         return undefined;
-      const rowsOf = (buf: tf.Tensor4D) => tf.tidy(() => readRows(buf, layer!.length).dataSync() as Float32Array);
+      const rowsOf = (buf: tf.Tensor4D) => {
+        const rows = readRows(buf, layer!.length); // not through tf.tidy: it would walk the returned array
+        const values = rows.dataSync() as Float32Array;
+        rows.dispose();
+        return values;
+      };
       const held = layer && { keys: rowsOf(layer.keys), values: rowsOf(layer.values), length: layer.length };
       const capacity = Math.max(rows, this.options.maxLength ?? 0, layer?.keys.shape[2] ?? 64);
       kv = PoolKV.create(pool, kvHeads, d, capacity, held);
