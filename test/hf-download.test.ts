@@ -17,7 +17,7 @@ import {
 import { savedSmallModel, tmpDir, flatLogitsOf } from "./helpers/models.js";
 import { commitSha, folderFiles, gitEtag, sha256, startFakeHub, type FakeHub } from "./helpers/hub.js";
 
-const ENV_KEYS = ["HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"];
+const ENV_KEYS = ["HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_DOWNLOAD_TIMEOUT"];
 const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
 const SHA = commitSha("hub");
 let hub: FakeHub;
@@ -126,6 +126,30 @@ describe("downloading a hub id into the cache", () => {
     );
     hub.dropNext("model.safetensors", 0, 0);
     (await AutoModelForCausalLM.fromPretrained("acme/tiny")).dispose(); // resumes from the partial file
+  });
+
+  it("a connection that stalls (no bytes for HF_HUB_DOWNLOAD_TIMEOUT s) is resumed like a dropped one", async () => {
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = "0.5";
+    const weights = files.get("model.safetensors")!;
+    hub.stallNext("model.safetensors", Math.floor(weights.length / 3), 1);
+    const model = await AutoModelForCausalLM.fromPretrained("acme/tiny");
+    sameLogits(model);
+    model.dispose();
+    const gets = hub.requests.filter((r) => r.method === "GET" && r.url.endsWith("/model.safetensors"));
+    expect(gets.map((r) => r.headers.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
+    expect(sha256(readFileSync(path.join(snapshot(), "model.safetensors")))).toBe(sha256(weights));
+  });
+
+  it("a connection that keeps stalling is a HubDownloadError naming the file and the timeout, nothing linked", async () => {
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = "0.3";
+    hub.stallNext("model.safetensors", 100, 10);
+    const err = await AutoModelForCausalLM.fromPretrained("acme/tiny").catch((e: unknown) => e);
+    hub.stallNext("model.safetensors", 0, 0);
+    expect(err).toBeInstanceOf(HubDownloadError);
+    expect((err as Error).message).toMatch(
+      /\/acme\/tiny\/resolve\/[0-9a-f]+\/model\.safetensors: .* 3 times \(stalled: no bytes for 0\.3 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\)/,
+    );
+    expect(existsSync(path.join(snapshot(), "model.safetensors"))).toBe(false);
   });
 
   it("bytes that do not match the announced sha256 are discarded, never linked", async () => {

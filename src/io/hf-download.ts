@@ -38,6 +38,44 @@ export interface DownloadOptions {
   onProgress?: (info: ProgressInfo) => void;
   /** Attempts per file after a dropped connection (each resumes where the last stopped). Default 3. */
   attempts?: number;
+  /**
+   * Milliseconds without a byte (or, before it, without the response's headers) after which a connection counts
+   * as stalled: dropped and resumed like a dropped one. Default: $HF_HUB_DOWNLOAD_TIMEOUT seconds (as
+   * huggingface_hub reads it), else 10 s.
+   */
+  idleTimeoutMs?: number;
+}
+
+/** huggingface_hub's default read timeout, in seconds. */
+const DEFAULT_IDLE_TIMEOUT_S = 10;
+
+function idleTimeoutMs(options: DownloadOptions): number {
+  if (options.idleTimeoutMs !== undefined) return options.idleTimeoutMs;
+  const s = Number(process.env.HF_HUB_DOWNLOAD_TIMEOUT);
+  return (process.env.HF_HUB_DOWNLOAD_TIMEOUT && Number.isFinite(s) && s > 0 ? s : DEFAULT_IDLE_TIMEOUT_S) * 1000;
+}
+
+/** Aborts its signal once `ms` pass without a `touch()`: a connection that stalled without closing. */
+class IdleTimer {
+  readonly controller = new AbortController();
+  stalled = false;
+  private timer?: NodeJS.Timeout;
+  constructor(readonly ms: number) {
+    this.touch();
+  }
+  touch(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.controller.abort();
+    }, this.ms);
+  }
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+  get reason(): string {
+    return `stalled: no bytes for ${+(this.ms / 1000).toFixed(3)} s (HF_HUB_DOWNLOAD_TIMEOUT)`;
+  }
 }
 
 /** Optional files fetched when the hub has them (a 404 is not an error). */
@@ -110,7 +148,14 @@ class HubClient {
   async meta(file: string, revision: string): Promise<FileMeta | undefined> {
     let url = this.url(file, revision);
     for (let hop = 0; hop < 5; hop++) {
-      const res = await this.request(url, { method: "HEAD", redirect: "manual" }, { "accept-encoding": "identity" });
+      const idle = new IdleTimer(idleTimeoutMs(this.options));
+      const res = await this.request(
+        url,
+        { method: "HEAD", redirect: "manual" },
+        { "accept-encoding": "identity" },
+        idle,
+      );
+      idle.stop();
       const h = (name: string) => res.headers.get(name) ?? undefined;
       const location = h("location");
       if (res.status >= 300 && res.status < 400 && location?.startsWith("/") && !h("x-linked-etag")) {
@@ -192,14 +237,34 @@ class HubClient {
     await fsp.rename(partial, blob);
   }
 
-  /** One GET, appended to `partial` from byte `have` (a Range request; a server that ignores it restarts the file). */
+  /** `getBody` under an idle timer: a stall ends the attempt as a dropped connection would (and is resumed). */
   private async getInto(meta: FileMeta, partial: string, have: number, progress: (l: number, t: number) => void) {
+    const idle = new IdleTimer(idleTimeoutMs(this.options));
+    try {
+      await this.getBody(meta, partial, have, progress, idle);
+    } catch (err) {
+      if (idle.stalled && !(err instanceof HubDownloadError)) throw new Error(idle.reason, { cause: err });
+      throw err;
+    } finally {
+      idle.stop();
+    }
+  }
+
+  /** One GET, appended to `partial` from byte `have` (a Range request; a server that ignores it restarts the file). */
+  private async getBody(
+    meta: FileMeta,
+    partial: string,
+    have: number,
+    progress: (l: number, t: number) => void,
+    idle: IdleTimer,
+  ) {
     // identity: the bytes on disk are the bytes the size, the sha256 and a Range request refer to
     const range: Record<string, string> = have ? { range: `bytes=${have}-` } : {};
     const res = await this.request(
       meta.url,
       { method: "GET", redirect: "follow" },
       { "accept-encoding": "identity", ...range },
+      idle,
     );
     if (res.status === 416) {
       await fsp.rm(partial, { force: true }); // our partial file is longer than the blob: start over
@@ -211,6 +276,7 @@ class HubClient {
     const total = meta.size ?? (Number(res.headers.get("content-length")) || 0) + loaded;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
+        idle.touch();
         loaded += chunk.length;
         progress(loaded, total);
         done(null, chunk);
@@ -225,10 +291,16 @@ class HubClient {
     }
   }
 
-  private async request(url: string, init: RequestInit, extra: Record<string, string>): Promise<Response> {
+  private async request(
+    url: string,
+    init: RequestInit,
+    extra: Record<string, string>,
+    idle: IdleTimer,
+  ): Promise<Response> {
     try {
-      return await fetch(url, { ...init, headers: { ...this.headers, ...extra } });
+      return await fetch(url, { ...init, headers: { ...this.headers, ...extra }, signal: idle.controller.signal });
     } catch (err) {
+      if (idle.stalled) throw new HubDownloadError(`${url}: the hub did not answer (${idle.reason})`);
       throw new HubDownloadError(`${url}: cannot reach the hub (${describeFetchError(err)})`);
     }
   }
