@@ -3,13 +3,14 @@
 // connection, renamed into place only once its size — and for LFS files its sha256 — match), the snapshot
 // entry is a relative symlink to the blob, and refs/{revision} records the commit. Plain fetch against
 // `{endpoint}/{repo}/resolve/{revision}/{file}`; the metadata (commit, etag, size) comes from a HEAD request.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, promises as fsp } from "node:fs";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { HubDownloadError } from "../errors.js";
 import { fusekitVersion } from "./package.js";
+import { withLockFile } from "./save-lock.js";
 import { isCommitSha, shardNames } from "./hf-cache.js";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.js";
 import { GENERATION_CONFIG_NAME, TOKENIZER_FILES } from "./companions.js";
@@ -111,11 +112,25 @@ export async function downloadSnapshot(repoId: string, options: DownloadOptions)
   return snapshot;
 }
 
+/** A download waits this long for another one of the same blob (a multi-GB shard can take that long). */
+const BLOB_LOCK_TIMEOUT_MS = 60 * 60_000;
+
+/**
+ * The lock file of a blob: `<cache>/.locks/models--org--name/{etag}.fusekit.lock`, where huggingface_hub keeps
+ * its own (`{etag}.lock`), so nothing extra lands in blobs/.
+ */
+function blobLock(repoFolder: string, etag: string): string {
+  return path.join(path.dirname(repoFolder), ".locks", path.basename(repoFolder), `${etag}.fusekit.lock`);
+}
+
+/** A temporary sibling of `file` no other writer (process, or call in this one) uses. */
+const tmpName = (file: string) => `${file}.${process.pid}.${randomBytes(4).toString("hex")}.incomplete`;
+
 /** refs/{revision} ← commit, written to a temporary name and renamed (readers never see half a sha). */
 async function writeRef(repoFolder: string, revision: string, commit: string): Promise<void> {
   const file = path.join(repoFolder, "refs", revision);
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.incomplete`;
+  const tmp = tmpName(file);
   await fsp.writeFile(tmp, commit);
   await fsp.rename(tmp, file);
 }
@@ -191,10 +206,27 @@ class HubClient {
     return target;
   }
 
-  /** The blob for `meta` (downloaded unless the cache has it), linked into the snapshot as `file`. */
+  /**
+   * The blob for `meta` (downloaded unless the cache has it), linked into the snapshot as `file` — holding the
+   * blob's lock, so two downloads of it (other processes, or this one) never write one `.incomplete` file.
+   */
   async fetchFile(snapshot: string, file: string, meta: FileMeta): Promise<string> {
     const target = path.join(snapshot, file);
     if (await exists(target)) return target;
+    const lock = blobLock(this.options.repoFolder, meta.etag);
+    await fsp.mkdir(path.dirname(lock), { recursive: true });
+    return withLockFile(lock, () => this.fetchLocked(target, file, meta), {
+      timeoutMs: BLOB_LOCK_TIMEOUT_MS,
+      timeoutError: (holder) =>
+        new HubDownloadError(
+          `${meta.url}: another download of this file is running (${holder}); waited ` +
+            `${BLOB_LOCK_TIMEOUT_MS / 60_000} min. If none is running, remove ${lock}`,
+        ),
+    });
+  }
+
+  private async fetchLocked(target: string, file: string, meta: FileMeta): Promise<string> {
+    if (await exists(target)) return target; // the download we waited for linked it
     const blob = path.join(this.options.repoFolder, "blobs", meta.etag);
     const report = (info: Omit<ProgressInfo, "name" | "file">) =>
       this.options.onProgress?.({ ...info, name: this.repoId, file });
@@ -340,8 +372,7 @@ async function verifyBlob(meta: FileMeta, partial: string, size: number): Promis
 /** snapshots/{sha}/{file} → a relative symlink to the blob (a copy where symlinks are not allowed), made atomically. */
 async function linkIntoSnapshot(blob: string, target: string): Promise<void> {
   await fsp.mkdir(path.dirname(target), { recursive: true });
-  const tmp = `${target}.${process.pid}.incomplete`;
-  await fsp.rm(tmp, { force: true });
+  const tmp = tmpName(target);
   try {
     await fsp.symlink(path.relative(path.dirname(target), blob), tmp);
   } catch (err) {
