@@ -226,3 +226,17 @@ export class HubDownloadError extends FusekitError {
     super(message);
   }
 }
+
+/**
+ * An optional npm package fusekit needs for what was asked is not installed (e.g. the tokenizer bundle of a
+ * demo preset). `.packageName` names it; the message says what to install.
+ */
+export class MissingPackageError extends FusekitError {
+  constructor(
+    message: string,
+    /** The npm package to install. */
+    readonly packageName: string,
+  ) {
+    super(message);
+  }
+}

@@ -374,7 +374,8 @@ describe("compare end to end (piped, so never coloured)", () => {
     const ws = userFolder();
     const report = path.join(ws, "report.html");
     const before = folderChecksum(ws);
-    const r = await fusekit(["compare", "--new-tokens", "2", "--rounds", "1", "--warmup", "0", "--report", report], {
+    const args = ["compare", "--new-tokens", "2", "--rounds", "1", "--warmup", "0", "--wide", "--report", report];
+    const r = await fusekit(args, {
       cwd: ws,
       timeoutMs: 600_000,
     });

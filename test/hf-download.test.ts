@@ -3,7 +3,16 @@
 // objects, HF_TOKEN as a bearer token, a dropped connection resumed with Range or failing cleanly, a corrupt
 // transfer discarded, and no request at all when the cache has the model or downloads are off.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import {
   AutoModelForCausalLM,
@@ -16,8 +25,9 @@ import {
 } from "fusekit";
 import { savedSmallModel, tmpDir, flatLogitsOf } from "./helpers/models.js";
 import { commitSha, folderFiles, gitEtag, sha256, startFakeHub, type FakeHub } from "./helpers/hub.js";
+import { root, runNode } from "./helpers/cli.js";
 
-const ENV_KEYS = ["HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"];
+const ENV_KEYS = ["HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_DOWNLOAD_TIMEOUT"];
 const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
 const SHA = commitSha("hub");
 let hub: FakeHub;
@@ -126,6 +136,86 @@ describe("downloading a hub id into the cache", () => {
     );
     hub.dropNext("model.safetensors", 0, 0);
     (await AutoModelForCausalLM.fromPretrained("acme/tiny")).dispose(); // resumes from the partial file
+  });
+
+  it("a connection that stalls (no bytes for HF_HUB_DOWNLOAD_TIMEOUT s) is resumed like a dropped one", async () => {
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = "0.5";
+    const weights = files.get("model.safetensors")!;
+    hub.stallNext("model.safetensors", Math.floor(weights.length / 3), 1);
+    const model = await AutoModelForCausalLM.fromPretrained("acme/tiny");
+    sameLogits(model);
+    model.dispose();
+    const gets = hub.requests.filter((r) => r.method === "GET" && r.url.endsWith("/model.safetensors"));
+    expect(gets.map((r) => r.headers.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
+    expect(sha256(readFileSync(path.join(snapshot(), "model.safetensors")))).toBe(sha256(weights));
+  });
+
+  it("a connection that keeps stalling is a HubDownloadError naming the file and the timeout, nothing linked", async () => {
+    process.env.HF_HUB_DOWNLOAD_TIMEOUT = "0.3";
+    hub.stallNext("model.safetensors", 100, 10);
+    const err = await AutoModelForCausalLM.fromPretrained("acme/tiny").catch((e: unknown) => e);
+    hub.stallNext("model.safetensors", 0, 0);
+    expect(err).toBeInstanceOf(HubDownloadError);
+    expect((err as Error).message).toMatch(
+      /\/acme\/tiny\/resolve\/[0-9a-f]+\/model\.safetensors: .* 3 times \(stalled: no bytes for 0\.3 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\)/,
+    );
+    expect(existsSync(path.join(snapshot(), "model.safetensors"))).toBe(false);
+  });
+
+  describe("two downloads of one blob at once", () => {
+    /** The GETs of the weights: one download, stalled once and resumed — never a second writer. */
+    const expectOneDownload = () => {
+      const gets = hub.requests.filter((r) => r.method === "GET" && r.url.endsWith("/model.safetensors"));
+      expect(gets.map((r) => r.headers.range)).toEqual([undefined, expect.stringMatching(/^bytes=\d+-$/)]);
+      expect(sha256(readFileSync(path.join(snapshot(), "model.safetensors")))).toBe(
+        sha256(files.get("model.safetensors")!),
+      );
+      const leftovers = (dir: string) => readdirSync(dir).filter((n) => /incomplete|lock/.test(n));
+      expect([...leftovers(path.join(repo(), "blobs")), ...leftovers(snapshot())]).toEqual([]);
+      expect(readdirSync(path.join(cache, ".locks", "models--acme--tiny"))).toEqual([]); // released
+    };
+
+    it("in one process: the second waits for the first's lock and uses its blob", async () => {
+      process.env.HF_HUB_DOWNLOAD_TIMEOUT = "0.5";
+      hub.stallNext("model.safetensors", 1000, 1); // the first download holds the lock for a while
+      const models = await Promise.all([
+        AutoModelForCausalLM.fromPretrained("acme/tiny"),
+        AutoModelForCausalLM.fromPretrained("acme/tiny"),
+      ]);
+      for (const m of models) {
+        sameLogits(m);
+        m.dispose();
+      }
+      expectOneDownload();
+    });
+
+    it("in two processes: the same", async () => {
+      process.env.HF_HUB_DOWNLOAD_TIMEOUT = "0.5";
+      hub.stallNext("model.safetensors", 1000, 1);
+      // inside the package, so `fusekit` resolves to its build
+      const work = mkdtempSync(path.join(root, "test", ".hf-download-"));
+      try {
+        const script = path.join(work, "download.mjs");
+        writeFileSync(
+          script,
+          'import { AutoModelForCausalLM } from "fusekit";\n' +
+            '(await AutoModelForCausalLM.fromPretrained("acme/tiny")).dispose();\nconsole.log("loaded");\n',
+        );
+        const env = {
+          HF_HUB_CACHE: cache,
+          HF_ENDPOINT: hub.endpoint,
+          HF_HUB_OFFLINE: "",
+          HF_HUB_DOWNLOAD_TIMEOUT: "0.5",
+        };
+        const runs = await Promise.all(
+          [1, 2].map(() => runNode(script, [], { cwd: root, env: { ...env, FUSEKIT_BACKEND: "cpu" } })),
+        );
+        for (const r of runs) expect([r.code, r.stdout, r.stderr]).toEqual([0, "loaded\n", ""]);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+      expectOneDownload();
+    });
   });
 
   it("bytes that do not match the announced sha256 are discarded, never linked", async () => {

@@ -1,30 +1,56 @@
-// The README cannot rot: every ```ts block is a complete program (its own imports, its own `dir`) that is
-// type-checked against the built package and run in a fresh Node process on the embedded tiny model; and
-// the CLI summary lists exactly the options each command's --help shows.
+// The README and docs/ cannot rot: every ```ts block is a complete program (its own imports, its own `dir`) that is
+// type-checked against the built package and run, as pasted, in a fresh Node process on the embedded tiny model —
+// a hub id such as "Qwen/Qwen3-0.6B" is that model in a Hugging Face cache of symlinked blobs, offline; the README
+// stays a guide (at most 200 lines, its own blocks fit 100 columns, every docs/ page linked); and the CLI summary
+// lists exactly the options each command's --help shows.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import ts from "typescript";
 import { Command, type Option } from "commander";
+import { defaultModelDir, setBackend } from "fusekit";
 import { buildProgram } from "../src/cli/program.js";
 import { root, runNode } from "./helpers/cli.js";
+import { tmpDir } from "./helpers/models.js";
+import { folderFiles, writeCachedModel } from "./helpers/hub.js";
 
 const readme = readFileSync(path.join(root, "README.md"), "utf8");
-const blocks = [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+const docs = readdirSync(path.join(root, "docs"))
+  .filter((n) => n.endsWith(".md"))
+  .sort();
+const pages: [string, string][] = [
+  ["README.md", readme],
+  ...docs.map((n): [string, string] => [`docs/${n}`, readFileSync(path.join(root, "docs", n), "utf8")]),
+];
+const blocks = pages.flatMap(([page, text]) =>
+  [...text.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m, i) => ({ name: `${page} block ${i + 1}`, code: m[1] })),
+);
+/** Hub ids the snippets name: each is the embedded tiny model in the test's Hugging Face cache. */
+const HUB_IDS = ["Qwen/Qwen3-0.6B"];
 
 // Inside the package, so `import … from "fusekit"` resolves to the package itself (its built dist/).
 const work = mkdtempSync(path.join(root, "test", ".readme-snippets-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-const files = blocks.map((code, i) => {
-  const file = path.join(work, `block-${i + 1}.ts`);
+const files = blocks.map(({ name, code }) => {
+  const file = path.join(work, `${name.replace(/[^\w]+/g, "-")}.ts`);
   writeFileSync(file, code);
   return file;
 });
 
-describe("README code blocks", () => {
+let cache: string;
+beforeAll(async () => {
+  await setBackend("wasm");
+  const model = folderFiles(await defaultModelDir());
+  cache = tmpDir("fusekit-readme-cache-");
+  for (const id of HUB_IDS) writeCachedModel(cache, id, model);
+});
+afterAll(() => rmSync(cache, { recursive: true, force: true }));
+
+describe("README and docs/ code blocks", () => {
   it("are there, and each starts with its imports", () => {
-    expect(blocks.length).toBeGreaterThanOrEqual(4);
-    for (const code of blocks) expect(code.startsWith("import "), code.slice(0, 80)).toBe(true);
+    expect(blocks.filter((b) => b.name.startsWith("README")).length).toBeGreaterThanOrEqual(2);
+    expect(blocks.length).toBeGreaterThanOrEqual(10);
+    for (const { name, code } of blocks) expect(code.startsWith("import "), `${name}: ${code.slice(0, 80)}`).toBe(true);
   });
 
   it("type-check as they are written", () => {
@@ -41,7 +67,7 @@ describe("README code blocks", () => {
     expect(problems).toEqual([]);
   });
 
-  it.each(files.map((f, i) => [i + 1, f]))("block %i runs to completion", async (_, file) => {
+  it.each(files.map((f, i) => [blocks[i].name, f]))("%s runs to completion", async (_, file) => {
     const js = ts.transpileModule(readFileSync(file, "utf8"), {
       compilerOptions: {
         module: ts.ModuleKind.ESNext,
@@ -52,7 +78,13 @@ describe("README code blocks", () => {
     }).outputText;
     const mjs = file.replace(/\.ts$/, ".mjs");
     writeFileSync(mjs, js);
-    const r = await runNode(mjs, [], { cwd: root, env: { FUSEKIT_BACKEND: "wasm" } });
+    const env = {
+      FUSEKIT_BACKEND: "wasm",
+      HF_HUB_CACHE: cache,
+      HF_HUB_OFFLINE: "1",
+      HF_ENDPOINT: "http://127.0.0.1:9",
+    };
+    const r = await runNode(mjs, [], { cwd: root, env });
     expect(
       r.stderr.replace(
         /\(node:\d+\) \[FUSEKIT_[A-Z_]+\] FusekitKernelWarning.*\n|\(Use `node --trace-warnings.*\n/g,
@@ -96,5 +128,17 @@ describe("README CLI summary", () => {
       expect(line, `README line for ${name}`).toBeDefined();
       expect([...line!.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]).sort(), name).toEqual([...options].sort());
     }
+  });
+});
+
+describe("README as a guide", () => {
+  it("is at most 200 lines, links every docs/ page, and what `npm start` printed fits 100 columns", () => {
+    expect(readme.trimEnd().split("\n").length).toBeLessThanOrEqual(200);
+    for (const page of docs) expect(readme, page).toContain(`(docs/${page})`);
+    const code = [...readme.matchAll(/^```\w*\n([\s\S]*?)^```$/gm)].map((m) => m[1].split("\n"));
+    const printed = code.find((lines) => lines[0] === "$ COLUMNS=100 npm start");
+    expect(printed?.length).toBeGreaterThan(20);
+    expect(printed!.filter((line) => line.length > 100)).toEqual([]);
+    expect(code.flat().filter((line) => line.length > 120)).toEqual([]); // the code's own width (.prettierrc)
   });
 });

@@ -3,7 +3,7 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import cliProgress from "cli-progress";
 import { setBackend, BACKENDS } from "../backend/backend.js";
-import { defaultModelDir } from "../presets/presets.js";
+import { DEFAULT_PRESET, ensureModel } from "../presets/presets.js";
 import { readConfigJson } from "../io/checkpoint.js";
 import { resolvePretrained } from "../io/hf-resolve.js";
 import type { ProgressInfo } from "../io/hf-download.js";
@@ -94,7 +94,7 @@ export function addModelOptions(cmd: Command): Command {
  * work —, else the embedded default model.
  */
 export async function resolveModelDir(model: string | undefined, revision?: string): Promise<string> {
-  if (model === undefined) return defaultModelDir();
+  if (model === undefined) return defaultModel();
   const bar = byteProgressBar("downloading");
   try {
     const { dir } = await resolvePretrained(model, { revision, onProgress: downloadProgress(bar) });
@@ -103,6 +103,21 @@ export async function resolveModelDir(model: string | undefined, revision?: stri
   } finally {
     bar.stop();
   }
+}
+
+/** The embedded default model; its one-time creation (a few seconds, ~50 MB) is told on stderr, step by step. */
+async function defaultModel(): Promise<string> {
+  const t0 = performance.now();
+  let created = false;
+  const dir = await ensureModel(DEFAULT_PRESET, {
+    onCreate: (dir) => {
+      created = true;
+      process.stderr.write(`creating the embedded default model (once, ~50 MB) in ${dir}\n`);
+    },
+    onStep: (step) => process.stderr.write(`… ${step}\n`),
+  });
+  if (created) process.stderr.write(`created in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  return dir;
 }
 
 /** Download progress on the bar (a TTY only), and one line per file fetched on stderr. */
@@ -183,6 +198,52 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   } finally {
     bar.stop();
   }
+}
+
+/** Terminal columns for tables and prose: $COLUMNS, else the terminal's width, else 100. */
+export function terminalWidth(stream: { columns?: number } = process.stdout): number {
+  const env = Number(process.env.COLUMNS);
+  if (Number.isInteger(env) && env > 0) return env;
+  return stream.columns || 100;
+}
+
+/**
+ * Progress in steps ("round 3 of 32 · 0:12 to go") as a bar on stderr when it is a terminal, nothing otherwise;
+ * `log` prints a line above it (the bar is redrawn by the next update).
+ */
+export function stepProgress(
+  label: string,
+  stream: ProgressStream = process.stderr,
+): { update(done: number, total: number): void; log(line: string): void; stop(): void } {
+  let bar: cliProgress.SingleBar | undefined;
+  const stop = () => {
+    bar?.stop();
+    bar = undefined;
+  };
+  return {
+    update(done, total) {
+      if (!stream.isTTY) return;
+      if (!bar) {
+        bar = new cliProgress.SingleBar(
+          {
+            format: `${label} |{bar}| {value} of {total} · {eta_formatted} to go`,
+            stream,
+            hideCursor: true,
+            clearOnComplete: true,
+            etaBuffer: 8,
+          },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(total, done);
+      } else bar.update(done);
+      if (done >= total) stop();
+    },
+    log(line) {
+      stop();
+      stream.write(`${line}\n`);
+    },
+    stop,
+  };
 }
 
 /** `1234567` → `"1,234,567"`. */

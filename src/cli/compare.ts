@@ -8,6 +8,8 @@ import {
   addForceOption,
   integerIn,
   nonEmptyText,
+  stepProgress,
+  terminalWidth,
   useColor,
 } from "./common.js";
 import { runComparison, DEFAULT_PROMPT, DEFAULT_ROUNDS, DEFAULT_WARMUP } from "../compare/run.js";
@@ -29,6 +31,7 @@ interface CompareCliOptions {
   warmup: number;
   approaches?: string[];
   json?: boolean;
+  wide?: boolean;
   report?: string;
   force?: boolean;
   weightStorage: WeightStorageChoice;
@@ -95,31 +98,44 @@ export function registerCompare(program: Command): void {
     .addOption(new Option("--repeats <n>", "old name of --rounds").argParser(integerIn(1, 1000)).hideHelp())
     .option("--warmup <n>", "untimed rounds before them, 0 to 100", integerIn(0, 100), DEFAULT_WARMUP)
     .option("--json", "print the result as JSON instead of tables")
+    .option(
+      "--wide",
+      "tables with every column (prefill, decode, setup, memory, code size) and the approaches' labels; default: the columns that decide, fitted to $COLUMNS or the terminal",
+    )
     .option("--report <file.html>", "also write a self-contained HTML report (its folder must exist)", nonEmptyText)
     .addHelpText("after", approachesHelp); // built only when --help asks
-  addForceOption(cmd, "an HTML report").action(async (opts: CompareCliOptions) => {
-    // Every input is checked before the comparison starts: a bad path must not cost a whole run.
-    if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
-    const { dir, tokenizer } = await resolveModelAndTokenizer(opts.model, opts.revision);
-    await setBackend(opts.backend);
-    const result = await runComparison({
-      modelDir: dir,
-      prompt: opts.prompt,
-      promptIds: tokenizer.encode(opts.prompt),
-      newTokens: opts.newTokens,
-      rounds: opts.repeats ?? opts.rounds,
-      warmup: opts.warmup,
-      weightStorage: opts.weightStorage,
-      approaches: selectApproaches(opts.approaches),
-      log: opts.json ? undefined : (line) => process.stderr.write(`… ${line}\n`),
+  addForceOption(cmd, "an HTML report").action(compare);
+}
+
+/** Runs the comparison and prints it: tables fitted to the terminal (or every column with --wide), or JSON. */
+async function compare(opts: CompareCliOptions): Promise<void> {
+  // Every input is checked before the comparison starts: a bad path must not cost a whole run.
+  if (opts.report) await preflightWrite(opts.report, reportTarget(opts.force));
+  const { dir, tokenizer } = await resolveModelAndTokenizer(opts.model, opts.revision);
+  await setBackend(opts.backend);
+  const progress = stepProgress("timing rounds");
+  const result = await runComparison({
+    modelDir: dir,
+    prompt: opts.prompt,
+    promptIds: tokenizer.encode(opts.prompt),
+    newTokens: opts.newTokens,
+    rounds: opts.repeats ?? opts.rounds,
+    warmup: opts.warmup,
+    weightStorage: opts.weightStorage,
+    approaches: selectApproaches(opts.approaches),
+    log: opts.json ? undefined : (line) => progress.log(`… ${line}`),
+    onRound: progress.update,
+  }).finally(progress.stop);
+  const tables = () =>
+    terminalReport(result, {
+      color: useColor(),
+      columns: opts.wide ? "all" : "compact",
+      width: opts.wide ? Infinity : terminalWidth(),
     });
-    process.stdout.write(
-      opts.json ? JSON.stringify(result, null, 2) + "\n" : terminalReport(result, { color: useColor() }) + "\n",
-    );
-    if (opts.report) {
-      await writeFileAtomically(opts.report, htmlReport(result), reportTarget(opts.force));
-      if (!opts.json) process.stdout.write(`report written to ${opts.report}\n`);
-    }
-    if (!result.pass) process.exitCode = 1;
-  });
+  process.stdout.write((opts.json ? JSON.stringify(result, null, 2) : tables()) + "\n");
+  if (opts.report) {
+    await writeFileAtomically(opts.report, htmlReport(result), reportTarget(opts.force));
+    if (!opts.json) process.stdout.write(`report written to ${opts.report}\n`);
+  }
+  if (!result.pass) process.exitCode = 1;
 }

@@ -3,6 +3,7 @@ import type { PreTrainedTokenizer } from "../tokenizer/tokenizer.js";
 import { streamGenerate, type FinishReason, type GenerateOptions } from "../generation/generate.js";
 import { loadGenerationConfig, type GenerationConfig } from "../io/companions.js";
 import { TextStreamer } from "../generation/streamer.js";
+import { plural } from "../compare/sections.js";
 import type { WeightStorageChoice } from "../loading/memory-plan.js";
 import {
   addModelOptions,
@@ -151,8 +152,8 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     const rate = (n: number, ms: number) => (ms > 0 ? (n / ms) * 1000 : 0).toFixed(1);
     const lines = [
       `model ${dir} · backend ${backend} · ${model.memoryPlan?.storage ?? "f32"} weights · loaded in ${(loadMs / 1000).toFixed(2)} s · tokenizer ${(tokenizerMs / 1000).toFixed(2)} s`,
-      `prompt ${inputIds.length} tokens · prefill ${prefillMs.toFixed(0)} ms (${rate(inputIds.length, prefillMs)} tokens/s)`,
-      `generated ${newTokens} tokens in ${(totalMs / 1000).toFixed(2)} s · ${rate(newTokens, totalMs)} tokens/s` +
+      `prompt ${plural(inputIds.length, "token")} · prefill ${prefillMs.toFixed(0)} ms (${rate(inputIds.length, prefillMs)} tokens/s)`,
+      `generated ${plural(newTokens, "token")} in ${(totalMs / 1000).toFixed(2)} s · ${rate(newTokens, totalMs)} tokens/s` +
         (decodeTokens > 0 ? ` · decode ${rate(decodeTokens, totalMs - prefillMs)} tokens/s` : "") +
         ` · stopped: ${reason}` +
         (doSample ? ` · seed ${seed}` : " · greedy"),

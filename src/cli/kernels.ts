@@ -7,6 +7,7 @@ import { LOCKFILE_NAME, lockfileTarget, writeLockfile } from "../hub/lock.js";
 import { preflightWrite } from "../io/atomic.js";
 import { addForceOption, nonEmptyText } from "./common.js";
 import { KernelRepositoryError } from "../errors.js";
+import { plural } from "../compare/sections.js";
 
 export function registerKernelsCommand(program: Command): Command {
   const kernels = program
@@ -59,7 +60,7 @@ export function registerKernelsCommand(program: Command): Command {
     const lock = await writeLockfile(out, picked, { overwrite: Boolean(opts.force) });
     const files = lock.kernels.reduce((n, k) => n + Object.keys(k.files).length, 0);
     console.log(
-      `locked ${lock.kernels.length} kernel repositor${lock.kernels.length === 1 ? "y" : "ies"} (${files} files) in ${out}`,
+      `locked ${plural(lock.kernels.length, "kernel repository", "kernel repositories")} (${plural(files, "file")}) in ${out}`,
     );
   });
 

