@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { assemble, tsModule } from "../src/backend/assemble.mjs";
+import { appendFunctions, assemble, tsModule } from "../src/backend/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
+import { INT8_WASM_BASE64 } from "../src/backend/int8-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -37,8 +38,9 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has a shared-memory build for the worker pool: the same code assembled with its memory declared shared", async () => {
-    const fresh = await assemble(readFileSync(src("bf16.wat"), "utf8"), { shared: true });
+  it("has a shared-memory build for the worker pool: the same code, int8.wat's appended, its memory declared shared", async () => {
+    const text = appendFunctions(readFileSync(src("bf16.wat"), "utf8"), readFileSync(src("int8.wat"), "utf8"));
+    const fresh = await assemble(text, { shared: true });
     expect(Buffer.from(BF16_SHARED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(tsModule(fresh, "bf16", "BF16_SHARED_WASM_BASE64"));
     const mod = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
@@ -46,7 +48,20 @@ describe("the committed bf16 wasm module", () => {
       WA.Module.exports(mod)
         .map((e) => e.name)
         .sort(),
-    ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
+    ).toEqual([
+      "gemm",
+      "gemmCols",
+      "i8Gather",
+      "i8Gemm",
+      "i8GemmCols",
+      "i8Quant",
+      "i8QxBytes",
+      "interleave",
+      "pack",
+      "readsum",
+      "unpack",
+      "unpackT",
+    ]);
     // it instantiates only on a shared memory
     const G = globalThis as unknown as {
       WebAssembly: { Memory: new (d: object) => object; Instance: new (m: object, i: object) => object };
@@ -71,5 +86,15 @@ describe("the committed conversion wasm module", () => {
     const mod = new WA.Module(fresh);
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
     expect(WA.Module.exports(mod).map((e) => e.name)).toEqual(["f16ToBf16", "f32ToBf16"]);
+  });
+});
+
+describe("the committed int8 wasm module", () => {
+  it("equals a fresh wabt assembly of src/backend/int8.wat (regenerate with `node src/backend/assemble.mjs`)", async () => {
+    const fresh = await assemble(readFileSync(src("int8.wat"), "utf8"));
+    expect(Buffer.from(INT8_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    expect(readFileSync(src("int8-wasm.ts"), "utf8")).toBe(tsModule(fresh, "int8", "INT8_WASM_BASE64"));
+    const mod = new WA.Module(Buffer.from(INT8_WASM_BASE64, "base64"));
+    expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
   });
 });

@@ -1,7 +1,8 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
-//   src/backend/bf16.wat, attention.wat, convert.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts, and
-//     bf16-shared-wasm.ts (bf16.wat importing a shared memory instead: the worker pool's heap);
+//   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts,
+//     int8-wasm.ts, and bf16-shared-wasm.ts (bf16.wat with int8.wat's functions appended, importing a shared
+//     memory instead: the worker pool's heap);
 //   every hub/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/backend/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
@@ -33,6 +34,16 @@ function sharedMemoryText(watText) {
   return watText.replace(re, '(import "env" "memory" (memory $1 65536 shared))');
 }
 
+/** `watText` with the module body of `moreText` (everything after its memory import) added at its end. */
+export function appendFunctions(watText, moreText) {
+  const imp = /\(import "env" "memory" \(memory \d+\)\)/;
+  const body = moreText
+    .slice(moreText.search(imp))
+    .replace(imp, "")
+    .replace(/\)\s*$/, "");
+  return watText.replace(/\)\s*$/, `${body})\n`);
+}
+
 /** The TS module text holding `bytes`. */
 export function tsModule(bytes, name = "bf16", constName = "BF16_WASM_BASE64") {
   const b64 = Buffer.from(bytes).toString("base64");
@@ -48,11 +59,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     ["bf16", "BF16_WASM_BASE64", "bf16"],
     ["attention", "ATTENTION_WASM_BASE64", "attention"],
     ["convert", "CONVERT_WASM_BASE64", "convert"],
-    ["bf16", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
+    ["int8", "INT8_WASM_BASE64", "int8"],
+    ["bf16", "BF16_SHARED_WASM_BASE64", "bf16-shared", "int8"],
   ];
-  for (const [name, constName, out] of builds) {
+  for (const [name, constName, out, appended] of builds) {
     const shared = out.endsWith("-shared");
-    const bytes = await assemble(await readFile(here(`./${name}.wat`), "utf8"), { shared });
+    let text = await readFile(here(`./${name}.wat`), "utf8");
+    if (appended) text = appendFunctions(text, await readFile(here(`./${appended}.wat`), "utf8"));
+    const bytes = await assemble(text, { shared });
     await writeFile(here(`./${out}-wasm.ts`), tsModule(bytes, name, constName));
     console.log(`wrote src/backend/${out}-wasm.ts (${bytes.length} bytes of wasm)`);
   }

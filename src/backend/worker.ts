@@ -41,9 +41,10 @@ export interface WorkerData {
 
 /**
  * ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X;
- * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y.
+ * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y; GEMM_I8: columns
+ * [o0, o1) of y = x · wᵀ for 8-bit block weights W and activations X already quantized (int8.wat).
  */
-export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2 } as const;
+export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2, GEMM_I8: 3 } as const;
 
 /** The shared-memory bf16 module's exports (bf16.wat), as the pool and its workers call them. */
 export interface SharedExports {
@@ -60,6 +61,10 @@ export interface SharedExports {
   ): void;
   interleave(src: number, dst: number, rows: number, n: number): void;
   readsum(p: number, blocks: number): number;
+  /** int8.wat's functions (appended to the shared module). */
+  i8QxBytes(rows: number, n: number): number;
+  i8Quant(x: number, qx: number, rows: number, n: number): void;
+  i8GemmCols(qx: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
 }
 
 /** The claim word's low half while no chunk may be taken. */
@@ -107,6 +112,7 @@ export function workerMain(take: typeof takeChunk): void {
         if (op === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
         else if (op === 2)
           ex.interleave((ctrl[S.X] >>> 0) + block * o0, (ctrl[S.Y] >>> 0) + block * o0, 8 * (o1 - o0), ctrl[S.N]);
+        else if (op === 3) ex.i8GemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
         else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
         Atomics.add(ctrl, S.WORKER_CHUNKS, 1);
       } catch {
