@@ -45,12 +45,15 @@ export function quantizeInt8(values: Float32Array, rows: number, cols: number, w
       const end = Math.min(start + INT8_BLOCK, (r + 1) * cols);
       let amax = 0;
       for (let i = start; i < end; i++) {
-        const a = Math.abs(values[i]);
-        if (!(a <= 3.4028234663852886e38))
-          throw new WeightStorageError(
-            `${what}: int8 storage cannot hold ${values[i]} (row ${r}, column ${i - r * cols})`,
-          );
-        if (a > amax) amax = a;
+        const v = values[i];
+        const a = v < 0 ? -v : v;
+        if (a > amax || a !== a) amax = a; // a NaN stays (nothing is > NaN): reported below
+      }
+      if (!(amax <= 3.4028234663852886e38)) {
+        const i = start + values.subarray(start, end).findIndex((v) => !Number.isFinite(v));
+        throw new WeightStorageError(
+          `${what}: int8 storage cannot hold ${values[i]} (row ${r}, column ${i - r * cols})`,
+        );
       }
       const word = int8BlockWord(r, b, rows, blocks);
       const d = Math.fround(amax / 127);
@@ -58,7 +61,7 @@ export function quantizeInt8(values: Float32Array, rows: number, cols: number, w
       const id = d ? Math.fround(1 / d) : 0;
       for (let i = start, o = 4 * word + 4; i < end; i++, o++) {
         const s = Math.fround(values[i] * id);
-        bytes[o] = Math.sign(s) * Math.round(Math.abs(s));
+        bytes[o] = s >= 0 ? (s + 0.5) | 0 : -((0.5 - s) | 0); // half away from zero; |s| ≤ 127
       }
     }
   }
