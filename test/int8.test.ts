@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AutoModelForCausalLM,
+  MemoryPlanError,
   PackedParameterError,
   Rng,
   ShapeError,
@@ -14,12 +15,16 @@ import {
   int8Embedding,
   int8MatMul,
   int8Shape,
+  planMemory,
   quantizeInt8,
   setBackend,
   setKernelThreads,
   storeWeightsAs,
   tf,
+  type BackendLimits,
+  type PlanRequest,
   type PreTrainedModel,
+  type WeightEntry,
 } from "fusekit/internals";
 import { kernelPool, setParallelMinMacs } from "../src/backend/pool.js";
 import { readWeights } from "./helpers/reference.js";
@@ -133,6 +138,44 @@ describe("8-bit blocks on the host", () => {
     expect(() => quantizeInt8(v, 1, 40, "w")).toThrow(/row 0, column 35/);
     v[35] = NaN;
     expect(() => quantizeInt8(v, 1, 40, "w")).toThrow(WeightStorageError);
+  });
+});
+
+describe("the memory plan of int8 storage", () => {
+  // one [96, 80] Linear (3 blocks a row, the last padded: 96 · 3 · 36 bytes), one [64, 64] without int8Bytes
+  // (planned at numel · 9/8), one norm (float32)
+  const weights: WeightEntry[] = [
+    { name: "a", numel: 96 * 80, storedDtype: "BF16", packable: true, int8Bytes: 96 * 3 * 36, matmul: true },
+    { name: "b", numel: 64 * 64, storedDtype: "BF16", packable: true, matmul: true },
+    { name: "n", numel: 80, storedDtype: "BF16", packable: false, matmul: false },
+  ];
+  const shape = { numLayers: 1, hidden: 80, intermediate: 96, heads: 2, kvHeads: 1, headDim: 40, vocab: 64 };
+  const req: PlanRequest = { weights, shape, contextLength: 256, promptLength: 64 };
+  const wasm = (ceilingBytes: number): BackendLimits => ({
+    backend: "wasm",
+    ceilingBytes,
+    bf16: true,
+    packedCopy: true,
+  });
+
+  it("counts 36 bytes a block for quantized weights, float32 for the rest, and no backend copy", () => {
+    const plan = planMemory(req, "int8", wasm(2 ** 40));
+    expect(plan.storage).toBe("int8");
+    expect(plan.weightBytes).toBe(96 * 3 * 36 + (64 * 64 * 9) / 8 + 4 * 80);
+    expect(plan.backendCopyBytes).toBe(0);
+    expect(plan.roundedWeights).toBe(0); // asked for: no rounding warning
+  });
+
+  it('is never what "auto" picks, is suggested when only it fits, and needs the wasm or cpu kernels', () => {
+    const bf16 = planMemory(req, "bf16", wasm(2 ** 40)).totalBytes;
+    const int8 = planMemory(req, "int8", wasm(2 ** 40)).totalBytes;
+    expect(planMemory(req, "auto", wasm(2 ** 40)).storage).toBe("bf16");
+    const tight = wasm((bf16 + int8) / 2);
+    expect(planMemory(req, "int8", tight).storage).toBe("int8");
+    expect(() => planMemory({ ...req, contextExplicit: true }, "bf16", tight)).toThrow(MemoryPlanError);
+    expect(() => planMemory({ ...req, contextExplicit: true }, "bf16", tight)).toThrow(/weightStorage "int8"/);
+    const tensorflow = { ...wasm(2 ** 40), backend: "tensorflow", bf16: false };
+    expect(() => planMemory(req, "int8", tensorflow)).toThrow(WeightStorageError);
   });
 });
 
