@@ -59,6 +59,10 @@ export { packWeightsOnLoad } from "./nn/storage.js";
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./backend/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, BF16_PACK } from "./backend/kernels.js";
 export { packBf16, unpackBf16, bf16Bits } from "./tensor/bf16.js";
+export { int8MatMul, int8Embedding } from "./backend/int8-ops.js";
+export { int8KernelsAvailable, INT8_MATMUL, INT8_GATHER } from "./backend/int8-kernels.js";
+export { quantizeInt8, dequantizeInt8, int8BlockWord, int8Shape, INT8_BLOCK } from "./tensor/int8.js";
+export { quantizeWeightsOnLoad } from "./nn/storage.js";
 export { forwardParameters, type ForwardParameters } from "./fusion/spec.js";
 export { matchModulePaths, matchesModulePath, closestPaths, globToRegexSource } from "./fusion/paths.js";
 export {

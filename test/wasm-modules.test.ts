@@ -5,6 +5,7 @@ import { assemble, mergeModules, tsModule } from "../src/backend/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
+import { INT8_WASM_BASE64 } from "../src/backend/int8-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -37,19 +38,34 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has a shared-memory build for the worker pool: bf16.wat and attention.wat as one module, its memory declared shared", async () => {
-    const texts = ["bf16.wat", "attention.wat"].map((f) => readFileSync(src(f), "utf8"));
+  it("has a shared-memory build for the worker pool: bf16.wat, attention.wat and int8.wat as one module, its memory declared shared", async () => {
+    const texts = ["bf16.wat", "attention.wat", "int8.wat"].map((f) => readFileSync(src(f), "utf8"));
     const fresh = await assemble(mergeModules(texts), { shared: true });
     expect(Buffer.from(BF16_SHARED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(
-      tsModule(fresh, "bf16.wat + attention", "BF16_SHARED_WASM_BASE64"),
+      tsModule(fresh, "bf16.wat + attention.wat + int8", "BF16_SHARED_WASM_BASE64"),
     );
     const mod = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     expect(
       WA.Module.exports(mod)
         .map((e) => e.name)
         .sort(),
-    ).toEqual(["dots", "gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT", "wsum"]);
+    ).toEqual([
+      "dots",
+      "gemm",
+      "gemmCols",
+      "i8Gather",
+      "i8Gemm",
+      "i8GemmCols",
+      "i8Quant",
+      "i8QxBytes",
+      "interleave",
+      "pack",
+      "readsum",
+      "unpack",
+      "unpackT",
+      "wsum",
+    ]);
     // it instantiates only on a shared memory
     const G = globalThis as unknown as {
       WebAssembly: { Memory: new (d: object) => object; Instance: new (m: object, i: object) => object };
@@ -74,5 +90,15 @@ describe("the committed conversion wasm module", () => {
     const mod = new WA.Module(fresh);
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
     expect(WA.Module.exports(mod).map((e) => e.name)).toEqual(["f16ToBf16", "f32ToBf16"]);
+  });
+});
+
+describe("the committed int8 wasm module", () => {
+  it("equals a fresh wabt assembly of src/backend/int8.wat (regenerate with `node src/backend/assemble.mjs`)", async () => {
+    const fresh = await assemble(readFileSync(src("int8.wat"), "utf8"));
+    expect(Buffer.from(INT8_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    expect(readFileSync(src("int8-wasm.ts"), "utf8")).toBe(tsModule(fresh, "int8", "INT8_WASM_BASE64"));
+    const mod = new WA.Module(Buffer.from(INT8_WASM_BASE64, "base64"));
+    expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
   });
 });

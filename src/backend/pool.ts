@@ -238,6 +238,58 @@ export class KernelPool {
     return true;
   }
 
+  /**
+   * out = x · wᵀ on every thread for 8-bit block weights w int32 [m, ceil(n/32)·9] (int8.wat): the weight is
+   * copied as it is (its layout is already the streaming one), x is quantized here once, and columns go in
+   * chunks of multiples of 8 (whole 4-row groups). False (nothing written) when the pool cannot take it.
+   */
+  gemmInt8(
+    b: WasmBackend,
+    x: tf.TensorInfo,
+    w: tf.TensorInfo,
+    out: tf.TensorInfo,
+    rows: number,
+    n: number,
+    m: number,
+  ): boolean {
+    if (this.closed) return false;
+    const xBytes = rows * n * 4;
+    const qBytes = this.main.i8QxBytes(rows, n);
+    const yBytes = rows * m * 4;
+    const wAt = this.rawWeightAt(b, w, w.shape[0] * w.shape[1] * 4);
+    const xAt = wAt === undefined ? undefined : this.scratchAt(xBytes + qBytes + yBytes + 64);
+    if (wAt === undefined || xAt === undefined) return false;
+    const qAt = Math.ceil((xAt + xBytes) / 64) * 64;
+    const yAt = qAt + qBytes;
+    const tfHeap = b.wasm.asm.memory.buffer;
+    this.heap.bytes(xAt, xBytes).set(new Uint8Array(tfHeap, heapOffset(b, x) >>> 0, xBytes));
+    this.main.i8Quant(xAt, qAt, rows, n);
+    const c = this.ctrl;
+    c[CTRL.W] = wAt;
+    c[CTRL.Y] = yAt;
+    c[CTRL.ROWS] = rows;
+    c[CTRL.N] = n;
+    c[CTRL.M] = m;
+    this.dispatch(OPS.GEMM_I8, qAt, m, 8, (o0, o1) => this.main.i8GemmCols(qAt, wAt, yAt, rows, n, m, o0, o1));
+    new Uint8Array(tfHeap, heapOffset(b, out) >>> 0, yBytes).set(this.heap.bytes(yAt, yBytes));
+    return true;
+  }
+
+  /** A weight's bytes copied as they are into the shared heap on first use (undefined if they cannot fit). */
+  private rawWeightAt(b: WasmBackend, w: tf.TensorInfo, bytes: number): number | undefined {
+    let at = this.weights.get(w.dataId);
+    if (at !== undefined) return at;
+    try {
+      at = this.heap.alloc(bytes);
+    } catch {
+      return undefined;
+    }
+    this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, w) >>> 0, bytes));
+    this.weights.set(w.dataId, at);
+    this.reclaim.register(w.dataId, at);
+    return at;
+  }
+
   /** Output columns [0, m) in chunks of multiples of 8, taken by whichever thread is free (this one too). */
   private run(x: number, w: number, y: number, rows: number, n: number, m: number): void {
     const c = this.ctrl;

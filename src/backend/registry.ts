@@ -4,13 +4,14 @@
 // any path that uses a kernel has it registered first.
 import { tf } from "../tensor/tf.js";
 import { bf16Kernels } from "./kernels.js";
+import { int8Kernels } from "./int8-kernels.js";
 import { kvKernels } from "./kv.js";
 import { ropeKernels } from "./rope.js";
 import { registerKernelConfigs } from "./register.js";
 
 /** fusekit's backend kernels (wasm and cpu builds of each). */
 export function fusekitKernels(): tf.KernelConfig[] {
-  return [...bf16Kernels, ...ropeKernels, ...kvKernels];
+  return [...bf16Kernels, ...ropeKernels, ...kvKernels, ...int8Kernels];
 }
 
 let registered = false;

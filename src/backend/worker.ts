@@ -41,13 +41,15 @@ export interface WorkerData {
 
 /**
  * ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X;
- * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y. The decoder-layer
- * kernel's phases (src/backend/decoder-layer.ts): MATVECS: columns [o0, o1) of the matrices listed at X
- * (`matvecSpan`); HEADS: KV heads [o0, o1) of a decode step's attention, described at X (`attendKvHeads`).
+ * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y; GEMM_I8: columns
+ * [o0, o1) of y = x · wᵀ for 8-bit block weights W and activations X already quantized (int8.wat). The
+ * decoder-layer kernel's phases (src/backend/decoder-layer.ts): MATVECS: columns [o0, o1) of the matrices
+ * listed at X (`matvecSpan`); HEADS: KV heads [o0, o1) of a decode step's attention, described at X
+ * (`attendKvHeads`).
  */
-export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2, MATVECS: 3, HEADS: 4 } as const;
+export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2, GEMM_I8: 3, MATVECS: 4, HEADS: 5 } as const;
 
-/** The shared-memory bf16 module's exports (bf16.wat), as the pool and its workers call them. */
+/** The shared-memory module's exports (bf16.wat, attention.wat, int8.wat), as the pool and its workers call them. */
 export interface SharedExports {
   gemmCols(
     x: number,
@@ -64,6 +66,9 @@ export interface SharedExports {
   readsum(p: number, blocks: number): number;
   dots(q: number, k: number, out: number, T: number, d: number, scale: number): void;
   wsum(p: number, v: number, out: number, T: number, d: number): void;
+  i8QxBytes(rows: number, n: number): number;
+  i8Quant(x: number, qx: number, rows: number, n: number): void;
+  i8GemmCols(qx: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
 }
 
 /** The claim word's low half while no chunk may be taken. */
@@ -212,10 +217,11 @@ export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, a
         const op = ctrl[S.OP]; // the OPS values (a module constant the worker's source cannot see)
         const block = 16 * ctrl[S.N]; // bytes of 8 bf16 rows
         if (op === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
-        else if (op === 3) matvecs(ex, memory, ctrl[S.X] >>> 0, o0, o1);
-        else if (op === 4) attend(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
+        else if (op === 4) matvecs(ex, memory, ctrl[S.X] >>> 0, o0, o1);
+        else if (op === 5) attend(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
         else if (op === 2)
           ex.interleave((ctrl[S.X] >>> 0) + block * o0, (ctrl[S.Y] >>> 0) + block * o0, 8 * (o1 - o0), ctrl[S.N]);
+        else if (op === 3) ex.i8GemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
         else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
         Atomics.add(ctrl, S.WORKER_CHUNKS, 1);
       } catch {

@@ -10,7 +10,7 @@ import { ensureBackend } from "../backend/backend.js";
 import { applyKernelsAfterLoad } from "../hub/kernelize.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ensureFunctionKernels } from "../hub/functions.js";
-import { packWeightsOnLoad } from "../nn/storage.js";
+import { packWeightsOnLoad, quantizeWeightsOnLoad } from "../nn/storage.js";
 import { buildInScope, withPatches } from "../patching/registry.js";
 import { conversionRulesFor } from "../conversion/registry.js";
 import { storeFusionConfig } from "../fusion/config.js";
@@ -89,6 +89,7 @@ async function load(dir: string, options: Readonly<FromPretrainedOptions>): Prom
     // sees one state of the registries even when another task registers or unregisters while it reads weights.
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const memoryPlan = planMemoryForLoad(model, reader, raw, conversions, options);
+    if (memoryPlan.storage === "int8") quantizeWeightsOnLoad(model);
     const companions = settled(readCompanionFiles(dir)); // read while the weights are
     const report = await loadWeights(model, source, {
       conversions,
@@ -98,6 +99,7 @@ async function load(dir: string, options: Readonly<FromPretrainedOptions>): Prom
     });
     keepFp8Layouts(model, source, model.checkpointConversion?.renamed);
     packWeightsOnLoad(model, false);
+    quantizeWeightsOnLoad(model, false);
     checkWeightsLoaded(model, report, dir, { warn: !options.strict });
     model.loadReport = checkStrict(dir, model, report, options);
     model.memoryPlan = memoryPlan;

@@ -17,10 +17,16 @@ import type { ConversionRule } from "../conversion/rules.js";
 import { planConversions } from "../conversion/apply.js";
 import { bf16KernelsAvailable } from "../backend/kernels.js";
 
-/** "auto": packed bf16 when exact (BF16 checkpoint) or when float32 would not fit; else float32. */
-export type WeightStorageChoice = "auto" | "f32" | "bf16";
+/**
+ * "auto": packed bf16 when exact (BF16 checkpoint) or when float32 would not fit; else float32. "int8": 8-bit
+ * blocks (src/tensor/int8.ts), lossy, only when asked for.
+ */
+export type WeightStorageChoice = "auto" | "f32" | "bf16" | "int8";
 
-export const WEIGHT_STORAGE_CHOICES: readonly WeightStorageChoice[] = ["auto", "f32", "bf16"];
+export const WEIGHT_STORAGE_CHOICES: readonly WeightStorageChoice[] = ["auto", "f32", "bf16", "int8"];
+
+/** A storage a plan can end with. */
+export type PlannedStorage = "f32" | "bf16" | "int8";
 
 /** One parameter as the planner sees it. */
 export interface WeightEntry {
@@ -28,8 +34,10 @@ export interface WeightEntry {
   numel: number;
   /** The dtype the checkpoint stores it in. */
   storedDtype: StorageDtype;
-  /** A Linear / Embedding weight that bf16 storage packs. */
+  /** A Linear / Embedding weight that bf16 storage packs (int8 storage quantizes the same ones). */
   packable: boolean;
+  /** Its bytes in 8-bit blocks (default: numel · 9/8, a whole number of 32-value blocks a row). */
+  int8Bytes?: number;
   /** A matmul operand (a Linear's weight, incl. a tied lm_head): float32 on wasm gets XNNPACK's packed copy. */
   matmul: boolean;
 }
@@ -49,7 +57,7 @@ export interface BackendLimits {
   backend: string;
   /** Bytes everything the backend holds must fit in (Infinity: no ceiling fusekit knows of). */
   ceilingBytes: number;
-  /** Whether the backend has the packed-bf16 kernels. */
+  /** Whether the backend has the packed-bf16 kernels (the 8-bit ones exist on the same backends). */
   bf16: boolean;
   /** Whether a float32 matmul weight gets a second, packed copy (XNNPACK on wasm). */
   packedCopy: boolean;
@@ -68,7 +76,7 @@ export interface PlanRequest {
 
 export interface MemoryPlan {
   backend: string;
-  storage: "f32" | "bf16";
+  storage: PlannedStorage;
   /** Weights that bf16 storage rounds (stored as something other than BF16); 0 when exact. */
   roundedWeights: number;
   /** Why this storage was chosen. */
@@ -122,13 +130,13 @@ export function activationBytes(s: ModelShape, p: number): number {
   return 4 * (p * projections + attentionScores + p * p + 2 * s.vocab);
 }
 
-/** Weights, the backend's copy and the total in one storage (bf16 packs the packable weights). */
-function weightBytes(weights: WeightEntry[], storage: "f32" | "bf16", limits: BackendLimits): [number, number] {
+/** Weights, the backend's copy and the total in one storage (bf16 / int8 pack the packable weights). */
+function weightBytes(weights: WeightEntry[], storage: PlannedStorage, limits: BackendLimits): [number, number] {
   let bytes = 0;
   let copy = 0;
   for (const w of weights) {
-    const packed = storage === "bf16" && w.packable;
-    bytes += w.numel * (packed ? 2 : 4);
+    const packed = storage !== "f32" && w.packable;
+    bytes += !packed ? w.numel * 4 : storage === "bf16" ? w.numel * 2 : (w.int8Bytes ?? (w.numel * 9) / 8);
     if (!packed && w.matmul && limits.packedCopy) copy += w.numel * 4;
   }
   return [bytes, copy];
@@ -136,7 +144,7 @@ function weightBytes(weights: WeightEntry[], storage: "f32" | "bf16", limits: Ba
 
 function planFor(
   req: PlanRequest,
-  storage: "f32" | "bf16",
+  storage: PlannedStorage,
   limits: BackendLimits,
   reason: string,
   context = req.contextLength,
@@ -187,9 +195,9 @@ export function planMemory(req: PlanRequest, requested: WeightStorageChoice, lim
       `unknown weightStorage "${String(requested)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`,
     );
   }
-  if (requested === "bf16" && !limits.bf16) {
+  if ((requested === "bf16" || requested === "int8") && !limits.bf16) {
     throw new WeightStorageError(
-      `bf16 weight storage has kernels for the wasm and cpu backends only, not "${limits.backend}"`,
+      `${requested} weight storage has kernels for the wasm and cpu backends only, not "${limits.backend}"`,
     );
   }
   const [storage, reason] = requested === "auto" ? autoStorage(req, limits) : [requested, "asked for"];
@@ -214,7 +222,7 @@ export function describePlan(p: MemoryPlan): string {
 }
 
 /** Longest context (a power of two ≥ 256, or none) that fits in `storage`. */
-function longestContext(req: PlanRequest, storage: "f32" | "bf16", limits: BackendLimits): number | undefined {
+function longestContext(req: PlanRequest, storage: PlannedStorage, limits: BackendLimits): number | undefined {
   for (let c = 2 ** Math.floor(Math.log2(Math.max(req.contextLength, MIN_CONTEXT))); c >= MIN_CONTEXT; c /= 2) {
     if (fits(planFor(req, storage, limits, "", c))) return c;
   }
@@ -226,6 +234,10 @@ function explainMisfit(req: PlanRequest, plan: MemoryPlan, limits: BackendLimits
   if (plan.storage === "f32" && limits.bf16) {
     const bf16 = planFor(req, "bf16", limits, "");
     if (fits(bf16)) options.push(`weightStorage "bf16" (${gib(bf16.totalBytes)})`);
+  }
+  if (plan.storage !== "int8" && limits.bf16) {
+    const int8 = planFor(req, "int8", limits, "");
+    if (fits(int8)) options.push(`weightStorage "int8" (${gib(int8.totalBytes)}, lossy)`);
   }
   for (const storage of plan.storage === "f32" && limits.bf16
     ? (["f32", "bf16"] as const)
@@ -277,6 +289,7 @@ export function weightInventory(model: Module, reader: CheckpointReader, convers
     numel: p.numel,
     storedDtype: plannedDtype(dtypes.get(p)),
     packable: packable.has(p) && dtypes.has(p),
+    int8Bytes: p.int8Shape ? p.int8Shape[0] * p.int8Shape[1] * 4 : undefined,
     matmul: matmul.has(p),
   }));
 }

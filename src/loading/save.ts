@@ -162,6 +162,7 @@ async function writeCheckpoint(model: CheckpointModel, dir: string, options: Sav
   await completePendingSave(dir);
   await removeStaleTemporaries(dir);
   const tensors = stateEntries(model, options.dtype, { saveOriginalFormat: options.saveOriginalFormat });
+  warnIfQuantized(model, dir);
   const shards = planShards(tensors, parseSize(options.maxShardSize ?? "5GB"));
   const names =
     shards.length === 1
@@ -199,6 +200,17 @@ async function writeCheckpoint(model: CheckpointModel, dir: string, options: Sav
 }
 
 const pad = (n: number) => String(n).padStart(5, "0");
+
+/** 8-bit weights are saved as their dequantized values in the checkpoint's dtype: not the bytes they came from. */
+function warnIfQuantized(model: CheckpointModel, dir: string): void {
+  const n = model.parameters().filter((p) => p.quantized).length;
+  if (!n) return;
+  process.emitWarning(
+    `${dir}: ${n} weight(s) stored as int8 are written as their dequantized values in the checkpoint's dtype, ` +
+      `not the values they were loaded from (reload the source checkpoint to save it unchanged)`,
+    { type: "FusekitWeightStorageWarning", code: "FUSEKIT_INT8_SAVED_DEQUANTIZED" },
+  );
+}
 
 /**
  * config.json's dict: `quantization_config` is the FP8 layout's when weights are written as FP8, and dropped

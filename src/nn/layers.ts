@@ -2,6 +2,7 @@ import { tf } from "../tensor/tf.js";
 import { Module } from "./module.js";
 import { Parameter } from "./parameter.js";
 import { bf16Embedding, bf16MatMul } from "../backend/ops.js";
+import { int8Embedding, int8MatMul } from "../backend/int8-ops.js";
 
 /** Applies `fn` to `x` flattened to 2-D `[rows, lastDim]` and restores the leading dims (wasm's fast matmul is 2-D only). */
 export function as2d(x: tf.Tensor, fn: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tensor {
@@ -28,7 +29,11 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
   forward(x: tf.Tensor): tf.Tensor {
     return as2d(x, (x2d) => {
       const w = this.weight;
-      const y = w.packed ? bf16MatMul(x2d, w.packedTensor) : tf.matMul(x2d, w.tensor as tf.Tensor2D);
+      const y = w.packed
+        ? bf16MatMul(x2d, w.packedTensor)
+        : w.quantized
+          ? int8MatMul(x2d, w.int8Tensor)
+          : tf.matMul(x2d, w.tensor as tf.Tensor2D);
       return this.bias ? tf.add(y, this.bias.tensor) : y;
     });
   }
@@ -52,6 +57,7 @@ export class Embedding extends Module<[tf.Tensor], tf.Tensor> {
 
   forward(ids: tf.Tensor): tf.Tensor {
     if (this.weight.packed) return bf16Embedding(this.weight.packedTensor, ids);
+    if (this.weight.quantized) return int8Embedding(this.weight.int8Tensor, ids, this.embeddingDim);
     const cols = tf.gather(this.weight.tensor, tf.reshape(ids, [-1]), 1);
     return tf.reshape(tf.transpose(cols), [...ids.shape, this.embeddingDim]);
   }

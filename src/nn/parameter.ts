@@ -3,6 +3,7 @@ import type { StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
 import { packBf16, unpackBf16 } from "../tensor/bf16.js";
+import { dequantizeInt8, int8Shape, quantizeInt8 } from "../tensor/int8.js";
 import type { Fp8BlockLayout } from "../tensor/fp8.js";
 import { transpose2d } from "../tensor/host.js";
 
@@ -26,12 +27,16 @@ export class Parameter {
   private value: tf.Tensor | undefined;
   /** When set, the value lives only here: bf16 pairs in an int32 `[rows, cols/2]` tensor, checkpoint layout. */
   private packedValue: tf.Tensor | undefined;
+  /** When set, the value lives only here: 8-bit blocks (src/tensor/int8.ts), int32 `[rows, blocks · 9]`, checkpoint layout. */
+  private int8Value: tf.Tensor | undefined;
   /** The dtype the weights were stored as in the checkpoint they came from (saving writes this back). */
   storedDtype: StorageDtype = "F32";
   /** Set when the checkpoint stored this weight FP8 block-quantized: saving writes that layout back (loading/fp8.ts). */
   checkpointLayout?: Fp8BlockLayout;
   /** Load BF16 checkpoint data straight into packed bf16 storage (set by `packWeightsOnLoad`). */
   packOnLoad = false;
+  /** Quantize checkpoint data into 8-bit storage as it is loaded (set by `quantizeWeightsOnLoad`). */
+  quantizeOnLoad = false;
 
   constructor(
     /** Shape as stored in a checkpoint (HF layout). */
@@ -50,7 +55,7 @@ export class Parameter {
   }
 
   get isMaterialized(): boolean {
-    return this.value !== undefined || this.packedValue !== undefined;
+    return this.value !== undefined || this.packedValue !== undefined || this.int8Value !== undefined;
   }
 
   /** The live compute tensor; initialises with `init` (seed 0) if nothing was loaded. Throws when packed. */
@@ -61,8 +66,55 @@ export class Parameter {
           `read it with stateData()/stateTensor(), or convert back with storeWeightsAs(model, "f32")`,
       );
     }
+    if (this.int8Value) {
+      throw new PackedParameterError(
+        `parameter of shape [${this.stateShape}] is stored as 8-bit blocks and has no float32 tensor; ` +
+          `read it with stateData()/stateTensor(), or convert back with storeWeightsAs(model, "f32")`,
+      );
+    }
     if (!this.value) this.initialize(new Rng(0));
     return this.value!;
+  }
+
+  /** True when the value is stored as 8-bit blocks (see `int8Tensor`). */
+  get quantized(): boolean {
+    return this.int8Value !== undefined;
+  }
+
+  /** The 8-bit storage: int32 `[stateShape[0], ceil(stateShape[1] / 32) · 9]` (src/tensor/int8.ts), checkpoint layout. */
+  get int8Tensor(): tf.Tensor {
+    if (!this.int8Value)
+      throw new PackedParameterError(`parameter of shape [${this.stateShape}] is not stored as 8-bit`);
+    return this.int8Value;
+  }
+
+  /** The 8-bit shape of a 2-D float32 parameter; undefined for any other. */
+  get int8Shape(): [number, number] | undefined {
+    return this.stateShape.length === 2 && this.dtype === "float32"
+      ? int8Shape(this.stateShape[0], this.stateShape[1])
+      : undefined;
+  }
+
+  /** Stores the value as 8-bit blocks `t` (ownership passes to the parameter); other storage is freed. */
+  setInt8(t: tf.Tensor): void {
+    const shape = this.int8Shape;
+    if (!shape || t.dtype !== "int32" || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
+      throw new ShapeError(
+        `8-bit value for shape [${this.stateShape}] must be int32 [${shape ?? "not 2-D float32"}], got ${t.dtype} [${t.shape}]`,
+      );
+    }
+    this.value?.dispose();
+    this.value = undefined;
+    this.packedValue?.dispose();
+    this.packedValue = undefined;
+    if (this.int8Value && this.int8Value !== t) this.int8Value.dispose();
+    this.int8Value = tf.keep(t);
+  }
+
+  /** Quantizes checkpoint-layout values into 8-bit storage (lossy: |error| ≤ half a block's scale). */
+  quantize(data: Float32Array, what = "weight"): void {
+    const [rows, cols] = this.stateShape;
+    this.setInt8(tf.tensor(quantizeInt8(data, rows, cols, what), this.int8Shape!, "int32"));
   }
 
   /** True when the value is stored packed as bf16 (see `packedTensor`). */
@@ -92,16 +144,20 @@ export class Parameter {
     }
     this.value?.dispose();
     this.value = undefined;
+    this.int8Value?.dispose();
+    this.int8Value = undefined;
     if (this.packedValue && this.packedValue !== t) this.packedValue.dispose();
     this.packedValue = tf.keep(t);
   }
 
-  /** Replaces the packed storage by a float32 compute tensor holding the same (exact) values. */
+  /** Replaces packed bf16 or 8-bit storage by a float32 compute tensor holding the same (exact) values. */
   unpack(): void {
-    if (!this.packedValue) return;
+    if (!this.packedValue && !this.int8Value) return;
     const data = this.stateData() as Float32Array;
-    this.packedValue.dispose();
+    this.packedValue?.dispose();
     this.packedValue = undefined;
+    this.int8Value?.dispose();
+    this.int8Value = undefined;
     this.setStateData(data);
   }
 
@@ -113,6 +169,11 @@ export class Parameter {
   setStateData(data: Float32Array | Int32Array, storedDtype: StorageDtype = this.storedDtype): void {
     if (data.length !== this.numel) {
       throw new ShapeError(`expected ${this.numel} values for shape [${this.stateShape}], got ${data.length}`);
+    }
+    if (this.int8Value || (this.quantizeOnLoad && this.int8Shape)) {
+      this.quantize(data instanceof Float32Array ? data : Float32Array.from(data), `parameter [${this.stateShape}]`);
+      this.storedDtype = storedDtype;
+      return;
     }
     if (this.packedValue || (this.packOnLoad && storedDtype === "BF16" && this.packedShape)) {
       // Stays (or becomes) packed: the checkpoint layout is the packed layout, so no transpose.
@@ -135,7 +196,7 @@ export class Parameter {
     if (t.shape.length !== this.stateShape.length || t.shape.some((d, i) => d !== this.stateShape[i])) {
       throw new ShapeError(`expected shape [${this.stateShape}], got [${t.shape}]`);
     }
-    if (this.packedValue) return this.setStateData(Float32Array.from(t.dataSync()), storedDtype);
+    if (this.packedValue || this.int8Value) return this.setStateData(Float32Array.from(t.dataSync()), storedDtype);
     const next = tf.tidy(() => tf.cast(this.layout === "transpose" ? tf.transpose(t) : tf.clone(t), this.dtype));
     this.replace(tf.keep(next));
     this.storedDtype = storedDtype;
@@ -144,6 +205,8 @@ export class Parameter {
   /** The values in checkpoint layout, as a new typed array. */
   stateData(): Float32Array | Int32Array {
     if (this.packedValue) return unpackBf16(this.packedValue.dataSync() as Int32Array);
+    if (this.int8Value)
+      return dequantizeInt8(this.int8Value.dataSync() as Int32Array, this.stateShape[0], this.stateShape[1]);
     const v = this.tensor.dataSync() as Float32Array | Int32Array;
     return this.layout === "transpose" ? transpose2d(v, this.computeShape[0], this.computeShape[1]) : v.slice();
   }
@@ -156,6 +219,8 @@ export class Parameter {
   initialize(rng: Rng): void {
     this.packedValue?.dispose();
     this.packedValue = undefined;
+    this.int8Value?.dispose();
+    this.int8Value = undefined;
     this.replace(tf.tensor(initValues(this.init, this.numel, rng), this.computeShape, this.dtype));
     // layout "transpose" of random values is still random values of the same distribution; ones/zeros are symmetric.
   }
@@ -170,5 +235,7 @@ export class Parameter {
     this.value = undefined;
     this.packedValue?.dispose();
     this.packedValue = undefined;
+    this.int8Value?.dispose();
+    this.int8Value = undefined;
   }
 }

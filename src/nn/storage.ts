@@ -1,4 +1,4 @@
-// Converts an already-loaded model's Linear / Embedding weights to packed BF16 storage, in place, and back.
+// Converts an already-loaded model's Linear / Embedding weights to packed BF16 or 8-bit storage, in place, and back.
 import { tf } from "../tensor/tf.js";
 import type { Module } from "./module.js";
 import type { Parameter } from "./parameter.js";
@@ -6,8 +6,9 @@ import { Embedding, Linear } from "./layers.js";
 import { PackedParameterError, WeightStorageError } from "../errors.js";
 import { BF16_PACK } from "../backend/kernels.js";
 import { checkBf16Backend } from "../backend/ops.js";
+import { checkInt8Backend } from "../backend/int8-ops.js";
 
-export type WeightStorage = "bf16" | "f32";
+export type WeightStorage = "bf16" | "f32" | "int8";
 
 export interface StoreWeightsOptions {
   /** Round weights that are not exactly bf16 (to nearest even) instead of refusing. Default false. */
@@ -19,7 +20,7 @@ export interface StoreWeightsReport {
   converted: string[];
   /** Parameters left as they were, with the reason. */
   skipped: { name: string; reason: string }[];
-  /** Values rounded (lossy only). */
+  /** Values rounded (bf16: lossy only; int8: every value whose 8-bit value differs). */
   rounded: number;
   /** Backend bytes of the converted parameters before and after. */
   bytesBefore: number;
@@ -45,27 +46,32 @@ export function weightParameters(model: Module): [string, Parameter][] {
  * Exact for weights that came from a BF16 checkpoint; any other stored dtype is refused with a
  * WeightStorageError (nothing is converted) unless `lossy` rounds them. Saving afterwards writes the
  * same bytes as the source checkpoint. `param.tensor` of a packed weight throws PackedParameterError.
+ *
+ * "int8": 8-bit blocks (src/tensor/int8.ts; one float32 scale per 32 values of a row, |error| ≤ half the
+ * block's scale), from any stored dtype — always lossy, so asked for explicitly. Saving an int8 model writes
+ * the dequantized values in the checkpoint's dtype, with a warning (docs/differences.md).
  */
 export function storeWeightsAs(
   model: Module,
   storage: WeightStorage,
   options: StoreWeightsOptions = {},
 ): StoreWeightsReport {
-  if (storage !== "bf16" && storage !== "f32")
-    throw new WeightStorageError(`unknown weight storage "${storage}" (use "bf16" or "f32")`);
+  if (storage !== "bf16" && storage !== "f32" && storage !== "int8")
+    throw new WeightStorageError(`unknown weight storage "${storage}" (use "bf16", "int8" or "f32")`);
   const report: StoreWeightsReport = { converted: [], skipped: [], rounded: 0, bytesBefore: 0, bytesAfter: 0 };
   const params = weightParameters(model);
 
   if (storage === "f32") {
     for (const [name, p] of params) {
-      if (!p.packed) continue;
-      report.bytesBefore += p.numel * 2;
+      if (!p.packed && !p.quantized) continue;
+      report.bytesBefore += p.packed ? p.numel * 2 : storedBytes(p);
       p.unpack();
       report.bytesAfter += p.numel * 4;
       report.converted.push(name);
     }
     return report;
   }
+  if (storage === "int8") return quantizeWeights(params, report);
 
   checkBf16Backend();
   const todo: [string, Parameter][] = [];
@@ -107,6 +113,41 @@ export function storeWeightsAs(
     report.converted.push(name);
   }
   return report;
+}
+
+/** Backend bytes of a parameter's current storage. */
+function storedBytes(p: Parameter): number {
+  if (p.packed) return p.numel * 2;
+  if (p.quantized) return p.int8Shape![0] * p.int8Shape![1] * 4;
+  return p.numel * 4;
+}
+
+/** storeWeightsAs(…, "int8"): every 2-D transposed weight, from whatever storage it is in. */
+function quantizeWeights(params: [string, Parameter][], report: StoreWeightsReport): StoreWeightsReport {
+  checkInt8Backend();
+  for (const [name, p] of params) {
+    if (p.quantized) report.skipped.push({ name, reason: "already int8" });
+    else if (p.layout !== "transpose" || !p.int8Shape) report.skipped.push({ name, reason: `layout ${p.layout}` });
+    else {
+      const before = p.stateData() as Float32Array;
+      report.bytesBefore += storedBytes(p);
+      p.quantize(before.slice(), name);
+      const after = p.stateData() as Float32Array;
+      for (let i = 0; i < before.length; i++) if (after[i] !== before[i]) report.rounded++;
+      report.bytesAfter += storedBytes(p);
+      report.converted.push(name);
+    }
+  }
+  return report;
+}
+
+/**
+ * Marks the Linear / Embedding weights of a not-yet-loaded model so that checkpoint tensors are quantized into
+ * 8-bit storage as they are read, one at a time (no float32 copy of the model ever lives in the backend).
+ */
+export function quantizeWeightsOnLoad(model: Module, on = true): void {
+  if (on) checkInt8Backend();
+  for (const [, p] of weightParameters(model)) if (p.layout === "transpose" && p.int8Shape) p.quantizeOnLoad = on;
 }
 
 /** The Linear / Embedding weights bf16 storage packs (transposed layout, an even number of columns). */
