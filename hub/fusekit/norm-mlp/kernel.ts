@@ -17,6 +17,7 @@ export interface Weight {
   tensor: Tensor;
   packed?: boolean;
   packedTensor?: Tensor;
+  quantized?: boolean;
 }
 export interface LinearLike {
   weight: Weight;
@@ -51,16 +52,20 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
       const linears = [mlp.gate_proj, mlp.up_proj, mlp.down_proj];
       const packed = linears.filter((l) => l.weight.packed).length;
       const h = x.shape[x.shape.length - 1];
-      const inter = mlp.down_proj.weight.packed
-        ? 2 * mlp.down_proj.weight.packedTensor!.shape[1]!
-        : mlp.down_proj.weight.tensor.shape[0];
+      // 8-bit weights (weightStorage "int8") have no kernel here: the modules' own Linear forwards run them
+      const quantized = linears.some((l) => l.weight.quantized);
+      const inter = quantized
+        ? 0
+        : mlp.down_proj.weight.packed
+          ? 2 * mlp.down_proj.weight.packedTensor!.shape[1]!
+          : mlp.down_proj.weight.tensor.shape[0];
       const bf16Ok =
         packed === 3 &&
         (tf.getBackend() !== "wasm" || (h % 8 === 0 && inter % 8 === 0)) &&
         tf.getKernel(helpers.BF16_MATMUL, tf.getBackend()) !== undefined;
       // The kernel computes a bias-free MLP; one with biases (Llama's mlp_bias) runs the composed ops.
       const biased = linears.some((l) => l.bias !== undefined);
-      if (biased || (packed > 0 && !bf16Ok)) {
+      if (biased || quantized || (packed > 0 && !bf16Ok)) {
         return tf.tidy(() => {
           const n = tf.mul(normWeight, tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))));
           const g = mlp.gate_proj.call(n);
