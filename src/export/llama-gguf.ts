@@ -322,29 +322,7 @@ export async function tokenizerMetadata(
     throw error(`pre-tokenizer not recognised (check hash ${hash}); llama.cpp would not know how to split text`);
 
   const added = (tok.added_tokens ?? []) as AddedToken[];
-  const addedById = new Map(added.map((a) => [a.id, a]));
-  const byId = new Map(Object.entries(bpe.vocab).map(([t, id]) => [id, t]));
-  for (const a of added) byId.set(a.id, a.content);
-  let maxId = -1;
-  for (const id of byId.keys()) maxId = Math.max(maxId, id);
-  const vocabSize = (raw.vocab_size as number | undefined) ?? maxId + 1;
-  if (maxId >= vocabSize) throw error(`token id ${maxId} is beyond the model's vocab_size ${vocabSize}`);
-  const tokens: string[] = [];
-  const types: number[] = [];
-  for (let i = 0; i < vocabSize; i++) {
-    const t = byId.get(i);
-    const a = addedById.get(i);
-    const [token, type] =
-      t === undefined
-        ? [`[PAD${i}]`, TOKEN_TYPE.UNUSED]
-        : !a
-          ? [t, TOKEN_TYPE.NORMAL]
-          : a.special || looksSpecial(t)
-            ? [t, TOKEN_TYPE.CONTROL]
-            : [t.replaceAll("\u2581", " "), TOKEN_TYPE.USER_DEFINED];
-    tokens.push(token);
-    types.push(type);
-  }
+  const { tokens, types, vocabSize } = gpt2Vocab(bpe.vocab, added, raw.vocab_size as number | undefined, error);
   const merges = (bpe.merges ?? []).map((m) =>
     // Pairs (tokenizers ≥ 0.20) join with a space; a space inside a part is written as U+0120, as the converter does.
     Array.isArray(m) ? m.map((p: string) => p.replaceAll(" ", "\u0120")).join(" ") : String(m),
@@ -371,6 +349,39 @@ export async function tokenizerMetadata(
     (await fsp.readFile(path.join(dir, "chat_template.jinja"), "utf8").catch(() => undefined));
   if (typeof template === "string") out.push(["tokenizer.chat_template", { type: "str", value: template }]);
   return out;
+}
+
+/** get_vocab_base: the token of every id below the vocabulary size, and its type. */
+function gpt2Vocab(
+  vocab: Record<string, number>,
+  added: AddedToken[],
+  declared: number | undefined,
+  error: (message: string) => Error,
+): { tokens: string[]; types: number[]; vocabSize: number } {
+  const addedById = new Map(added.map((a) => [a.id, a]));
+  const byId = new Map(Object.entries(vocab).map(([t, id]) => [id, t]));
+  for (const a of added) byId.set(a.id, a.content);
+  let maxId = -1;
+  for (const id of byId.keys()) maxId = Math.max(maxId, id);
+  const vocabSize = declared ?? maxId + 1;
+  if (maxId >= vocabSize) throw error(`token id ${maxId} is beyond the model's vocab_size ${vocabSize}`);
+  const tokens: string[] = [];
+  const types: number[] = [];
+  for (let i = 0; i < vocabSize; i++) {
+    const t = byId.get(i);
+    const a = addedById.get(i);
+    const [token, type] =
+      t === undefined
+        ? [`[PAD${i}]`, TOKEN_TYPE.UNUSED]
+        : !a
+          ? [t, TOKEN_TYPE.NORMAL]
+          : a.special || looksSpecial(t)
+            ? [t, TOKEN_TYPE.CONTROL]
+            : [t.replaceAll("\u2581", " "), TOKEN_TYPE.USER_DEFINED];
+    tokens.push(token);
+    types.push(type);
+  }
+  return { tokens, types, vocabSize };
 }
 
 const SPECIAL_KEYS: Record<string, string> = {
