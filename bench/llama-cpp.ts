@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { cacheDir } from "../src/presets/presets.js";
-import type { Figure } from "../src/compare/measure.js";
+import { promptIds, type Figure } from "../src/compare/measure.js";
 import { AutoModelForCausalLM, exportGguf, type GgufExportType } from "../src/index.js";
 import { runPeer } from "./peer.js";
 
@@ -158,3 +158,74 @@ export function compareDistributions(logits: Float32Array, probs: [number, numbe
 /** The vocabulary size of checkpoint `dir`. */
 export const vocabOf = (dir: string) =>
   (JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as { vocab_size: number }).vocab_size;
+
+/** What the bench adds to a model's entry. */
+export interface LlamaCppFields {
+  llamaCpp?: LlamaCppRow[];
+  llamaCppFidelity?: LlamaCppFidelity[];
+  /** Why there are no llama.cpp rows (not installed, skipped, export failed). */
+  llamaCppNote?: string;
+}
+
+export const LLAMA_CPP_TYPES: GgufExportType[] = ["bf16", "q8_0"];
+
+/**
+ * The llama.cpp rows of one checkpoint: bf16 and q8_0 exports, 1 and 2 threads, the same prompts and protocol as
+ * fusekit's rows; then each type's next-token probabilities against fusekit's forward on the first prompt.
+ */
+export async function benchLlamaCpp(
+  entry: { name: string; dir: string } & LlamaCppFields,
+  o: {
+    skipLlamaCpp?: boolean;
+    repeats: number;
+    prefill: number[];
+    decodeSteps: number;
+    figureBudgetS: number;
+    childTimeoutS: number;
+    log: (l: string) => void;
+  },
+): Promise<void> {
+  if (o.skipLlamaCpp) {
+    entry.llamaCppNote = "llama.cpp skipped (--skip-llama-cpp)";
+    return;
+  }
+  const llamaDir = llamaCppPackage();
+  if (!llamaDir) {
+    entry.llamaCppNote = LLAMA_CPP_HOWTO;
+    return;
+  }
+  const vocab = vocabOf(entry.dir);
+  entry.llamaCpp = [];
+  entry.llamaCppFidelity = [];
+  for (const type of LLAMA_CPP_TYPES) {
+    let gguf: string;
+    try {
+      gguf = await ensureGguf(entry.dir, type, o.log);
+    } catch (e) {
+      entry.llamaCpp.push({ type, threads: 0, error: `GGUF export failed: ${(e as Error).message}` });
+      continue;
+    }
+    for (const threads of [1, 2]) {
+      o.log(`[${entry.name}] llama.cpp ${type}, ${threads} thread(s)…`);
+      const run = {
+        threads,
+        repeats: o.repeats,
+        prefill: o.prefill,
+        decodeSteps: o.decodeSteps,
+        figureBudgetS: o.figureBudgetS,
+        timeoutS: o.childTimeoutS,
+        vocab,
+      };
+      entry.llamaCpp.push(await runLlamaCpp(llamaDir, gguf, type, run));
+    }
+    o.log(`[${entry.name}] llama.cpp ${type}: next-token probabilities against fusekit's forward…`);
+    const ids = promptIds(o.prefill[0], vocab);
+    entry.llamaCppFidelity.push(
+      await llamaCppFidelity(llamaDir, entry.dir, gguf, type, ids, o.childTimeoutS).catch((e: unknown) => ({
+        type,
+        ids: ids.length,
+        error: (e as Error).message,
+      })),
+    );
+  }
+}
