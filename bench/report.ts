@@ -6,6 +6,7 @@ import type { Figure } from "../src/compare/measure.js";
 import { markdownSection, terminalSection, type Section } from "../src/compare/sections.js";
 import type { BenchResults, ModelEntry } from "./types.js";
 import type { OrtResult } from "./ort.js";
+import type { LlamaCppFields } from "./llama-cpp.js";
 import type { Family } from "./configs.js";
 import { TARGET_GROUPS, decodeBound } from "./targets.js";
 
@@ -165,6 +166,44 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
   };
 }
 
+/** llama.cpp (node-llama-cpp) on the same checkpoint exported by export-gguf: speed rows, then fidelity. */
+function llamaCppSection(r: BenchResults, m: ModelEntry & LlamaCppFields): Section {
+  const prefill = r.options.prefill;
+  const fusekit = m.configs
+    .filter((c) => c.status === "full" && c.result)
+    .reduce<ModelEntry["configs"][number] | undefined>(
+      (a, c) => (!a || c.result!.decode.median > a.result!.decode.median ? c : a),
+      undefined,
+    );
+  const rows = (m.llamaCpp ?? []).map((l) =>
+    l.error
+      ? [`llama.cpp ${l.llamaCpp ?? ""}, ${l.threads} thread(s)`, l.type, `error: ${l.error}`, ...prefill.map(() => "")]
+      : [
+          `llama.cpp ${l.llamaCpp}, ${l.threads} thread(s)`,
+          l.type,
+          ...prefill.map((n) => fig(l.prefill?.[n])),
+          `${fig(l.decode)} ${fusekit ? `fusekit ${ratio(fusekit.result!.decode.median, l.decode?.median)}` : ""}`.trim(),
+        ],
+  );
+  const fidelity = (m.llamaCppFidelity ?? []).map((f) =>
+    f.error
+      ? `${f.type}: fidelity not measured (${f.error})`
+      : `${f.type}: next-token log-probabilities after ${f.ids} prompt ids, llama.cpp vs fusekit's forward of the checkpoint: max |Δ log p| ${f.maxAbsLogProb!.toExponential(2)}, max |Δ p| ${f.maxAbsProb!.toExponential(2)}, fusekit logit std ${f.logitStd!.toFixed(3)}, same argmax: ${f.sameArgmax ? "yes" : "no"}`,
+  );
+  return {
+    title: `${m.name} — llama.cpp on the same checkpoint (GGUF by fusekit export-gguf, same prompt ids and protocol)`,
+    head: ["", "weights", ...prefill.map((n) => `prefill ${n} tok/s`), `decode tok/s (${r.options.decodeSteps} new)`],
+    rows,
+    notes: [
+      ...(m.llamaCppNote ? [m.llamaCppNote] : []),
+      ...(rows.length && fusekit
+        ? [`fusekit ×r = fusekit's best decode (${fusekit.spec.label}) ÷ that row's decode.`]
+        : []),
+      ...fidelity,
+    ],
+  };
+}
+
 function machineSection(r: BenchResults): Section {
   const ma = r.machine;
   return {
@@ -245,7 +284,7 @@ function sections(r: BenchResults): Section[] {
   return [
     machineSection(r),
     kernelSection(r),
-    ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m)]),
+    ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m), llamaCppSection(r, m)]),
     ...realSize,
     ...TARGET_GROUPS.map((g) => targetSection(r, g)),
   ];

@@ -24,6 +24,7 @@ import {
 import { kernelMicroBench } from "./kernels.js";
 import { TORCH_HOWTO, findTorchPython, runTorch } from "./torch.js";
 import { ensureOnnx, ensureOrt, runOrt } from "./ort.js";
+import { benchLlamaCpp } from "./llama-cpp.js";
 import { renderMarkdown, renderTerminal } from "./report.js";
 import { computeTargets } from "./targets.js";
 import type { BenchResults, MachineLimits, ModelEntry } from "./types.js";
@@ -54,6 +55,8 @@ export interface BenchOptions {
   skipTorch: boolean;
   /** Skip the ONNX Runtime peer (it needs the PyTorch python for the export). */
   skipOrt: boolean;
+  /** Skip the llama.cpp peer (node-llama-cpp in bench/llama-cpp, when installed). */
+  skipLlamaCpp?: boolean;
   /** Only these configuration ids (default: all). */
   configs?: string[];
   /** Run configurations in this process instead of child processes (no per-config RSS; used by the test). */
@@ -249,6 +252,7 @@ async function benchModel(
     }
   } else entry.torchNote = o.skipTorch ? "PyTorch baseline skipped (--skip-torch)" : TORCH_HOWTO;
   await benchOrt(o, entry, python);
+  await benchLlamaCpp(entry, o);
   return entry;
 }
 
@@ -398,6 +402,7 @@ async function main(): Promise<void> {
     )
     .option("--skip-torch", "skip the PyTorch baseline")
     .option("--skip-ort", "skip the ONNX Runtime peer")
+    .option("--skip-llama-cpp", "skip the llama.cpp peer (run when node-llama-cpp is installed in bench/llama-cpp)")
     .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
@@ -414,6 +419,7 @@ async function main(): Promise<void> {
     figureBudget: string;
     skipTorch?: boolean;
     skipOrt?: boolean;
+    skipLlamaCpp?: boolean;
     configs?: string;
     quick?: boolean;
     inProcess?: boolean;
@@ -439,6 +445,7 @@ async function main(): Promise<void> {
     figureBudgetS: Number(a.figureBudget),
     skipTorch: Boolean(a.skipTorch),
     skipOrt: Boolean(a.skipOrt),
+    skipLlamaCpp: Boolean(a.skipLlamaCpp),
     ...(a.configs ? { configs: a.configs.split(",") } : {}),
     inProcess: Boolean(a.inProcess),
     ...(a.realSize ? {} : { realSize: false }),

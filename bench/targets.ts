@@ -2,6 +2,8 @@
 // `computeTargets` measures every one against a run's results. Change a goal here, nowhere else.
 import type { ConfigRow, MachineLimits, ModelEntry, Target } from "./types.js";
 import type { OrtResult } from "./ort.js";
+import type { LlamaCppFields } from "./llama-cpp.js";
+import type { GgufExportType } from "../src/index.js";
 
 /** A recorded earlier run that "÷ baseline" targets compare with (0.6B: original bf16 on 1 core; tiny: bench/RESULTS.md). */
 export const BASELINE = {
@@ -58,6 +60,21 @@ const ortBest = (m: ModelEntry, f: (t: OrtResult) => number | undefined) =>
   m.ort
     .filter((t) => !t.error && f(t) !== undefined)
     .reduce<OrtResult | undefined>((a, b) => (!a || f(b)! > f(a)! ? b : a), undefined);
+
+const llamaCppDecode = (m: ModelEntry, type: GgufExportType, threads: number) =>
+  (m as ModelEntry & LlamaCppFields).llamaCpp?.find((l) => l.type === type && l.threads === threads && l.decode)
+    ?.decode;
+
+/** fusekit's decode (best configuration, or `id`) ÷ llama.cpp's on the same checkpoint. */
+function againstLlamaCpp(m: ModelEntry, type: GgufExportType, threads: number, id?: string): Ratio {
+  const mine = id ? rowOf(m, id) : bestDecode(m);
+  const theirs = llamaCppDecode(m, type, threads);
+  const notRun = (m as ModelEntry & LlamaCppFields).llamaCppNote;
+  if (!theirs)
+    return { basis: `no llama.cpp ${type} ${threads}-thread figure${notRun ? ` (${notRun.split(":")[0]})` : ""}` };
+  if (!measured(mine)) return { basis: "no fusekit configuration measured" };
+  return { value: decode(mine) / theirs.median, basis: `${name(mine)} ÷ llama.cpp ${type}, ${threads} thread(s)` };
+}
 
 /** Decode tokens/s the read bandwidth allows for this configuration: weight bytes per token ÷ bandwidth. */
 export const decodeBound = (machine: MachineLimits, r: ConfigRow) =>
@@ -202,6 +219,27 @@ export const TARGETS: TargetSpec[] = [
       if (!best || !ob) return { basis: "no ORT figure" };
       return { value: decode(best) / ob.decode!.median, basis: `${name(best)} ÷ ORT ${ob.threads} thread(s)` };
     },
+  },
+  {
+    group: "peers",
+    what: "decode ÷ llama.cpp bf16 (2 threads)",
+    goal: 1,
+    models: "real",
+    ratio: ({ model }) => againstLlamaCpp(model, "bf16", 2),
+  },
+  {
+    group: "peers",
+    what: "decode ÷ llama.cpp q8_0 (2 threads)",
+    goal: 1,
+    models: "real",
+    ratio: ({ model }) => againstLlamaCpp(model, "q8_0", 2),
+  },
+  {
+    group: "peers",
+    what: "one-thread decode ÷ llama.cpp q8_0 on one thread",
+    goal: 0.6,
+    models: "real",
+    ratio: ({ model }) => againstLlamaCpp(model, "q8_0", 1, "none·bf16·1t"),
   },
   {
     group: "machine",

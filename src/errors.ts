@@ -32,6 +32,12 @@ export class UnsupportedDtypeError extends CheckpointFormatError {}
  */
 export class QuantizationError extends FusekitError {}
 
+/**
+ * `exportGguf` / `fusekit export-gguf` cannot write this model as GGUF: a model family, tensor or tokenizer
+ * llama.cpp's converter has no mapping for, or an unknown GGUF type. Nothing is written.
+ */
+export class GgufExportError extends FusekitError {}
+
 /** savePretrained was pointed at something that is not a checkpoint folder (a file, or a folder of other files). */
 export class SaveTargetError extends FusekitError {}
 

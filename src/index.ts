@@ -53,6 +53,7 @@ export {
   type WeightStorageChoice,
 } from "./loading/memory-plan.js";
 export { quantizeToFp8, type QuantizeFp8Options } from "./loading/fp8.js";
+export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type GgufExportType } from "./export/llama-gguf.js";
 export { dequantizeFp8 } from "./tensor/fp8.js";
 export type { Fp8QuantizationConfig } from "./tensor/fp8.js";
 export {

@@ -56,6 +56,7 @@ beforeAll(async () => {
     bandwidthBytes: 4 << 20,
     skipTorch: true,
     skipOrt: true,
+    skipLlamaCpp: true,
     inProcess: true,
     log: () => {},
   });

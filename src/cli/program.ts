@@ -5,6 +5,7 @@ import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerMakeModel } from "./make-model.js";
 import { registerQuantizeFp8 } from "./quantize.js";
+import { registerExportGguf } from "./export-gguf.js";
 import { registerCompare } from "./compare.js";
 import { registerKernelsCommand } from "./kernels.js";
 import { fusekitVersion } from "../io/package.js";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerMakeModel(program);
   registerQuantizeFp8(program);
+  registerExportGguf(program);
 
   // ── Fusion / kernel commands ───────────────────────────────────────────────────────────────────
   registerCompare(program);

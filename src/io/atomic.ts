@@ -297,11 +297,16 @@ export async function ensureDir(dir: string): Promise<void> {
  * link() when nothing is there (which never clobbers a file that appeared meanwhile), with rename() over
  * a recognised target being replaced.
  */
-export async function writeFileAtomically(file: string, data: string | Uint8Array, t: WriteTarget): Promise<void> {
+export async function writeFileAtomically(
+  file: string,
+  data: string | Uint8Array | ((tmpPath: string) => Promise<void>),
+  t: WriteTarget,
+): Promise<void> {
   const mode = await checkWriteTarget(file, t);
   const tmp = tempPathFor(file);
   try {
-    await writeTextFile(tmp, data);
+    // A function writes (and fsyncs) the file itself: for outputs too large to hold in memory at once.
+    await (typeof data === "function" ? data(tmp) : writeTextFile(tmp, data));
     if (mode === "replace" || !(await linkNoClobber(tmp, file, t))) await fsp.rename(tmp, file);
   } catch (err) {
     throw asOutputError(err, file);
