@@ -76,9 +76,12 @@ function decodeBits(model: PreTrainedModel, prompt: number[], steps: number, mor
   return out;
 }
 
-async function loadPair(dir: string): Promise<[PreTrainedModel, PreTrainedModel]> {
-  const original = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
-  const kernelized = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
+async function loadPair(
+  dir: string,
+  weightStorage: "bf16" | "int8" = "bf16",
+): Promise<[PreTrainedModel, PreTrainedModel]> {
+  const original = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage });
+  const kernelized = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage });
   DECODER_LAYER.fuse(kernelized);
   await kernelize(kernelized, { mode: Mode.INFERENCE });
   return [original, kernelized];
@@ -114,6 +117,17 @@ describe("the DecoderLayer kernel on the pool (wasm, bf16)", () => {
     const got = decodeBits(kernelized, promptOf(5), 6);
     expect(decoderLayerSteps() - before).toBe(6 * SMALL.num_hidden_layers);
     expect(got).toEqual(decodeBits(original, promptOf(5), 6));
+    original.dispose();
+    kernelized.dispose();
+  });
+
+  it.each(FAMILIES)("$family with 8-bit weights: the same bits as the int8 per-op layers", async ({ config }) => {
+    const dir = await savedFamilyModel(config, { seed: 8, dtype: "BF16" });
+    const [original, kernelized] = await loadPair(dir, "int8");
+    const before = decoderLayerSteps();
+    const got = decodeBits(kernelized, promptOf(12), 6);
+    expect(decoderLayerSteps() - before).toBe(6 * SMALL.num_hidden_layers);
+    expect(got).toEqual(decodeBits(original, promptOf(12), 6));
     original.dispose();
     kernelized.dispose();
   });

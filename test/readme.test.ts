@@ -116,6 +116,7 @@ describe("README CLI summary", () => {
     const commands = leafCommands(buildProgram());
     expect(commands.map(([name]) => name).sort()).toEqual([
       "compare",
+      "export-gguf",
       "generate",
       "inspect",
       "kernels list",

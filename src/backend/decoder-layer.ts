@@ -3,9 +3,9 @@
 //   (+bias) + residual → post norm → gate/up → SiLU·mul → down (+bias) + residual.
 // The job runs in five phases split among the threads (the matvecs by output columns, attention by KV head),
 // the workers staying in the job between them; the few hundred serial floats between phases (norms, biases,
-// residuals, SiLU·mul) run on this thread meanwhile. Weights are the pool's packed bf16 copies; the layer's
-// keys and values live in the pool's heap (src/backend/pool-kv.ts). Every value is rounded as the per-op path
-// rounds it — the same matvec kernel per output, the unfused ops' norm, RoPE and softmax, the backend's own
+// residuals, SiLU·mul) run on this thread meanwhile. Weights are the pool's copies (packed bf16 or 8-bit
+// blocks); the layer's keys and values live in the pool's heap (src/backend/pool-kv.ts). Every value is rounded
+// as the per-op path rounds it — the same matvec kernel per output (an 8-bit one's input quantized as it does), the unfused ops' norm, RoPE and softmax, the backend's own
 // Sigmoid — so the layer's output equals the unfused modules' bit for bit. Anything else (prefill, a batch,
 // a padding mask, float32 weights, no pool) returns undefined: the caller runs the layer's own forward.
 import { tf } from "../tensor/tf.js";
@@ -15,9 +15,9 @@ import { kernelPool, type KernelPool } from "./pool.js";
 import type { PoolKV } from "./pool-kv.js";
 import { HEADS_DESC, MATVEC_LIST, OPS, attendKvHeads, matvecSpan } from "./worker.js";
 
-/** A Linear as the kernel reads it: its packed bf16 weight `[out, in/2]` and optional bias. */
+/** A Linear as the kernel reads it: its packed bf16 weight `[out, in/2]` or 8-bit blocks, and optional bias. */
 interface LinearParts {
-  weight: { packed: boolean; packedTensor: tf.Tensor; tensor: tf.Tensor };
+  weight: { packed: boolean; packedTensor: tf.Tensor; quantized?: boolean; int8Tensor?: tf.Tensor };
   bias?: { tensor: tf.Tensor };
   inFeatures: number;
   outFeatures: number;
@@ -80,7 +80,7 @@ function planOf(layer: DecoderLayerLike): Plan | undefined {
   const qkv = isLinear(a.qkv_proj) ? [a.qkv_proj] : [a.q_proj, a.k_proj, a.v_proj];
   const gateUp = isLinear(mlp.gate_up_proj) ? [mlp.gate_up_proj] : [mlp.gate_proj, mlp.up_proj];
   const linears = [...qkv, a.o_proj, ...gateUp, mlp.down_proj];
-  if (!linears.every(isLinear) || !linears.every((l) => l.weight.packed)) return undefined;
+  if (!linears.every(isLinear) || !linears.every((l) => l.weight.packed || l.weight.quantized)) return undefined;
   const [input, post] = [layer.input_layernorm, layer.post_attention_layernorm];
   if (!isNorm(input) || !isNorm(post) || (a.q_norm && !isNorm(a.q_norm)) || (a.k_norm && !isNorm(a.k_norm)))
     return undefined;
@@ -105,8 +105,9 @@ function planOf(layer: DecoderLayerLike): Plan | undefined {
 }
 
 /** Float offsets of the step's buffers in the pool's scratch (each 64-byte aligned), and their total. */
-function layout(p: Plan, threads: number, capacity: number) {
+function layout(p: Plan, threads: number, capacity: number, qxBytes: number) {
   const sizes = {
+    qx: Math.ceil(qxBytes / 4), // a phase's input quantized per block, for 8-bit matrices
     x: p.h,
     xn: p.h,
     qkv: (p.heads + 2 * p.kvHeads) * p.d,
@@ -158,12 +159,17 @@ export function decoderLayerStep(
   if (!plan || x.shape[2] !== plan.h || !pool?.workersStarted()) return undefined;
   const b = tf.backend() as unknown as WasmBackend;
   const linears = [...plan.qkv, plan.o, ...plan.gateUp, plan.down];
-  const weights = linears.map((l) => pool.weightAt(b, l.weight.packedTensor, l.outFeatures, l.inFeatures));
+  const weights = linears.map((l) => {
+    if (l.weight.packed) return pool.weightAt(b, l.weight.packedTensor, l.outFeatures, l.inFeatures);
+    const w = l.weight.int8Tensor!;
+    return pool.rawWeightAt(b, w, 4 * w.shape[0] * w.shape[1]!);
+  });
   if (weights.includes(undefined)) return undefined;
   const layerIdx = layer.self_attn.layerIdx;
   const position = cache.getSeqLength(layerIdx);
   const kv = cache.poolLayer(layerIdx, pool, plan.kvHeads, plan.d, position + 1);
-  const { at, floats } = layout(plan, pool.threads, kv?.capacity ?? 0);
+  const qxBytes = pool.main.i8QxBytes(1, Math.max(plan.h, plan.inter, plan.heads * plan.d));
+  const { at, floats } = layout(plan, pool.threads, kv?.capacity ?? 0, qxBytes);
   const base = kv && pool.scratchAt(4 * floats);
   if (!kv || base === undefined) return undefined;
   const job = new LayerJob(pool, b, plan, weights as number[], at, base, floats);
@@ -229,13 +235,17 @@ class LayerJob {
     const desc = this.ptr("lists") + 4 * LIST_WORDS * slot;
     const w = new Int32Array(this.memory.buffer, desc, LIST_WORDS);
     [w[MATVEC_LIST.COUNT], w[MATVEC_LIST.X], w[MATVEC_LIST.N]] = [ls.length, this.ptr(x), n];
+    w[MATVEC_LIST.QX] = this.ptr("qx");
+    // 8-bit matrices read the input quantized per block, once for the phase (as the per-op int8 matmul does)
+    if (ls.some((l) => !l.weight.packed)) this.pool.main.i8Quant(this.ptr(x), this.ptr("qx"), 1, n);
     let out = this.ptr(y);
     ls.forEach((l, i) => {
       const e = MATVEC_LIST.FIRST + MATVEC_LIST.STRIDE * i;
       w[e + MATVEC_LIST.W] = this.weights[first + i];
       w[e + MATVEC_LIST.Y] = out;
       w[e + MATVEC_LIST.M] = l.outFeatures;
-      w[e + MATVEC_LIST.IL] = 1; // every size is a multiple of 8: the pool stored them interleaved
+      // bf16: every size is a multiple of 8, so the pool stored them interleaved
+      w[e + MATVEC_LIST.KIND] = l.weight.packed ? 1 : 2;
       out += 4 * l.outFeatures;
     });
     const m = ls.reduce((s, l) => s + l.outFeatures, 0);

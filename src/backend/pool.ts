@@ -276,7 +276,7 @@ export class KernelPool {
   }
 
   /** A weight's bytes copied as they are into the shared heap on first use (undefined if they cannot fit). */
-  private rawWeightAt(b: WasmBackend, w: tf.TensorInfo, bytes: number): number | undefined {
+  rawWeightAt(b: WasmBackend, w: tf.TensorInfo, bytes: number): number | undefined {
     let at = this.weights.get(w.dataId);
     if (at !== undefined) return at;
     try {

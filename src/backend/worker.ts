@@ -89,13 +89,17 @@ export function takeChunk(claim: BigInt64Array, ctrl: Int32Array, S: typeof CTRL
   }
 }
 
-/** A MATVECS job's list at `desc` (int32 words): count, x, n, then per matrix its weight, output, rows and layout. */
-export const MATVEC_LIST = { COUNT: 0, X: 1, N: 2, FIRST: 3, W: 0, Y: 1, M: 2, IL: 3, STRIDE: 4 } as const;
+/**
+ * A MATVECS job's list at `desc` (int32 words): count, x, n, x quantized per block (for 8-bit matrices), then per
+ * matrix its weight, output, rows and KIND: 0 bf16 rows, 1 bf16 rows interleaved by 8 (bf16.wat), 2 8-bit
+ * blocks (int8.wat).
+ */
+export const MATVEC_LIST = { COUNT: 0, X: 1, N: 2, QX: 3, FIRST: 4, W: 0, Y: 1, M: 2, KIND: 3, STRIDE: 4 } as const;
 
 /**
  * Columns [o0, o1) of the concatenated outputs of the matrices listed at `desc` (one input row, each matrix
- * bf16 as the pool stores it): each output by the single-threaded kernel's `gemmCols`, so the same bits.
- * Self-contained: the workers get its source.
+ * as the pool stores it): each output by the single-threaded kernel's `gemmCols` / `i8GemmCols`, so the same
+ * bits. Self-contained: the workers get its source.
  */
 export function matvecSpan(
   ex: SharedExports,
@@ -104,14 +108,15 @@ export function matvecSpan(
   o0: number,
   o1: number,
 ): void {
-  const L = { COUNT: 0, X: 1, N: 2, FIRST: 3, W: 0, Y: 1, M: 2, IL: 3, STRIDE: 4 }; // MATVEC_LIST
+  const L = { COUNT: 0, X: 1, N: 2, QX: 3, FIRST: 4, W: 0, Y: 1, M: 2, KIND: 3, STRIDE: 4 }; // MATVEC_LIST
   const w = new Int32Array(memory.buffer, desc, L.FIRST + L.STRIDE * new Int32Array(memory.buffer, desc, 1)[0]);
   for (let i = 0, start = 0; i < w[L.COUNT] && start < o1; i++) {
     const e = L.FIRST + L.STRIDE * i;
     const m = w[e + L.M];
     const lo = Math.max(o0, start) - start;
     const hi = Math.min(o1, start + m) - start;
-    if (lo < hi) ex.gemmCols(w[L.X], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi, w[e + L.IL]);
+    if (lo < hi && w[e + L.KIND] === 2) ex.i8GemmCols(w[L.QX], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi);
+    else if (lo < hi) ex.gemmCols(w[L.X], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi, w[e + L.KIND]);
     start += m;
   }
 }

@@ -1,4 +1,4 @@
-// wasm and cpu build of the DecoderLayer kernel. A decode step of one sequence with packed bf16 weights on
+// wasm and cpu build of the DecoderLayer kernel. A decode step of one sequence with bf16 or int8 weights on
 // the wasm backend runs as one job on the kernel pool (src/backend/decoder-layer.ts); every other call —
 // prefill, a batch, a padding mask, float32 weights, the cpu backend, one thread — runs the layer's own
 // forward (the class's, or a fused chain's replay), so the kernel can be installed on any decoder layer.
