@@ -231,10 +231,9 @@ export class KernelPool {
     const xAt = wAt === undefined ? undefined : this.scratchAt(xBytes + yBytes);
     if (wAt === undefined || xAt === undefined) return false;
     const yAt = xAt + xBytes;
-    const tfHeap = b.wasm.asm.memory.buffer;
-    this.heap.bytes(xAt, xBytes).set(new Uint8Array(tfHeap, heapOffset(b, x) >>> 0, xBytes));
+    this.copyIn(b, x, xAt, xBytes);
     this.run(xAt, wAt, yAt, rows, n, m);
-    new Uint8Array(tfHeap, heapOffset(b, out) >>> 0, yBytes).set(this.heap.bytes(yAt, yBytes));
+    this.copyOut(b, yAt, out, yBytes);
     return true;
   }
 
@@ -261,8 +260,7 @@ export class KernelPool {
     if (wAt === undefined || xAt === undefined) return false;
     const qAt = Math.ceil((xAt + xBytes) / 64) * 64;
     const yAt = qAt + qBytes;
-    const tfHeap = b.wasm.asm.memory.buffer;
-    this.heap.bytes(xAt, xBytes).set(new Uint8Array(tfHeap, heapOffset(b, x) >>> 0, xBytes));
+    this.copyIn(b, x, xAt, xBytes);
     this.main.i8Quant(xAt, qAt, rows, n);
     const c = this.ctrl;
     c[CTRL.W] = wAt;
@@ -271,8 +269,18 @@ export class KernelPool {
     c[CTRL.N] = n;
     c[CTRL.M] = m;
     this.dispatch(OPS.GEMM_I8, qAt, m, 8, (o0, o1) => this.main.i8GemmCols(qAt, wAt, yAt, rows, n, m, o0, o1));
-    new Uint8Array(tfHeap, heapOffset(b, out) >>> 0, yBytes).set(this.heap.bytes(yAt, yBytes));
+    this.copyOut(b, yAt, out, yBytes);
     return true;
+  }
+
+  /** `bytes` of tfjs tensor `t` (in the tfjs heap) copied to `at` in the shared heap. */
+  private copyIn(b: WasmBackend, t: tf.TensorInfo, at: number, bytes: number): void {
+    this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) >>> 0, bytes));
+  }
+
+  /** `bytes` at `at` in the shared heap copied into tfjs tensor `t`. */
+  private copyOut(b: WasmBackend, at: number, t: tf.TensorInfo, bytes: number): void {
+    new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) >>> 0, bytes).set(this.heap.bytes(at, bytes));
   }
 
   /** A weight's bytes copied as they are into the shared heap on first use (undefined if they cannot fit). */
@@ -284,7 +292,7 @@ export class KernelPool {
     } catch {
       return undefined;
     }
-    this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, w) >>> 0, bytes));
+    this.copyIn(b, w, at, bytes);
     this.weights.set(w.dataId, at);
     this.reclaim.register(w.dataId, at);
     return at;
