@@ -3,7 +3,7 @@
 // of a checkpoint file (into a reused buffer, and into fresh memory). Each figure: median (min–max) of several runs.
 import path from "node:path";
 import { open } from "node:fs/promises";
-import { bf16MatMul, kernelThreads, setKernelThreads, tf } from "../src/internals.js";
+import { bf16MatMul, kernelThreads, setKernelThreads, storeWords, tf } from "../src/internals.js";
 import { kernelPool } from "../src/backend/pool.js";
 import { wasmReadSum } from "../src/backend/kernels.js";
 import { stat, type Figure } from "../src/compare/measure.js";
@@ -88,16 +88,17 @@ export function bf16GemmGflops(shapes: [number, number, number][], repeats: numb
     setKernelThreads(threads);
     for (const [m, k, n] of shapes) {
       const x = tf.randomNormal([m, k], 0, 1, "float32", 1);
-      const w = tf.fill([n, k / 2], 0x3f803f80, "int32"); // a packed bf16 weight of ones (no denormals)
+      const w = storeWords(new Int32Array((n * k) / 2).fill(0x3f803f80), [n, k / 2], "bf16"); // ones (no denormals)
       const once = () => tf.tidy(() => void bf16MatMul(x as tf.Tensor2D, w).dataSync());
-      once(); // warm-up (copies the weight into the pool's heap)
+      once(); // warm-up
       const runs = Array.from({ length: repeats }, () => {
         let iters = 0;
         const t0 = performance.now();
         for (; iters === 0 || performance.now() - t0 < minMs; iters++) once();
         return (2 * m * k * n * iters) / ((performance.now() - t0) / 1000) / 1e9;
       });
-      tf.dispose([x, w]);
+      x.dispose();
+      w.release();
       out.push({ shape: [m, k, n], threads: kernelThreads(), gflops: figure(runs) });
     }
   }

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import { storeWords } from "../src/backend/weight-store.js";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -107,7 +108,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       const w = bf16Values(m * n, rng);
       const want = reference(x, w, rows, n, m);
       const xt = tf.tensor2d(x, [rows, n]);
-      const wt = tf.tensor2d(packBf16(w).packed, [m, n / 2], "int32");
+      const wt = storeWords(packBf16(w).packed, [m, n / 2], "bf16");
       for (const gemmMaxRows of [Number.MAX_SAFE_INTEGER, 0]) {
         setBf16Options({ gemmMaxRows, chunkElements: 2 * n }); // tiny chunks: the widened path concatenates
         const y = bf16MatMul(xt, wt);
@@ -116,7 +117,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
         y.dispose();
       }
       xt.dispose();
-      wt.dispose();
+      wt.release();
     }
     setBf16Options({ gemmMaxRows: Number.MAX_SAFE_INTEGER, chunkElements: 1 << 24 });
   });
@@ -145,7 +146,7 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       expect(report.bytesAfter * 2).toBe(report.bytesBefore);
       const lmHead = (bf16 as unknown as { lm_head: Linear }).lm_head;
       expect(lmHead.weight.packed).toBe(true);
-      expect(lmHead.weight.packedTensor.shape).toEqual([151936, 64]);
+      expect(lmHead.weight.packedWeight.shape).toEqual([151936, 64]);
     });
 
     it("gives the float32 model's logits within 3e-6 (prefill of 8 tokens, all positions)", () => {

@@ -1,12 +1,14 @@
-// Past 2 GiB in the wasm heap: byte offsets above 2^31 turn negative under `>> 2`, and typed
+// Past 2 GiB in a wasm memory: byte offsets above 2^31 turn negative under `>> 2`, and typed
 // arrays accept negative indexes, so a kernel could silently read the wrong bytes. This file (on its own: the
 // heap never shrinks) computes a small model's logits and greedy decode (KV-cache kernels, bf16 kernels,
-// XNNPACK) with the heap small, then fills the heap below 2 GiB with ballast so that every later tensor lives
-// above it, reloads the model and checks the very same numbers.
+// XNNPACK) with the memories small, then fills tfjs's heap and the weight store's first arena below 2 GiB with
+// ballast so that every later tensor and stored weight lives above it, reloads the model and checks the very
+// same numbers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rmSync } from "node:fs";
 import { AutoModelForCausalLM, DynamicCache, setBackend, tf, type PreTrainedModel } from "fusekit";
 import { logitsOf, smallConfig, tmpDir } from "./helpers/models.js";
+import { weightStore } from "../src/backend/weight-store.js";
 
 const TWO_GIB = 2 ** 31;
 const PROMPT = [[3, 14, 15, 9, 26, 5, 35, 8]];
@@ -47,7 +49,17 @@ function greedyDecode(model: PreTrainedModel): number[][] {
 }
 
 function lowestWeightOffset(model: PreTrainedModel): number {
-  return Math.min(...model.parameters().map((p) => offset(p.packed ? p.packedTensor : p.tensor)));
+  return Math.min(...model.parameters().map((p) => (p.packed ? p.packedWeight.at : offset(p.tensor))));
+}
+
+/** Blocks of the store's first arena, of `bytes` each, until one lands at or above 2 GiB (freed again). */
+function fillArenaBelow2GiB(ballast: number[], bytes: number): void {
+  const arena = weightStore().arenas[0];
+  for (;;) {
+    const at = arena.alloc(bytes)!;
+    if (at >= TWO_GIB) return arena.release(at);
+    ballast.push(at);
+  }
 }
 
 /**
@@ -70,6 +82,7 @@ function fillBelow2GiB(ballast: tf.Tensor[], elements: number): void {
 
 describe("wasm heap past 2 GiB", () => {
   const ballast: tf.Tensor[] = [];
+  const arenaBallast: number[] = [];
   let dir: string;
   beforeAll(async () => {
     await setBackend("wasm");
@@ -80,6 +93,7 @@ describe("wasm heap past 2 GiB", () => {
   });
   afterAll(() => {
     tf.dispose(ballast);
+    for (const at of arenaBallast) weightStore().arenas[0].release(at);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -90,6 +104,7 @@ describe("wasm heap past 2 GiB", () => {
 
     const tensorsBefore = tf.memory().numTensors;
     for (const elements of [2 ** 26, 2 ** 20, 2 ** 14, 2 ** 10, 2 ** 6, 2 ** 2, 1]) fillBelow2GiB(ballast, elements);
+    for (const bytes of [2 ** 26, 2 ** 20, 2 ** 14, 2 ** 10, 2 ** 6]) fillArenaBelow2GiB(arenaBallast, bytes);
     expect(tf.memory().numTensors).toBe(tensorsBefore + ballast.length);
     expect((tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length).toBeGreaterThan(TWO_GIB);
 

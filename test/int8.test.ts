@@ -1,5 +1,8 @@
 // 8-bit weight storage: the host block format, the kernels against plain references, the pool against the
 // single-threaded kernel, and models of the three families loaded with weightStorage "int8".
+import { storeWords } from "../src/backend/weight-store.js";
+/** 8-bit words of an [m, n] weight, in the weight store. */
+const stored = (words: Int32Array, m: number, n: number) => storeWords(words, int8Shape(m, n), "int8");
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -202,7 +205,7 @@ describe.each(["cpu", "wasm"])("int8 kernels on %s", (backend) => {
       const w = dequantizeInt8(words, m, n);
       const { y: want, mag } = reference(x, w, rows, n, m);
       const bound = activationBound(x, w, rows, n, m);
-      const y = tf.tidy(() => int8MatMul(tf.tensor2d(x, [rows, n]), tf.tensor2d(words, int8Shape(m, n), "int32")));
+      const y = tf.tidy(() => int8MatMul(tf.tensor2d(x, [rows, n]), stored(words, m, n)));
       expect(y.shape).toEqual([rows, m]);
       const got = y.dataSync();
       y.dispose();
@@ -219,7 +222,7 @@ describe.each(["cpu", "wasm"])("int8 kernels on %s", (backend) => {
     const [m, n] = [7, 40];
     const words = quantizeInt8(normals(m * n, rng), m, n);
     const all = dequantizeInt8(words, m, n);
-    const table = tf.tensor2d(words, int8Shape(m, n), "int32");
+    const table = stored(words, m, n);
     const ids = [
       [6, 0, 3],
       [4, 5, 1],
@@ -235,14 +238,15 @@ describe.each(["cpu", "wasm"])("int8 kernels on %s", (backend) => {
       );
     expect(() => tf.tidy(() => int8Embedding(table, tf.tensor1d([7], "int32"), n))).toThrow(ShapeError);
     expect(() => tf.tidy(() => int8Embedding(table, tf.tensor1d([-1], "int32"), n))).toThrow(ShapeError);
-    table.dispose();
+    table.release();
   });
 
   it("refuses weights whose blocks do not match x's width with a ShapeError", () => {
-    const w = tf.zeros([4, 9], "int32"); // one block: n ≤ 32
+    const w = storeWords(new Int32Array(36), [4, 9], "int8"); // one block: n ≤ 32
     const x = tf.zeros([1, 40]);
     expect(() => int8MatMul(x as tf.Tensor2D, w)).toThrow(ShapeError);
-    tf.dispose([w, x]);
+    x.dispose();
+    w.release();
   });
 });
 
@@ -266,7 +270,7 @@ describe("int8 on the kernel pool (wasm)", () => {
       [64, 256, 36],
     ]) {
       const x = tf.tensor2d(normals(rows * n, rng), [rows, n]);
-      const w = tf.tensor2d(quantizeInt8(normals(m * n, rng, 0.1), m, n), int8Shape(m, n), "int32");
+      const w = stored(quantizeInt8(normals(m * n, rng, 0.1), m, n), m, n);
       setKernelThreads(1);
       const one = tf.tidy(() => int8MatMul(x, w)).dataSync();
       setKernelThreads(2);
@@ -275,7 +279,8 @@ describe("int8 on the kernel pool (wasm)", () => {
       const two = tf.tidy(() => int8MatMul(x, w)).dataSync();
       expect(pool.jobs, "ran on the pool").toBe(jobs + 1);
       expect(maxAbsDiff(one, two), `[${rows}, ${n}, ${m}]`).toBe(0);
-      tf.dispose([x, w]);
+      x.dispose();
+      w.release();
     }
   });
 });

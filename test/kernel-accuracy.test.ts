@@ -3,6 +3,7 @@
 // on the SIMD paths (widths that are multiples of 4 / 8) and the JS paths. Tolerances are relative and a
 // small multiple of the error measured on this machine (the measured worst case is in a comment by each).
 // Every case also proves the kernel ran by counting its dispatch, not by a difference from the composed ops.
+import { storeWords } from "../src/backend/weight-store.js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   BF16_MATMUL,
@@ -261,7 +262,7 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
     // bf16 = the top half of a float32: element 2k sits in the low half of int32 k, 2k+1 in the high half
     const bits = new Uint32Array(values.buffer.slice(0));
     const w64 = Float64Array.from(new Float32Array(bits.map((b) => b & 0xffff0000).buffer));
-    const w = tf.tensor2d(packed, [m, n / 2], "int32");
+    const w = storeWords(packed, [m, n / 2], "bf16");
     for (const rows of [1, 3, 8, 13]) {
       const x = tf.randomNormal([rows, n], 0, 2, "float32", rows) as tf.Tensor2D;
       const { result: y, calls } = kernelCalls(() => bf16MatMul(x, w));
@@ -270,6 +271,6 @@ describe.each(["wasm", "cpu"] as const)("kernels vs float64 references (%s)", (b
       expect(maxScaledErr(y.dataSync(), ref, scale), `${rows} rows`).toBeLessThan(2e-7);
       tf.dispose([x, y]);
     }
-    w.dispose();
+    w.release();
   });
 });

@@ -2,6 +2,7 @@
 // CheckpointReader.readBytesIntoMany against readBytes, its failures, and a BF16 load into packed storage that
 // must stay byte-exact even when the wasm heap grows (detaching every view of it) while the reads run; F16
 // weights rounded to bf16 where they land, by the SIMD kernel and the table, against decoding and encoding.
+import { storedRowMajor } from "../src/backend/weight-store.js";
 import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
@@ -188,7 +189,7 @@ async function packedBytesMismatches(
     const p = params.get(key)!;
     if (!p.packed) continue;
     packed++;
-    const stored = new Uint8Array((p.packedTensor.dataSync() as Int32Array).slice().buffer);
+    const stored = new Uint8Array(storedRowMajor(p.packedWeight).buffer);
     if (!Buffer.from(stored).equals(Buffer.from(await expected(key)))) wrong.push(key);
   }
   expect(packed).toBe(2 * 7 + 2);

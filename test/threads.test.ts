@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { storeWords } from "../src/backend/weight-store.js";
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,10 +40,11 @@ function matmulBits(threads: number, rows: number, n: number, m: number, seed: n
   setKernelThreads(threads);
   const { x, packed } = operands(rows, n, m, seed);
   const xt = tf.tensor2d(x, [rows, n]);
-  const wt = tf.tensor2d(packed, [m, n / 2], "int32");
+  const wt = storeWords(packed, [m, n / 2], "bf16");
   const y = bf16MatMul(xt, wt);
   const bits = new Uint32Array((y.dataSync() as Float32Array).slice().buffer);
-  tf.dispose([xt, wt, y]);
+  tf.dispose([xt, y]);
+  wt.release();
   return bits;
 }
 
@@ -84,10 +86,11 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
     setKernelThreads(2);
     const { x, packed } = operands(2, 512, 1024, 5);
     const xt = tf.tensor2d(x, [2, 512]);
-    const wt = tf.tensor2d(packed, [1024, 256], "int32");
+    const wt = storeWords(packed, [1024, 256], "bf16");
     const first = bf16MatMul(xt, wt).dataSync().slice();
     for (let i = 0; i < 3; i++) expect(bf16MatMul(xt, wt).dataSync()).toEqual(first);
-    tf.dispose([xt, wt]);
+    xt.dispose();
+    wt.release();
   });
 
   it("the workers take part: some chunks of repeated matmuls are computed off the main thread", () => {
@@ -96,12 +99,13 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
     expect(pool.workersStarted()).toBe(true);
     const { x, packed } = operands(4, 1024, 4096, 6);
     const xt = tf.tensor2d(x, [4, 1024]);
-    const wt = tf.tensor2d(packed, [4096, 512], "int32");
+    const wt = storeWords(packed, [4096, 512], "bf16");
     const first = bf16MatMul(xt, wt).dataSync().slice();
     // a worker spins between jobs, so it claims chunks as soon as it is scheduled; bounded, not timed
     for (let i = 0; i < 200 && pool.workerChunks === 0; i++) expect(bf16MatMul(xt, wt).dataSync()).toEqual(first);
     expect(pool.workerChunks).toBeGreaterThan(0);
-    tf.dispose([xt, wt]);
+    xt.dispose();
+    wt.release();
   });
 
   it("back-to-back jobs of different shapes never mix (each result equals the single-threaded one)", () => {
@@ -117,7 +121,7 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
     try {
       const inputs = shapes.map(([rows, n, m], i) => {
         const { x, packed } = operands(rows, n, m, 40 + i);
-        return [tf.tensor2d(x, [rows, n]), tf.tensor2d(packed, [m, n / 2], "int32")] as const;
+        return [tf.tensor2d(x, [rows, n]), storeWords(packed, [m, n / 2], "bf16")] as const;
       });
       for (let k = 0; k < 300; k++) {
         const i = k % shapes.length;
@@ -125,7 +129,7 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
         expect(new Uint32Array((y.dataSync() as Float32Array).slice().buffer)).toEqual(single[i]);
         y.dispose();
       }
-      tf.dispose(inputs.flat());
+      for (const [x, w] of inputs) [x.dispose(), w.release()];
     } finally {
       setParallelMinMacs(prevMin);
     }
@@ -164,10 +168,10 @@ function runNode(script: string, env: Record<string, string>): Promise<{ code: n
 }
 
 const SCRIPT = `
-import { bf16MatMul, kernelThreads, setBackend, tf } from "${path.join(root, "dist/src/internals.js")}";
+import { bf16MatMul, kernelThreads, setBackend, storeWords, tf } from "${path.join(root, "dist/src/internals.js")}";
 await setBackend("wasm");
 const x = tf.ones([1, 1024]);
-const w = tf.fill([4096, 512], 0x3f803f80, "int32"); // every bf16 = 1.0
+const w = storeWords(new Int32Array(4096 * 512).fill(0x3f803f80), [4096, 512], "bf16"); // every bf16 = 1.0
 const y = bf16MatMul(x, w).dataSync();
 console.log(kernelThreads(), y.length, y[0], y[4095]);
 `;
@@ -185,11 +189,11 @@ describe("a process using the pool", () => {
 
   it("started with the host's ESM flag, its workers still start and take part, without a warning", async () => {
     const script = `
-import { bf16MatMul, setBackend, tf } from "${path.join(root, "dist/src/internals.js")}";
+import { bf16MatMul, setBackend, storeWords, tf } from "${path.join(root, "dist/src/internals.js")}";
 import { kernelPool } from "${path.join(root, "dist/src/backend/pool.js")}";
 await setBackend("wasm");
 const x = tf.ones([1, 1024]);
-const w = tf.fill([4096, 512], 0x3f803f80, "int32");
+const w = storeWords(new Int32Array(4096 * 512).fill(0x3f803f80), [4096, 512], "bf16");
 const pool = kernelPool();
 console.log(pool.workersStarted());
 for (let i = 0; i < 20; i++) bf16MatMul(x, w).dataSync();

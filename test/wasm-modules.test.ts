@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { assemble, mergeModules, tsModule } from "../src/backend/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
-import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
+import { ARENA_WASM_BASE64 } from "../src/backend/arena-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
 import { INT8_WASM_BASE64 } from "../src/backend/int8-wasm.js";
 
@@ -38,20 +38,22 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has a shared-memory build for the worker pool: bf16.wat, attention.wat and int8.wat as one module, its memory declared shared", async () => {
-    const texts = ["bf16.wat", "attention.wat", "int8.wat"].map((f) => readFileSync(src(f), "utf8"));
+  it("has an arena build for the weight store: bf16.wat, attention.wat, int8.wat and convert.wat as one module, its memory declared shared", async () => {
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat"].map((f) => readFileSync(src(f), "utf8"));
     const fresh = await assemble(mergeModules(texts), { shared: true });
-    expect(Buffer.from(BF16_SHARED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
-    expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(
-      tsModule(fresh, "bf16.wat + attention.wat + int8", "BF16_SHARED_WASM_BASE64"),
+    expect(Buffer.from(ARENA_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    expect(readFileSync(src("arena-wasm.ts"), "utf8")).toBe(
+      tsModule(fresh, "bf16.wat + attention.wat + int8.wat + convert", "ARENA_WASM_BASE64"),
     );
-    const mod = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
+    const mod = new WA.Module(Buffer.from(ARENA_WASM_BASE64, "base64"));
     expect(
       WA.Module.exports(mod)
         .map((e) => e.name)
         .sort(),
     ).toEqual([
       "dots",
+      "f16ToBf16",
+      "f32ToBf16",
       "gemm",
       "gemmCols",
       "i8Gather",

@@ -1,8 +1,8 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
 //   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts,
-//     int8-wasm.ts, and bf16-shared-wasm.ts (bf16.wat, attention.wat and int8.wat as one module importing a shared
-//     memory instead: the worker pool's heap, where the decoder-layer kernel runs its matmuls and attention);
+//     int8-wasm.ts, and arena-wasm.ts (bf16.wat, attention.wat, int8.wat and convert.wat as one module importing a
+//     shared memory instead: a weight-store arena, where every thread runs the kernels on the weights in place);
 //   every hub/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/backend/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
@@ -63,10 +63,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     ["attention", "ATTENTION_WASM_BASE64", "attention"],
     ["convert", "CONVERT_WASM_BASE64", "convert"],
     ["int8", "INT8_WASM_BASE64", "int8"],
-    ["bf16+attention+int8", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
+    ["bf16+attention+int8+convert", "ARENA_WASM_BASE64", "arena"],
   ];
   for (const [names, constName, out] of builds) {
-    const shared = out.endsWith("-shared");
+    const shared = out === "arena";
     const texts = await Promise.all(names.split("+").map((n) => readFile(here(`./${n}.wat`), "utf8")));
     const bytes = await assemble(mergeModules(texts), { shared });
     const name = names.replaceAll("+", ".wat + ");

@@ -3,8 +3,8 @@
 //   (+bias) + residual → post norm → gate/up → SiLU·mul → down (+bias) + residual.
 // The job runs in five phases split among the threads (the matvecs by output columns, attention by KV head),
 // the workers staying in the job between them; the few hundred serial floats between phases (norms, biases,
-// residuals, SiLU·mul) run on this thread meanwhile. Weights are the pool's copies (packed bf16 or 8-bit
-// blocks); the layer's keys and values live in the pool's heap (src/backend/pool-kv.ts). Every value is rounded
+// residuals, SiLU·mul) run on this thread meanwhile. Weights are read in place in the weight store (packed bf16
+// or 8-bit blocks, all in one arena); the layer's keys and values live in that arena (src/backend/pool-kv.ts). Every value is rounded
 // as the per-op path rounds it — the same matvec kernel per output (an 8-bit one's input quantized as it does), the unfused ops' norm, RoPE and softmax, the backend's own
 // Sigmoid — so the layer's output equals the unfused modules' bit for bit. Anything else (prefill, a batch,
 // a padding mask, float32 weights, no pool) returns undefined: the caller runs the layer's own forward.
@@ -13,11 +13,12 @@ import { rmsNormRows } from "../tensor/host.js";
 import type { WasmBackend } from "./heap.js";
 import { kernelPool, type KernelPool } from "./pool.js";
 import type { PoolKV } from "./pool-kv.js";
+import type { Arena, StoredWeight } from "./weight-store.js";
 import { HEADS_DESC, MATVEC_LIST, OPS, attendKvHeads, matvecSpan } from "./worker.js";
 
 /** A Linear as the kernel reads it: its packed bf16 weight `[out, in/2]` or 8-bit blocks, and optional bias. */
 interface LinearParts {
-  weight: { packed: boolean; packedTensor: tf.Tensor; quantized?: boolean; int8Tensor?: tf.Tensor };
+  weight: { packed: boolean; packedWeight: StoredWeight; quantized?: boolean; int8Weight?: StoredWeight };
   bias?: { tensor: tf.Tensor };
   inFeatures: number;
   outFeatures: number;
@@ -27,10 +28,10 @@ interface NormParts {
   eps: number;
 }
 
-/** What the kernel needs of the KV cache (src/cache/dynamic-cache.ts): a layer's length and its rows in the pool. */
+/** What the kernel needs of the KV cache (src/cache/dynamic-cache.ts): a layer's length and its rows in an arena. */
 export interface PoolCache {
   getSeqLength(layerIdx: number): number;
-  poolLayer(layerIdx: number, pool: KernelPool, kvHeads: number, d: number, rows: number): PoolKV | undefined;
+  poolLayer(layerIdx: number, arena: Arena, kvHeads: number, d: number, rows: number): PoolKV | undefined;
 }
 
 /** The decoder layer's structure the kernel reads (transformers' names; merged qkv / gate_up layouts too). */
@@ -156,34 +157,32 @@ export function decoderLayerStep(
   if (x.shape[0] !== 1 || x.shape[1] !== 1) return undefined;
   const plan = planOf(layer);
   const pool = kernelPool();
-  if (!plan || x.shape[2] !== plan.h || !pool?.workersStarted()) return undefined;
+  if (!plan || x.shape[2] !== plan.h || pool.threads < 2 || !pool.workersStarted()) return undefined;
   const b = tf.backend() as unknown as WasmBackend;
   const linears = [...plan.qkv, plan.o, ...plan.gateUp, plan.down];
-  const weights = linears.map((l) => {
-    if (l.weight.packed) return pool.weightAt(b, l.weight.packedTensor, l.outFeatures, l.inFeatures);
-    const w = l.weight.int8Tensor!;
-    return pool.rawWeightAt(b, w, 4 * w.shape[0] * w.shape[1]!);
-  });
-  if (weights.includes(undefined)) return undefined;
+  const stored = linears.map((l) => (l.weight.packed ? l.weight.packedWeight : l.weight.int8Weight!));
+  const arena = stored[0].arena;
+  if (stored.some((w) => w.arena !== arena)) return undefined; // a layer split between arenas: per-op
   const layerIdx = layer.self_attn.layerIdx;
   const position = cache.getSeqLength(layerIdx);
-  const kv = cache.poolLayer(layerIdx, pool, plan.kvHeads, plan.d, position + 1);
-  const qxBytes = pool.main.i8QxBytes(1, Math.max(plan.h, plan.inter, plan.heads * plan.d));
+  const kv = cache.poolLayer(layerIdx, arena, plan.kvHeads, plan.d, position + 1);
+  const qxBytes = arena.main.i8QxBytes(1, Math.max(plan.h, plan.inter, plan.heads * plan.d));
   const { at, floats } = layout(plan, pool.threads, kv?.capacity ?? 0, qxBytes);
-  const base = kv && pool.scratchAt(4 * floats);
+  const base = kv && arena.scratchAt(4 * floats);
   if (!kv || base === undefined) return undefined;
-  const job = new LayerJob(pool, b, plan, weights as number[], at, base, floats);
+  const job = new LayerJob(pool, arena, b, plan, stored.map((w) => w.at), at, base, floats);
   const out = job.run(x, positionEmbeddings, kv, position, layer.self_attn.scaling);
   steps++;
   return out;
 }
 
-/** One step's job: its buffers in the pool's scratch, and the phases that fill them. */
+/** One step's job: its buffers in the arena's scratch, and the phases that fill them. */
 class LayerJob {
   private readonly memory: { readonly buffer: ArrayBufferLike };
 
   constructor(
     private readonly pool: KernelPool,
+    private readonly arena: Arena,
     private readonly b: WasmBackend,
     private readonly plan: Plan,
     private readonly weights: number[],
@@ -191,7 +190,7 @@ class LayerJob {
     private readonly base: number,
     private readonly floats: number,
   ) {
-    this.memory = pool.heap.memory;
+    this.memory = arena.memory;
   }
 
   run(x: tf.Tensor, [cos, sin]: readonly [tf.Tensor, tf.Tensor], kv: PoolKV, position: number, scale: number) {
@@ -237,25 +236,25 @@ class LayerJob {
     [w[MATVEC_LIST.COUNT], w[MATVEC_LIST.X], w[MATVEC_LIST.N]] = [ls.length, this.ptr(x), n];
     w[MATVEC_LIST.QX] = this.ptr("qx");
     // 8-bit matrices read the input quantized per block, once for the phase (as the per-op int8 matmul does)
-    if (ls.some((l) => !l.weight.packed)) this.pool.main.i8Quant(this.ptr(x), this.ptr("qx"), 1, n);
+    if (ls.some((l) => !l.weight.packed)) this.arena.main.i8Quant(this.ptr(x), this.ptr("qx"), 1, n);
     let out = this.ptr(y);
     ls.forEach((l, i) => {
       const e = MATVEC_LIST.FIRST + MATVEC_LIST.STRIDE * i;
       w[e + MATVEC_LIST.W] = this.weights[first + i];
       w[e + MATVEC_LIST.Y] = out;
       w[e + MATVEC_LIST.M] = l.outFeatures;
-      // bf16: every size is a multiple of 8, so the pool stored them interleaved
+      // bf16: every size is a multiple of 8, so the store keeps them interleaved (src/tensor/bf16.ts)
       w[e + MATVEC_LIST.KIND] = l.weight.packed ? 1 : 2;
       out += 4 * l.outFeatures;
     });
     const m = ls.reduce((s, l) => s + l.outFeatures, 0);
-    const { pool, memory } = this;
-    pool.dispatch(OPS.MATVECS, desc, m, 8, (o0, o1) => matvecSpan(pool.main, memory, desc, o0, o1));
+    const { pool, arena, memory } = this;
+    pool.dispatch(OPS.MATVECS, arena, desc, m, 8, Infinity, (o0, o1) => matvecSpan(arena.main, memory, desc, o0, o1));
   }
 
   /** The attention phase (attendKvHeads), split by KV head. */
   private attend(kv: PoolKV, position: number, scale: number): void {
-    const { plan, pool, memory } = this;
+    const { plan, pool, arena, memory } = this;
     const desc = this.ptr("heads");
     const w = new Int32Array(memory.buffer, desc, HEADS_DESC.WORDS);
     const f = new Float32Array(memory.buffer, desc, HEADS_DESC.WORDS);
@@ -272,7 +271,9 @@ class LayerJob {
       this.ptr("threads"),
     ];
     f[D.SCALE] = scale;
-    pool.dispatch(OPS.HEADS, desc, plan.kvHeads, 1, (j0, j1) => attendKvHeads(pool.main, memory, desc, j0, j1, 0));
+    pool.dispatch(OPS.HEADS, arena, desc, plan.kvHeads, 1, Infinity, (j0, j1) =>
+      attendKvHeads(arena.main, memory, desc, j0, j1, 0),
+    );
   }
 
   /** The norm of the h floats at `from` into `to`, rounded as the wasm backend's ops round it. */

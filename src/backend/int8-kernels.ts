@@ -1,18 +1,19 @@
-// tfjs kernels over 8-bit block weights (src/tensor/int8.ts: int32 [m, ceil(n/32) · 9], checkpoint layout
-// [out, in]). wasm: int8.wat, in place on the tfjs heap (and on every core through the kernel pool); it
+// tfjs kernels over 8-bit block weights (src/tensor/int8.ts: int32 [m, ceil(n/32) · 9], [out, in]) held in the
+// weight store (src/backend/weight-store.ts), passed as the `w` attribute. wasm: int8.wat on the weight in place,
+// on every core (src/backend/pool.ts); it
 // quantizes the activations per block of 32 too, as llama.cpp's q8_0 × q8_0 does. cpu: plain JS over the
 // dequantized weights with float32 activations, the reference the wasm build is tested against (they differ
 // by the activation rounding: at most Σ_blocks (activation scale / 2) · Σ|w| per output, see test/int8.test.ts).
 import { tf } from "../tensor/tf.js";
-import { INT8_WASM_BASE64 } from "./int8-wasm.js";
 import { INT8_BLOCK, INT8_BLOCK_WORDS, int8BlockWord, int8Blocks } from "../tensor/int8.js";
-import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
-import { poolFor } from "./pool.js";
+import { type CpuBackend, type WasmBackend } from "./heap.js";
+import { kernelPool } from "./pool.js";
+import { StoredWeight } from "./weight-store.js";
 import { registerKernelConfigs } from "./register.js";
 import { ShapeError } from "../errors.js";
 
-export const INT8_MATMUL = "FusekitInt8MatMul"; // {x: f32 [rows, n], w: int8 blocks [m, nb·9]} → f32 [rows, m]
-export const INT8_GATHER = "FusekitInt8Gather"; // {w: int8 blocks [m, nb·9], ids: int32 [count]}, {n} → f32 [count, n]
+export const INT8_MATMUL = "FusekitInt8MatMul"; // {x: f32 [rows, n]}, {w: stored int8 blocks [m, nb·9]} → f32 [rows, m]
+export const INT8_GATHER = "FusekitInt8Gather"; // {ids: int32 [count]}, {w: stored int8 blocks [m, nb·9], n} → f32 [count, n]
 
 export interface Int8Exports {
   i8QxBytes(rows: number, n: number): number;
@@ -22,31 +23,29 @@ export interface Int8Exports {
   i8Gather(w: number, ids: number, count: number, dst: number, n: number, m: number): void;
 }
 
-const wasmExports = heapModule<Int8Exports>(INT8_WASM_BASE64);
-const ptr = heapOffset;
+/** The stored 8-bit weight in a kernel's attributes (a ShapeError when it is not one). */
+function storedOf(attrs: tf.NamedAttrMap | undefined, kernel: string): StoredWeight {
+  const w = (attrs as unknown as { w?: unknown }).w;
+  if (!(w instanceof StoredWeight) || w.kind !== "int8") throw new ShapeError(`${kernel}: the w attribute must be a stored 8-bit weight`);
+  return w;
+}
 
 /** Checks shared by both builds; returns [rows, n, m]. */
-function matmulDims(x: tf.TensorInfo, w: tf.TensorInfo): [number, number, number] {
+function matmulDims(x: tf.TensorInfo, w: StoredWeight): [number, number, number] {
   const n = x.shape[1];
-  if (
-    x.shape.length !== 2 ||
-    w.shape.length !== 2 ||
-    x.dtype !== "float32" ||
-    w.dtype !== "int32" ||
-    w.shape[1] !== int8Blocks(n) * INT8_BLOCK_WORDS
-  ) {
+  if (x.shape.length !== 2 || x.dtype !== "float32" || w.shape[1] !== int8Blocks(n) * INT8_BLOCK_WORDS) {
     throw new ShapeError(
-      `${INT8_MATMUL}: expected x f32 [rows, n] and w int32 [m, ceil(n/32)·9], got ${x.dtype} [${x.shape}] and ${w.dtype} [${w.shape}]`,
+      `${INT8_MATMUL}: expected x f32 [rows, n] for w [${w.shape}] (int32 [m, ceil(n/32)·9]), got ${x.dtype} [${x.shape}]`,
     );
   }
   return [x.shape[0], n, w.shape[0]];
 }
 
 /** Checks the gather's inputs; returns [count, n, m]. */
-function gatherDims(w: tf.TensorInfo, ids: tf.TensorInfo, attrs: tf.NamedAttrMap): [number, number, number] {
+function gatherDims(w: StoredWeight, ids: tf.TensorInfo, attrs: tf.NamedAttrMap): [number, number, number] {
   const n = attrs.n as number;
-  if (w.shape.length !== 2 || w.dtype !== "int32" || w.shape[1] !== int8Blocks(n) * INT8_BLOCK_WORDS)
-    throw new ShapeError(`${INT8_GATHER}: w int32 [${w.shape}] does not hold rows of ${n} values`);
+  if (w.shape[1] !== int8Blocks(n) * INT8_BLOCK_WORDS)
+    throw new ShapeError(`${INT8_GATHER}: w [${w.shape}] does not hold rows of ${n} values`);
   if (ids.shape.length !== 1 || ids.dtype !== "int32")
     throw new ShapeError(`${INT8_GATHER}: ids must be int32 [count], got ${ids.dtype} [${ids.shape}]`);
   return [ids.shape[0], n, w.shape[0]];
@@ -61,20 +60,13 @@ const wasmKernels: tf.KernelConfig[] = [
   {
     kernelName: INT8_MATMUL,
     backendName: "wasm",
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as WasmBackend;
-      const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
+      const { x } = inputs as { x: tf.TensorInfo };
+      const w = storedOf(attrs, INT8_MATMUL);
       const [rows, n, m] = matmulDims(x, w);
       const out = b.makeOutput([rows, m], "float32"); // may grow the heap: offsets stay valid, views would not
-      const pool = poolFor(rows * n * m); // every core, same bits
-      if (pool?.gemmInt8(b, x, w, out, rows, n, m)) return out;
-      const ex = wasmExports(b);
-      const qx = b.makeOutput([Math.ceil(ex.i8QxBytes(rows, n) / 4)], "int32");
-      try {
-        ex.i8Gemm(ptr(b, x), ptr(b, qx), ptr(b, w), ptr(b, out), rows, n, m);
-      } finally {
-        b.disposeData(qx.dataId);
-      }
+      kernelPool().gemmInt8(b, x, w, out, rows, n, m); // every core, same bits
       return out;
     },
   },
@@ -83,11 +75,12 @@ const wasmKernels: tf.KernelConfig[] = [
     backendName: "wasm",
     kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as WasmBackend;
-      const { w, ids } = inputs as { w: tf.TensorInfo; ids: tf.TensorInfo };
+      const { ids } = inputs as { ids: tf.TensorInfo };
+      const w = storedOf(attrs, INT8_GATHER);
       const [count, n, m] = gatherDims(w, ids, attrs!);
-      checkIds(new Int32Array(b.wasm.asm.memory.buffer, ptr(b, ids), count), m);
+      const rows = gatherRows(w, b.typedArrayFromHeap(ids) as unknown as Int32Array, count, n, m);
       const out = b.makeOutput([count, n], "float32");
-      wasmExports(b).i8Gather(ptr(b, w), ptr(b, ids), count, ptr(b, out), n, m);
+      b.typedArrayFromHeap(out).set(rows);
       return out;
     },
   },
@@ -106,16 +99,26 @@ function dequantizeRow(words: Int32Array, o: number, m: number, n: number, dst: 
   }
 }
 
+/** Rows `ids` of a stored 8-bit weight as float32 [count, n] (exact, as int8.wat's gather computes them). */
+function gatherRows(w: StoredWeight, ids: Int32Array, count: number, n: number, m: number): Float32Array {
+  checkIds(ids, m);
+  const words = w.words();
+  const out = new Float32Array(count * n);
+  for (let c = 0; c < count; c++) dequantizeRow(words, ids[c], m, n, out.subarray(c * n, (c + 1) * n));
+  return out;
+}
+
 const cpuKernels: tf.KernelConfig[] = [
   {
     kernelName: INT8_MATMUL,
     backendName: "cpu",
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as CpuBackend;
-      const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
+      const { x } = inputs as { x: tf.TensorInfo };
+      const w = storedOf(attrs, INT8_MATMUL);
       const [rows, n, m] = matmulDims(x, w);
       const xv = b.data.get(x.dataId).values as Float32Array;
-      const wv = b.data.get(w.dataId).values as Int32Array;
+      const wv = w.words();
       const row = new Float32Array(n);
       const y = new Float32Array(rows * m);
       for (let o = 0; o < m; o++) {
@@ -134,14 +137,11 @@ const cpuKernels: tf.KernelConfig[] = [
     backendName: "cpu",
     kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as CpuBackend;
-      const { w, ids } = inputs as { w: tf.TensorInfo; ids: tf.TensorInfo };
+      const { ids } = inputs as { ids: tf.TensorInfo };
+      const w = storedOf(attrs, INT8_GATHER);
       const [count, n, m] = gatherDims(w, ids, attrs!);
-      const idv = b.data.get(ids.dataId).values as Int32Array;
-      checkIds(idv, m);
-      const wv = b.data.get(w.dataId).values as Int32Array;
-      const out = new Float32Array(count * n);
-      for (let c = 0; c < count; c++) dequantizeRow(wv, idv[c], m, n, out.subarray(c * n, (c + 1) * n));
-      return b.makeTensorInfo([count, n], "float32", out);
+      const rows = gatherRows(w, b.data.get(ids.dataId).values as Int32Array, count, n, m);
+      return b.makeTensorInfo([count, n], "float32", rows);
     },
   },
 ];

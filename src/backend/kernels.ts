@@ -1,23 +1,22 @@
-// tfjs kernels over packed BF16 weights (int32 [m, n/2], two bf16 per element, checkpoint layout [out, in]).
-// wasm: a small SIMD module (bf16.wat) that imports the tfjs heap and works on tensors in place.
-// cpu: plain JS, the reference the wasm build is tested against.
+// tfjs kernels over packed BF16 weights (int32 [m, n/2], two bf16 per element, [out, in]) held in the weight
+// store (src/backend/weight-store.ts) in the kernel layout, passed as the `w` attribute.
+// wasm: the arena module's SIMD matmul on the weight in place, on every core (src/backend/pool.ts).
+// cpu: plain JS, the reference the wasm build is tested against. Packing f32 into bf16 runs on the tfjs heap (bf16.wat).
 import { tf } from "../tensor/tf.js";
 import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "../tensor/bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
-import { poolFor } from "./pool.js";
+import { kernelPool } from "./pool.js";
+import { storedRowMajor, StoredWeight } from "./weight-store.js";
 import { registerKernelConfigs } from "./register.js";
 
-export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
+export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n]}, {w: stored bf16 [m, n/2]} → f32 [rows, m]
 export const BF16_UNPACK = "FusekitBf16Unpack"; // {w: packed [..., k]} → f32 [..., 2k]
-export const BF16_UNPACK_T = "FusekitBf16UnpackT"; // {w: packed [m, n/2]}, {begin, size} → f32 [n, size] (rows begin.. of w, transposed)
 export const BF16_PACK = "FusekitBf16Pack"; // {w: f32 [n, m]}, {round} → [packed [m, n/2], int32 [1] inexact count]
 
 interface Bf16Exports {
-  gemm(x: number, w: number, y: number, rows: number, n: number, m: number): void;
   pack(src: number, dst: number, n: number, m: number, round: number): number;
   unpack(src: number, dst: number, count: number): void;
-  unpackT(src: number, dst: number, n: number, o0: number, k: number): void;
   readsum(p: number, blocks: number): number;
 }
 
@@ -28,42 +27,31 @@ const wasmExports = heapModule<Bf16Exports>(BF16_WASM_BASE64);
 const ptr = heapOffset;
 const size = (shape: readonly number[]) => tf.util.sizeFromShape([...shape]);
 
+/** The stored weight in a kernel's attributes. */
+const storedOf = (attrs: tf.NamedAttrMap | undefined) => (attrs as unknown as { w: StoredWeight }).w;
+
 /** Checks shared by both builds; returns [rows, n, m]. */
-function matmulDims(x: tf.TensorInfo, w: tf.TensorInfo): [number, number, number] {
-  if (
-    x.shape.length !== 2 ||
-    w.shape.length !== 2 ||
-    x.dtype !== "float32" ||
-    w.dtype !== "int32" ||
-    x.shape[1] !== 2 * w.shape[1]
-  ) {
-    throw new Error(
-      `${BF16_MATMUL}: expected x f32 [rows, n] and w int32 [m, n/2], got ${x.dtype} [${x.shape}] and ${w.dtype} [${w.shape}]`,
-    );
+function matmulDims(x: tf.TensorInfo, w: StoredWeight): [number, number, number] {
+  if (!(w instanceof StoredWeight) || w.kind !== "bf16")
+    throw new Error(`${BF16_MATMUL}: the w attribute must be a stored bf16 weight`);
+  if (x.shape.length !== 2 || x.dtype !== "float32" || x.shape[1] !== 2 * w.shape[1]) {
+    throw new Error(`${BF16_MATMUL}: expected x f32 [rows, ${2 * w.shape[1]}] for w [${w.shape}], got ${x.dtype} [${x.shape}]`);
   }
   return [x.shape[0], x.shape[1], w.shape[0]];
-}
-
-function unpackTShape(w: tf.TensorInfo, attrs: tf.NamedAttrMap): [number, number, number] {
-  const begin = attrs.begin as number;
-  const k = attrs.size as number;
-  if (begin < 0 || k < 0 || begin + k > w.shape[0])
-    throw new Error(`${BF16_UNPACK_T}: rows [${begin}, ${begin + k}) out of [0, ${w.shape[0]})`);
-  return [2 * w.shape[1], begin, k];
 }
 
 const wasmKernels: tf.KernelConfig[] = [
   {
     kernelName: BF16_MATMUL,
     backendName: "wasm",
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as WasmBackend;
-      const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
+      const { x } = inputs as { x: tf.TensorInfo };
+      const w = storedOf(attrs);
       const [rows, n, m] = matmulDims(x, w);
       if (n % 8) throw new Error(`${BF16_MATMUL}: the wasm kernel needs n % 8 == 0, got ${n}`);
       const out = b.makeOutput([rows, m], "float32"); // may grow the heap: offsets stay valid, views would not
-      const pool = poolFor(rows * n * m); // every core, same bits
-      if (!pool?.gemm(b, x, w, out, rows, n, m)) wasmExports(b).gemm(ptr(b, x), ptr(b, w), ptr(b, out), rows, n, m);
+      kernelPool().gemm(b, x, w, out, rows, n, m); // every core, same bits
       return out;
     },
   },
@@ -75,18 +63,6 @@ const wasmKernels: tf.KernelConfig[] = [
       const { w } = inputs as { w: tf.TensorInfo };
       const out = b.makeOutput([...w.shape.slice(0, -1), 2 * w.shape[w.shape.length - 1]], "float32");
       wasmExports(b).unpack(ptr(b, w), ptr(b, out), 2 * size(w.shape));
-      return out;
-    },
-  },
-  {
-    kernelName: BF16_UNPACK_T,
-    backendName: "wasm",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as unknown as WasmBackend;
-      const { w } = inputs as { w: tf.TensorInfo };
-      const [n, begin, k] = unpackTShape(w, attrs!);
-      const out = b.makeOutput([n, k], "float32");
-      wasmExports(b).unpackT(ptr(b, w), ptr(b, out), n, begin, k);
       return out;
     },
   },
@@ -110,12 +86,13 @@ const cpuKernels: tf.KernelConfig[] = [
   {
     kernelName: BF16_MATMUL,
     backendName: "cpu",
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, backend, attrs }) => {
       const b = backend as unknown as CpuBackend;
-      const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
+      const { x } = inputs as { x: tf.TensorInfo };
+      const w = storedOf(attrs);
       const [rows, n, m] = matmulDims(x, w);
       const xv = b.data.get(x.dataId).values as Float32Array;
-      const wv = unpackBf16(b.data.get(w.dataId).values as Int32Array); // [m, n]
+      const wv = unpackBf16(storedRowMajor(w)); // [m, n]
       const y = new Float32Array(rows * m);
       for (let r = 0; r < rows; r++) {
         for (let o = 0; o < m; o++) {
@@ -135,21 +112,6 @@ const cpuKernels: tf.KernelConfig[] = [
       const { w } = inputs as { w: tf.TensorInfo };
       const shape = [...w.shape.slice(0, -1), 2 * w.shape[w.shape.length - 1]];
       return b.makeTensorInfo(shape, "float32", unpackBf16(b.data.get(w.dataId).values as Int32Array));
-    },
-  },
-  {
-    kernelName: BF16_UNPACK_T,
-    backendName: "cpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as unknown as CpuBackend;
-      const { w } = inputs as { w: tf.TensorInfo };
-      const [n, begin, k] = unpackTShape(w, attrs!);
-      const all = unpackBf16(
-        (b.data.get(w.dataId).values as Int32Array).subarray(begin * (n / 2), (begin + k) * (n / 2)),
-      );
-      const out = new Float32Array(n * k);
-      for (let o = 0; o < k; o++) for (let i = 0; i < n; i++) out[i * k + o] = all[o * n + i];
-      return b.makeTensorInfo([n, k], "float32", out);
     },
   },
   {

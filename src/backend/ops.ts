@@ -1,7 +1,10 @@
-// Ops over packed BF16 weights (int32 [out, in/2], checkpoint layout), used by Linear / Embedding forwards.
+// Ops over stored BF16 weights (int32 [out, in/2] in the weight store), used by Linear / Embedding forwards.
 import { tf } from "../tensor/tf.js";
-import { BackendError } from "../errors.js";
-import { BF16_MATMUL, BF16_UNPACK, BF16_UNPACK_T, bf16KernelsAvailable } from "./kernels.js";
+import { BackendError, ShapeError } from "../errors.js";
+import { bf16Interleaved } from "../tensor/bf16.js";
+import { transpose2d } from "../tensor/host.js";
+import { BF16_MATMUL, bf16KernelsAvailable } from "./kernels.js";
+import type { StoredWeight } from "./weight-store.js";
 
 export interface Bf16Options {
   /**
@@ -32,21 +35,23 @@ export function checkBf16Backend(): void {
   }
 }
 
-/** y = x · Wᵀ for x float32 [rows, in] and W packed bf16 [out, in/2]; returns float32 [rows, out]. */
-export function bf16MatMul(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D {
+/** y = x · Wᵀ for x float32 [rows, in] and W a stored bf16 weight [out, in/2]; returns float32 [rows, out]. */
+export function bf16MatMul(x: tf.Tensor2D, w: StoredWeight): tf.Tensor2D {
   checkBf16Backend();
   const [rows, n] = x.shape;
   const m = w.shape[0];
   const kernelOk = tf.getBackend() !== "wasm" || n % 8 === 0;
   if (kernelOk && (rows <= options.gemmMaxRows || tf.getBackend() !== "wasm")) {
-    return tf.engine().runKernel(BF16_MATMUL, { x, w }) as tf.Tensor2D;
+    return tf.engine().runKernel(BF16_MATMUL, { x }, { w } as unknown as tf.NamedAttrMap) as tf.Tensor2D;
   }
   // Many rows: widen W into float32 chunks (freed on return, with XNNPACK's packed copy of each).
   return tf.tidy(() => {
     const step = Math.max(1, Math.min(m, Math.floor(options.chunkElements / n)));
     const parts: tf.Tensor[] = [];
     for (let begin = 0; begin < m; begin += step) {
-      const wf = tf.engine().runKernel(BF16_UNPACK_T, { w }, { begin, size: Math.min(step, m - begin) }) as tf.Tensor2D;
+      const k = Math.min(step, m - begin);
+      const rowsT = bf16Rows(w, Int32Array.from({ length: k }, (_, i) => begin + i), n); // [k, n]
+      const wf = tf.tensor2d(transpose2d(rowsT, k, n), [n, k]);
       parts.push(tf.matMul(x, wf));
       wf.dispose();
     }
@@ -54,12 +59,29 @@ export function bf16MatMul(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D {
   }) as tf.Tensor2D;
 }
 
-/** Embedding lookup in a packed bf16 table [vocab, dim/2]: float32 [...ids.shape, dim]. */
-export function bf16Embedding(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+/** Embedding lookup in a stored bf16 table [vocab, dim/2]: float32 [...ids.shape, dim]. */
+export function bf16Embedding(table: StoredWeight, ids: tf.Tensor): tf.Tensor {
   checkBf16Backend();
-  return tf.tidy(() => {
-    const rows = tf.gather(table, tf.reshape(ids, [-1]), 0);
-    const wide = tf.engine().runKernel(BF16_UNPACK, { w: rows }) as tf.Tensor;
-    return tf.reshape(wide, [...ids.shape, 2 * table.shape[1]!]);
-  });
+  const dim = 2 * table.shape[1];
+  const flat = ids.dataSync();
+  for (const id of flat)
+    if (!(id >= 0 && id < table.shape[0])) throw new ShapeError(`embedding index ${id} is out of range [0, ${table.shape[0]})`);
+  return tf.tensor(bf16Rows(table, flat, dim), [...ids.shape, dim]);
+}
+
+/** Rows `ids` of a stored bf16 weight with `cols` values per row, widened to float32 [ids.length, cols]. */
+function bf16Rows(w: StoredWeight, ids: ArrayLike<number>, cols: number): Float32Array {
+  const halves = new Uint16Array(w.arena.memory.buffer, w.at, w.shape[0] * cols);
+  const out = new Uint32Array(ids.length * cols);
+  const il = bf16Interleaved(w.shape[0], cols);
+  for (let r = 0; r < ids.length; r++) {
+    const o = ids[r];
+    if (il) {
+      const block = 2 * ((o & ~7) * (cols / 2) + (o & 7) * 4);
+      for (let i = 0; i < cols; i++) out[r * cols + i] = halves[block + 64 * (i >> 3) + (i & 7)] << 16;
+    } else {
+      for (let i = 0; i < cols; i++) out[r * cols + i] = halves[o * cols + i] << 16;
+    }
+  }
+  return new Float32Array(out.buffer);
 }

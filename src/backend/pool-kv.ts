@@ -1,8 +1,8 @@
-// One layer's keys and values in the kernel pool's shared heap, where the decoder-layer kernel's attention
-// reads and appends them on every core. Same layout as the cache's tfjs buffers for one sequence
+// One layer's keys and values in a weight arena (the one holding the layer's weights), where the decoder-layer
+// kernel's attention reads and appends them on every core. Same layout as the cache's tfjs buffers for one sequence
 // ([kvHeads, capacity, d] float32, rows [0, length) valid), grown by doubling; the values are copies, so
 // moving a layer between the two homes is exact.
-import type { KernelPool } from "./pool.js";
+import type { Arena } from "./weight-store.js";
 
 export class PoolKV {
   keys: number;
@@ -10,28 +10,28 @@ export class PoolKV {
   capacity: number;
 
   private constructor(
-    readonly pool: KernelPool,
+    readonly arena: Arena,
     readonly kvHeads: number,
     readonly d: number,
     capacity: number,
     public length: number,
   ) {
     this.capacity = capacity;
-    this.keys = pool.heap.alloc(this.bytes(capacity));
-    try {
-      this.values = pool.heap.alloc(this.bytes(capacity));
-    } catch (e) {
-      pool.heap.release(this.keys);
-      throw e;
+    const keys = arena.alloc(this.bytes(capacity));
+    const values = keys === undefined ? undefined : arena.alloc(this.bytes(capacity));
+    if (keys === undefined || values === undefined) {
+      if (keys !== undefined) arena.release(keys);
+      throw new RangeError("no room in the arena");
     }
+    [this.keys, this.values] = [keys, values];
   }
 
   /**
-   * A layer of `capacity` rows in `pool`'s heap holding `rows` ([kvHeads, length, d] keys then values, as
-   * Float32Arrays), or undefined when the heap has no room.
+   * A layer of `capacity` rows in `arena` holding `rows` ([kvHeads, length, d] keys then values, as
+   * Float32Arrays), or undefined when the arena has no room.
    */
   static create(
-    pool: KernelPool,
+    arena: Arena,
     kvHeads: number,
     d: number,
     capacity: number,
@@ -39,9 +39,9 @@ export class PoolKV {
   ): PoolKV | undefined {
     let kv: PoolKV;
     try {
-      kv = new PoolKV(pool, kvHeads, d, capacity, 0);
+      kv = new PoolKV(arena, kvHeads, d, capacity, 0);
     } catch {
-      return undefined; // the shared heap cannot grow that far: the caller keeps the tfjs buffers
+      return undefined; // the arena cannot grow that far: the caller keeps the tfjs buffers
     }
     if (rows) {
       for (let h = 0; h < kvHeads; h++) {
@@ -58,7 +58,7 @@ export class PoolKV {
   reserve(rows: number): boolean {
     if (rows <= this.capacity) return true;
     const capacity = Math.max(rows, 2 * this.capacity);
-    const next = PoolKV.create(this.pool, this.kvHeads, this.d, capacity, this.read());
+    const next = PoolKV.create(this.arena, this.kvHeads, this.d, capacity, this.read());
     if (!next) return false;
     this.release();
     [this.keys, this.values, this.capacity] = [next.keys, next.values, capacity];
@@ -78,8 +78,8 @@ export class PoolKV {
   }
 
   release(): void {
-    this.pool.heap.release(this.keys);
-    this.pool.heap.release(this.values);
+    this.arena.release(this.keys);
+    this.arena.release(this.values);
   }
 
   private bytes(capacity: number): number {
@@ -87,6 +87,6 @@ export class PoolKV {
   }
 
   private view(at: number, head: number, rows: number): Float32Array {
-    return new Float32Array(this.pool.heap.memory.buffer, at + 4 * head * this.capacity * this.d, rows * this.d);
+    return new Float32Array(this.arena.memory.buffer, at + 4 * head * this.capacity * this.d, rows * this.d);
   }
 }

@@ -1,22 +1,20 @@
-// A worker pool for the bf16 matmul on every core. tfjs-wasm's heap is not shared (its threads cannot start in
-// Node), so the pool owns a shared WebAssembly.Memory: each packed weight is copied into it once (on first
-// use), activations are copied in and out per call (small at decode). The main thread and each worker run the
-// same SIMD module (bf16.wat built for a shared memory) on chunks of output columns (weight rows) taken from
-// an atomic counter, woken through Atomics on a SharedArrayBuffer — no messages per call. Every output is computed by one thread
-// in the single-threaded kernel's order, so results are bit-identical to it. Hand-written: no npm library
-// runs SIMD wasm kernels over a shared heap with futex-style wake-ups.
+// The threads that run the kernels over stored weights (src/backend/weight-store.ts), on every core. The weights
+// stay where the store put them; activations are copied into the weight's arena and back per call (small at
+// decode). The main thread and each worker run the same SIMD module on chunks of output columns (weight rows)
+// taken from an atomic counter, woken through Atomics on a SharedArrayBuffer — no messages per call. Every
+// output is computed by one thread in the single-threaded kernel's order, so results are bit-identical to it.
+// With one thread (FUSEKIT_THREADS=1, or no shared memory) the same kernels run here alone. Hand-written: no npm
+// library runs SIMD wasm kernels over shared memories with futex-style wake-ups.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
-import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
+import { bf16Interleaved } from "../tensor/bf16.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
+import { weightStore, type Arena, type StoredWeight, type WeightStore } from "./weight-store.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
 import { CLOSED_CHUNK, CTRL, OPS, type SharedExports, type WorkerData } from "./worker.js";
 
-const WA = (globalThis as any).WebAssembly;
-const PAGE = 65536;
-const ALIGN = 64;
 /** Polls of the control word before a thread sleeps in Atomics.wait (wake-ups cost ~10–50 µs). */
 const SPIN = 20000;
 /**
@@ -26,59 +24,6 @@ const SPIN = 20000;
 const CHUNKS_PER_THREAD = 8;
 /** How long `workersStarted` waits for the workers (matmuls never wait: this thread takes every chunk meanwhile). */
 const START_TIMEOUT_MS = 10000;
-
-interface SharedMemory {
-  readonly buffer: SharedArrayBuffer;
-  grow(pages: number): number;
-}
-
-/** First-fit allocator over the shared memory (64-byte aligned blocks; grows the memory when full). */
-class SharedHeap {
-  readonly memory: SharedMemory = new WA.Memory({ initial: 1, maximum: 65536, shared: true });
-  private free: { at: number; size: number }[] = [];
-  private top = ALIGN; // offset 0 is never handed out
-  private readonly sizes = new Map<number, number>();
-
-  alloc(bytes: number): number {
-    const size = Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN;
-    const i = this.free.findIndex((b) => b.size >= size);
-    let at: number;
-    if (i >= 0) {
-      at = this.free[i].at;
-      if (this.free[i].size > size) this.free[i] = { at: at + size, size: this.free[i].size - size };
-      else this.free.splice(i, 1);
-    } else {
-      at = this.top;
-      const need = at + size - this.memory.buffer.byteLength;
-      if (need > 0) this.memory.grow(Math.ceil(need / PAGE)); // RangeError past 4 GiB: the caller falls back
-      this.top = at + size;
-    }
-    this.sizes.set(at, size);
-    return at;
-  }
-
-  release(at: number): void {
-    const size = this.sizes.get(at);
-    if (size === undefined) return;
-    this.sizes.delete(at);
-    this.free.push({ at, size });
-    this.free.sort((a, b) => a.at - b.at);
-    const merged: { at: number; size: number }[] = [];
-    for (const b of this.free) {
-      const last = merged[merged.length - 1];
-      if (last && last.at + last.size === b.at) last.size += b.size;
-      else merged.push({ ...b });
-    }
-    if (merged.length && merged[merged.length - 1].at + merged[merged.length - 1].size === this.top) {
-      this.top = merged.pop()!.at;
-    }
-    this.free = merged;
-  }
-
-  bytes(at: number, length: number): Uint8Array {
-    return new Uint8Array(this.memory.buffer, at, length);
-  }
-}
 
 /** The threads to use: FUSEKIT_THREADS, else the core count. */
 export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
@@ -91,33 +36,28 @@ export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
   return n;
 }
 
-/** The main thread plus `threads - 1` workers over one shared heap. */
+/** The main thread plus `threads - 1` workers, over the weight store's arenas. */
 export class KernelPool {
-  readonly heap = new SharedHeap();
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL.SLOTS));
   private readonly claim = new BigInt64Array(new SharedArrayBuffer(8));
   private job = 0n;
   private readonly workers: Worker[] = [];
-  /** The shared module's exports on this thread. */
-  readonly main: SharedExports;
   private ready = false;
   private closed = false;
-  /** Packed weights already copied into the shared heap, by tfjs dataId; freed when the dataId is collected. */
-  private readonly weights = new WeakMap<object, number>();
-  private readonly reclaim = new FinalizationRegistry<number>((at) => this.closed || this.heap.release(at));
-  private scratch = { at: 0, size: 0 };
-  /** Matmuls run on the pool so far. */
+  /** Jobs run on the pool so far. */
   jobs = 0;
 
-  constructor(readonly threads: number) {
-    const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
-    this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
+  constructor(
+    readonly threads: number,
+    readonly store: WeightStore,
+  ) {
+    if (threads > 1 && !store.shared) throw new BackendError("wasm memories cannot be shared with other threads here");
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
     const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads})`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
-        memory: this.heap.memory,
-        module,
+        memories: store.arenas.map((a) => a.memory),
+        module: store.module,
         ctrl: this.ctrl.buffer as SharedArrayBuffer,
         claim: this.claim.buffer as SharedArrayBuffer,
         index,
@@ -135,7 +75,7 @@ export class KernelPool {
     }
   }
 
-  /** Waits (once) for every worker to instantiate its module; false when they did not start in time. */
+  /** Waits (once) for every worker to instantiate its modules; false when they did not start in time. */
   workersStarted(): boolean {
     if (this.ready) return true;
     const deadline = Date.now() + START_TIMEOUT_MS;
@@ -147,182 +87,88 @@ export class KernelPool {
   }
 
   /**
-   * The weight's offset in the shared heap, copied from the tfjs heap on first use (undefined if it cannot fit).
-   * Weights of a multiple of 8 rows are stored interleaved (bf16.wat `$row`): read as one stream per 8 rows.
+   * out = x · wᵀ for tfjs-wasm tensors x f32 [rows, n] and out f32 [rows, m] (already allocated) and a stored bf16
+   * weight w [m, n/2] (interleaved by 8 rows when m % 8 == 0): x is copied into w's arena, the columns split
+   * among the threads, the result copied out.
    */
-  weightAt(b: WasmBackend, w: tf.TensorInfo, m: number, n: number): number | undefined {
-    let at = this.weights.get(w.dataId);
-    if (at !== undefined) return at;
-    try {
-      at = this.heap.alloc(m * n * 2);
-    } catch {
-      return undefined;
-    }
-    const src = heapOffset(b, w) >>> 0;
-    if (m % 8) {
-      this.heap.bytes(at, m * n * 2).set(new Uint8Array(b.wasm.asm.memory.buffer, src, m * n * 2));
-    } else if (!this.interleaveInto(at, b, src, m, n)) {
-      this.heap.release(at);
-      return undefined;
-    }
-    this.weights.set(w.dataId, at);
-    this.reclaim.register(w.dataId, at);
-    return at;
-  }
-
-  /** Copies [m, n] bf16 rows from the tfjs heap into `at`, interleaved, through a staging block of ≤ ~4 MB. */
-  private interleaveInto(at: number, b: WasmBackend, src: number, m: number, n: number): boolean {
-    const rowBytes = n * 2;
-    const stageRows = Math.min(m, 8 * Math.max(1, Math.floor((4 << 20) / (8 * rowBytes))));
-    let stage: number;
-    try {
-      stage = this.heap.alloc(stageRows * rowBytes);
-    } catch {
-      return false;
-    }
-    for (let r = 0; r < m; r += stageRows) {
-      const rows = Math.min(stageRows, m - r);
-      const from = new Uint8Array(b.wasm.asm.memory.buffer, src + r * rowBytes, rows * rowBytes);
-      this.heap.bytes(stage, rows * rowBytes).set(from);
-      // on every thread: the destination's fresh pages are faulted in on both cores
-      const [dst, block] = [at + r * rowBytes, 8 * rowBytes]; // block: 8 rows
-      this.ctrl[CTRL.Y] = dst;
-      this.ctrl[CTRL.N] = n;
-      this.dispatch(OPS.INTERLEAVE, stage, rows / 8, 1, (o0, o1) =>
-        this.main.interleave(stage + block * o0, dst + block * o0, 8 * (o1 - o0), n),
-      );
-    }
-    this.heap.release(stage);
-    return true;
-  }
-
-  /** A scratch block of at least `bytes` (the same one each call: its contents last until the next call). */
-  scratchAt(bytes: number): number | undefined {
-    if (this.scratch.size < bytes) {
-      if (this.scratch.size) this.heap.release(this.scratch.at);
-      this.scratch = { at: 0, size: 0 };
-      try {
-        this.scratch = { at: this.heap.alloc(bytes), size: bytes };
-      } catch {
-        return undefined;
-      }
-    }
-    return this.scratch.at;
-  }
-
-  /**
-   * out = x · wᵀ on every thread, for tfjs-wasm tensors x f32 [rows, n], w packed bf16 [m, n/2], out f32
-   * [rows, m] (already allocated). False (nothing written) when the pool cannot take it: the caller runs the
-   * single-threaded kernel instead.
-   */
-  gemm(
-    b: WasmBackend,
-    x: tf.TensorInfo,
-    w: tf.TensorInfo,
-    out: tf.TensorInfo,
-    rows: number,
-    n: number,
-    m: number,
-  ): boolean {
-    if (this.closed) return false; // workers still starting take no chunks yet: this thread does them all
+  gemm(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number): void {
+    const arena = w.arena;
     const xBytes = rows * n * 4;
-    const yBytes = rows * m * 4;
-    const wAt = this.weightAt(b, w, m, n);
-    const xAt = wAt === undefined ? undefined : this.scratchAt(xBytes + yBytes);
-    if (wAt === undefined || xAt === undefined) return false;
+    const xAt = this.scratch(arena, xBytes + rows * m * 4);
     const yAt = xAt + xBytes;
-    this.copyIn(b, x, xAt, xBytes);
-    this.run(xAt, wAt, yAt, rows, n, m);
-    this.copyOut(b, yAt, out, yBytes);
-    return true;
+    this.copyIn(b, x, arena, xAt, xBytes);
+    const c = this.ctrl;
+    const il = bf16Interleaved(m, n) ? 1 : 0;
+    [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M], c[CTRL.IL]] = [w.at, yAt, rows, n, m, il];
+    this.dispatch(OPS.GEMM, arena, xAt, m, 8, rows * n * m, (o0, o1) =>
+      arena.main.gemmCols(xAt, w.at, yAt, rows, n, m, o0, o1, il),
+    );
+    this.copyOut(b, arena, yAt, out, rows * m * 4);
   }
 
   /**
-   * out = x · wᵀ on every thread for 8-bit block weights w int32 [m, ceil(n/32)·9] (int8.wat): the weight is
-   * copied as it is (its layout is already the streaming one), x is quantized here once, and columns go in
-   * chunks of multiples of 8 (whole 4-row groups). False (nothing written) when the pool cannot take it.
+   * out = x · wᵀ for a stored 8-bit block weight w int32 [m, ceil(n/32)·9] (int8.wat): x is copied into w's
+   * arena and quantized there once, and columns go in chunks of multiples of 8 (whole 4-row groups).
    */
-  gemmInt8(
-    b: WasmBackend,
-    x: tf.TensorInfo,
-    w: tf.TensorInfo,
-    out: tf.TensorInfo,
-    rows: number,
-    n: number,
-    m: number,
-  ): boolean {
-    if (this.closed) return false;
+  gemmInt8(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number) {
+    const arena = w.arena;
     const xBytes = rows * n * 4;
-    const qBytes = this.main.i8QxBytes(rows, n);
-    const yBytes = rows * m * 4;
-    const wAt = this.rawWeightAt(b, w, w.shape[0] * w.shape[1] * 4);
-    const xAt = wAt === undefined ? undefined : this.scratchAt(xBytes + qBytes + yBytes + 64);
-    if (wAt === undefined || xAt === undefined) return false;
+    const qBytes = arena.main.i8QxBytes(rows, n);
+    const xAt = this.scratch(arena, xBytes + qBytes + rows * m * 4 + 64);
     const qAt = Math.ceil((xAt + xBytes) / 64) * 64;
     const yAt = qAt + qBytes;
-    this.copyIn(b, x, xAt, xBytes);
-    this.main.i8Quant(xAt, qAt, rows, n);
+    this.copyIn(b, x, arena, xAt, xBytes);
+    arena.main.i8Quant(xAt, qAt, rows, n);
     const c = this.ctrl;
-    c[CTRL.W] = wAt;
-    c[CTRL.Y] = yAt;
-    c[CTRL.ROWS] = rows;
-    c[CTRL.N] = n;
-    c[CTRL.M] = m;
-    this.dispatch(OPS.GEMM_I8, qAt, m, 8, (o0, o1) => this.main.i8GemmCols(qAt, wAt, yAt, rows, n, m, o0, o1));
-    this.copyOut(b, yAt, out, yBytes);
-    return true;
+    [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M]] = [w.at, yAt, rows, n, m];
+    this.dispatch(OPS.GEMM_I8, arena, qAt, m, 8, rows * n * m, (o0, o1) =>
+      arena.main.i8GemmCols(qAt, w.at, yAt, rows, n, m, o0, o1),
+    );
+    this.copyOut(b, arena, yAt, out, rows * m * 4);
   }
 
-  /** `bytes` of tfjs tensor `t` (in the tfjs heap) copied to `at` in the shared heap. */
-  private copyIn(b: WasmBackend, t: tf.TensorInfo, at: number, bytes: number): void {
-    this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) >>> 0, bytes));
-  }
-
-  /** `bytes` at `at` in the shared heap copied into tfjs tensor `t`. */
-  private copyOut(b: WasmBackend, at: number, t: tf.TensorInfo, bytes: number): void {
-    new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) >>> 0, bytes).set(this.heap.bytes(at, bytes));
-  }
-
-  /** A weight's bytes copied as they are into the shared heap on first use (undefined if they cannot fit). */
-  rawWeightAt(b: WasmBackend, w: tf.TensorInfo, bytes: number): number | undefined {
-    let at = this.weights.get(w.dataId);
-    if (at !== undefined) return at;
-    try {
-      at = this.heap.alloc(bytes);
-    } catch {
-      return undefined;
-    }
-    this.copyIn(b, w, at, bytes);
-    this.weights.set(w.dataId, at);
-    this.reclaim.register(w.dataId, at);
+  /** The arena's scratch block of at least `bytes`; a BackendError when the arena has no room left. */
+  scratch(arena: Arena, bytes: number): number {
+    const at = arena.scratchAt(bytes);
+    if (at === undefined)
+      throw new BackendError(`no room for ${(bytes / 2 ** 20).toFixed(1)} MiB of activations in weight arena ${arena.index}`);
     return at;
   }
 
-  /** Output columns [0, m) in chunks of multiples of 8, taken by whichever thread is free (this one too). */
-  private run(x: number, w: number, y: number, rows: number, n: number, m: number): void {
-    const c = this.ctrl;
-    c[CTRL.W] = w;
-    c[CTRL.Y] = y;
-    c[CTRL.ROWS] = rows;
-    c[CTRL.N] = n;
-    c[CTRL.M] = m;
-    c[CTRL.IL] = m % 8 ? 0 : 1; // as weightAt stored it
-    this.dispatch(OPS.GEMM, x, m, 8, (o0, o1) => this.main.gemmCols(x, w, y, rows, n, m, o0, o1, c[CTRL.IL]));
+  /** `bytes` of tfjs tensor `t` (in the tfjs heap) copied to `at` in `arena`. */
+  copyIn(b: WasmBackend, t: tf.TensorInfo, arena: Arena, at: number, bytes: number): void {
+    arena.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t), bytes));
+  }
+
+  /** `bytes` at `at` in `arena` copied into tfjs tensor `t`. */
+  copyOut(b: WasmBackend, arena: Arena, at: number, t: tf.TensorInfo, bytes: number): void {
+    new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t), bytes).set(arena.bytes(at, bytes));
   }
 
   /**
-   * Runs job `op` over [0, count) in CHUNKS_PER_THREAD chunks per thread (multiples of `step`): opens the claim
-   * word, takes chunks here with `mine` until none is left, closes it, then waits for the chunks the workers
-   * claimed. A worker that gets less of a (shared) core takes fewer chunks, or none; each output is still
-   * computed by exactly one thread.
+   * Runs job `op` on `arena` over [0, count) in CHUNKS_PER_THREAD chunks per thread (multiples of `step`): opens
+   * the claim word, takes chunks here with `mine` until none is left, closes it, then waits for the chunks the
+   * workers claimed. A worker that gets less of a (shared) core takes fewer chunks, or none; each output is still
+   * computed by exactly one thread. Jobs of fewer than the pool's minimum multiply-adds (`work`), or with no
+   * worker running, run here alone.
    */
-  dispatch(op: number, x: number, count: number, step: number, mine: (o0: number, o1: number) => void): void {
+  dispatch(
+    op: number,
+    arena: Arena,
+    x: number,
+    count: number,
+    step: number,
+    work: number,
+    mine: (o0: number, o1: number) => void,
+  ): void {
+    this.jobs++;
+    if (this.closed || !this.workers.length || work < minMacs) return mine(0, count);
     const c = this.ctrl;
     const chunk = Math.max(step, Math.ceil(count / (CHUNKS_PER_THREAD * this.threads) / step) * step);
     const chunks = Math.ceil(count / chunk);
     const job = ++this.job << 32n;
-    this.jobs++;
     c[CTRL.OP] = op;
+    c[CTRL.ARENA] = arena.index;
     c[CTRL.X] = x;
     c[CTRL.COUNT] = count;
     c[CTRL.CHUNK] = chunk;
@@ -346,7 +192,7 @@ export class KernelPool {
       for (let d; (d = Atomics.load(c, CTRL.COMPLETED)) < claimed;)
         if (++polls > SPIN) Atomics.wait(c, CTRL.COMPLETED, d, 100);
     }
-    if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
+    if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in a pool job");
   }
 
   /** Chunks the workers (not the main thread) have computed so far: tests use it to see them take part. */
@@ -355,28 +201,26 @@ export class KernelPool {
   }
 
   /**
-   * `bytes` of the shared heap that every thread can read together (a SIMD sum split like a matmul): what a
+   * `bytes` of an arena that every thread can read together (a SIMD sum split like a matmul): what a
    * bandwidth-bound decode does, without the arithmetic. Undefined without workers or room. The bench times it.
    */
   sharedRead(bytes: number): { bytes: number; read(): void; release(): void } | undefined {
-    if (!this.workersStarted()) return undefined;
-    let at: number;
-    try {
-      at = this.heap.alloc(bytes);
-    } catch {
-      return undefined;
-    }
+    if (this.threads < 2 || !this.workersStarted()) return undefined;
+    const arena = this.store.arenas[0];
+    const at = arena.alloc(bytes);
+    if (at === undefined) return undefined;
     // written first: untouched pages all map the kernel's one zero page, which reads at cache speed
-    this.heap.bytes(at, bytes).fill(1);
+    arena.bytes(at, bytes).fill(1);
     const blocks = Math.floor(bytes / 64);
     return {
       bytes: blocks * 64,
-      read: () => this.dispatch(OPS.READ, at, blocks, 1024, (o0, o1) => this.main.readsum(at + 64 * o0, o1 - o0)),
-      release: () => this.heap.release(at),
+      read: () =>
+        this.dispatch(OPS.READ, arena, at, blocks, 1024, Infinity, (o0, o1) => arena.main.readsum(at + 64 * o0, o1 - o0)),
+      release: () => arena.release(at),
     };
   }
 
-  /** Stops the workers and frees the shared heap's contents (the pool is unusable afterwards). */
+  /** Stops the workers (the pool is unusable afterwards; the store and its weights stay). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -387,14 +231,9 @@ export class KernelPool {
   }
 }
 
-let pool: KernelPool | null | undefined;
-/** Below this many multiply-adds a matmul stays on the calling thread (waking the pool costs more). */
+let pool: KernelPool | undefined;
+/** Below this many multiply-adds a job stays on the calling thread (waking the workers costs more). */
 let minMacs = 1 << 18;
-
-/** The pool for a matmul of `macs` multiply-adds, or null to run it on this thread. */
-export function poolFor(macs: number): KernelPool | null {
-  return macs >= minMacs ? kernelPool() : null;
-}
 
 /** Sets the smallest matmul (multiply-adds) the pool takes; returns the previous value (tests use 0). */
 export function setParallelMinMacs(macs: number): number {
@@ -403,23 +242,19 @@ export function setParallelMinMacs(macs: number): number {
   return prev;
 }
 
-/** The process's pool, started on first use; null when one thread is asked for or shared memory is unavailable. */
-export function kernelPool(): KernelPool | null {
-  if (pool === undefined) pool = startPool(threadsFromEnv());
-  return pool;
+/** The process's pool over the weight store, started on first use (one thread when only one is asked for). */
+export function kernelPool(): KernelPool {
+  return (pool ??= startPool(threadsFromEnv()));
 }
 
-function startPool(threads: number): KernelPool | null {
-  if (threads < 2) return null;
-  if (typeof SharedArrayBuffer !== "function") {
-    warnOnce("SharedArrayBuffer is not available here");
-    return null;
-  }
+function startPool(threads: number): KernelPool {
+  const store = weightStore();
+  if (threads < 2) return new KernelPool(1, store);
   try {
-    return new KernelPool(threads);
+    return new KernelPool(threads, store);
   } catch (e) {
     warnOnce(e instanceof Error ? e.message : String(e)); // no shared wasm memory / no workers here
-    return null;
+    return new KernelPool(1, store);
   }
 }
 
@@ -449,6 +284,5 @@ export function setKernelThreads(threads?: number): number {
 
 /** Threads the bf16 kernels run on (1 when the pool is off or unavailable). */
 export function kernelThreads(): number {
-  const p = kernelPool();
-  return p ? p.threads : 1;
+  return kernelPool().threads;
 }

@@ -26,12 +26,13 @@ export const CTRL = {
   CHUNK: 13,
   WORKER_CHUNKS: 14,
   IL: 15,
-  SLOTS: 16,
+  ARENA: 16,
+  SLOTS: 17,
 } as const;
 
 export interface WorkerData {
-  memory: { readonly buffer: ArrayBufferLike }; // the shared WebAssembly.Memory
-  module: object; // the compiled shared-memory bf16 module
+  memories: { readonly buffer: ArrayBufferLike }[]; // the weight store's arenas (shared WebAssembly.Memory)
+  module: object; // the compiled arena module
   ctrl: SharedArrayBuffer;
   claim: SharedArrayBuffer; // one BigInt64: job number << 32 | next chunk (CLOSED_CHUNK: closed)
   index: number; // 1, 2, … (the main thread is 0)
@@ -40,16 +41,16 @@ export interface WorkerData {
 }
 
 /**
- * ctrl[OP]: what a job is. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks [o0, o1) from X;
- * INTERLEAVE: 8-row blocks [o0, o1) of the bf16 rows [·, N] at X, interleaved into Y; GEMM_I8: columns
+ * ctrl[OP]: what a job is, on arena ctrl[ARENA]. GEMM: columns [o0, o1) of y = x · wᵀ; READ: sum 64-byte blocks
+ * [o0, o1) from X; (2 is unused); GEMM_I8: columns
  * [o0, o1) of y = x · wᵀ for 8-bit block weights W and activations X already quantized (int8.wat). The
  * decoder-layer kernel's phases (src/backend/decoder-layer.ts): MATVECS: columns [o0, o1) of the matrices
  * listed at X (`matvecSpan`); HEADS: KV heads [o0, o1) of a decode step's attention, described at X
  * (`attendKvHeads`).
  */
-export const OPS = { GEMM: 0, READ: 1, INTERLEAVE: 2, GEMM_I8: 3, MATVECS: 4, HEADS: 5 } as const;
+export const OPS = { GEMM: 0, READ: 1, GEMM_I8: 3, MATVECS: 4, HEADS: 5 } as const;
 
-/** The shared-memory module's exports (bf16.wat, attention.wat, int8.wat), as the pool and its workers call them. */
+/** The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat), as the pool and its workers call them. */
 export interface SharedExports {
   gemmCols(
     x: number,
@@ -63,6 +64,9 @@ export interface SharedExports {
     il: number,
   ): void;
   interleave(src: number, dst: number, rows: number, n: number): void;
+  unpack(src: number, dst: number, count: number): void;
+  f16ToBf16(p: number, count: number): void;
+  f32ToBf16(src: number, dst: number, count: number): void;
   readsum(p: number, blocks: number): number;
   dots(q: number, k: number, out: number, T: number, d: number, scale: number): void;
   wsum(p: number, v: number, out: number, T: number, d: number): void;
@@ -200,9 +204,9 @@ export function attendKvHeads(
 export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, attend: typeof attendKvHeads): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
-  const { memory, module, spin, slots: S } = workerData;
+  const { memories, module, spin, slots: S } = workerData;
   const WA = (globalThis as any).WebAssembly;
-  const ex = new WA.Instance(module, { env: { memory } }).exports as SharedExports;
+  const instances = memories.map((memory) => new WA.Instance(module, { env: { memory } }).exports as SharedExports);
   const ctrl = new Int32Array(workerData.ctrl);
   const claim = new BigInt64Array(workerData.claim);
   let seen = Atomics.load(ctrl, S.SEQ);
@@ -220,12 +224,10 @@ export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, a
         const o0 = i * chunk;
         const o1 = Math.min(ctrl[S.COUNT], o0 + chunk);
         const op = ctrl[S.OP]; // the OPS values (a module constant the worker's source cannot see)
-        const block = 16 * ctrl[S.N]; // bytes of 8 bf16 rows
+        const [ex, memory] = [instances[ctrl[S.ARENA]], memories[ctrl[S.ARENA]]];
         if (op === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);
         else if (op === 4) matvecs(ex, memory, ctrl[S.X] >>> 0, o0, o1);
         else if (op === 5) attend(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
-        else if (op === 2)
-          ex.interleave((ctrl[S.X] >>> 0) + block * o0, (ctrl[S.Y] >>> 0) + block * o0, 8 * (o1 - o0), ctrl[S.N]);
         else if (op === 3) ex.i8GemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
         else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
         Atomics.add(ctrl, S.WORKER_CHUNKS, 1);

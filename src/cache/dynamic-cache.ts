@@ -2,7 +2,7 @@ import { tf } from "../tensor/tf.js";
 import { BackendError, ShapeError } from "../errors.js";
 import { copyRowsInPlace, decodeAttention, kvInPlaceAvailable, readRows } from "../backend/kv.js";
 import { PoolKV } from "../backend/pool-kv.js";
-import type { KernelPool } from "../backend/pool.js";
+import type { Arena } from "../backend/weight-store.js";
 
 export interface DynamicCacheOptions {
   /** Rows to preallocate per layer (the buffers still grow by doubling past it). Default: the first update's length, at least 64. */
@@ -23,7 +23,7 @@ interface LayerBuffers {
  * new rows are written into it in place — no per-step concat of the whole history. `update` returns the
  * valid rows as new tensors (one copy); `attend` runs a decode step's attention straight on the buffers
  * (no copy at all). Other backends concatenate, as before. A layer the decoder-layer kernel runs keeps its
- * rows in the kernel pool's heap instead (`poolLayer`); they move back if a per-op step needs them.
+ * rows in a weight arena instead (`poolLayer`); they move back if a per-op step needs them.
  */
 export class DynamicCache {
   private layers: (LayerBuffers | undefined)[] = [];
@@ -38,13 +38,13 @@ export class DynamicCache {
   }
 
   /**
-   * This layer's rows in `pool`'s heap with room for `rows` rows, moved there from the tfjs buffers (one
-   * sequence only) on first use; undefined when the pool's heap has no room (the rows stay where they were).
+   * This layer's rows in `arena` (where its weights are) with room for `rows` rows, moved there from the tfjs
+   * buffers (one sequence only) on first use; undefined when the arena has no room (the rows stay where they were).
    */
-  poolLayer(layerIdx: number, pool: KernelPool, kvHeads: number, d: number, rows: number): PoolKV | undefined {
+  poolLayer(layerIdx: number, arena: Arena, kvHeads: number, d: number, rows: number): PoolKV | undefined {
     let kv = this.pooled[layerIdx];
-    if (kv && kv.pool !== pool) {
-      this.unpool(layerIdx); // the pool was restarted: back to tfjs, then into the new one
+    if (kv && kv.arena !== arena) {
+      this.unpool(layerIdx); // another arena: back to tfjs, then into that one
       kv = undefined;
     }
     if (!kv) {
@@ -59,7 +59,7 @@ export class DynamicCache {
       };
       const held = layer && { keys: rowsOf(layer.keys), values: rowsOf(layer.values), length: layer.length };
       const capacity = Math.max(rows, this.options.maxLength ?? 0, layer?.keys.shape[2] ?? 64);
-      kv = PoolKV.create(pool, kvHeads, d, capacity, held);
+      kv = PoolKV.create(arena, kvHeads, d, capacity, held);
       if (!kv) return undefined;
       if (layer) tf.dispose([layer.keys, layer.values]);
       this.layers[layerIdx] = undefined;

@@ -1,11 +1,9 @@
-// Checkpoint bytes read straight into the backend tensors that keep them: BF16 weights bound for packed bf16
-// storage are already in their final layout, so the file's bytes land in the backend's memory with no copy;
+// Checkpoint bytes read straight into the weight store that keeps them: BF16 weights bound for packed bf16
+// storage land as they are (then reordered in place into the kernel layout), with no copy;
 // F16 weights have the same width and are rounded to bf16 where they land; F32 weights (twice as wide) land half
 // in place, half in a few 16 MiB staging buffers, and are rounded from there.
-import { tf } from "../tensor/tf.js";
 import type { StorageDtype } from "../tensor/dtypes.js";
-import { roundF16ToBf16, roundF16ToBf16InHeap, roundF32ToBf16, roundF32ToBf16InHeap } from "../backend/convert.js";
-import { heapOffset, type WasmBackend } from "../backend/heap.js";
+import { toKernelLayout, weightStore, type Arena, type StoredWeight } from "../backend/weight-store.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { TensorSource } from "../io/checkpoint.js";
 
@@ -16,61 +14,42 @@ export const IN_PLACE_DTYPES: ReadonlySet<StorageDtype> = new Set(["BF16", "F16"
 const STAGING_BYTES = 16 * 2 ** 20;
 const STAGING_BUFFERS = 4;
 
-/** Bytes dlmalloc may add to an allocation (header, alignment): a generous bound. */
-const ALLOCATION_OVERHEAD = 64;
 
-/** A backend tensor not yet filled: its bytes, then the tensor. */
+/** A stored weight (or staging block) not yet filled: its bytes, then the weight. */
 interface Slot {
-  /** A view of the tensor's bytes, valid until the backend's memory next grows. */
+  /** A view of its bytes, valid until its arena next grows. */
   bytes(): Uint8Array;
   /** Rounds the F16 values its bytes hold to bf16, in place. */
   roundF16(): void;
-  /** Rounds `count` float32s from the start of `staging` to bf16 at byte `at` of its bytes. */
+  /** Rounds `count` float32s from the start of `staging` (a block of the same arena) to bf16 at byte `at` of its bytes. */
   roundF32From(staging: Slot, at: number, count: number): void;
-  /** Its byte offset in the wasm heap (0 elsewhere). */
-  offset(): number;
-  tensor(): tf.Tensor;
+  readonly stored: StoredWeight;
   dispose(): void;
 }
 
-/** An int32 tensor of `shape` whose bytes are still to be written: in the wasm heap, or in the array behind it. */
-function allocate(shape: number[]): Slot {
-  const n = tf.util.sizeFromShape(shape);
-  if (tf.getBackend() === "wasm") {
-    const b = tf.backend() as unknown as WasmBackend;
-    const info = b.makeOutput(shape, "int32");
-    const t = tf.engine().makeTensorFromTensorInfo(info);
-    const offset = () => heapOffset(b, info);
-    return {
-      bytes: () => new Uint8Array(b.wasm.asm.memory.buffer, offset(), n * 4),
-      roundF16: () => roundF16ToBf16InHeap(b, offset(), n * 2),
-      roundF32From: (staging, at, count) => roundF32ToBf16InHeap(b, staging.offset(), offset() + at, count),
-      offset,
-      tensor: () => t,
-      dispose: () => t.dispose(),
-    };
-  }
-  const values = new Int32Array(n);
-  const bytes = () => new Uint8Array(values.buffer);
+/** A block of int32 `shape` in the weight store (in `arena` when given), whose bytes are still to be written. */
+function allocate(shape: readonly [number, number], arena?: Arena): Slot {
+  const stored = weightStore().alloc(shape, "bf16", arena);
+  const { at } = stored;
+  const n = shape[0] * shape[1];
   return {
-    bytes,
-    roundF16: () => roundF16ToBf16(bytes()),
-    roundF32From: (staging, at, count) =>
-      roundF32ToBf16(staging.bytes().subarray(0, count * 4), bytes().subarray(at, at + count * 2)),
-    offset: () => 0,
-    tensor: () => tf.tensor(values, shape, "int32"),
-    dispose() {},
+    bytes: () => stored.arena.bytes(at, n * 4),
+    roundF16: () => stored.arena.main.f16ToBf16(at, n * 2),
+    roundF32From: (staging, to, count) => stored.arena.main.f32ToBf16(staging.stored.at, at + to, count),
+    stored,
+    dispose: () => stored.release(),
   };
 }
 
 /**
- * A packed bf16 tensor of `shape` (int32 [rows, cols/2]) filled by `fill` straight in the backend's memory (its
- * argument returns a view of the tensor's bytes; take it after any await). Disposed if `fill` fails.
+ * A packed bf16 weight of `shape` (int32 [rows, cols/2]) filled by `fill` straight in the weight store (its
+ * argument returns a view of the weight's bytes in checkpoint order; take it after any await), then put in the
+ * kernel layout. Released if `fill` fails.
  */
 export async function fillPacked(
-  shape: number[],
+  shape: readonly [number, number],
   fill: (bytes: () => Uint8Array) => Promise<void>,
-): Promise<tf.Tensor> {
+): Promise<StoredWeight> {
   const slot = allocate(shape);
   try {
     await fill(slot.bytes);
@@ -78,24 +57,8 @@ export async function fillPacked(
     slot.dispose();
     throw err;
   }
-  return slot.tensor();
-}
-
-/** tfjs-backend-wasm's allocator (emscripten's dlmalloc), untyped in tfjs. */
-interface WasmAllocator {
-  wasm: { _malloc(bytes: number): number; _free(offset: number): void };
-}
-
-/**
- * Grows the wasm heap once by `bytes` before many allocations: one growth instead of one per ~20% (emscripten's
- * step), each of which costs V8 a remapping. The block is freed at once; dlmalloc keeps it as its top chunk, which
- * the allocations that follow are carved from. Where it cannot be had, they grow the heap as usual.
- */
-function reserveHeap(bytes: number): void {
-  if (tf.getBackend() !== "wasm") return;
-  const { wasm } = tf.backend() as unknown as WasmAllocator;
-  const block = wasm._malloc(bytes);
-  if (block) wasm._free(block);
+  toKernelLayout(slot.stored, 2 * shape[1]);
+  return slot.stored;
 }
 
 /**
@@ -123,7 +86,6 @@ export async function readPackedInPlace(
     else onRead(key);
   };
   try {
-    reserveHeap(todo.reduce((n, { p }) => n + p.numel * 2 + ALLOCATION_OVERHEAD, 0));
     for (const { p } of todo) slots.push(allocate(p.packedShape!));
     // every slot filled straight from the file (so the pool's threads fault its fresh pages in), F32 ones half
     await readBytesIntoMany(
@@ -137,7 +99,8 @@ export async function readPackedInPlace(
     throw err;
   }
   todo.forEach(({ p, dtype }, i) => {
-    p.setPacked(slots[i].tensor());
+    toKernelLayout(slots[i].stored, 2 * p.packedShape![1]);
+    p.setPacked(slots[i].stored);
     p.storedDtype = dtype;
   });
 }
@@ -160,20 +123,24 @@ async function readF32Staged(
     });
   });
   for (const { key, slot } of tensors) if (slot.bytes().byteLength === 0) onRead(key);
-  const staging: Slot[] = [];
+  // staging blocks in the arena of the slot they serve (the rounding reads both in one memory)
+  const staging = new Map<Arena, Slot[]>();
+  const stage = (j: number, arena: Arena) => {
+    const list = staging.get(arena) ?? staging.set(arena, []).get(arena)!;
+    while (list.length <= j) list.push(allocate([1, STAGING_BYTES / 4], arena));
+    return list[j];
+  };
   try {
-    for (let k = 0; k < Math.min(STAGING_BUFFERS, pieces.length); k++) staging.push(allocate([STAGING_BYTES / 4]));
     for (let k = 0; k < pieces.length; k += STAGING_BUFFERS) {
       const batch = pieces.slice(k, k + STAGING_BUFFERS);
-      await readBytesIntoMany(
-        batch.map(({ key, from, to }, j) => [key, () => staging[j].bytes().subarray(0, to - from), from]),
-      );
+      const blocks = batch.map(({ slot }, j) => stage(j, slot.stored.arena));
+      await readBytesIntoMany(batch.map(({ key, from, to }, j) => [key, () => blocks[j].bytes().subarray(0, to - from), from]));
       batch.forEach(({ key, slot, from, to, last }, j) => {
-        slot.roundF32From(staging[j], from / 2, (to - from) / 4);
+        slot.roundF32From(blocks[j], from / 2, (to - from) / 4);
         if (last) onRead(key);
       });
     }
   } finally {
-    for (const s of staging) s.dispose();
+    for (const list of staging.values()) for (const s of list) s.dispose();
   }
 }

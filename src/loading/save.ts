@@ -12,6 +12,7 @@ import { conversionRulesFor } from "../conversion/registry.js";
 import { buildInScope } from "../patching/registry.js";
 import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
+import { storedRowMajor } from "../backend/weight-store.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { fp8Entries } from "./fp8.js";
 import { companionWrites, saveIntoFolder } from "../io/companions.js";
@@ -40,12 +41,13 @@ export function parseSize(size: number | string): number {
  * keys get their checkpoint names back and each converted group is reverted when the writer reaches it.
  */
 /**
- * A parameter's checkpoint bytes in `dtype`. Packed bf16 storage is already the BF16 bytes in checkpoint order,
- * so those are written as they are: no float32 round trip (0.6B: ~7× faster), and every bit kept, NaN payloads too.
+ * A parameter's checkpoint bytes in `dtype`. Packed bf16 storage holds the BF16 bytes (in checkpoint order once
+ * the kernel layout is undone), so those are written as they are: no float32 round trip (0.6B: ~7× faster), and
+ * every bit kept, NaN payloads too.
  */
 function stateBytes(p: Parameter, dtype: StorageDtype): Uint8Array {
   if (!p.packed || dtype !== "BF16") return encode(p.stateData(), dtype);
-  const packed = p.packedTensor.dataSync() as Int32Array;
+  const packed = storedRowMajor(p.packedWeight);
   return new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength);
 }
 

@@ -11,6 +11,7 @@ import { convertGroup, planConversions, type ConversionPlan, type ConversionReco
 import type { HostTensor } from "../conversion/ops.js";
 import { ConversionError } from "../errors.js";
 import { IN_PLACE_DTYPES, fillPacked, readPackedInPlace } from "./in-place.js";
+import { storeWords } from "../backend/weight-store.js";
 import { Fp8CheckpointView } from "./fp8.js";
 import type { FromPretrainedOptions } from "./options.js";
 import { PreTrainedModel } from "./pretrained.js";
@@ -147,7 +148,7 @@ async function readInto(state: LoadState, p: Parameter, key: string): Promise<vo
 function setValue(state: LoadState, p: Parameter, data: Float32Array | Int32Array, dtype: StorageDtype): void {
   if (!state.packed.has(p) || !(data instanceof Float32Array)) return p.setStateData(data, dtype);
   const bytes = encode(data, "BF16"); // round to nearest even; exact for values that came from BF16
-  p.setPacked(tf.tensor(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), p.packedShape!, "int32"));
+  p.setPacked(storeWords(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), p.packedShape!, "bf16"));
   p.storedDtype = dtype;
 }
 

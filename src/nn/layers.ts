@@ -30,9 +30,9 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
     return as2d(x, (x2d) => {
       const w = this.weight;
       const y = w.packed
-        ? bf16MatMul(x2d, w.packedTensor)
+        ? bf16MatMul(x2d, w.packedWeight)
         : w.quantized
-          ? int8MatMul(x2d, w.int8Tensor)
+          ? int8MatMul(x2d, w.int8Weight)
           : tf.matMul(x2d, w.tensor as tf.Tensor2D);
       return this.bias ? tf.add(y, this.bias.tensor) : y;
     });
@@ -56,8 +56,8 @@ export class Embedding extends Module<[tf.Tensor], tf.Tensor> {
   }
 
   forward(ids: tf.Tensor): tf.Tensor {
-    if (this.weight.packed) return bf16Embedding(this.weight.packedTensor, ids);
-    if (this.weight.quantized) return int8Embedding(this.weight.int8Tensor, ids, this.embeddingDim);
+    if (this.weight.packed) return bf16Embedding(this.weight.packedWeight, ids);
+    if (this.weight.quantized) return int8Embedding(this.weight.int8Weight, ids, this.embeddingDim);
     const cols = tf.gather(this.weight.tensor, tf.reshape(ids, [-1]), 1);
     return tf.reshape(tf.transpose(cols), [...ids.shape, this.embeddingDim]);
   }

@@ -6,6 +6,7 @@ import { packBf16, unpackBf16 } from "../tensor/bf16.js";
 import { dequantizeInt8, int8Shape, quantizeInt8 } from "../tensor/int8.js";
 import type { Fp8BlockLayout } from "../tensor/fp8.js";
 import { transpose2d } from "../tensor/host.js";
+import { storeWords, storedRowMajor, type StoredWeight } from "../backend/weight-store.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.
@@ -25,10 +26,13 @@ const size = (shape: readonly number[]) => tf.util.sizeFromShape([...shape]);
 export class Parameter {
   /** The live tensor, in compute layout; kept out of every tf.tidy. */
   private value: tf.Tensor | undefined;
-  /** When set, the value lives only here: bf16 pairs in an int32 `[rows, cols/2]` tensor, checkpoint layout. */
-  private packedValue: tf.Tensor | undefined;
-  /** When set, the value lives only here: 8-bit blocks (src/tensor/int8.ts), int32 `[rows, blocks · 9]`, checkpoint layout. */
-  private int8Value: tf.Tensor | undefined;
+  /**
+   * When set, the value lives only here: bf16 pairs, int32 `[rows, cols/2]` in the weight store, in the kernel
+   * layout (src/tensor/bf16.ts: rows interleaved by 8 where they can be).
+   */
+  private packedValue: StoredWeight | undefined;
+  /** When set, the value lives only here: 8-bit blocks (src/tensor/int8.ts), int32 `[rows, blocks · 9]`, in the weight store. */
+  private int8Value: StoredWeight | undefined;
   /** The dtype the weights were stored as in the checkpoint they came from (saving writes this back). */
   storedDtype: StorageDtype = "F32";
   /** Set when the checkpoint stored this weight FP8 block-quantized: saving writes that layout back (loading/fp8.ts). */
@@ -81,8 +85,8 @@ export class Parameter {
     return this.int8Value !== undefined;
   }
 
-  /** The 8-bit storage: int32 `[stateShape[0], ceil(stateShape[1] / 32) · 9]` (src/tensor/int8.ts), checkpoint layout. */
-  get int8Tensor(): tf.Tensor {
+  /** The 8-bit storage: int32 `[stateShape[0], ceil(stateShape[1] / 32) · 9]` (src/tensor/int8.ts), in the weight store. */
+  get int8Weight(): StoredWeight {
     if (!this.int8Value)
       throw new PackedParameterError(`parameter of shape [${this.stateShape}] is not stored as 8-bit`);
     return this.int8Value;
@@ -95,26 +99,54 @@ export class Parameter {
       : undefined;
   }
 
-  /** Stores the value as 8-bit blocks `t` (ownership passes to the parameter); other storage is freed. */
-  setInt8(t: tf.Tensor): void {
+  /**
+   * Stores the value as 8-bit blocks: an int32 tensor (copied into the weight store; the caller keeps it) or a
+   * stored weight (ownership passes to the parameter). Other storage is freed.
+   */
+  setInt8(t: tf.Tensor | StoredWeight): void {
     const shape = this.int8Shape;
-    if (!shape || t.dtype !== "int32" || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-      throw new ShapeError(
-        `8-bit value for shape [${this.stateShape}] must be int32 [${shape ?? "not 2-D float32"}], got ${t.dtype} [${t.shape}]`,
-      );
-    }
-    this.value?.dispose();
-    this.value = undefined;
-    this.packedValue?.dispose();
-    this.packedValue = undefined;
-    if (this.int8Value && this.int8Value !== t) this.int8Value.dispose();
-    this.int8Value = tf.keep(t);
+    const words = t instanceof tf.Tensor ? this.checkWords(t, shape, "8-bit") : undefined;
+    const stored = words ? storeWords(words, shape!, "int8") : (t as StoredWeight);
+    if (!words) this.checkStored(stored, shape, "int8");
+    this.freeStorage(stored);
+    this.int8Value = stored;
   }
 
   /** Quantizes checkpoint-layout values into 8-bit storage (lossy: |error| ≤ half a block's scale). */
   quantize(data: Float32Array, what = "weight"): void {
     const [rows, cols] = this.stateShape;
-    this.setInt8(tf.tensor(quantizeInt8(data, rows, cols, what), this.int8Shape!, "int32"));
+    this.setInt8Words(quantizeInt8(data, rows, cols, what));
+  }
+
+  private setInt8Words(words: Int32Array): void {
+    const stored = storeWords(words, this.int8Shape!, "int8");
+    this.freeStorage(stored);
+    this.int8Value = stored;
+  }
+
+  /** An int32 tensor's words after checking it is `shape`; a ShapeError otherwise. */
+  private checkWords(t: tf.Tensor, shape: readonly number[] | undefined, what: string): Int32Array {
+    if (!shape || t.dtype !== "int32" || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
+      throw new ShapeError(
+        `${what} value for shape [${this.stateShape}] must be int32 [${shape ?? "not storable"}], got ${t.dtype} [${t.shape}]`,
+      );
+    }
+    return t.dataSync() as Int32Array;
+  }
+
+  private checkStored(w: StoredWeight, shape: readonly number[] | undefined, kind: string): void {
+    if (!shape || w.kind !== kind || w.shape[0] !== shape[0] || w.shape[1] !== shape[1])
+      throw new ShapeError(`stored ${w.kind} [${w.shape}] does not fit a ${kind} parameter of shape [${this.stateShape}]`);
+  }
+
+  /** Frees every storage but `keep`. */
+  private freeStorage(keep?: StoredWeight): void {
+    this.value?.dispose();
+    this.value = undefined;
+    if (this.packedValue !== keep) this.packedValue?.release();
+    this.packedValue = undefined;
+    if (this.int8Value !== keep) this.int8Value?.release();
+    this.int8Value = undefined;
   }
 
   /** True when the value is stored packed as bf16 (see `packedTensor`). */
@@ -122,8 +154,8 @@ export class Parameter {
     return this.packedValue !== undefined;
   }
 
-  /** The packed bf16 storage: int32 `[stateShape[0], stateShape[1] / 2]`, checkpoint layout (`[out, in]` for Linear). */
-  get packedTensor(): tf.Tensor {
+  /** The packed bf16 storage: int32 `[stateShape[0], stateShape[1] / 2]` (`[out, in]` for Linear), in the weight store. */
+  get packedWeight(): StoredWeight {
     if (!this.packedValue) throw new PackedParameterError(`parameter of shape [${this.stateShape}] is not packed`);
     return this.packedValue;
   }
@@ -134,30 +166,25 @@ export class Parameter {
     return this.stateShape.length === 2 && this.dtype === "float32" && cols % 2 === 0 ? [rows, cols / 2] : undefined;
   }
 
-  /** Stores the value as packed bf16 `t` (ownership passes to the parameter); the float32 tensor is freed. */
-  setPacked(t: tf.Tensor): void {
+  /**
+   * Stores the value as packed bf16: an int32 tensor in checkpoint layout (copied into the weight store; the
+   * caller keeps it) or a stored weight already in the kernel layout (ownership passes to the parameter).
+   * Other storage is freed.
+   */
+  setPacked(t: tf.Tensor | StoredWeight): void {
     const shape = this.packedShape;
-    if (!shape || t.dtype !== "int32" || t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-      throw new ShapeError(
-        `packed value for shape [${this.stateShape}] must be int32 [${shape ?? "not packable"}], got ${t.dtype} [${t.shape}]`,
-      );
-    }
-    this.value?.dispose();
-    this.value = undefined;
-    this.int8Value?.dispose();
-    this.int8Value = undefined;
-    if (this.packedValue && this.packedValue !== t) this.packedValue.dispose();
-    this.packedValue = tf.keep(t);
+    const words = t instanceof tf.Tensor ? this.checkWords(t, shape, "packed") : undefined;
+    const stored = words ? storeWords(words, shape!, "bf16") : (t as StoredWeight);
+    if (!words) this.checkStored(stored, shape, "bf16");
+    this.freeStorage(stored);
+    this.packedValue = stored;
   }
 
   /** Replaces packed bf16 or 8-bit storage by a float32 compute tensor holding the same (exact) values. */
   unpack(): void {
     if (!this.packedValue && !this.int8Value) return;
     const data = this.stateData() as Float32Array;
-    this.packedValue?.dispose();
-    this.packedValue = undefined;
-    this.int8Value?.dispose();
-    this.int8Value = undefined;
+    this.freeStorage();
     this.setStateData(data);
   }
 
@@ -182,7 +209,9 @@ export class Parameter {
         throw new PackedParameterError(
           `${inexact} of ${data.length} values for a bf16-packed parameter of shape [${this.stateShape}] are not exactly bf16`,
         );
-      this.setPacked(tf.tensor(packed, this.packedShape!, "int32"));
+      const stored = storeWords(packed, this.packedShape!, "bf16");
+      this.freeStorage(stored);
+      this.packedValue = stored;
       this.storedDtype = storedDtype;
       return;
     }
@@ -204,9 +233,8 @@ export class Parameter {
 
   /** The values in checkpoint layout, as a new typed array. */
   stateData(): Float32Array | Int32Array {
-    if (this.packedValue) return unpackBf16(this.packedValue.dataSync() as Int32Array);
-    if (this.int8Value)
-      return dequantizeInt8(this.int8Value.dataSync() as Int32Array, this.stateShape[0], this.stateShape[1]);
+    if (this.packedValue) return unpackBf16(storedRowMajor(this.packedValue));
+    if (this.int8Value) return dequantizeInt8(storedRowMajor(this.int8Value), this.stateShape[0], this.stateShape[1]);
     const v = this.tensor.dataSync() as Float32Array | Int32Array;
     return this.layout === "transpose" ? transpose2d(v, this.computeShape[0], this.computeShape[1]) : v.slice();
   }
@@ -217,10 +245,7 @@ export class Parameter {
   }
 
   initialize(rng: Rng): void {
-    this.packedValue?.dispose();
-    this.packedValue = undefined;
-    this.int8Value?.dispose();
-    this.int8Value = undefined;
+    this.freeStorage();
     this.replace(tf.tensor(initValues(this.init, this.numel, rng), this.computeShape, this.dtype));
     // layout "transpose" of random values is still random values of the same distribution; ones/zeros are symmetric.
   }
@@ -231,11 +256,6 @@ export class Parameter {
   }
 
   dispose(): void {
-    this.value?.dispose();
-    this.value = undefined;
-    this.packedValue?.dispose();
-    this.packedValue = undefined;
-    this.int8Value?.dispose();
-    this.int8Value = undefined;
+    this.freeStorage();
   }
 }

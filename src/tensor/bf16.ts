@@ -36,3 +36,38 @@ export function unpackBf16(packed: Int32Array | Uint32Array): Float32Array {
   }
   return out;
 }
+
+/**
+ * Whether stored bf16 weights of [rows, cols] values are interleaved by 8 rows (the kernel layout, bf16.wat
+ * `$row`): each block of 8 rows keeps its bytes, but step k of all 8 rows (8 values, 16 bytes, each) sits together,
+ * so a block is read as one sequential stream (~1.8× the row-major rate from memory at decode).
+ */
+export const bf16Interleaved = (rows: number, cols: number) => rows % 8 === 0 && cols % 8 === 0;
+
+/** Packed row-major bf16 [rows, cols] (int32 pairs) in the kernel layout: interleaved where bf16Interleaved says. */
+export function interleaveBf16(packed: Int32Array, rows: number, cols: number): Int32Array {
+  if (!bf16Interleaved(rows, cols)) return packed.slice();
+  const out = new Int32Array(packed.length);
+  const steps = cols / 8;
+  for (let r = 0; r < rows; r++) {
+    const block = (r & ~7) * (cols / 2) + (r & 7) * 4;
+    for (let k = 0, src = r * (cols / 2), dst = block; k < steps; k++, src += 4, dst += 32) {
+      for (let j = 0; j < 4; j++) out[dst + j] = packed[src + j];
+    }
+  }
+  return out;
+}
+
+/** The inverse of interleaveBf16: row-major packed bf16 from the kernel layout. */
+export function deinterleaveBf16(stored: Int32Array, rows: number, cols: number): Int32Array {
+  if (!bf16Interleaved(rows, cols)) return stored.slice();
+  const out = new Int32Array(stored.length);
+  const steps = cols / 8;
+  for (let r = 0; r < rows; r++) {
+    const block = (r & ~7) * (cols / 2) + (r & 7) * 4;
+    for (let k = 0, dst = r * (cols / 2), src = block; k < steps; k++, dst += 4, src += 32) {
+      for (let j = 0; j < 4; j++) out[dst + j] = stored[src + j];
+    }
+  }
+  return out;
+}

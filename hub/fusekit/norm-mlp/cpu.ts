@@ -1,7 +1,8 @@
 // cpu build: one kernel call for the whole block on the cpu backend, the same bits as the unfused modules: the
 // norm rounds as the backend's own kernels do (helpers.rmsNormRows), and the matmuls and the sigmoid are the
-// backend's own kernel functions (float32 weights [in, out] to BatchMatMul; packed bf16 weights, int32
-// [out, in/2], to src/backend' cpu bf16 matmul), called directly, skipping the engine's per-op dispatch.
+// backend's own kernel functions (float32 weights [in, out] to BatchMatMul; packed bf16 weights, stored
+// [out, in/2] and given as attributes, to src/backend' cpu bf16 matmul), called directly, skipping the engine's
+// per-op dispatch.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
 import { KERNEL_NAME, makeLayers, siluMulInPlace } from "./kernel.js";
@@ -16,7 +17,8 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
       backendName: "cpu",
       kernelFunc: ({ inputs, backend, attrs }) => {
         const b = backend as any;
-        const { x, normWeight, gate, up, down } = inputs as Record<string, TensorInfo>;
+        const packed = (attrs as { gate?: unknown }).gate !== undefined; // stored bf16, not float32 tensors
+        const { x, normWeight, gate, up, down } = { ...inputs, ...(packed ? attrs : {}) } as Record<string, TensorInfo>;
         const vals = (t: TensorInfo) => b.data.get(t.dataId).values as Float32Array;
         const h = x.shape[x.shape.length - 1];
         const eps = (attrs as { eps: number }).eps;
@@ -27,8 +29,8 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         // looked up per call: src/backend registers it when the model code loads, possibly after this build
         const bf16 = () => tf.getKernel(helpers.BF16_MATMUL, "cpu")!.kernelFunc;
         const mm = (a: TensorInfo, w: TensorInfo): TensorInfo =>
-          (w.dtype === "int32"
-            ? bf16()({ inputs: { x: a, w }, backend, attrs: {} })
+          (packed
+            ? bf16()({ inputs: { x: a }, backend, attrs: { w } as never })
             : matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } })) as TensorInfo;
         const n = b.makeTensorInfo([rows, h], "float32", normed) as TensorInfo;
         const g = mm(n, gate);

@@ -12,11 +12,15 @@ export function siluMulInPlace(gate: Float32Array, sig: Float32Array, up: Float3
   for (let i = 0; i < gate.length; i++) gate[i] = Math.fround(gate[i] * sig[i]) * up[i];
 }
 
-/** A Parameter as the kernel sees it: float32 `[in, out]`, or packed bf16 `[out, in/2]` (int32) when `packed`. */
+/** A stored weight (fusekit's weight store) as the kernel sees it: its int32 shape. */
+export interface StoredLike {
+  shape: readonly number[];
+}
+/** A Parameter as the kernel sees it: float32 `[in, out]`, or stored packed bf16 `[out, in/2]` when `packed`. */
 export interface Weight {
   tensor: Tensor;
   packed?: boolean;
-  packedTensor?: Tensor;
+  packedWeight?: StoredLike;
   quantized?: boolean;
 }
 export interface LinearLike {
@@ -36,8 +40,9 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
   /**
    * Replaces forward(x) = mlp(rmsNorm(x)) of a SwiGLU MLP (bias-free in the kernel; biased ones compose). The norm weight and eps come
    * from `this.norm_weight` / `this.eps`, or from `this.chain[0]` for a runtime-fused [norm, mlp] chain.
-   * Float32 weights go in as `[in, out]` tensors; packed bf16 weights (weightStorage "bf16") as their packed
-   * `[out, in/2]` tensors, which the backend kernel multiplies with src/backend' bf16 matmul. Mixed storage,
+   * Float32 weights go in as `[in, out]` tensors; packed bf16 weights (weightStorage "bf16", held in fusekit's
+   * weight store) as the attributes gate / up / down, which the backend kernel multiplies with src/backend' bf16
+   * matmul. Mixed storage,
    * or packed weights whose input width the wasm bf16 matmul cannot take (not a multiple of 8), run the
    * composed ops through the modules' own Linear forwards (the original computation).
    */
@@ -57,7 +62,7 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
       const inter = quantized
         ? 0
         : mlp.down_proj.weight.packed
-          ? 2 * mlp.down_proj.weight.packedTensor!.shape[1]!
+          ? 2 * mlp.down_proj.weight.packedWeight!.shape[1]!
           : mlp.down_proj.weight.tensor.shape[0];
       const bf16Ok =
         packed === 3 &&
@@ -72,7 +77,12 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
           return mlp.down_proj.call(tf.mul(tf.mul(g, tf.sigmoid(g)), mlp.up_proj.call(n)));
         });
       }
-      const w = (l: LinearLike) => (packed ? l.weight.packedTensor! : l.weight.tensor);
+      if (packed) {
+        const stored = { gate: mlp.gate_proj, up: mlp.up_proj, down: mlp.down_proj };
+        const attrs = { eps, ...Object.fromEntries(Object.entries(stored).map(([k, l]) => [k, l.weight.packedWeight])) };
+        return tf.engine().runKernel(KERNEL_NAME, { x, normWeight }, attrs as never) as Tensor;
+      }
+      const w = (l: LinearLike) => l.weight.tensor;
       const inputs = { x, normWeight, gate: w(mlp.gate_proj), up: w(mlp.up_proj), down: w(mlp.down_proj) };
       return tf.engine().runKernel(KERNEL_NAME, inputs, { eps }) as Tensor;
     }

@@ -4,8 +4,8 @@
 // are not multiples of 4, or runtimes without wasm SIMD); the sigmoid is the backend's own Sigmoid kernel (its
 // approximation cannot be matched otherwise). The three matmuls call the wasm backend's own BatchMatMul kernel
 // function directly (XNNPACK, 2-D, untransposed, against the persistent weight tensors), skipping the engine's
-// per-op dispatch; packed bf16 weights (int32 [out, in/2]) go to src/backend' SIMD bf16 matmul kernel function
-// instead, which reads them in place. Intermediates live only in the backend and are freed before returning.
+// per-op dispatch; packed bf16 weights (stored [out, in/2], given as attributes) go to src/backend' SIMD bf16
+// matmul kernel function instead, which reads them in place. Intermediates live only in the backend and are freed before returning.
 // Heap views are taken after the allocations they read, since heap growth detaches older views.
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { KernelEnv, KernelLayerClass } from "../../../src/hub/types.js";
@@ -38,15 +38,15 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
       backendName: "wasm",
       kernelFunc: ({ inputs, backend, attrs }) => {
         const b = backend as any;
-        const { x, normWeight, gate, up, down } = inputs as Record<string, TensorInfo>;
         const eps = (attrs as { eps: number }).eps;
+        const packed = (attrs as { gate?: unknown }).gate !== undefined; // stored bf16 [out, in/2], not float32 [in, out]
+        const { x, normWeight, gate, up, down } = { ...inputs, ...(packed ? attrs : {}) } as Record<string, TensorInfo>;
         const h = x.shape[x.shape.length - 1];
-        const packed = gate.dtype === "int32"; // bf16 [out, in/2] instead of float32 [in, out]
         const inter = packed ? gate.shape[0] : gate.shape[1];
         const rows = tf.util.sizeFromShape(x.shape) / h;
         const at = (t: TensorInfo) => helpers.heapOffset(b, t);
         const mm = packed
-          ? (a: TensorInfo, w: TensorInfo) => bf16MatMul()({ inputs: { x: a, w }, backend, attrs: {} }) as TensorInfo
+          ? (a: TensorInfo, w: unknown) => bf16MatMul()({ inputs: { x: a }, backend, attrs: { w } as never }) as TensorInfo
           : (a: TensorInfo, w: TensorInfo) =>
               matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
         const fns = simdFor!(b);
