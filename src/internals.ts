@@ -59,7 +59,14 @@ export { packWeightsOnLoad } from "./nn/storage.js";
 export { bf16MatMul, bf16Embedding, setBf16Options, type Bf16Options } from "./backend/ops.js";
 export { bf16KernelsAvailable, BF16_MATMUL, BF16_UNPACK, BF16_PACK } from "./backend/kernels.js";
 export { packBf16, unpackBf16, bf16Bits, bf16Interleaved, interleaveBf16, deinterleaveBf16 } from "./tensor/bf16.js";
-export { weightStore, storeWords, storedRowMajor, StoredWeight, WeightStore, MAX_ARENAS } from "./backend/weight-store.js";
+export {
+  weightStore,
+  storeWords,
+  storedRowMajor,
+  StoredWeight,
+  WeightStore,
+  MAX_ARENAS,
+} from "./backend/weight-store.js";
 export { int8MatMul, int8Embedding } from "./backend/int8-ops.js";
 export { int8KernelsAvailable, INT8_MATMUL, INT8_GATHER } from "./backend/int8-kernels.js";
 export { quantizeInt8, dequantizeInt8, int8BlockWord, int8Shape, INT8_BLOCK } from "./tensor/int8.js";

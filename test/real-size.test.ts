@@ -156,3 +156,54 @@ describe("the Qwen3-1.7B shape", () => {
     expect(() => planMemory(request, "f32", wasm)).toThrow(/f32 weights 6\.\d\d GiB \+ backend copy 6\.\d\d GiB/);
   });
 });
+
+describe("the Qwen3-4B shape", () => {
+  const c = PRESETS["qwen3-4b"].config;
+  it("is Qwen3-4B's published shape", () => {
+    expect([
+      c.num_hidden_layers,
+      c.hidden_size,
+      c.intermediate_size,
+      c.num_attention_heads,
+      c.num_key_value_heads,
+      c.head_dim,
+      c.tie_word_embeddings,
+      c.rope_theta,
+    ]).toEqual([36, 2560, 9728, 32, 8, 128, true, 1000000]);
+  });
+
+  // By hand: embedding 151936 × 2560 (tied); per layer q 4096·2560, k and v 1024·2560, o 2560·4096, gate/up/down
+  // 3 · 9728·2560; q_norm + k_norm 2·128 and two layer norms 2·2560; a final norm 2560. ~8.0 GB of bf16.
+  const embed = 151936 * 2560;
+  const linearPerLayer = 4096 * 2560 + 2 * 1024 * 2560 + 2560 * 4096 + 3 * 9728 * 2560;
+  const normsPerLayer = 2 * 128 + 2 * 2560;
+  const weights: WeightEntry[] = [
+    { name: "embed", numel: embed, storedDtype: "BF16", packable: true, matmul: true },
+    { name: "linears", numel: 36 * linearPerLayer, storedDtype: "BF16", packable: true, matmul: true },
+    { name: "norms", numel: 36 * normsPerLayer + 2560, storedDtype: "BF16", packable: false, matmul: false },
+  ];
+  const shape = { numLayers: 36, hidden: 2560, intermediate: 9728, heads: 32, kvHeads: 8, headDim: 128, vocab: 151936 };
+  const store = 6 * 4 * 2 ** 30;
+  const wasm = { backend: "wasm", ceilingBytes: WASM_HEAP_BYTES, bf16: true, packedCopy: true, storeBytes: store };
+
+  it("holds the bytes counted by hand", () => {
+    expect(checkpointBytes(new Qwen3Config(c), "BF16")).toBe(
+      2 * (embed + 36 * (linearPerLayer + normsPerLayer) + 2560),
+    );
+  });
+
+  it("plans bf16 with its 7.5 GiB of packed weights in the weight store, beside wasm's heap, at the default context", () => {
+    const request = { weights, shape, contextLength: 4096, promptLength: 512 };
+    const plan = planMemory(request, "auto", wasm);
+    expect(plan.storage).toBe("bf16");
+    expect(plan.storedWeightBytes).toBe(2 * (embed + 36 * linearPerLayer));
+    expect(plan.storedWeightBytes).toBeGreaterThan(WASM_HEAP_BYTES); // it could not live in the heap
+    expect(plan.totalBytes - plan.storedWeightBytes).toBeLessThanOrEqual(WASM_HEAP_BYTES);
+    // without a store apart (the old single heap) it does not fit, and the message says what would
+    expect(() => planMemory(request, "bf16", { ...wasm, storeBytes: undefined })).toThrow(/does not fit/);
+    // a store too small for the weights is named in the error
+    expect(() => planMemory(request, "bf16", { ...wasm, storeBytes: 2 ** 30 })).toThrow(
+      /in the weight store, of 1\.00 GiB/,
+    );
+  });
+});

@@ -20,7 +20,7 @@ import {
   type PreTrainedModel,
 } from "fusekit/internals";
 import { fuseNormMLP } from "fusekit/fusions/norm-mlp";
-import { kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/backend/pool.js";
+import { Lateness, kernelPool, setParallelMinMacs, threadsFromEnv } from "../src/backend/pool.js";
 import { smallConfig, tmpDir } from "./helpers/models.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -129,7 +129,10 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
         expect(new Uint32Array((y.dataSync() as Float32Array).slice().buffer)).toEqual(single[i]);
         y.dispose();
       }
-      for (const [x, w] of inputs) [x.dispose(), w.release()];
+      for (const [x, w] of inputs) {
+        x.dispose();
+        w.release();
+      }
     } finally {
       setParallelMinMacs(prevMin);
     }
@@ -153,10 +156,18 @@ describe("the bf16 kernels on a worker pool (wasm)", () => {
   });
 });
 
-/** Runs a script with node against the built package (dist/); resolves with its exit code and output. */
-function runNode(script: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+/**
+ * Runs a script with node against the built package (dist/), under `wrapper` (a command and its arguments) when
+ * given; resolves with its exit code and output.
+ */
+function runNode(
+  script: string,
+  env: Record<string, string>,
+  wrapper: string[] = [],
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    const [command, ...args] = [...wrapper, process.execPath, "--input-type=module", "-e", script];
+    const child = spawn(command, args, {
       cwd: root,
       env: { ...process.env, ...env },
     });
@@ -203,6 +214,49 @@ console.log(pool.workerChunks > 0);
     expect(out.trim()).toBe("true\ntrue"); // no FUSEKIT_POOL warning on stderr either
     expect(code).toBe(0);
   }, 60000);
+});
+
+describe("a pool whose workers are late (a busy machine)", () => {
+  beforeAll(async () => {
+    await setBackend("wasm");
+  });
+
+  it("runs jobs alone once a quarter of the last 64 were late, for a second, then tries the workers again", () => {
+    const l = new Lateness();
+    for (let i = 0; i < 64; i++) l.record(1, i % 4 === 0 ? 0.5 : 0.1, i); // 15 late of 64 (the first is late too)
+    expect(l.solo(100)).toBe(false);
+    const m = new Lateness();
+    for (let i = 0; i < 64; i++) m.record(0.3, i % 4 === 0 ? 2 : 0.01, 1000); // 16 of 64: waited 2 ms after 0.3 ms of work
+    expect(m.solo(1000)).toBe(true);
+    expect(m.solo(1000 + Lateness.SOLO_MS - 1)).toBe(true);
+    expect(m.solo(1000 + Lateness.SOLO_MS)).toBe(false);
+    const n = new Lateness();
+    for (let i = 0; i < 200; i++) n.record(0.01, 0.15, i); // waits a wake-up long, however short the work: never late
+    expect(n.solo(200)).toBe(false);
+  });
+
+  it("with a worker that stalls on every chunk (descheduled), goes solo within 64 jobs and keeps the single-threaded bits", () => {
+    const { x, packed } = operands(1, 1024, 3072, 12);
+    const xt = tf.tensor2d(x, [1, 1024]);
+    const wt = storeWords(packed, [3072, 512], "bf16");
+    setKernelThreads(1);
+    const single = bf16MatMul(xt, wt).dataSync().slice();
+    setKernelThreads(2);
+    const pool = kernelPool();
+    expect(pool.workersStarted()).toBe(true);
+    pool.stallWorkers(5);
+    try {
+      for (let i = 0; i < 80; i++) expect(bf16MatMul(xt, wt).dataSync()).toEqual(single);
+      // every job the worker joined waited 5 ms for it: once a quarter of 64 were late, the rest ran alone
+      expect(pool.lateness.soloJobs).toBeGreaterThan(0);
+      expect(pool.lateness.solo(performance.now())).toBe(true);
+    } finally {
+      pool.stallWorkers(0);
+      xt.dispose();
+      wt.release();
+      setKernelThreads();
+    }
+  });
 });
 
 describe("models on the pool (wasm, bf16 weights)", () => {

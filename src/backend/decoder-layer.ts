@@ -170,7 +170,16 @@ export function decoderLayerStep(
   const { at, floats } = layout(plan, pool.threads, kv?.capacity ?? 0, qxBytes);
   const base = kv && arena.scratchAt(4 * floats);
   if (!kv || base === undefined) return undefined;
-  const job = new LayerJob(pool, arena, b, plan, stored.map((w) => w.at), at, base, floats);
+  const job = new LayerJob(
+    pool,
+    arena,
+    b,
+    plan,
+    stored.map((w) => w.at),
+    at,
+    base,
+    floats,
+  );
   const out = job.run(x, positionEmbeddings, kv, position, layer.self_attn.scaling);
   steps++;
   return out;

@@ -26,7 +26,8 @@ export interface Int8Exports {
 /** The stored 8-bit weight in a kernel's attributes (a ShapeError when it is not one). */
 function storedOf(attrs: tf.NamedAttrMap | undefined, kernel: string): StoredWeight {
   const w = (attrs as unknown as { w?: unknown }).w;
-  if (!(w instanceof StoredWeight) || w.kind !== "int8") throw new ShapeError(`${kernel}: the w attribute must be a stored 8-bit weight`);
+  if (!(w instanceof StoredWeight) || w.kind !== "int8")
+    throw new ShapeError(`${kernel}: the w attribute must be a stored 8-bit weight`);
   return w;
 }
 

@@ -35,7 +35,9 @@ function matmulDims(x: tf.TensorInfo, w: StoredWeight): [number, number, number]
   if (!(w instanceof StoredWeight) || w.kind !== "bf16")
     throw new Error(`${BF16_MATMUL}: the w attribute must be a stored bf16 weight`);
   if (x.shape.length !== 2 || x.dtype !== "float32" || x.shape[1] !== 2 * w.shape[1]) {
-    throw new Error(`${BF16_MATMUL}: expected x f32 [rows, ${2 * w.shape[1]}] for w [${w.shape}], got ${x.dtype} [${x.shape}]`);
+    throw new Error(
+      `${BF16_MATMUL}: expected x f32 [rows, ${2 * w.shape[1]}] for w [${w.shape}], got ${x.dtype} [${x.shape}]`,
+    );
   }
   return [x.shape[0], x.shape[1], w.shape[0]];
 }

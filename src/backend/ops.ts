@@ -50,7 +50,11 @@ export function bf16MatMul(x: tf.Tensor2D, w: StoredWeight): tf.Tensor2D {
     const parts: tf.Tensor[] = [];
     for (let begin = 0; begin < m; begin += step) {
       const k = Math.min(step, m - begin);
-      const rowsT = bf16Rows(w, Int32Array.from({ length: k }, (_, i) => begin + i), n); // [k, n]
+      const rowsT = bf16Rows(
+        w,
+        Int32Array.from({ length: k }, (_, i) => begin + i),
+        n,
+      ); // [k, n]
       const wf = tf.tensor2d(transpose2d(rowsT, k, n), [n, k]);
       parts.push(tf.matMul(x, wf));
       wf.dispose();
@@ -65,7 +69,8 @@ export function bf16Embedding(table: StoredWeight, ids: tf.Tensor): tf.Tensor {
   const dim = 2 * table.shape[1];
   const flat = ids.dataSync();
   for (const id of flat)
-    if (!(id >= 0 && id < table.shape[0])) throw new ShapeError(`embedding index ${id} is out of range [0, ${table.shape[0]})`);
+    if (!(id >= 0 && id < table.shape[0]))
+      throw new ShapeError(`embedding index ${id} is out of range [0, ${table.shape[0]})`);
   return tf.tensor(bf16Rows(table, flat, dim), [...ids.shape, dim]);
 }
 

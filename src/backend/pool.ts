@@ -13,7 +13,7 @@ import { bf16Interleaved } from "../tensor/bf16.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
 import { weightStore, type Arena, type StoredWeight, type WeightStore } from "./weight-store.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
-import { CLOSED_CHUNK, CTRL, OPS, type SharedExports, type WorkerData } from "./worker.js";
+import { CLOSED_CHUNK, CTRL, OPS, type WorkerData } from "./worker.js";
 
 /** Polls of the control word before a thread sleeps in Atomics.wait (wake-ups cost ~10–50 µs). */
 const SPIN = 20000;
@@ -24,6 +24,44 @@ const SPIN = 20000;
 const CHUNKS_PER_THREAD = 8;
 /** How long `workersStarted` waits for the workers (matmuls never wait: this thread takes every chunk meanwhile). */
 const START_TIMEOUT_MS = 10000;
+
+/**
+ * Whether to wait for the workers at all. On a machine whose other cores are busy, a worker that claimed a chunk
+ * may be descheduled for a whole time slice (milliseconds), and this thread waits for it at the end of every job:
+ * two threads then lose to one. A job is late when this thread waited longer for the workers than it worked
+ * itself (and more than a wake-up costs); when a quarter of the last WINDOW jobs were late, jobs run on this
+ * thread alone for SOLO_MS, then the workers are tried again.
+ */
+export class Lateness {
+  static readonly WINDOW = 64;
+  static readonly SOLO_MS = 1000;
+  /** A wait shorter than this is a wake-up, not a descheduled worker. */
+  static readonly MIN_WAIT_MS = 0.2;
+  private readonly late: boolean[] = [];
+  private lateCount = 0;
+  private soloUntil = -Infinity;
+
+  /** Jobs that have run alone so far. */
+  soloJobs = 0;
+
+  /** Records one job: ms this thread spent on its own chunks, and waiting for the workers' afterwards. */
+  record(workMs: number, waitMs: number, now: number): void {
+    const late = waitMs > Lateness.MIN_WAIT_MS && waitMs > workMs;
+    this.late.push(late);
+    this.lateCount += Number(late);
+    if (this.late.length > Lateness.WINDOW) this.lateCount -= Number(this.late.shift());
+    if (this.late.length === Lateness.WINDOW && this.lateCount * 4 >= Lateness.WINDOW) {
+      this.soloUntil = now + Lateness.SOLO_MS;
+      this.late.length = 0;
+      this.lateCount = 0;
+    }
+  }
+
+  /** True while jobs should run on the calling thread alone. */
+  solo(now: number): boolean {
+    return now < this.soloUntil;
+  }
+}
 
 /** The threads to use: FUSEKIT_THREADS, else the core count. */
 export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
@@ -46,6 +84,8 @@ export class KernelPool {
   private closed = false;
   /** Jobs run on the pool so far. */
   jobs = 0;
+  /** When the workers are too late to wait for (a busy machine). */
+  readonly lateness = new Lateness();
 
   constructor(
     readonly threads: number,
@@ -91,7 +131,15 @@ export class KernelPool {
    * weight w [m, n/2] (interleaved by 8 rows when m % 8 == 0): x is copied into w's arena, the columns split
    * among the threads, the result copied out.
    */
-  gemm(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number): void {
+  gemm(
+    b: WasmBackend,
+    x: tf.TensorInfo,
+    w: StoredWeight,
+    out: tf.TensorInfo,
+    rows: number,
+    n: number,
+    m: number,
+  ): void {
     const arena = w.arena;
     const xBytes = rows * n * 4;
     const xAt = this.scratch(arena, xBytes + rows * m * 4);
@@ -131,7 +179,9 @@ export class KernelPool {
   scratch(arena: Arena, bytes: number): number {
     const at = arena.scratchAt(bytes);
     if (at === undefined)
-      throw new BackendError(`no room for ${(bytes / 2 ** 20).toFixed(1)} MiB of activations in weight arena ${arena.index}`);
+      throw new BackendError(
+        `no room for ${(bytes / 2 ** 20).toFixed(1)} MiB of activations in weight arena ${arena.index}`,
+      );
     return at;
   }
 
@@ -163,6 +213,11 @@ export class KernelPool {
   ): void {
     this.jobs++;
     if (this.closed || !this.workers.length || work < minMacs) return mine(0, count);
+    const start = performance.now();
+    if (this.lateness.solo(start)) {
+      this.lateness.soloJobs++;
+      return mine(0, count);
+    }
     const c = this.ctrl;
     const chunk = Math.max(step, Math.ceil(count / (CHUNKS_PER_THREAD * this.threads) / step) * step);
     const chunks = Math.ceil(count / chunk);
@@ -188,11 +243,19 @@ export class KernelPool {
       // closed before waiting (even if this thread threw): nothing more is taken, and the job's values may
       // change once the claimed chunks are done
       const claimed = Math.min(chunks, Number(Atomics.exchange(this.claim, 0, job | BigInt(CLOSED_CHUNK)) - job));
+      const worked = performance.now();
       let polls = 0;
       for (let d; (d = Atomics.load(c, CTRL.COMPLETED)) < claimed;)
         if (++polls > SPIN) Atomics.wait(c, CTRL.COMPLETED, d, 100);
+      const done = performance.now();
+      this.lateness.record(worked - start, done - worked, done);
     }
     if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in a pool job");
+  }
+
+  /** Makes every worker stall `ms` on each chunk it claims, as a descheduled one would (tests; 0 ends it). */
+  stallWorkers(ms: number): void {
+    Atomics.store(this.ctrl, CTRL.STALL_MS, ms);
   }
 
   /** Chunks the workers (not the main thread) have computed so far: tests use it to see them take part. */
@@ -215,7 +278,9 @@ export class KernelPool {
     return {
       bytes: blocks * 64,
       read: () =>
-        this.dispatch(OPS.READ, arena, at, blocks, 1024, Infinity, (o0, o1) => arena.main.readsum(at + 64 * o0, o1 - o0)),
+        this.dispatch(OPS.READ, arena, at, blocks, 1024, Infinity, (o0, o1) =>
+          arena.main.readsum(at + 64 * o0, o1 - o0),
+        ),
       release: () => arena.release(at),
     };
   }

@@ -27,7 +27,8 @@ export const CTRL = {
   WORKER_CHUNKS: 14,
   IL: 15,
   ARENA: 16,
-  SLOTS: 17,
+  STALL_MS: 17,
+  SLOTS: 18,
 } as const;
 
 export interface WorkerData {
@@ -223,6 +224,8 @@ export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, a
         const chunk = ctrl[S.CHUNK];
         const o0 = i * chunk;
         const o1 = Math.min(ctrl[S.COUNT], o0 + chunk);
+        // a worker descheduled mid-chunk, simulated for tests (KernelPool.stallWorkers)
+        if (ctrl[S.STALL_MS]) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ctrl[S.STALL_MS]);
         const op = ctrl[S.OP]; // the OPS values (a module constant the worker's source cannot see)
         const [ex, memory] = [instances[ctrl[S.ARENA]], memories[ctrl[S.ARENA]]];
         if (op === 1) ex.readsum((ctrl[S.X] >>> 0) + 64 * o0, o1 - o0);

@@ -14,7 +14,6 @@ export const IN_PLACE_DTYPES: ReadonlySet<StorageDtype> = new Set(["BF16", "F16"
 const STAGING_BYTES = 16 * 2 ** 20;
 const STAGING_BUFFERS = 4;
 
-
 /** A stored weight (or staging block) not yet filled: its bytes, then the weight. */
 interface Slot {
   /** A view of its bytes, valid until its arena next grows. */
@@ -134,7 +133,9 @@ async function readF32Staged(
     for (let k = 0; k < pieces.length; k += STAGING_BUFFERS) {
       const batch = pieces.slice(k, k + STAGING_BUFFERS);
       const blocks = batch.map(({ slot }, j) => stage(j, slot.stored.arena));
-      await readBytesIntoMany(batch.map(({ key, from, to }, j) => [key, () => blocks[j].bytes().subarray(0, to - from), from]));
+      await readBytesIntoMany(
+        batch.map(({ key, from, to }, j) => [key, () => blocks[j].bytes().subarray(0, to - from), from]),
+      );
       batch.forEach(({ key, slot, from, to, last }, j) => {
         slot.roundF32From(blocks[j], from / 2, (to - from) / 4);
         if (last) onRead(key);

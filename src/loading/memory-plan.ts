@@ -1,6 +1,7 @@
 // The memory plan of a load, made before a weight byte is read: weights in the chosen storage, the
 // backend's own copy of them, the KV cache for the requested context, a prefill's activations and a
-// runtime reserve, against the backend's ceiling. It also decides what weightStorage "auto" means.
+// runtime reserve, against the backend's ceiling — packed (bf16 / 8-bit) weights against the weight store's
+// instead, where the backend has one apart (wasm: its heap is 4 GiB, the store's arenas are not part of it). It also decides what weightStorage "auto" means.
 // `planMemory` is a pure function of its inputs (tested directly); the end of this file gathers them from a
 // built model, its checkpoint and the backend (`weightInventory`, `modelShape`, `backendLimits`).
 import os from "node:os";
@@ -16,6 +17,7 @@ import { packableWeights } from "../nn/storage.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { planConversions } from "../conversion/apply.js";
 import { bf16KernelsAvailable } from "../backend/kernels.js";
+import { MAX_ARENAS } from "../backend/weight-store.js";
 
 /**
  * "auto": packed bf16 when exact (BF16 checkpoint) or when float32 would not fit; else float32. "int8": 8-bit
@@ -61,6 +63,11 @@ export interface BackendLimits {
   bf16: boolean;
   /** Whether a float32 matmul weight gets a second, packed copy (XNNPACK on wasm). */
   packedCopy: boolean;
+  /**
+   * Bytes the weight store (src/backend/weight-store.ts) holds apart from `ceilingBytes`, for packed weights;
+   * undefined when they share the backend's ceiling.
+   */
+  storeBytes?: number;
 }
 
 export interface PlanRequest {
@@ -84,12 +91,16 @@ export interface MemoryPlan {
   contextLength: number;
   promptLength: number;
   weightBytes: number;
+  /** Of weightBytes, those in the weight store (packed bf16 / 8-bit). */
+  storedWeightBytes: number;
   backendCopyBytes: number;
   kvCacheBytes: number;
   activationBytes: number;
   reserveBytes: number;
   totalBytes: number;
   ceilingBytes: number;
+  /** The weight store's room when it is apart from the backend's ceiling (see BackendLimits). */
+  storeBytes?: number;
 }
 
 /** tfjs-backend-wasm's heap maximum (emscripten's getHeapMax: 4 GiB less one 64 KiB page). */
@@ -101,9 +112,15 @@ const MIN_PROMPT = 64;
 /** A context that is not explicit shrinks down to this before the plan gives up. */
 const MIN_CONTEXT = 256;
 
-/** What the active backend can hold: wasm's heap; cpu / tensorflow are bounded by the machine's memory. */
+/**
+ * What the active backend can hold: wasm's heap, and the weight store beside it (its arenas, within the machine's
+ * memory); cpu / tensorflow are bounded by the machine's memory.
+ */
 export function backendLimits(backend: string, bf16: boolean): BackendLimits {
-  if (backend === "wasm") return { backend, ceilingBytes: WASM_HEAP_BYTES, bf16, packedCopy: true };
+  if (backend === "wasm") {
+    const storeBytes = Math.min(MAX_ARENAS * 4 * 2 ** 30, os.totalmem() - WASM_HEAP_BYTES);
+    return { backend, ceilingBytes: WASM_HEAP_BYTES, bf16, packedCopy: true, storeBytes };
+  }
   return {
     backend,
     ceilingBytes: backend === "cpu" || backend === "tensorflow" ? os.totalmem() : Infinity,
@@ -130,16 +147,19 @@ export function activationBytes(s: ModelShape, p: number): number {
   return 4 * (p * projections + attentionScores + p * p + 2 * s.vocab);
 }
 
-/** Weights, the backend's copy and the total in one storage (bf16 / int8 pack the packable weights). */
-function weightBytes(weights: WeightEntry[], storage: PlannedStorage, limits: BackendLimits): [number, number] {
+/** Weights, those of them in the weight store, and the backend's copy, in one storage (bf16 / int8 pack the packable weights). */
+function weightBytes(weights: WeightEntry[], storage: PlannedStorage, limits: BackendLimits): [number, number, number] {
   let bytes = 0;
+  let stored = 0;
   let copy = 0;
   for (const w of weights) {
     const packed = storage !== "f32" && w.packable;
-    bytes += !packed ? w.numel * 4 : storage === "bf16" ? w.numel * 2 : (w.int8Bytes ?? (w.numel * 9) / 8);
+    const b = !packed ? w.numel * 4 : storage === "bf16" ? w.numel * 2 : (w.int8Bytes ?? (w.numel * 9) / 8);
+    bytes += b;
+    if (packed) stored += b;
     if (!packed && w.matmul && limits.packedCopy) copy += w.numel * 4;
   }
-  return [bytes, copy];
+  return [bytes, stored, copy];
 }
 
 function planFor(
@@ -151,7 +171,7 @@ function planFor(
 ): MemoryPlan {
   const { shape: s } = req;
   const prompt = Math.min(Math.max(req.promptLength, MIN_PROMPT), context);
-  const [weights, copy] = weightBytes(req.weights, storage, limits);
+  const [weights, stored, copy] = weightBytes(req.weights, storage, limits);
   const kv = 2 * s.numLayers * s.kvHeads * kvCapacity(prompt, context) * s.headDim * 4;
   const act = activationBytes(s, prompt);
   const rounded = storage === "bf16" ? req.weights.filter((w) => w.packable && w.storedDtype !== "BF16").length : 0;
@@ -163,16 +183,22 @@ function planFor(
     contextLength: context,
     promptLength: prompt,
     weightBytes: weights,
+    storedWeightBytes: stored,
     backendCopyBytes: copy,
     kvCacheBytes: kv,
     activationBytes: act,
     reserveBytes: RESERVE_BYTES,
     totalBytes: weights + copy + kv + act + RESERVE_BYTES,
     ceilingBytes: limits.ceilingBytes,
+    storeBytes: limits.storeBytes,
   };
 }
 
-const fits = (p: MemoryPlan) => p.totalBytes <= p.ceilingBytes;
+/** What the backend's own memory holds: everything, or everything but the stored weights when the store is apart. */
+const heapBytes = (p: MemoryPlan) => p.totalBytes - (p.storeBytes === undefined ? 0 : p.storedWeightBytes);
+
+const fits = (p: MemoryPlan) =>
+  heapBytes(p) <= p.ceilingBytes && (p.storeBytes === undefined || p.storedWeightBytes <= p.storeBytes);
 
 /** The storage "auto" picks, before the context is considered. */
 function autoStorage(req: PlanRequest, limits: BackendLimits): [storage: "f32" | "bf16", reason: string] {
@@ -214,10 +240,14 @@ const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 /** The numbers of a plan, for messages and notes. */
 export function describePlan(p: MemoryPlan): string {
   const copy = p.backendCopyBytes ? ` + backend copy ${gib(p.backendCopyBytes)}` : "";
+  const apart = p.storeBytes !== undefined && p.storedWeightBytes > 0;
+  const weights = apart
+    ? `${p.storage} weights ${gib(p.weightBytes - p.storedWeightBytes)} (${gib(p.storedWeightBytes)} more in the weight store, of ${gib(p.storeBytes!)})`
+    : `${p.storage} weights ${gib(p.weightBytes)}`;
   return (
-    `${p.storage} weights ${gib(p.weightBytes)}${copy} + KV cache ${gib(p.kvCacheBytes)} (${p.contextLength} tokens) + ` +
+    `${weights}${copy} + KV cache ${gib(p.kvCacheBytes)} (${p.contextLength} tokens) + ` +
     `activations ${gib(p.activationBytes)} (${p.promptLength}-token prefill) + reserve ${gib(p.reserveBytes)} = ` +
-    `${gib(p.totalBytes)} of ${Number.isFinite(p.ceilingBytes) ? gib(p.ceilingBytes) : "unbounded"} (${p.backend})`
+    `${gib(heapBytes(p))} of ${Number.isFinite(p.ceilingBytes) ? gib(p.ceilingBytes) : "unbounded"} (${p.backend})`
   );
 }
 

@@ -1,7 +1,6 @@
 // Reading a checkpoint's tensors into a model's parameters: each under its own key or the one a conversion
 // rule moves it to, one tensor (or one conversion group) in memory at a time, packed bf16 weights read
 // straight into the backend's memory.
-import { tf } from "../tensor/tf.js";
 import { encode, type StorageDtype } from "../tensor/dtypes.js";
 import type { TensorSource } from "../io/checkpoint.js";
 import { parameterAliases, type Module } from "../nn/module.js";

@@ -136,7 +136,9 @@ export class Parameter {
 
   private checkStored(w: StoredWeight, shape: readonly number[] | undefined, kind: string): void {
     if (!shape || w.kind !== kind || w.shape[0] !== shape[0] || w.shape[1] !== shape[1])
-      throw new ShapeError(`stored ${w.kind} [${w.shape}] does not fit a ${kind} parameter of shape [${this.stateShape}]`);
+      throw new ShapeError(
+        `stored ${w.kind} [${w.shape}] does not fit a ${kind} parameter of shape [${this.stateShape}]`,
+      );
   }
 
   /** Frees every storage but `keep`. */

@@ -99,6 +99,18 @@ export const PRESETS = {
       head_dim: 128,
     },
   },
+  "qwen3-4b": {
+    name: "qwen3-4b-shaped-random",
+    config: {
+      ...QWEN3_COMMON,
+      hidden_size: 2560,
+      intermediate_size: 9728,
+      num_hidden_layers: 36,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      head_dim: 128,
+    },
+  },
   "smollm2-135m": {
     name: "smollm2-135m-shaped-random",
     ...LLAMA3_TOKENIZER,

@@ -79,7 +79,10 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
       }
       if (packed) {
         const stored = { gate: mlp.gate_proj, up: mlp.up_proj, down: mlp.down_proj };
-        const attrs = { eps, ...Object.fromEntries(Object.entries(stored).map(([k, l]) => [k, l.weight.packedWeight])) };
+        const attrs = {
+          eps,
+          ...Object.fromEntries(Object.entries(stored).map(([k, l]) => [k, l.weight.packedWeight])),
+        };
         return tf.engine().runKernel(KERNEL_NAME, { x, normWeight }, attrs as never) as Tensor;
       }
       const w = (l: LinearLike) => l.weight.tensor;

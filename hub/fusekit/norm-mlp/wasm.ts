@@ -46,7 +46,8 @@ export function createLayers(env: KernelEnv): Record<string, KernelLayerClass> {
         const rows = tf.util.sizeFromShape(x.shape) / h;
         const at = (t: TensorInfo) => helpers.heapOffset(b, t);
         const mm = packed
-          ? (a: TensorInfo, w: unknown) => bf16MatMul()({ inputs: { x: a }, backend, attrs: { w } as never }) as TensorInfo
+          ? (a: TensorInfo, w: unknown) =>
+              bf16MatMul()({ inputs: { x: a }, backend, attrs: { w } as never }) as TensorInfo
           : (a: TensorInfo, w: TensorInfo) =>
               matMul({ inputs: { a, b: w }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
         const fns = simdFor!(b);
