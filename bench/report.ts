@@ -280,7 +280,9 @@ function targetSection(r: BenchResults, group: string): Section {
 }
 
 function sections(r: BenchResults): Section[] {
-  const realSize = r.realSize?.length ? [realSizeSection(r.realSize, r.options.prefill[0], r.options.decodeSteps)] : [];
+  const realSize = r.realSize?.length
+    ? [realSizeSection(r.realSize, r.options.prefill[0], r.options.decodeSteps, r.busy)]
+    : [];
   return [
     machineSection(r),
     kernelSection(r),

@@ -39,7 +39,7 @@ const BENCH_OUTPUT: WriteTarget = {
     return file.endsWith(".json") ? "elapsedS" in JSON.parse(text) : text.startsWith("# Benchmark results");
   },
 };
-import { realSizeRows } from "./realsize.js";
+import { busyRow, realSizeRows } from "./realsize.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -68,7 +68,7 @@ export interface BenchOptions {
   childTimeoutS: number;
   /** Fewer iterations in the kernel micro-bench. */
   quick: boolean;
-  /** The real-size rows (0.6B / 1.7B loaded with no options; bench/realsize.ts). Default: on unless quick. */
+  /** The real-size rows (0.6B / 1.7B / 4B loaded with no options, the busy-machine row; bench/realsize.ts). Default: on unless quick. */
   realSize?: boolean;
   log: (line: string) => void;
 }
@@ -325,15 +325,9 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     models.push(await benchModel(o, backend, name, dir, python));
   }
   for (const m of models) m.params = m.configs.find((c) => c.result)?.result?.params; // float32 weights = 4 × params
-  const realSize =
-    (o.realSize ?? !o.quick)
-      ? await realSizeRows(backend, {
-          prefill: o.prefill[0],
-          decodeSteps: o.decodeSteps,
-          timeoutS: o.childTimeoutS,
-          log: o.log,
-        })
-      : undefined;
+  const realOptions = { prefill: o.prefill[0], decodeSteps: o.decodeSteps, timeoutS: o.childTimeoutS, log: o.log };
+  const realSize = (o.realSize ?? !o.quick) ? await realSizeRows(backend, realOptions) : undefined;
+  const busy = realSize ? await busyRow(backend, realOptions) : undefined;
   return {
     date: new Date().toISOString(),
     command: process.argv.slice(1).length
@@ -355,6 +349,7 @@ export async function runBench(options: Partial<BenchOptions> = {}): Promise<Ben
     models,
     targets: computeTargets(machine, models, o.prefill),
     realSize,
+    busy,
     elapsedS: (performance.now() - t0) / 1000,
   };
 }
@@ -406,7 +401,7 @@ async function main(): Promise<void> {
     .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
-    .option("--no-real-size", "skip the real-size rows (0.6B / 1.7B loaded with no options)")
+    .option("--no-real-size", "skip the real-size rows (0.6B / 1.7B / 4B loaded with no options, the busy-machine row)")
     .option("--out <dir>", "where results.json and RESULTS.md go", path.resolve(here, "..", "..", "bench"))
     .option("--render <results.json>", "only re-render the tables and RESULTS.md from a results.json")
     .option("--child <json>", "internal: measure one configuration and print JSON")

@@ -5,7 +5,7 @@ import type { Bf16GemmFigure, MatmulFigure } from "./machine.js";
 import type { KernelMicroRow } from "./kernels.js";
 import type { TorchResult } from "./torch.js";
 import type { OrtResult } from "./ort.js";
-import type { RealSizeRow } from "./realsize.js";
+import type { BusyRow, RealSizeRow } from "./realsize.js";
 
 /** A target ratio as measured: its group and goal (bench/targets.ts), value and what the value is made of. */
 export interface Target {
@@ -78,5 +78,7 @@ export interface BenchResults {
   targets: Target[];
   /** Real-size rows (bench/realsize.ts), when run. */
   realSize?: RealSizeRow[];
+  /** The busy-machine row (bench/realsize.ts). */
+  busy?: BusyRow;
   elapsedS: number;
 }
