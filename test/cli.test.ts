@@ -14,7 +14,7 @@ import {
   generate,
   setBackend,
 } from "fusekit";
-import { loadModel } from "../src/cli/common.js";
+import { loadModel, resolveModelAndTokenizer, statusLine } from "../src/cli/common.js";
 import { fusekit } from "./helpers/cli.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-cli-"));
@@ -315,5 +315,25 @@ describe("loading progress bar", () => {
     const small = fakeStream(true);
     (await loadModel(dir, { progressStream: small.s })).dispose();
     expect(small.text()).toBe("");
+  });
+});
+
+describe("status line", () => {
+  const stream = (isTTY: boolean) => {
+    let text = "";
+    return { s: { isTTY, write: (t: string) => ((text += t), true) } as never, text: () => text };
+  };
+
+  it("says what is being waited for on a terminal and erases it after; says nothing on a pipe", async () => {
+    const tty = stream(true);
+    const { tokenizer } = await resolveModelAndTokenizer(dir, undefined, statusLine(tty.s));
+    expect(tokenizer.encode("hello").length).toBeGreaterThan(0);
+    expect(tty.text()).toBe("\r\x1b[Kbuilding the tokenizer…\r\x1b[K");
+    const pipe = stream(false);
+    await resolveModelAndTokenizer(dir, undefined, statusLine(pipe.s));
+    expect(pipe.text()).toBe("");
+    const line = statusLine(tty.s);
+    line.clear(); // nothing shown: nothing to erase
+    expect(tty.text()).toBe("\r\x1b[Kbuilding the tokenizer…\r\x1b[K");
   });
 });

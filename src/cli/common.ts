@@ -136,11 +136,37 @@ function downloadProgress(bar: ReturnType<typeof byteProgressBar>): (info: Progr
 export async function resolveModelAndTokenizer(
   model: string | undefined,
   revision?: string,
+  status = statusLine(),
 ): Promise<{ dir: string; tokenizer: PreTrainedTokenizer; tokenizerMs: number }> {
   const dir = await resolveModelDir(model, revision);
   const t0 = performance.now();
-  const tokenizer = await AutoTokenizer.fromPretrained(dir);
-  return { dir, tokenizer, tokenizerMs: performance.now() - t0 };
+  status.show("building the tokenizer…");
+  try {
+    const tokenizer = await AutoTokenizer.fromPretrained(dir);
+    return { dir, tokenizer, tokenizerMs: performance.now() - t0 };
+  } finally {
+    status.clear();
+  }
+}
+
+/**
+ * One line on `stream` saying what the user waits for, when it is a terminal (nothing otherwise): shown before
+ * work that may take seconds (a tokenizer build, a prefill) and cleared when it ends. Shown at once, not after a
+ * delay: that work blocks the event loop, so no timer could fire during it.
+ */
+export function statusLine(stream: ProgressStream = process.stderr): { show(text: string): void; clear(): void } {
+  let shown = false;
+  return {
+    show(text) {
+      if (!stream.isTTY) return;
+      stream.write(`\r\x1b[K${text}`);
+      shown = true;
+    },
+    clear() {
+      if (shown) stream.write("\r\x1b[K");
+      shown = false;
+    },
+  };
 }
 
 export { setBackend };

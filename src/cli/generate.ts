@@ -9,6 +9,7 @@ import {
   addModelOptions,
   loadModel,
   resolveModelAndTokenizer,
+  statusLine,
   setBackend,
   integerIn,
   nonEmptyText,
@@ -137,9 +138,14 @@ async function runGenerate(this: Command, opts: GenerateCliOptions): Promise<voi
     let prefillMs = 0;
     let newTokens = 0;
     let reason: FinishReason = "length";
+    const status = statusLine();
+    status.show(`prefill of ${plural(inputIds.length, "token")}…`);
     const start = performance.now();
     for await (const step of streamGenerate(model, [inputIds], genOpts)) {
-      if (step.step === 0) prefillMs = performance.now() - start;
+      if (step.step === 0) {
+        prefillMs = performance.now() - start;
+        status.clear();
+      }
       newTokens++;
       streamer.put(step.tokens[0]);
       reason = step.finishReasons[0] ?? reason;
