@@ -18,13 +18,13 @@ interface MakeModelCliOptions {
 
 /**
  * `fusekit make-model`: writes a random checkpoint with real shapes — the
- * embedded default model or a Qwen3-0.6B / 1.7B-shaped one; large ones show a progress bar on a terminal.
+ * embedded default model or a Qwen3-0.6B / 1.7B / 4B-shaped one; large ones show a progress bar on a terminal.
  */
 export function registerMakeModel(program: Command): void {
   const cmd = program
     .command("make-model")
     .description(
-      "write a random checkpoint (real tokenizer) shaped like a real model — Qwen3 tiny / 0.6B / 1.7B, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)",
+      "write a random checkpoint (real tokenizer) shaped like a real model — Qwen3 tiny / 0.6B / 1.7B / 4B, Qwen2.5, SmolLM2, Llama 3.2 (see --preset)",
     )
     .option(
       "-o, --out <dir>",
