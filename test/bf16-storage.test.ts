@@ -136,8 +136,11 @@ describe.each(["wasm", "cpu"])("bf16 weight storage on %s", (backend) => {
       bf16.dispose();
     });
 
-    it("converts every Linear and the tied embedding, halving their bytes", () => {
+    it("converts every Linear and the tied embedding, halving their bytes, into the weight store", () => {
+      const tensors = tf.memory().numTensors;
       const report = storeWeightsAs(bf16, "bf16");
+      // each converted weight's float32 tensor is freed, and nothing else is left behind in tfjs
+      expect(tf.memory().numTensors).toBe(tensors - report.converted.length);
       expect(report.converted).toContain("model.embed_tokens.weight");
       expect(report.converted).toContain("model.layers.3.mlp.down_proj.weight");
       expect(report.converted).toHaveLength(1 + 4 * 7); // embedding (= lm_head) + 7 Linears per layer

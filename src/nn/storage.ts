@@ -108,7 +108,8 @@ export function storeWeightsAs(
     }
     report.rounded += inexact;
     report.bytesBefore += p.numel * 4;
-    p.setPacked(packed);
+    p.setPacked(packed); // copied into the weight store
+    packed.dispose();
     report.bytesAfter += p.numel * 2;
     report.converted.push(name);
   }
