@@ -142,7 +142,7 @@ describe("fusekit generate", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(
-      /^fusekit: MemoryPlanError: the model does not fit: bf16 weights [\d.]+ GiB \+ KV cache [\d.]+ GiB \(50000001 tokens\)/,
+      /^fusekit: MemoryPlanError: the model does not fit: bf16 weights [\d.]+ GiB in the weight store \(room: [\d.]+ GiB\); in the heap: weights [\d.]+ GiB \+ KV cache [\d.]+ GiB \(50000001 tokens\)/,
     );
     expect(r.stderr).toMatch(/What would fit: a context of \d+ tokens in bf16; the tensorflow backend/);
     const f32 = await fusekit(["inspect", "--weight-storage", "f32", "--backend", "wasm"]);

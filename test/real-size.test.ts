@@ -203,7 +203,7 @@ describe("the Qwen3-4B shape", () => {
     expect(() => planMemory(request, "bf16", { ...wasm, storeBytes: undefined })).toThrow(/does not fit/);
     // a store too small for the weights is named in the error
     expect(() => planMemory(request, "bf16", { ...wasm, storeBytes: 2 ** 30 })).toThrow(
-      /in the weight store, of 1\.00 GiB/,
+      /in the weight store \(room: 1\.00 GiB\)/,
     );
   });
 });

@@ -235,7 +235,7 @@ describe("a pool whose workers are late (a busy machine)", () => {
     expect(n.solo(200)).toBe(false);
   });
 
-  it("with a worker that stalls on every chunk (descheduled), goes solo within 64 jobs and keeps the single-threaded bits", () => {
+  it("with a worker that stalls on every chunk (descheduled), goes solo and keeps the single-threaded bits", () => {
     const { x, packed } = operands(1, 1024, 3072, 12);
     const xt = tf.tensor2d(x, [1, 1024]);
     const wt = storeWords(packed, [3072, 512], "bf16");
@@ -246,10 +246,12 @@ describe("a pool whose workers are late (a busy machine)", () => {
     expect(pool.workersStarted()).toBe(true);
     pool.stallWorkers(5);
     try {
-      for (let i = 0; i < 80; i++) expect(bf16MatMul(xt, wt).dataSync()).toEqual(single);
-      // every job the worker joined waited 5 ms for it: once a quarter of 64 were late, the rest ran alone
+      // every job the worker joined waited 5 ms for it: once a quarter of 64 were late, the next ran alone (a
+      // worker scheduled too late to join a job makes none late, so the count is bounded, not exact)
+      for (let i = 0; i < 2000 && pool.lateness.soloJobs === 0; i++)
+        expect(bf16MatMul(xt, wt).dataSync()).toEqual(single);
       expect(pool.lateness.soloJobs).toBeGreaterThan(0);
-      expect(pool.lateness.solo(performance.now())).toBe(true);
+      expect(bf16MatMul(xt, wt).dataSync()).toEqual(single);
     } finally {
       pool.stallWorkers(0);
       xt.dispose();

@@ -242,7 +242,8 @@ export function describePlan(p: MemoryPlan): string {
   const copy = p.backendCopyBytes ? ` + backend copy ${gib(p.backendCopyBytes)}` : "";
   const apart = p.storeBytes !== undefined && p.storedWeightBytes > 0;
   const weights = apart
-    ? `${p.storage} weights ${gib(p.weightBytes - p.storedWeightBytes)} (${gib(p.storedWeightBytes)} more in the weight store, of ${gib(p.storeBytes!)})`
+    ? `${p.storage} weights ${gib(p.storedWeightBytes)} in the weight store (room: ${gib(p.storeBytes!)}); in the ` +
+      `heap: weights ${gib(p.weightBytes - p.storedWeightBytes)}`
     : `${p.storage} weights ${gib(p.weightBytes)}`;
   return (
     `${weights}${copy} + KV cache ${gib(p.kvCacheBytes)} (${p.contextLength} tokens) + ` +
