@@ -98,9 +98,10 @@ export function storeWeightsAs(
       .runKernel(BF16_PACK, { w: p.tensor }, { round: options.lossy ? 1 : 0 }) as tf.Tensor[];
     const inexact = count.dataSync()[0];
     count.dispose();
+    if (!inexact || options.lossy) p.setPacked(packed); // copied into the weight store
+    packed.dispose();
     if (inexact && !options.lossy) {
       // Stored as BF16 but changed since (e.g. setStateTensor with other values): refuse this one.
-      packed.dispose();
       throw new PackedParameterError(
         `${name}: ${inexact} values are not exactly bf16 although stored as BF16; pass { lossy: true } to round them` +
           (report.converted.length ? ` (${report.converted.length} earlier weights were converted exactly)` : ""),
@@ -108,8 +109,6 @@ export function storeWeightsAs(
     }
     report.rounded += inexact;
     report.bytesBefore += p.numel * 4;
-    p.setPacked(packed); // copied into the weight store
-    packed.dispose();
     report.bytesAfter += p.numel * 2;
     report.converted.push(name);
   }
