@@ -1,5 +1,6 @@
 // The perf work's fast paths stay exact: the NormMLP kernel on bf16-packed weights (patched and runtime-fused
 // models vs the unkernelized bf16 model), and the preallocated KV cache (cached decode = full forward).
+import { storeWords, type StoredWeight } from "../src/backend/weight-store.js";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   AutoModelForCausalLM,
@@ -227,17 +228,17 @@ describe("bf16 matvec on wasm (8 weight rows per pass)", () => {
       const w = tf.randomUniform([m, n / 2], -2e9, 2e9, "int32", m); // random bf16 pairs (finite: bits below are masked)
       const masked = tf.tidy(() => tf.bitwiseAnd(w, tf.fill([m, n / 2], 0x3fff3fff, "int32")));
       const x = tf.randomNormal([1, n], 0, 1, "float32", 7);
-      const all = tf.engine().runKernel(BF16_MATMUL, { x, w: masked }) as tf.Tensor;
-      const each = tf.concat(
-        Array.from(
-          { length: m },
-          (_, o) => tf.engine().runKernel(BF16_MATMUL, { x, w: tf.slice(masked, [o, 0], [1, -1]) }) as tf.Tensor,
-        ),
-        1,
-      );
+      const words = masked.dataSync() as Int32Array;
+      const stored = (rows: Int32Array, k: number) => storeWords(rows, [k, n / 2], "bf16");
+      const matmul = (sw: StoredWeight) => tf.engine().runKernel(BF16_MATMUL, { x }, { w: sw } as never) as tf.Tensor;
+      const whole = stored(words, m); // interleaved by 8 when m is a multiple of 8
+      const rows = Array.from({ length: m }, (_, o) => stored(words.slice((o * n) / 2, ((o + 1) * n) / 2), 1));
+      const all = matmul(whole);
+      const each = tf.concat(rows.map(matmul), 1);
       expect(maxAbsDiff(all.dataSync() as Float32Array, each.dataSync() as Float32Array)).toBe(0);
       expect(Math.max(...(all.dataSync() as Float32Array).map(Math.abs))).toBeGreaterThan(0);
       tf.dispose([w, masked, x, all, each]);
+      for (const sw of [whole, ...rows]) sw.release();
     }
   });
 });

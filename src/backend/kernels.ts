@@ -7,7 +7,7 @@ import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "../tensor/bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { kernelPool } from "./pool.js";
-import { storedRowMajor, StoredWeight } from "./weight-store.js";
+import { bf16Rows, StoredWeight } from "./weight-store.js";
 import { registerKernelConfigs } from "./register.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n]}, {w: stored bf16 [m, n/2]} → f32 [rows, m]
@@ -94,12 +94,13 @@ const cpuKernels: tf.KernelConfig[] = [
       const w = storedOf(attrs);
       const [rows, n, m] = matmulDims(x, w);
       const xv = b.data.get(x.dataId).values as Float32Array;
-      const wv = unpackBf16(storedRowMajor(w)); // [m, n]
+      const row = new Float32Array(n);
       const y = new Float32Array(rows * m);
-      for (let r = 0; r < rows; r++) {
-        for (let o = 0; o < m; o++) {
+      for (let o = 0; o < m; o++) {
+        bf16Rows(w, [o], n, row); // one weight row at a time: no widened copy of the whole weight
+        for (let r = 0; r < rows; r++) {
           let s = 0;
-          for (let i = 0, xi = r * n, wi = o * n; i < n; i++) s += xv[xi + i] * wv[wi + i];
+          for (let i = 0, xi = r * n; i < n; i++) s += xv[xi + i] * row[i];
           y[r * m + o] = s;
         }
       }

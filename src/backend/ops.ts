@@ -1,10 +1,9 @@
 // Ops over stored BF16 weights (int32 [out, in/2] in the weight store), used by Linear / Embedding forwards.
 import { tf } from "../tensor/tf.js";
 import { BackendError, ShapeError } from "../errors.js";
-import { bf16Interleaved } from "../tensor/bf16.js";
 import { transpose2d } from "../tensor/host.js";
 import { BF16_MATMUL, bf16KernelsAvailable } from "./kernels.js";
-import type { StoredWeight } from "./weight-store.js";
+import { bf16Rows, type StoredWeight } from "./weight-store.js";
 
 export interface Bf16Options {
   /**
@@ -72,21 +71,4 @@ export function bf16Embedding(table: StoredWeight, ids: tf.Tensor): tf.Tensor {
     if (!(id >= 0 && id < table.shape[0]))
       throw new ShapeError(`embedding index ${id} is out of range [0, ${table.shape[0]})`);
   return tf.tensor(bf16Rows(table, flat, dim), [...ids.shape, dim]);
-}
-
-/** Rows `ids` of a stored bf16 weight with `cols` values per row, widened to float32 [ids.length, cols]. */
-function bf16Rows(w: StoredWeight, ids: ArrayLike<number>, cols: number): Float32Array {
-  const halves = new Uint16Array(w.arena.memory.buffer, w.at, w.shape[0] * cols);
-  const out = new Uint32Array(ids.length * cols);
-  const il = bf16Interleaved(w.shape[0], cols);
-  for (let r = 0; r < ids.length; r++) {
-    const o = ids[r];
-    if (il) {
-      const block = 2 * ((o & ~7) * (cols / 2) + (o & 7) * 4);
-      for (let i = 0; i < cols; i++) out[r * cols + i] = halves[block + 64 * (i >> 3) + (i & 7)] << 16;
-    } else {
-      for (let i = 0; i < cols; i++) out[r * cols + i] = halves[o * cols + i] << 16;
-    }
-  }
-  return new Float32Array(out.buffer);
 }

@@ -254,3 +254,28 @@ export function storedRowMajor(w: StoredWeight): Int32Array {
   const words = w.words();
   return w.kind === "bf16" ? deinterleaveBf16(words, w.shape[0], 2 * w.shape[1]) : words.slice();
 }
+
+/**
+ * Rows `ids` of a stored bf16 weight of `cols` values per row, widened to float32 into `out` ([ids.length, cols];
+ * a new array by default), read through the kernel layout.
+ */
+export function bf16Rows(
+  w: StoredWeight,
+  ids: ArrayLike<number>,
+  cols: number,
+  out = new Float32Array(ids.length * cols),
+): Float32Array {
+  const halves = new Uint16Array(w.arena.memory.buffer, w.at, w.shape[0] * cols);
+  const bits = new Uint32Array(out.buffer, out.byteOffset, ids.length * cols);
+  const il = bf16Interleaved(w.shape[0], cols);
+  for (let r = 0; r < ids.length; r++) {
+    const o = ids[r];
+    if (il) {
+      const block = 2 * ((o & ~7) * (cols / 2) + (o & 7) * 4);
+      for (let i = 0; i < cols; i++) bits[r * cols + i] = halves[block + 64 * (i >> 3) + (i & 7)] << 16;
+    } else {
+      for (let i = 0; i < cols; i++) bits[r * cols + i] = halves[o * cols + i] << 16;
+    }
+  }
+  return out;
+}
