@@ -20,6 +20,7 @@ import {
   int8Shape,
   planMemory,
   quantizeInt8,
+  quantizeInt8Reference,
   setBackend,
   setKernelThreads,
   storeWeightsAs,
@@ -141,6 +142,50 @@ describe("8-bit blocks on the host", () => {
     expect(() => quantizeInt8(v, 1, 40, "w")).toThrow(/row 0, column 35/);
     v[35] = NaN;
     expect(() => quantizeInt8(v, 1, 40, "w")).toThrow(WeightStorageError);
+    const big = new Float32Array(9 * 50); // a later chunk's row: found and named too
+    big[7 * 50 + 3] = -Infinity;
+    expect(() => quantizeInt8(big, 9, 50, "w")).toThrow(/row 7, column 3/);
+  });
+
+  it("the wasm quantizer gives the plain JS quantizer's bytes: random, zeros, ±max, ties, tiny and huge blocks", () => {
+    const rng = new Rng(17);
+    const same = (v: Float32Array, rows: number, cols: number) =>
+      expect(
+        Buffer.from(quantizeInt8(v, rows, cols).buffer).equals(
+          Buffer.from(quantizeInt8Reference(v, rows, cols).buffer),
+        ),
+        `[${rows}, ${cols}]`,
+      ).toBe(true);
+    for (const [rows, cols] of [
+      [1, 1],
+      [3, 31],
+      [4, 32],
+      [7, 70],
+      [13, 200],
+      [5000, 300], // several chunks
+    ])
+      same(normals(rows * cols, rng), rows, cols);
+    const MAX = 3.4028234663852886e38;
+    const edge = new Float32Array(6 * 64);
+    edge.fill(0, 0, 64); // a zero row
+    edge.set([MAX, -MAX, MAX / 2, -1, 0], 64); // ±max in one block
+    // ties: v · (1/d) lands on k + 0.5 for d = 1 (max 127): 0.5, 1.5, -2.5, … round away from zero
+    edge.set([127, 0.5, 1.5, -2.5, 3.5, -0.5, 126.5, -126.5], 128);
+    edge.set([1e-40, -3e-41, 7e-45], 192); // subnormal: 1/d overflows, JS's ToInt32 of ±∞ / NaN is 0
+    edge.set([2 ** -126, 2 ** -130], 256);
+    edge.set(
+      Array.from({ length: 64 }, (_, i) => (i % 2 ? -1 : 1) * 2 ** (i - 30)),
+      320,
+    );
+    same(edge, 6, 64);
+    // bf16 bits in: the same bytes as their float32 values (widening is exact), ±∞ / NaN named too
+    const bits = Uint16Array.from({ length: 9 * 70 }, (_, i) => (Math.imul(i, 2654435761) >>> 16) & 0xff7f);
+    const widened = new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer);
+    expect(
+      Buffer.from(quantizeInt8(bits, 9, 70).buffer).equals(Buffer.from(quantizeInt8Reference(widened, 9, 70).buffer)),
+    ).toBe(true);
+    bits[5 * 70 + 66] = 0xff80; // -∞
+    expect(() => quantizeInt8(bits, 9, 70, "w")).toThrow(/row 5, column 66/);
   });
 });
 

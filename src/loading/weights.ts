@@ -139,6 +139,14 @@ async function readInto(state: LoadState, p: Parameter, key: string): Promise<vo
     p.storedDtype = "BF16";
     return;
   }
+  if (p.quantizeOnLoad && p.int8Shape && source.infos.get(key)!.dtype === "BF16") {
+    // bf16 bits straight into the 8-bit quantizer: no float32 copy
+    const bytes = await source.readBytes(key);
+    const aligned = bytes.byteOffset % 2 ? bytes.slice() : bytes;
+    p.quantize(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2), `parameter "${key}"`);
+    p.storedDtype = "BF16";
+    return;
+  }
   const t = await source.read(key);
   setValue(state, p, t.data, t.dtype);
 }

@@ -112,8 +112,8 @@ export class Parameter {
     this.int8Value = stored;
   }
 
-  /** Quantizes checkpoint-layout values into 8-bit storage (lossy: |error| ≤ half a block's scale). */
-  quantize(data: Float32Array, what = "weight"): void {
+  /** Quantizes checkpoint-layout values (float32, or bf16 bits) into 8-bit storage (lossy: |error| ≤ half a block's scale). */
+  quantize(data: Float32Array | Uint16Array, what = "weight"): void {
     const [rows, cols] = this.stateShape;
     this.setInt8Words(quantizeInt8(data, rows, cols, what));
   }
