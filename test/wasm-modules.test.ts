@@ -60,6 +60,7 @@ describe("the committed bf16 wasm module", () => {
       "i8Gemm",
       "i8GemmCols",
       "i8Quant",
+      "i8QuantRows",
       "i8QxBytes",
       "interleave",
       "pack",
