@@ -6,13 +6,13 @@
 // in the single-threaded kernel's order, so results are bit-identical to it. Hand-written: no npm library
 // runs SIMD wasm kernels over a shared heap with futex-style wake-ups.
 import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
 import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
 import { CLOSED_CHUNK, CTRL, OPS, type SharedExports, type WorkerData } from "./worker.js";
+import { startKernelWorker, THREAD_MAY_BLOCK, type KernelWorker } from "./worker-host.js";
 
 const WA = (globalThis as any).WebAssembly;
 const PAGE = 65536;
@@ -97,7 +97,7 @@ export class KernelPool {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL.SLOTS));
   private readonly claim = new BigInt64Array(new SharedArrayBuffer(8));
   private job = 0n;
-  private readonly workers: Worker[] = [];
+  private readonly workers: KernelWorker[] = [];
   /** The shared module's exports on this thread. */
   readonly main: SharedExports;
   private ready = false;
@@ -113,7 +113,7 @@ export class KernelPool {
     const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
-    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads})`;
+    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, workerData)`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
         memory: this.heap.memory,
@@ -124,10 +124,7 @@ export class KernelPool {
         spin: SPIN,
         slots: CTRL,
       };
-      // execArgv: the host's flags are not the workers' (`--input-type=module` would make this script ESM)
-      const worker = new Worker(source, { eval: true, workerData, execArgv: [] });
-      worker.unref(); // never keeps the process alive: an idle worker sleeps in Atomics.wait
-      worker.on("error", (e) => {
+      const worker = startKernelWorker(source, workerData, (e) => {
         warnOnce(`a kernel worker thread stopped (${e instanceof Error ? e.message : String(e)})`);
         this.close();
       });
@@ -140,7 +137,7 @@ export class KernelPool {
     if (this.ready) return true;
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (let r; (r = Atomics.load(this.ctrl, CTRL.READY)) < this.workers.length;) {
-      if (this.closed || Date.now() > deadline) return false;
+      if (this.closed || Date.now() > deadline || !THREAD_MAY_BLOCK) return false; // a page's workers start once it yields
       Atomics.wait(this.ctrl, CTRL.READY, r, 50);
     }
     return (this.ready = true);
@@ -344,7 +341,7 @@ export class KernelPool {
       const claimed = Math.min(chunks, Number(Atomics.exchange(this.claim, 0, job | BigInt(CLOSED_CHUNK)) - job));
       let polls = 0;
       for (let d; (d = Atomics.load(c, CTRL.COMPLETED)) < claimed;)
-        if (++polls > SPIN) Atomics.wait(c, CTRL.COMPLETED, d, 100);
+        if (++polls > SPIN && THREAD_MAY_BLOCK) Atomics.wait(c, CTRL.COMPLETED, d, 100);
     }
     if (Atomics.exchange(c, CTRL.FAILED, 0)) throw new BackendError("a kernel worker thread failed in the bf16 matmul");
   }

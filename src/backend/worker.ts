@@ -197,9 +197,12 @@ export function attendKvHeads(
   }
 }
 
-export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, attend: typeof attendKvHeads): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
+export function workerMain(
+  take: typeof takeChunk,
+  matvecs: typeof matvecSpan,
+  attend: typeof attendKvHeads,
+  workerData: WorkerData,
+): void {
   const { memory, module, spin, slots: S } = workerData;
   const WA = (globalThis as any).WebAssembly;
   const ex = new WA.Instance(module, { env: { memory } }).exports as SharedExports;
