@@ -5,7 +5,7 @@ import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { tf } from "./tensor/tf.js";
 import { mountFiles } from "./browser/node/fs.js";
 import type { CheckpointSource } from "./browser/source.js";
-import { kernelThreads } from "./backend/pool.js";
+import { kernelPool } from "./backend/pool.js";
 
 export * from "./index.js";
 export { sourceFromFiles, sourceFromUrl, urlFile } from "./browser/source.js";
@@ -29,9 +29,23 @@ export function mountCheckpoint(source: CheckpointSource, name = `checkpoint-${+
   return mountFiles(`/checkpoints/${name}`, source);
 }
 
-/** How the kernels run in this page: on Web Workers over shared memory, or on one thread (and why). */
-export function kernelRuntime(): { threads: number; crossOriginIsolated: boolean; mode: "workers" | "one thread" } {
+/**
+ * How the kernels run in this page: on Web Workers over shared memory (cross-origin isolated), or on one
+ * thread; `workerChunks` counts the pieces of work the workers have computed so far.
+ */
+export function kernelRuntime(): {
+  threads: number;
+  crossOriginIsolated: boolean;
+  mode: "workers" | "one thread";
+  workerChunks: number;
+} {
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-  const threads = kernelThreads();
-  return { threads, crossOriginIsolated: isolated, mode: threads > 1 ? "workers" : "one thread" };
+  const pool = kernelPool();
+  const threads = pool?.threads ?? 1;
+  return {
+    threads,
+    crossOriginIsolated: isolated,
+    mode: threads > 1 ? "workers" : "one thread",
+    workerChunks: pool?.workerChunks ?? 0,
+  };
 }

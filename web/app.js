@@ -59,11 +59,13 @@ async function generate() {
   }
 }
 
-async function compare() {
+/** Runs the comparison on the loaded checkpoint; `options` override runComparison's (e.g. newTokens). */
+async function compare(options = {}) {
   $("compare").disabled = true;
   $("report").textContent = "";
   try {
     const result = await fusekit.runComparison({
+      ...options,
       modelDir: demo.dir,
       approaches: fusekit.defaultApproaches(),
       rounds: Number($("rounds").value),

@@ -4,7 +4,8 @@
 //     the package root);
 //   - `node:*` imports resolve to src/browser/node/ (a read-only file system over mounted checkpoint sources,
 //     os / crypto / async_hooks as far as fusekit uses them), `Buffer` and `process` are injected;
-//   - `fusekit:bundled-hub` is generated here: the bundled hub's manifests and builds, compiled in.
+//   - `fusekit:package-files` is generated here: the bundled hub's manifests and builds (compiled in), and
+//     the recipe sources the comparison counts the lines of.
 // Usage: node web/build.mjs [--minify]  (also `npm run build:browser`). Writes dist/browser/meta.json for
 // size analysis (npx esbuild --analyze or https://esbuild.github.io/analyze/).
 import { existsSync, promises as fsp } from "node:fs";
@@ -30,7 +31,10 @@ function twinOf(spec) {
   return existsSync(file) ? { path: file } : undefined;
 }
 
-async function bundledHubModule() {
+/** The recipe folders the comparison counts the lines of (what a user writes per approach). */
+const RECIPE_FOLDERS = ["patches", "conversions", "fusions"];
+
+async function packageFilesModule() {
   const hub = path.join(ROOT, "hub");
   const files = {
     "package.json": JSON.stringify({
@@ -54,6 +58,9 @@ async function bundledHubModule() {
       }
     }
   }
+  for (const folder of RECIPE_FOLDERS)
+    for (const name of await fsp.readdir(path.join(ROOT, folder)))
+      files[`${folder}/${name}`] = await fsp.readFile(path.join(ROOT, folder, name), "utf8");
   return [
     ...imports,
     `export const PACKAGE_FILES = ${JSON.stringify(files)};`,
@@ -68,9 +75,9 @@ const twins = {
       const twin = twinOf(args.path);
       return twin ?? { errors: [{ text: `no browser twin for ${args.path} (imported by ${args.importer})` }] };
     });
-    build.onResolve({ filter: /^fusekit:bundled-hub$/ }, () => ({ path: "bundled-hub", namespace: "fusekit" }));
+    build.onResolve({ filter: /^fusekit:package-files$/ }, () => ({ path: "package-files", namespace: "fusekit" }));
     build.onLoad({ filter: /.*/, namespace: "fusekit" }, async () => ({
-      contents: await bundledHubModule(),
+      contents: await packageFilesModule(),
       resolveDir: ROOT,
       loader: "js",
     }));

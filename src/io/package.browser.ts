@@ -1,8 +1,8 @@
 // package.ts in the browser build: fusekit's root is a folder of the browser's read-only file system holding
-// what the bundle embeds of the package (package.json, the bundled hub's manifests and builds).
+// what the bundle embeds of the package (package.json, the bundled hub, the recipe sources).
 import path from "node:path";
 import { mountFiles, memoryFile } from "../browser/node/fs.js";
-import { PACKAGE_FILES } from "fusekit:bundled-hub";
+import { PACKAGE_FILES } from "fusekit:package-files";
 
 export const FUSEKIT_ROOT = "/fusekit";
 const encoder = new TextEncoder();
