@@ -14,6 +14,7 @@ export type { BlobLike, CheckpointSource, SourceFile } from "./browser/source.js
 export { runComparison, type CompareOptions } from "./compare/run.js";
 export { defaultApproaches, selectApproaches } from "./compare/approaches.js";
 export { htmlReport } from "./compare/report.js";
+export { decodeTokensPerSecond } from "./compare/measure.js";
 
 // tfjs-wasm's binaries sit beside the bundle. Its own pthread build stays off: the kernels run on fusekit's
 // pool (as in Node), so a page computes exactly what Node computes on the same backend.
