@@ -29,7 +29,7 @@ async function nodeDecode(dir: string, context: number, steps: number, runs: num
 async function pageRuns(dir: string, o: { context: number; steps: number; runs: number; isolation: boolean }) {
   const server = await startServer({ modelDir: dir, isolation: o.isolation });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] });
-  const out: { readyMs: number; tokensPerSecond: number; mode: string }[] = [];
+  const out: { readyMs: number; tokensPerSecond: number; mode: string; timings: Record<string, number> }[] = [];
   try {
     for (let run = 0; run < o.runs; run++) {
       const page = await browser.newPage();
@@ -40,7 +40,8 @@ async function pageRuns(dir: string, o: { context: number; steps: number; runs: 
           await g.demo.ready;
           g.fusekit.decodeTokensPerSecond(g.demo.model, 2, context); // warm-up
           const tokensPerSecond = g.fusekit.decodeTokensPerSecond(g.demo.model, steps, context);
-          return { readyMs: g.demo.loadMs as number, tokensPerSecond, mode: g.fusekit.kernelRuntime().mode as string };
+          const mode = g.fusekit.kernelRuntime().mode as string;
+          return { readyMs: g.demo.loadMs as number, tokensPerSecond, mode, timings: g.demo.timings };
         },
         { context: o.context, steps: o.steps },
       );
@@ -78,5 +79,8 @@ const program = new Command("bench-browser")
       `page  ready ${median(page.map((p) => p.readyMs)).toFixed(0)} ms after navigation (runs ` +
         `${page.map((p) => p.readyMs.toFixed(0)).join(", ")})`,
     );
+    const steps = Object.keys(page[0].timings);
+    const at = (k: string) => median(page.map((p) => p.timings[k])).toFixed(0);
+    console.log(`page  steps done at (ms after navigation, median): ${steps.map((k) => `${k} ${at(k)}`).join(", ")}`);
   });
 await program.parseAsync();

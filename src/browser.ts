@@ -3,9 +3,10 @@
 // mounted as folders that fromPretrained and the tokenizer read as in Node, and how the kernels run here.
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { tf } from "./tensor/tf.js";
-import { mountFiles } from "./browser/node/fs.js";
+import { mountFiles, registerGrowableMemory } from "./browser/node/fs.js";
 import type { CheckpointSource } from "./browser/source.js";
 import { kernelPool } from "./backend/pool.js";
+import { ArgumentError } from "./errors.js";
 
 export * from "./index.js";
 export { sourceFromFiles, sourceFromUrl, urlFile } from "./browser/source.js";
@@ -20,13 +21,17 @@ export { decodeTokensPerSecond } from "./compare/measure.js";
 // pool (as in Node), so a page computes exactly what Node computes on the same backend.
 setWasmPaths(new URL("./", import.meta.url).href);
 tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+// tensors' bytes are read straight into tfjs-wasm's heap, which may grow while a fetch is in flight
+registerGrowableMemory(
+  () => (tf.findBackend("wasm") as { wasm?: { asm?: { memory?: { buffer: ArrayBuffer } } } } | null)?.wasm?.asm?.memory,
+);
 
 let mounts = 0;
 
 /** Mounts a checkpoint source as a folder and returns its path, for fromPretrained / AutoTokenizer. */
 export function mountCheckpoint(source: CheckpointSource, name = `checkpoint-${++mounts}`): string {
   if (!/^[\w.-]+$/.test(name) || name === "." || name === "..")
-    throw new Error(`mount name "${name}" is not a plain folder name`);
+    throw new ArgumentError(`mountCheckpoint: name "${name}" is not a plain folder name`);
   return mountFiles(`/checkpoints/${name}`, source);
 }
 

@@ -3,6 +3,7 @@
 // memory elsewhere (the comparison's save → reload), and Node's error codes where Node gives them.
 import { describe, expect, it } from "vitest";
 import { existsSync, memoryFile, mountFiles, promises as fsp, readFileSync } from "../src/browser/node/fs.js";
+import { registerGrowableMemory } from "../src/browser/node/fs.js";
 import { sourceFromFiles } from "../src/browser/source.js";
 
 const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7) % 256);
@@ -45,6 +46,28 @@ describe("the browser build's file system", () => {
     expect(w.counter.read).toBe(50); // a range, never the whole file
     expect((await handle.read(target, 0, 100, 9_990)).bytesRead).toBe(10); // short at the end, as Node
     expect(await fsp.readFile(`${dir}/config.json`, "utf8")).toBe('{"model_type":"qwen3"}');
+  });
+
+  it("lands a read in a wasm memory that grew while the bytes were on their way (the view was detached)", async () => {
+    // typed here: the project declares only the parts of the WebAssembly global it uses
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 }) as unknown as {
+      buffer: ArrayBuffer;
+      grow(pages: number): number;
+    };
+    registerGrowableMemory(() => memory);
+    const data = bytes(300);
+    let release!: () => void;
+    const arrived = new Promise<void>((r) => (release = r));
+    const slow = { size: 300, read: async (at: number, n: number) => (await arrived, data.slice(at, at + n)) };
+    const dir = mountFiles("/checkpoints/slow", [["w.bin", slow]]);
+    const handle = await fsp.open(`${dir}/w.bin`, "r");
+    const view = new Uint8Array(memory.buffer, 1000, 200);
+    const pending = handle.read(view, 0, 200, 100);
+    memory.grow(1); // what a tensor allocated meanwhile does to the heap
+    expect(view.byteLength).toBe(0);
+    release();
+    expect((await pending).bytesRead).toBe(200);
+    expect(new Uint8Array(memory.buffer, 1000, 200)).toEqual(data.subarray(100, 300));
   });
 
   it("refuses writes inside a mount (EROFS) and names missing paths (ENOENT)", async () => {

@@ -7,6 +7,8 @@ import * as fusekit from "./fusekit.js";
 globalThis.fusekit = fusekit;
 const $ = (id) => document.getElementById(id);
 const demo = { model: undefined, tokenizer: undefined, dir: undefined, loadMs: undefined, lastComparison: undefined };
+/** Milliseconds after navigation at which each step of the page's start finished. */
+demo.timings = { script: performance.now() };
 globalThis.demo = demo;
 
 function setStatus(text, progress) {
@@ -23,13 +25,21 @@ async function load() {
       ? `${rt.threads} threads (Web Workers over shared memory)`
       : `one thread (${rt.crossOriginIsolated ? "one core asked for" : "the page is not cross-origin isolated"})`;
   setStatus("reading the checkpoint…", 0);
+  demo.timings.backend = performance.now();
   demo.dir = fusekit.mountCheckpoint(await fusekit.sourceFromUrl("./model/"), "served");
-  demo.tokenizer = await fusekit.AutoTokenizer.fromPretrained(demo.dir);
-  demo.model = await fusekit.AutoModelForCausalLM.fromPretrained(demo.dir, {
+  const tokenizer = fusekit.AutoTokenizer.fromPretrained(demo.dir).then((t) => {
+    demo.timings.tokenizer = performance.now();
+    return t;
+  });
+  const model = fusekit.AutoModelForCausalLM.fromPretrained(demo.dir, {
     onProgress: (p) =>
       setStatus(`loading weights… ${(p.bytesDone / 2 ** 20).toFixed(0)} MB`, (100 * p.bytesDone) / (p.bytesTotal || 1)),
+  }).then((m) => {
+    demo.timings.weights = performance.now();
+    return m;
   });
-  demo.loadMs = performance.now();
+  [demo.tokenizer, demo.model] = await Promise.all([tokenizer, model]);
+  demo.timings.model = demo.loadMs = performance.now();
   setStatus(`ready in ${(demo.loadMs / 1000).toFixed(2)} s after navigation`, 100);
   $("generate").disabled = $("compare").disabled = false;
 }

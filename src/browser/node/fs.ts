@@ -113,6 +113,22 @@ export class Dirent {
   isSymbolicLink = () => false;
 }
 
+/** Wasm memories whose buffer a read's target may be a view of (tfjs-wasm's heap): they can grow meanwhile. */
+const growable: (() => { buffer: ArrayBufferLike } | undefined)[] = [];
+
+/** Registers a wasm memory (given by a function: it may not exist yet) that reads may target. */
+export function registerGrowableMemory(memory: () => { buffer: ArrayBufferLike } | undefined): void {
+  growable.push(memory);
+}
+
+function growableOwning(buffer: ArrayBufferLike): { buffer: ArrayBufferLike } | undefined {
+  for (const get of growable) {
+    const memory = get();
+    if (memory?.buffer === buffer) return memory;
+  }
+  return undefined;
+}
+
 let nextFd = 3;
 const toBytes = (data: unknown) => (typeof data === "string" ? new TextEncoder().encode(data) : (data as Uint8Array));
 
@@ -133,7 +149,13 @@ export class FileHandle {
   async read(target: Uint8Array, offset: number, length: number, position: number) {
     const file = this.file("read");
     const n = Math.max(0, Math.min(length, file.size - position));
-    if (n > 0) target.set(await file.read(position, n), offset);
+    if (n === 0) return { bytesRead: 0, buffer: target };
+    const [memory, at] = [growableOwning(target.buffer), target.byteOffset + offset];
+    const bytes = await file.read(position, n);
+    // Node's read lands in the memory itself; here the bytes arrive later, after the heap may have grown
+    // (which detaches `target`): they go to the same offset of the memory's buffer as it is now.
+    if (target.byteLength === 0 && memory) new Uint8Array(memory.buffer, at, n).set(bytes);
+    else target.set(bytes, offset);
     return { bytesRead: n, buffer: target };
   }
   async readFile(): Promise<Uint8Array> {
