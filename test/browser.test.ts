@@ -44,14 +44,18 @@ async function pageNumbers(page: Page, ids: number[]): Promise<{ logits: Float32
 }
 
 /** Opens the demo page and waits until it has loaded the model; fails on any page error. */
-async function openDemo(browser: Browser, server: Server): Promise<{ page: Page; errors: string[] }> {
+async function openDemo(
+  browser: Browser,
+  server: Server,
+): Promise<{ page: Page; errors: string[]; warnings: string[] }> {
   const page = await browser.newPage();
   const errors: string[] = [];
-  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  const warnings: string[] = [];
+  page.on("console", (m) => (m.type() === "error" ? errors : m.type() === "warning" ? warnings : []).push(m.text()));
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(server.url);
   await page.evaluate(() => (globalThis as any).demo.ready);
-  return { page, errors };
+  return { page, errors, warnings };
 }
 
 describe.skipIf(!hasChromium)("fusekit in headless Chromium", () => {
@@ -113,7 +117,7 @@ describe.skipIf(!hasChromium)("fusekit in headless Chromium", () => {
   });
 
   it("not isolated: one thread, the same logits and tokens", async () => {
-    const { page, errors } = await openDemo(browser, plain);
+    const { page, errors, warnings } = await openDemo(browser, plain);
     try {
       const runtime = (await page.evaluate(() => (globalThis as any).fusekit.kernelRuntime())) as Runtime;
       expect(runtime).toMatchObject({ crossOriginIsolated: false, mode: "one thread", threads: 1 });
@@ -123,7 +127,10 @@ describe.skipIf(!hasChromium)("fusekit in headless Chromium", () => {
         Buffer.from(nodeLogits.buffer, nodeLogits.byteOffset, nodeLogits.byteLength),
       );
       expect(tokens).toEqual(nodeTokens);
-      // the one warning the page gives is the pool's own: why the kernels use one thread
+      // the pool says why the kernels use one thread (never a silent slowdown)
+      expect(warnings.filter((w) => w.includes("the kernel pool cannot run"))).toEqual([
+        "(fusekit) FusekitKernelWarning: the kernel pool cannot run (SharedArrayBuffer is not available here): the bf16 kernels use one thread",
+      ]);
       expect(errors).toEqual([]);
     } finally {
       await page.close();

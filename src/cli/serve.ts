@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import type { Command } from "commander";
 import { ArgumentError } from "../errors.js";
 import { FUSEKIT_ROOT } from "../io/package.js";
-import { resolveModelDir } from "./common.js";
+import { numberWhere, resolveModelDir } from "./common.js";
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -136,13 +136,6 @@ export async function startServer(options: ServeOptions): Promise<{ url: string;
   };
 }
 
-function parsePort(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535)
-    throw new ArgumentError(`--port must be an integer from 0 to 65535, got "${value}"`);
-  return n;
-}
-
 export function registerServe(program: Command): void {
   program
     .command("serve")
@@ -150,7 +143,12 @@ export function registerServe(program: Command): void {
       "serve the browser demo (load, stream, compare in a page) and one checkpoint folder, read-only, on 127.0.0.1",
     )
     .option("-m, --model <dir>", "checkpoint folder or ORG/NAME (default: the embedded tiny model)")
-    .option("--port <n>", "port (0: any free one)", parsePort, 8080)
+    .option(
+      "--port <n>",
+      "port (0: any free one)",
+      numberWhere((n) => Number.isInteger(n) && n >= 0 && n <= 65535, "an integer from 0 to 65535"),
+      8080,
+    )
     .option("--no-isolation", "leave out COOP/COEP headers: the page then runs its kernels on one thread")
     .action(async (opts: { model?: string; port: number; isolation: boolean }) => {
       const modelDir = await resolveModelDir(opts.model);
