@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fileFor, startServer } from "../src/cli/serve.js";
 import { tmpDir } from "./helpers/models.js";
+import { sourceFromUrl, urlFile } from "../src/browser/source.js";
 
 /** A raw GET (or other method) of `target` exactly as written: fetch would normalise "..". */
 function request(
@@ -82,6 +83,17 @@ describe("fusekit serve", () => {
     expect(JSON.parse(listing.body.toString())).toEqual({ files: { "config.json": 2, "model.safetensors": 1000 } });
     const past = await request(server.url, "/model/model.safetensors", { headers: { range: "bytes=1000-" } });
     expect(past.status).toBe(416);
+  });
+
+  it("is what the page's sources read: the listing (sourceFromUrl), and HEAD + ranges (urlFile)", async () => {
+    const source = await sourceFromUrl(`${server.url}model/`);
+    expect([...source.keys()]).toEqual(["config.json", "model.safetensors"]);
+    expect(Buffer.from(await source.get("model.safetensors")!.read(10, 20))).toEqual(weights.subarray(10, 30));
+    const probed = (await urlFile(`${server.url}model/model.safetensors`))!;
+    expect(probed.size).toBe(1000);
+    expect(Buffer.from(await probed.read(995, 5))).toEqual(weights.subarray(995));
+    expect(await urlFile(`${server.url}model/missing.json`)).toBeUndefined();
+    await expect(probed.read(990, 20)).rejects.toThrow(/answered 416|with 10 bytes/);
   });
 
   it("is read-only: any other method is 405", async () => {
