@@ -103,6 +103,7 @@ export async function buildBrowser({ minify = true, write = true } = {}) {
     plugins: [twins],
     metafile: true,
     minify,
+    keepNames: true, // class names are API here: patch mappings, kernel mappings and checkpoints name classes
     sourcemap: true,
     write,
     logLevel: "warning",
