@@ -6,7 +6,7 @@
 //     os / crypto / async_hooks as far as fusekit uses them), `Buffer` and `process` are injected;
 //   - `fusekit:package-files` is generated here: the bundled hub's manifests and builds (compiled in), and
 //     the recipe sources the comparison counts the lines of.
-// Usage: node web/build.mjs [--no-minify]  (also `npm run build:browser`; minified by default). Writes dist/browser/meta.json for
+// Usage: node web/build.mjs [--minify]  (also `npm run build:browser`; --minify breaks patch mappings). Writes dist/browser/meta.json for
 // size analysis (npx esbuild --analyze or https://esbuild.github.io/analyze/).
 import { existsSync, promises as fsp } from "node:fs";
 import path from "node:path";
@@ -90,7 +90,9 @@ const twins = {
   },
 };
 
-export async function buildBrowser({ minify = true, write = true } = {}) {
+// Not minified by default: class names are API (patch and kernel mappings name classes), and esbuild's
+// keepNames would put a helper into the functions the kernel pool's workers run from their source text.
+export async function buildBrowser({ minify = false, write = true } = {}) {
   await fsp.mkdir(OUT_DIR, { recursive: true });
   const result = await esbuild.build({
     entryPoints: [path.join(ROOT, "src", "browser.ts")],
@@ -103,7 +105,6 @@ export async function buildBrowser({ minify = true, write = true } = {}) {
     plugins: [twins],
     metafile: true,
     minify,
-    keepNames: true, // class names are API here: patch mappings, kernel mappings and checkpoints name classes
     sourcemap: true,
     write,
     logLevel: "warning",
@@ -114,7 +115,7 @@ export async function buildBrowser({ minify = true, write = true } = {}) {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { metafile } = await buildBrowser({ minify: !process.argv.includes("--no-minify") });
+  const { metafile } = await buildBrowser({ minify: process.argv.includes("--minify") });
   console.log(
     await esbuild.analyzeMetafile(metafile, { verbose: false }).then((t) => t.split("\n").slice(0, 25).join("\n")),
   );
