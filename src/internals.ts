@@ -69,14 +69,8 @@ export {
 } from "./backend/weight-store.js";
 export { int8MatMul, int8Embedding } from "./backend/int8-ops.js";
 export { int8KernelsAvailable, INT8_MATMUL, INT8_GATHER } from "./backend/int8-kernels.js";
-export {
-  quantizeInt8,
-  quantizeInt8Reference,
-  dequantizeInt8,
-  int8BlockWord,
-  int8Shape,
-  INT8_BLOCK,
-} from "./tensor/int8.js";
+export { quantizeInt8 } from "./backend/int8-quantize.js";
+export { quantizeInt8Reference, dequantizeInt8, int8BlockWord, int8Shape, INT8_BLOCK } from "./tensor/int8.js";
 export { quantizeWeightsOnLoad } from "./nn/storage.js";
 export { forwardParameters, type ForwardParameters } from "./fusion/spec.js";
 export { matchModulePaths, matchesModulePath, closestPaths, globToRegexSource } from "./fusion/paths.js";

@@ -123,6 +123,7 @@ describe("README CLI summary", () => {
       "kernels lock",
       "make-model",
       "quantize-fp8",
+      "serve",
     ]);
     for (const [name, options] of commands) {
       const line = summary.split("\n").find((l) => l.startsWith(`fusekit ${name} `));

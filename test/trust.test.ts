@@ -182,10 +182,15 @@ describe("no code is ever loaded from a checkpoint directory", () => {
         if (bad) found.push(`${rel}:${i + 1}: ${line.trim()}`);
       });
     }
-    // The kernel hub imports a repository's build only after checkTrust (bundled, locked, or trustRemoteCode).
+    // The kernel hub imports a repository's build only after checkTrust (bundled, locked, or trustRemoteCode),
+    // through importer.ts, the one module that imports import-file.ts (the browser build's twin imports nothing).
     expect(found.map((f) => f.replace(/:\d+:/, ":"))).toEqual([
-      "src/hub/importer.ts: return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;",
+      "src/hub/import-file.ts: return import(pathToFileURL(file).href) as Promise<Record<string, unknown>>;",
     ]);
+    const importers = files.filter((f) =>
+      /from "\.\/import-file\.js"|hub\/import-file\.js"/.test(readFileSync(f, "utf8")),
+    );
+    expect(importers.map((f) => path.relative(root, f))).toEqual(["src/hub/importer.ts"]);
   });
 });
 

@@ -6,7 +6,6 @@
 // With one thread (FUSEKIT_THREADS=1, or no shared memory) the same kernels run here alone. Hand-written: no npm
 // library runs SIMD wasm kernels over shared memories with futex-style wake-ups.
 import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
 import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { bf16Interleaved } from "../tensor/bf16.js";
@@ -14,6 +13,7 @@ import { heapOffset, type WasmBackend } from "./heap.js";
 import { weightStore, type Arena, type StoredWeight, type WeightStore } from "./weight-store.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
 import { CLOSED_CHUNK, CTRL, OPS, type WorkerData } from "./worker.js";
+import { startKernelWorker, THREAD_MAY_BLOCK, type KernelWorker } from "./worker-host.js";
 
 /** Polls of the control word before a thread sleeps in Atomics.wait (wake-ups cost ~10–50 µs). */
 const SPIN = 20000;
@@ -79,7 +79,7 @@ export class KernelPool {
   private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL.SLOTS));
   private readonly claim = new BigInt64Array(new SharedArrayBuffer(8));
   private job = 0n;
-  private readonly workers: Worker[] = [];
+  private readonly workers: KernelWorker[] = [];
   private ready = false;
   private closed = false;
   /** Jobs run on the pool so far. */
@@ -93,7 +93,7 @@ export class KernelPool {
   ) {
     if (threads > 1 && !store.shared) throw new BackendError("wasm memories cannot be shared with other threads here");
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
-    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads})`;
+    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, workerData)`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
         memories: store.arenas.map((a) => a.memory),
@@ -104,10 +104,7 @@ export class KernelPool {
         spin: SPIN,
         slots: CTRL,
       };
-      // execArgv: the host's flags are not the workers' (`--input-type=module` would make this script ESM)
-      const worker = new Worker(source, { eval: true, workerData, execArgv: [] });
-      worker.unref(); // never keeps the process alive: an idle worker sleeps in Atomics.wait
-      worker.on("error", (e) => {
+      const worker = startKernelWorker(source, workerData, (e) => {
         warnOnce(`a kernel worker thread stopped (${e instanceof Error ? e.message : String(e)})`);
         this.close();
       });
@@ -120,7 +117,7 @@ export class KernelPool {
     if (this.ready) return true;
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (let r; (r = Atomics.load(this.ctrl, CTRL.READY)) < this.workers.length;) {
-      if (this.closed || Date.now() > deadline) return false;
+      if (this.closed || Date.now() > deadline || !THREAD_MAY_BLOCK) return false; // a page's workers start once it yields
       Atomics.wait(this.ctrl, CTRL.READY, r, 50);
     }
     return (this.ready = true);
@@ -246,7 +243,7 @@ export class KernelPool {
       const worked = performance.now();
       let polls = 0;
       for (let d; (d = Atomics.load(c, CTRL.COMPLETED)) < claimed;)
-        if (++polls > SPIN) Atomics.wait(c, CTRL.COMPLETED, d, 100);
+        if (++polls > SPIN && THREAD_MAY_BLOCK) Atomics.wait(c, CTRL.COMPLETED, d, 100);
       const done = performance.now();
       this.lateness.record(worked - start, done - worked, done);
     }

@@ -214,6 +214,9 @@ export function weightStore(): WeightStore {
   return (store ??= new WeightStore());
 }
 
+/** The store's arenas if it is open, else none (for code that must not open it). */
+export const openedArenas = (): readonly Arena[] => store?.arenas ?? [];
+
 /** Bytes a staging block for `toKernelLayout` may take. */
 const STAGE_BYTES = 4 << 20;
 

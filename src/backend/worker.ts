@@ -202,9 +202,12 @@ export function attendKvHeads(
   }
 }
 
-export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, attend: typeof attendKvHeads): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
+export function workerMain(
+  take: typeof takeChunk,
+  matvecs: typeof matvecSpan,
+  attend: typeof attendKvHeads,
+  workerData: WorkerData,
+): void {
   const { memories, module, spin, slots: S } = workerData;
   const WA = (globalThis as any).WebAssembly;
   const instances = memories.map((memory) => new WA.Instance(module, { env: { memory } }).exports as SharedExports);

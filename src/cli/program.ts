@@ -8,6 +8,7 @@ import { registerQuantizeFp8 } from "./quantize.js";
 import { registerExportGguf } from "./export-gguf.js";
 import { registerCompare } from "./compare.js";
 import { registerKernelsCommand } from "./kernels.js";
+import { registerServe } from "./serve.js";
 import { fusekitVersion } from "../io/package.js";
 import { registeredModelTypes } from "../loading/registry.js";
 
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   // ── Fusion / kernel commands ───────────────────────────────────────────────────────────────────
   registerCompare(program);
   registerKernelsCommand(program);
+  registerServe(program);
 
   return program;
 }

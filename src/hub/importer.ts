@@ -3,13 +3,13 @@
 import { existsSync, promises as fsp } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { kernelEnv } from "./helpers.js";
 import { KernelRepositoryError } from "../errors.js";
 import type { KernelBuildModule, KernelLayerClass } from "./types.js";
 import { FUSEKIT_ROOT } from "../io/package.js";
 import { ANY_BACKEND, type HubRepo } from "./repos.js";
 import { contentDigest, type RepoSnapshot } from "./verify.js";
+import { importModuleFile } from "./import-file.js";
 
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
 const ROOT = FUSEKIT_ROOT;
@@ -70,7 +70,7 @@ export async function loadBuildLayers(
 type KernelModule = Partial<KernelBuildModule>;
 async function importBuild(file: string, repo: HubRepo, shown = file): Promise<KernelModule> {
   try {
-    return (await import(pathToFileURL(file).href)) as Partial<KernelBuildModule>;
+    return (await importModuleFile(file)) as Partial<KernelBuildModule>;
   } catch (err) {
     // A trusted build that does not parse or throws while loading is still the repository's fault, by name.
     const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);

@@ -185,7 +185,8 @@ export class SafetensorsFile {
     const info = this.info(name);
     const buf = Buffer.allocUnsafe(info.end - info.begin);
     // A small tensor (a norm's weight) is read synchronously: a thread-pool round trip costs more than the read.
-    if (buf.byteLength <= SYNC_READ_BYTES) this.readBytesIntoSync(name, buf);
+    // (the browser build's file system has no synchronous reads: there every read is asynchronous)
+    if (buf.byteLength <= SYNC_READ_BYTES && typeof fs.readSync === "function") this.readBytesIntoSync(name, buf);
     else await readExactly(this.handle, buf, this.dataStart + info.begin, this.path, name);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   }
