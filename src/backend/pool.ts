@@ -74,10 +74,14 @@ export function threadsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
   return n;
 }
 
+/** A buffer the workers can see (a plain one where memory cannot be shared: then there are none). */
+const sharedBuffer = (bytes: number) =>
+  typeof SharedArrayBuffer === "function" ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+
 /** The main thread plus `threads - 1` workers, over the weight store's arenas. */
 export class KernelPool {
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL.SLOTS));
-  private readonly claim = new BigInt64Array(new SharedArrayBuffer(8));
+  private readonly ctrl = new Int32Array(sharedBuffer(4 * CTRL.SLOTS));
+  private readonly claim = new BigInt64Array(sharedBuffer(8));
   private job = 0n;
   private readonly workers: KernelWorker[] = [];
   private ready = false;
@@ -91,7 +95,12 @@ export class KernelPool {
     readonly threads: number,
     readonly store: WeightStore,
   ) {
-    if (threads > 1 && !store.shared) throw new BackendError("wasm memories cannot be shared with other threads here");
+    if (threads > 1 && !store.shared)
+      throw new BackendError(
+        typeof SharedArrayBuffer === "function"
+          ? "wasm memories cannot be shared with other threads here"
+          : "SharedArrayBuffer is not available here",
+      );
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
     const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, workerData)`;
     for (let index = 1; index < threads; index++) {

@@ -118,7 +118,7 @@ const MIN_CONTEXT = 256;
  */
 export function backendLimits(backend: string, bf16: boolean): BackendLimits {
   if (backend === "wasm") {
-    const storeBytes = Math.min(MAX_ARENAS * 4 * 2 ** 30, os.totalmem() - WASM_HEAP_BYTES);
+    const storeBytes = Math.min(MAX_ARENAS * 4 * 2 ** 30, os.totalmem());
     return { backend, ceilingBytes: WASM_HEAP_BYTES, bf16, packedCopy: true, storeBytes };
   }
   return {
