@@ -6,6 +6,7 @@ import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
 import { INT8_WASM_BASE64 } from "../src/backend/int8-wasm.js";
+import { GEMM_WASM_BASE64 } from "../src/backend/gemm-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -38,12 +39,12 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has a shared-memory build for the worker pool: bf16.wat, attention.wat and int8.wat as one module, its memory declared shared", async () => {
-    const texts = ["bf16.wat", "attention.wat", "int8.wat"].map((f) => readFileSync(src(f), "utf8"));
+  it("has a shared-memory build for the worker pool: bf16.wat, attention.wat, int8.wat and gemm.wat as one module, its memory declared shared", async () => {
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "gemm.wat"].map((f) => readFileSync(src(f), "utf8"));
     const fresh = await assemble(mergeModules(texts), { shared: true });
     expect(Buffer.from(BF16_SHARED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("bf16-shared-wasm.ts"), "utf8")).toBe(
-      tsModule(fresh, "bf16.wat + attention.wat + int8", "BF16_SHARED_WASM_BASE64"),
+      tsModule(fresh, "bf16.wat + attention.wat + int8.wat + gemm", "BF16_SHARED_WASM_BASE64"),
     );
     const mod = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     expect(
@@ -62,6 +63,12 @@ describe("the committed bf16 wasm module", () => {
       "interleave",
       "pack",
       "readsum",
+      "tgPackX",
+      "tgPackedXBytes",
+      "tgPeak",
+      "tgScratchAt",
+      "tgScratchBytes",
+      "tgemmCols",
       "unpack",
       "unpackT",
       "wsum",
@@ -99,6 +106,16 @@ describe("the committed int8 wasm module", () => {
     expect(Buffer.from(INT8_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("int8-wasm.ts"), "utf8")).toBe(tsModule(fresh, "int8", "INT8_WASM_BASE64"));
     const mod = new WA.Module(Buffer.from(INT8_WASM_BASE64, "base64"));
+    expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+  });
+});
+
+describe("the committed gemm wasm module", () => {
+  it("equals a fresh wabt assembly of src/backend/gemm.wat (regenerate with `node src/backend/assemble.mjs`)", async () => {
+    const fresh = await assemble(readFileSync(src("gemm.wat"), "utf8"));
+    expect(Buffer.from(GEMM_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    expect(readFileSync(src("gemm-wasm.ts"), "utf8")).toBe(tsModule(fresh, "gemm", "GEMM_WASM_BASE64"));
+    const mod = new WA.Module(Buffer.from(GEMM_WASM_BASE64, "base64"));
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
   });
 });

@@ -1,8 +1,9 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
-//   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts,
-//     int8-wasm.ts, and bf16-shared-wasm.ts (bf16.wat, attention.wat and int8.wat as one module importing a shared
-//     memory instead: the worker pool's heap, where the decoder-layer kernel runs its matmuls and attention);
+//   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat, gemm.wat → bf16-wasm.ts, attention-wasm.ts,
+//     convert-wasm.ts, int8-wasm.ts, gemm-wasm.ts, and bf16-shared-wasm.ts (bf16.wat, attention.wat, int8.wat and
+//     gemm.wat as one module importing a shared memory instead: the worker pool's heap, where the decoder-layer
+//     kernel runs its matmuls and attention);
 //   every hub/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/backend/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
@@ -63,7 +64,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     ["attention", "ATTENTION_WASM_BASE64", "attention"],
     ["convert", "CONVERT_WASM_BASE64", "convert"],
     ["int8", "INT8_WASM_BASE64", "int8"],
-    ["bf16+attention+int8", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
+    ["gemm", "GEMM_WASM_BASE64", "gemm"],
+    ["bf16+attention+int8+gemm", "BF16_SHARED_WASM_BASE64", "bf16-shared"],
   ];
   for (const [names, constName, out] of builds) {
     const shared = out.endsWith("-shared");

@@ -6,6 +6,7 @@ import { BF16_WASM_BASE64 } from "./bf16-wasm.js";
 import { unpackBf16 } from "../tensor/bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { poolFor } from "./pool.js";
+import { TILED_MIN_ROWS, tiledGemm } from "./gemm.js";
 import { registerKernelConfigs } from "./register.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n], w: packed [m, n/2]} → f32 [rows, m]
@@ -63,7 +64,11 @@ const wasmKernels: tf.KernelConfig[] = [
       if (n % 8) throw new Error(`${BF16_MATMUL}: the wasm kernel needs n % 8 == 0, got ${n}`);
       const out = b.makeOutput([rows, m], "float32"); // may grow the heap: offsets stay valid, views would not
       const pool = poolFor(rows * n * m); // every core, same bits
-      if (!pool?.gemm(b, x, w, out, rows, n, m)) wasmExports(b).gemm(ptr(b, x), ptr(b, w), ptr(b, out), rows, n, m);
+      if (rows >= TILED_MIN_ROWS) {
+        if (!pool?.gemmTiled(b, x, w, out, rows, n, m)) tiledGemm(b, x, w, out, rows, n, m); // prefill
+      } else if (!pool?.gemm(b, x, w, out, rows, n, m)) {
+        wasmExports(b).gemm(ptr(b, x), ptr(b, w), ptr(b, out), rows, n, m);
+      }
       return out;
     },
   },

@@ -273,6 +273,67 @@ export class KernelPool {
     return true;
   }
 
+  /**
+   * out = x · wᵀ as `gemm`, by the tiled prefill GEMM (gemm.wat): x is packed once here, then every thread
+   * takes chunks of 8-column panels, each in its own scratch after y. False (nothing written) when the pool
+   * cannot take it. Bits depend on n only, not on the split (see gemm.wat).
+   */
+  gemmTiled(
+    b: WasmBackend,
+    x: tf.TensorInfo,
+    w: tf.TensorInfo,
+    out: tf.TensorInfo,
+    rows: number,
+    n: number,
+    m: number,
+  ): boolean {
+    if (this.closed) return false;
+    const xBytes = rows * n * 4;
+    const pBytes = this.main.tgPackedXBytes(rows, n);
+    const yBytes = rows * m * 4;
+    const wAt = this.weightAt(b, w, m, n);
+    const need = xBytes + pBytes + yBytes + 128 + this.threads * this.main.tgScratchBytes();
+    const xAt = wAt === undefined ? undefined : this.scratchAt(need);
+    if (wAt === undefined || xAt === undefined) return false;
+    const pAt = Math.ceil((xAt + xBytes) / 64) * 64;
+    const yAt = pAt + pBytes;
+    this.copyIn(b, x, xAt, xBytes);
+    this.main.tgPackX(xAt, pAt, rows, n);
+    const c = this.ctrl;
+    c[CTRL.W] = wAt;
+    c[CTRL.Y] = yAt;
+    c[CTRL.ROWS] = rows;
+    c[CTRL.N] = n;
+    c[CTRL.M] = m;
+    c[CTRL.IL] = m % 8 ? 0 : 1; // as weightAt stored it
+    const scratch = this.main.tgScratchAt(yAt, rows, m, 0);
+    this.dispatch(OPS.TGEMM, pAt, m, 8, (o0, o1) =>
+      this.main.tgemmCols(pAt, wAt, yAt, rows, n, m, o0, o1, c[CTRL.IL], scratch),
+    );
+    this.copyOut(b, yAt, out, yBytes);
+    return true;
+  }
+
+  /**
+   * The tiled GEMM's inner loop on data in cache, on every thread at once: `reps` runs of its 4 × 8 × 256 tile
+   * split over the threads. Returns the seconds it took (the bench's two-core peak), or undefined without room.
+   */
+  tiledPeak(reps: number): number | undefined {
+    if (!this.workersStarted()) return undefined;
+    const bytes = 64 + this.threads * this.main.tgScratchBytes();
+    const at = this.scratchAt(bytes);
+    if (at === undefined) return undefined;
+    this.heap.bytes(at, bytes).fill(0x3f); // finite values (0.75 as f32 bytes)
+    const c = this.ctrl;
+    c[CTRL.Y] = at;
+    c[CTRL.ROWS] = 0;
+    c[CTRL.M] = 0;
+    const scratch = this.main.tgScratchAt(at, 0, 0, 0);
+    const t0 = performance.now();
+    this.dispatch(OPS.TGEMM_PEAK, at, reps, 64, (o0, o1) => this.main.tgPeak(scratch, o1 - o0));
+    return (performance.now() - t0) / 1000;
+  }
+
   /** `bytes` of tfjs tensor `t` (in the tfjs heap) copied to `at` in the shared heap. */
   private copyIn(b: WasmBackend, t: tf.TensorInfo, at: number, bytes: number): void {
     this.heap.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) >>> 0, bytes));

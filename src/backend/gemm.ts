@@ -1,0 +1,87 @@
+// The tiled prefill GEMM (gemm.wat) on the tfjs heap, for when the kernel pool cannot take a matmul, and the
+// measurement of its inner loop's own peak (the bench reports prefill against it).
+import type { tf } from "../tensor/tf.js";
+import { GEMM_WASM_BASE64 } from "./gemm-wasm.js";
+import { heapModule, heapOffset, type WasmBackend } from "./heap.js";
+import { kernelPool } from "./pool.js";
+
+/**
+ * From this many rows on, the bf16 matmul runs the tiled GEMM; below it (decode: one row) the row-streaming
+ * gemmCols of bf16.wat, whose 4-row blocks read each weight once per 4 rows and need no packing.
+ */
+export const TILED_MIN_ROWS = 8;
+
+/** The tile's size and the input block it runs over (gemm.wat's TILE and KC): the flops of one tgPeak rep. */
+const TILE_FLOPS = 2 * 4 * 8 * 256;
+
+interface GemmExports {
+  tgPackedXBytes(rows: number, n: number): number;
+  tgPackX(x: number, xp: number, rows: number, n: number): void;
+  tgScratchBytes(): number;
+  tgemmCols(
+    xp: number,
+    w: number,
+    y: number,
+    rows: number,
+    n: number,
+    m: number,
+    o0: number,
+    o1: number,
+    il: number,
+    scratch: number,
+  ): void;
+  tgPeak(scratch: number, reps: number): number;
+}
+
+const wasmExports = heapModule<GemmExports>(GEMM_WASM_BASE64);
+
+/** out = x · wᵀ on this thread, in place on the tfjs heap (x f32 [rows, n], w bf16 rows [m, n], out [rows, m]). */
+export function tiledGemm(
+  b: WasmBackend,
+  x: tf.TensorInfo,
+  w: tf.TensorInfo,
+  out: tf.TensorInfo,
+  rows: number,
+  n: number,
+  m: number,
+): void {
+  const ex = wasmExports(b);
+  const bytes = ex.tgPackedXBytes(rows, n) + ex.tgScratchBytes() + 64;
+  const tmp = b.makeOutput([Math.ceil(bytes / 4)], "int32"); // may grow the heap: offsets are read after it
+  try {
+    const xp = Math.ceil(heapOffset(b, tmp) / 64) * 64;
+    const scratch = xp + ex.tgPackedXBytes(rows, n);
+    ex.tgPackX(heapOffset(b, x), xp, rows, n);
+    ex.tgemmCols(xp, heapOffset(b, w), heapOffset(b, out), rows, n, m, 0, m, 0, scratch);
+  } finally {
+    b.disposeData(tmp.dataId);
+  }
+}
+
+/** GFLOP/s of the tiled GEMM's inner loop on data in L1: on this thread, and on every thread of the pool. */
+export interface GemmPeak {
+  oneCore: number;
+  /** Undefined without a pool (one thread, or no shared memory here). */
+  allCores?: number;
+  threads: number;
+}
+
+/** Measures the tile's own peak (best of `tries` runs of `reps` tiles each), one core then the pool. */
+export function tiledGemmPeak(reps = 20000, tries = 5): GemmPeak {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const ex = wasmExports({ wasm: { asm: { memory } } } as unknown as WasmBackend);
+  new Uint8Array(memory.buffer).fill(0x3f); // finite values (0.75 as f32 bytes)
+  let oneCore = 0;
+  for (let t = 0; t < tries; t++) {
+    const t0 = performance.now();
+    ex.tgPeak(64, reps);
+    oneCore = Math.max(oneCore, (TILE_FLOPS * reps) / ((performance.now() - t0) / 1000) / 1e9);
+  }
+  const pool = kernelPool();
+  let allCores: number | undefined;
+  for (let t = 0; pool && t < tries; t++) {
+    const s = pool.tiledPeak(reps * pool.threads);
+    if (s !== undefined) allCores = Math.max(allCores ?? 0, (TILE_FLOPS * reps * pool.threads) / s / 1e9);
+  }
+  return { oneCore, allCores, threads: pool?.threads ?? 1 };
+}

@@ -1,0 +1,120 @@
+// The tiled prefill GEMM (src/backend/gemm.wat): every tile edge against a float64 reference within its stated
+// bound, the same bits on one thread and on the pool (row-major and interleaved weights), and decode rows still
+// on the row-streaming kernel.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Rng, bf16MatMul, packBf16, setBackend, setKernelThreads, tf } from "fusekit/internals";
+import { TILED_MIN_ROWS, tiledGemmPeak } from "../src/backend/gemm.js";
+import { kernelPool, setParallelMinMacs } from "../src/backend/pool.js";
+
+const KC = 256; // gemm.wat's input block
+const U = 2 ** -24;
+/** gemm.wat's bound on |ŷ - y| / Σ|x_i w_i|: γ(KC + ⌈n / KC⌉), γ(k) = k·u / (1 - k·u). */
+const gamma = (n: number) => {
+  const k = Math.min(n, KC) + Math.ceil(n / KC);
+  return (k * U) / (1 - k * U);
+};
+
+/** Random bf16-exact W [m, n] (packed too) and x [rows, n], with a spread of magnitudes and signs. */
+function operands(rows: number, n: number, m: number, seed: number) {
+  const rng = new Rng(seed);
+  const w = Float32Array.from({ length: m * n }, () => 0.1 * rng.normal());
+  const x = Float32Array.from({ length: rows * n }, () => rng.normal() * Math.exp(rng.normal()));
+  const bits = new Uint32Array(w.buffer);
+  for (let i = 0; i < bits.length; i++) bits[i] &= 0xffff0000;
+  return { x, w, packed: packBf16(w).packed };
+}
+
+function matmul(rows: number, n: number, m: number, seed: number, threads: number): Float32Array {
+  setKernelThreads(threads);
+  const { x, packed } = operands(rows, n, m, seed);
+  const xt = tf.tensor2d(x, [rows, n]);
+  const wt = tf.tensor2d(packed, [m, n / 2], "int32");
+  const y = bf16MatMul(xt, wt);
+  const out = (y.dataSync() as Float32Array).slice();
+  tf.dispose([xt, wt, y]);
+  return out;
+}
+
+/** max over outputs of |ŷ - y| / (γ · Σ|x_i w_i|) against float64 sums: ≤ 1 is within the bound. */
+function errorOverBound(y: Float32Array, rows: number, n: number, m: number, seed: number): number {
+  const { x, w } = operands(rows, n, m, seed);
+  let worst = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < m; o++) {
+      let s = 0;
+      let a = 0;
+      for (let i = 0; i < n; i++) {
+        const p = x[r * n + i] * w[o * n + i];
+        s += p;
+        a += Math.abs(p);
+      }
+      worst = Math.max(worst, Math.abs(y[r * m + o] - s) / (gamma(n) * a));
+    }
+  }
+  return worst;
+}
+
+describe("the tiled bf16 GEMM (wasm)", () => {
+  let prevMin: number;
+  beforeAll(async () => {
+    await setBackend("wasm");
+    prevMin = setParallelMinMacs(0); // every size goes to the pool when it has threads
+  });
+  afterAll(() => {
+    setParallelMinMacs(prevMin);
+    setKernelThreads();
+  });
+
+  // rows: the threshold, not a multiple of the 4-row tile, past the 256-row block; columns: not a multiple of
+  // the 8-column panel (row-major on the pool), a multiple (interleaved on the pool), fewer than a panel; inputs:
+  // one 8-value step, not a multiple of the 256 block, several blocks
+  it.each([
+    [TILED_MIN_ROWS, 8, 8],
+    [9, 264, 13],
+    [11, 520, 16],
+    [37, 256, 70],
+    [64, 1032, 40],
+    [261, 264, 24],
+    [13, 776, 3],
+  ])(
+    "x [%i, %i] · W [%i, …]ᵀ is within γ(KC + ⌈n/KC⌉)·Σ|xw| of float64, the same bits on 1 and 2 threads",
+    (rows, n, m) => {
+      const seed = rows * 31 + n + m;
+      const single = matmul(rows, n, m, seed, 1);
+      const pooled = matmul(rows, n, m, seed, 2);
+      expect(new Uint32Array(pooled.buffer)).toEqual(new Uint32Array(single.buffer));
+      const ratio = errorOverBound(single, rows, n, m, seed);
+      expect(ratio).toBeLessThanOrEqual(1);
+      expect(ratio).toBeGreaterThan(0); // the reference is not the kernel: float32 rounding shows
+    },
+  );
+
+  it("the pool's interleaved weights and the tfjs heap's row-major ones give the same bits (m a multiple of 8)", () => {
+    const [rows, n, m] = [20, 512, 64];
+    const single = matmul(rows, n, m, 3, 1); // row-major, on the tfjs heap
+    const pooled = matmul(rows, n, m, 3, 2); // interleaved by 8 rows in the shared heap
+    expect(kernelPool()?.threads).toBe(2);
+    expect(new Uint32Array(pooled.buffer)).toEqual(new Uint32Array(single.buffer));
+  });
+
+  it("rows below the threshold stay on the row-streaming kernel: each row alone gives the rows' bits", () => {
+    setKernelThreads(1);
+    const [rows, n, m] = [TILED_MIN_ROWS - 1, 264, 24];
+    const { x, packed } = operands(rows, n, m, 5);
+    const wt = tf.tensor2d(packed, [m, n / 2], "int32");
+    const all = bf16MatMul(tf.tensor2d(x, [rows, n]), wt).dataSync();
+    for (let r = 0; r < rows; r++) {
+      const one = bf16MatMul(tf.tensor2d(x.slice(r * n, (r + 1) * n), [1, n]), wt).dataSync();
+      expect(one).toEqual(all.slice(r * m, (r + 1) * m));
+    }
+    tf.dispose(wt);
+  });
+
+  it("its inner loop's peak is measured on one core and on the pool", () => {
+    setKernelThreads(2);
+    const peak = tiledGemmPeak(200, 1);
+    expect(peak.oneCore).toBeGreaterThan(0);
+    expect(peak.threads).toBe(2);
+    expect(peak.allCores).toBeGreaterThan(0);
+  });
+});
