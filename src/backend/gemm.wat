@@ -22,10 +22,11 @@
 (module
   (import "env" "memory" (memory 1))
 
-  ;; The register tile: 4 rows × 8 columns, out[j·os/4 + c] (+)= Σ_{i<kc} xp[4i + j] · wp[8i + c] (j < 4, c < 8), each
+  ;; The register tile: 4 rows × 8 columns, out[j·os/4 + c] (+)= Σ_{i<kc} xp[4i + j] · wp[i·ws/4 + c] (j < 4, c < 8), each
   ;; output summed in i order from zero in one lane of 8 accumulators; then stored ($first) or added to out.
   ;; Every weight vector loaded is used by all 4 rows, every x value (a splat) by all 8 columns.
   (func $tgTile (param $xp i32) (param $wp i32) (param $kc i32) (param $out i32) (param $os i32) (param $first i32)
+    (param $ws i32)
     (local $o i32) (local $xv v128) (local $w0 v128) (local $w1 v128)
     (local $a00 v128) (local $a01 v128) (local $a10 v128) (local $a11 v128) (local $a20 v128) (local $a21 v128) (local $a30 v128) (local $a31 v128)
     (block $done (loop $l
@@ -45,7 +46,7 @@
       (local.set $a30 (f32x4.add (local.get $a30) (f32x4.mul (local.get $xv) (local.get $w0))))
       (local.set $a31 (f32x4.add (local.get $a31) (f32x4.mul (local.get $xv) (local.get $w1))))
       (local.set $xp (i32.add (local.get $xp) (i32.const 16)))
-      (local.set $wp (i32.add (local.get $wp) (i32.const 32)))
+      (local.set $wp (i32.add (local.get $wp) (local.get $ws)))
       (local.set $kc (i32.sub (local.get $kc) (i32.const 1)))
       (br $l)))
     (if (local.get $first)
@@ -192,10 +193,10 @@
               (then
                 (call $tgTile (local.get $xpt) (local.get $s) (local.get $kb)
                   (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $m)) (local.get $o)) (i32.const 2)))
-                  (local.get $ys) (local.get $first)))
+                  (local.get $ys) (local.get $first) (i32.const 32)))
               (else
                 ;; an edge tile: computed whole into tmp, then only its rows and columns that exist go to y
-                (call $tgTile (local.get $xpt) (local.get $s) (local.get $kb) (local.get $tmp) (i32.const 32) (i32.const 1))
+                (call $tgTile (local.get $xpt) (local.get $s) (local.get $kb) (local.get $tmp) (i32.const 32) (i32.const 1) (i32.const 32))
                 (local.set $j (i32.const 0))
                 (block $jd (loop $jl
                   (br_if $jd (i32.ge_u (local.get $j) (local.get $rv)))
@@ -226,8 +227,250 @@
     (block $d (loop $l
       (br_if $d (i32.eqz (local.get $reps)))
       (call $tgTile (i32.add (local.get $s) (i32.const 8320)) (local.get $s) (i32.const 256)
-        (i32.add (local.get $s) (i32.const 8192)) (i32.const 32) (i32.const 1))
+        (i32.add (local.get $s) (i32.const 8192)) (i32.const 32) (i32.const 1) (i32.const 32))
       (local.set $reps (i32.sub (local.get $reps) (i32.const 1)))
       (br $l)))
     (f32.load (i32.add (local.get $s) (i32.const 8192))))
+;; ---- Blocked attention at prefill, built on the same tile ------------------------------------------------------
+;; One query head's rows go in blocks of 16 (4 tiles), its keys in blocks of 64 with an online softmax: a running
+;; max m and sum l per row, the output rows O rescaled by exp(m_old - m_new) when the max grows. The scores of a
+;; block are 4 × 8 tiles of packed queries ([d][4], tgPackX) against the head's keys transposed into 8-key panels
+;; ([d][8], abPackK); P · V is tiles of P transposed ([64][4]) against V's rows read in place (stride d). Layouts
+;; of a thread's scratch and the driver: src/backend/prefill-attention.ts. d must be a multiple of 8.
+
+  ;; e^x per lane (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, degree-5 polynomial, relative error ≤ 2^-22); 0 below -87.
+  (func $abExp (param $x v128) (result v128)
+    (local $n v128) (local $r v128) (local $p v128)
+    (local.set $x (f32x4.min (local.get $x) (v128.const f32x4 88 88 88 88)))
+    (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (v128.const f32x4 1.44269504 1.44269504 1.44269504 1.44269504))))
+    (local.set $r (f32x4.sub (f32x4.sub (local.get $x) (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
+      (f32x4.mul (local.get $n) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
+    (local.set $p (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)))
+    (local.set $p (f32x4.add (f32x4.add (f32x4.mul (f32x4.mul (local.get $p) (local.get $r)) (local.get $r)) (local.get $r))
+      (v128.const f32x4 1 1 1 1)))
+    ;; · 2^n through the exponent bits (n ≥ -126 here); below -87 the result is 0 (the masked keys' weight)
+    (v128.and
+      (f32x4.gt (local.get $x) (v128.const f32x4 -87 -87 -87 -87))
+      (f32x4.mul (local.get $p)
+        (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (v128.const i32x4 127 127 127 127)) (i32.const 23)))))
+
+  ;; Keys f32 [T, d] (row j at k + 4jd) into 8-key panels kt [⌈T/8⌉][d][8] (zeros past T).
+  (func (export "abPackK") (param $k i32) (param $kt i32) (param $T i32) (param $d i32)
+    (local $j i32) (local $t i32) (local $src i32) (local $dst i32) (local $end i32)
+    (local.set $end (i32.and (i32.add (local.get $T) (i32.const 7)) (i32.const -8)))
+    (block $jd (loop $jl
+      (br_if $jd (i32.ge_u (local.get $j) (local.get $end)))
+      (local.set $src (i32.add (local.get $k) (i32.shl (i32.mul (local.get $j) (local.get $d)) (i32.const 2))))
+      (local.set $dst (i32.add (local.get $kt)
+        (i32.shl (i32.add (i32.mul (i32.and (local.get $j) (i32.const -8)) (local.get $d)) (i32.and (local.get $j) (i32.const 7))) (i32.const 2))))
+      (local.set $t (i32.const 0))
+      (block $td (loop $tl
+        (br_if $td (i32.ge_u (local.get $t) (local.get $d)))
+        (f32.store (local.get $dst) (select (f32.load (local.get $src)) (f32.const 0) (i32.lt_u (local.get $j) (local.get $T))))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $tl)))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br $jl))))
+
+  ;; One past the last key any of rows [0, rows) of the additive mask (row stride ms bytes, T keys) attends to
+  ;; (a value above -1e30); 0 when they attend to none.
+  (func (export "abLimit") (param $mask i32) (param $ms i32) (param $rows i32) (param $T i32) (result i32)
+    (local $i i32) (local $j i32) (local $lim i32) (local $row i32)
+    (block $id (loop $il
+      (br_if $id (i32.ge_u (local.get $i) (local.get $rows)))
+      (local.set $row (i32.add (local.get $mask) (i32.mul (local.get $i) (local.get $ms))))
+      (local.set $j (local.get $T))
+      (block $jd (loop $jl
+        (br_if $jd (i32.le_u (local.get $j) (local.get $lim)))
+        (br_if $jd (f32.gt (f32.load (i32.add (local.get $row) (i32.shl (i32.sub (local.get $j) (i32.const 1)) (i32.const 2))))
+          (f32.const -1e30)))
+        (local.set $j (i32.sub (local.get $j) (i32.const 1)))
+        (br $jl)))
+      (if (i32.gt_u (local.get $j) (local.get $lim)) (then (local.set $lim (local.get $j))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $il)))
+    (local.get $lim))
+
+  ;; Starts a query block: m = -inf, l = 0 (16 rows each), O [16][d] = 0.
+  (func (export "abInit") (param $m i32) (param $l i32) (param $o i32) (param $d i32)
+    (local $i i32)
+    (block $d1 (loop $l1
+      (br_if $d1 (i32.ge_u (local.get $i) (i32.const 64)))
+      (v128.store (i32.add (local.get $m) (local.get $i)) (v128.const f32x4 -inf -inf -inf -inf))
+      (v128.store (i32.add (local.get $l) (local.get $i)) (v128.const f32x4 0 0 0 0))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $l1)))
+    (memory.fill (local.get $o) (i32.const 0) (i32.shl (local.get $d) (i32.const 6))))
+
+  ;; Scores S [16][64] of the packed query block qp (4 tiles of [d][4]) against keys [j0, j0 + nk) of the panels kt.
+  (func (export "abScores") (param $qp i32) (param $kt i32) (param $s i32) (param $d i32) (param $j0 i32) (param $nk i32)
+    (local $r i32) (local $p i32) (local $np i32)
+    (local.set $np (i32.shr_u (i32.add (local.get $nk) (i32.const 7)) (i32.const 3)))
+    (block $rd (loop $rl
+      (br_if $rd (i32.ge_u (local.get $r) (i32.const 4)))
+      (local.set $p (i32.const 0))
+      (block $pd (loop $pl
+        (br_if $pd (i32.ge_u (local.get $p) (local.get $np)))
+        (call $tgTile
+          (i32.add (local.get $qp) (i32.shl (i32.mul (local.get $r) (local.get $d)) (i32.const 4)))
+          (i32.add (local.get $kt) (i32.shl (i32.mul (i32.add (i32.shr_u (local.get $j0) (i32.const 3)) (local.get $p)) (local.get $d)) (i32.const 5)))
+          (local.get $d)
+          (i32.add (local.get $s) (i32.shl (i32.add (i32.shl (local.get $r) (i32.const 8)) (i32.shl (local.get $p) (i32.const 3))) (i32.const 2)))
+          (i32.const 256) (i32.const 1) (i32.const 32))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $pl)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rl))))
+
+  ;; The online softmax step for one key block: per row i < rows, v = S·scale (+ mask[i]: row stride ms bytes;
+  ;; mask = 0: none) over the block's nk keys, m' = max(m, max v), α = e^(m - m'), p = e^(v - m'), l = l·α + Σp,
+  ;; O[i] ·= α; p goes to pt transposed ([4 tiles][64][4]), zero for rows ≥ rows and keys ≥ nk.
+  (func (export "abSoftmax") (param $s i32) (param $mask i32) (param $ms i32) (param $m i32) (param $l i32) (param $o i32)
+    (param $pt i32) (param $scale f32) (param $rows i32) (param $nk i32) (param $d i32)
+    (local $i i32) (local $j i32) (local $row i32) (local $mrow i32) (local $v v128) (local $mx v128) (local $keep v128)
+    (local $sum v128) (local $p v128) (local $mold f32) (local $mnew f32) (local $alpha v128) (local $q i32) (local $t i32)
+    (local $sc v128)
+    (local.set $sc (f32x4.splat (local.get $scale)))
+    (block $id (loop $il
+      (br_if $id (i32.ge_u (local.get $i) (i32.const 16)))
+      (local.set $row (i32.add (local.get $s) (i32.shl (local.get $i) (i32.const 8))))
+      (local.set $q (i32.add (local.get $pt) (i32.add (i32.shl (i32.shr_u (local.get $i) (i32.const 2)) (i32.const 10))
+        (i32.shl (i32.and (local.get $i) (i32.const 3)) (i32.const 2)))))
+      (if (i32.ge_u (local.get $i) (local.get $rows))
+        (then
+          (local.set $j (i32.const 0))
+          (block $zd (loop $zl
+            (br_if $zd (i32.ge_u (local.get $j) (i32.const 64)))
+            (f32.store (i32.add (local.get $q) (i32.shl (local.get $j) (i32.const 4))) (f32.const 0))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $zl))))
+        (else
+          (local.set $mrow (i32.add (local.get $mask) (i32.mul (local.get $i) (local.get $ms))))
+          (local.set $mx (v128.const f32x4 -inf -inf -inf -inf))
+          (local.set $j (i32.const 0))
+          (block $vd (loop $vl
+            (br_if $vd (i32.ge_u (local.get $j) (local.get $nk)))
+            (local.set $v (f32x4.mul (v128.load (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2)))) (local.get $sc)))
+            (if (local.get $mask)
+              (then (local.set $v (f32x4.add (local.get $v) (call $abLoad4 (i32.add (local.get $mrow) (i32.shl (local.get $j) (i32.const 2)))
+                (i32.sub (local.get $nk) (local.get $j)))))))
+            ;; lanes past nk: -inf (no weight, never the max)
+            (local.set $keep (i32x4.lt_s (v128.const i32x4 0 1 2 3) (i32x4.splat (i32.sub (local.get $nk) (local.get $j)))))
+            (local.set $v (v128.bitselect (local.get $v) (v128.const f32x4 -inf -inf -inf -inf) (local.get $keep)))
+            (v128.store (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))) (local.get $v))
+            (local.set $mx (f32x4.max (local.get $mx) (local.get $v)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $vl)))
+          (local.set $mold (f32.load (i32.add (local.get $m) (i32.shl (local.get $i) (i32.const 2)))))
+          (local.set $mnew (f32.max (local.get $mold)
+            (f32.max (f32.max (f32x4.extract_lane 0 (local.get $mx)) (f32x4.extract_lane 1 (local.get $mx)))
+              (f32.max (f32x4.extract_lane 2 (local.get $mx)) (f32x4.extract_lane 3 (local.get $mx))))))
+          (local.set $alpha (call $abExp (f32x4.splat (f32.sub (local.get $mold) (local.get $mnew)))))
+          (local.set $sum (v128.const f32x4 0 0 0 0))
+          (local.set $j (i32.const 0))
+          (block $pd (loop $pl
+            (br_if $pd (i32.ge_u (local.get $j) (i32.const 64)))
+            (local.set $p (v128.const f32x4 0 0 0 0))
+            (if (i32.lt_u (local.get $j) (local.get $nk))
+              (then (local.set $p (call $abExp (f32x4.sub (v128.load (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))))
+                (f32x4.splat (local.get $mnew)))))))
+            (local.set $sum (f32x4.add (local.get $sum) (local.get $p)))
+            (local.set $t (i32.add (local.get $q) (i32.shl (local.get $j) (i32.const 4))))
+            (f32.store offset=0 (local.get $t) (f32x4.extract_lane 0 (local.get $p)))
+            (f32.store offset=16 (local.get $t) (f32x4.extract_lane 1 (local.get $p)))
+            (f32.store offset=32 (local.get $t) (f32x4.extract_lane 2 (local.get $p)))
+            (f32.store offset=48 (local.get $t) (f32x4.extract_lane 3 (local.get $p)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $pl)))
+          (f32.store (i32.add (local.get $l) (i32.shl (local.get $i) (i32.const 2)))
+            (f32.add (f32.mul (f32.load (i32.add (local.get $l) (i32.shl (local.get $i) (i32.const 2)))) (f32x4.extract_lane 0 (local.get $alpha)))
+              (f32.add (f32.add (f32x4.extract_lane 0 (local.get $sum)) (f32x4.extract_lane 1 (local.get $sum)))
+                (f32.add (f32x4.extract_lane 2 (local.get $sum)) (f32x4.extract_lane 3 (local.get $sum))))))
+          (f32.store (i32.add (local.get $m) (i32.shl (local.get $i) (i32.const 2))) (local.get $mnew))
+          (local.set $t (i32.add (local.get $o) (i32.mul (local.get $i) (i32.shl (local.get $d) (i32.const 2)))))
+          (local.set $j (i32.const 0))
+          (block $od (loop $ol
+            (br_if $od (i32.ge_u (local.get $j) (local.get $d)))
+            (v128.store (local.get $t) (f32x4.mul (v128.load (local.get $t)) (local.get $alpha)))
+            (local.set $t (i32.add (local.get $t) (i32.const 16)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $ol)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $il))))
+
+  ;; Up to 4 floats at p (count c ≥ 1; lanes past c are 0): never reads past the end of a row.
+  (func $abLoad4 (param $p i32) (param $c i32) (result v128)
+    (if (result v128) (i32.ge_u (local.get $c) (i32.const 4))
+      (then (v128.load (local.get $p)))
+      (else
+        (f32x4.replace_lane 2
+          (f32x4.replace_lane 1
+            (f32x4.splat (f32.load (local.get $p)))
+            (select (f32.load offset=4 (local.get $p)) (f32.const 0) (i32.gt_u (local.get $c) (i32.const 1))))
+          (select (f32.load offset=8 (local.get $p)) (f32.const 0) (i32.gt_u (local.get $c) (i32.const 2)))))))
+
+  ;; O [16][d] += P [16][nk] · V rows [j0, j0 + nk) (V f32 [T, d] read in place).
+  (func (export "abPV") (param $pt i32) (param $v i32) (param $o i32) (param $j0 i32) (param $nk i32) (param $d i32)
+    (local $r i32) (local $c i32) (local $rs i32)
+    (local.set $rs (i32.shl (local.get $d) (i32.const 2)))
+    (block $rd (loop $rl
+      (br_if $rd (i32.ge_u (local.get $r) (i32.const 4)))
+      (local.set $c (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $c) (local.get $d)))
+        (call $tgTile
+          (i32.add (local.get $pt) (i32.shl (local.get $r) (i32.const 10)))
+          (i32.add (local.get $v) (i32.shl (i32.add (i32.mul (local.get $j0) (local.get $d)) (local.get $c)) (i32.const 2)))
+          (local.get $nk)
+          (i32.add (local.get $o) (i32.shl (i32.add (i32.mul (i32.shl (local.get $r) (i32.const 2)) (local.get $d)) (local.get $c)) (i32.const 2)))
+          (local.get $rs) (i32.const 0) (local.get $rs))
+        (local.set $c (i32.add (local.get $c) (i32.const 8)))
+        (br $cl)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rl))))
+
+  ;; Rows [0, rows) of the block's output: O[i] / l[i] into out (row stride 4d); a row that attended to no key
+  ;; (m ≤ -1e30: every key masked) gets the mean of all T value rows, as a softmax over equal masked scores does.
+  (func (export "abFinish") (param $m i32) (param $l i32) (param $o i32) (param $out i32) (param $rows i32) (param $d i32)
+    (param $v i32) (param $T i32)
+    (local $i i32) (local $c i32) (local $j i32) (local $src i32) (local $dst i32) (local $lv v128) (local $acc v128)
+    (block $id (loop $il
+      (br_if $id (i32.ge_u (local.get $i) (local.get $rows)))
+      (local.set $dst (i32.add (local.get $out) (i32.shl (i32.mul (local.get $i) (local.get $d)) (i32.const 2))))
+      (if (f32.gt (f32.load (i32.add (local.get $m) (i32.shl (local.get $i) (i32.const 2)))) (f32.const -1e30))
+        (then
+          (local.set $lv (f32x4.splat (f32.load (i32.add (local.get $l) (i32.shl (local.get $i) (i32.const 2))))))
+          (local.set $src (i32.add (local.get $o) (i32.shl (i32.mul (local.get $i) (local.get $d)) (i32.const 2))))
+          (local.set $c (i32.const 0))
+          (block $cd (loop $cl
+            (br_if $cd (i32.ge_u (local.get $c) (local.get $d)))
+            (v128.store (i32.add (local.get $dst) (i32.shl (local.get $c) (i32.const 2)))
+              (f32x4.div (v128.load (i32.add (local.get $src) (i32.shl (local.get $c) (i32.const 2)))) (local.get $lv)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $cl))))
+        (else
+          (local.set $c (i32.const 0))
+          (block $cd2 (loop $cl2
+            (br_if $cd2 (i32.ge_u (local.get $c) (local.get $d)))
+            (local.set $acc (v128.const f32x4 0 0 0 0))
+            (local.set $j (i32.const 0))
+            (block $jd (loop $jl
+              (br_if $jd (i32.ge_u (local.get $j) (local.get $T)))
+              (local.set $acc (f32x4.add (local.get $acc)
+                (v128.load (i32.add (local.get $v) (i32.shl (i32.add (i32.mul (local.get $j) (local.get $d)) (local.get $c)) (i32.const 2))))))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br $jl)))
+            (v128.store (i32.add (local.get $dst) (i32.shl (local.get $c) (i32.const 2)))
+              (f32x4.div (local.get $acc) (f32x4.splat (f32.convert_i32_u (local.get $T)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $cl2)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $il))))
 )

@@ -12,6 +12,7 @@ import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
+import { PREFILL_ATTENTION_DESC, attendPrefill, prefillAttentionScratchBytes } from "./prefill-attention.js";
 import { CLOSED_CHUNK, CTRL, OPS, type SharedExports, type WorkerData } from "./worker.js";
 
 const WA = (globalThis as any).WebAssembly;
@@ -113,7 +114,7 @@ export class KernelPool {
     const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
     this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
-    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads})`;
+    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, ${attendPrefill})`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
         memory: this.heap.memory,
@@ -332,6 +333,43 @@ export class KernelPool {
     const t0 = performance.now();
     this.dispatch(OPS.TGEMM_PEAK, at, reps, 64, (o0, o1) => this.main.tgPeak(scratch, o1 - o0));
     return (performance.now() - t0) / 1000;
+  }
+
+  /**
+   * Blocked attention at prefill on every thread, one KV head (of one batch row) per chunk, for tfjs-wasm
+   * tensors q [b, heads, s, d], k / v [b, kvHeads, T, d], the additive mask [b, 1, s, T] (or none), out
+   * [b, heads, s, d] (allocated). False (nothing written) when the pool cannot take it.
+   */
+  prefillAttention(
+    b: WasmBackend,
+    t: { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; mask?: tf.TensorInfo; out: tf.TensorInfo },
+    scale: number,
+  ): boolean {
+    if (this.closed) return false;
+    const [batch, heads, s, d] = t.q.shape;
+    const [, kvHeads, T] = t.k.shape;
+    const [qBytes, kvBytes, maskBytes] = [4 * batch * heads * s * d, 4 * batch * kvHeads * T * d, 4 * batch * s * T];
+    const D = PREFILL_ATTENTION_DESC;
+    const scratch = this.threads * prefillAttentionScratchBytes(T, d);
+    const at = this.scratchAt(4 * D.WORDS + 2 * qBytes + 2 * kvBytes + (t.mask ? maskBytes : 0) + scratch + 64);
+    if (at === undefined) return false;
+    const desc = at;
+    const q = at + 4 * D.WORDS;
+    const [k, v] = [q + qBytes, q + qBytes + kvBytes];
+    const o = v + kvBytes; // the output
+    const mask = t.mask ? o + qBytes : 0;
+    this.copyIn(b, t.q, q, qBytes);
+    this.copyIn(b, t.k, k, kvBytes);
+    this.copyIn(b, t.v, v, kvBytes);
+    if (t.mask) this.copyIn(b, t.mask, mask, maskBytes);
+    const w = new Int32Array(this.heap.memory.buffer, desc, D.WORDS);
+    w.set([q, k, v, mask, o, batch, heads, kvHeads, s, T, d, 0, o + qBytes + (t.mask ? maskBytes : 0)]);
+    new Float32Array(this.heap.memory.buffer, desc, D.WORDS)[D.SCALE] = scale;
+    this.dispatch(OPS.PREFILL_ATTENTION, desc, batch * kvHeads, 1, (u0, u1) =>
+      attendPrefill(this.main, this.heap.memory, desc, u0, u1, 0),
+    );
+    this.copyOut(b, o, t.out, qBytes);
+    return true;
   }
 
   /** `bytes` of tfjs tensor `t` (in the tfjs heap) copied to `at` in the shared heap. */

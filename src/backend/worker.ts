@@ -8,6 +8,8 @@
 // trapped). The main thread closes the claim word and waits only for the chunks that were claimed, so a
 // worker that wakes late — or is descheduled on a busy machine — is never waited for. ctrl[STOP] ends the loop.
 
+import type { AttentionExports, attendPrefill } from "./prefill-attention.js";
+
 /** Slots of the control array (shared with pool.ts). */
 export const CTRL = {
   SEQ: 0,
@@ -47,7 +49,8 @@ export interface WorkerData {
  * listed at X (`matvecSpan`); HEADS: KV heads [o0, o1) of a decode step's attention, described at X
  * (`attendKvHeads`). TGEMM: columns [o0, o1) of the tiled prefill GEMM (gemm.wat) from activations X already
  * packed, each thread in its own scratch (`tgScratchAt`); TGEMM_PEAK: each chunk runs the GEMM's tile `o1 - o0`
- * times on data in its thread's scratch (the bench's in-cache peak).
+ * times on data in its thread's scratch (the bench's in-cache peak); PREFILL_ATTENTION: KV heads [o0, o1) of a blocked
+ * prefill attention described at X (src/backend/prefill-attention.ts `attendPrefill`).
  */
 export const OPS = {
   GEMM: 0,
@@ -58,10 +61,11 @@ export const OPS = {
   HEADS: 5,
   TGEMM: 7,
   TGEMM_PEAK: 8,
+  PREFILL_ATTENTION: 9,
 } as const;
 
 /** The shared-memory module's exports (bf16.wat, attention.wat, int8.wat), as the pool and its workers call them. */
-export interface SharedExports {
+export interface SharedExports extends AttentionExports {
   gemmCols(
     x: number,
     w: number,
@@ -225,7 +229,12 @@ export function attendKvHeads(
   }
 }
 
-export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, attend: typeof attendKvHeads): void {
+export function workerMain(
+  take: typeof takeChunk,
+  matvecs: typeof matvecSpan,
+  attend: typeof attendKvHeads,
+  prefill: typeof attendPrefill,
+): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { workerData } = require("node:worker_threads") as { workerData: WorkerData };
   const { memory, module, spin, slots: S } = workerData;
@@ -255,6 +264,7 @@ export function workerMain(take: typeof takeChunk, matvecs: typeof matvecSpan, a
         else if (op === 2)
           ex.interleave((ctrl[S.X] >>> 0) + block * o0, (ctrl[S.Y] >>> 0) + block * o0, 8 * (o1 - o0), ctrl[S.N]);
         else if (op === 3) ex.i8GemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
+        else if (op === 9) prefill(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
         else if (op === 7 || op === 8) {
           const [y, rows, m] = [ctrl[S.Y] >>> 0, ctrl[S.ROWS], ctrl[S.M]];
           const scratch = ex.tgScratchAt(y, rows, m, workerData.index);

@@ -1,0 +1,85 @@
+// The blocked prefill attention as a tfjs kernel (wasm): on the kernel pool, one KV head per chunk, or on this
+// thread over the tfjs heap when there is no pool. Same code either way (src/backend/prefill-attention.ts),
+// so the same bits whatever the thread count.
+import { tf } from "../tensor/tf.js";
+import { GEMM_WASM_BASE64 } from "./gemm-wasm.js";
+import { heapModule, heapOffset, type WasmBackend } from "./heap.js";
+import { kernelPool } from "./pool.js";
+import { registerKernelConfigs } from "./register.js";
+import {
+  PREFILL_ATTENTION_DESC,
+  attendPrefill,
+  prefillAttentionScratchBytes,
+  type AttentionExports,
+} from "./prefill-attention.js";
+
+export const PREFILL_ATTENTION = "FusekitPrefillAttention"; // {q, k, v, mask?}, {scale} → f32 [b, heads, s, d]
+
+/** From this many query rows on (one query block), attention on wasm runs blocked. */
+export const BLOCKED_MIN_QUERIES = 16;
+
+const wasmExports = heapModule<AttentionExports>(GEMM_WASM_BASE64);
+
+const kernels: tf.KernelConfig[] = [
+  {
+    kernelName: PREFILL_ATTENTION,
+    backendName: "wasm",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const b = backend as unknown as WasmBackend;
+      const { q, k, v, mask } = inputs as Record<string, tf.TensorInfo | undefined> as {
+        q: tf.TensorInfo;
+        k: tf.TensorInfo;
+        v: tf.TensorInfo;
+        mask?: tf.TensorInfo;
+      };
+      const scale = attrs!.scale as number;
+      const out = b.makeOutput([...q.shape], "float32");
+      if (kernelPool()?.prefillAttention(b, { q, k, v, mask, out }, scale)) return out;
+      const [batch, heads, s, d] = q.shape;
+      const [, kvHeads, T] = k.shape;
+      const D = PREFILL_ATTENTION_DESC;
+      const tmp = b.makeOutput([D.WORDS + Math.ceil(prefillAttentionScratchBytes(T, d) / 4)], "int32");
+      try {
+        const at = heapOffset(b, tmp);
+        const ptr = (t: tf.TensorInfo) => heapOffset(b, t);
+        const memory = b.wasm.asm.memory;
+        const words = [ptr(q), ptr(k), ptr(v), mask ? ptr(mask) : 0, ptr(out), batch, heads, kvHeads, s, T, d, 0];
+        new Int32Array(memory.buffer, at, D.WORDS).set([...words, at + 4 * D.WORDS]);
+        new Float32Array(memory.buffer, at, D.WORDS)[D.SCALE] = scale;
+        attendPrefill(wasmExports(b), memory, at, 0, batch * kvHeads, 0);
+      } finally {
+        b.disposeData(tmp.dataId);
+      }
+      return out;
+    },
+  },
+];
+
+/** The blocked attention kernel (wasm only; registered by src/backend/registry.ts). */
+export const prefillAttentionKernels: tf.KernelConfig[] = kernels;
+
+/**
+ * Whether softmax(q kᵀ · scale + mask) v for q [b, heads, s, d] runs blocked here: on wasm, from
+ * BLOCKED_MIN_QUERIES query rows, d a multiple of 8, the mask (if any) [b, 1, s, T].
+ */
+export function blockedAttentionApplies(q: tf.Tensor4D, k: tf.Tensor4D, mask?: tf.Tensor): boolean {
+  const [b, , s, d] = q.shape;
+  const T = k.shape[2];
+  if (tf.getBackend() !== "wasm" || s < BLOCKED_MIN_QUERIES || d % 8) return false;
+  if (mask && (mask.shape.length !== 4 || mask.shape.join() !== [b, 1, s, T].join())) return false;
+  registerKernelConfigs(kernels);
+  return true;
+}
+
+/** softmax(q kᵀ · scale + mask) v, blocked (see blockedAttentionApplies). */
+export function blockedAttention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  scale: number,
+  mask?: tf.Tensor,
+): tf.Tensor4D {
+  const inputs: tf.NamedTensorMap = { q, k, v };
+  if (mask) inputs.mask = mask.dtype === "float32" ? mask : tf.cast(mask, "float32");
+  return tf.engine().runKernel(PREFILL_ATTENTION, inputs, { scale }) as tf.Tensor4D;
+}
