@@ -1,6 +1,9 @@
 // The tiled prefill GEMM (src/backend/gemm.wat): every tile edge against a float64 reference within its stated
 // bound, the same bits on one thread and on the pool (row-major and interleaved weights), and decode rows still
 // on the row-streaming kernel.
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Rng, bf16MatMul, packBf16, setBackend, setKernelThreads, tf } from "fusekit/internals";
 import { TILED_MIN_ROWS, tiledGemmPeak } from "../src/backend/gemm.js";
@@ -117,4 +120,61 @@ describe("the tiled bf16 GEMM (wasm)", () => {
     expect(peak.threads).toBe(2);
     expect(peak.allCores).toBeGreaterThan(0);
   });
+});
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/**
+ * A child process (against dist/) that computes x · wᵀ for [rows, n] · [m, n]ᵀ with deterministic operands on the
+ * wasm backend and prints its build ("relaxed" / "baseline") and the result's bits. `relaxed`: the V8 flag
+ * that Node 20 needs is set before anything compiles; otherwise FUSEKIT_RELAXED_SIMD=0 picks the baseline.
+ */
+function childMatmul(relaxed: boolean, rows: number, n: number, m: number) {
+  const script = `
+import v8 from "node:v8";
+${relaxed ? 'v8.setFlagsFromString("--experimental-wasm-relaxed-simd");' : ""}
+const { bf16MatMul, setBackend, tf, packBf16, Rng } = await import("${path.join(root, "dist/src/internals.js")}");
+const { relaxedSimd } = await import("${path.join(root, "dist/src/backend/relaxed-simd.js")}");
+await setBackend("wasm");
+const rng = new Rng(11);
+const w = Float32Array.from({ length: ${m * n} }, () => 0.1 * rng.normal());
+const bits = new Uint32Array(w.buffer);
+for (let i = 0; i < bits.length; i++) bits[i] &= 0xffff0000;
+const x = Float32Array.from({ length: ${rows * n} }, () => rng.normal());
+const y = bf16MatMul(tf.tensor2d(x, [${rows}, ${n}]), tf.tensor2d(packBf16(w).packed, [${m}, ${n / 2}], "int32"));
+console.log(JSON.stringify({ build: relaxedSimd() ? "relaxed" : "baseline", y: Array.from(y.dataSync()) }));
+`;
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: root,
+    env: { ...process.env, FUSEKIT_RELAXED_SIMD: relaxed ? "" : "0" },
+    encoding: "utf8",
+  });
+  return JSON.parse(out.trim().split("\n").pop()!) as { build: string; y: number[] };
+}
+
+describe("the GEMM's relaxed-SIMD build (f32x4.relaxed_madd)", () => {
+  it("is picked where the runtime has it, and agrees with the baseline within the same bound of float64", () => {
+    const [rows, n, m] = [21, 776, 40];
+    const base = childMatmul(false, rows, n, m);
+    const relaxed = childMatmul(true, rows, n, m);
+    expect(base.build).toBe("baseline");
+    expect(relaxed.build).toBe("relaxed");
+    // the same operands as the child's, in float64
+    const rng = new Rng(11);
+    const w = Float32Array.from({ length: m * n }, () => 0.1 * rng.normal());
+    const bits = new Uint32Array(w.buffer);
+    for (let i = 0; i < bits.length; i++) bits[i] &= 0xffff0000;
+    const x = Float32Array.from({ length: rows * n }, () => rng.normal());
+    for (const run of [base, relaxed]) {
+      let worst = 0;
+      for (let r = 0; r < rows; r++)
+        for (let o = 0; o < m; o++) {
+          let [s, a] = [0, 0];
+          for (let i = 0; i < n; i++)
+            [s, a] = [s + x[r * n + i] * w[o * n + i], a + Math.abs(x[r * n + i] * w[o * n + i])];
+          worst = Math.max(worst, Math.abs(run.y[r * m + o] - s) / (gamma(n) * a));
+        }
+      expect(worst).toBeLessThanOrEqual(1);
+    }
+  }, 60000);
 });

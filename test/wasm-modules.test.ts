@@ -1,12 +1,14 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { assemble, mergeModules, tsModule } from "../src/backend/assemble.mjs";
+import { assemble, mergeModules, relaxedText, tsModule } from "../src/backend/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
 import { BF16_SHARED_WASM_BASE64 } from "../src/backend/bf16-shared-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
 import { INT8_WASM_BASE64 } from "../src/backend/int8-wasm.js";
 import { GEMM_WASM_BASE64 } from "../src/backend/gemm-wasm.js";
+import { GEMM_RELAXED_WASM_BASE64 } from "../src/backend/gemm-relaxed-wasm.js";
+import { BF16_SHARED_RELAXED_WASM_BASE64 } from "../src/backend/bf16-shared-relaxed-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -52,6 +54,13 @@ describe("the committed bf16 wasm module", () => {
         .map((e) => e.name)
         .sort(),
     ).toEqual([
+      "abFinish",
+      "abInit",
+      "abLimit",
+      "abPV",
+      "abPackK",
+      "abScores",
+      "abSoftmax",
       "dots",
       "gemm",
       "gemmCols",
@@ -117,5 +126,17 @@ describe("the committed gemm wasm module", () => {
     expect(readFileSync(src("gemm-wasm.ts"), "utf8")).toBe(tsModule(fresh, "gemm", "GEMM_WASM_BASE64"));
     const mod = new WA.Module(Buffer.from(GEMM_WASM_BASE64, "base64"));
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+  });
+});
+
+describe("the relaxed-SIMD builds of gemm.wat", () => {
+  it("equal fresh assemblies (alone, and in the pool's shared module) with every tile multiply-add fused", async () => {
+    const gemm = readFileSync(src("gemm.wat"), "utf8");
+    expect(relaxedText(gemm).match(/\(f32x4\.relaxed_madd /g)).toHaveLength(8); // the 4 × 8 tile's 8 accumulators
+    const fresh = await assemble(gemm, { relaxed: true });
+    expect(Buffer.from(GEMM_RELAXED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "gemm.wat"].map((f) => readFileSync(src(f), "utf8"));
+    const shared = await assemble(mergeModules(texts), { shared: true, relaxed: true });
+    expect(Buffer.from(BF16_SHARED_RELAXED_WASM_BASE64, "base64").equals(Buffer.from(shared))).toBe(true);
   });
 });

@@ -2,8 +2,11 @@
 // measurement of its inner loop's own peak (the bench reports prefill against it).
 import type { tf } from "../tensor/tf.js";
 import { GEMM_WASM_BASE64 } from "./gemm-wasm.js";
+import { GEMM_RELAXED_WASM_BASE64 } from "./gemm-relaxed-wasm.js";
 import { heapModule, heapOffset, type WasmBackend } from "./heap.js";
 import { kernelPool } from "./pool.js";
+import { relaxedSimd } from "./relaxed-simd.js";
+import type { AttentionExports } from "./prefill-attention.js";
 
 /**
  * From this many rows on, the bf16 matmul runs the tiled GEMM; below it (decode: one row) the row-streaming
@@ -33,7 +36,13 @@ interface GemmExports {
   tgPeak(scratch: number, reps: number): number;
 }
 
-const wasmExports = heapModule<GemmExports>(GEMM_WASM_BASE64);
+let module: ((b: WasmBackend) => GemmExports & AttentionExports) | undefined;
+/** gemm.wat on a tfjs heap: its relaxed-SIMD build where the runtime has it (src/backend/relaxed-simd.ts). */
+export function gemmWasm(b: WasmBackend): GemmExports & AttentionExports {
+  module ??= heapModule(relaxedSimd() ? GEMM_RELAXED_WASM_BASE64 : GEMM_WASM_BASE64);
+  return module(b);
+}
+const wasmExports = gemmWasm;
 
 /** out = x · wᵀ on this thread, in place on the tfjs heap (x f32 [rows, n], w bf16 rows [m, n], out [rows, m]). */
 export function tiledGemm(

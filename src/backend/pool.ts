@@ -10,6 +10,8 @@ import { Worker } from "node:worker_threads";
 import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { BF16_SHARED_WASM_BASE64 } from "./bf16-shared-wasm.js";
+import { BF16_SHARED_RELAXED_WASM_BASE64 } from "./bf16-shared-relaxed-wasm.js";
+import { relaxedSimd } from "./relaxed-simd.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
 import { PREFILL_ATTENTION_DESC, attendPrefill, prefillAttentionScratchBytes } from "./prefill-attention.js";
@@ -111,7 +113,8 @@ export class KernelPool {
   jobs = 0;
 
   constructor(readonly threads: number) {
-    const module = new WA.Module(Buffer.from(BF16_SHARED_WASM_BASE64, "base64"));
+    const shared = relaxedSimd() ? BF16_SHARED_RELAXED_WASM_BASE64 : BF16_SHARED_WASM_BASE64; // gemm.wat's build
+    const module = new WA.Module(Buffer.from(shared, "base64"));
     this.main = new WA.Instance(module, { env: { memory: this.heap.memory } }).exports as SharedExports;
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
     const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, ${attendPrefill})`;

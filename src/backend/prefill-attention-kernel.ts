@@ -2,23 +2,16 @@
 // thread over the tfjs heap when there is no pool. Same code either way (src/backend/prefill-attention.ts),
 // so the same bits whatever the thread count.
 import { tf } from "../tensor/tf.js";
-import { GEMM_WASM_BASE64 } from "./gemm-wasm.js";
-import { heapModule, heapOffset, type WasmBackend } from "./heap.js";
+import { gemmWasm } from "./gemm.js";
+import { heapOffset, type WasmBackend } from "./heap.js";
 import { kernelPool } from "./pool.js";
 import { registerKernelConfigs } from "./register.js";
-import {
-  PREFILL_ATTENTION_DESC,
-  attendPrefill,
-  prefillAttentionScratchBytes,
-  type AttentionExports,
-} from "./prefill-attention.js";
+import { PREFILL_ATTENTION_DESC, attendPrefill, prefillAttentionScratchBytes } from "./prefill-attention.js";
 
 export const PREFILL_ATTENTION = "FusekitPrefillAttention"; // {q, k, v, mask?}, {scale} → f32 [b, heads, s, d]
 
 /** From this many query rows on (one query block), attention on wasm runs blocked. */
 export const BLOCKED_MIN_QUERIES = 16;
-
-const wasmExports = heapModule<AttentionExports>(GEMM_WASM_BASE64);
 
 const kernels: tf.KernelConfig[] = [
   {
@@ -46,7 +39,7 @@ const kernels: tf.KernelConfig[] = [
         const words = [ptr(q), ptr(k), ptr(v), mask ? ptr(mask) : 0, ptr(out), batch, heads, kvHeads, s, T, d, 0];
         new Int32Array(memory.buffer, at, D.WORDS).set([...words, at + 4 * D.WORDS]);
         new Float32Array(memory.buffer, at, D.WORDS)[D.SCALE] = scale;
-        attendPrefill(wasmExports(b), memory, at, 0, batch * kvHeads, 0);
+        attendPrefill(gemmWasm(b), memory, at, 0, batch * kvHeads, 0);
       } finally {
         b.disposeData(tmp.dataId);
       }
