@@ -1,0 +1,66 @@
+// One copy of every weight: packed weights live in the weight store only (not in tfjs's heap, not copied again by
+// the kernel pool on first use), are released with their model, and a stored weight reads back what was stored.
+import { beforeAll, describe, expect, it } from "vitest";
+import { AutoModelForCausalLM, DynamicCache, setBackend, tf } from "fusekit";
+import { interleaveBf16, deinterleaveBf16 } from "../src/tensor/bf16.js";
+import { storeWords, storedRowMajor, weightStore } from "../src/backend/weight-store.js";
+import { defaultModelDir } from "../src/presets/presets.js";
+
+describe("the weight store (wasm)", () => {
+  let dir: string;
+  beforeAll(async () => {
+    await setBackend("wasm");
+    dir = await defaultModelDir();
+  });
+
+  it("holds a bf16 model's packed weights once: tfjs's heap gets none, decoding copies none, dispose gives them back", async () => {
+    const store = weightStore();
+    const [storeBefore, tfBefore] = [store.used, tf.memory().numBytes];
+    const model = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "bf16" });
+    const packed = model.parameters().filter((p) => p.packed);
+    const packedBytes = packed.reduce((n, p) => n + p.numel * 2, 0);
+    expect(packed.length).toBe(1 + 4 * 7); // the tied embedding and 7 Linears in each of 4 layers
+    // each weight's bytes (rounded up to the store's 64-byte blocks), nothing more
+    const blocks = packed.reduce((n, p) => n + Math.ceil((p.numel * 2) / 64) * 64, 0);
+    expect(store.used - storeBefore).toBe(blocks);
+    // tfjs keeps the norms only: far less than the packed bytes
+    const tfWeights = tf.memory().numBytes - tfBefore;
+    expect(tfWeights).toBe(
+      model
+        .parameters()
+        .filter((p) => !p.packed)
+        .reduce((n, p) => n + p.numel * 4, 0),
+    );
+    // decoding reads the weights in place: the store grows by activation scratch only, not by a weight copy
+    const cache = new DynamicCache();
+    for (const ids of [[[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]], [[11]], [[12]]]) {
+      const { logits } = model.forward({ inputIds: ids, pastKeyValues: cache, useCache: true, logitsToKeep: 1 });
+      logits.dispose();
+    }
+    cache.dispose();
+    expect(store.used - storeBefore - blocks).toBeLessThan(packedBytes / 4);
+    model.dispose();
+    expect(store.used - storeBefore).toBeLessThan(packedBytes / 4); // the weights are given back
+  });
+
+  it("stores rows in the kernel layout and reads them back as they were (interleaved by 8 where it can be)", () => {
+    for (const [rows, cols] of [
+      [16, 24],
+      [13, 24],
+      [8, 12],
+    ]) {
+      const words = Int32Array.from({ length: (rows * cols) / 2 }, (_, i) => (i * 2654435761) | 0);
+      const w = storeWords(words, [rows, cols / 2], "bf16");
+      expect(storedRowMajor(w)).toEqual(words);
+      const interleaved = rows % 8 === 0 && cols % 8 === 0;
+      expect(w.words()).toEqual(interleaved ? interleaveBf16(words, rows, cols) : words);
+      expect(deinterleaveBf16(interleaveBf16(words, rows, cols), rows, cols)).toEqual(words);
+      if (interleaved) {
+        // row 1's first 8 values sit right after row 0's first 8: 16 bytes = 4 words in
+        expect(Array.from(w.words().subarray(4, 8))).toEqual(Array.from(words.subarray(cols / 2, cols / 2 + 4)));
+      }
+      w.release();
+      expect(() => w.words()).toThrow(/released/);
+    }
+  });
+});
