@@ -19,8 +19,12 @@ const PROMPT = [9707, 11, 1246, 525, 498, 30]; // "Hello, how are you?"
 // (default model 8.2e-7; family checkpoints 3.2e-7), so a 0.1% slip in any weight or norm fails.
 const REF_TOL = 2e-6;
 const FAMILY_REF_TOL = 1e-6;
-/** Cache decode and padded batches vs the plain forward: same float32 math in other shapes (measured ≤ 2.4e-7). */
-const SAME_MATH_TOL = 5e-7;
+/**
+ * Cache decode and padded batches vs the plain forward: the same float32 math in other shapes and summation orders
+ * (a prompt runs the tiled GEMM and blocked attention, a decode step the matvec and the cache's attention;
+ * measured ≤ 6e-7): the project's 1e-6 between paths of the same model.
+ */
+const SAME_MATH_TOL = 1e-6;
 
 describe.each(["wasm", "cpu"])("Qwen3 on %s", (backend) => {
   let dir: string;

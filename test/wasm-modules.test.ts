@@ -1,11 +1,14 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { assemble, mergeModules, tsModule } from "../src/backend/assemble.mjs";
+import { assemble, mergeModules, relaxedText, tsModule } from "../src/backend/assemble.mjs";
 import { BF16_WASM_BASE64 } from "../src/backend/bf16-wasm.js";
 import { ARENA_WASM_BASE64 } from "../src/backend/arena-wasm.js";
 import { CONVERT_WASM_BASE64 } from "../src/backend/convert-wasm.js";
 import { INT8_WASM_BASE64 } from "../src/backend/int8-wasm.js";
+import { GEMM_WASM_BASE64 } from "../src/backend/gemm-wasm.js";
+import { GEMM_RELAXED_WASM_BASE64 } from "../src/backend/gemm-relaxed-wasm.js";
+import { ARENA_RELAXED_WASM_BASE64 } from "../src/backend/arena-relaxed-wasm.js";
 
 // tsconfig's lib (ES2022) has no WebAssembly types; the reflection used here:
 interface Desc {
@@ -38,12 +41,14 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has an arena build for the weight store: bf16.wat, attention.wat, int8.wat and convert.wat as one module, its memory declared shared", async () => {
-    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat"].map((f) => readFileSync(src(f), "utf8"));
+  it("has an arena build for the weight store: bf16.wat, attention.wat, int8.wat, convert.wat and gemm.wat as one module, its memory declared shared", async () => {
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat", "gemm.wat"].map((f) =>
+      readFileSync(src(f), "utf8"),
+    );
     const fresh = await assemble(mergeModules(texts), { shared: true });
     expect(Buffer.from(ARENA_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("arena-wasm.ts"), "utf8")).toBe(
-      tsModule(fresh, "bf16.wat + attention.wat + int8.wat + convert", "ARENA_WASM_BASE64"),
+      tsModule(fresh, "bf16.wat + attention.wat + int8.wat + convert.wat + gemm", "ARENA_WASM_BASE64"),
     );
     const mod = new WA.Module(Buffer.from(ARENA_WASM_BASE64, "base64"));
     expect(
@@ -51,6 +56,13 @@ describe("the committed bf16 wasm module", () => {
         .map((e) => e.name)
         .sort(),
     ).toEqual([
+      "abFinish",
+      "abInit",
+      "abLimit",
+      "abPV",
+      "abPackK",
+      "abScores",
+      "abSoftmax",
       "dots",
       "f16ToBf16",
       "f32ToBf16",
@@ -65,6 +77,12 @@ describe("the committed bf16 wasm module", () => {
       "interleave",
       "pack",
       "readsum",
+      "tgPackX",
+      "tgPackedXBytes",
+      "tgPeak",
+      "tgScratchAt",
+      "tgScratchBytes",
+      "tgemmCols",
       "unpack",
       "unpackT",
       "wsum",
@@ -103,5 +121,29 @@ describe("the committed int8 wasm module", () => {
     expect(readFileSync(src("int8-wasm.ts"), "utf8")).toBe(tsModule(fresh, "int8", "INT8_WASM_BASE64"));
     const mod = new WA.Module(Buffer.from(INT8_WASM_BASE64, "base64"));
     expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+  });
+});
+
+describe("the committed gemm wasm module", () => {
+  it("equals a fresh wabt assembly of src/backend/gemm.wat (regenerate with `node src/backend/assemble.mjs`)", async () => {
+    const fresh = await assemble(readFileSync(src("gemm.wat"), "utf8"));
+    expect(Buffer.from(GEMM_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    expect(readFileSync(src("gemm-wasm.ts"), "utf8")).toBe(tsModule(fresh, "gemm", "GEMM_WASM_BASE64"));
+    const mod = new WA.Module(Buffer.from(GEMM_WASM_BASE64, "base64"));
+    expect(WA.Module.imports(mod)).toEqual([{ module: "env", name: "memory", kind: "memory" }]);
+  });
+});
+
+describe("the relaxed-SIMD builds of gemm.wat", () => {
+  it("equal fresh assemblies (alone, and in the arena module) with every tile multiply-add fused", async () => {
+    const gemm = readFileSync(src("gemm.wat"), "utf8");
+    expect(relaxedText(gemm).match(/\(f32x4\.relaxed_madd /g)).toHaveLength(8); // the 4 × 8 tile's 8 accumulators
+    const fresh = await assemble(gemm, { relaxed: true });
+    expect(Buffer.from(GEMM_RELAXED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat", "gemm.wat"].map((f) =>
+      readFileSync(src(f), "utf8"),
+    );
+    const shared = await assemble(mergeModules(texts), { shared: true, relaxed: true });
+    expect(Buffer.from(ARENA_RELAXED_WASM_BASE64, "base64").equals(Buffer.from(shared))).toBe(true);
   });
 });

@@ -1,8 +1,10 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
-//   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat → bf16-wasm.ts, attention-wasm.ts, convert-wasm.ts,
-//     int8-wasm.ts, and arena-wasm.ts (bf16.wat, attention.wat, int8.wat and convert.wat as one module importing a
-//     shared memory instead: a weight-store arena, where every thread runs the kernels on the weights in place);
+//   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat, gemm.wat → bf16-wasm.ts, attention-wasm.ts,
+//     convert-wasm.ts, int8-wasm.ts, gemm-wasm.ts, and arena-wasm.ts (bf16.wat, attention.wat, int8.wat, convert.wat
+//     and gemm.wat as one module importing a shared memory instead: a weight-store arena, where every thread runs
+//     the kernels on the weights in place); gemm-relaxed-wasm.ts and arena-relaxed-wasm.ts are the same with
+//     gemm.wat's tile in relaxed SIMD (src/backend/relaxed-simd.ts picks them where the runtime has it);
 //   every hub/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/backend/assemble.mjs`.
 // test/wasm-modules.test.ts and test/perf.test.ts check they agree.
@@ -13,11 +15,14 @@ import wabtInit from "wabt";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 
-/** The wasm bytes of a WAT text (SIMD on; `shared`: its imported memory becomes a shared one of up to 4 GiB). */
-export async function assemble(watText, { shared = false } = {}) {
+/**
+ * The wasm bytes of a WAT text (SIMD on; `shared`: its imported memory becomes a shared one of up to 4 GiB;
+ * `relaxed`: gemm.wat's tile multiply-adds become relaxed SIMD's f32x4.relaxed_madd).
+ */
+export async function assemble(watText, { shared = false, relaxed = false } = {}) {
   const wabt = await wabtInit();
-  const text = shared ? sharedMemoryText(watText) : watText;
-  const features = { simd: true, threads: shared };
+  const text = (shared ? sharedMemoryText : (t) => t)(relaxed ? relaxedText(watText) : watText);
+  const features = { simd: true, threads: shared, relaxed_simd: relaxed };
   const mod = wabt.parseWat("bf16.wat", text, features);
   try {
     mod.validate(features);
@@ -32,6 +37,13 @@ function sharedMemoryText(watText) {
   const re = /\(import "env" "memory" \(memory (\d+)\)\)/;
   if (!re.test(watText)) throw new Error('no (import "env" "memory" (memory N)) to share');
   return watText.replace(re, '(import "env" "memory" (memory $1 65536 shared))');
+}
+
+/** The text with every `(f32x4.add (local.get $aN) (f32x4.mul (local.get $xv) (local.get $wN)))` fused. */
+export function relaxedText(watText) {
+  const re = /\(f32x4\.add \(local\.get (\$a\d+)\) \(f32x4\.mul \(local\.get \$xv\) \(local\.get (\$w\d+)\)\)\)/g;
+  if (!re.test(watText)) throw new Error("no tile multiply-add to relax");
+  return watText.replace(re, "(f32x4.relaxed_madd (local.get $$xv) (local.get $2) (local.get $1))");
 }
 
 /** One module of several WAT texts that each import `env.memory`: the first's header, every one's functions. */
@@ -63,12 +75,16 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     ["attention", "ATTENTION_WASM_BASE64", "attention"],
     ["convert", "CONVERT_WASM_BASE64", "convert"],
     ["int8", "INT8_WASM_BASE64", "int8"],
-    ["bf16+attention+int8+convert", "ARENA_WASM_BASE64", "arena"],
+    ["gemm", "GEMM_WASM_BASE64", "gemm"],
+    ["gemm", "GEMM_RELAXED_WASM_BASE64", "gemm-relaxed"],
+    ["bf16+attention+int8+convert+gemm", "ARENA_WASM_BASE64", "arena"],
+    ["bf16+attention+int8+convert+gemm", "ARENA_RELAXED_WASM_BASE64", "arena-relaxed"],
   ];
   for (const [names, constName, out] of builds) {
-    const shared = out === "arena";
+    const shared = out.startsWith("arena");
+    const relaxed = out.endsWith("-relaxed");
     const texts = await Promise.all(names.split("+").map((n) => readFile(here(`./${n}.wat`), "utf8")));
-    const bytes = await assemble(mergeModules(texts), { shared });
+    const bytes = await assemble(mergeModules(texts), { shared, relaxed });
     const name = names.replaceAll("+", ".wat + ");
     await writeFile(here(`./${out}-wasm.ts`), tsModule(bytes, name, constName));
     console.log(`wrote src/backend/${out}-wasm.ts (${bytes.length} bytes of wasm)`);

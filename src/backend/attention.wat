@@ -2,7 +2,7 @@
 ;; Hand-written: no library ships attention kernels for a foreign wasm heap. The KV cache keeps each head's
 ;; keys / values as contiguous rows of d floats, so one query row reads them straight from the cache.
 ;; Assemble with `node src/backend/assemble.mjs` (wabt), which regenerates attention-wasm.ts (and the pool's
-;; bf16-shared-wasm.ts, which holds these functions too).
+;; arena-wasm.ts, which holds these functions too).
 ;; All pointers are byte offsets; d must be a multiple of 4.
 (module
   (import "env" "memory" (memory 1))

@@ -1,7 +1,7 @@
 ;; BF16 weight kernels for fusekit, run in place on the tfjs-wasm heap (the memory is imported).
 ;; Hand-written: no library ships bf16 matmul kernels for a foreign wasm heap.
 ;; Assemble with `node src/kernels/assemble.mjs` (wabt), which regenerates src/kernels/bf16-wasm.ts and the
-;; shared-memory build bf16-shared-wasm.ts (the same code importing a shared memory, for the worker pool).
+;; arena build arena-wasm.ts (the same code importing a shared memory: the weight store's arenas).
 ;;
 ;; Layouts (all pointers are byte offsets into the heap):
 ;;   w: bf16 [m, n] row-major (HF checkpoint layout [out, in]), as tfjs int32 [m, n/2] holding two bf16 each

@@ -8,6 +8,7 @@ import { unpackBf16 } from "../tensor/bf16.js";
 import { heapModule, heapOffset, type CpuBackend, type WasmBackend } from "./heap.js";
 import { kernelPool } from "./pool.js";
 import { bf16Rows, StoredWeight } from "./weight-store.js";
+import { TILED_MIN_ROWS } from "./gemm.js";
 import { registerKernelConfigs } from "./register.js";
 
 export const BF16_MATMUL = "FusekitBf16MatMul"; // {x: f32 [rows, n]}, {w: stored bf16 [m, n/2]} → f32 [rows, m]
@@ -53,7 +54,10 @@ const wasmKernels: tf.KernelConfig[] = [
       const [rows, n, m] = matmulDims(x, w);
       if (n % 8) throw new Error(`${BF16_MATMUL}: the wasm kernel needs n % 8 == 0, got ${n}`);
       const out = b.makeOutput([rows, m], "float32"); // may grow the heap: offsets stay valid, views would not
-      kernelPool().gemm(b, x, w, out, rows, n, m); // every core, same bits
+      const pool = kernelPool(); // every core, same bits
+      if (rows >= TILED_MIN_ROWS)
+        pool.gemmTiled(b, x, w, out, rows, n, m); // prefill
+      else pool.gemm(b, x, w, out, rows, n, m);
       return out;
     },
   },

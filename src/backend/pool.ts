@@ -14,6 +14,7 @@ import { weightStore, type Arena, type StoredWeight, type WeightStore } from "./
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
 import { CLOSED_CHUNK, CTRL, OPS, type WorkerData } from "./worker.js";
 import { startKernelWorker, THREAD_MAY_BLOCK, type KernelWorker } from "./worker-host.js";
+import { PREFILL_ATTENTION_DESC, attendPrefill, prefillAttentionScratchBytes } from "./prefill-attention.js";
 
 /** Polls of the control word before a thread sleeps in Atomics.wait (wake-ups cost ~10–50 µs). */
 const SPIN = 20000;
@@ -102,7 +103,7 @@ export class KernelPool {
           : "SharedArrayBuffer is not available here",
       );
     Atomics.store(this.claim, 0, BigInt(CLOSED_CHUNK));
-    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, workerData)`;
+    const source = `(${workerMain})(${takeChunk}, ${matvecSpan}, ${attendKvHeads}, ${attendPrefill}, workerData)`;
     for (let index = 1; index < threads; index++) {
       const workerData: WorkerData = {
         memories: store.arenas.map((a) => a.memory),
@@ -179,6 +180,85 @@ export class KernelPool {
       arena.main.i8GemmCols(qAt, w.at, yAt, rows, n, m, o0, o1),
     );
     this.copyOut(b, arena, yAt, out, rows * m * 4);
+  }
+
+  /**
+   * out = x · wᵀ as `gemm`, by the tiled prefill GEMM (gemm.wat): x is copied into w's arena and packed once
+   * there, then every thread takes chunks of 8-column panels, each in its own scratch after y. Bits depend on n
+   * only, not on the split (see gemm.wat).
+   */
+  gemmTiled(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number) {
+    const arena = w.arena;
+    const ex = arena.main;
+    const xBytes = rows * n * 4;
+    const pBytes = ex.tgPackedXBytes(rows, n);
+    const yBytes = rows * m * 4;
+    const xAt = this.scratch(arena, xBytes + pBytes + yBytes + 128 + this.threads * ex.tgScratchBytes());
+    const pAt = Math.ceil((xAt + xBytes) / 64) * 64;
+    const yAt = pAt + pBytes;
+    this.copyIn(b, x, arena, xAt, xBytes);
+    ex.tgPackX(xAt, pAt, rows, n);
+    const c = this.ctrl;
+    const il = bf16Interleaved(m, n) ? 1 : 0;
+    [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M], c[CTRL.IL]] = [w.at, yAt, rows, n, m, il];
+    const scratch = ex.tgScratchAt(yAt, rows, m, 0);
+    this.dispatch(OPS.TGEMM, arena, pAt, m, 8, rows * n * m, (o0, o1) =>
+      ex.tgemmCols(pAt, w.at, yAt, rows, n, m, o0, o1, il, scratch),
+    );
+    this.copyOut(b, arena, yAt, out, yBytes);
+  }
+
+  /**
+   * The tiled GEMM's inner loop on data in cache, on every thread at once: `reps` runs of its 4 × 8 × 256 tile
+   * split over the threads. Returns the seconds it took (the bench's two-core peak), or undefined without workers.
+   */
+  tiledPeak(reps: number): number | undefined {
+    if (this.threads < 2 || !this.workersStarted()) return undefined;
+    const arena = this.store.arenas[0];
+    const bytes = 64 + this.threads * arena.main.tgScratchBytes();
+    const at = this.scratch(arena, bytes);
+    arena.bytes(at, bytes).fill(0x3f); // finite values (0.75 as f32 bytes)
+    const c = this.ctrl;
+    [c[CTRL.Y], c[CTRL.ROWS], c[CTRL.M]] = [at, 0, 0];
+    const scratch = arena.main.tgScratchAt(at, 0, 0, 0);
+    const t0 = performance.now();
+    this.dispatch(OPS.TGEMM_PEAK, arena, at, reps, 64, Infinity, (o0, o1) => arena.main.tgPeak(scratch, o1 - o0));
+    return (performance.now() - t0) / 1000;
+  }
+
+  /**
+   * Blocked attention at prefill on every thread, one KV head (of one batch row) per chunk, for tfjs-wasm
+   * tensors q [b, heads, s, d], k / v [b, kvHeads, T, d], the additive mask [b, 1, s, T] (or none), out
+   * [b, heads, s, d] (allocated); they are copied into the first arena's scratch and back.
+   */
+  prefillAttention(
+    b: WasmBackend,
+    t: { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; mask?: tf.TensorInfo; out: tf.TensorInfo },
+    scale: number,
+  ): void {
+    const arena = this.store.arenas[0];
+    const [batch, heads, s, d] = t.q.shape;
+    const [, kvHeads, T] = t.k.shape;
+    const [qBytes, kvBytes, maskBytes] = [4 * batch * heads * s * d, 4 * batch * kvHeads * T * d, 4 * batch * s * T];
+    const D = PREFILL_ATTENTION_DESC;
+    const scratch = this.threads * prefillAttentionScratchBytes(T, d);
+    const at = this.scratch(arena, 4 * D.WORDS + 2 * qBytes + 2 * kvBytes + (t.mask ? maskBytes : 0) + scratch + 64);
+    const desc = at;
+    const q = at + 4 * D.WORDS;
+    const [k, v] = [q + qBytes, q + qBytes + kvBytes];
+    const o = v + kvBytes; // the output
+    const mask = t.mask ? o + qBytes : 0;
+    this.copyIn(b, t.q, arena, q, qBytes);
+    this.copyIn(b, t.k, arena, k, kvBytes);
+    this.copyIn(b, t.v, arena, v, kvBytes);
+    if (t.mask) this.copyIn(b, t.mask, arena, mask, maskBytes);
+    const w = new Int32Array(arena.memory.buffer, desc, D.WORDS);
+    w.set([q, k, v, mask, o, batch, heads, kvHeads, s, T, d, 0, o + qBytes + (t.mask ? maskBytes : 0)]);
+    new Float32Array(arena.memory.buffer, desc, D.WORDS)[D.SCALE] = scale;
+    this.dispatch(OPS.PREFILL_ATTENTION, arena, desc, batch * kvHeads, 1, Infinity, (u0, u1) =>
+      attendPrefill(arena.main, arena.memory, desc, u0, u1, 0),
+    );
+    this.copyOut(b, arena, o, t.out, qBytes);
   }
 
   /** The arena's scratch block of at least `bytes`; a BackendError when the arena has no room left. */

@@ -7,11 +7,12 @@ import { bf16Kernels } from "./kernels.js";
 import { int8Kernels } from "./int8-kernels.js";
 import { kvKernels } from "./kv.js";
 import { ropeKernels } from "./rope.js";
+import { prefillAttentionKernels } from "./prefill-attention-kernel.js";
 import { registerKernelConfigs } from "./register.js";
 
 /** fusekit's backend kernels (wasm and cpu builds of each). */
 export function fusekitKernels(): tf.KernelConfig[] {
-  return [...bf16Kernels, ...ropeKernels, ...kvKernels, ...int8Kernels];
+  return [...bf16Kernels, ...ropeKernels, ...kvKernels, ...int8Kernels, ...prefillAttentionKernels];
 }
 
 let registered = false;

@@ -1,11 +1,13 @@
 // Where packed weights live: the one copy of every bf16 / 8-bit weight, in the layout the kernels read fastest,
 // outside tfjs's heap. A store is a few "arenas", each a WebAssembly.Memory of up to 4 GiB (shared between
 // threads where the platform allows it), so a model may be larger than one wasm heap; a weight lies in one arena.
-// Every thread runs the arena module (bf16.wat + attention.wat + int8.wat + convert.wat) on each arena, so
+// Every thread runs the arena module (bf16.wat + attention.wat + int8.wat + convert.wat + gemm.wat) on each arena, so
 // kernels read weights in place; activations are copied in and out (small beside the weights at decode).
 // tfjs's own heap keeps activations, norms and the KV cache. Hand-written: no npm allocator works over a
 // WebAssembly.Memory handed to other threads.
 import { ARENA_WASM_BASE64 } from "./arena-wasm.js";
+import { ARENA_RELAXED_WASM_BASE64 } from "./arena-relaxed-wasm.js";
+import { relaxedSimd } from "./relaxed-simd.js";
 import { BackendError } from "../errors.js";
 import { bf16Interleaved, deinterleaveBf16 } from "../tensor/bf16.js";
 import type { SharedExports } from "./worker.js";
@@ -35,11 +37,13 @@ function sharedMemoryAvailable(): boolean {
 }
 
 /**
- * The arena module's bytes with its imported memory declared shared or not (the build declares it shared, with
- * 65536 pages at most: limits flag 0x03; unshared is 0x01 with the same limits, so the bytes keep their length).
+ * The arena module's bytes (its relaxed-SIMD build where the runtime has it, src/backend/relaxed-simd.ts) with its
+ * imported memory declared shared or not (the build declares it shared, with 65536 pages at most: limits flag
+ * 0x03; unshared is 0x01 with the same limits, so the bytes keep their length).
  */
 function arenaModuleBytes(shared: boolean): Uint8Array {
-  const bytes = Uint8Array.from(atob(ARENA_WASM_BASE64), (c) => c.charCodeAt(0));
+  const base64 = relaxedSimd() ? ARENA_RELAXED_WASM_BASE64 : ARENA_WASM_BASE64;
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
   if (shared) return bytes;
   // the memory import: "env" "memory", kind 2, then the limits flag
   const pattern = [0x03, 0x65, 0x6e, 0x76, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x03];

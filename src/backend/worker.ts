@@ -8,6 +8,8 @@
 // trapped). The main thread closes the claim word and waits only for the chunks that were claimed, so a
 // worker that wakes late — or is descheduled on a busy machine — is never waited for. ctrl[STOP] ends the loop.
 
+import type { AttentionExports, attendPrefill } from "./prefill-attention.js";
+
 /** Slots of the control array (shared with pool.ts). */
 export const CTRL = {
   SEQ: 0,
@@ -47,12 +49,24 @@ export interface WorkerData {
  * [o0, o1) of y = x · wᵀ for 8-bit block weights W and activations X already quantized (int8.wat). The
  * decoder-layer kernel's phases (src/backend/decoder-layer.ts): MATVECS: columns [o0, o1) of the matrices
  * listed at X (`matvecSpan`); HEADS: KV heads [o0, o1) of a decode step's attention, described at X
- * (`attendKvHeads`).
+ * (`attendKvHeads`). TGEMM: columns [o0, o1) of the tiled prefill GEMM (gemm.wat) from activations X already
+ * packed, each thread in its own scratch (`tgScratchAt`); TGEMM_PEAK: each chunk runs the GEMM's tile `o1 - o0`
+ * times on data in its thread's scratch (the bench's in-cache peak); PREFILL_ATTENTION: KV heads [o0, o1) of a blocked
+ * prefill attention described at X (src/backend/prefill-attention.ts `attendPrefill`).
  */
-export const OPS = { GEMM: 0, READ: 1, GEMM_I8: 3, MATVECS: 4, HEADS: 5 } as const;
+export const OPS = {
+  GEMM: 0,
+  READ: 1,
+  GEMM_I8: 3,
+  MATVECS: 4,
+  HEADS: 5,
+  TGEMM: 7,
+  TGEMM_PEAK: 8,
+  PREFILL_ATTENTION: 9,
+} as const;
 
-/** The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat), as the pool and its workers call them. */
-export interface SharedExports {
+/** The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat), as the pool and its workers call them. */
+export interface SharedExports extends AttentionExports {
   gemmCols(
     x: number,
     w: number,
@@ -74,6 +88,23 @@ export interface SharedExports {
   i8QxBytes(rows: number, n: number): number;
   i8Quant(x: number, qx: number, rows: number, n: number): void;
   i8GemmCols(qx: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
+  tgPackedXBytes(rows: number, n: number): number;
+  tgPackX(x: number, xp: number, rows: number, n: number): void;
+  tgScratchBytes(): number;
+  tgScratchAt(y: number, rows: number, m: number, thread: number): number;
+  tgemmCols(
+    xp: number,
+    w: number,
+    y: number,
+    rows: number,
+    n: number,
+    m: number,
+    o0: number,
+    o1: number,
+    il: number,
+    scratch: number,
+  ): void;
+  tgPeak(scratch: number, reps: number): number;
 }
 
 /** The claim word's low half while no chunk may be taken. */
@@ -206,6 +237,7 @@ export function workerMain(
   take: typeof takeChunk,
   matvecs: typeof matvecSpan,
   attend: typeof attendKvHeads,
+  prefill: typeof attendPrefill,
   workerData: WorkerData,
 ): void {
   const { memories, module, spin, slots: S } = workerData;
@@ -235,7 +267,13 @@ export function workerMain(
         else if (op === 4) matvecs(ex, memory, ctrl[S.X] >>> 0, o0, o1);
         else if (op === 5) attend(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
         else if (op === 3) ex.i8GemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
-        else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
+        else if (op === 9) prefill(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
+        else if (op === 7 || op === 8) {
+          const [y, rows, m] = [ctrl[S.Y] >>> 0, ctrl[S.ROWS], ctrl[S.M]];
+          const scratch = ex.tgScratchAt(y, rows, m, workerData.index);
+          if (op === 8) ex.tgPeak(scratch, o1 - o0);
+          else ex.tgemmCols(ctrl[S.X], ctrl[S.W], y, rows, ctrl[S.N], m, o0, o1, ctrl[S.IL], scratch);
+        } else ex.gemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1, ctrl[S.IL]);
         Atomics.add(ctrl, S.WORKER_CHUNKS, 1);
       } catch {
         Atomics.store(ctrl, S.FAILED, 1); // reported by the main thread; never leave it waiting

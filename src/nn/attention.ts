@@ -1,6 +1,7 @@
 // Scaled dot-product attention with grouped-query heads, shared by every family. The wasm fast path
 // (one 2-D problem per batch row and KV head for long prompts) lives here, not in the model files.
 import { tf } from "../tensor/tf.js";
+import { blockedAttention, blockedAttentionApplies } from "../backend/prefill-attention-kernel.js";
 
 /** `[b, s, heads, d]` → `[b, heads, s, d]`. At s = 1 both have the same memory order: a reshape, no copy (perf). */
 export function headsFirst(t: tf.Tensor): tf.Tensor {
@@ -24,6 +25,8 @@ export function scaledDotProductAttention(
   const kv = k.shape[1];
   const t = k.shape[2];
   const group = h / kv;
+  // prefill on wasm: query × key blocks with an online softmax, no [heads, s, t] scores
+  if (blockedAttentionApplies(q, k, mask)) return blockedAttention(q, k, v, scale, mask);
   if (b * kv > 1 && group * s * t * d >= LOOP_THRESHOLD) return attentionPerGroup(q, k, v, scale, mask);
   let scores = tf.mul(tf.matMul(tf.reshape(q, [b, kv, group * s, d]), k, false, true), scale);
   if (mask) scores = tf.add(tf.reshape(scores, [b, kv, group, s, t]), tf.reshape(mask, [b, 1, 1, s, t]));

@@ -1,0 +1,22 @@
+// Relaxed SIMD (f32x4.relaxed_madd: one fused multiply-add instead of a multiply and an add) where the runtime
+// validates it: on by default in Node 22+ and Chrome 114+, behind --experimental-wasm-relaxed-simd on Node 20.
+// Never required: the prefill kernels (gemm.wat) have a baseline build and a relaxed one, chosen here once.
+
+/** (module (func (param v128 v128 v128) (result v128) (f32x4.relaxed_madd (local.get 0) (local.get 1) (local.get 2)))) */
+const PROBE = Uint8Array.from([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123, 123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2,
+  253, 133, 2, 11,
+]);
+
+let relaxed: boolean | undefined;
+
+/**
+ * Whether the prefill kernels use their relaxed-SIMD build: the runtime validates relaxed_madd and
+ * FUSEKIT_RELAXED_SIMD is not "0". Decided on first use, then fixed for the process (every module and worker
+ * must run the same build, so results do not depend on which thread computed them).
+ */
+export function relaxedSimd(env: NodeJS.ProcessEnv = process.env): boolean {
+  const WA = (globalThis as any).WebAssembly as { validate(bytes: Uint8Array): boolean };
+  relaxed ??= env.FUSEKIT_RELAXED_SIMD !== "0" && WA.validate(PROBE);
+  return relaxed;
+}
