@@ -6,6 +6,7 @@ import { tf } from "./tensor/tf.js";
 import { mountFiles, registerGrowableMemory } from "./browser/node/fs.js";
 import type { CheckpointSource } from "./browser/source.js";
 import { kernelPool } from "./backend/pool.js";
+import { relaxedSimd } from "./backend/relaxed-simd.js";
 import { MAX_ARENAS, openedArenas } from "./backend/weight-store.js";
 import { ArgumentError } from "./errors.js";
 
@@ -40,13 +41,15 @@ export function mountCheckpoint(source: CheckpointSource, name = `checkpoint-${+
 
 /**
  * How the kernels run in this page: on Web Workers over shared memory (cross-origin isolated), or on one
- * thread; `workerChunks` counts the pieces of work the workers have computed so far.
+ * thread; `workerChunks` counts the pieces of work the workers have computed so far; `relaxedSimd`, whether the
+ * prefill kernels run their relaxed-SIMD build (`setRelaxedSimd`).
  */
 export function kernelRuntime(): {
   threads: number;
   crossOriginIsolated: boolean;
   mode: "workers" | "one thread";
   workerChunks: number;
+  relaxedSimd: boolean;
 } {
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
   const pool = kernelPool();
@@ -56,5 +59,6 @@ export function kernelRuntime(): {
     crossOriginIsolated: isolated,
     mode: threads > 1 ? "workers" : "one thread",
     workerChunks: pool?.workerChunks ?? 0,
+    relaxedSimd: relaxedSimd(),
   };
 }

@@ -9,6 +9,7 @@ export * from "./errors.js";
 export { tf } from "./tensor/tf.js";
 export { setBackend, getBackend, BACKENDS, type BackendName } from "./backend/backend.js";
 export { setKernelThreads, kernelThreads } from "./backend/pool.js";
+export { setRelaxedSimd, relaxedSimd } from "./backend/relaxed-simd.js";
 export type { StorageDtype } from "./tensor/dtypes.js";
 
 // ── Modules: the building blocks of models and of the classes a patch puts in ────────────────────────────

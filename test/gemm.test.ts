@@ -130,13 +130,16 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
  * A child process (against dist/) that computes x · wᵀ for [rows, n] · [m, n]ᵀ with deterministic operands on the
  * wasm backend and prints its build ("relaxed" / "baseline") and the result's bits. `relaxed`: the V8 flag
  * that Node 20 needs is set before anything compiles; otherwise FUSEKIT_RELAXED_SIMD=0 picks the baseline.
+ * `choose`: the child calls setRelaxedSimd(choose) first (with the flag set), and after the matmul tries the
+ * other build, printing the error it gets.
  */
-function childMatmul(relaxed: boolean, rows: number, n: number, m: number) {
+function childMatmul(relaxed: boolean, rows: number, n: number, m: number, choose?: boolean) {
   const script = `
 import v8 from "node:v8";
 ${relaxed ? 'v8.setFlagsFromString("--experimental-wasm-relaxed-simd");' : ""}
 const { bf16MatMul, setBackend, storeWords, tf, packBf16, Rng } = await import("${path.join(root, "dist/src/internals.js")}");
-const { relaxedSimd } = await import("${path.join(root, "dist/src/backend/relaxed-simd.js")}");
+const { relaxedSimd, setRelaxedSimd } = await import("${path.join(root, "dist/src/backend/relaxed-simd.js")}");
+${choose === undefined ? "" : `setRelaxedSimd(${choose});`}
 await setBackend("wasm");
 const rng = new Rng(11);
 const w = Float32Array.from({ length: ${m * n} }, () => 0.1 * rng.normal());
@@ -144,14 +147,16 @@ const bits = new Uint32Array(w.buffer);
 for (let i = 0; i < bits.length; i++) bits[i] &= 0xffff0000;
 const x = Float32Array.from({ length: ${rows * n} }, () => rng.normal());
 const y = bf16MatMul(tf.tensor2d(x, [${rows}, ${n}]), storeWords(packBf16(w).packed, [${m}, ${n / 2}], "bf16"));
-console.log(JSON.stringify({ build: relaxedSimd() ? "relaxed" : "baseline", y: Array.from(y.dataSync()) }));
+let late = "";
+${choose === undefined ? "" : `try { setRelaxedSimd(${!choose}); } catch (e) { late = e.name + ": " + e.message; }`}
+console.log(JSON.stringify({ build: relaxedSimd() ? "relaxed" : "baseline", y: Array.from(y.dataSync()), late }));
 `;
   const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
     cwd: root,
     env: { ...process.env, FUSEKIT_RELAXED_SIMD: relaxed ? "" : "0" },
     encoding: "utf8",
   });
-  return JSON.parse(out.trim().split("\n").pop()!) as { build: string; y: number[] };
+  return JSON.parse(out.trim().split("\n").pop()!) as { build: string; y: number[]; late: string };
 }
 
 describe("the GEMM's relaxed-SIMD build (f32x4.relaxed_madd)", () => {
@@ -178,5 +183,21 @@ describe("the GEMM's relaxed-SIMD build (f32x4.relaxed_madd)", () => {
         }
       expect(worst).toBeLessThanOrEqual(1);
     }
+  }, 60000);
+
+  it("setRelaxedSimd chooses the build before the first kernel runs (a page's FUSEKIT_RELAXED_SIMD), never after", () => {
+    const [rows, n, m] = [9, 264, 16];
+    const base = childMatmul(false, rows, n, m);
+    const chosenBase = childMatmul(true, rows, n, m, false); // the runtime has relaxed SIMD; the baseline asked for
+    expect(chosenBase.build).toBe("baseline");
+    expect(chosenBase.y).toEqual(base.y); // the baseline's bits
+    expect(chosenBase.late).toBe(
+      "BackendError: setRelaxedSimd(true): the prefill kernels already run their baseline build in this process; " +
+        "choose before the first model runs",
+    );
+    const chosenRelaxed = childMatmul(true, rows, n, m, true);
+    expect(chosenRelaxed.build).toBe("relaxed");
+    expect(chosenRelaxed.y).not.toEqual(base.y); // one rounding per multiply-add: other bits
+    expect(chosenRelaxed.late).toMatch(/^BackendError: setRelaxedSimd\(false\): .* their relaxed-SIMD build/);
   }, 60000);
 });

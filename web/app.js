@@ -17,13 +17,17 @@ function setStatus(text, progress) {
 }
 
 async function load() {
-  const backend = await fusekit.setBackend(new URLSearchParams(location.search).get("backend") ?? "wasm");
+  const params = new URLSearchParams(location.search);
+  // ?relaxed-simd=0 keeps the prefill kernels' baseline build: the same bits as a runtime without relaxed SIMD
+  if (params.has("relaxed-simd")) fusekit.setRelaxedSimd(params.get("relaxed-simd") !== "0");
+  const backend = await fusekit.setBackend(params.get("backend") ?? "wasm");
   $("backend").textContent = backend;
   const rt = fusekit.kernelRuntime();
   $("runtime").textContent =
-    rt.mode === "workers"
+    (rt.mode === "workers"
       ? `${rt.threads} threads (Web Workers over shared memory)`
-      : `one thread (${rt.crossOriginIsolated ? "one core asked for" : "the page is not cross-origin isolated"})`;
+      : `one thread (${rt.crossOriginIsolated ? "one core asked for" : "the page is not cross-origin isolated"})`) +
+    (rt.relaxedSimd ? ", relaxed SIMD" : ", SIMD128");
   setStatus("reading the checkpoint…", 0);
   demo.timings.backend = performance.now();
   demo.dir = fusekit.mountCheckpoint(await fusekit.sourceFromUrl("./model/"), "served");
