@@ -216,6 +216,30 @@ console.log(pool.workerChunks > 0);
   }, 60000);
 });
 
+describe("loading a model", () => {
+  it.each([
+    ["bf16", "2 true"],
+    ["f32", "none"],
+  ])(
+    "with %s weights on wasm: the pool's threads start while the weights are read (%s)",
+    async (storage, expected) => {
+      const script = `
+import { AutoModelForCausalLM, defaultModelDir, setBackend } from "${path.join(root, "dist/src/index.js")}";
+import { startedKernelPool } from "${path.join(root, "dist/src/backend/pool.js")}";
+await setBackend("wasm");
+const model = await AutoModelForCausalLM.fromPretrained(await defaultModelDir(), { weightStorage: "${storage}" });
+const pool = startedKernelPool(); // before any forward
+console.log(pool ? pool.threads + " " + pool.workersStarted() : "none");
+model.dispose();
+`;
+      const { code, out } = await runNode(script, { FUSEKIT_THREADS: "2" });
+      expect(out.trim()).toBe(expected);
+      expect(code).toBe(0);
+    },
+    60000,
+  );
+});
+
 describe("a pool whose workers are late (a busy machine)", () => {
   beforeAll(async () => {
     await setBackend("wasm");

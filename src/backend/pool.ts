@@ -398,6 +398,9 @@ export function kernelPool(): KernelPool {
   return (pool ??= startPool(threadsFromEnv()));
 }
 
+/** The process's pool if something started it, without starting one. */
+export const startedKernelPool = (): KernelPool | undefined => pool;
+
 function startPool(threads: number): KernelPool {
   const store = weightStore();
   if (threads < 2) return new KernelPool(1, store);

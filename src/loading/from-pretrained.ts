@@ -6,7 +6,8 @@ import type { PreTrainedModel } from "./pretrained.js";
 import { CheckpointReader, CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, readConfigJson } from "../io/checkpoint.js";
 import { readCompanionFiles } from "../io/companions.js";
 import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
-import { ensureBackend } from "../backend/backend.js";
+import { ensureBackend, getBackend } from "../backend/backend.js";
+import { kernelPool } from "../backend/pool.js";
 import { applyKernelsAfterLoad } from "../hub/kernelize.js";
 import { getKernelMapping, useKernelMapping, type KernelMapping } from "../hub/mapping.js";
 import { ensureFunctionKernels } from "../hub/functions.js";
@@ -90,6 +91,8 @@ async function load(dir: string, options: Readonly<FromPretrainedOptions>): Prom
     const kernelMapping = options.useKernels ? (getKernelMapping() as KernelMapping) : undefined;
     const memoryPlan = planMemoryForLoad(model, reader, raw, conversions, options);
     if (memoryPlan.storage === "int8") quantizeWeightsOnLoad(model);
+    // the kernel threads start now and instantiate their modules while the weights are read, not in the first forward
+    if (memoryPlan.storage !== "f32" && getBackend() === "wasm") kernelPool();
     const companions = settled(readCompanionFiles(dir)); // read while the weights are
     const report = await loadWeights(model, source, {
       conversions,
