@@ -177,15 +177,22 @@ export async function pageCacheReadSpeed(file: string, repeats: number): Promise
  * model, no plan. Unlike `readOnce` it pays for the kernel faulting in (and zeroing) a fresh page per 4 KiB, which
  * on these VMs costs several times the copy; so it is the fastest any loader can place these bytes here.
  */
+const MEMORY_BYTES = 2 ** 32;
+
 async function readFreshOnce(dir: string): Promise<number> {
   const reader = await CheckpointReader.open(dir);
   try {
     const sizes = reader.keys().map((k) => [k, reader.infos.get(k)!.end - reader.infos.get(k)!.begin] as const);
     const total = sizes.reduce((n, [, size]) => n + size, 0);
-    const memory = new WebAssembly.Memory({ initial: Math.ceil(total / 65536) }); // not yet faulted in
-    let at = 0;
+    // memories of up to 4 GiB (wasm32's limit; the store's arenas), not yet faulted in; a tensor never straddles two
+    const memories: WebAssembly.Memory[] = [];
+    let at = MEMORY_BYTES;
     const targets = sizes.map(([k, size]): [string, () => Uint8Array] => {
-      const from = at;
+      if (at + size > MEMORY_BYTES) {
+        memories.push(new WebAssembly.Memory({ initial: Math.ceil(Math.min(MEMORY_BYTES, total) / 65536) }));
+        at = 0;
+      }
+      const [memory, from] = [memories[memories.length - 1], at];
       at += size;
       return [k, () => new Uint8Array(memory.buffer, from, size)];
     });
