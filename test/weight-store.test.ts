@@ -3,7 +3,15 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { AutoModelForCausalLM, DynamicCache, setBackend, tf } from "fusekit";
 import { interleaveBf16, deinterleaveBf16 } from "../src/tensor/bf16.js";
-import { storeWords, storedRowMajor, weightStore } from "../src/backend/weight-store.js";
+import {
+  ARENA_WEIGHT_BYTES,
+  WeightStore,
+  storeWords,
+  storedRowMajor,
+  weightStore,
+} from "../src/backend/weight-store.js";
+import { kernelPool, setActivationBlockBytes, setParallelMinMacs } from "../src/backend/pool.js";
+import { bf16MatMul, int8MatMul, int8Shape, packBf16, quantizeInt8, Rng } from "fusekit/internals";
 import { defaultModelDir } from "../src/presets/presets.js";
 
 describe("the weight store (wasm)", () => {
@@ -61,6 +69,58 @@ describe("the weight store (wasm)", () => {
       }
       w.release();
       expect(() => w.words()).toThrow(/released/);
+    }
+  });
+
+  it("leaves the top of every arena to activations: weights stop below it, a kernel's scratch still fits", () => {
+    const store = new WeightStore(1);
+    const row = 2 ** 18; // words: 1 MiB a row
+    const big = store.alloc([ARENA_WEIGHT_BYTES / 2 ** 20 - 1, row], "bf16"); // all but 1 MiB of the weights' room
+    try {
+      expect(() => store.alloc([2, row], "bf16")).toThrow(
+        "no room for a bf16 weight of 2.0 MiB: the weight store's 1 arenas (3.75 GiB of weights each) hold 3.75 GiB",
+      );
+      const small = store.alloc([1, row / 2], "bf16"); // what is left below the reserve still takes weights
+      const arena = store.arenas[0];
+      const scratch = arena.scratchAt(200 * 2 ** 20); // activations: on into the reserve above them
+      expect(scratch! + 200 * 2 ** 20).toBeGreaterThan(ARENA_WEIGHT_BYTES);
+      expect(arena.scratchAt(300 * 2 ** 20)).toBeUndefined(); // past the arena's 4 GiB
+      small.release();
+    } finally {
+      big.release();
+    }
+  });
+
+  it("splits a long prompt's matmul rows in blocks that fit the reserve, with the same bits as one call", () => {
+    const rng = new Rng(5);
+    const [n, m] = [96, 40];
+    const w = Float32Array.from({ length: m * n }, () => 0.1 * rng.normal());
+    const bf16 = storeWords(packBf16(w).packed, [m, n / 2], "bf16");
+    const int8 = storeWords(quantizeInt8(w, m, n), int8Shape(m, n), "int8");
+    const minMacs = setParallelMinMacs(0); // on the pool's threads too
+    try {
+      for (const rows of [7, 37]) {
+        // 7 rows: the row-streaming kernel; 37: the tiled GEMM
+        const x = tf.tensor2d(
+          Float32Array.from({ length: rows * n }, () => rng.normal()),
+          [rows, n],
+        );
+        const whole = [bf16MatMul(x, bf16).dataSync().slice(), int8MatMul(x, int8).dataSync().slice()];
+        const prev = setActivationBlockBytes(4 * (2 * n + m) * 4); // a few rows a block
+        try {
+          const jobs = kernelPool().jobs;
+          expect(bf16MatMul(x, bf16).dataSync()).toEqual(whole[0]);
+          expect(int8MatMul(x, int8).dataSync()).toEqual(whole[1]);
+          expect(kernelPool().jobs - jobs).toBe(2 * Math.ceil(rows / 4)); // blocks of 4 rows, each its own job
+        } finally {
+          setActivationBlockBytes(prev);
+        }
+        x.dispose();
+      }
+    } finally {
+      setParallelMinMacs(minMacs);
+      bf16.release();
+      int8.release();
     }
   });
 });

@@ -2,7 +2,7 @@
 // kernel's attention reads and appends them on every core. Same layout as the cache's tfjs buffers for one sequence
 // ([kvHeads, capacity, d] float32, rows [0, length) valid), grown by doubling; the values are copies, so
 // moving a layer between the two homes is exact.
-import type { Arena } from "./weight-store.js";
+import { ARENA_WEIGHT_BYTES, type Arena } from "./weight-store.js";
 
 export class PoolKV {
   keys: number;
@@ -17,8 +17,9 @@ export class PoolKV {
     public length: number,
   ) {
     this.capacity = capacity;
-    const keys = arena.alloc(this.bytes(capacity));
-    const values = keys === undefined ? undefined : arena.alloc(this.bytes(capacity));
+    // below the arena's activation reserve, as weights are: the kernels' activations keep their room
+    const keys = arena.alloc(this.bytes(capacity), ARENA_WEIGHT_BYTES);
+    const values = keys === undefined ? undefined : arena.alloc(this.bytes(capacity), ARENA_WEIGHT_BYTES);
     if (keys === undefined || values === undefined) {
       if (keys !== undefined) arena.release(keys);
       throw new RangeError("no room in the arena");

@@ -10,7 +10,13 @@ import type { tf } from "../tensor/tf.js";
 import { BackendError } from "../errors.js";
 import { bf16Interleaved } from "../tensor/bf16.js";
 import { heapOffset, type WasmBackend } from "./heap.js";
-import { weightStore, type Arena, type StoredWeight, type WeightStore } from "./weight-store.js";
+import {
+  ACTIVATION_RESERVE_BYTES,
+  weightStore,
+  type Arena,
+  type StoredWeight,
+  type WeightStore,
+} from "./weight-store.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
 import { CLOSED_CHUNK, CTRL, OPS, type WorkerData } from "./worker.js";
 import { startKernelWorker, THREAD_MAY_BLOCK, type KernelWorker } from "./worker-host.js";
@@ -148,17 +154,19 @@ export class KernelPool {
     m: number,
   ): void {
     const arena = w.arena;
-    const xBytes = rows * n * 4;
-    const xAt = this.scratch(arena, xBytes + rows * m * 4);
-    const yAt = xAt + xBytes;
-    this.copyIn(b, x, arena, xAt, xBytes);
-    const c = this.ctrl;
-    const il = bf16Interleaved(m, n) ? 1 : 0;
-    [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M], c[CTRL.IL]] = [w.at, yAt, rows, n, m, il];
-    this.dispatch(OPS.GEMM, arena, xAt, m, 8, rows * n * m, (o0, o1) =>
-      arena.main.gemmCols(xAt, w.at, yAt, rows, n, m, o0, o1, il),
-    );
-    this.copyOut(b, arena, yAt, out, rows * m * 4);
+    inRowBlocks(rows, (n + m) * 4, (r0, rows) => {
+      const xBytes = rows * n * 4;
+      const xAt = this.scratch(arena, xBytes + rows * m * 4);
+      const yAt = xAt + xBytes;
+      this.copyIn(b, x, arena, xAt, xBytes, r0 * n * 4);
+      const c = this.ctrl;
+      const il = bf16Interleaved(m, n) ? 1 : 0;
+      [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M], c[CTRL.IL]] = [w.at, yAt, rows, n, m, il];
+      this.dispatch(OPS.GEMM, arena, xAt, m, 8, rows * n * m, (o0, o1) =>
+        arena.main.gemmCols(xAt, w.at, yAt, rows, n, m, o0, o1, il),
+      );
+      this.copyOut(b, arena, yAt, out, rows * m * 4, r0 * m * 4);
+    });
   }
 
   /**
@@ -167,19 +175,21 @@ export class KernelPool {
    */
   gemmInt8(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number) {
     const arena = w.arena;
-    const xBytes = rows * n * 4;
-    const qBytes = arena.main.i8QxBytes(rows, n);
-    const xAt = this.scratch(arena, xBytes + qBytes + rows * m * 4 + 64);
-    const qAt = Math.ceil((xAt + xBytes) / 64) * 64;
-    const yAt = qAt + qBytes;
-    this.copyIn(b, x, arena, xAt, xBytes);
-    arena.main.i8Quant(xAt, qAt, rows, n);
-    const c = this.ctrl;
-    [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M]] = [w.at, yAt, rows, n, m];
-    this.dispatch(OPS.GEMM_I8, arena, qAt, m, 8, rows * n * m, (o0, o1) =>
-      arena.main.i8GemmCols(qAt, w.at, yAt, rows, n, m, o0, o1),
-    );
-    this.copyOut(b, arena, yAt, out, rows * m * 4);
+    inRowBlocks(rows, (n + m) * 4 + arena.main.i8QxBytes(1, n), (r0, rows) => {
+      const xBytes = rows * n * 4;
+      const qBytes = arena.main.i8QxBytes(rows, n);
+      const xAt = this.scratch(arena, xBytes + qBytes + rows * m * 4 + 64);
+      const qAt = Math.ceil((xAt + xBytes) / 64) * 64;
+      const yAt = qAt + qBytes;
+      this.copyIn(b, x, arena, xAt, xBytes, r0 * n * 4);
+      arena.main.i8Quant(xAt, qAt, rows, n);
+      const c = this.ctrl;
+      [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M]] = [w.at, yAt, rows, n, m];
+      this.dispatch(OPS.GEMM_I8, arena, qAt, m, 8, rows * n * m, (o0, o1) =>
+        arena.main.i8GemmCols(qAt, w.at, yAt, rows, n, m, o0, o1),
+      );
+      this.copyOut(b, arena, yAt, out, rows * m * 4, r0 * m * 4);
+    });
   }
 
   /**
@@ -190,22 +200,24 @@ export class KernelPool {
   gemmTiled(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number) {
     const arena = w.arena;
     const ex = arena.main;
-    const xBytes = rows * n * 4;
-    const pBytes = ex.tgPackedXBytes(rows, n);
-    const yBytes = rows * m * 4;
-    const xAt = this.scratch(arena, xBytes + pBytes + yBytes + 128 + this.threads * ex.tgScratchBytes());
-    const pAt = Math.ceil((xAt + xBytes) / 64) * 64;
-    const yAt = pAt + pBytes;
-    this.copyIn(b, x, arena, xAt, xBytes);
-    ex.tgPackX(xAt, pAt, rows, n);
-    const c = this.ctrl;
-    const il = bf16Interleaved(m, n) ? 1 : 0;
-    [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M], c[CTRL.IL]] = [w.at, yAt, rows, n, m, il];
-    const scratch = ex.tgScratchAt(yAt, rows, m, 0);
-    this.dispatch(OPS.TGEMM, arena, pAt, m, 8, rows * n * m, (o0, o1) =>
-      ex.tgemmCols(pAt, w.at, yAt, rows, n, m, o0, o1, il, scratch),
-    );
-    this.copyOut(b, arena, yAt, out, yBytes);
+    inRowBlocks(rows, (2 * n + m) * 4, (r0, rows) => {
+      const xBytes = rows * n * 4;
+      const pBytes = ex.tgPackedXBytes(rows, n);
+      const yBytes = rows * m * 4;
+      const xAt = this.scratch(arena, xBytes + pBytes + yBytes + 128 + this.threads * ex.tgScratchBytes());
+      const pAt = Math.ceil((xAt + xBytes) / 64) * 64;
+      const yAt = pAt + pBytes;
+      this.copyIn(b, x, arena, xAt, xBytes, r0 * n * 4);
+      ex.tgPackX(xAt, pAt, rows, n);
+      const c = this.ctrl;
+      const il = bf16Interleaved(m, n) ? 1 : 0;
+      [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M], c[CTRL.IL]] = [w.at, yAt, rows, n, m, il];
+      const scratch = ex.tgScratchAt(yAt, rows, m, 0);
+      this.dispatch(OPS.TGEMM, arena, pAt, m, 8, rows * n * m, (o0, o1) =>
+        ex.tgemmCols(pAt, w.at, yAt, rows, n, m, o0, o1, il, scratch),
+      );
+      this.copyOut(b, arena, yAt, out, yBytes, r0 * m * 4);
+    });
   }
 
   /**
@@ -229,14 +241,14 @@ export class KernelPool {
   /**
    * Blocked attention at prefill on every thread, one KV head (of one batch row) per chunk, for tfjs-wasm
    * tensors q [b, heads, s, d], k / v [b, kvHeads, T, d], the additive mask [b, 1, s, T] (or none), out
-   * [b, heads, s, d] (allocated); they are copied into the first arena's scratch and back.
+   * [b, heads, s, d] (allocated); they are copied into the scratch of the arena with the most room and back.
    */
   prefillAttention(
     b: WasmBackend,
     t: { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; mask?: tf.TensorInfo; out: tf.TensorInfo },
     scale: number,
   ): void {
-    const arena = this.store.arenas[0];
+    const arena = this.store.arenas.reduce((a, b) => (b.used < a.used ? b : a)); // the first when there is a tie
     const [batch, heads, s, d] = t.q.shape;
     const [, kvHeads, T] = t.k.shape;
     const [qBytes, kvBytes, maskBytes] = [4 * batch * heads * s * d, 4 * batch * kvHeads * T * d, 4 * batch * s * T];
@@ -271,14 +283,14 @@ export class KernelPool {
     return at;
   }
 
-  /** `bytes` of tfjs tensor `t` (in the tfjs heap) copied to `at` in `arena`. */
-  copyIn(b: WasmBackend, t: tf.TensorInfo, arena: Arena, at: number, bytes: number): void {
-    arena.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t), bytes));
+  /** `bytes` of tfjs tensor `t` (in the tfjs heap), `from` bytes in, copied to `at` in `arena`. */
+  copyIn(b: WasmBackend, t: tf.TensorInfo, arena: Arena, at: number, bytes: number, from = 0): void {
+    arena.bytes(at, bytes).set(new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) + from, bytes));
   }
 
-  /** `bytes` at `at` in `arena` copied into tfjs tensor `t`. */
-  copyOut(b: WasmBackend, arena: Arena, at: number, t: tf.TensorInfo, bytes: number): void {
-    new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t), bytes).set(arena.bytes(at, bytes));
+  /** `bytes` at `at` in `arena` copied into tfjs tensor `t`, `to` bytes in. */
+  copyOut(b: WasmBackend, arena: Arena, at: number, t: tf.TensorInfo, bytes: number, to = 0): void {
+    new Uint8Array(b.wasm.asm.memory.buffer, heapOffset(b, t) + to, bytes).set(arena.bytes(at, bytes));
   }
 
   /**
@@ -380,6 +392,26 @@ export class KernelPool {
     Atomics.notify(this.ctrl, CTRL.SEQ);
     for (const w of this.workers) void w.terminate();
   }
+}
+
+/** Activation bytes one matmul call takes at most in its arena: a quarter of the room weights leave free there. */
+let blockBytes = ACTIVATION_RESERVE_BYTES / 4;
+
+/** Sets the activation bytes of one matmul call (its rows go in blocks beyond that); returns the previous value (tests). */
+export function setActivationBlockBytes(bytes: number): number {
+  const prev = blockBytes;
+  blockBytes = bytes;
+  return prev;
+}
+
+/**
+ * Runs `call` over [0, rows) in blocks of rows whose activations (`bytesPerRow` each) fit the block bytes
+ * (multiples of 4 rows; all of them at once for any ordinary prompt). The matmuls sum each output row alone, in
+ * an order that does not depend on the rows beside it, so the blocks give the same bits as one call.
+ */
+function inRowBlocks(rows: number, bytesPerRow: number, call: (r0: number, rows: number) => void): void {
+  const block = Math.max(4, Math.floor(blockBytes / bytesPerRow / 4) * 4);
+  for (let r0 = 0; r0 < rows; r0 += block) call(r0, Math.min(block, rows - r0));
 }
 
 let pool: KernelPool | undefined;

@@ -19,6 +19,14 @@ const ALIGN = 64;
 const ARENA_PAGES = 65536;
 /** Arenas a store can open: 6 × 4 GiB covers any model this machine's 24 GiB can hold. */
 export const MAX_ARENAS = 6;
+/**
+ * The top of every arena that weights leave free: the kernels' activations must be in the weight's own arena (a
+ * kernel reads one memory), so a full arena still has room for them. Costs nothing until used (memories grow
+ * on demand). The pool splits a matmul's rows so one call needs at most a quarter of it (src/backend/pool.ts).
+ */
+export const ACTIVATION_RESERVE_BYTES = 256 * 2 ** 20;
+/** Bytes of weights one arena holds at most. */
+export const ARENA_WEIGHT_BYTES = ARENA_PAGES * PAGE - ACTIVATION_RESERVE_BYTES;
 
 interface WasmMemory {
   readonly buffer: ArrayBufferLike;
@@ -72,10 +80,10 @@ export class Arena {
     this.main = new WA.Instance(module, { env: { memory: this.memory } }).exports as SharedExports;
   }
 
-  /** A block of `bytes` (64-byte aligned), or undefined when the arena cannot hold it. */
-  alloc(bytes: number): number | undefined {
+  /** A block of `bytes` (64-byte aligned) ending at most at `limit`, or undefined when the arena cannot hold it. */
+  alloc(bytes: number, limit = ARENA_PAGES * PAGE): number | undefined {
     const size = Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN;
-    const i = this.free.findIndex((b) => b.size >= size);
+    const i = this.free.findIndex((b) => b.size >= size && b.at + size <= limit);
     let at: number;
     if (i >= 0) {
       at = this.free[i].at;
@@ -83,7 +91,7 @@ export class Arena {
       else this.free.splice(i, 1);
     } else {
       at = this.top;
-      if (at + size > ARENA_PAGES * PAGE) return undefined;
+      if (at + size > limit) return undefined;
       const need = at + size - this.memory.buffer.byteLength;
       try {
         if (need > 0) this.memory.grow(Math.ceil(need / PAGE));
@@ -197,12 +205,12 @@ export class WeightStore {
   alloc(shape: readonly [number, number], kind: StoredKind, preferred?: Arena): StoredWeight {
     const bytes = shape[0] * shape[1] * 4;
     for (const arena of [...(preferred ? [preferred] : []), ...this.arenas]) {
-      const at = arena.alloc(bytes);
+      const at = arena.alloc(bytes, ARENA_WEIGHT_BYTES);
       if (at !== undefined) return new StoredWeight(arena, at, shape, kind);
     }
     throw new BackendError(
       `no room for a ${kind} weight of ${(bytes / 2 ** 20).toFixed(1)} MiB: the weight store's ${this.arenas.length} ` +
-        `arenas of 4 GiB hold ${(this.used / 2 ** 30).toFixed(2)} GiB`,
+        `arenas (${(ARENA_WEIGHT_BYTES / 2 ** 30).toFixed(2)} GiB of weights each) hold ${(this.used / 2 ** 30).toFixed(2)} GiB`,
     );
   }
 

@@ -17,7 +17,7 @@ import { packableWeights } from "../nn/storage.js";
 import type { ConversionRule } from "../conversion/rules.js";
 import { planConversions } from "../conversion/apply.js";
 import { bf16KernelsAvailable } from "../backend/kernels.js";
-import { MAX_ARENAS } from "../backend/weight-store.js";
+import { ARENA_WEIGHT_BYTES, MAX_ARENAS } from "../backend/weight-store.js";
 
 /**
  * "auto": packed bf16 when exact (BF16 checkpoint) or when float32 would not fit; else float32. "int8": 8-bit
@@ -118,7 +118,7 @@ const MIN_CONTEXT = 256;
  */
 export function backendLimits(backend: string, bf16: boolean): BackendLimits {
   if (backend === "wasm") {
-    const storeBytes = Math.min(MAX_ARENAS * 4 * 2 ** 30, os.totalmem());
+    const storeBytes = Math.min(MAX_ARENAS * ARENA_WEIGHT_BYTES, os.totalmem());
     return { backend, ceilingBytes: WASM_HEAP_BYTES, bf16, packedCopy: true, storeBytes };
   }
   return {
