@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AutoModelForCausalLM,
   CheckpointReader,
+  DynamicCache,
   Qwen3Config,
   ShapeError,
   WeightStorageError,
@@ -21,6 +22,7 @@ import {
   storeWords,
   storeWeightsAs,
   tf,
+  weightStore,
   type PreTrainedModel,
   type StoredWeight,
 } from "fusekit/internals";
@@ -303,6 +305,45 @@ describe.each(["wasm", "cpu"])("FP8 checkpoints kept as stored on %s", (backend)
     } finally {
       model.dispose();
     }
+  });
+
+  it("keeps each FP8 weight once, in the weight store: the file's codes and scales in one block, none in tfjs's heap, none copied by decoding, all given back", async () => {
+    const dir = await fp8Checkpoint(13);
+    const stored = await fp8Tensors(dir);
+    const store = weightStore();
+    const [storeBefore, tfBefore] = [store.used, tf.memory().numBytes];
+    const model = await AutoModelForCausalLM.fromPretrained(dir);
+    const block = (bytes: number) => Math.ceil(bytes / 64) * 64;
+    let blocks = 0;
+    let fp8Bytes = 0;
+    for (const [k, p] of model.namedParameters()) {
+      const c = stored.get(k);
+      if (!c) {
+        if (p.packed) blocks += block(p.numel * 2);
+        continue;
+      }
+      const w = p.fp8Weight;
+      const codes = new Uint8Array(w.words().buffer, w.at, c.m * c.n);
+      expect(Buffer.from(codes).equals(Buffer.from(c.codes)), k).toBe(true); // the file's bytes, as they were
+      expect(w.scales!.at, k).toBe(w.at + block(c.m * c.n)); // the scales right after the codes
+      expect(Array.from(w.scaleValues()), k).toEqual(Array.from(c.scales));
+      expect(w.bytes, k).toBe(block(c.m * c.n) + c.scales.length * 4);
+      blocks += block(w.bytes);
+      fp8Bytes += c.m * c.n + c.scales.length * 4;
+    }
+    expect(store.used - storeBefore).toBe(blocks);
+    // tfjs keeps the norms only
+    const norms = model.parameters().filter((p) => !p.packed && !p.fp8);
+    expect(tf.memory().numBytes - tfBefore).toBe(norms.reduce((n, p) => n + p.numel * 4, 0));
+    const cache = new DynamicCache();
+    for (const ids of [[[5, 17, 3, 42, 8, 60, 1, 2, 9]], [[11]], [[12]]]) {
+      const { logits } = model.forward({ inputIds: ids, pastKeyValues: cache, useCache: true, logitsToKeep: 1 });
+      logits.dispose();
+    }
+    cache.dispose();
+    expect(store.used - storeBefore - blocks).toBeLessThan(fp8Bytes / 4); // activation scratch, not a weight copy
+    model.dispose();
+    expect(store.used - storeBefore).toBeLessThan(fp8Bytes / 4);
   });
 
   it("the forward equals a float32 model holding the widened weights, within float32 summation", async () => {

@@ -65,16 +65,7 @@ export function storeWeightsAs(
   const report: StoreWeightsReport = { converted: [], skipped: [], rounded: 0, bytesBefore: 0, bytesAfter: 0 };
   const params = weightParameters(model);
 
-  if (storage === "f32") {
-    for (const [name, p] of params) {
-      if (!p.packed && !p.quantized && !p.fp8) continue;
-      report.bytesBefore += storedBytes(p);
-      p.unpack();
-      report.bytesAfter += p.numel * 4;
-      report.converted.push(name);
-    }
-    return report;
-  }
+  if (storage === "f32") return unpackWeights(params, report);
   if (storage === "int8") return quantizeWeights(params, report);
 
   checkBf16Backend();
@@ -136,6 +127,18 @@ function storedBytes(p: Parameter): number {
   if (p.quantized) return p.int8Shape![0] * p.int8Shape![1] * 4;
   if (p.fp8) return p.fp8Weight.bytes;
   return p.numel * 4;
+}
+
+/** storeWeightsAs(…, "f32"): every weight in another storage, back to float32 (exact). */
+function unpackWeights(params: [string, Parameter][], report: StoreWeightsReport): StoreWeightsReport {
+  for (const [name, p] of params) {
+    if (!p.packed && !p.quantized && !p.fp8) continue;
+    report.bytesBefore += storedBytes(p);
+    p.unpack();
+    report.bytesAfter += p.numel * 4;
+    report.converted.push(name);
+  }
+  return report;
 }
 
 /** storeWeightsAs(…, "int8"): every 2-D transposed weight, from whatever storage it is in. */
