@@ -15,6 +15,7 @@ import {
   fp8Embedding,
   fp8MatMul,
   packBf16,
+  planMemory,
   quantizeToFp8,
   setBackend,
   setKernelThreads,
@@ -25,6 +26,7 @@ import {
   weightStore,
   type PreTrainedModel,
   type StoredWeight,
+  type WeightEntry,
 } from "fusekit/internals";
 import { kernelPool, setParallelMinMacs } from "../src/backend/pool.js";
 import { referenceFp8 } from "./fixtures/fuzz-helpers.js";
@@ -412,6 +414,38 @@ describe("values set on a weight kept as FP8 (cpu)", () => {
     } finally {
       model.dispose();
     }
+  });
+});
+
+describe("the memory plan of FP8 storage", () => {
+  it("counts codes + scales for kept weights, bf16 for the BF16 ones, float32 (and wasm's copy) for the rest", () => {
+    const entry = (name: string, numel: number, storedDtype: "BF16" | "F32", fp8Bytes?: number): WeightEntry => ({
+      name,
+      numel,
+      storedDtype,
+      packable: name !== "norm",
+      fp8Bytes,
+      matmul: name !== "norm",
+    });
+    // q [256, 128] in 128 × 128 blocks: 2 × 1 scales; down [128, 384]: 1 × 3
+    const weights = [
+      entry("q", 256 * 128, "BF16", 256 * 128 + 2 * 4),
+      entry("down", 128 * 384, "BF16", 128 * 384 + 3 * 4),
+      entry("embed", 1000 * 128, "BF16"),
+      entry("head", 1000 * 128, "F32"),
+      entry("norm", 128, "F32"),
+    ];
+    const shape = { numLayers: 1, hidden: 128, intermediate: 384, heads: 4, kvHeads: 2, headDim: 32, vocab: 1000 };
+    const req = { weights, shape, contextLength: 64, promptLength: 8 };
+    const limits = { backend: "wasm", ceilingBytes: 2 ** 40, bf16: true, packedCopy: true, storeBytes: 2 ** 40 };
+    const plan = planMemory(req, "auto", limits);
+    expect(plan.storage).toBe("fp8");
+    const stored = 256 * 128 + 8 + 128 * 384 + 12 + 2 * 1000 * 128;
+    expect(plan.storedWeightBytes).toBe(stored);
+    expect(plan.weightBytes).toBe(stored + 4 * 1000 * 128 + 4 * 128);
+    expect(plan.backendCopyBytes).toBe(4 * 1000 * 128); // the F32 head, a float32 matmul operand on wasm
+    expect(plan.roundedWeights).toBe(0);
+    expect(() => planMemory({ ...req, weights: weights.slice(2) }, "fp8", limits)).toThrow(WeightStorageError);
   });
 });
 

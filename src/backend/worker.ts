@@ -70,7 +70,10 @@ export const OPS = {
 /** A GEMM_F8 job's operands at X (int32 words): fp8.wat's f8GemmCols arguments before o0, o1. */
 export const FP8_DESC = { X: 0, W: 1, S: 2, Y: 3, ROWS: 4, N: 5, M: 6, BR: 7, BC: 8, WORDS: 9 } as const;
 
-/** The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat), as the pool and its workers call them. */
+/**
+ * The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat, fp8.wat), as the pool and its
+ * workers call them.
+ */
 export interface SharedExports extends AttentionExports {
   gemmCols(
     x: number,
@@ -170,7 +173,7 @@ export function matvecSpan(
     const lo = Math.max(o0, start) - start;
     const hi = Math.min(o1, start + m) - start;
     if (lo < hi && w[e + L.KIND] === 3) {
-      const d = new Int32Array(memory.buffer, w[e + L.W], 4); // codes, scales, br, bc
+      const d = new Int32Array(memory.buffer, w[e + L.W] >>> 0, 4); // codes, scales, br, bc
       ex.f8GemmCols(w[L.X], d[0], d[1], w[e + L.Y], 1, w[L.N], m, d[2], d[3], lo, hi);
     } else if (lo < hi && w[e + L.KIND] === 2) ex.i8GemmCols(w[L.QX], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi);
     else if (lo < hi) ex.gemmCols(w[L.X], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi, w[e + L.KIND]);

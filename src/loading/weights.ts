@@ -170,9 +170,9 @@ async function readInto(state: LoadState, p: Parameter, key: string): Promise<vo
 }
 
 /**
- * FP8 weights of `shape` in rows, [rows, cols] in all, allocated in the weight store (codes, then scales), their
- * codes read straight into it by `read` (a view of each part's bytes, the part's index); kept with their scales
- * when FP8 storage can keep them all (fp8Keepable), else released (undefined).
+ * FP8 weights `keys` (`cols` wide; their rows concatenated in order) as one block of the weight store, codes then
+ * scales, each one's codes read straight from the file into its rows; released (undefined) unless FP8 storage can
+ * keep them all (fp8Keepable, scales of one layout).
  */
 async function readFp8(
   source: Fp8CheckpointView,
@@ -232,8 +232,10 @@ async function keepFp8Group(state: LoadState, group: ConversionGroup, record: Co
   const keys = group.sources.map(([k]) => k);
   const shapes = keys.map((k) => infoOf(k)!.shape);
   const [rows, cols] = [shapes.reduce((n, s) => n + s[0], 0), shapes[0][1]];
-  const p = slotFor(state, group.targets[0], [rows, cols]);
-  if (!p || p.layout !== "transpose") return false;
+  // a target that does not fit is left to the group's ordinary conversion, which reports it
+  const p = state.params.get(group.targets[0]) ?? state.aliases.get(group.targets[0]);
+  const fits = p && !state.loaded.has(p) && p.stateShape.length === 2 && p.stateShape[0] === rows;
+  if (!p || !fits || p.stateShape[1] !== cols || p.layout !== "transpose") return false;
   const read = await readFp8(source, keys, cols);
   if (!read) return false;
   p.setFp8(read.stored, concatLayouts(read.layouts)!);
