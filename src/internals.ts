@@ -62,6 +62,7 @@ export { packBf16, unpackBf16, bf16Bits, bf16Interleaved, interleaveBf16, deinte
 export {
   weightStore,
   storeWords,
+  storeFp8,
   storedRowMajor,
   StoredWeight,
   WeightStore,
@@ -71,6 +72,9 @@ export { int8MatMul, int8Embedding } from "./backend/int8-ops.js";
 export { int8KernelsAvailable, INT8_MATMUL, INT8_GATHER } from "./backend/int8-kernels.js";
 export { quantizeInt8 } from "./backend/int8-quantize.js";
 export { quantizeInt8Reference, dequantizeInt8, int8BlockWord, int8Shape, INT8_BLOCK } from "./tensor/int8.js";
+export { fp8MatMul, fp8Embedding } from "./backend/fp8-ops.js";
+export { fp8KernelsAvailable, FP8_MATMUL, FP8_GATHER } from "./backend/fp8-kernels.js";
+export { dequantizeFp8F32 } from "./tensor/fp8.js";
 export { quantizeWeightsOnLoad } from "./nn/storage.js";
 export { forwardParameters, type ForwardParameters } from "./fusion/spec.js";
 export { matchModulePaths, matchesModulePath, closestPaths, globToRegexSource } from "./fusion/paths.js";

@@ -120,7 +120,7 @@ describe("option keys", () => {
     const missing = path.join(tmp, "not-read");
     await expect(AutoModelForCausalLM.fromPretrained(missing, { dtype: "bfloat16" } as never)).rejects.toThrow(
       new ArgumentError(
-        'fromPretrained: unknown option "dtype" (fusekit calls it "weightStorage": "auto", "f32", "bf16", "int8")',
+        'fromPretrained: unknown option "dtype" (fusekit calls it "weightStorage": "auto", "f32", "bf16", "int8", "fp8")',
       ),
     );
     await expect(AutoModelForCausalLM.fromPretrained(missing, { cache_dir: "/x" } as never)).rejects.toThrow(

@@ -56,8 +56,8 @@ describe("fusekit --help", () => {
         "--dtype <dtype>",
       ],
     ],
-    [["generate"], ["--weight-storage <kind>", '"auto", "f32", "bf16",', '"int8", default: "auto"']],
-    [["compare"], ["--weight-storage <kind>", '"auto", "f32", "bf16",', '"int8", default: "auto"']],
+    [["generate"], ["--weight-storage <kind>", '"auto", "f32", "bf16",', '"int8", "fp8", default: "auto"']],
+    [["compare"], ["--weight-storage <kind>", '"auto", "f32", "bf16",', '"int8", "fp8", default: "auto"']],
     [
       ["compare"],
       [
@@ -69,7 +69,7 @@ describe("fusekit --help", () => {
         "(an interval needs --rounds\n≥ 6)",
       ],
     ],
-    [["inspect"], ["--weight-storage <kind>", '"auto", "f32", "bf16",', '"int8", default: "auto"']],
+    [["inspect"], ["--weight-storage <kind>", '"auto", "f32", "bf16",', '"int8", "fp8", default: "auto"']],
   ])("%j --help", async (cmd, expected) => {
     const r = await fusekit([...cmd, "--help"]);
     expect(r.code).toBe(0);

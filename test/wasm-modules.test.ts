@@ -41,14 +41,14 @@ describe("the committed bf16 wasm module", () => {
     ).toEqual(["gemm", "gemmCols", "interleave", "pack", "readsum", "unpack", "unpackT"]);
   });
 
-  it("has an arena build for the weight store: bf16.wat, attention.wat, int8.wat, convert.wat and gemm.wat as one module, its memory declared shared", async () => {
-    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat", "gemm.wat"].map((f) =>
+  it("has an arena build for the weight store: bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat and fp8.wat as one module, its memory declared shared", async () => {
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat", "gemm.wat", "fp8.wat"].map((f) =>
       readFileSync(src(f), "utf8"),
     );
     const fresh = await assemble(mergeModules(texts), { shared: true });
     expect(Buffer.from(ARENA_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
     expect(readFileSync(src("arena-wasm.ts"), "utf8")).toBe(
-      tsModule(fresh, "bf16.wat + attention.wat + int8.wat + convert.wat + gemm", "ARENA_WASM_BASE64"),
+      tsModule(fresh, "bf16.wat + attention.wat + int8.wat + convert.wat + gemm.wat + fp8", "ARENA_WASM_BASE64"),
     );
     const mod = new WA.Module(Buffer.from(ARENA_WASM_BASE64, "base64"));
     expect(
@@ -66,6 +66,9 @@ describe("the committed bf16 wasm module", () => {
       "dots",
       "f16ToBf16",
       "f32ToBf16",
+      "f8Gather",
+      "f8Gemm",
+      "f8GemmCols",
       "gemm",
       "gemmCols",
       "i8Gather",
@@ -140,7 +143,7 @@ describe("the relaxed-SIMD builds of gemm.wat", () => {
     expect(relaxedText(gemm).match(/\(f32x4\.relaxed_madd /g)).toHaveLength(8); // the 4 × 8 tile's 8 accumulators
     const fresh = await assemble(gemm, { relaxed: true });
     expect(Buffer.from(GEMM_RELAXED_WASM_BASE64, "base64").equals(Buffer.from(fresh))).toBe(true);
-    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat", "gemm.wat"].map((f) =>
+    const texts = ["bf16.wat", "attention.wat", "int8.wat", "convert.wat", "gemm.wat", "fp8.wat"].map((f) =>
       readFileSync(src(f), "utf8"),
     );
     const shared = await assemble(mergeModules(texts), { shared: true, relaxed: true });

@@ -6,12 +6,13 @@ import { interleaveBf16, deinterleaveBf16 } from "../src/tensor/bf16.js";
 import {
   ARENA_WEIGHT_BYTES,
   WeightStore,
+  storeFp8,
   storeWords,
   storedRowMajor,
   weightStore,
 } from "../src/backend/weight-store.js";
 import { kernelPool, setActivationBlockBytes, setParallelMinMacs } from "../src/backend/pool.js";
-import { bf16MatMul, int8MatMul, int8Shape, packBf16, quantizeInt8, Rng } from "fusekit/internals";
+import { bf16MatMul, fp8MatMul, int8MatMul, int8Shape, packBf16, quantizeInt8, Rng } from "fusekit/internals";
 import { defaultModelDir } from "../src/presets/presets.js";
 
 describe("the weight store (wasm)", () => {
@@ -97,6 +98,9 @@ describe("the weight store (wasm)", () => {
     const w = Float32Array.from({ length: m * n }, () => 0.1 * rng.normal());
     const bf16 = storeWords(packBf16(w).packed, [m, n / 2], "bf16");
     const int8 = storeWords(quantizeInt8(w, m, n), int8Shape(m, n), "int8");
+    // E4M3 codes with no NaN (exponent bits never all ones) and one block scale
+    const codes = Uint8Array.from({ length: m * n }, () => Math.floor(rng.next() * 256) & 0xf7);
+    const fp8 = storeFp8(codes, [m, n], Float32Array.of(0.01), [128, 128]);
     const minMacs = setParallelMinMacs(0); // on the pool's threads too
     try {
       for (const rows of [7, 37]) {
@@ -105,13 +109,14 @@ describe("the weight store (wasm)", () => {
           Float32Array.from({ length: rows * n }, () => rng.normal()),
           [rows, n],
         );
-        const whole = [bf16MatMul(x, bf16).dataSync().slice(), int8MatMul(x, int8).dataSync().slice()];
+        const whole = [bf16MatMul(x, bf16), int8MatMul(x, int8), fp8MatMul(x, fp8)].map((y) => y.dataSync().slice());
         const prev = setActivationBlockBytes(4 * (2 * n + m) * 4); // a few rows a block
         try {
           const jobs = kernelPool().jobs;
           expect(bf16MatMul(x, bf16).dataSync()).toEqual(whole[0]);
           expect(int8MatMul(x, int8).dataSync()).toEqual(whole[1]);
-          expect(kernelPool().jobs - jobs).toBe(2 * Math.ceil(rows / 4)); // blocks of 4 rows, each its own job
+          expect(fp8MatMul(x, fp8).dataSync()).toEqual(whole[2]);
+          expect(kernelPool().jobs - jobs).toBe(3 * Math.ceil(rows / 4)); // blocks of 4 rows, each its own job
         } finally {
           setActivationBlockBytes(prev);
         }
@@ -121,6 +126,7 @@ describe("the weight store (wasm)", () => {
       setParallelMinMacs(minMacs);
       bf16.release();
       int8.release();
+      fp8.release();
     }
   });
 });

@@ -1,9 +1,9 @@
 // The one WAT build script. Assembles with wabt and writes the bytes, base64, as TS modules (so builds load the
 // SIMD modules synchronously, without wabt at run time):
 //   src/backend/bf16.wat, attention.wat, convert.wat, int8.wat, gemm.wat → bf16-wasm.ts, attention-wasm.ts,
-//     convert-wasm.ts, int8-wasm.ts, gemm-wasm.ts, and arena-wasm.ts (bf16.wat, attention.wat, int8.wat, convert.wat
-//     and gemm.wat as one module importing a shared memory instead: a weight-store arena, where every thread runs
-//     the kernels on the weights in place); gemm-relaxed-wasm.ts and arena-relaxed-wasm.ts are the same with
+//     convert-wasm.ts, int8-wasm.ts, gemm-wasm.ts, and arena-wasm.ts (bf16.wat, attention.wat, int8.wat,
+//     convert.wat, gemm.wat and fp8.wat as one module importing a shared memory instead: a weight-store arena, where
+//     every thread runs the kernels on the weights in place); gemm-relaxed-wasm.ts and arena-relaxed-wasm.ts are the same with
 //     gemm.wat's tile in relaxed SIMD (src/backend/relaxed-simd.ts picks them where the runtime has it);
 //   every hub/**/<name>.wat (the bundled hub kernels) → <name>.wasm.ts next to it.
 // Run after editing a .wat: `node src/backend/assemble.mjs`.
@@ -77,8 +77,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     ["int8", "INT8_WASM_BASE64", "int8"],
     ["gemm", "GEMM_WASM_BASE64", "gemm"],
     ["gemm", "GEMM_RELAXED_WASM_BASE64", "gemm-relaxed"],
-    ["bf16+attention+int8+convert+gemm", "ARENA_WASM_BASE64", "arena"],
-    ["bf16+attention+int8+convert+gemm", "ARENA_RELAXED_WASM_BASE64", "arena-relaxed"],
+    ["bf16+attention+int8+convert+gemm+fp8", "ARENA_WASM_BASE64", "arena"],
+    ["bf16+attention+int8+convert+gemm+fp8", "ARENA_RELAXED_WASM_BASE64", "arena-relaxed"],
   ];
   for (const [names, constName, out] of builds) {
     const shared = out.startsWith("arena");

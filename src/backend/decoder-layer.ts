@@ -3,8 +3,8 @@
 //   (+bias) + residual → post norm → gate/up → SiLU·mul → down (+bias) + residual.
 // The job runs in five phases split among the threads (the matvecs by output columns, attention by KV head),
 // the workers staying in the job between them; the few hundred serial floats between phases (norms, biases,
-// residuals, SiLU·mul) run on this thread meanwhile. Weights are read in place in the weight store (packed bf16
-// or 8-bit blocks, all in one arena); the layer's keys and values live in that arena (src/backend/pool-kv.ts). Every value is rounded
+// residuals, SiLU·mul) run on this thread meanwhile. Weights are read in place in the weight store (packed bf16,
+// 8-bit or FP8 blocks, all in one arena); the layer's keys and values live in that arena (src/backend/pool-kv.ts). Every value is rounded
 // as the per-op path rounds it — the same matvec kernel per output (an 8-bit one's input quantized as it does), the unfused ops' norm, RoPE and softmax, the backend's own
 // Sigmoid — so the layer's output equals the unfused modules' bit for bit. Anything else (prefill, a batch,
 // a padding mask, float32 weights, no pool) returns undefined: the caller runs the layer's own forward.
@@ -16,9 +16,16 @@ import type { PoolKV } from "./pool-kv.js";
 import type { Arena, StoredWeight } from "./weight-store.js";
 import { HEADS_DESC, MATVEC_LIST, OPS, attendKvHeads, matvecSpan } from "./worker.js";
 
-/** A Linear as the kernel reads it: its packed bf16 weight `[out, in/2]` or 8-bit blocks, and optional bias. */
+/** A Linear as the kernel reads it: its packed bf16 weight `[out, in/2]`, 8-bit blocks or FP8 blocks, and optional bias. */
 interface LinearParts {
-  weight: { packed: boolean; packedWeight: StoredWeight; quantized?: boolean; int8Weight?: StoredWeight };
+  weight: {
+    packed: boolean;
+    packedWeight: StoredWeight;
+    quantized?: boolean;
+    int8Weight?: StoredWeight;
+    fp8?: boolean;
+    fp8Weight?: StoredWeight;
+  };
   bias?: { tensor: tf.Tensor };
   inFeatures: number;
   outFeatures: number;
@@ -81,7 +88,8 @@ function planOf(layer: DecoderLayerLike): Plan | undefined {
   const qkv = isLinear(a.qkv_proj) ? [a.qkv_proj] : [a.q_proj, a.k_proj, a.v_proj];
   const gateUp = isLinear(mlp.gate_up_proj) ? [mlp.gate_up_proj] : [mlp.gate_proj, mlp.up_proj];
   const linears = [...qkv, a.o_proj, ...gateUp, mlp.down_proj];
-  if (!linears.every(isLinear) || !linears.every((l) => l.weight.packed || l.weight.quantized)) return undefined;
+  if (!linears.every(isLinear) || !linears.every((l) => l.weight.packed || l.weight.quantized || l.weight.fp8))
+    return undefined;
   const [input, post] = [layer.input_layernorm, layer.post_attention_layernorm];
   if (!isNorm(input) || !isNorm(post) || (a.q_norm && !isNorm(a.q_norm)) || (a.k_norm && !isNorm(a.k_norm)))
     return undefined;
@@ -123,6 +131,7 @@ function layout(p: Plan, threads: number, capacity: number, qxBytes: number) {
     qNorm: p.d,
     kNorm: p.d,
     lists: 4 * LIST_WORDS,
+    fp8: 4 * 7, // an FP8 matrix's descriptor (codes, scales, br, bc) per Linear
     heads: HEADS_DESC.WORDS,
     threads: threads * (2 * p.d + capacity + 1), // attendKvHeads' per-thread scratch
   };
@@ -160,7 +169,9 @@ export function decoderLayerStep(
   if (!plan || x.shape[2] !== plan.h || pool.threads < 2 || !pool.workersStarted()) return undefined;
   const b = tf.backend() as unknown as WasmBackend;
   const linears = [...plan.qkv, plan.o, ...plan.gateUp, plan.down];
-  const stored = linears.map((l) => (l.weight.packed ? l.weight.packedWeight : l.weight.int8Weight!));
+  const stored = linears.map((l) =>
+    l.weight.packed ? l.weight.packedWeight : l.weight.quantized ? l.weight.int8Weight! : l.weight.fp8Weight!,
+  );
   const arena = stored[0].arena;
   if (stored.some((w) => w.arena !== arena)) return undefined; // a layer split between arenas: per-op
   const layerIdx = layer.self_attn.layerIdx;
@@ -170,16 +181,14 @@ export function decoderLayerStep(
   const { at, floats } = layout(plan, pool.threads, kv?.capacity ?? 0, qxBytes);
   const base = kv && arena.scratchAt(4 * floats);
   if (!kv || base === undefined) return undefined;
-  const job = new LayerJob(
-    pool,
-    arena,
-    b,
-    plan,
-    stored.map((w) => w.at),
-    at,
-    base,
-    floats,
-  );
+  // a MATVECS entry names an FP8 matrix by its descriptor (worker.ts MATVEC_LIST, KIND 3)
+  const weights = stored.map((w, i) => {
+    if (w.kind !== "fp8") return w.at;
+    const desc = base + 4 * (at.fp8 + 4 * i);
+    new Int32Array(arena.memory.buffer, desc, 4).set([w.at, w.scales!.at, w.scales!.block[0], w.scales!.block[1]]);
+    return desc;
+  });
+  const job = new LayerJob(pool, arena, b, plan, weights, at, base, floats);
   const out = job.run(x, positionEmbeddings, kv, position, layer.self_attn.scaling);
   steps++;
   return out;
@@ -245,7 +254,7 @@ class LayerJob {
     [w[MATVEC_LIST.COUNT], w[MATVEC_LIST.X], w[MATVEC_LIST.N]] = [ls.length, this.ptr(x), n];
     w[MATVEC_LIST.QX] = this.ptr("qx");
     // 8-bit matrices read the input quantized per block, once for the phase (as the per-op int8 matmul does)
-    if (ls.some((l) => !l.weight.packed)) this.arena.main.i8Quant(this.ptr(x), this.ptr("qx"), 1, n);
+    if (ls.some((l) => l.weight.quantized)) this.arena.main.i8Quant(this.ptr(x), this.ptr("qx"), 1, n);
     let out = this.ptr(y);
     ls.forEach((l, i) => {
       const e = MATVEC_LIST.FIRST + MATVEC_LIST.STRIDE * i;
@@ -253,7 +262,7 @@ class LayerJob {
       w[e + MATVEC_LIST.Y] = out;
       w[e + MATVEC_LIST.M] = l.outFeatures;
       // bf16: every size is a multiple of 8, so the store keeps them interleaved (src/tensor/bf16.ts)
-      w[e + MATVEC_LIST.KIND] = l.weight.packed ? 1 : 2;
+      w[e + MATVEC_LIST.KIND] = l.weight.packed ? 1 : l.weight.fp8 ? 3 : 2;
       out += 4 * l.outFeatures;
     });
     const m = ls.reduce((s, l) => s + l.outFeatures, 0);

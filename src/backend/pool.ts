@@ -18,7 +18,7 @@ import {
   type WeightStore,
 } from "./weight-store.js";
 import { attendKvHeads, matvecSpan, takeChunk, workerMain } from "./worker.js";
-import { CLOSED_CHUNK, CTRL, OPS, type WorkerData } from "./worker.js";
+import { CLOSED_CHUNK, CTRL, FP8_DESC, OPS, type WorkerData } from "./worker.js";
 import { startKernelWorker, THREAD_MAY_BLOCK, type KernelWorker } from "./worker-host.js";
 import { PREFILL_ATTENTION_DESC, attendPrefill, prefillAttentionScratchBytes } from "./prefill-attention.js";
 
@@ -187,6 +187,26 @@ export class KernelPool {
       [c[CTRL.W], c[CTRL.Y], c[CTRL.ROWS], c[CTRL.N], c[CTRL.M]] = [w.at, yAt, rows, n, m];
       this.dispatch(OPS.GEMM_I8, arena, qAt, m, 8, rows * n * m, (o0, o1) =>
         arena.main.i8GemmCols(qAt, w.at, yAt, rows, n, m, o0, o1),
+      );
+      this.copyOut(b, arena, yAt, out, rows * m * 4, r0 * m * 4);
+    });
+  }
+
+  /**
+   * out = x · wᵀ for a stored FP8 block weight w (fp8.wat: codes [m, n] and block scales in one block): x is
+   * copied into w's arena after a descriptor of the operands (FP8_DESC), and columns go in chunks of multiples of 4.
+   */
+  gemmFp8(b: WasmBackend, x: tf.TensorInfo, w: StoredWeight, out: tf.TensorInfo, rows: number, n: number, m: number) {
+    const arena = w.arena;
+    const [s, [br, bc]] = [w.scales!.at, w.scales!.block];
+    inRowBlocks(rows, (n + m) * 4, (r0, rows) => {
+      const xBytes = rows * n * 4;
+      const desc = this.scratch(arena, 64 + xBytes + rows * m * 4);
+      const [xAt, yAt] = [desc + 64, desc + 64 + xBytes];
+      this.copyIn(b, x, arena, xAt, xBytes, r0 * n * 4);
+      new Int32Array(arena.memory.buffer, desc, FP8_DESC.WORDS).set([xAt, w.at, s, yAt, rows, n, m, br, bc]);
+      this.dispatch(OPS.GEMM_F8, arena, desc, m, 4, rows * n * m, (o0, o1) =>
+        arena.main.f8GemmCols(xAt, w.at, s, yAt, rows, n, m, br, bc, o0, o1),
       );
       this.copyOut(b, arena, yAt, out, rows * m * 4, r0 * m * 4);
     });

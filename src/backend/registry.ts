@@ -5,6 +5,7 @@
 import { tf } from "../tensor/tf.js";
 import { bf16Kernels } from "./kernels.js";
 import { int8Kernels } from "./int8-kernels.js";
+import { fp8Kernels } from "./fp8-kernels.js";
 import { kvKernels } from "./kv.js";
 import { ropeKernels } from "./rope.js";
 import { prefillAttentionKernels } from "./prefill-attention-kernel.js";
@@ -12,7 +13,7 @@ import { registerKernelConfigs } from "./register.js";
 
 /** fusekit's backend kernels (wasm and cpu builds of each). */
 export function fusekitKernels(): tf.KernelConfig[] {
-  return [...bf16Kernels, ...ropeKernels, ...kvKernels, ...int8Kernels, ...prefillAttentionKernels];
+  return [...bf16Kernels, ...ropeKernels, ...kvKernels, ...int8Kernels, ...prefillAttentionKernels, ...fp8Kernels];
 }
 
 let registered = false;

@@ -1,8 +1,8 @@
-// Where packed weights live: the one copy of every bf16 / 8-bit weight, in the layout the kernels read fastest,
+// Where packed weights live: the one copy of every bf16 / 8-bit / FP8 weight, in the layout the kernels read fastest,
 // outside tfjs's heap. A store is a few "arenas", each a WebAssembly.Memory of up to 4 GiB (shared between
 // threads where the platform allows it), so a model may be larger than one wasm heap; a weight lies in one arena.
-// Every thread runs the arena module (bf16.wat + attention.wat + int8.wat + convert.wat + gemm.wat) on each arena, so
-// kernels read weights in place; activations are copied in and out (small beside the weights at decode).
+// Every thread runs the arena module (bf16.wat + attention.wat + int8.wat + convert.wat + gemm.wat + fp8.wat) on
+// each arena, so kernels read weights in place; activations are copied in and out (small beside the weights at decode).
 // tfjs's own heap keeps activations, norms and the KV cache. Hand-written: no npm allocator works over a
 // WebAssembly.Memory handed to other threads.
 import { ARENA_WASM_BASE64 } from "./arena-wasm.js";
@@ -147,8 +147,28 @@ export class Arena {
   }
 }
 
-/** The kinds of stored weight (src/tensor/bf16.ts's packed rows, src/tensor/int8.ts's blocks). */
-export type StoredKind = "bf16" | "int8";
+/**
+ * The kinds of stored weight (src/tensor/bf16.ts's packed rows, src/tensor/int8.ts's blocks, an FP8 checkpoint's
+ * E4M3 codes as stored with their block scales: src/backend/fp8.wat).
+ */
+export type StoredKind = "bf16" | "int8" | "fp8";
+
+/**
+ * An FP8 weight's block scales: float32 [ceil(m / br), ceil(n / bc)] at byte `at`, in the same block as the codes
+ * (right after them, 64-byte aligned) — a kernel reads both from the one arena its job runs on.
+ */
+export interface StoredScales {
+  readonly at: number;
+  readonly shape: readonly [number, number];
+  readonly block: readonly [number, number];
+}
+
+/** Where an FP8 weight's scales start in its block: after its `shape` int32 words, 64-byte aligned. */
+const scalesOffset = (shape: readonly [number, number]) => Math.ceil((shape[0] * shape[1] * 4) / ALIGN) * ALIGN;
+
+/** Bytes of a weight of `shape` int32 words, with `scales` after them when given. */
+const blockBytes = (shape: readonly [number, number], scales?: { shape: readonly [number, number] }) =>
+  scales ? scalesOffset(shape) + scales.shape[0] * scales.shape[1] * 4 : shape[0] * shape[1] * 4;
 
 const reclaim = new FinalizationRegistry<{ arena: Arena; at: number }>(({ arena, at }) => arena.release(at));
 
@@ -164,12 +184,14 @@ export class StoredWeight {
     readonly at: number,
     readonly shape: readonly [number, number],
     readonly kind: StoredKind,
+    /** An FP8 weight's block scales (its codes are the words). */
+    readonly scales?: StoredScales,
   ) {
     reclaim.register(this, { arena, at }, this);
   }
 
   get bytes(): number {
-    return this.shape[0] * this.shape[1] * 4;
+    return blockBytes(this.shape, this.scales);
   }
 
   get released(): boolean {
@@ -180,6 +202,13 @@ export class StoredWeight {
   words(): Int32Array {
     if (!this.live) throw new BackendError("a released weight was read");
     return new Int32Array(this.arena.memory.buffer, this.at, this.shape[0] * this.shape[1]);
+  }
+
+  /** An FP8 weight's scales (a fresh view: valid until the arena next grows). */
+  scaleValues(): Float32Array {
+    if (!this.live || !this.scales) throw new BackendError("a released or unscaled weight's scales were read");
+    const [rows, cols] = this.scales.shape;
+    return new Float32Array(this.arena.memory.buffer, this.scales.at, rows * cols);
   }
 
   release(): void {
@@ -201,12 +230,21 @@ export class WeightStore {
     for (let i = 0; i < count; i++) this.arenas.push(new Arena(i, this.module, this.shared));
   }
 
-  /** A new weight of `shape` int32 words, not yet filled, in `arena` or else the first arena with room. */
-  alloc(shape: readonly [number, number], kind: StoredKind, preferred?: Arena): StoredWeight {
-    const bytes = shape[0] * shape[1] * 4;
+  /**
+   * A new weight of `shape` int32 words (and, for FP8, block scales of `scales.shape` after them), not yet filled,
+   * in `arena` or else the first arena with room.
+   */
+  alloc(
+    shape: readonly [number, number],
+    kind: StoredKind,
+    preferred?: Arena,
+    scales?: Omit<StoredScales, "at">,
+  ): StoredWeight {
+    const bytes = blockBytes(shape, scales);
     for (const arena of [...(preferred ? [preferred] : []), ...this.arenas]) {
       const at = arena.alloc(bytes, ARENA_WEIGHT_BYTES);
-      if (at !== undefined) return new StoredWeight(arena, at, shape, kind);
+      if (at !== undefined)
+        return new StoredWeight(arena, at, shape, kind, scales && { ...scales, at: at + scalesOffset(shape) });
     }
     throw new BackendError(
       `no room for a ${kind} weight of ${(bytes / 2 ** 20).toFixed(1)} MiB: the weight store's ${this.arenas.length} ` +
@@ -261,6 +299,23 @@ export function storeWords(words: Int32Array, shape: readonly [number, number], 
   const w = weightStore().alloc(shape, kind);
   w.words().set(words);
   toKernelLayout(w, 2 * shape[1]);
+  return w;
+}
+
+/**
+ * A new stored FP8 weight: E4M3 `codes` of `shape` [rows, cols] (checkpoint order; cols a multiple of 4) and their
+ * float32 block `scales` for blocks of `block`, in one block of the store.
+ */
+export function storeFp8(
+  codes: Uint8Array,
+  shape: readonly number[],
+  scales: Float32Array,
+  block: readonly [number, number],
+): StoredWeight {
+  const scaleShape = [Math.ceil(shape[0] / block[0]), Math.ceil(shape[1] / block[1])] as const;
+  const w = weightStore().alloc([shape[0], shape[1] / 4], "fp8", undefined, { shape: scaleShape, block });
+  w.arena.bytes(w.at, codes.length).set(codes);
+  w.scaleValues().set(scales);
   return w;
 }
 

@@ -52,7 +52,8 @@ export interface WorkerData {
  * (`attendKvHeads`). TGEMM: columns [o0, o1) of the tiled prefill GEMM (gemm.wat) from activations X already
  * packed, each thread in its own scratch (`tgScratchAt`); TGEMM_PEAK: each chunk runs the GEMM's tile `o1 - o0`
  * times on data in its thread's scratch (the bench's in-cache peak); PREFILL_ATTENTION: KV heads [o0, o1) of a blocked
- * prefill attention described at X (src/backend/prefill-attention.ts `attendPrefill`).
+ * prefill attention described at X (src/backend/prefill-attention.ts `attendPrefill`); GEMM_F8: columns [o0, o1) of
+ * y = x · wᵀ for an FP8 block weight (fp8.wat), its operands described at X (`FP8_DESC`).
  */
 export const OPS = {
   GEMM: 0,
@@ -60,12 +61,19 @@ export const OPS = {
   GEMM_I8: 3,
   MATVECS: 4,
   HEADS: 5,
+  GEMM_F8: 6,
   TGEMM: 7,
   TGEMM_PEAK: 8,
   PREFILL_ATTENTION: 9,
 } as const;
 
-/** The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat), as the pool and its workers call them. */
+/** A GEMM_F8 job's operands at X (int32 words): fp8.wat's f8GemmCols arguments before o0, o1. */
+export const FP8_DESC = { X: 0, W: 1, S: 2, Y: 3, ROWS: 4, N: 5, M: 6, BR: 7, BC: 8, WORDS: 9 } as const;
+
+/**
+ * The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat, fp8.wat), as the pool and its
+ * workers call them.
+ */
 export interface SharedExports extends AttentionExports {
   gemmCols(
     x: number,
@@ -105,6 +113,19 @@ export interface SharedExports extends AttentionExports {
     scratch: number,
   ): void;
   tgPeak(scratch: number, reps: number): number;
+  f8GemmCols(
+    x: number,
+    w: number,
+    s: number,
+    y: number,
+    rows: number,
+    n: number,
+    m: number,
+    br: number,
+    bc: number,
+    o0: number,
+    o1: number,
+  ): void;
 }
 
 /** The claim word's low half while no chunk may be taken. */
@@ -128,7 +149,7 @@ export function takeChunk(claim: BigInt64Array, ctrl: Int32Array, S: typeof CTRL
 /**
  * A MATVECS job's list at `desc` (int32 words): count, x, n, x quantized per block (for 8-bit matrices), then per
  * matrix its weight, output, rows and KIND: 0 bf16 rows, 1 bf16 rows interleaved by 8 (bf16.wat), 2 8-bit
- * blocks (int8.wat).
+ * blocks (int8.wat), 3 FP8 blocks (fp8.wat; its weight word is the address of 4 words: codes, scales, br, bc).
  */
 export const MATVEC_LIST = { COUNT: 0, X: 1, N: 2, QX: 3, FIRST: 4, W: 0, Y: 1, M: 2, KIND: 3, STRIDE: 4 } as const;
 
@@ -151,7 +172,10 @@ export function matvecSpan(
     const m = w[e + L.M];
     const lo = Math.max(o0, start) - start;
     const hi = Math.min(o1, start + m) - start;
-    if (lo < hi && w[e + L.KIND] === 2) ex.i8GemmCols(w[L.QX], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi);
+    if (lo < hi && w[e + L.KIND] === 3) {
+      const d = new Int32Array(memory.buffer, w[e + L.W] >>> 0, 4); // codes, scales, br, bc
+      ex.f8GemmCols(w[L.X], d[0], d[1], w[e + L.Y], 1, w[L.N], m, d[2], d[3], lo, hi);
+    } else if (lo < hi && w[e + L.KIND] === 2) ex.i8GemmCols(w[L.QX], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi);
     else if (lo < hi) ex.gemmCols(w[L.X], w[e + L.W], w[e + L.Y], 1, w[L.N], m, lo, hi, w[e + L.KIND]);
     start += m;
   }
@@ -268,7 +292,10 @@ export function workerMain(
         else if (op === 5) attend(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
         else if (op === 3) ex.i8GemmCols(ctrl[S.X], ctrl[S.W], ctrl[S.Y], ctrl[S.ROWS], ctrl[S.N], ctrl[S.M], o0, o1);
         else if (op === 9) prefill(ex, memory, ctrl[S.X] >>> 0, o0, o1, workerData.index);
-        else if (op === 7 || op === 8) {
+        else if (op === 6) {
+          const d = new Int32Array(memory.buffer, ctrl[S.X] >>> 0, 9); // FP8_DESC, in order
+          ex.f8GemmCols(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], o0, o1);
+        } else if (op === 7 || op === 8) {
           const [y, rows, m] = [ctrl[S.Y] >>> 0, ctrl[S.ROWS], ctrl[S.M]];
           const scratch = ex.tgScratchAt(y, rows, m, workerData.index);
           if (op === 8) ex.tgPeak(scratch, o1 - o0);

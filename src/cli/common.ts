@@ -81,7 +81,7 @@ export function addModelOptions(cmd: Command): Command {
     .addOption(
       new Option(
         "-w, --weight-storage <kind>",
-        "weights as packed bf16 (exact for BF16 checkpoints, half the memory), int8 (8-bit blocks of 32 with a float32 scale, lossy, ~0.56× bf16) or float32; auto: bf16 when exact or when float32 would not fit",
+        "weights as packed bf16 (exact for BF16 checkpoints, half the memory), int8 (8-bit blocks of 32 with a float32 scale, lossy, ~0.56× bf16) or float32; fp8: an FP8 checkpoint's codes and block scales kept as stored; auto: fp8 for an FP8 checkpoint, else bf16 when exact or when float32 would not fit",
       )
         .choices([...WEIGHT_STORAGE_CHOICES])
         .default("auto"),

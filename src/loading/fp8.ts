@@ -5,11 +5,15 @@
 // of shape [ceil(out / 128), ceil(in / 128)] — one scale per block, edge blocks cut short. The real value is
 //   w[r][c] = fp8[r][c] · scale_inv[⌊r / 128⌋][⌊c / 128⌋]
 // (transformers' FP8Linear allocates that scale shape; its Fp8Dequantize multiplies in float32 and casts).
-// fusekit computes with bf16 weights: loading dequantizes (float32 product, rounded to bf16) into packed bf16
-// storage, and each weight keeps its scales as its checkpoint layout, so saving writes the FP8 bytes back.
+// By default fusekit keeps such a weight as stored — its codes and scales in FP8 storage (nn/parameter.ts), read
+// by the FP8 kernels (backend/fp8-kernels.ts) — so saving writes its bytes back as they are. Asked for bf16 (or
+// where FP8 storage cannot keep it), loading dequantizes it (float32 product, rounded to bf16) into packed bf16
+// storage, and the weight keeps its scales as its checkpoint layout, so saving writes the FP8 bytes back.
 import type { CheckpointReader, TensorSource } from "../io/checkpoint.js";
 import type { TensorData, TensorInfo, TensorToWrite } from "../io/safetensors.js";
-import { encode, isFloatDtype, type StorageDtype } from "../tensor/dtypes.js";
+import { DTYPE_BYTES, encode, isFloatDtype, type StorageDtype } from "../tensor/dtypes.js";
+import type { ConversionGroup, SourceInfo } from "../conversion/apply.js";
+import { Concatenate } from "../conversion/ops.js";
 import {
   type Fp8BlockLayout,
   type Fp8QuantizationConfig,
@@ -25,9 +29,36 @@ import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { Linear } from "../nn/layers.js";
 import { bf16KernelsAvailable } from "../backend/kernels.js";
+import { fp8KernelShapeOk } from "../backend/fp8-kernels.js";
 
 /** The scale tensor's key for a weight key: `X.weight` → `X.weight_scale_inv`. */
 export const scaleKeyFor = (weightKey: string) => `${weightKey}_scale_inv`;
+
+/**
+ * Whether FP8 storage can keep checkpoint tensor `info` as stored: a 2-D E4M3 weight with its scales, whose row
+ * and block widths the FP8 kernels take (multiples of 16).
+ */
+export function keepsFp8(info: TensorInfo, config: Fp8QuantizationConfig, hasScales: boolean): boolean {
+  return (
+    hasScales &&
+    info.dtype === "F8_E4M3" &&
+    info.shape.length === 2 &&
+    fp8KernelShapeOk(info.shape[1], config.weight_block_size)
+  );
+}
+
+/** Backend bytes of a [rows, cols] weight in FP8 storage: its codes and its float32 block scales. */
+export const fp8StorageBytes = (shape: readonly number[], block: readonly number[]) =>
+  shape[0] * shape[1] + blocksOf(shape, block).reduce((a, b) => a * b) * 4;
+
+/**
+ * Whether kept FP8 codes compute what the checkpoint means: no NaN code (the kernels widen them
+ * arithmetically, without NaN), and every scale finite with |scale| < 2⁸ (fp8.wat multiplies by scale · 2¹²⁰).
+ */
+export function fp8Keepable(codes: Uint8Array, layout: Fp8BlockLayout): boolean {
+  const bytes = Buffer.from(codes.buffer, codes.byteOffset, codes.byteLength); // indexOf: memchr speed
+  return bytes.indexOf(0x7f) < 0 && bytes.indexOf(0xff) < 0 && layout.scales.every((s) => Math.abs(s) < 256);
+}
 
 /** Validates config.json's quantization_config; undefined when there is none. */
 export function fp8ConfigOf(raw: Record<string, unknown>, where: string): Fp8QuantizationConfig | undefined {
@@ -127,6 +158,13 @@ export class Fp8CheckpointView implements TensorSource {
     dequantizeFp8Into(codes, info.shape, layout.scales, this.config.weight_block_size, out);
   }
 
+  /** FP8 weight `name`'s codes straight into `target()` (its bytes), and its layout. */
+  async readCodesInto(name: string, target: () => Uint8Array): Promise<Fp8BlockLayout> {
+    const layout = await this.readLayout(name, this.infos.get(name)!);
+    await this.reader.readBytesIntoMany([[name, target]]);
+    return layout;
+  }
+
   private async readLayout(name: string, info: TensorInfo): Promise<Fp8BlockLayout> {
     const scaleKey = scaleKeyFor(name);
     const scaleInfo = this.reader.infos.get(scaleKey);
@@ -188,6 +226,12 @@ export function keepFp8Layouts(model: Module, source: TensorSource, renamed?: Ma
 
 /** The two tensors (weight, scales) a parameter with an FP8 layout saves as; quantized once for both. */
 export function fp8Entries(key: string, p: Parameter, layout: Fp8BlockLayout): TensorToWrite[] {
+  if (p.fp8)
+    // kept as stored: the codes and scales are written back as they are
+    return [
+      { name: key, dtype: "F8_E4M3", shape: p.stateShape, bytes: () => p.fp8Codes() },
+      { name: scaleKeyFor(key), dtype: layout.scaleDtype, shape: layout.scaleShape, bytes: () => layout.scaleBytes },
+    ];
   let cached: ReturnType<typeof fp8Encode> | undefined;
   let taken = 0;
   const take = <K extends "weight" | "scaleBytes">(k: K) => {
@@ -249,4 +293,80 @@ export function quantizeToFp8(model: Module, options: QuantizeFp8Options = {}): 
     done.push(`${name}.weight`);
   }
   return done;
+}
+
+/**
+ * Whether FP8 storage keeps a conversion group's target as stored: one target made by one Concatenate along
+ * rows of FP8 weights the kernels take, each but the last a whole number of block rows (so the sources' scale
+ * rows concatenate too). gate_up / qkv merges are such groups.
+ */
+export function fp8ConcatGroup(
+  group: Pick<ConversionGroup, "rule" | "sources" | "targets">,
+  infoOf: (key: string) => TensorInfo | undefined,
+  hasScales: (key: string) => boolean,
+  config: Fp8QuantizationConfig,
+): boolean {
+  const [op, ...more] = group.rule.operations;
+  if (group.targets.length !== 1 || more.length || !(op instanceof Concatenate) || (op.dim !== 0 && op.dim !== -2))
+    return false;
+  const keys = group.sources.map((l) => (l.length === 1 ? l[0] : ""));
+  const infos = keys.map(infoOf);
+  return infos.every(
+    (info, i) =>
+      info !== undefined &&
+      keepsFp8(info, config, hasScales(keys[i])) &&
+      info.shape[1] === infos[0]!.shape[1] &&
+      (i === infos.length - 1 || info.shape[0] % config.weight_block_size[0] === 0),
+  );
+}
+
+/** One layout for row blocks concatenated in order (their scales concatenated); undefined when they differ. */
+export function concatLayouts(layouts: Fp8BlockLayout[]): Fp8BlockLayout | undefined {
+  const [first] = layouts;
+  if (layouts.some((l) => l.scaleDtype !== first.scaleDtype || l.scaleShape[1] !== first.scaleShape[1]))
+    return undefined;
+  const scaleBytes = new Uint8Array(layouts.reduce((n, l) => n + l.scaleBytes.length, 0));
+  const scales = new Float32Array(layouts.reduce((n, l) => n + l.scales.length, 0));
+  layouts.reduce(
+    ([b, s], l) => {
+      scaleBytes.set(l.scaleBytes, b);
+      scales.set(l.scales, s);
+      return [b + l.scaleBytes.length, s + l.scales.length];
+    },
+    [0, 0],
+  );
+  const rows = layouts.reduce((n, l) => n + l.scaleShape[0], 0);
+  return {
+    config: first.config,
+    scaleDtype: first.scaleDtype,
+    scaleShape: [rows, first.scaleShape[1]],
+    scaleBytes,
+    scales,
+  };
+}
+
+/**
+ * The source tensors a kept FP8 target of a row-concatenation group saves as (codes and scales of each source's
+ * rows, as they were read); undefined when `p` is not such a target.
+ */
+export function fp8GroupEntries(sources: SourceInfo[], p: Parameter | undefined): TensorToWrite[] | undefined {
+  const layout = p?.checkpointLayout;
+  if (!p?.fp8 || !layout || sources.reduce((n, s) => n + s.shape[0], 0) !== p.stateShape[0]) return undefined;
+  const [br] = layout.config.weight_block_size;
+  const cols = p.stateShape[1];
+  const scaleRowBytes = layout.scaleShape[1] * DTYPE_BYTES[layout.scaleDtype];
+  let row = 0;
+  return sources.flatMap(({ key, shape }) => {
+    const [r0, r1] = [row, (row += shape[0])];
+    const [s0, s1] = [r0 / br, Math.ceil(r1 / br)];
+    return [
+      { name: key, dtype: "F8_E4M3", shape, bytes: () => p.fp8Codes().subarray(r0 * cols, r1 * cols) },
+      {
+        name: scaleKeyFor(key),
+        dtype: layout.scaleDtype,
+        shape: [s1 - s0, layout.scaleShape[1]],
+        bytes: () => layout.scaleBytes.subarray(s0 * scaleRowBytes, s1 * scaleRowBytes),
+      },
+    ];
+  });
 }

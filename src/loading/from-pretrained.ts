@@ -98,7 +98,8 @@ async function load(dir: string, options: Readonly<FromPretrainedOptions>): Prom
       conversions,
       seed: options.seed,
       onProgress: options.onProgress,
-      packBf16: memoryPlan.storage === "bf16",
+      packBf16: memoryPlan.storage === "bf16" || memoryPlan.storage === "fp8", // fp8: BF16 ones only (exact)
+      keepFp8: memoryPlan.storage === "fp8",
     });
     keepFp8Layouts(model, source, model.checkpointConversion?.renamed);
     packWeightsOnLoad(model, false);

@@ -18,17 +18,21 @@ import type { ConversionRule } from "../conversion/rules.js";
 import { planConversions } from "../conversion/apply.js";
 import { bf16KernelsAvailable } from "../backend/kernels.js";
 import { ARENA_WEIGHT_BYTES, MAX_ARENAS } from "../backend/weight-store.js";
+import { fp8ConcatGroup, fp8ConfigOf, fp8StorageBytes, keepsFp8, scaleKeyFor } from "./fp8.js";
+import type { Fp8QuantizationConfig } from "../tensor/fp8.js";
 
 /**
- * "auto": packed bf16 when exact (BF16 checkpoint) or when float32 would not fit; else float32. "int8": 8-bit
- * blocks (src/tensor/int8.ts), lossy, only when asked for.
+ * "auto": an FP8 checkpoint's weights kept as stored (fp8); else packed bf16 when exact (BF16 checkpoint) or
+ * when float32 would not fit; else float32. "int8": 8-bit blocks (src/tensor/int8.ts), lossy, only when asked
+ * for. "fp8": an FP8 checkpoint's E4M3 codes and block scales kept as they are (its other weights packed bf16
+ * where they are BF16).
  */
-export type WeightStorageChoice = "auto" | "f32" | "bf16" | "int8";
+export type WeightStorageChoice = "auto" | "f32" | "bf16" | "int8" | "fp8";
 
-export const WEIGHT_STORAGE_CHOICES: readonly WeightStorageChoice[] = ["auto", "f32", "bf16", "int8"];
+export const WEIGHT_STORAGE_CHOICES: readonly WeightStorageChoice[] = ["auto", "f32", "bf16", "int8", "fp8"];
 
 /** A storage a plan can end with. */
-export type PlannedStorage = "f32" | "bf16" | "int8";
+export type PlannedStorage = "f32" | "bf16" | "int8" | "fp8";
 
 /** One parameter as the planner sees it. */
 export interface WeightEntry {
@@ -40,6 +44,8 @@ export interface WeightEntry {
   packable: boolean;
   /** Its bytes in 8-bit blocks (default: numel · 9/8, a whole number of 32-value blocks a row). */
   int8Bytes?: number;
+  /** Its bytes kept as FP8 (codes and scales) when the checkpoint stores it so and the FP8 kernels take it. */
+  fp8Bytes?: number;
   /** A matmul operand (a Linear's weight, incl. a tied lm_head): float32 on wasm gets XNNPACK's packed copy. */
   matmul: boolean;
 }
@@ -153,8 +159,18 @@ function weightBytes(weights: WeightEntry[], storage: PlannedStorage, limits: Ba
   let stored = 0;
   let copy = 0;
   for (const w of weights) {
-    const packed = storage !== "f32" && w.packable;
-    const b = !packed ? w.numel * 4 : storage === "bf16" ? w.numel * 2 : (w.int8Bytes ?? (w.numel * 9) / 8);
+    // fp8: the weights FP8 storage keeps, and the others packed bf16 where that is exact (BF16), else float32
+    const packed =
+      storage === "fp8"
+        ? w.packable && (w.fp8Bytes !== undefined || w.storedDtype === "BF16")
+        : storage !== "f32" && w.packable;
+    const b = !packed
+      ? w.numel * 4
+      : storage === "int8"
+        ? (w.int8Bytes ?? (w.numel * 9) / 8)
+        : storage === "fp8"
+          ? (w.fp8Bytes ?? w.numel * 2)
+          : w.numel * 2;
     bytes += b;
     if (packed) stored += b;
     if (!packed && w.matmul && limits.packedCopy) copy += w.numel * 4;
@@ -201,9 +217,11 @@ const fits = (p: MemoryPlan) =>
   heapBytes(p) <= p.ceilingBytes && (p.storeBytes === undefined || p.storedWeightBytes <= p.storeBytes);
 
 /** The storage "auto" picks, before the context is considered. */
-function autoStorage(req: PlanRequest, limits: BackendLimits): [storage: "f32" | "bf16", reason: string] {
+function autoStorage(req: PlanRequest, limits: BackendLimits): [storage: "f32" | "bf16" | "fp8", reason: string] {
   const packable = req.weights.filter((w) => w.packable);
   if (!limits.bf16) return ["f32", `the ${limits.backend} backend has no bf16 kernels`];
+  if (packable.some((w) => w.fp8Bytes !== undefined))
+    return ["fp8", "the checkpoint is FP8: its codes and block scales are kept as stored"];
   if (packable.length && packable.every((w) => w.storedDtype === "BF16"))
     return ["bf16", "the checkpoint is BF16: packed bf16 is exact"];
   if (fits(planFor(req, "f32", limits, ""))) return ["f32", "float32 fits"];
@@ -221,7 +239,11 @@ export function planMemory(req: PlanRequest, requested: WeightStorageChoice, lim
       `unknown weightStorage "${String(requested)}" (use ${WEIGHT_STORAGE_CHOICES.map((c) => `"${c}"`).join(", ")})`,
     );
   }
-  if ((requested === "bf16" || requested === "int8") && !limits.bf16) {
+  if (requested === "fp8" && !req.weights.some((w) => w.packable && w.fp8Bytes !== undefined))
+    throw new WeightStorageError(
+      `fp8 weight storage keeps an FP8 checkpoint's weights as stored; this checkpoint has none the FP8 kernels take`,
+    );
+  if ((requested === "bf16" || requested === "int8" || requested === "fp8") && !limits.bf16) {
     throw new WeightStorageError(
       `${requested} weight storage has kernels for the wasm and cpu backends only, not "${limits.backend}"`,
     );
@@ -304,14 +326,35 @@ export function modelShape(raw: Record<string, unknown>): ModelShape {
  * Every parameter as the memory planner sees it: its size, the dtype of the checkpoint tensor that fills it
  * (parameters nothing fills stay float32), and whether bf16 storage packs it / a matmul reads it.
  */
-export function weightInventory(model: Module, reader: CheckpointReader, conversions: ConversionRule[]): WeightEntry[] {
+export function weightInventory(
+  model: Module,
+  reader: CheckpointReader,
+  conversions: ConversionRule[],
+  fp8?: Fp8QuantizationConfig,
+): WeightEntry[] {
   const plan = planConversions(reader.keys(), conversions);
   const sourceOf = new Map<string, string>(plan.direct.map((d) => [d.target, d.source]));
   for (const g of plan.groups) for (const t of g.targets) sourceOf.set(t, g.sources[0][0]);
   const dtypes = new Map<Parameter, StorageDtype>();
+  // FP8 storage keeps a weight the checkpoint stores as FP8 and fills as it is, or a row concatenation of such
+  const fp8Bytes = new Map<Parameter, number>();
+  const keeps = (k: string) => fp8 && keepsFp8(reader.infos.get(k)!, fp8, reader.infos.has(scaleKeyFor(k)));
+  const direct = new Set(plan.direct.map((d) => d.target));
+  const groupBytes = new Map<string, number>(); // a kept group's target → its sources' FP8 bytes
+  for (const g of fp8 ? plan.groups : []) {
+    const infoOf = (k: string) => reader.infos.get(k);
+    if (fp8ConcatGroup(g, infoOf, (k) => reader.infos.has(scaleKeyFor(k)), fp8!))
+      groupBytes.set(
+        g.targets[0],
+        g.sources.reduce((n, [k]) => n + fp8StorageBytes(infoOf(k)!.shape, fp8!.weight_block_size), 0),
+      );
+  }
   for (const [name, p] of parameterAliases(model)) {
     const source = sourceOf.get(name);
     if (source && !dtypes.has(p)) dtypes.set(p, reader.infos.get(source)!.dtype);
+    if (source && direct.has(name) && keeps(source))
+      fp8Bytes.set(p, fp8StorageBytes(p.stateShape, fp8!.weight_block_size));
+    if (groupBytes.has(name)) fp8Bytes.set(p, groupBytes.get(name)!);
   }
   const packable = new Set(packableWeights(model).map(([, p]) => p));
   const matmul = new Set(model.namedModules().flatMap(([, m]) => (m instanceof Linear ? [m.weight] : [])));
@@ -321,6 +364,7 @@ export function weightInventory(model: Module, reader: CheckpointReader, convers
     storedDtype: plannedDtype(dtypes.get(p)),
     packable: packable.has(p) && dtypes.has(p),
     int8Bytes: p.int8Shape ? p.int8Shape[0] * p.int8Shape[1] * 4 : undefined,
+    fp8Bytes: fp8Bytes.get(p),
     matmul: matmul.has(p),
   }));
 }
@@ -340,7 +384,7 @@ export function planMemoryForLoad(
   const maxPositions = typeof raw.max_position_embeddings === "number" ? raw.max_position_embeddings : DEFAULT_CONTEXT;
   const contextLength = options.contextLength ?? Math.min(maxPositions, DEFAULT_CONTEXT);
   const request = {
-    weights: weightInventory(model, reader, conversions),
+    weights: weightInventory(model, reader, conversions, fp8ConfigOf(raw, reader.dir)),
     shape: modelShape(raw),
     contextLength,
     promptLength: Math.min(options.promptLength ?? DEFAULT_PROMPT, contextLength),

@@ -41,7 +41,9 @@ export interface FromPretrainedOptions extends KernelLoadOptions, PlanOptions {
    * How Linear / Embedding weights are kept. "bf16": packed as bf16 in the backend (half the memory and
    * bandwidth of float32; exact for BF16 checkpoints, rounded with a warning otherwise; wasm and cpu), packed
    * as they are read. "f32": float32. Default "auto": bf16 when exact or when float32 would not fit the
-   * backend's memory, else f32 — decided by a memory plan made before any weight is read.
+   * backend's memory, else f32 — decided by a memory plan made before any weight is read. "int8": 8-bit blocks
+   * (lossy). "fp8": an FP8 checkpoint's E4M3 codes and block scales kept as stored, read by the FP8 kernels —
+   * what "auto" picks for an FP8 checkpoint.
    */
   weightStorage?: WeightStorageChoice;
   /**

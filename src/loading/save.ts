@@ -14,7 +14,7 @@ import { buildModel, causalLMClassFor, familyFor } from "./registry.js";
 import type { Parameter } from "../nn/parameter.js";
 import { storedRowMajor } from "../backend/weight-store.js";
 import type { HostTensor } from "../conversion/ops.js";
-import { fp8Entries } from "./fp8.js";
+import { fp8Entries, fp8GroupEntries } from "./fp8.js";
 import { companionWrites, saveIntoFolder } from "../io/companions.js";
 import { tf } from "../tensor/tf.js";
 
@@ -70,6 +70,11 @@ export function stateEntries(
     });
   const byName = new Map(params);
   for (const group of record?.groups ?? []) {
+    const fp8 = dtype ? undefined : fp8GroupEntries(group.sources.flat(), byName.get(group.targets[0]));
+    if (fp8 && group.targets.length === 1) {
+      out.push(...fp8); // kept FP8 rows: each source's codes and scales as they were read
+      continue;
+    }
     // Revert once, hand out one source per call, drop the result when the last one is taken.
     let cache: HostTensor[] | undefined;
     let taken = 0;

@@ -6,12 +6,20 @@ import type { TensorSource } from "../io/checkpoint.js";
 import { parameterAliases, type Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import { packableWeights } from "../nn/storage.js";
-import { convertGroup, planConversions, type ConversionPlan, type ConversionRecord } from "../conversion/apply.js";
+import {
+  convertGroup,
+  planConversions,
+  type ConversionGroup,
+  type ConversionPlan,
+  type ConversionRecord,
+} from "../conversion/apply.js";
 import type { HostTensor } from "../conversion/ops.js";
 import { ConversionError } from "../errors.js";
 import { IN_PLACE_DTYPES, fillPacked, readPackedInPlace } from "./in-place.js";
-import { storeWords } from "../backend/weight-store.js";
-import { Fp8CheckpointView } from "./fp8.js";
+import { storeWords, weightStore, type StoredWeight } from "../backend/weight-store.js";
+import { Fp8CheckpointView, concatLayouts, fp8ConcatGroup, fp8Keepable, keepsFp8 } from "./fp8.js";
+import { Chunk } from "../conversion/ops.js";
+import { blocksOf, type Fp8BlockLayout } from "../tensor/fp8.js";
 import type { FromPretrainedOptions } from "./options.js";
 import { PreTrainedModel } from "./pretrained.js";
 import type { LoadReport } from "./types.js";
@@ -20,6 +28,8 @@ import type { LoadReport } from "./types.js";
 export interface LoadWeightsOptions extends Pick<FromPretrainedOptions, "conversions" | "seed" | "onProgress"> {
   /** Load Linear / Embedding weights straight into packed bf16 storage (BF16 bytes as they are; others rounded). */
   packBf16?: boolean;
+  /** Keep the FP8 weights of an FP8 checkpoint as stored, in FP8 storage (where they can be; else as packBf16). */
+  keepFp8?: boolean;
 }
 
 interface LoadState {
@@ -30,6 +40,8 @@ interface LoadState {
   loaded: Set<Parameter>;
   /** Parameters loaded straight into packed bf16 storage. */
   packed: Set<Parameter>;
+  /** Whether FP8 weights are kept as stored. */
+  keepFp8: boolean;
   progress: (key: string) => void;
 }
 
@@ -74,6 +86,7 @@ function startLoad(model: Module, reader: TensorSource, options: LoadWeightsOpti
     },
     loaded: new Set(),
     packed: new Set(options.packBf16 ? packableWeights(model).map(([, p]) => p) : []),
+    keepFp8: options.keepFp8 === true,
     progress: (key) => {
       bytesDone += reader.infos.get(key)!.end - reader.infos.get(key)!.begin;
       options.onProgress?.({ bytesDone, bytesTotal: reader.totalBytes, key });
@@ -129,11 +142,16 @@ async function loadDirect(state: LoadState, direct: ConversionPlan["direct"], re
 
 /** BF16 bytes are the packed layout; F16 (as wide) rounds where it lands, F32 half in place, half through staging. */
 const readsInPlace = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
-  state.packed.has(p) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
+  packs(state, p, dtype) && IN_PLACE_DTYPES.has(dtype) && state.reader.readBytesIntoMany !== undefined;
+
+/** Whether a `dtype` tensor filling `p` goes to packed bf16 (next to kept FP8 weights: only where exact). */
+const packs = (state: LoadState, p: Parameter, dtype: StorageDtype) =>
+  state.packed.has(p) && (!state.keepFp8 || dtype === "BF16");
 
 /** Reads one checkpoint tensor, decoded, into its parameter (an FP8 weight bound for bf16: dequantized in place). */
 async function readInto(state: LoadState, p: Parameter, key: string): Promise<void> {
   const source = state.reader;
+  if (state.keepFp8 && source instanceof Fp8CheckpointView && (await keepFp8(source, p, key))) return;
   if (state.packed.has(p) && source instanceof Fp8CheckpointView && source.isQuantized(key)) {
     p.setPacked(await fillPacked(p.packedShape!, (bytes) => source.readBf16Into(key, bytes)));
     p.storedDtype = "BF16";
@@ -151,9 +169,93 @@ async function readInto(state: LoadState, p: Parameter, key: string): Promise<vo
   setValue(state, p, t.data, t.dtype);
 }
 
+/**
+ * FP8 weights `keys` (`cols` wide; their rows concatenated in order) as one block of the weight store, codes then
+ * scales, each one's codes read straight from the file into its rows; released (undefined) unless FP8 storage can
+ * keep them all (fp8Keepable, scales of one layout).
+ */
+async function readFp8(
+  source: Fp8CheckpointView,
+  keys: string[],
+  cols: number,
+): Promise<{ stored: StoredWeight; layouts: Fp8BlockLayout[] } | undefined> {
+  const rows = keys.map((k) => source.infos.get(k)!.shape[0]);
+  const block = source.config.weight_block_size;
+  const total = rows.reduce((a, b) => a + b, 0);
+  const scales = { shape: blocksOf([total, cols], block) as [number, number], block };
+  const stored = weightStore().alloc([total, cols / 4], "fp8", undefined, scales);
+  const layouts: Fp8BlockLayout[] = [];
+  let keepable = true;
+  try {
+    for (let i = 0, at = stored.at; i < keys.length; at += rows[i] * cols, i++) {
+      const bytes = () => stored.arena.bytes(at, rows[i] * cols); // taken after the reads' awaits
+      layouts.push(await source.readCodesInto(keys[i], bytes));
+      keepable &&= fp8Keepable(bytes(), layouts[i]);
+    }
+  } catch (err) {
+    stored.release();
+    throw err;
+  }
+  const layout = keepable ? concatLayouts(layouts) : undefined;
+  if (!layout) {
+    stored.release();
+    return undefined;
+  }
+  stored.scaleValues().set(layout.scales);
+  return { stored, layouts };
+}
+
+/**
+ * Reads FP8 weight `key` as stored — its codes straight into the weight store — into FP8 storage; false (nothing
+ * kept) when the kernels cannot take it (fp8Keepable, keepsFp8).
+ */
+async function keepFp8(source: Fp8CheckpointView, p: Parameter, key: string): Promise<boolean> {
+  const info = source.infos.get(key)!;
+  if (!source.isQuantized(key) || p.layout !== "transpose" || !keepsFp8(info, source.config, true)) return false;
+  const read = await readFp8(source, [key], info.shape[1]);
+  if (!read) return false;
+  p.setFp8(read.stored, read.layouts[0]);
+  p.storedDtype = "BF16"; // as the view reads it: saving writes the FP8 layout back
+  return true;
+}
+
+/**
+ * A row-concatenation group of FP8 weights (fp8ConcatGroup) kept as stored: each source's codes read straight
+ * into its rows of the target, the scales concatenated; recorded so saving splits them back. False (nothing
+ * kept) when FP8 storage cannot keep it.
+ */
+async function keepFp8Group(state: LoadState, group: ConversionGroup, record: ConversionRecord): Promise<boolean> {
+  const source = state.reader;
+  if (!state.keepFp8 || !(source instanceof Fp8CheckpointView)) return false;
+  const infoOf = (k: string) => source.infos.get(k);
+  if (!fp8ConcatGroup(group, infoOf, (k) => source.isQuantized(k), source.config)) return false;
+  const keys = group.sources.map(([k]) => k);
+  const shapes = keys.map((k) => infoOf(k)!.shape);
+  const [rows, cols] = [shapes.reduce((n, s) => n + s[0], 0), shapes[0][1]];
+  // a target that does not fit is left to the group's ordinary conversion, which reports it
+  const p = state.params.get(group.targets[0]) ?? state.aliases.get(group.targets[0]);
+  const fits = p && !state.loaded.has(p) && p.stateShape.length === 2 && p.stateShape[0] === rows;
+  if (!p || !fits || p.stateShape[1] !== cols || p.layout !== "transpose") return false;
+  const read = await readFp8(source, keys, cols);
+  if (!read) return false;
+  p.setFp8(read.stored, concatLayouts(read.layouts)!);
+  p.storedDtype = "BF16"; // as the view reads the sources
+  state.loaded.add(p);
+  const sources = keys.map((key, i) => [{ key, shape: shapes[i], dtype: "BF16" as const }]);
+  const reverse = [
+    new Chunk(
+      0,
+      shapes.map((s) => s[0]),
+    ),
+  ];
+  record.groups.push({ rule: group.rule, targets: group.targets, reverse, sources });
+  state.report.convertedKeys.push({ rule: group.rule.toString(), sources: keys, targets: group.targets });
+  return true;
+}
+
 /** Sets decoded checkpoint-layout values; a parameter bound for packed storage is packed (rounded unless BF16). */
 function setValue(state: LoadState, p: Parameter, data: Float32Array | Int32Array, dtype: StorageDtype): void {
-  if (!state.packed.has(p) || !(data instanceof Float32Array)) return p.setStateData(data, dtype);
+  if (!packs(state, p, dtype) || !(data instanceof Float32Array)) return p.setStateData(data, dtype);
   const bytes = encode(data, "BF16"); // round to nearest even; exact for values that came from BF16
   p.setPacked(storeWords(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), p.packedShape!, "bf16"));
   p.storedDtype = dtype;
@@ -163,6 +265,10 @@ function setValue(state: LoadState, p: Parameter, data: Float32Array | Int32Arra
 async function loadGroups(state: LoadState, groups: ConversionPlan["groups"], record: ConversionRecord): Promise<void> {
   for (const group of groups) {
     try {
+      if (await keepFp8Group(state, group, record)) {
+        for (const k of group.sources.flat()) state.progress(k);
+        continue;
+      }
       const inputs: HostTensor[][] = [];
       for (const keys of group.sources) inputs.push(await Promise.all(keys.map((k) => state.reader.read(k))));
       const { outputs, reverse } = convertGroup(

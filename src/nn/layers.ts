@@ -3,6 +3,7 @@ import { Module } from "./module.js";
 import { Parameter } from "./parameter.js";
 import { bf16Embedding, bf16MatMul } from "../backend/ops.js";
 import { int8Embedding, int8MatMul } from "../backend/int8-ops.js";
+import { fp8Embedding, fp8MatMul } from "../backend/fp8-ops.js";
 
 /** Applies `fn` to `x` flattened to 2-D `[rows, lastDim]` and restores the leading dims (wasm's fast matmul is 2-D only). */
 export function as2d(x: tf.Tensor, fn: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tensor {
@@ -33,7 +34,9 @@ export class Linear extends Module<[tf.Tensor], tf.Tensor> {
         ? bf16MatMul(x2d, w.packedWeight)
         : w.quantized
           ? int8MatMul(x2d, w.int8Weight)
-          : tf.matMul(x2d, w.tensor as tf.Tensor2D);
+          : w.fp8
+            ? fp8MatMul(x2d, w.fp8Weight)
+            : tf.matMul(x2d, w.tensor as tf.Tensor2D);
       return this.bias ? tf.add(y, this.bias.tensor) : y;
     });
   }
@@ -58,6 +61,7 @@ export class Embedding extends Module<[tf.Tensor], tf.Tensor> {
   forward(ids: tf.Tensor): tf.Tensor {
     if (this.weight.packed) return bf16Embedding(this.weight.packedWeight, ids);
     if (this.weight.quantized) return int8Embedding(this.weight.int8Weight, ids, this.embeddingDim);
+    if (this.weight.fp8) return fp8Embedding(this.weight.fp8Weight, ids);
     const cols = tf.gather(this.weight.tensor, tf.reshape(ids, [-1]), 1);
     return tf.reshape(tf.transpose(cols), [...ids.shape, this.embeddingDim]);
   }

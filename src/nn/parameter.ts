@@ -1,13 +1,13 @@
 import { tf } from "../tensor/tf.js";
-import type { StorageDtype } from "../tensor/dtypes.js";
+import { decode, type StorageDtype } from "../tensor/dtypes.js";
 import { type Initializer, Rng, initValues } from "./init.js";
 import { PackedParameterError, ShapeError } from "../errors.js";
 import { packBf16, unpackBf16 } from "../tensor/bf16.js";
 import { dequantizeInt8, int8Shape } from "../tensor/int8.js";
 import { quantizeInt8 } from "../backend/int8-quantize.js";
-import type { Fp8BlockLayout } from "../tensor/fp8.js";
+import { dequantizeFp8F32, fp8Encode, type Fp8BlockLayout } from "../tensor/fp8.js";
 import { transpose2d } from "../tensor/host.js";
-import { storeWords, storedRowMajor, type StoredWeight } from "../backend/weight-store.js";
+import { storeFp8, storeWords, storedRowMajor, type StoredWeight } from "../backend/weight-store.js";
 
 /**
  * How a parameter's compute tensor relates to its checkpoint ("state") tensor.
@@ -34,6 +34,12 @@ export class Parameter {
   private packedValue: StoredWeight | undefined;
   /** When set, the value lives only here: 8-bit blocks (src/tensor/int8.ts), int32 `[rows, blocks · 9]`, in the weight store. */
   private int8Value: StoredWeight | undefined;
+  /**
+   * When set, the value lives only here: an FP8 checkpoint's E4M3 codes as stored (int32 `[rows, cols/4]`, four a
+   * word, checkpoint layout) with its float32 block scales after them, in the weight store; `checkpointLayout`
+   * holds the same scales as the checkpoint stored them. Each value is fround(code · scale).
+   */
+  private fp8Value: StoredWeight | undefined;
   /** The dtype the weights were stored as in the checkpoint they came from (saving writes this back). */
   storedDtype: StorageDtype = "F32";
   /** Set when the checkpoint stored this weight FP8 block-quantized: saving writes that layout back (loading/fp8.ts). */
@@ -60,7 +66,12 @@ export class Parameter {
   }
 
   get isMaterialized(): boolean {
-    return this.value !== undefined || this.packedValue !== undefined || this.int8Value !== undefined;
+    return (
+      this.value !== undefined ||
+      this.packedValue !== undefined ||
+      this.int8Value !== undefined ||
+      this.fp8Value !== undefined
+    );
   }
 
   /** The live compute tensor; initialises with `init` (seed 0) if nothing was loaded. Throws when packed. */
@@ -77,8 +88,60 @@ export class Parameter {
           `read it with stateData()/stateTensor(), or convert back with storeWeightsAs(model, "f32")`,
       );
     }
+    if (this.fp8Value) {
+      throw new PackedParameterError(
+        `parameter of shape [${this.stateShape}] is stored as FP8 blocks and has no float32 tensor; ` +
+          `read it with stateData()/stateTensor(), or convert back with storeWeightsAs(model, "f32")`,
+      );
+    }
     if (!this.value) this.initialize(new Rng(0));
     return this.value!;
+  }
+
+  /** True when the value is kept as an FP8 checkpoint stored it (see `fp8Weight`). */
+  get fp8(): boolean {
+    return this.fp8Value !== undefined;
+  }
+
+  /** The FP8 storage: codes int32 `[stateShape[0], stateShape[1] / 4]` and block scales, in the weight store. */
+  get fp8Weight(): StoredWeight {
+    if (!this.fp8Value) throw new PackedParameterError(`parameter of shape [${this.stateShape}] is not stored as FP8`);
+    return this.fp8Value;
+  }
+
+  /**
+   * Keeps stored FP8 codes and scales `w` (ownership passes to the parameter) as the value, `layout` being the
+   * checkpoint's record of the same scales (saving writes it back); other storage is freed.
+   */
+  setFp8(w: StoredWeight, layout: Fp8BlockLayout): void {
+    const [rows, cols] = this.stateShape;
+    const block = layout.config.weight_block_size;
+    const s = w.scales;
+    if (
+      this.stateShape.length !== 2 ||
+      cols % 4 ||
+      w.kind !== "fp8" ||
+      w.shape[0] !== rows ||
+      w.shape[1] !== cols / 4 ||
+      !s ||
+      s.block[0] !== block[0] ||
+      s.block[1] !== block[1] ||
+      s.shape[0] !== layout.scaleShape[0] ||
+      s.shape[1] !== layout.scaleShape[1]
+    )
+      throw new ShapeError(
+        `stored ${w.kind} [${w.shape}] (scales [${s?.shape ?? "none"}]) does not fit an FP8 parameter of shape ` +
+          `[${this.stateShape}] in blocks [${block}]`,
+      );
+    this.freeStorage(w);
+    this.fp8Value = w;
+    this.checkpointLayout = layout;
+  }
+
+  /** The FP8 codes as stored (checkpoint order; a new array). */
+  fp8Codes(): Uint8Array {
+    const words = this.fp8Weight.words();
+    return new Uint8Array(words.buffer, words.byteOffset, words.byteLength).slice();
   }
 
   /** True when the value is stored as 8-bit blocks (see `int8Tensor`). */
@@ -150,6 +213,8 @@ export class Parameter {
     this.packedValue = undefined;
     if (this.int8Value !== keep) this.int8Value?.release();
     this.int8Value = undefined;
+    if (this.fp8Value !== keep) this.fp8Value?.release();
+    this.fp8Value = undefined;
   }
 
   /** True when the value is stored packed as bf16 (see `packedTensor`). */
@@ -183,9 +248,9 @@ export class Parameter {
     this.packedValue = stored;
   }
 
-  /** Replaces packed bf16 or 8-bit storage by a float32 compute tensor holding the same (exact) values. */
+  /** Replaces packed bf16, 8-bit or FP8 storage by a float32 compute tensor holding the same (exact) values. */
   unpack(): void {
-    if (!this.packedValue && !this.int8Value) return;
+    if (!this.packedValue && !this.int8Value && !this.fp8Value) return;
     const data = this.stateData() as Float32Array;
     this.freeStorage();
     this.setStateData(data);
@@ -202,6 +267,21 @@ export class Parameter {
     }
     if (this.int8Value || (this.quantizeOnLoad && this.int8Shape)) {
       this.quantize(data instanceof Float32Array ? data : Float32Array.from(data), `parameter [${this.stateShape}]`);
+      this.storedDtype = storedDtype;
+      return;
+    }
+    if (this.fp8Value) {
+      // Stays FP8: the layout's scales when they give these values back, else fresh ones (fp8Encode).
+      const layout = this.checkpointLayout!;
+      const { weight, scaleBytes } = fp8Encode(
+        data instanceof Float32Array ? data : Float32Array.from(data),
+        this.stateShape,
+        layout,
+      );
+      const scales =
+        scaleBytes === layout.scaleBytes ? layout.scales : (decode(scaleBytes, layout.scaleDtype) as Float32Array);
+      const block = layout.config.weight_block_size;
+      this.setFp8(storeFp8(weight, this.stateShape, scales, block), { ...layout, scaleBytes, scales });
       this.storedDtype = storedDtype;
       return;
     }
@@ -228,7 +308,8 @@ export class Parameter {
     if (t.shape.length !== this.stateShape.length || t.shape.some((d, i) => d !== this.stateShape[i])) {
       throw new ShapeError(`expected shape [${this.stateShape}], got [${t.shape}]`);
     }
-    if (this.packedValue || this.int8Value) return this.setStateData(Float32Array.from(t.dataSync()), storedDtype);
+    if (this.packedValue || this.int8Value || this.fp8Value)
+      return this.setStateData(Float32Array.from(t.dataSync()), storedDtype);
     const next = tf.tidy(() => tf.cast(this.layout === "transpose" ? tf.transpose(t) : tf.clone(t), this.dtype));
     this.replace(tf.keep(next));
     this.storedDtype = storedDtype;
@@ -238,6 +319,10 @@ export class Parameter {
   stateData(): Float32Array | Int32Array {
     if (this.packedValue) return unpackBf16(storedRowMajor(this.packedValue));
     if (this.int8Value) return dequantizeInt8(storedRowMajor(this.int8Value), this.stateShape[0], this.stateShape[1]);
+    if (this.fp8Value) {
+      const layout = this.checkpointLayout!;
+      return dequantizeFp8F32(this.fp8Codes(), this.stateShape, layout.scales, layout.config.weight_block_size);
+    }
     const v = this.tensor.dataSync() as Float32Array | Int32Array;
     return this.layout === "transpose" ? transpose2d(v, this.computeShape[0], this.computeShape[1]) : v.slice();
   }

@@ -7,7 +7,11 @@ import { PackedParameterError, WeightStorageError } from "../errors.js";
 import { BF16_PACK } from "../backend/kernels.js";
 import { checkBf16Backend } from "../backend/ops.js";
 import { checkInt8Backend } from "../backend/int8-ops.js";
+import { storeWords } from "../backend/weight-store.js";
+import { dequantizeFp8 } from "../tensor/fp8.js";
+import { packBf16 } from "../tensor/bf16.js";
 
+// (FP8 storage is not converted to: it keeps an FP8 checkpoint's weights as loaded; "bf16" / "f32" / "int8" convert from it.)
 export type WeightStorage = "bf16" | "f32" | "int8";
 
 export interface StoreWeightsOptions {
@@ -61,16 +65,7 @@ export function storeWeightsAs(
   const report: StoreWeightsReport = { converted: [], skipped: [], rounded: 0, bytesBefore: 0, bytesAfter: 0 };
   const params = weightParameters(model);
 
-  if (storage === "f32") {
-    for (const [name, p] of params) {
-      if (!p.packed && !p.quantized) continue;
-      report.bytesBefore += p.packed ? p.numel * 2 : storedBytes(p);
-      p.unpack();
-      report.bytesAfter += p.numel * 4;
-      report.converted.push(name);
-    }
-    return report;
-  }
+  if (storage === "f32") return unpackWeights(params, report);
   if (storage === "int8") return quantizeWeights(params, report);
 
   checkBf16Backend();
@@ -78,6 +73,7 @@ export function storeWeightsAs(
   const lossyNeeded: string[] = [];
   for (const [name, p] of params) {
     if (p.packed) report.skipped.push({ name, reason: "already bf16" });
+    else if (p.fp8) expandFp8(name, p, report);
     else if (p.layout !== "transpose") report.skipped.push({ name, reason: `layout ${p.layout}` });
     else if (!p.packedShape)
       report.skipped.push({ name, reason: `shape [${p.stateShape}] has an odd number of columns` });
@@ -115,11 +111,34 @@ export function storeWeightsAs(
   return report;
 }
 
+/** FP8 storage → packed bf16: what loading the FP8 checkpoint in bf16 gives (each product rounded to bf16). */
+function expandFp8(name: string, p: Parameter, report: StoreWeightsReport): void {
+  report.bytesBefore += storedBytes(p);
+  const layout = p.checkpointLayout!;
+  const bf16 = dequantizeFp8(p.fp8Codes(), p.stateShape, layout.scales, layout.config.weight_block_size);
+  p.setPacked(storeWords(packBf16(bf16).packed, p.packedShape!, "bf16"));
+  report.bytesAfter += p.numel * 2;
+  report.converted.push(name);
+}
+
 /** Backend bytes of a parameter's current storage. */
 function storedBytes(p: Parameter): number {
   if (p.packed) return p.numel * 2;
   if (p.quantized) return p.int8Shape![0] * p.int8Shape![1] * 4;
+  if (p.fp8) return p.fp8Weight.bytes;
   return p.numel * 4;
+}
+
+/** storeWeightsAs(…, "f32"): every weight in another storage, back to float32 (exact). */
+function unpackWeights(params: [string, Parameter][], report: StoreWeightsReport): StoreWeightsReport {
+  for (const [name, p] of params) {
+    if (!p.packed && !p.quantized && !p.fp8) continue;
+    report.bytesBefore += storedBytes(p);
+    p.unpack();
+    report.bytesAfter += p.numel * 4;
+    report.converted.push(name);
+  }
+  return report;
 }
 
 /** storeWeightsAs(…, "int8"): every 2-D transposed weight, from whatever storage it is in. */

@@ -104,6 +104,24 @@ export function dequantizeFp8(
   return new Float32Array(out.buffer);
 }
 
+/**
+ * float32 values of `fp8` (E4M3 bytes, [rows, cols]): each fround(code · scale), the product before any rounding
+ * to bf16 — what FP8 storage (nn/parameter.ts) and its kernels compute with.
+ */
+export function dequantizeFp8F32(
+  fp8: Uint8Array,
+  shape: readonly number[],
+  scales: Float32Array,
+  block: readonly number[],
+): Float32Array {
+  const values = fp8Table("F8_E4M3");
+  const out = new Float32Array(shape[0] * shape[1]);
+  forEachSegment(shape, scales, block, (s, start, end) => {
+    for (let i = start; i < end; i++) out[i] = values[fp8[i]] * s; // stored as float32: rounded once
+  });
+  return out;
+}
+
 /** E4M3 codes of `values / scale` per block (saturated to ±448, rounded to nearest even). */
 export function quantizeWithScales(
   values: Float32Array,
@@ -143,7 +161,8 @@ export function freshScales(
 
 /**
  * The FP8 bytes and scale bytes that store `values` in `layout`. With the recorded scales when they give
- * back exactly `values` (the weight is as loaded: the save is byte-identical), else with fresh scales.
+ * back exactly `values` — as the bf16 expansion or as the float32 one (the weight is as loaded: the save is
+ * byte-identical) — else with fresh scales.
  */
 export function fp8Encode(
   values: Float32Array,
@@ -152,9 +171,13 @@ export function fp8Encode(
 ): { weight: Uint8Array; scaleBytes: Uint8Array } {
   const block = layout.config.weight_block_size;
   const weight = quantizeWithScales(values, shape, layout.scales, block);
-  const back = dequantizeFp8(weight, shape, layout.scales, block);
-  const same = Buffer.from(back.buffer).equals(Buffer.from(values.buffer, values.byteOffset, values.byteLength));
-  if (same) return { weight, scaleBytes: layout.scaleBytes };
+  const given = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  const same = (back: Float32Array) => Buffer.from(back.buffer).equals(given);
+  if (
+    same(dequantizeFp8(weight, shape, layout.scales, block)) ||
+    same(dequantizeFp8F32(weight, shape, layout.scales, block))
+  )
+    return { weight, scaleBytes: layout.scaleBytes };
   const scales = freshScales(values, shape, block, layout.scaleDtype);
   return { weight: quantizeWithScales(values, shape, scales, block), scaleBytes: encode(scales, layout.scaleDtype) };
 }

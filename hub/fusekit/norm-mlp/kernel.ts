@@ -22,6 +22,7 @@ export interface Weight {
   packed?: boolean;
   packedWeight?: StoredLike;
   quantized?: boolean;
+  fp8?: boolean;
 }
 export interface LinearLike {
   weight: Weight;
@@ -57,8 +58,8 @@ export function makeLayers({ tf, helpers }: KernelEnv) {
       const linears = [mlp.gate_proj, mlp.up_proj, mlp.down_proj];
       const packed = linears.filter((l) => l.weight.packed).length;
       const h = x.shape[x.shape.length - 1];
-      // 8-bit weights (weightStorage "int8") have no kernel here: the modules' own Linear forwards run them
-      const quantized = linears.some((l) => l.weight.quantized);
+      // 8-bit weights (int8, or FP8 kept as stored) have no kernel here: the modules' own Linear forwards run them
+      const quantized = linears.some((l) => l.weight.quantized || l.weight.fp8);
       const inter = quantized
         ? 0
         : mlp.down_proj.weight.packed
