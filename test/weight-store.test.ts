@@ -7,10 +7,12 @@ import {
   ARENA_WEIGHT_BYTES,
   WeightStore,
   storeFp8,
+  openedArenas,
   storeWords,
   storedRowMajor,
   weightStore,
 } from "../src/backend/weight-store.js";
+import { blockedAttention } from "../src/backend/prefill-attention-kernel.js";
 import { kernelPool, setActivationBlockBytes, setParallelMinMacs } from "../src/backend/pool.js";
 import { bf16MatMul, fp8MatMul, int8MatMul, int8Shape, packBf16, quantizeInt8, Rng } from "fusekit/internals";
 import { defaultModelDir } from "../src/presets/presets.js";
@@ -128,5 +130,27 @@ describe("the weight store (wasm)", () => {
       int8.release();
       fp8.release();
     }
+  });
+
+  it("runs prefill attention in one arena (the one holding the fewest weights), call after call", () => {
+    const rng = new Rng(9);
+    // arenas holding a scratch block (activations) besides their weights
+    const withScratch = () => openedArenas().flatMap((a, i) => (a.used > a.held ? [i] : []));
+    const before = withScratch();
+    for (const s of [160, 400, 240]) {
+      const t = (T: number) =>
+        tf.tensor4d(
+          Float32Array.from({ length: 2 * T * 16 }, () => rng.normal()),
+          [1, 2, T, 16],
+        );
+      const [q, k, v] = [t(s), t(s), t(s)];
+      blockedAttention(q, k, v, 0.25).dispose();
+      tf.dispose([q, k, v]);
+    }
+    const added = withScratch().filter((i) => !before.includes(i));
+    expect(added.length).toBeLessThanOrEqual(1); // a scratch in a new arena each call would add three
+    const held = openedArenas().map((a) => a.held);
+    const used = [...before, ...added].filter((i) => held[i] === Math.min(...held));
+    expect(used.length).toBeGreaterThan(0); // the calls' arena is one holding the fewest weights
   });
 });

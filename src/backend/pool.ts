@@ -261,14 +261,15 @@ export class KernelPool {
   /**
    * Blocked attention at prefill on every thread, one KV head (of one batch row) per chunk, for tfjs-wasm
    * tensors q [b, heads, s, d], k / v [b, kvHeads, T, d], the additive mask [b, 1, s, T] (or none), out
-   * [b, heads, s, d] (allocated); they are copied into the scratch of the arena with the most room and back.
+   * [b, heads, s, d] (allocated); they are copied into the scratch of the arena with the fewest weights and back.
    */
   prefillAttention(
     b: WasmBackend,
     t: { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; mask?: tf.TensorInfo; out: tf.TensorInfo },
     scale: number,
   ): void {
-    const arena = this.store.arenas.reduce((a, b) => (b.used < a.used ? b : a)); // the first when there is a tie
+    // the arena holding the fewest weights (the first of a tie): the same one every call, so one scratch serves
+    const arena = this.store.arenas.reduce((a, b) => (b.held < a.held ? b : a));
     const [batch, heads, s, d] = t.q.shape;
     const [, kvHeads, T] = t.k.shape;
     const [qBytes, kvBytes, maskBytes] = [4 * batch * heads * s * d, 4 * batch * kvHeads * T * d, 4 * batch * s * T];

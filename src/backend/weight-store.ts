@@ -129,6 +129,11 @@ export class Arena {
     return n;
   }
 
+  /** Bytes handed out for anything but the scratch block (weights, KV rows). */
+  get held(): number {
+    return this.used - (this.scratch.size ? Math.ceil(this.scratch.size / ALIGN) * ALIGN : 0);
+  }
+
   /** A view of `length` bytes at `at` (valid until the memory next grows). */
   bytes(at: number, length: number): Uint8Array {
     return new Uint8Array(this.memory.buffer, at, length);
