@@ -175,7 +175,8 @@ const program = new Command("bench-browser")
             ? `wllama ${r.type} error: ${r.error}`
             : `wllama ${r.type} (llama.cpp ${r.wllama}, ${r.threads} threads): prefill ${o.context} ` +
                 `${r.prefill![o.context].median.toFixed(2)} tok/s (runs ${runs(r.prefill![o.context])}), decode ` +
-                `${r.decode!.median.toFixed(2)} tok/s (runs ${runs(r.decode)}); load ${load()}`,
+                `${r.decode!.median.toFixed(2)} tok/s (runs ${runs(r.decode)}; page wall clock ${runs(r.decodeWall)}); ` +
+                `model load ${(r.loadMs! / 1000).toFixed(1)} s; load ${load()}`,
         );
       }
     },

@@ -70,6 +70,8 @@ export function checkpointPrompt(dir: string, n: number): { text: string; ids: n
 export interface WllamaCall {
   wallMs: number;
   promptTokens: number;
+  /** llama.cpp's prompt processing time, ms. */
+  promptMs: number;
   predictedN: number;
   predictedMs: number;
 }
@@ -92,6 +94,8 @@ export interface WllamaRow extends PeerFigures {
   wllama?: string;
   /** Model load in the page (GGUF already fetched into a Blob), ms. */
   loadMs?: number;
+  /** Decode as the page saw it (a cross-check): steps ÷ (the call's wall time − llama.cpp's prompt time). */
+  decodeWall?: Figure;
 }
 
 const fig = (runs: number[]): Figure => ({ ...stat(runs), runs });
@@ -123,6 +127,7 @@ export function wllamaFigures(out: WllamaOutput, type: GgufExportType, threads: 
       Object.entries(out.prefill).map(([n, calls]) => [n, fig(calls.map((c) => (Number(n) / c.wallMs) * 1000))]),
     ),
     decode: fig(out.decode.map((c) => (out.decodeSteps / c.predictedMs) * 1000)),
+    decodeWall: fig(out.decode.map((c) => (out.decodeSteps / (c.wallMs - c.promptMs)) * 1000)),
   };
 }
 
@@ -199,7 +204,9 @@ export async function runWllama(
     const page = await browser.newPage();
     await page.goto(server.url);
     const longest = Math.max(...o.prefill);
-    const args = { ...o, prompts, nCtx: longest + o.decodeSteps + 64, nBatch: Math.max(512, longest) };
+    const { threads, repeats, prefill, decodeSteps, figureBudgetS, timeoutS } = o; // what the page may see
+    const plan = { threads, repeats, prefill, decodeSteps, figureBudgetS, timeoutS };
+    const args = { ...plan, prompts, nCtx: longest + decodeSteps + 64, nBatch: Math.max(512, longest) };
     const run = page.evaluate(pageMain, args);
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`timed out after ${o.timeoutS} s`)), o.timeoutS * 1000);
@@ -243,6 +250,7 @@ async function pageMain(a: WllamaPlan & { prompts: Record<number, string>; nCtx:
     return {
       wallMs,
       promptTokens: r.usage.prompt_tokens as number,
+      promptMs: r.timings.prompt_ms as number,
       predictedN: r.timings.predicted_n as number,
       predictedMs: r.timings.predicted_ms as number,
     };

@@ -94,6 +94,7 @@ describe("the page's output", () => {
   const call = (wallMs: number, promptTokens: number, predictedN = 1, predictedMs = 0) => ({
     wallMs,
     promptTokens,
+    promptMs: 1000,
     predictedN,
     predictedMs,
   });
@@ -116,6 +117,7 @@ describe("the page's output", () => {
     expect(r.prefill!["64"].max).toBe(32);
     expect(r.prefill!["512"].runs).toEqual([8]);
     expect(r.decode!.runs).toEqual([2, 4]);
+    expect(r.decodeWall!.runs).toEqual([1, 1]); // 8 steps in 9000 − 1000 ms
   });
 
   it("a prompt of the wrong length, a short decode or the wrong threads is the row's error", () => {
