@@ -212,11 +212,16 @@ function browserSection(r: BenchResults, m: ModelEntry & BrowserFields): Section
   if (!b) return [];
   const prefill = r.options.prefill;
   const page = b.page
-    ? ["fusekit page (demo page, `fusekit serve`)", b.pageMode ?? "", ...prefill.map(() => ""), fig(b.page)]
+    ? [
+        "fusekit page (demo page, `fusekit serve`)",
+        `as stored, ${b.pageMode ?? ""} kernels`,
+        ...prefill.map(() => ""),
+        fig(b.page),
+      ]
     : ["fusekit page (demo page, `fusekit serve`)", `error: ${b.pageError}`, ...prefill.map(() => ""), ""];
   const rows = b.wllama.map((w) =>
     w.error
-      ? [`wllama ${WLLAMA_VERSION} (llama.cpp ${w.wllama ?? ""}), ${w.threads} thread(s)`, w.type, `error: ${w.error}`]
+      ? [`wllama ${WLLAMA_VERSION}, ${w.threads} thread(s)`, w.type, `error: ${w.error}`, ...prefill.map(() => "")]
       : [
           `wllama ${WLLAMA_VERSION} (llama.cpp ${w.wllama}), ${w.threads} thread(s)`,
           w.type,
