@@ -7,8 +7,10 @@ import { markdownSection, terminalSection, type Section } from "../src/compare/s
 import type { BenchResults, ModelEntry } from "./types.js";
 import type { OrtResult } from "./ort.js";
 import type { LlamaCppFields } from "./llama-cpp.js";
+import type { BrowserFields } from "./browser.js";
 import type { Family } from "./configs.js";
 import { TARGET_GROUPS, decodeBound } from "./targets.js";
+import { WLLAMA_VERSION } from "./wllama.js";
 
 const rowOf = (m: ModelEntry, id?: string) => m.configs.find((r) => r.spec.id === id);
 const torch2 = (m: ModelEntry) => m.torch.find((t) => t.threads === 2 && !t.error);
@@ -204,6 +206,44 @@ function llamaCppSection(r: BenchResults, m: ModelEntry & LlamaCppFields): Secti
   };
 }
 
+/** In headless Chromium: fusekit's demo page and wllama (llama.cpp's wasm build) on the same checkpoint. */
+function browserSection(r: BenchResults, m: ModelEntry & BrowserFields): Section[] {
+  const b = m.browser;
+  if (!b) return [];
+  const prefill = r.options.prefill;
+  const page = b.page
+    ? [
+        "fusekit page (demo page, `fusekit serve`)",
+        `as stored, ${b.pageMode ?? ""} kernels`,
+        ...prefill.map(() => ""),
+        fig(b.page),
+      ]
+    : ["fusekit page (demo page, `fusekit serve`)", `error: ${b.pageError}`, ...prefill.map(() => ""), ""];
+  const rows = b.wllama.map((w) =>
+    w.error
+      ? [`wllama ${WLLAMA_VERSION}, ${w.threads} thread(s)`, w.type, `error: ${w.error}`, ...prefill.map(() => "")]
+      : [
+          `wllama ${WLLAMA_VERSION} (llama.cpp ${w.wllama}), ${w.threads} thread(s)`,
+          w.type,
+          ...prefill.map((n) => fig(w.prefill?.[n])),
+          `${fig(w.decode)} ${b.page ? `page ${ratio(b.page.median, w.decode?.median)}` : ""}`.trim(),
+        ],
+  );
+  return [
+    {
+      title: `${m.name} — in headless Chromium: fusekit's page vs wllama (GGUF by fusekit export-gguf, same prompt length)`,
+      head: ["", "weights", ...prefill.map((n) => `prefill ${n} tok/s`), `decode tok/s (${r.options.decodeSteps} new)`],
+      rows: [page, ...rows],
+      notes: [
+        ...(b.wllamaNote ? [b.wllamaNote] : []),
+        `page = decodeTokensPerSecond in the page after a ${prefill[0]}-token prompt (one page load per run). wllama takes text: ` +
+          "its prompts are P special tokens (the engine's prompt count checked = P); prefill = P ÷ wall time to the first token, " +
+          "decode = steps ÷ llama.cpp's own generation time after a prompt of the first length; page ×r = page decode ÷ that row's.",
+      ],
+    },
+  ];
+}
+
 function machineSection(r: BenchResults): Section {
   const ma = r.machine;
   return {
@@ -286,7 +326,12 @@ function sections(r: BenchResults): Section[] {
   return [
     machineSection(r),
     kernelSection(r),
-    ...r.models.flatMap((m) => [configSection(r, m), torchSection(r, m), llamaCppSection(r, m)]),
+    ...r.models.flatMap((m) => [
+      configSection(r, m),
+      torchSection(r, m),
+      llamaCppSection(r, m),
+      ...browserSection(r, m),
+    ]),
     ...realSize,
     ...TARGET_GROUPS.map((g) => targetSection(r, g)),
   ];

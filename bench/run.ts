@@ -25,6 +25,7 @@ import { kernelMicroBench } from "./kernels.js";
 import { TORCH_HOWTO, findTorchPython, runTorch } from "./torch.js";
 import { ensureOnnx, ensureOrt, runOrt } from "./ort.js";
 import { benchLlamaCpp } from "./llama-cpp.js";
+import { benchBrowser } from "./browser.js";
 import { renderMarkdown, renderTerminal } from "./report.js";
 import { computeTargets } from "./targets.js";
 import type { BenchResults, MachineLimits, ModelEntry } from "./types.js";
@@ -57,6 +58,10 @@ export interface BenchOptions {
   skipOrt: boolean;
   /** Skip the llama.cpp peer (node-llama-cpp in bench/llama-cpp, when installed). */
   skipLlamaCpp?: boolean;
+  /** fusekit's page and the wllama peer in headless Chromium (bench/browser.ts). Default: on unless quick. */
+  browser?: boolean;
+  /** Skip the wllama peer (@wllama/wllama in bench/wllama, when installed). */
+  skipWllama?: boolean;
   /** Only these configuration ids (default: all). */
   configs?: string[];
   /** Run configurations in this process instead of child processes (no per-config RSS; used by the test). */
@@ -253,6 +258,7 @@ async function benchModel(
   } else entry.torchNote = o.skipTorch ? "PyTorch baseline skipped (--skip-torch)" : TORCH_HOWTO;
   await benchOrt(o, entry, python);
   await benchLlamaCpp(entry, o);
+  if (o.browser ?? !o.quick) await benchBrowser(entry, o);
   return entry;
 }
 
@@ -398,6 +404,8 @@ async function main(): Promise<void> {
     .option("--skip-torch", "skip the PyTorch baseline")
     .option("--skip-ort", "skip the ONNX Runtime peer")
     .option("--skip-llama-cpp", "skip the llama.cpp peer (run when node-llama-cpp is installed in bench/llama-cpp)")
+    .option("--skip-wllama", "skip the wllama peer (run when @wllama/wllama is installed in bench/wllama)")
+    .option("--no-browser", "skip fusekit's page and the wllama peer in headless Chromium")
     .option("--configs <ids>", "only these configuration ids (comma-separated, e.g. none·bf16,norm-mlp-patch·bf16)")
     .option("--quick", "small counts for a smoke run (tiny model unless --presets)")
     .option("--in-process", "run the configurations in this process (no per-configuration RSS)")
@@ -415,6 +423,8 @@ async function main(): Promise<void> {
     skipTorch?: boolean;
     skipOrt?: boolean;
     skipLlamaCpp?: boolean;
+    skipWllama?: boolean;
+    browser: boolean;
     configs?: string;
     quick?: boolean;
     inProcess?: boolean;
@@ -441,6 +451,8 @@ async function main(): Promise<void> {
     skipTorch: Boolean(a.skipTorch),
     skipOrt: Boolean(a.skipOrt),
     skipLlamaCpp: Boolean(a.skipLlamaCpp),
+    skipWllama: Boolean(a.skipWllama),
+    ...(a.browser ? {} : { browser: false }),
     ...(a.configs ? { configs: a.configs.split(",") } : {}),
     inProcess: Boolean(a.inProcess),
     ...(a.realSize ? {} : { realSize: false }),

@@ -3,6 +3,7 @@
 import type { ConfigRow, MachineLimits, ModelEntry, Target } from "./types.js";
 import type { OrtResult } from "./ort.js";
 import type { LlamaCppFields } from "./llama-cpp.js";
+import type { BrowserFields } from "./browser.js";
 import type { GgufExportType } from "../src/index.js";
 
 /** A recorded earlier run that "÷ baseline" targets compare with (0.6B: original bf16 on 1 core; tiny: bench/RESULTS.md). */
@@ -74,6 +75,18 @@ function againstLlamaCpp(m: ModelEntry, type: GgufExportType, threads: number, i
     return { basis: `no llama.cpp ${type} ${threads}-thread figure${notRun ? ` (${notRun.split(":")[0]})` : ""}` };
   if (!measured(mine)) return { basis: "no fusekit configuration measured" };
   return { value: decode(mine) / theirs.median, basis: `${name(mine)} ÷ llama.cpp ${type}, ${threads} thread(s)` };
+}
+
+/** fusekit's page decode ÷ wllama's (`type`) in the same headless Chromium, same threads and prompt length. */
+function againstWllama(m: ModelEntry, type: GgufExportType): Ratio {
+  const b = (m as ModelEntry & BrowserFields).browser;
+  const theirs = b?.wllama.find((w) => w.type === type && w.decode);
+  if (!b?.page) return { basis: `no page decode figure${b?.pageError ? ` (${b.pageError})` : ""}` };
+  if (!theirs) return { basis: `no wllama ${type} figure${b.wllamaNote ? ` (${b.wllamaNote.split(":")[0]})` : ""}` };
+  return {
+    value: b.page.median / theirs.decode!.median,
+    basis: `page (${b.pageMode}) ÷ wllama ${type}, ${theirs.threads} thread(s)`,
+  };
 }
 
 /** Decode tokens/s the read bandwidth allows for this configuration: weight bytes per token ÷ bandwidth. */
@@ -240,6 +253,20 @@ export const TARGETS: TargetSpec[] = [
     goal: 0.6,
     models: "real",
     ratio: ({ model }) => againstLlamaCpp(model, "q8_0", 1, "none·bf16·1t"),
+  },
+  {
+    group: "peers",
+    what: "page decode ÷ wllama bf16 (headless Chromium, every core)",
+    goal: 3,
+    models: "real",
+    ratio: ({ model }) => againstWllama(model, "bf16"),
+  },
+  {
+    group: "peers",
+    what: "page decode ÷ wllama q8_0 (headless Chromium, every core)",
+    goal: 3,
+    models: "real",
+    ratio: ({ model }) => againstWllama(model, "q8_0"),
   },
   {
     group: "machine",
