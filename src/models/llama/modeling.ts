@@ -110,14 +110,21 @@ export class LlamaAttention extends Module<AttentionArgs, tf.Tensor> {
   ): tf.Tensor {
     const [b, s] = hiddenStates.shape;
     const d = this.headDim;
-    const [q, k, v] = this.project(hiddenStates);
     const heads = (t: tf.Tensor, n: number) => tf.reshape(t, [b, s, n, d]);
     const qNorm = (t: tf.Tensor) => (this.q_norm ? this.q_norm.call(t) : t);
     const kNorm = (t: tf.Tensor) => (this.k_norm ? this.k_norm.call(t) : t);
     const [cos, sin] = positionEmbeddings;
-    const queries = applyRotaryPosEmb(headsFirst(qNorm(heads(q, this.numHeads))), cos, sin) as tf.Tensor4D;
-    let keys = applyRotaryPosEmb(headsFirst(kNorm(heads(k, this.numKeyValueHeads))), cos, sin) as tf.Tensor4D;
-    let values = headsFirst(heads(v, this.numKeyValueHeads)) as tf.Tensor4D;
+    // a tidy of their own: the projections and their normed / transposed copies are freed before attention runs
+    // (at a long prefill they are several times the hidden states)
+    const [queries, rotatedKeys, headValues] = tf.tidy(() => {
+      const [q, k, v] = this.project(hiddenStates);
+      return [
+        applyRotaryPosEmb(headsFirst(qNorm(heads(q, this.numHeads))), cos, sin),
+        applyRotaryPosEmb(headsFirst(kNorm(heads(k, this.numKeyValueHeads))), cos, sin),
+        headsFirst(heads(v, this.numKeyValueHeads)),
+      ];
+    }) as tf.Tensor4D[];
+    let [keys, values] = [rotatedKeys, headValues];
     if (pastKeyValues && !attentionMask && s === 1) {
       // Decode step (perf): attention reads the cache's buffers in place and returns [b, 1, heads·d] for
       // o_proj directly — no copy of the cached keys/values, no transposes (same math; see DynamicCache.attend).
