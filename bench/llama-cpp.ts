@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { cacheDir } from "../src/presets/presets.js";
 import { promptIds, type Figure } from "../src/compare/measure.js";
 import { AutoModelForCausalLM, exportGguf, type GgufExportType } from "../src/index.js";
-import { runPeer } from "./peer.js";
+import { runPeer, type PeerPlan } from "./peer.js";
 
 export const LLAMA_CPP_VERSION = "3.21.1";
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -83,15 +83,7 @@ export async function runLlamaCpp(
   llamaDir: string,
   gguf: string,
   type: GgufExportType,
-  o: {
-    threads: number;
-    repeats: number;
-    prefill: number[];
-    decodeSteps: number;
-    figureBudgetS: number;
-    timeoutS: number;
-    vocab: number;
-  },
+  o: PeerPlan & { vocab: number },
 ): Promise<LlamaCppRow> {
   const { output, ...r } = await child({ mode: "bench", llamaDir, gguf, ...o }, o.threads, o.timeoutS);
   return { type, ...r, llamaCpp: output?.llamaCpp as string | undefined };

@@ -10,7 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheDir } from "../src/presets/presets.js";
 import type { Figure } from "../src/compare/measure.js";
-import { runPeer } from "./peer.js";
+import { runPeer, type PeerPlan } from "./peer.js";
 
 export const ORT_PACKAGE = "onnxruntime-node@1.30.0";
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -84,19 +84,7 @@ export function ensureOnnx(
 }
 
 /** Runs bench/ort-child.js (built to dist/bench) in a child process with `threads` intra-op threads. */
-export function runOrt(
-  ortDir: string,
-  onnx: string,
-  o: {
-    threads: number;
-    repeats: number;
-    prefill: number[];
-    decodeSteps: number;
-    figureBudgetS: number;
-    timeoutS: number;
-    vocab: number;
-  },
-): Promise<OrtResult> {
+export function runOrt(ortDir: string, onnx: string, o: PeerPlan & { vocab: number }): Promise<OrtResult> {
   const child = path.join(here, "ort-child.js");
   const payload = JSON.stringify({ ortDir, onnx, ...o });
   return runPeer(process.execPath, [child, payload], o.threads, o.timeoutS).then(({ output, ...r }) => ({

@@ -4,6 +4,16 @@
 import { execFile } from "node:child_process";
 import { stat, type Figure } from "../src/compare/measure.js";
 
+/** How a peer is measured: its threads, the runs per figure, the prompt lengths, the decode steps and time limits. */
+export interface PeerPlan {
+  threads: number;
+  repeats: number;
+  prefill: number[];
+  decodeSteps: number;
+  figureBudgetS: number;
+  timeoutS: number;
+}
+
 /** A peer's figures at one thread count, or why there are none. */
 export interface PeerFigures {
   threads: number;

@@ -2,7 +2,7 @@
 // that imports torch, when there is one.
 import { execFileSync } from "node:child_process";
 import type { Figure } from "../src/compare/measure.js";
-import { runPeer } from "./peer.js";
+import { runPeer, type PeerPlan } from "./peer.js";
 
 export const TORCH_HOWTO =
   "PyTorch baseline skipped: no python3 that imports torch and numpy. On Debian: apt-get install python3-torch python3-numpy libopenblas0-pthread";
@@ -35,19 +35,7 @@ export interface TorchResult {
 }
 
 /** Runs the baseline script on `dir`; errors are returned, not thrown. */
-export function runTorch(
-  python: string,
-  script: string,
-  dir: string,
-  o: {
-    threads: number;
-    repeats: number;
-    prefill: number[];
-    decodeSteps: number;
-    figureBudgetS: number;
-    timeoutS: number;
-  },
-): Promise<TorchResult> {
+export function runTorch(python: string, script: string, dir: string, o: PeerPlan): Promise<TorchResult> {
   const args = [
     script,
     dir,

@@ -14,7 +14,7 @@ import { TokenizerError } from "../src/errors.js";
 import { stat, type Figure } from "../src/compare/measure.js";
 import type { GgufExportType } from "../src/index.js";
 import { ensureGguf } from "./llama-cpp.js";
-import type { PeerFigures } from "./peer.js";
+import type { PeerFigures, PeerPlan } from "./peer.js";
 
 export const WLLAMA_VERSION = "3.8.1";
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -180,22 +180,13 @@ export async function serveWllama(esm: string, gguf: string): Promise<{ url: str
   };
 }
 
-export interface WllamaPlan {
-  threads: number;
-  repeats: number;
-  prefill: number[];
-  decodeSteps: number;
-  figureBudgetS: number;
-  timeoutS: number;
-}
-
 /** wllama's figures on `gguf` in headless Chromium; a failure or timeout is the row's error, never thrown. */
 export async function runWllama(
   esm: string,
   gguf: string,
   type: GgufExportType,
   prompts: Record<number, string>,
-  o: WllamaPlan,
+  o: PeerPlan,
 ): Promise<WllamaRow> {
   const server = await serveWllama(esm, gguf);
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] });
@@ -222,7 +213,7 @@ export async function runWllama(
 }
 
 /** Runs in the page (serialised by playwright): loads the GGUF in wllama and times completions. */
-async function pageMain(a: WllamaPlan & { prompts: Record<number, string>; nCtx: number; nBatch: number }) {
+async function pageMain(a: PeerPlan & { prompts: Record<number, string>; nCtx: number; nBatch: number }) {
   const mod = "/wllama/index.js"; // a variable: the page resolves it, not tsc
   const { Wllama } = (await import(mod)) as { Wllama: { new (...args: unknown[]): any; getLibllamaVersion(): string } };
   const w = new Wllama({ default: "/wllama/wasm/wllama.wasm" }, { suppressNativeLog: true });
@@ -288,7 +279,7 @@ async function pageMain(a: WllamaPlan & { prompts: Record<number, string>; nCtx:
 /** wllama on checkpoint `dir`: q8_0 and bf16 exports on `threads`, or why there are none (`note`). */
 export async function benchWllama(
   dir: string,
-  o: WllamaPlan & { skip?: boolean; log: (l: string) => void; packageRoot?: string },
+  o: PeerPlan & { skip?: boolean; log: (l: string) => void; packageRoot?: string },
 ): Promise<{ rows: WllamaRow[]; note?: string }> {
   if (o.skip) return { rows: [], note: "wllama skipped (--skip-wllama)" };
   const esm = wllamaPackage(o.packageRoot);
