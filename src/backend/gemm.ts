@@ -6,6 +6,7 @@ import { heapModule, type WasmBackend } from "./heap.js";
 import { kernelPool } from "./pool.js";
 import { relaxedSimd } from "./relaxed-simd.js";
 import type { AttentionExports } from "./prefill-attention.js";
+import type { TiledGemmExports } from "./worker.js";
 
 /**
  * From this many rows on, the bf16 matmul runs the tiled GEMM; below it (decode: one row) the row-streaming
@@ -16,28 +17,9 @@ export const TILED_MIN_ROWS = 8;
 /** The tile's size and the input block it runs over (gemm.wat's TILE and KC): the flops of one tgPeak rep. */
 const TILE_FLOPS = 2 * 4 * 8 * 256;
 
-interface GemmExports {
-  tgPackedXBytes(rows: number, n: number): number;
-  tgPackX(x: number, xp: number, rows: number, n: number): void;
-  tgScratchBytes(): number;
-  tgemmCols(
-    xp: number,
-    w: number,
-    y: number,
-    rows: number,
-    n: number,
-    m: number,
-    o0: number,
-    o1: number,
-    il: number,
-    scratch: number,
-  ): void;
-  tgPeak(scratch: number, reps: number): number;
-}
-
-let module: ((b: WasmBackend) => GemmExports & AttentionExports) | undefined;
+let module: ((b: WasmBackend) => TiledGemmExports & AttentionExports) | undefined;
 /** gemm.wat on a tfjs heap: its relaxed-SIMD build where the runtime has it (src/backend/relaxed-simd.ts). */
-export function gemmWasm(b: WasmBackend): GemmExports & AttentionExports {
+export function gemmWasm(b: WasmBackend): TiledGemmExports & AttentionExports {
   module ??= heapModule(relaxedSimd() ? GEMM_RELAXED_WASM_BASE64 : GEMM_WASM_BASE64);
   return module(b);
 }

@@ -70,11 +70,32 @@ export const OPS = {
 /** A GEMM_F8 job's operands at X (int32 words): fp8.wat's f8GemmCols arguments before o0, o1. */
 export const FP8_DESC = { X: 0, W: 1, S: 2, Y: 3, ROWS: 4, N: 5, M: 6, BR: 7, BC: 8, WORDS: 9 } as const;
 
+/** gemm.wat's exports (the tiled prefill GEMM), on an arena or on a tfjs heap alone. */
+export interface TiledGemmExports {
+  tgPackedXBytes(rows: number, n: number): number;
+  tgPackX(x: number, xp: number, rows: number, n: number): void;
+  tgScratchBytes(): number;
+  tgScratchAt(y: number, rows: number, m: number, thread: number): number;
+  tgemmCols(
+    xp: number,
+    w: number,
+    y: number,
+    rows: number,
+    n: number,
+    m: number,
+    o0: number,
+    o1: number,
+    il: number,
+    scratch: number,
+  ): void;
+  tgPeak(scratch: number, reps: number): number;
+}
+
 /**
  * The arena module's exports (bf16.wat, attention.wat, int8.wat, convert.wat, gemm.wat, fp8.wat), as the pool and its
  * workers call them.
  */
-export interface SharedExports extends AttentionExports {
+export interface SharedExports extends AttentionExports, TiledGemmExports {
   gemmCols(
     x: number,
     w: number,
@@ -96,23 +117,6 @@ export interface SharedExports extends AttentionExports {
   i8QxBytes(rows: number, n: number): number;
   i8Quant(x: number, qx: number, rows: number, n: number): void;
   i8GemmCols(qx: number, w: number, y: number, rows: number, n: number, m: number, o0: number, o1: number): void;
-  tgPackedXBytes(rows: number, n: number): number;
-  tgPackX(x: number, xp: number, rows: number, n: number): void;
-  tgScratchBytes(): number;
-  tgScratchAt(y: number, rows: number, m: number, thread: number): number;
-  tgemmCols(
-    xp: number,
-    w: number,
-    y: number,
-    rows: number,
-    n: number,
-    m: number,
-    o0: number,
-    o1: number,
-    il: number,
-    scratch: number,
-  ): void;
-  tgPeak(scratch: number, reps: number): number;
   f8GemmCols(
     x: number,
     w: number,
