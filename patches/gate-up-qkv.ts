@@ -3,7 +3,16 @@
 // same classes patch Llama, Qwen2 and Qwen3 (each keeps its family's biases and q/k norms). Pair it with
 // conversions/gate-up-qkv.ts, which concatenates the checkpoint weights on load and splits them
 // back on save. (Outside this repo, import from "fusekit".)
-import { construct, Linear, LlamaAttention, LlamaMLP, registerPatchMapping, silu, tf } from "../src/index.js";
+import {
+  construct,
+  inRowBlocks,
+  Linear,
+  LlamaAttention,
+  LlamaMLP,
+  registerPatchMapping,
+  silu,
+  tf,
+} from "../src/index.js";
 import type { DecoderConfig, DecoderFamily } from "../src/index.js";
 
 export class FusedGateUpMLP extends LlamaMLP {
@@ -21,8 +30,10 @@ export class FusedGateUpMLP extends LlamaMLP {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    const [gate, up] = tf.split(this.gate_up_proj.call(x), 2, -1);
-    return this.down_proj.call(tf.mul(silu(gate), up));
+    return inRowBlocks(x, (rows) => {
+      const [gate, up] = tf.split(this.gate_up_proj.call(rows), 2, -1);
+      return this.down_proj.call(tf.mul(silu(gate), up));
+    });
   }
 }
 

@@ -22,7 +22,7 @@ export {
   type LoadStateDictResult,
 } from "./nn/module.js";
 export { Parameter, type Layout } from "./nn/parameter.js";
-export { Linear, Embedding, RMSNorm, rmsNorm, silu, ACT2FN } from "./nn/layers.js";
+export { Linear, Embedding, RMSNorm, rmsNorm, silu, ACT2FN, inRowBlocks } from "./nn/layers.js";
 export { RotaryEmbedding, rotateHalf, type PositionEmbeddings, type RopeConfig } from "./nn/rope.js";
 export { scaledDotProductAttention } from "./nn/attention.js";
 export type { CausalLMInputs, BaseModelOutput, CausalLMOutput } from "./nn/outputs.js";

@@ -12,6 +12,45 @@ export function as2d(x: tf.Tensor, fn: (x2d: tf.Tensor2D) => tf.Tensor): tf.Tens
   return x.rank === 2 ? y : tf.reshape(y, [...lead, y.shape[y.rank - 1]]);
 }
 
+let blockRows = 512;
+
+/**
+ * Rows per block of `inRowBlocks` (512, llama.cpp's default micro-batch); returns the previous value. A test
+ * hook: smaller blocks give the same bits.
+ */
+export function setRowBlock(rows: number): number {
+  if (!Number.isSafeInteger(rows) || rows < 1)
+    throw new RangeError(`row block must be a positive integer, got ${rows}`);
+  const prev = blockRows;
+  blockRows = rows;
+  return prev;
+}
+
+/**
+ * `fn(x)` for a function that computes every row of `x` (all dims but the last) alone, run on blocks of at most
+ * 512 rows (as many as needed, of equal height) so that a long prompt's intermediates stay that tall (an MLP holds its gate, up, SiLU and their
+ * product at once: four times the rows × the intermediate size). Each row is computed as in one call, so the
+ * bits are the same.
+ */
+export function inRowBlocks(x: tf.Tensor, fn: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
+  const width = x.shape[x.rank - 1];
+  const rows = x.size / width;
+  if (rows <= blockRows) return fn(x);
+  // blocks of equal height (±1): no short last block, which a kernel chosen by row count could treat otherwise
+  const count = Math.ceil(rows / blockRows);
+  const flat = tf.reshape(x, [rows, width]);
+  const blocks: tf.Tensor[] = [];
+  for (let b = 0, r0 = 0; b < count; b++) {
+    const n = Math.floor(rows / count) + (b < rows % count ? 1 : 0);
+    blocks.push(tf.tidy(() => fn(tf.slice(flat, [r0, 0], [n, width]))));
+    r0 += n;
+  }
+  const y = tf.concat(blocks, 0) as tf.Tensor2D;
+  const out = tf.reshape(y, [...x.shape.slice(0, -1), y.shape[1]]);
+  tf.dispose([flat, y, ...blocks]);
+  return out;
+}
+
 /** y = x W^T + b, with W stored HF-style as `[out, in]` in checkpoints and `[in, out]` in memory. */
 export class Linear extends Module<[tf.Tensor], tf.Tensor> {
   weight: Parameter;

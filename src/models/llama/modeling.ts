@@ -5,7 +5,7 @@
 // SwiGLU MLP, optional tied embeddings. Backend fast paths live in src/nn/ and src/backend/, not here.
 import { tf } from "../../tensor/tf.js";
 import { Module, ModuleList } from "../../nn/module.js";
-import { Embedding, Linear, RMSNorm, silu } from "../../nn/layers.js";
+import { Embedding, Linear, RMSNorm, inRowBlocks, silu } from "../../nn/layers.js";
 import { RotaryEmbedding, rotaryPosEmbOps, type PositionEmbeddings } from "../../nn/rope.js";
 import { headsFirst, scaledDotProductAttention } from "../../nn/attention.js";
 import { buildCausalMask, defaultPositions, readMask, toIds } from "../../nn/masks.js";
@@ -58,7 +58,9 @@ export class LlamaMLP extends Module<[tf.Tensor], tf.Tensor> {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    return this.down_proj.call(tf.mul(silu(this.gate_proj.call(x)), this.up_proj.call(x)));
+    return inRowBlocks(x, (rows) =>
+      this.down_proj.call(tf.mul(silu(this.gate_proj.call(rows)), this.up_proj.call(rows))),
+    );
   }
 }
 
