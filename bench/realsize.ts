@@ -8,7 +8,8 @@ import { execFile, spawn } from "node:child_process";
 import { statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { AutoModelForCausalLM, ensureModel, setBackend, type PresetName } from "../src/index.js";
+import { AutoModelForCausalLM, ensureModel, getBackend, setBackend, tf, type PresetName } from "../src/index.js";
+import { kernelPool } from "../src/backend/pool.js";
 import { decodeTokensPerSecond, prefillTokensPerSecond, stat } from "../src/compare/measure.js";
 import { freshMemoryReadSpeed, pageCacheReadSpeed } from "./machine.js";
 
@@ -48,6 +49,8 @@ export interface RealSizeRow {
 }
 
 interface ChildResult {
+  /** RSS of the process with the runtime up (backend, kernel pool started) before any model, after a GC. */
+  runtimeRssBytes?: number;
   storage: string;
   loadS: number;
   firstForwardS: number;
@@ -173,16 +176,25 @@ function runRealSizeChild<R>(
 
 /** The child: load with no options (weightStorage "auto", the planner first), then (unless loadOnly) prefill and decode. */
 async function childMain(payload: string): Promise<void> {
-  const { dir, backend, prefill, decodeSteps, loadOnly } = JSON.parse(payload) as {
+  const { dir, backend, prefill, decodeSteps, loadOnly, runtimeBaseline } = JSON.parse(payload) as {
     dir: string;
     backend: string;
     prefill: number;
     decodeSteps: number;
     loadOnly?: boolean;
+    /** Measure the runtime's own RSS first (run node with --expose-gc): what the model adds is peak − it. */
+    runtimeBaseline?: boolean;
   };
   let out: { result?: ChildResult | Pick<ChildResult, "loadS">; error?: string };
   try {
     await setBackend(backend);
+    let runtimeRssBytes: number | undefined;
+    if (runtimeBaseline) {
+      tf.tidy(() => tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])).dataSync()); // the backend's kernels in use
+      if (getBackend() === "wasm") kernelPool().workersStarted(); // its threads are the runtime's, not the model's
+      (globalThis as { gc?: () => void }).gc?.();
+      runtimeRssBytes = process.memoryUsage().rss;
+    }
     const t0 = performance.now();
     const model = await AutoModelForCausalLM.fromPretrained(dir, {
       contextLength: prefill + decodeSteps + 16,
@@ -199,6 +211,7 @@ async function childMain(payload: string): Promise<void> {
       const decodeTokS = decodeTokensPerSecond(model, decodeSteps);
       out = {
         result: {
+          ...(runtimeRssBytes !== undefined ? { runtimeRssBytes } : {}),
           storage: plan.storage,
           loadS,
           firstForwardS,

@@ -1,6 +1,7 @@
 // Real sizes on small models: the streamed random-checkpoint writer behind
 // `make-model` (any dtype, progress), F16 weights under "auto" / "bf16" storage (rounded exactly as
-// round-to-nearest-even says), and the planner's verdict on the Qwen3-1.7B shape, computed by hand.
+// round-to-nearest-even says), the planner's verdict on the Qwen3-1.7B shape, computed by hand, and what a load
+// adds to the process's RSS at a small size (one copy of every weight).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
@@ -12,6 +13,7 @@ import {
   WASM_HEAP_BYTES,
   checkpointBytes,
   makeModel,
+  writeRandomCheckpoint,
   planMemory,
   setBackend,
   type WeightEntry,
@@ -206,4 +208,50 @@ describe("the Qwen3-4B shape", () => {
       /in the weight store \(room: 1\.00 GiB\)/,
     );
   });
+});
+
+describe("peak RSS at a small size (bench/realsize.ts's child: load with no options, first forward, prefill, decode)", () => {
+  it("grows over the runtime's own RSS by at least the stored bytes and at most 1.15 × them + 150 MB", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const { fileURLToPath } = await import("node:url");
+    const { rssBound } = await import("../bench/realsize.js");
+    // ~370 MB of bf16: large enough that a second copy of the weights (as the pool once kept) crosses the bound
+    const config = new Qwen3Config({
+      vocab_size: 32000,
+      hidden_size: 1024,
+      intermediate_size: 3072,
+      num_hidden_layers: 12,
+      num_attention_heads: 16,
+      num_key_value_heads: 8,
+      head_dim: 64,
+      tie_word_embeddings: true,
+    });
+    const dir = tmpDir("fusekit-rss-");
+    try {
+      await writeRandomCheckpoint(config, dir, { seed: 5 });
+      const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+      const payload = { dir, backend: "wasm", prefill: 64, decodeSteps: 64, runtimeBaseline: true };
+      const out = execFileSync(
+        process.execPath,
+        ["--expose-gc", path.join(root, "dist/bench/realsize.js"), "--child", JSON.stringify(payload)],
+        { encoding: "utf8" },
+      );
+      const { result, error } = JSON.parse(out.trim().split("\n").pop()!) as {
+        result?: { storage: string; peakRssBytes: number; storageBytes: number; runtimeRssBytes: number };
+        error?: string;
+      };
+      expect(error).toBeUndefined();
+      expect(result!.storage).toBe("bf16");
+      // the plan: every weight as stored (bf16), the norms' weights in float32 (12 layers × 2176 + the final 1024)
+      expect(result!.storageBytes).toBe(checkpointBytes(config, "BF16") + 2 * (12 * 2176 + 1024));
+      // what the model adds to a process whose backend and kernel threads are already up
+      const growth = result!.peakRssBytes - result!.runtimeRssBytes;
+      expect(growth).toBeGreaterThanOrEqual(result!.storageBytes); // the weights are resident: the baseline is sound
+      const mb = (b: number) => `${(b / 1e6).toFixed(0)} MB`;
+      const what = `runtime ${mb(result!.runtimeRssBytes)}, peak ${mb(result!.peakRssBytes)}, stored ${mb(result!.storageBytes)}`;
+      expect(growth, what).toBeLessThanOrEqual(rssBound(result!.storageBytes));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300000);
 });
