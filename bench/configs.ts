@@ -1,7 +1,8 @@
 // The model configurations the bench measures, and the measurement of one of them (run in a child
 // process by bench/run.ts, or in-process by the smoke test). Four families: the original model, runtime
 // fusion + kernelize, patch mapping + conversion + kernelize, and the DecoderLayer kernel (a whole layer per
-// pool job at decode) — each with float32 or packed bf16 weights.
+// pool job at decode) — each with float32 or packed bf16 weights — and a fifth, 8-bit weights: int8 blocks
+// quantized at load, and an FP8 copy of the checkpoint kept at 8 bits (the original and the DecoderLayer kernel).
 import {
   AutoModelForCausalLM,
   DECODER_LAYER,
@@ -26,13 +27,21 @@ import {
   type Figure,
 } from "../src/compare/measure.js";
 import { fuseNormMLP } from "../fusions/norm-mlp.js";
+import { createHash } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import { cacheDir } from "../src/presets/presets.js";
+import { quantizeToFp8 } from "../src/loading/fp8.js";
+import { writeFolderAtomically } from "../src/io/atomic.js";
+import { checkpointFolderTarget } from "../src/io/checkpoint.js";
+import type { Parameter } from "../src/nn/parameter.js";
 import { qwen3NormMLPPatches } from "../patches/norm-mlp.js";
 import { qwen3NormMLPConversions } from "../conversions/norm-mlp.js";
 import { qwen3GateUpQKVPatches } from "../patches/gate-up-qkv.js";
 import { qwen3GateUpQKVConversions } from "../conversions/gate-up-qkv.js";
 
-export type Family = "original" | "fused" | "patched" | "layer";
-export type Storage = "f32" | "bf16";
+export type Family = "original" | "fused" | "patched" | "layer" | "8-bit";
+export type Storage = "f32" | "bf16" | "int8" | "fp8";
 
 export interface ConfigSpec {
   id: string;
@@ -83,7 +92,22 @@ export const ONE_THREAD: ConfigSpec = {
   threads: 1,
 };
 
-/** Every candidate configuration, float32 and bf16 storage, and the original on one thread. */
+/**
+ * 8-bit weights: int8 blocks (quantized at load) and an FP8 checkpoint kept at 8 bits (`fp8Twin`), each as the
+ * original and with the DecoderLayer kernel, and the original int8 on one thread (a page without isolation).
+ */
+export const EIGHT_BIT: ConfigSpec[] = [
+  ...(["int8", "fp8"] as const).flatMap((storage): ConfigSpec[] => {
+    const what = storage === "int8" ? "int8" : "FP8 checkpoint, kept";
+    return [
+      { id: `none·${storage}`, family: "8-bit", storage, label: `original (${what})` },
+      { id: `decoder-layer·${storage}`, family: "8-bit", storage, label: `DecoderLayer kernel (${what})` },
+    ];
+  }),
+  { id: "none·int8·1t", family: "8-bit", storage: "int8", label: "original (int8, 1 thread)", threads: 1 },
+];
+
+/** Every candidate configuration, float32 and bf16 storage, the original on one thread, and the 8-bit rows. */
 export function allConfigs(): ConfigSpec[] {
   return [
     ...CANDIDATES.flatMap(([family, recipe, label]) =>
@@ -95,12 +119,48 @@ export function allConfigs(): ConfigSpec[] {
       })),
     ),
     ONE_THREAD,
+    ...EIGHT_BIT,
   ];
+}
+
+/**
+ * Where the FP8 copy of checkpoint `dir` lives: the fusekit cache, keyed by the checkpoint's path, size and mtime
+ * (a changed checkpoint gets a new copy).
+ */
+export function fp8Twin(dir: string): string {
+  const st = statSync(path.join(dir, "model.safetensors"));
+  const key = createHash("sha256")
+    .update(`${path.resolve(dir)}:${st.size}:${st.mtimeMs}`)
+    .digest("hex")
+    .slice(0, 16);
+  return path.join(cacheDir(), "fp8", key);
+}
+
+/**
+ * The FP8 copy of `dir` (`fusekit quantize-fp8`'s layout: E4M3 Linear weights in 128 × 128 blocks, lm_head and
+ * norms as they were), written once (beside its final place, then renamed) when missing.
+ */
+export async function ensureFp8Twin(dir: string, log: (line: string) => void): Promise<string> {
+  const out = fp8Twin(dir);
+  if (existsSync(path.join(out, "model.safetensors"))) return out;
+  log(`writing an FP8 copy of ${dir} (quantize-fp8) to ${out}…`);
+  const model = await AutoModelForCausalLM.fromPretrained(dir);
+  try {
+    quantizeToFp8(model);
+    await writeFolderAtomically(out, (tmp) => model.savePretrained(tmp), checkpointFolderTarget());
+  } finally {
+    model.dispose();
+  }
+  return out;
 }
 
 /** Loads `dir` as configuration `spec`, ready to run (fused / patched / kernelized as the spec says). */
 export async function buildConfig(dir: string, spec: ConfigSpec): Promise<PreTrainedModel> {
   const storage: FromPretrainedOptions = { weightStorage: spec.storage };
+  if (spec.storage === "fp8") {
+    dir = fp8Twin(dir);
+    if (!existsSync(dir)) throw new Error(`no FP8 copy of the checkpoint at ${dir}: ensureFp8Twin writes it first`);
+  }
   const recipe = recipeOf(spec.id);
   if (recipe === "none") return AutoModelForCausalLM.fromPretrained(dir, storage);
   if (recipe === "kernel-config") {
@@ -161,9 +221,13 @@ export interface ConfigResult {
   tensorsLeaked: number;
 }
 
+/** Bytes a weight occupies in its storage (8-bit codes with their scales, packed bf16, or float32). */
+const storedBytes = (p: Parameter) =>
+  p.fp8 ? p.fp8Weight.bytes : p.quantized ? p.int8Weight.bytes : p.packed ? p.packedWeight.bytes : p.numel * 4;
+
 export function decodeWeightBytes(model: PreTrainedModel): number {
   let n = 0;
-  for (const [, p] of model.namedParameters()) if (p.stateShape.length === 2) n += p.numel * (p.packed ? 2 : 4); // norm weights are 1-D
+  for (const [, p] of model.namedParameters()) if (p.stateShape.length === 2) n += storedBytes(p); // norm weights are 1-D
   return n;
 }
 

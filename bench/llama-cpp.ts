@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { cacheDir } from "../src/presets/presets.js";
 import { promptIds, type Figure } from "../src/compare/measure.js";
-import { AutoModelForCausalLM, exportGguf, type GgufExportType } from "../src/index.js";
+import { AutoModelForCausalLM, exportGguf, type FromPretrainedOptions, type GgufExportType } from "../src/index.js";
 import { runPeer, type PeerPlan } from "./peer.js";
 
 export const LLAMA_CPP_VERSION = "3.21.1";
@@ -110,16 +110,33 @@ export async function llamaCppFidelity(
     ),
   );
   if (!probe.probs) return { type, ids: ids.length, error: probe.error };
-  const model = await AutoModelForCausalLM.fromPretrained(dir);
-  let logits: Float32Array;
+  return { type, ids: ids.length, ...compareDistributions(await nextTokenLogits(dir, ids), probe.probs) };
+}
+
+/** fusekit's next-token logits after `ids` for checkpoint `dir` loaded with `options` (default: no options). */
+async function nextTokenLogits(dir: string, ids: number[], options: FromPretrainedOptions = {}): Promise<Float32Array> {
+  const model = await AutoModelForCausalLM.fromPretrained(dir, options);
   try {
     const out = model.forward({ inputIds: [ids], logitsToKeep: 1 }).logits; // [1, 1, vocab]
-    logits = out.dataSync() as Float32Array;
+    const logits = out.dataSync() as Float32Array;
     out.dispose();
+    return logits;
   } finally {
     model.dispose();
   }
-  return { type, ids: ids.length, ...compareDistributions(logits, probe.probs) };
+}
+
+/**
+ * fusekit's int8 weights against its bf16 forward after the same ids, by the measure llama.cpp's q8_0 gets against
+ * that forward (every token's probability counts here).
+ */
+export async function int8Fidelity(dir: string, ids: number[]): Promise<Omit<LlamaCppFidelity, "type">> {
+  const bf16 = await nextTokenLogits(dir, ids, { weightStorage: "bf16" });
+  const int8 = await nextTokenLogits(dir, ids, { weightStorage: "int8" });
+  const max = bf16.reduce((a, b) => Math.max(a, b), -Infinity);
+  const sum = bf16.reduce((a, v) => a + Math.exp(v - max), 0);
+  const probs = Array.from(bf16, (v, i): [number, number] => [i, Math.exp(v - max) / sum]);
+  return { ids: ids.length, ...compareDistributions(int8, probs) };
 }
 
 /** fusekit's logits against llama.cpp's probabilities (a sparse list: tokens it omits count as p = 0). */
@@ -155,6 +172,8 @@ export const vocabOf = (dir: string) =>
 export interface LlamaCppFields {
   llamaCpp?: LlamaCppRow[];
   llamaCppFidelity?: LlamaCppFidelity[];
+  /** fusekit's int8 weights against its own bf16 forward, measured as llama.cpp's q8_0 is. */
+  int8Fidelity?: Omit<LlamaCppFidelity, "type">;
   /** Why there are no llama.cpp rows (not installed, skipped, export failed). */
   llamaCppNote?: string;
 }
@@ -220,4 +239,10 @@ export async function benchLlamaCpp(
       })),
     );
   }
+  o.log(`[${entry.name}] fusekit int8: next-token probabilities against fusekit's bf16 forward…`);
+  const ids = promptIds(o.prefill[0], vocab);
+  entry.int8Fidelity = await int8Fidelity(entry.dir, ids).catch((e: unknown) => ({
+    ids: ids.length,
+    error: (e as Error).message,
+  }));
 }

@@ -4,7 +4,7 @@
 import { realSizeSection } from "./realsize.js";
 import type { Figure } from "../src/compare/measure.js";
 import { markdownSection, terminalSection, type Section } from "../src/compare/sections.js";
-import type { BenchResults, ModelEntry } from "./types.js";
+import type { BenchResults, ConfigRow, ModelEntry } from "./types.js";
 import type { OrtResult } from "./ort.js";
 import type { LlamaCppFields } from "./llama-cpp.js";
 import type { BrowserFields } from "./browser.js";
@@ -49,7 +49,7 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
       ];
     const orig = rowOf(m, `none·${c.spec.storage}`);
     const vsOrig =
-      c.spec.family !== "original" && orig?.result && orig.status === "full" && c.status === "full"
+      c.spec.family !== "original" && orig !== c && orig?.result && orig.status === "full" && c.status === "full"
         ? ratio(res.decode.median, orig.result.decode.median)
         : "";
     return [
@@ -83,7 +83,7 @@ function configSection(r: BenchResults, m: ModelEntry): Section {
     ],
     rows,
     notes: [
-      "★ = best of its family (original / runtime-fused + kernelized / patched + kernelized / DecoderLayer kernel) by decode tokens/s. " +
+      "★ = best of its family (original / runtime-fused + kernelized / patched + kernelized / DecoderLayer kernel / 8-bit weights) by decode tokens/s. " +
         "fused NormMLP = fusions/norm-mlp.ts fuseNormMLP(model, { kernel: true }) then kernelize; patched = fromPretrained with patches/ + conversions/ norm-mlp or gate-up-qkv, then kernelize. " +
         "ready = fromPretrained until ready to run; RSS after load = the child process's peak RSS then; kernels/step = tfjs kernels per decode step.",
       ...(m.screened
@@ -131,10 +131,14 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
       : failed
         ? "error (see above)"
         : "not measured (screened)";
-  const shown = [...(["original", "fused", "patched", "layer"] as Family[]).map((f) => m.best[f]), "none·bf16·1t"];
+  const oneThread = ["none·bf16·1t", "none·int8·1t"];
+  const shown = [
+    ...(["original", "fused", "patched", "layer", "8-bit"] as Family[]).map((f) => m.best[f]),
+    ...oneThread,
+  ];
   for (const id of [...new Set(shown)]) {
     const c = rowOf(m, id);
-    if (!c?.result || (c.status !== "full" && id !== "none·bf16·1t")) continue;
+    if (!c?.result || (c.status !== "full" && !oneThread.includes(id!))) continue;
     rows.push([
       `fusekit ${c.spec.family}: ${c.spec.label}`,
       c.spec.storage,
@@ -168,38 +172,69 @@ function torchSection(r: BenchResults, m: ModelEntry): Section {
   };
 }
 
-/** llama.cpp (node-llama-cpp) on the same checkpoint exported by export-gguf: speed rows, then fidelity. */
+/**
+ * llama.cpp (node-llama-cpp) on the same checkpoint exported by export-gguf, beside fusekit's best row of each
+ * weight storage (bf16, int8, FP8 kept) on every core and on one thread; then fidelity.
+ */
 function llamaCppSection(r: BenchResults, m: ModelEntry & LlamaCppFields): Section {
   const prefill = r.options.prefill;
-  const fusekit = m.configs
-    .filter((c) => c.status === "full" && c.result)
-    .reduce<ModelEntry["configs"][number] | undefined>(
-      (a, c) => (!a || c.result!.decode.median > a.result!.decode.median ? c : a),
-      undefined,
-    );
-  const rows = (m.llamaCpp ?? []).map((l) =>
-    l.error
-      ? [`llama.cpp ${l.llamaCpp ?? ""}, ${l.threads} thread(s)`, l.type, `error: ${l.error}`, ...prefill.map(() => "")]
-      : [
-          `llama.cpp ${l.llamaCpp}, ${l.threads} thread(s)`,
-          l.type,
-          ...prefill.map((n) => fig(l.prefill?.[n])),
-          `${fig(l.decode)} ${fusekit ? `fusekit ${ratio(fusekit.result!.decode.median, l.decode?.median)}` : ""}`.trim(),
-        ],
+  const full = m.configs.filter((c) => c.status === "full" && c.result);
+  /** fusekit's fastest decode with `storage` weights, on every core or on one thread. */
+  const fastest = (storage: string, oneThread: boolean) =>
+    full
+      .filter((c) => c.spec.storage === storage && (c.spec.threads === 1) === oneThread)
+      .reduce<ConfigRow | undefined>(
+        (a, c) => (!a || c.result!.decode.median > a.result!.decode.median ? c : a),
+        undefined,
+      );
+  const mine = (["bf16", "int8", "fp8"] as const).flatMap((storage) =>
+    [false, true].map((one) => fastest(storage, one)).filter((c): c is ConfigRow => !!c),
   );
+  const fusekitRows = mine.map((c) => [
+    `fusekit ${c.spec.label}${c.spec.threads === 1 ? "" : ", every core"}`,
+    c.spec.storage,
+    ...prefill.map((n) => fig(c.result!.prefill[n])),
+    fig(c.result!.decode),
+  ]);
+  const rows = (m.llamaCpp ?? []).map((l) => {
+    if (l.error)
+      return [
+        `llama.cpp ${l.llamaCpp ?? ""}, ${l.threads} thread(s)`,
+        l.type,
+        `error: ${l.error}`,
+        ...prefill.map(() => ""),
+      ];
+    // the same bit width at the same thread count: bf16 against bf16, q8_0 against int8
+    const same = fastest(l.type === "q8_0" ? "int8" : "bf16", l.threads === 1);
+    return [
+      `llama.cpp ${l.llamaCpp}, ${l.threads} thread(s)`,
+      l.type,
+      ...prefill.map((n) => fig(l.prefill?.[n])),
+      `${fig(l.decode)} ${same ? `fusekit ${ratio(same.result!.decode.median, l.decode?.median)}` : ""}`.trim(),
+    ];
+  });
   const fidelity = (m.llamaCppFidelity ?? []).map((f) =>
     f.error
       ? `${f.type}: fidelity not measured (${f.error})`
       : `${f.type}: next-token log-probabilities after ${f.ids} prompt ids, llama.cpp vs fusekit's forward of the checkpoint: max |Δ log p| ${f.maxAbsLogProb!.toExponential(2)}, max |Δ p| ${f.maxAbsProb!.toExponential(2)}, fusekit logit std ${f.logitStd!.toFixed(3)}, same argmax: ${f.sameArgmax ? "yes" : "no"}`,
   );
+  const i8 = m.int8Fidelity;
+  if (i8)
+    fidelity.push(
+      i8.error
+        ? `fusekit int8: fidelity not measured (${i8.error})`
+        : `fusekit int8 vs fusekit bf16, same ${i8.ids} prompt ids: max |Δ log p| ${i8.maxAbsLogProb!.toExponential(2)}, max |Δ p| ${i8.maxAbsProb!.toExponential(2)}, same argmax: ${i8.sameArgmax ? "yes" : "no"}`,
+    );
   return {
     title: `${m.name} — llama.cpp on the same checkpoint (GGUF by fusekit export-gguf, same prompt ids and protocol)`,
     head: ["", "weights", ...prefill.map((n) => `prefill ${n} tok/s`), `decode tok/s (${r.options.decodeSteps} new)`],
-    rows,
+    rows: [...fusekitRows, ...rows],
     notes: [
       ...(m.llamaCppNote ? [m.llamaCppNote] : []),
-      ...(rows.length && fusekit
-        ? [`fusekit ×r = fusekit's best decode (${fusekit.spec.label}) ÷ that row's decode.`]
+      ...(rows.length
+        ? [
+            "fusekit ×r = fusekit's fastest decode at the same bit width and thread count (bf16 for bf16, int8 for q8_0) ÷ that row's decode.",
+          ]
         : []),
       ...fidelity,
     ],

@@ -11,7 +11,15 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Command } from "commander";
 import { SafetensorsFile, ensureModel, setBackend, tf, type PresetName } from "../src/index.js";
-import { allConfigs, measureConfig, type ConfigResult, type ConfigSpec, type Family, type Plan } from "./configs.js";
+import {
+  allConfigs,
+  ensureFp8Twin,
+  measureConfig,
+  type ConfigResult,
+  type ConfigSpec,
+  type Family,
+  type Plan,
+} from "./configs.js";
 import {
   MATMUL_SHAPES,
   bf16GemmGflops,
@@ -173,7 +181,8 @@ async function benchModel(
 ): Promise<ModelEntry> {
   const file = path.join(dir, "model.safetensors");
   const fileBytes = statSync(file).size;
-  const screened = fileBytes > o.screenAboveBytes;
+  // configurations named with --configs all get the full plan: screening picks among candidates nobody chose
+  const screened = fileBytes > o.screenAboveBytes && !o.configs?.length;
   const full: Plan = {
     prefill: o.prefill,
     decodeContexts: o.prefill, // decode also after prompts of the prefill lengths: attention over a longer cache
@@ -200,7 +209,14 @@ async function benchModel(
     ort: [],
   };
 
-  for (const spec of allConfigs().filter((c) => !o.configs?.length || o.configs.includes(c.id))) {
+  const specs = allConfigs().filter((c) => !o.configs?.length || o.configs.includes(c.id));
+  let fp8Error: string | undefined;
+  if (specs.some((c) => c.storage === "fp8")) await ensureFp8Twin(dir, o.log).catch((e) => (fp8Error = errorText(e)));
+  for (const spec of specs) {
+    if (spec.storage === "fp8" && fp8Error) {
+      entry.configs.push({ spec, status: "error", error: `no FP8 copy of the checkpoint: ${fp8Error}` });
+      continue;
+    }
     const f32Probe = entry.configs.find((r) => r.spec.id === "none·f32");
     if (spec.storage === "f32" && f32Probe?.error) {
       entry.configs.push({
@@ -222,7 +238,7 @@ async function benchModel(
     );
   }
 
-  const families: Family[] = ["original", "fused", "patched", "layer"];
+  const families: Family[] = ["original", "fused", "patched", "layer", "8-bit"];
   for (const family of families) {
     const ok = entry.configs.filter((r) => r.spec.family === family && r.result);
     if (!ok.length) continue;
@@ -439,6 +455,13 @@ async function main(): Promise<void> {
     console.log(renderTerminal(results));
     return writeFileAtomically(path.join(a.out, "RESULTS.md"), renderMarkdown(results), BENCH_OUTPUT);
   }
+  const unknown = a.configs?.split(",").filter((id) => !allConfigs().some((c) => c.id === id));
+  if (unknown?.length)
+    program.error(
+      `unknown configuration id(s): ${unknown.join(", ")} (known: ${allConfigs()
+        .map((c) => c.id)
+        .join(", ")})`,
+    );
   const quick = a.quick ? QUICK : {};
   const given = (name: string) => program.getOptionValueSource(name) === "cli";
   const results = await runBench({

@@ -13,6 +13,12 @@ export const BASELINE = {
   tinyDecode: 216,
 };
 
+/** fusekit's bf16 prefill in the side-by-side run that set the 8-bit targets (0.6B shape, both cores, tok/s). */
+export const EIGHT_BIT_BASELINE = {
+  source: "fusekit bf16 in the llama.cpp side-by-side before 8-bit weights",
+  prefill: { 64: 34, 512: 40 } as Record<number, number>,
+};
+
 interface Context {
   machine: MachineLimits;
   model: ModelEntry;
@@ -26,7 +32,7 @@ interface Ratio {
 }
 
 export interface TargetSpec {
-  group: "fusion gain" | "peers" | "machine" | "progress";
+  group: "fusion gain" | "8-bit weights" | "peers" | "machine" | "progress";
   what: string | ((prefill: number) => string);
   goal: number;
   /** The goal is an upper bound (lower is better). */
@@ -66,14 +72,21 @@ const llamaCppDecode = (m: ModelEntry, type: GgufExportType, threads: number) =>
   (m as ModelEntry & LlamaCppFields).llamaCpp?.find((l) => l.type === type && l.threads === threads && l.decode)
     ?.decode;
 
-/** fusekit's decode (best configuration, or `id`) ÷ llama.cpp's on the same checkpoint. */
-function againstLlamaCpp(m: ModelEntry, type: GgufExportType, threads: number, id?: string): Ratio {
-  const mine = id ? rowOf(m, id) : bestDecode(m);
+/** The fastest fully measured decode with `storage` weights, on every core or (`oneThread`) on one thread. */
+const fastestOf = (m: ModelEntry, storage: string, oneThread = false) =>
+  bestBy(
+    full(m).filter((r) => r.spec.storage === storage && (r.spec.threads === 1) === oneThread),
+    decode,
+  );
+
+/** fusekit's fastest decode at the same bit width (bf16 against bf16, int8 against q8_0) ÷ llama.cpp's. */
+function againstLlamaCpp(m: ModelEntry, type: GgufExportType, threads: number): Ratio {
+  const mine = fastestOf(m, type === "q8_0" ? "int8" : "bf16", threads === 1);
   const theirs = llamaCppDecode(m, type, threads);
   const notRun = (m as ModelEntry & LlamaCppFields).llamaCppNote;
   if (!theirs)
     return { basis: `no llama.cpp ${type} ${threads}-thread figure${notRun ? ` (${notRun.split(":")[0]})` : ""}` };
-  if (!measured(mine)) return { basis: "no fusekit configuration measured" };
+  if (!measured(mine)) return { basis: `no fusekit ${type === "q8_0" ? "int8" : "bf16"} configuration measured` };
   return { value: decode(mine) / theirs.median, basis: `${name(mine)} ÷ llama.cpp ${type}, ${threads} thread(s)` };
 }
 
@@ -177,10 +190,82 @@ const layerTargets: TargetSpec[] = [
   },
 ];
 
+/** The same approach (recipe) with bf16 weights as 8-bit row `r`: `decoder-layer·int8` → `decoder-layer·bf16`. */
+const bf16Twin = (m: ModelEntry, r: ConfigRow) => rowOf(m, r.spec.id.replace(/·(int8|fp8)$/, "·bf16"));
+
+const eightBitTargets: TargetSpec[] = [
+  {
+    group: "8-bit weights",
+    what: "int8 decode ÷ bf16 decode (same approach)",
+    goal: 1.6,
+    models: "real",
+    ratio: ({ model }) => {
+      const i8 = fastestOf(model, "int8");
+      const bf = i8 && bf16Twin(model, i8);
+      if (!i8 || !measured(bf)) return { basis: "no full int8 and bf16 measurement of one approach" };
+      return { value: decode(i8) / decode(bf), basis: `${name(i8)} ÷ ${name(bf)}` };
+    },
+  },
+  {
+    group: "8-bit weights",
+    what: (n) => `int8 prefill ${n} ÷ bf16 before 8-bit weights`,
+    goal: 2,
+    models: "real",
+    perPrefill: true,
+    ratio: ({ model, prefill: n }) => {
+      const i8 = bestBy(
+        full(model).filter((r) => r.spec.storage === "int8" && r.result!.prefill[n!]),
+        (r) => r.result!.prefill[n!].median,
+      );
+      const base = EIGHT_BIT_BASELINE.prefill[n!];
+      if (!i8 || !base) return { basis: "no figure" };
+      const mine = i8.result!.prefill[n!].median;
+      const q8 = (model as ModelEntry & LlamaCppFields).llamaCpp?.find(
+        (l) => l.type === "q8_0" && l.threads === 2 && l.prefill?.[n!],
+      )?.prefill?.[n!].median;
+      return {
+        value: mine / base,
+        basis: `${name(i8)} ${mine.toFixed(1)} ÷ ${base} tok/s (${EIGHT_BIT_BASELINE.source})${q8 ? `; ÷ llama.cpp q8_0 2 threads ${(mine / q8).toFixed(2)}` : ""}`,
+      };
+    },
+  },
+  {
+    group: "8-bit weights",
+    what: "int8 max |Δ log p| against bf16 ÷ llama.cpp q8_0's",
+    goal: 1,
+    atMost: true,
+    models: "real",
+    ratio: ({ model }) => {
+      const e = model as ModelEntry & LlamaCppFields;
+      const q8 = e.llamaCppFidelity?.find((f) => f.type === "q8_0" && f.maxAbsLogProb !== undefined);
+      const i8 = e.int8Fidelity?.maxAbsLogProb;
+      if (!q8 || i8 === undefined) return { basis: "no fidelity figure for both" };
+      return {
+        value: i8 / q8.maxAbsLogProb!,
+        basis: `${i8.toExponential(2)} ÷ ${q8.maxAbsLogProb!.toExponential(2)} (next token after ${q8.ids} ids; logit std ${q8.logitStd!.toFixed(3)})`,
+      };
+    },
+  },
+  {
+    group: "8-bit weights",
+    what: "peak RSS after load, FP8 checkpoint kept ÷ bf16 checkpoint",
+    goal: 0.6,
+    atMost: true,
+    models: "real",
+    ratio: ({ model }) => {
+      const [f8, bf] = [rowOf(model, "none·fp8"), rowOf(model, "none·bf16")];
+      if (!f8?.result || !bf?.result) return { basis: "no original FP8 and bf16 rows" };
+      const [a, b] = [f8.result.peakRssAfterLoadBytes, bf.result.peakRssAfterLoadBytes];
+      return { value: a / b, basis: `${(a / 1e9).toFixed(2)} ÷ ${(b / 1e9).toFixed(2)} GB (child processes)` };
+    },
+  },
+];
+
 export const TARGETS: TargetSpec[] = [
   ...fusionGain("tiny", 1.5),
   ...fusionGain("real", 1.2),
   ...layerTargets,
+  ...eightBitTargets,
   {
     group: "fusion gain",
     what: "best kernelized decode ÷ original (same storage, same threads)",
@@ -235,24 +320,24 @@ export const TARGETS: TargetSpec[] = [
   },
   {
     group: "peers",
-    what: "decode ÷ llama.cpp bf16 (2 threads)",
+    what: "bf16 decode ÷ llama.cpp bf16 (2 threads)",
     goal: 1,
     models: "real",
     ratio: ({ model }) => againstLlamaCpp(model, "bf16", 2),
   },
   {
     group: "peers",
-    what: "decode ÷ llama.cpp q8_0 (2 threads)",
+    what: "int8 decode ÷ llama.cpp q8_0 (2 threads)",
     goal: 1,
     models: "real",
     ratio: ({ model }) => againstLlamaCpp(model, "q8_0", 2),
   },
   {
     group: "peers",
-    what: "one-thread decode ÷ llama.cpp q8_0 on one thread",
+    what: "one-thread int8 decode ÷ llama.cpp q8_0 on one thread",
     goal: 0.6,
     models: "real",
-    ratio: ({ model }) => againstLlamaCpp(model, "q8_0", 1, "none·bf16·1t"),
+    ratio: ({ model }) => againstLlamaCpp(model, "q8_0", 1),
   },
   {
     group: "peers",
@@ -409,4 +494,4 @@ export function computeTargets(
 }
 
 /** The groups in the order the report shows them. */
-export const TARGET_GROUPS: TargetSpec["group"][] = ["fusion gain", "peers", "machine", "progress"];
+export const TARGET_GROUPS: TargetSpec["group"][] = ["fusion gain", "8-bit weights", "peers", "machine", "progress"];

@@ -5,15 +5,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AutoModelForCausalLM, Qwen3Config, setBackend } from "fusekit";
+import { AutoModelForCausalLM, Qwen3Config, setBackend, tf } from "fusekit";
 import { threadsFromEnv } from "../src/backend/pool.js";
 import { QUICK, runBench } from "../bench/run.js";
 import type { BenchResults } from "../bench/types.js";
 import { BASELINE, TARGETS, computeTargets } from "../bench/targets.js";
 import { renderMarkdown, renderTerminal } from "../bench/report.js";
+import { int8Fidelity } from "../bench/llama-cpp.js";
 import type { Figure } from "../src/compare/measure.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "fusekit-bench-"));
+// the FP8 copy the 8-bit rows load goes to the fusekit cache: here a temporary one
+const cache = mkdtempSync(path.join(os.tmpdir(), "fusekit-bench-cache-"));
+const userCache = process.env.FUSEKIT_CACHE_DIR;
 let results: BenchResults;
 
 function expectFigure(f: Figure | undefined, runs: number): void {
@@ -29,6 +33,7 @@ function expectFigure(f: Figure | undefined, runs: number): void {
 }
 
 beforeAll(async () => {
+  process.env.FUSEKIT_CACHE_DIR = cache;
   await setBackend("wasm");
   const config = new Qwen3Config({
     vocab_size: 512,
@@ -62,7 +67,12 @@ beforeAll(async () => {
   });
 });
 
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => {
+  if (userCache === undefined) delete process.env.FUSEKIT_CACHE_DIR;
+  else process.env.FUSEKIT_CACHE_DIR = userCache;
+  rmSync(tmp, { recursive: true, force: true });
+  rmSync(cache, { recursive: true, force: true });
+});
 
 describe("bench (in-process, quick)", () => {
   it("computes the kernelized and progress targets for a tiny model from the rows they name", () => {
@@ -84,6 +94,48 @@ describe("bench (in-process, quick)", () => {
     expect(t17[1].ok).toBe(t17[1].value! <= 0.5);
     const fastest = Math.max(...entry.configs.filter((c) => c.status === "full").map((c) => c.result!.decode.median));
     expect(t17[2].value).toBeCloseTo(fastest / BASELINE.tinyDecode, 10);
+  });
+
+  it("computes the 8-bit targets from the rows they name (as a real-size model would)", () => {
+    const entry = { ...results.models[0], name: "small-random" }; // "tiny" models get no 8-bit targets
+    const specs = TARGETS.filter((t) => t.group === "8-bit weights");
+    const t = computeTargets(results.machine, [entry], results.options.prefill, specs);
+    const row = (id: string) => entry.configs.find((c) => c.spec.id === id)!.result!;
+    const fastest = ["none·int8", "decoder-layer·int8"].reduce((a, b) =>
+      row(b).decode.median > row(a).decode.median ? b : a,
+    );
+    expect(t.map((x) => x.what)).toEqual([
+      "int8 decode ÷ bf16 decode (same approach)",
+      "int8 prefill 8 ÷ bf16 before 8-bit weights",
+      "int8 prefill 16 ÷ bf16 before 8-bit weights",
+      "int8 max |Δ log p| against bf16 ÷ llama.cpp q8_0's",
+      "peak RSS after load, FP8 checkpoint kept ÷ bf16 checkpoint",
+    ]);
+    expect(t[0].value).toBeCloseTo(row(fastest).decode.median / row(fastest.replace("int8", "bf16")).decode.median, 10);
+    expect(t[0].basis).toContain("(int8)");
+    // no recorded bf16 prefill at 8 / 16 tokens, no llama.cpp run: no value, never a pass
+    for (const x of t.slice(1, 4)) expect([x.value, x.ok]).toEqual([undefined, false]);
+    expect(t[4].value).toBeCloseTo(row("none·fp8").peakRssAfterLoadBytes / row("none·bf16").peakRssAfterLoadBytes, 10);
+    expect(t[4].ok).toBe(t[4].value! <= 0.6);
+  });
+
+  it("measures int8's next-token distribution against bf16's as it measures llama.cpp's", async () => {
+    const ids = [1, 5, 9, 200, 3, 77, 41, 8];
+    const f = await int8Fidelity(tmp, ids);
+    const logProbs = async (weightStorage: "bf16" | "int8") => {
+      const model = await AutoModelForCausalLM.fromPretrained(tmp, { weightStorage });
+      const out = model.forward({ inputIds: [ids], logitsToKeep: 1 }).logits;
+      const lp = tf.tidy(() => tf.logSoftmax(tf.reshape(out, [-1]))).dataSync() as Float32Array;
+      out.dispose();
+      model.dispose();
+      return lp;
+    };
+    const [bf16, int8] = [await logProbs("bf16"), await logProbs("int8")];
+    const maxAbs = bf16.reduce((a, v, i) => Math.max(a, Math.abs(v - int8[i])), 0);
+    expect(f.ids).toBe(8);
+    expect(maxAbs).toBeGreaterThan(0); // 8-bit weights change the logits…
+    expect(f.maxAbsLogProb).toBeCloseTo(maxAbs, 4); // …by what log-softmax of both says
+    expect(f.sameArgmax).toBe(bf16.indexOf(Math.max(...bf16)) === int8.indexOf(Math.max(...int8)));
   });
 
   it("targets are data: a goal changed in a spec changes only that target's verdict", () => {
@@ -120,7 +172,7 @@ describe("bench (in-process, quick)", () => {
     }
   });
 
-  it("runs every configuration: 6 recipes × f32/bf16, each measured (none errors)", () => {
+  it("runs every configuration: 6 recipes × f32/bf16, 8-bit weights, each measured (none errors)", () => {
     const [entry] = results.models;
     expect(entry.name).toBe("tiny-random");
     expect(entry.screened).toBe(false); // far below the screening size
@@ -139,8 +191,18 @@ describe("bench (in-process, quick)", () => {
       "decoder-layer·f32",
       "decoder-layer·bf16",
       "none·bf16·1t",
+      "none·int8",
+      "decoder-layer·int8",
+      "none·fp8",
+      "decoder-layer·fp8",
+      "none·int8·1t",
     ]);
-    expect(entry.configs.map((c) => c.result?.threads)).toEqual([...Array(12).fill(threadsFromEnv()), 1]);
+    expect(entry.configs.map((c) => c.result?.threads)).toEqual([
+      ...Array(12).fill(threadsFromEnv()),
+      1,
+      ...Array(4).fill(threadsFromEnv()),
+      1,
+    ]);
     // parameters of the tiny config: tied embedding 512×64, per layer 4 attn projections + q/k norms + 3 MLP + 2 norms, final norm
     const perLayer = 64 * 64 + 64 * 32 * 2 + 64 * 64 + 16 * 2 + 64 * 128 * 3 + 64 * 2;
     expect(entry.params).toBe(512 * 64 + 2 * perLayer + 64);
@@ -158,9 +220,25 @@ describe("bench (in-process, quick)", () => {
       expect(r.readyS).toBeGreaterThan(0);
       expect(r.kernelsPerDecodeStep).toBeGreaterThan(0);
       expect(r.tensorsLeaked).toBe(0);
-      // decode reads every 2-D weight but the norms once: float32 → 4 bytes, packed bf16 → 2
-      const weights = 512 * 64 + 2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3);
-      expect(r.decodeWeightBytes).toBe(weights * (c.spec.storage === "bf16" ? 2 : 4));
+      // decode reads every 2-D weight but the norms once: float32 → 4 bytes, packed bf16 → 2, int8 → 32 codes
+      // + a float32 scale per 32 values of a row; FP8 (quantize-fp8: Linear weights only, the tied embedding
+      // stays bf16) → a code per value + a float32 scale per 128 × 128 block
+      const linears: [number, number][] = [
+        ...Array<[number, number]>(2).fill([64, 64]),
+        ...Array<[number, number]>(2).fill([32, 64]),
+        ...Array<[number, number]>(2).fill([128, 64]),
+        [64, 128],
+      ]; // [out, in] per layer: q, o, k, v, gate, up, down
+      const embedding = 512 * 64;
+      const weights = embedding + 2 * linears.reduce((a, [m, n]) => a + m * n, 0);
+      const bytes = {
+        f32: weights * 4,
+        bf16: weights * 2,
+        int8: ((embedding + 2 * linears.reduce((a, [m, n]) => a + m * n, 0)) / 32) * 36,
+        fp8:
+          embedding * 2 + 2 * linears.reduce((a, [m, n]) => a + m * n + Math.ceil(m / 128) * Math.ceil(n / 128) * 4, 0),
+      }[c.spec.storage];
+      expect(r.decodeWeightBytes).toBe(bytes);
       expect(r.layerMacsPerToken).toBe(2 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 128 * 3)); // the layers' matmuls only
       // one stack time per decode run, each shorter than that run's whole step (embedding and lm_head are outside)
       expect(r.decoderStackMs.runs).toHaveLength(r.decode.runs.length);
