@@ -9,6 +9,7 @@ import { AutoModelForCausalLM, setBackend, tf, type PreTrainedModel } from "../s
 import { BF16_MATMUL } from "../src/backend/kernels.js";
 import { PREFILL_ATTENTION } from "../src/backend/prefill-attention-kernel.js";
 import { tiledGemmPeak, type GemmPeak } from "../src/backend/gemm.js";
+import { relaxedSimd } from "../src/backend/relaxed-simd.js";
 import { promptIds } from "../src/compare/measure.js";
 import { layerMacsPerToken } from "./configs.js";
 
@@ -120,7 +121,7 @@ export function prefillPhases(model: PreTrainedModel, lengths: number[], repeats
 export function prefillLines(r: PrefillReport): string[] {
   const f = (x: number, d = 1) => x.toFixed(d);
   return [
-    `GEMM tile in-cache peak: ${f(r.peak.oneCore)} GFLOP/s on one core, ${r.peak.allCores ? f(r.peak.allCores) : "n/a"} on ${r.peak.threads} thread(s)`,
+    `GEMM tile in-cache peak: ${f(r.peak.oneCore)} GFLOP/s on one core, ${r.peak.allCores ? f(r.peak.allCores) : "n/a"} on ${r.peak.threads} thread(s) (${relaxedSimd() ? "relaxed-SIMD" : "baseline SIMD128"} build)`,
     "",
     "| prompt | tok/s | GFLOP/s | matmuls ms (GFLOP/s, share of peak) | attention ms (GFLOP/s) | rest ms | peak RSS MB |",
     "|---|---|---|---|---|---|---|",

@@ -156,7 +156,7 @@ function runRealSizeChild<R>(
   env: Record<string, string> = {},
 ): Promise<{ result?: R; error?: string }> {
   return new Promise((resolve) => {
-    const args = [path.join(here, "realsize.js"), "--child", JSON.stringify(payload)];
+    const args = [...process.execArgv, path.join(here, "realsize.js"), "--child", JSON.stringify(payload)]; // the parent's Node flags (e.g. --experimental-wasm-relaxed-simd)
     execFile(
       process.execPath,
       args,

@@ -308,6 +308,13 @@ function machineSection(r: BenchResults): Section {
     ],
     notes: [
       `decode bound = weight bytes per token ÷ ${ma.readGBps.toFixed(2)} GB/s (the higher read bandwidth); best matmul ${ma.bestGflops.toFixed(1)} GFLOP/s.`,
+      ...(ma.relaxedSimd === undefined
+        ? []
+        : [
+            ma.relaxedSimd
+              ? "Prefill kernels: the relaxed-SIMD build (f32x4.relaxed_madd)."
+              : "Prefill kernels: the baseline SIMD128 build (this runtime does not validate relaxed SIMD; on Node 20 run the bench with `node --experimental-wasm-relaxed-simd dist/bench/run.js`, which its children inherit).",
+          ]),
     ],
   };
 }

@@ -30,6 +30,7 @@ import {
   wasmReadBandwidth,
 } from "./machine.js";
 import { kernelMicroBench } from "./kernels.js";
+import { relaxedSimd } from "../src/backend/relaxed-simd.js";
 import { TORCH_HOWTO, findTorchPython, runTorch } from "./torch.js";
 import { ensureOnnx, ensureOrt, runOrt } from "./ort.js";
 import { benchLlamaCpp } from "./llama-cpp.js";
@@ -129,7 +130,7 @@ function runChild(
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [path.join(here, "run.js"), "--child", payload],
+      [...process.execArgv, path.join(here, "run.js"), "--child", payload], // the parent's Node flags (e.g. --experimental-wasm-relaxed-simd)
       { encoding: "utf8", timeout: timeoutS * 1000, maxBuffer: 1 << 26 },
       (err, stdout, stderr) => {
         const last = stdout.trim().split("\n").pop() ?? "";
@@ -327,6 +328,7 @@ async function machineLimits(o: BenchOptions): Promise<MachineLimits> {
     matmul,
     bestGflops: Math.max(...matmul.map((m) => m.gflops.median)),
     bf16Gemm,
+    relaxedSimd: relaxedSimd(),
   };
 }
 

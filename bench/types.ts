@@ -61,6 +61,8 @@ export interface MachineLimits {
   bestGflops: number;
   /** fusekit's bf16 matmul on one thread and on every kernel thread. */
   bf16Gemm?: Bf16GemmFigure[];
+  /** The prefill kernels' build: relaxed SIMD (where the runtime validates it) or baseline SIMD128. */
+  relaxedSimd?: boolean;
 }
 
 export interface BenchResults {
