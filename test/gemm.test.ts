@@ -133,7 +133,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
  * `choose`: the child calls setRelaxedSimd(choose) first (with the flag set), and after the matmul tries the
  * other build, printing the error it gets.
  */
-function childMatmul(relaxed: boolean, rows: number, n: number, m: number, choose?: boolean) {
+function childMatmul(
+  relaxed: boolean,
+  rows: number,
+  n: number,
+  m: number,
+  choose?: boolean,
+  env: NodeJS.ProcessEnv = { FUSEKIT_RELAXED_SIMD: relaxed ? "" : "0" },
+) {
   const script = `
 import v8 from "node:v8";
 ${relaxed ? 'v8.setFlagsFromString("--experimental-wasm-relaxed-simd");' : ""}
@@ -153,7 +160,7 @@ console.log(JSON.stringify({ build: relaxedSimd() ? "relaxed" : "baseline", y: A
 `;
   const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
     cwd: root,
-    env: { ...process.env, FUSEKIT_RELAXED_SIMD: relaxed ? "" : "0" },
+    env: { ...process.env, ...env },
     encoding: "utf8",
   });
   return JSON.parse(out.trim().split("\n").pop()!) as { build: string; y: number[]; late: string };
@@ -183,6 +190,15 @@ describe("the GEMM's relaxed-SIMD build (f32x4.relaxed_madd)", () => {
         }
       expect(worst).toBeLessThanOrEqual(1);
     }
+  }, 60000);
+
+  it("FUSEKIT_RELAXED_SIMD=1 sets Node 20's V8 flag itself: the relaxed build, the bits of the flag set by hand", () => {
+    const [rows, n, m] = [9, 264, 16];
+    const byHand = childMatmul(true, rows, n, m);
+    const byEnv = childMatmul(false, rows, n, m, undefined, { FUSEKIT_RELAXED_SIMD: "1" });
+    expect(byEnv.build).toBe("relaxed");
+    expect(byEnv.y).toEqual(byHand.y);
+    expect(byEnv.y).not.toEqual(childMatmul(false, rows, n, m).y); // not the baseline's
   }, 60000);
 
   it("setRelaxedSimd chooses the build before the first kernel runs (a page's FUSEKIT_RELAXED_SIMD), never after", () => {

@@ -1,6 +1,8 @@
 // Relaxed SIMD (f32x4.relaxed_madd: one fused multiply-add instead of a multiply and an add) where the runtime
-// validates it: on by default in Node 22+ and Chrome 114+, behind --experimental-wasm-relaxed-simd on Node 20.
+// validates it: on by default in Node 22+ and Chrome 114+, behind --experimental-wasm-relaxed-simd on Node 20
+// (FUSEKIT_RELAXED_SIMD=1 sets that flag from here, before any kernel is compiled).
 // Never required: the prefill kernels (gemm.wat) have a baseline build and a relaxed one, chosen here once.
+import v8 from "node:v8";
 import { BackendError } from "../errors.js";
 
 /** (module (func (param v128 v128 v128) (result v128) (f32x4.relaxed_madd (local.get 0) (local.get 1) (local.get 2)))) */
@@ -11,8 +13,14 @@ const PROBE = Uint8Array.from([
 
 let relaxed: boolean | undefined;
 
-function validates(): boolean {
+/**
+ * Whether the runtime validates relaxed SIMD. With FUSEKIT_RELAXED_SIMD=1 on a runtime that has it behind V8's
+ * flag (Node 20), the flag is set first: V8 flags are process-wide, so the kernel threads get it too.
+ */
+function validates(env: NodeJS.ProcessEnv = process.env): boolean {
   const WA = (globalThis as any).WebAssembly as { validate(bytes: Uint8Array): boolean };
+  if (WA.validate(PROBE) || env.FUSEKIT_RELAXED_SIMD !== "1") return WA.validate(PROBE);
+  v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
   return WA.validate(PROBE);
 }
 
@@ -22,7 +30,7 @@ function validates(): boolean {
  * (every module and worker must run the same build, so results do not depend on which thread computed them).
  */
 export function relaxedSimd(env: NodeJS.ProcessEnv = process.env): boolean {
-  relaxed ??= env.FUSEKIT_RELAXED_SIMD !== "0" && validates();
+  relaxed ??= env.FUSEKIT_RELAXED_SIMD !== "0" && validates(env);
   return relaxed;
 }
 
