@@ -4,13 +4,14 @@
 // use every core: Node's kernel pool on worker_threads, the page's on Web Workers (cross-origin isolated).
 // Beside them the browser peer, wllama (bench/wllama.ts), on the same checkpoint and prompt length.
 // Usage: node dist/bench/browser.js [--model DIR] [--context 64] [--steps 32] [--runs 3] [--no-isolation]
-//        [--skip-wllama]
+//        [--skip-wllama] [--weights int8]
 import { existsSync } from "node:fs";
 import os from "node:os";
 import { pathToFileURL } from "node:url";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { chromium } from "playwright-core";
 import { AutoModelForCausalLM, defaultModelDir, kernelThreads, setBackend } from "../src/index.js";
+import { WEIGHT_STORAGE_CHOICES, type WeightStorageChoice } from "../src/loading/memory-plan.js";
 import { decodeTokensPerSecond, stat, type Figure } from "../src/compare/measure.js";
 import { startServer } from "../src/cli/serve.js";
 import { CHROMIUM, benchWllama, type WllamaRow } from "./wllama.js";
@@ -18,9 +19,15 @@ import { CHROMIUM, benchWllama, type WllamaRow } from "./wllama.js";
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const load = () => os.loadavg()[0].toFixed(2);
 
-async function nodeDecode(dir: string, context: number, steps: number, runs: number): Promise<number[]> {
+async function nodeDecode(
+  dir: string,
+  context: number,
+  steps: number,
+  runs: number,
+  weights?: WeightStorageChoice,
+): Promise<number[]> {
   await setBackend("wasm");
-  const model = await AutoModelForCausalLM.fromPretrained(dir);
+  const model = await AutoModelForCausalLM.fromPretrained(dir, weights ? { weightStorage: weights } : {});
   try {
     decodeTokensPerSecond(model, 2, context); // warm-up
     return Array.from({ length: runs }, () => decodeTokensPerSecond(model, steps, context));
@@ -29,14 +36,17 @@ async function nodeDecode(dir: string, context: number, steps: number, runs: num
   }
 }
 
-export async function pageRuns(dir: string, o: { context: number; steps: number; runs: number; isolation: boolean }) {
+export async function pageRuns(
+  dir: string,
+  o: { context: number; steps: number; runs: number; isolation: boolean; weights?: WeightStorageChoice },
+) {
   const server = await startServer({ modelDir: dir, isolation: o.isolation });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu"] });
   const out: { readyMs: number; tokensPerSecond: number; mode: string; timings: Record<string, number> }[] = [];
   try {
     for (let run = 0; run < o.runs; run++) {
       const page = await browser.newPage();
-      await page.goto(server.url);
+      await page.goto(server.url + (o.weights ? `?weights=${o.weights}` : ""));
       const r = await page.evaluate(
         async ({ context, steps }) => {
           const g = globalThis as any;
@@ -127,6 +137,11 @@ const program = new Command("bench-browser")
   .option("--runs <n>", "page loads (and Node decode runs)", Number, 3)
   .option("--no-isolation", "serve without COOP/COEP (the page then runs on one thread)")
   .option("--skip-wllama", "leave out the wllama rows (run when @wllama/wllama is installed in bench/wllama)")
+  .addOption(
+    new Option("--weights <storage>", "weight storage in Node and the page (default: auto)").choices([
+      ...WEIGHT_STORAGE_CHOICES,
+    ]),
+  )
   .action(
     async (o: {
       model?: string;
@@ -135,11 +150,14 @@ const program = new Command("bench-browser")
       runs: number;
       isolation: boolean;
       skipWllama?: boolean;
+      weights?: WeightStorageChoice;
     }) => {
       if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}`);
       const dir = o.model ?? (await defaultModelDir());
-      console.log(`model ${dir}; context ${o.context}, ${o.steps} decode steps, ${o.runs} runs; load ${load()}`);
-      const node = await nodeDecode(dir, o.context, o.steps, o.runs);
+      console.log(
+        `model ${dir}; weights ${o.weights ?? "auto"}; context ${o.context}, ${o.steps} decode steps, ${o.runs} runs; load ${load()}`,
+      );
+      const node = await nodeDecode(dir, o.context, o.steps, o.runs, o.weights);
       console.log(
         `node  decode ${median(node).toFixed(1)} tok/s (runs ${node.map((x) => x.toFixed(1)).join(", ")}; ` +
           `${kernelThreads()} threads); load ${load()}`,

@@ -89,6 +89,7 @@ describe.skipIf(!hasChromium)("fusekit in headless Chromium", () => {
   let ids: number[];
   let nodeLogits: Float32Array;
   let nodeTokens: number[];
+  let dir: string;
 
   beforeAll(async () => {
     const { buildBrowser } = (await import("../web/build.mjs" as string)) as {
@@ -96,7 +97,7 @@ describe.skipIf(!hasChromium)("fusekit in headless Chromium", () => {
     };
     await buildBrowser();
     await setBackend("wasm");
-    const dir = await defaultModelDir();
+    dir = await defaultModelDir();
     ids = (await AutoTokenizer.fromPretrained(dir)).encode(PROMPT);
     model = await AutoModelForCausalLM.fromPretrained(dir);
     nodeLogits = logitsArray(model, ids);
@@ -157,6 +158,21 @@ describe.skipIf(!hasChromium)("fusekit in headless Chromium", () => {
       if (!relaxedSimd()) expect(diff.differing).toBeGreaterThan(0);
       expect(diff.maxAbs).toBeLessThan(1e-5);
       expect(tokens).toEqual(nodeTokens);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("?weights=int8: the page loads 8-bit weights; logits equal Node's int8 model's bit for bit", async () => {
+    const int8 = await AutoModelForCausalLM.fromPretrained(dir, { weightStorage: "int8" });
+    const want = logitsArray(int8, ids);
+    int8.dispose();
+    const { page, errors } = await openDemo(browser, isolated, `${sameBuild()}&weights=int8`);
+    try {
+      const { logits } = await pageNumbers(page, ids);
+      expect(differences(logits, want)).toEqual({ length: want.length, differing: 0, maxAbs: 0 });
+      expect(differences(logits, nodeLogits).differing).toBeGreaterThan(0); // not the bf16 model's
       expect(errors).toEqual([]);
     } finally {
       await page.close();

@@ -35,7 +35,9 @@ async function load() {
     demo.timings.tokenizer = performance.now();
     return t;
   });
+  // ?weights=int8 (or bf16, f32, fp8): the weight storage, as fromPretrained's weightStorage (default "auto")
   const model = fusekit.AutoModelForCausalLM.fromPretrained(demo.dir, {
+    ...(params.has("weights") ? { weightStorage: params.get("weights") } : {}),
     onProgress: (p) =>
       setStatus(`loading weights… ${(p.bytesDone / 2 ** 20).toFixed(0)} MB`, (100 * p.bytesDone) / (p.bytesTotal || 1)),
   }).then((m) => {
