@@ -19,8 +19,8 @@ let relaxed: boolean | undefined;
  */
 function validates(env: NodeJS.ProcessEnv = process.env): boolean {
   const WA = (globalThis as any).WebAssembly as { validate(bytes: Uint8Array): boolean };
-  if (WA.validate(PROBE) || env.FUSEKIT_RELAXED_SIMD !== "1") return WA.validate(PROBE);
-  v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+  if (!WA.validate(PROBE) && env.FUSEKIT_RELAXED_SIMD === "1")
+    v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
   return WA.validate(PROBE);
 }
 

@@ -28,9 +28,9 @@ export function setRowBlock(rows: number): number {
 
 /**
  * `fn(x)` for a function that computes every row of `x` (all dims but the last) alone, run on blocks of at most
- * 512 rows (as many as needed, of equal height) so that a long prompt's intermediates stay that tall (an MLP holds its gate, up, SiLU and their
- * product at once: four times the rows × the intermediate size). Each row is computed as in one call, so the
- * bits are the same.
+ * 512 rows, as few as can be and of equal height, so that a long prompt's intermediates stay that tall (an MLP
+ * holds its gate, up, SiLU and their product at once: four times the rows × the intermediate size). `fn` gets
+ * each block as a 2-D `[rows, width]` tensor. Each row is computed as in one call, so the bits are the same.
  */
 export function inRowBlocks(x: tf.Tensor, fn: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
   const width = x.shape[x.rank - 1];
