@@ -124,17 +124,20 @@ export function allConfigs(): ConfigSpec[] {
 }
 
 /**
- * Where the FP8 copy of checkpoint `dir` lives: the fusekit cache, keyed by the checkpoint's path, size and mtime
- * (a changed checkpoint gets a new copy).
+ * The fusekit cache folder for what the bench derives from checkpoint `dir` (`kind`: "fp8", "gguf"), keyed by the
+ * checkpoint's path, size and mtime (a changed checkpoint gets a new one).
  */
-export function fp8Twin(dir: string): string {
+export function derivedDir(dir: string, kind: string): string {
   const st = statSync(path.join(dir, "model.safetensors"));
   const key = createHash("sha256")
     .update(`${path.resolve(dir)}:${st.size}:${st.mtimeMs}`)
     .digest("hex")
     .slice(0, 16);
-  return path.join(cacheDir(), "fp8", key);
+  return path.join(cacheDir(), kind, key);
 }
+
+/** Where the FP8 copy of checkpoint `dir` lives. */
+export const fp8Twin = (dir: string) => derivedDir(dir, "fp8");
 
 /**
  * The FP8 copy of `dir` (`fusekit quantize-fp8`'s layout: E4M3 Linear weights in 128 × 128 blocks, lm_head and

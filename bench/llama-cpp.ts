@@ -4,11 +4,10 @@
 // bench-only tool in a folder of its own (bench/llama-cpp, installed by hand with --ignore-scripts: its GPU
 // packages make it 700+ MB): never a dependency of fusekit. Without it the bench says how to get it.
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { createHash } from "node:crypto";
-import { cacheDir } from "../src/presets/presets.js";
+import { derivedDir } from "./configs.js";
 import { promptIds, type Figure } from "../src/compare/measure.js";
 import { AutoModelForCausalLM, exportGguf, type FromPretrainedOptions, type GgufExportType } from "../src/index.js";
 import { runPeer, type PeerPlan } from "./peer.js";
@@ -54,12 +53,7 @@ export function llamaCppPackage(): string | undefined {
  * path, size and mtime), written with fusekit's own exportGguf when missing.
  */
 export async function ensureGguf(dir: string, type: GgufExportType, log: (l: string) => void): Promise<string> {
-  const st = statSync(path.join(dir, "model.safetensors"));
-  const key = createHash("sha256")
-    .update(`${path.resolve(dir)}:${st.size}:${st.mtimeMs}`)
-    .digest("hex")
-    .slice(0, 16);
-  const folder = path.join(cacheDir(), "gguf", key);
+  const folder = derivedDir(dir, "gguf");
   const file = path.join(folder, `model-${type}.gguf`);
   if (existsSync(file)) return file;
   mkdirSync(folder, { recursive: true });
