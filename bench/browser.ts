@@ -15,6 +15,7 @@ import { WEIGHT_STORAGE_CHOICES, type WeightStorageChoice } from "../src/loading
 import { decodeTokensPerSecond, stat, type Figure } from "../src/compare/measure.js";
 import { startServer } from "../src/cli/serve.js";
 import { CHROMIUM, benchWllama, type WllamaRow } from "./wllama.js";
+import type { PeerBenchOptions } from "./peer.js";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const load = () => os.loadavg()[0].toFixed(2);
@@ -85,15 +86,7 @@ export interface BrowserFields {
 /** The browser rows of checkpoint `dir`: the page's decode (one page load per run), then wllama q8_0 and bf16. */
 export async function benchBrowser(
   entry: { name: string; dir: string } & BrowserFields,
-  o: {
-    skipWllama?: boolean;
-    repeats: number;
-    prefill: number[];
-    decodeSteps: number;
-    figureBudgetS: number;
-    childTimeoutS: number;
-    log: (l: string) => void;
-  },
+  o: PeerBenchOptions & { skipWllama?: boolean },
 ): Promise<void> {
   const b: NonNullable<BrowserFields["browser"]> = { wllama: [] };
   entry.browser = b;

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { derivedDir } from "./configs.js";
 import { promptIds, type Figure } from "../src/compare/measure.js";
 import { AutoModelForCausalLM, exportGguf, type FromPretrainedOptions, type GgufExportType } from "../src/index.js";
-import { runPeer, type PeerPlan } from "./peer.js";
+import { runPeer, type PeerBenchOptions, type PeerPlan } from "./peer.js";
 
 export const LLAMA_CPP_VERSION = "3.21.1";
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -180,15 +180,7 @@ export const LLAMA_CPP_TYPES: GgufExportType[] = ["bf16", "q8_0"];
  */
 export async function benchLlamaCpp(
   entry: { name: string; dir: string } & LlamaCppFields,
-  o: {
-    skipLlamaCpp?: boolean;
-    repeats: number;
-    prefill: number[];
-    decodeSteps: number;
-    figureBudgetS: number;
-    childTimeoutS: number;
-    log: (l: string) => void;
-  },
+  o: PeerBenchOptions & { skipLlamaCpp?: boolean },
 ): Promise<void> {
   if (o.skipLlamaCpp) {
     entry.llamaCppNote = "llama.cpp skipped (--skip-llama-cpp)";

@@ -14,6 +14,16 @@ export interface PeerPlan {
   timeoutS: number;
 }
 
+/** What a peer's section of the bench reads from the bench's options (the same protocol as fusekit's rows). */
+export interface PeerBenchOptions {
+  repeats: number;
+  prefill: number[];
+  decodeSteps: number;
+  figureBudgetS: number;
+  childTimeoutS: number;
+  log: (l: string) => void;
+}
+
 /** A peer's figures at one thread count, or why there are none. */
 export interface PeerFigures {
   threads: number;
