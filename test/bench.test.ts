@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AutoModelForCausalLM, Qwen3Config, setBackend, tf } from "fusekit";
 import { threadsFromEnv } from "../src/backend/pool.js";
@@ -287,5 +288,24 @@ describe("bench (in-process, quick)", () => {
     expect(md).toMatch(/## targets: fusion gain/);
     expect(md).toMatch(/## targets: progress/);
     expect(renderTerminal(results)).toContain("tiny-random");
+  });
+});
+
+describe("bench CLI", () => {
+  it("refuses an unknown --configs id by name, listing the known ones, before measuring anything", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+    const run = spawnSync(
+      process.execPath,
+      [path.join(root, "dist/bench/run.js"), "--configs", "none·bf16,none·bf17"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(
+      /unknown configuration id\(s\): none·bf17 \(known: none·f32, none·bf16, .*none·int8·1t\)/,
+    );
+    expect(run.stderr).not.toMatch(/machine: read bandwidth/); // nothing measured
   });
 });
